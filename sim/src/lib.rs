@@ -1,0 +1,11 @@
+//! The ww-sched simulation harness: seeds, and the ordered event trace whose
+//! digest proves a run deterministic.
+//!
+//! Simulations run every node as a turmoil host on one thread, over
+//! [`ww_sched::transport::SimTransport`]. Same seed, same trace.
+
+mod seed;
+mod trace;
+
+pub use seed::{derive_seed, root_seed, SEED_ENV};
+pub use trace::{Trace, TraceLayer};

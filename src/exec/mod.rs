@@ -1,0 +1,17 @@
+//! The WASM sandbox: validation, a module cache, fuel/memory/deadline limits and a WASI subset.
+
+mod cache;
+mod error;
+mod host;
+mod limits;
+mod sandbox;
+mod spec;
+mod wasi;
+
+pub use cache::CacheStats;
+pub use error::{cap_text, ErrorKind, ExecError, MESSAGE_BYTES_MAX};
+pub use host::{ClockFn, HostEnv, RealHost, SeededHost};
+pub use limits::{Limits, WASM_PAGE_BYTES};
+pub use sandbox::{Sandbox, SandboxConfig, FUEL_SLICE, START_SECTION_FUEL};
+pub use spec::{ModuleHash, ModuleRef, RunReport, RunSpec};
+pub use wasi::{errno, WASI_MODULE};

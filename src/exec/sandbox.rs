@@ -1,0 +1,487 @@
+//! The sandbox: compiles and caches modules, runs one export under fuel, memory and
+//! wall-clock limits, and turns every failure into a typed [`ExecError`].
+
+use super::cache::{CacheStats, LruCache};
+use super::error::{ErrorKind, ExecError};
+use super::host::{HostEnv, RealHost};
+use super::spec::{ModuleHash, ModuleRef, RunReport, RunSpec};
+use super::wasi::{base_linker, module_linker, HostState};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard};
+use wasmi::errors::{ErrorKind as WasmiKind, InstantiationError, MemoryError};
+use wasmi::{
+    CompilationMode, Config, Engine, ExternType, Func, FuncType, Linker, Module, ResumableCall,
+    Store, TrapCode, Val, ValType,
+};
+
+/// Fuel handed out per slice; the deadline is checked between slices (a few ms of work).
+pub const FUEL_SLICE: u64 = 4_000_000;
+
+/// Fuel for a module's `start` section, which wasmi cannot pause to check the deadline.
+pub const START_SECTION_FUEL: u64 = 100_000_000;
+
+/// Sandbox-wide settings.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    /// Compiled modules kept; the least recently used is evicted beyond this.
+    pub cache_modules_max: usize,
+    /// Largest module accepted, in bytes.
+    pub module_bytes_max: usize,
+    /// Bytes kept per output stream (stdout, stderr); the rest is dropped.
+    pub output_bytes_max: usize,
+    /// Clock and randomness for guests and deadlines.
+    pub host: Arc<dyn HostEnv>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            cache_modules_max: 64,
+            module_bytes_max: 16 * 1024 * 1024,
+            output_bytes_max: 64 * 1024,
+            host: Arc::new(RealHost),
+        }
+    }
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("cache_modules_max", &self.cache_modules_max)
+            .field("module_bytes_max", &self.module_bytes_max)
+            .field("output_bytes_max", &self.output_bytes_max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A compiled module with the linker that satisfies its imports.
+#[derive(Clone)]
+struct Compiled {
+    module: Module,
+    linker: Arc<Linker<HostState>>,
+}
+
+/// Runs WASM exports in isolation; shareable across threads (`Send + Sync`).
+pub struct Sandbox {
+    engine: Engine,
+    base_linker: Linker<HostState>,
+    cache: Mutex<LruCache<Compiled>>,
+    config: SandboxConfig,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("config", &self.config)
+            .field("cache", &self.cache_stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why guest execution stopped early: an engine error, or a limit this module enforced.
+enum Stop {
+    Wasm(wasmi::Error),
+    Limit(ExecError),
+}
+
+/// Hands out fuel in slices, enforcing `fuel_max` and the deadline between slices.
+struct Meter {
+    fuel_max: u64,
+    granted: u64,
+    deadline_ns: u64,
+    host: Arc<dyn HostEnv>,
+}
+
+impl Meter {
+    fn used(&self, store: &Store<HostState>) -> u64 {
+        self.granted.saturating_sub(store.get_fuel().unwrap_or(0))
+    }
+
+    fn check_deadline(&self) -> Result<(), ExecError> {
+        if self.host.monotonic_ns() >= self.deadline_ns {
+            return Err(ExecError::new(
+                ErrorKind::Deadline,
+                "wall-clock time limit exceeded",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds a slice (at least `required`) of fuel, or says which limit is exhausted.
+    fn refill(&mut self, store: &mut Store<HostState>, required: u64) -> Result<(), ExecError> {
+        let left = store.get_fuel().unwrap_or(0);
+        let budget = self.fuel_max.saturating_sub(self.granted);
+        if budget == 0 || budget.saturating_add(left) < required {
+            return Err(ExecError::new(
+                ErrorKind::FuelExhausted,
+                format!("fuel limit of {} exhausted", self.fuel_max),
+            ));
+        }
+        self.check_deadline()?;
+        let add = budget.min(FUEL_SLICE.max(required));
+        store
+            .set_fuel(left.saturating_add(add))
+            .map_err(|e| ExecError::new(ErrorKind::Internal, e.to_string()))?;
+        self.granted += add;
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Cache state stays consistent even if a holder panicked: every update is one insert.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Sandbox {
+    /// Creates a sandbox with its own engine and module cache.
+    pub fn new(config: SandboxConfig) -> Self {
+        let mut wasm_config = Config::default();
+        wasm_config
+            .consume_fuel(true)
+            // One memory per instance keeps the page limit a per-run total.
+            .wasm_multi_memory(false)
+            // Eager compilation keeps fuel_used independent of what was run before.
+            .compilation_mode(CompilationMode::Eager);
+        let engine = Engine::new(&wasm_config);
+        let base_linker = match base_linker(&engine) {
+            Ok(linker) => linker,
+            Err(error) => {
+                // Only a duplicate name in our own table can cause this; fall back to no WASI.
+                tracing::error!(%error, "building the WASI linker failed");
+                Linker::new(&engine)
+            }
+        };
+        let cache = Mutex::new(LruCache::new(config.cache_modules_max));
+        Self {
+            engine,
+            base_linker,
+            cache,
+            config,
+        }
+    }
+
+    /// The configuration this sandbox was built with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Validates, compiles and caches a module; returns its hash.
+    pub fn insert_module(&self, bytes: &[u8]) -> Result<ModuleHash, ExecError> {
+        self.load(bytes).map(|(hash, _)| hash)
+    }
+
+    /// True if the module is cached (a run by hash would not fail with UnknownModule).
+    pub fn has_module(&self, hash: &ModuleHash) -> bool {
+        lock(&self.cache).contains(hash)
+    }
+
+    /// Cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        lock(&self.cache).stats()
+    }
+
+    fn load(&self, bytes: &[u8]) -> Result<(ModuleHash, Compiled), ExecError> {
+        if bytes.len() > self.config.module_bytes_max {
+            return Err(ExecError::new(
+                ErrorKind::ModuleTooLarge,
+                format!(
+                    "module is {} bytes, limit is {}",
+                    bytes.len(),
+                    self.config.module_bytes_max
+                ),
+            ));
+        }
+        // Checked before wasmi sees the bytes: its errors can echo the whole input.
+        if !bytes.starts_with(b"\0asm") {
+            return Err(ExecError::new(
+                ErrorKind::NotWasm,
+                format!("{} bytes without the \\0asm magic", bytes.len()),
+            ));
+        }
+        let hash = ModuleHash::of(bytes);
+        if let Some(compiled) = lock(&self.cache).get(&hash) {
+            return Ok((hash, compiled));
+        }
+        // Compiled outside the lock so one large module does not stall every run;
+        // two threads may then compile the same module, which is only wasted work.
+        lock(&self.cache).record_miss();
+        let module = Module::new(&self.engine, bytes)
+            .map_err(|e| ExecError::new(ErrorKind::BadModule, e.to_string()))?;
+        let linker = Arc::new(module_linker(&self.base_linker, &module)?);
+        let compiled = Compiled { module, linker };
+        lock(&self.cache).insert(hash, compiled.clone());
+        tracing::debug!(module = %hash, bytes = bytes.len(), "compiled module");
+        Ok((hash, compiled))
+    }
+
+    /// Runs `spec.export`; never panics. A module exporting `_start` has it run first
+    /// (a WASI reactor's `_initialize` likewise); `proc_exit(0)` inside `_start` ends it normally.
+    ///
+    /// Arguments for i32 parameters must lie in `i32::MIN..=u32::MAX`; values above
+    /// `i32::MAX` are passed as the same u32 bit pattern, anything else is WrongSignature.
+    /// i32 results come back zero-extended (read as u32), i64 results unchanged.
+    pub fn run(&self, spec: &RunSpec) -> RunReport {
+        match catch_unwind(AssertUnwindSafe(|| self.run_inner(spec))) {
+            Ok(report) => report,
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(panic = %text, "sandbox run panicked");
+                RunReport::failed(ExecError::new(
+                    ErrorKind::Internal,
+                    format!("sandbox panicked: {text}"),
+                ))
+            }
+        }
+    }
+
+    fn run_inner(&self, spec: &RunSpec) -> RunReport {
+        let compiled = match &spec.module {
+            ModuleRef::Bytes(bytes) => self.load(bytes).map(|(_, c)| c),
+            ModuleRef::Hash(hash) => lock(&self.cache).get(hash).ok_or_else(|| {
+                ExecError::new(
+                    ErrorKind::UnknownModule,
+                    format!("module {hash} is not cached"),
+                )
+            }),
+        };
+        let compiled = match compiled {
+            Ok(compiled) => compiled,
+            Err(error) => return RunReport::failed(error),
+        };
+        let inputs = match check_export(&compiled.module, &spec.export, &spec.args) {
+            Ok(inputs) => inputs,
+            Err(error) => return RunReport::failed(error),
+        };
+        let limits = spec.limits;
+        let state = HostState::new(
+            self.config.host.clone(),
+            self.config.output_bytes_max,
+            limits.memory_bytes_max(),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        let mut meter = Meter {
+            fuel_max: limits.fuel_max,
+            granted: 0,
+            deadline_ns: self
+                .config
+                .host
+                .monotonic_ns()
+                .saturating_add(limits.wall_time_ns()),
+            host: self.config.host.clone(),
+        };
+        let outcome = execute(&mut store, &mut meter, &compiled, &spec.export, &inputs);
+        let fuel_used = meter.used(&store);
+        let state = store.into_data();
+        tracing::debug!(export = %spec.export, fuel_used, ok = outcome.is_ok(), "run finished");
+        RunReport {
+            outcome,
+            stdout: state.stdout.data,
+            stderr: state.stderr.data,
+            fuel_used,
+        }
+    }
+}
+
+/// Instantiates, runs `_start`/`_initialize` if present, then the export.
+fn execute(
+    store: &mut Store<HostState>,
+    meter: &mut Meter,
+    compiled: &Compiled,
+    export: &str,
+    inputs: &[Val],
+) -> Result<Vec<i64>, ExecError> {
+    let start_fuel = meter.fuel_max.min(START_SECTION_FUEL);
+    set_fuel(store, start_fuel)?;
+    meter.granted = start_fuel;
+    let instance = compiled
+        .linker
+        .instantiate_and_start(&mut *store, &compiled.module)
+        .map_err(|e| classify(e, ErrorKind::BadModule))?;
+    // Give back what the start section left beyond one slice so the deadline is checked soon.
+    let left = store.get_fuel().unwrap_or(0);
+    if left > FUEL_SLICE {
+        set_fuel(store, FUEL_SLICE)?;
+        meter.granted -= left - FUEL_SLICE;
+    }
+    meter.check_deadline()?;
+
+    let init = if export == "_start" {
+        None
+    } else {
+        instance
+            .get_func(&*store, "_start")
+            .or_else(|| instance.get_func(&*store, "_initialize"))
+    };
+    if let Some(init) = init {
+        match drive(store, meter, &init, &[], &mut []) {
+            Ok(()) => {}
+            Err(Stop::Wasm(e)) if e.i32_exit_status() == Some(0) => {}
+            Err(stop) => return Err(stop_error(stop)),
+        }
+    }
+    let Some(target) = instance.get_func(&*store, export) else {
+        return Err(ExecError::new(ErrorKind::MissingExport, "export vanished"));
+    };
+    let ty = target.ty(&*store);
+    let mut outputs: Vec<Val> = ty.results().iter().map(|t| zero(*t)).collect();
+    match drive(store, meter, &target, inputs, &mut outputs) {
+        Ok(()) => {}
+        Err(Stop::Wasm(e)) if export == "_start" && e.i32_exit_status() == Some(0) => {
+            return Ok(Vec::new())
+        }
+        Err(stop) => return Err(stop_error(stop)),
+    }
+    outputs
+        .iter()
+        .map(|v| match v {
+            Val::I32(x) => Ok(i64::from(*x as u32)),
+            Val::I64(x) => Ok(*x),
+            other => Err(ExecError::new(
+                ErrorKind::Internal,
+                format!("unexpected result type {:?}", other.ty()),
+            )),
+        })
+        .collect()
+}
+
+fn set_fuel(store: &mut Store<HostState>, fuel: u64) -> Result<(), ExecError> {
+    store
+        .set_fuel(fuel)
+        .map_err(|e| ExecError::new(ErrorKind::Internal, e.to_string()))
+}
+
+/// Calls `func` resumably, refilling fuel slice by slice until it finishes or a limit hits.
+fn drive(
+    store: &mut Store<HostState>,
+    meter: &mut Meter,
+    func: &Func,
+    inputs: &[Val],
+    outputs: &mut [Val],
+) -> Result<(), Stop> {
+    let mut call = func
+        .call_resumable(&mut *store, inputs, outputs)
+        .map_err(Stop::Wasm)?;
+    loop {
+        match call {
+            ResumableCall::Finished => return Ok(()),
+            // Host functions never ask to be resumed: their errors (proc_exit, unsupported
+            // WASI calls) end the run.
+            ResumableCall::HostTrap(trap) => return Err(Stop::Wasm(trap.into_host_error())),
+            ResumableCall::OutOfFuel(paused) => {
+                meter
+                    .refill(store, paused.required_fuel())
+                    .map_err(Stop::Limit)?;
+                call = paused.resume(&mut *store, outputs).map_err(Stop::Wasm)?;
+            }
+        }
+    }
+}
+
+fn stop_error(stop: Stop) -> ExecError {
+    match stop {
+        Stop::Limit(error) => error,
+        Stop::Wasm(error) => classify(error, ErrorKind::Trap),
+    }
+}
+
+/// Maps a wasmi error to our kinds; `fallback` is BadModule while instantiating, else Trap.
+fn classify(error: wasmi::Error, fallback: ErrorKind) -> ExecError {
+    if let Some(code) = error.i32_exit_status() {
+        return ExecError::new(ErrorKind::Exit, format!("exit code {code}"));
+    }
+    let kind = match error.kind() {
+        WasmiKind::TrapCode(TrapCode::OutOfFuel) => ErrorKind::FuelExhausted,
+        WasmiKind::TrapCode(TrapCode::GrowthOperationLimited)
+        | WasmiKind::Memory(MemoryError::ResourceLimiterDeniedAllocation)
+        | WasmiKind::Instantiation(InstantiationError::FailedToInstantiateMemory(
+            MemoryError::ResourceLimiterDeniedAllocation,
+        )) => ErrorKind::MemoryLimit,
+        WasmiKind::Fuel(_) => ErrorKind::FuelExhausted,
+        WasmiKind::TrapCode(_) | WasmiKind::Host(_) | WasmiKind::Message(_) => ErrorKind::Trap,
+        WasmiKind::Func(_) => ErrorKind::WrongSignature,
+        WasmiKind::Linker(_) | WasmiKind::Instantiation(_) => ErrorKind::BadModule,
+        _ => fallback,
+    };
+    ExecError::new(kind, error.to_string())
+}
+
+fn zero(ty: ValType) -> Val {
+    match ty {
+        ValType::I64 => Val::I64(0),
+        _ => Val::I32(0),
+    }
+}
+
+/// Checks the export's signature and converts the arguments.
+fn check_export(module: &Module, export: &str, args: &[i64]) -> Result<Vec<Val>, ExecError> {
+    let ty: FuncType = match module.get_export(export) {
+        Some(ExternType::Func(ty)) => ty,
+        Some(_) => {
+            return Err(ExecError::new(
+                ErrorKind::MissingExport,
+                format!("export {export:?} is not a function"),
+            ))
+        }
+        None => {
+            return Err(ExecError::new(
+                ErrorKind::MissingExport,
+                format!("no export named {export:?}"),
+            ))
+        }
+    };
+    let wrong = |message: String| ExecError::new(ErrorKind::WrongSignature, message);
+    let int = |t: &ValType| matches!(t, ValType::I32 | ValType::I64);
+    if !ty.params().iter().all(int) || !ty.results().iter().all(int) {
+        return Err(wrong(format!(
+            "export {export:?} has type {:?} -> {:?}; only i32/i64 are supported",
+            ty.params(),
+            ty.results()
+        )));
+    }
+    if ty.params().len() != args.len() {
+        return Err(wrong(format!(
+            "export {export:?} takes {} arguments, {} given",
+            ty.params().len(),
+            args.len()
+        )));
+    }
+    ty.params()
+        .iter()
+        .zip(args)
+        .enumerate()
+        .map(|(i, (t, &arg))| match t {
+            ValType::I64 => Ok(Val::I64(arg)),
+            _ => match i32::try_from(arg) {
+                Ok(v) => Ok(Val::I32(v)),
+                Err(_) => u32::try_from(arg)
+                    .map(|v| Val::I32(v as i32))
+                    .map_err(|_| wrong(format!("argument {i} ({arg}) does not fit in i32"))),
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::Limits;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn sandbox_is_send_and_sync() {
+        assert_send_sync::<Sandbox>();
+        assert_send_sync::<SandboxConfig>();
+    }
+
+    #[test]
+    fn default_limits_are_sane() {
+        let limits = Limits::default();
+        assert_eq!(limits.memory_bytes_max(), 64 * 1024 * 1024);
+    }
+}

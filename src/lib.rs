@@ -1,0 +1,14 @@
+//! ww-sched: a distributed job scheduler for WebAssembly tasks on a Wetware-style
+//! cluster stack.
+//!
+//! Layers, bottom up (each uses only those below it): [`transport`] (the one
+//! networking seam, libp2p or turmoil), [`rpc`] (Cap'n Proto capabilities over any
+//! transport), [`exec`] (the WASM sandbox), [`worker`] (the `Worker` capability).
+//! [`schema`] holds the Rust generated from `schema/*.capnp`.
+
+pub mod exec;
+pub mod rpc;
+pub mod schema;
+pub mod tasks;
+pub mod transport;
+pub mod worker;

@@ -1,0 +1,69 @@
+//! Cap'n Proto capabilities over any [`Transport`]: serve a bootstrap capability on
+//! a protocol, connect to a peer's, and bound every wait.
+//!
+//! capnp-rpc is `!Send`, so everything here runs on one thread: a node's RPC lives
+//! on a current-thread tokio runtime with a [`tokio::task::LocalSet`] (see
+//! [`block_on_local`]); turmoil hosts already run that way.
+
+mod connection;
+mod error;
+mod serve;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use connection::{connect, Connection};
+pub use error::RpcError;
+pub use serve::{serve, ServeHandle};
+
+/// Timeouts for connecting and calling.
+#[derive(Clone, Copy, Debug)]
+pub struct RpcConfig {
+    /// Dialing, handshaking and bootstrapping a connection.
+    pub connect_timeout: Duration,
+    /// One call, from sending to the answer.
+    pub call_timeout: Duration,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            connect_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Words a received message may traverse: 64 MiB, room for a 16 MiB module twice over.
+pub const TRAVERSAL_LIMIT_WORDS: usize = 8 * 1024 * 1024;
+
+fn reader_options() -> capnp::message::ReaderOptions {
+    let mut options = capnp::message::ReaderOptions::new();
+    options.traversal_limit_in_words(Some(TRAVERSAL_LIMIT_WORDS));
+    options
+}
+
+/// Awaits an RPC `call` for at most `timeout`; a hang becomes [`RpcError::Timeout`].
+pub async fn call_with_timeout<T>(
+    what: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, capnp::Error>>,
+) -> Result<T, RpcError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(RpcError::from),
+        Err(_) => Err(RpcError::Timeout {
+            what: what.to_string(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }),
+    }
+}
+
+/// Runs `future` on a new current-thread runtime inside a `LocalSet`: the shape
+/// every real node's RPC thread has.
+pub fn block_on_local<F: Future>(future: F) -> std::io::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    Ok(local.block_on(&runtime, future))
+}

@@ -1,0 +1,119 @@
+//! The one seam all networking goes through.
+//!
+//! A [`Transport`] gives a node an identity, lets it listen, open byte streams to a
+//! peer by protocol name, accept streams for a protocol, and send datagrams for
+//! discovery. Two implementations exist: [`Libp2pTransport`] for real hosts and
+//! [`SimTransport`] for seeded turmoil simulations. Nothing outside this module (and
+//! the `sim` crate) names a libp2p or turmoil type.
+
+mod address_book;
+mod error;
+mod handshake;
+mod id;
+mod p2p;
+mod sim;
+mod udp;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::Stream;
+
+pub use error::TransportError;
+pub use id::{Address, Identity, PeerId, Protocol};
+pub use p2p::{Libp2pConfig, Libp2pTransport};
+pub use sim::{SimConfig, SimTransport};
+pub use udp::UdpDatagram;
+
+/// A node's access to the network.
+///
+/// Clones share one underlying node. Methods never block without a bound: every
+/// network wait either completes or fails with [`TransportError::Timeout`].
+pub trait Transport: Clone + Send + Sync + 'static {
+    /// A bidirectional, ordered, reliable byte stream to one peer.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Inbound streams for one protocol, each with the dialer's verified id.
+    type Incoming: Stream<Item = (PeerId, Self::Stream)> + Unpin + Send + 'static;
+    /// A datagram socket (unicast and multicast) for discovery.
+    type Datagram: Datagram;
+
+    /// This node's id.
+    fn local_peer_id(&self) -> PeerId;
+
+    /// Starts listening on `address` and returns the address actually bound
+    /// (port 0 is resolved to the port the system chose).
+    fn listen(
+        &self,
+        address: Address,
+    ) -> impl Future<Output = Result<Address, TransportError>> + Send;
+
+    /// Every address this node currently listens on.
+    fn listen_addresses(&self) -> Vec<Address>;
+
+    /// Remembers that `peer` may be reached at `address`.
+    fn add_peer_address(&self, peer: PeerId, address: Address) -> Result<(), TransportError>;
+
+    /// Opens a stream to `peer` speaking `protocol`, connecting first if needed.
+    fn dial(
+        &self,
+        peer: PeerId,
+        protocol: &Protocol,
+    ) -> impl Future<Output = Result<Self::Stream, TransportError>> + Send;
+
+    /// Accepts inbound streams for `protocol`; dropping the result stops accepting.
+    fn accept(&self, protocol: &Protocol) -> Result<Self::Incoming, TransportError>;
+
+    /// Binds a datagram socket on `address` (port 0 lets the system choose).
+    fn bind_datagram(
+        &self,
+        address: SocketAddr,
+    ) -> impl Future<Output = Result<Self::Datagram, TransportError>> + Send;
+}
+
+/// An unreliable, unordered datagram socket, as discovery needs.
+pub trait Datagram: Send + Sync + 'static {
+    /// The address this socket is bound to.
+    fn local_addr(&self) -> Result<SocketAddr, TransportError>;
+
+    /// Sends one datagram to `target`, which may be a multicast group.
+    fn send_to(
+        &self,
+        payload: &[u8],
+        target: SocketAddr,
+    ) -> impl Future<Output = Result<usize, TransportError>> + Send;
+
+    /// Receives one datagram into `buffer`, returning its length and sender.
+    fn recv_from(
+        &self,
+        buffer: &mut [u8],
+    ) -> impl Future<Output = Result<(usize, SocketAddr), TransportError>> + Send;
+
+    /// Joins the IPv4 multicast `group` on the interface with address `interface`.
+    fn join_multicast_v4(&self, group: Ipv4Addr, interface: Ipv4Addr)
+        -> Result<(), TransportError>;
+}
+
+/// Waits for `future` at most `timeout`, turning a hang into [`TransportError::Timeout`].
+pub async fn with_timeout<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    future: impl Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(result) => result,
+        Err(_) => Err(TransportError::Timeout {
+            what: what.to_string(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        }),
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking holder poisoned it: every
+/// critical section here leaves the data consistent at each step.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

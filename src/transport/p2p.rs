@@ -1,0 +1,333 @@
+//! The real-host transport: libp2p with TCP, noise and yamux (QUIC behind the
+//! `quic` feature), libp2p-stream for protocol streams, and identify.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{identify, noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
+use tokio::sync::{mpsc, oneshot};
+
+use super::address_book::AddressBook;
+use super::{lock, Address, Identity, PeerId, Protocol, Transport, TransportError, UdpDatagram};
+
+/// The agent string that identify advertises.
+const PROTOCOL_VERSION: &str = "/ww-sched/0.1.0";
+/// Commands waiting for the swarm task; senders fail fast beyond this.
+const COMMAND_QUEUE_MAX: usize = 256;
+
+/// Settings of a [`Libp2pTransport`].
+#[derive(Clone)]
+pub struct Libp2pConfig {
+    /// The node's key pair.
+    pub identity: Identity,
+    /// How long opening a stream (including connecting) may take.
+    pub dial_timeout: Duration,
+    /// How long a connection with no open stream is kept.
+    pub idle_connection_timeout: Duration,
+}
+
+impl Libp2pConfig {
+    /// Defaults that work on a laptop: 10 s dial timeout, 60 s idle connections.
+    pub fn new(identity: Identity) -> Self {
+        Libp2pConfig {
+            identity,
+            dial_timeout: Duration::from_secs(10),
+            idle_connection_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    addresses: AddressBook,
+    stream: libp2p_stream::Behaviour,
+    identify: identify::Behaviour,
+}
+
+enum Command {
+    Listen {
+        address: Multiaddr,
+        reply: oneshot::Sender<Result<Multiaddr, String>>,
+    },
+    AddAddress {
+        peer: libp2p::PeerId,
+        address: Multiaddr,
+    },
+    /// Answered once every earlier command is applied, so a dial sees the
+    /// addresses added before it.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// A libp2p node behind the [`Transport`] trait. Clones share the node; the swarm
+/// runs on a tokio task that stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Libp2pTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    peer_id: PeerId,
+    control: libp2p_stream::Control,
+    commands: mpsc::Sender<Command>,
+    listen_addresses: Arc<Mutex<Vec<Multiaddr>>>,
+    dial_timeout: Duration,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Libp2pTransport {
+    /// Builds the node and starts its swarm task; call from inside a tokio runtime.
+    pub fn new(config: Libp2pConfig) -> Result<Self, TransportError> {
+        let build_error = |e: &dyn std::fmt::Display| TransportError::Listen {
+            address: "(swarm)".into(),
+            detail: e.to_string(),
+        };
+        let peer_id = config.identity.peer_id();
+        let builder = libp2p::SwarmBuilder::with_existing_identity(config.identity.0.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| build_error(&e))?;
+        #[cfg(feature = "quic")]
+        let builder = builder.with_quic();
+        let idle = config.idle_connection_timeout;
+        let swarm = builder
+            .with_behaviour(|key| Behaviour {
+                addresses: AddressBook::default(),
+                stream: libp2p_stream::Behaviour::new(),
+                identify: identify::Behaviour::new(identify::Config::new(
+                    PROTOCOL_VERSION.to_string(),
+                    key.public(),
+                )),
+            })
+            .map_err(|e| build_error(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build();
+        let control = swarm.behaviour().stream.new_control();
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_MAX);
+        let listen_addresses = Arc::new(Mutex::new(Vec::new()));
+        let driver = tokio::spawn(drive_swarm(swarm, receiver, listen_addresses.clone()));
+        Ok(Libp2pTransport {
+            inner: Arc::new(Inner {
+                peer_id,
+                control,
+                commands,
+                listen_addresses,
+                dial_timeout: config.dial_timeout,
+                driver,
+            }),
+        })
+    }
+}
+
+fn parse_multiaddr(address: &Address) -> Result<Multiaddr, TransportError> {
+    address.as_str().parse().map_err(
+        |e: libp2p::multiaddr::Error| TransportError::InvalidAddress {
+            address: address.to_string(),
+            detail: e.to_string(),
+        },
+    )
+}
+
+fn stream_protocol(protocol: &Protocol) -> Result<StreamProtocol, TransportError> {
+    StreamProtocol::try_from_owned(protocol.as_str().to_string())
+        .map_err(|_| TransportError::InvalidProtocol(protocol.to_string()))
+}
+
+impl Transport for Libp2pTransport {
+    type Stream = libp2p::Stream;
+    type Incoming = Libp2pIncoming;
+    type Datagram = UdpDatagram;
+
+    fn local_peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    async fn listen(&self, address: Address) -> Result<Address, TransportError> {
+        let multiaddr = parse_multiaddr(&address)?;
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Listen {
+                address: multiaddr,
+                reply,
+            })
+            .await
+            .map_err(|_| TransportError::Shutdown)?;
+        let bound = answer.await.map_err(|_| TransportError::Shutdown)?;
+        bound
+            .map(|a| Address::new(a.to_string()))
+            .map_err(|detail| TransportError::Listen {
+                address: address.to_string(),
+                detail,
+            })
+    }
+
+    fn listen_addresses(&self) -> Vec<Address> {
+        lock(&self.inner.listen_addresses)
+            .iter()
+            .map(|a| Address::new(a.to_string()))
+            .collect()
+    }
+
+    fn add_peer_address(&self, peer: PeerId, address: Address) -> Result<(), TransportError> {
+        let multiaddr = parse_multiaddr(&address)?;
+        self.inner
+            .commands
+            .try_send(Command::AddAddress {
+                peer: peer.0,
+                address: multiaddr,
+            })
+            .map_err(|_| TransportError::Shutdown)
+    }
+
+    async fn dial(
+        &self,
+        peer: PeerId,
+        protocol: &Protocol,
+    ) -> Result<Self::Stream, TransportError> {
+        let wire_protocol = stream_protocol(protocol)?;
+        let mut control = self.inner.control.clone();
+        let what = format!("dial {peer} for {protocol}");
+        let protocol_name = protocol.to_string();
+        let commands = self.inner.commands.clone();
+        super::with_timeout(&what, self.inner.dial_timeout, async move {
+            let (reply, applied) = oneshot::channel();
+            commands
+                .send(Command::Barrier(reply))
+                .await
+                .map_err(|_| TransportError::Shutdown)?;
+            applied.await.map_err(|_| TransportError::Shutdown)?;
+            control
+                .open_stream(peer.0, wire_protocol)
+                .await
+                .map_err(|e| match e {
+                    libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => {
+                        TransportError::UnsupportedProtocol {
+                            peer,
+                            protocol: protocol_name,
+                        }
+                    }
+                    other => TransportError::Dial {
+                        peer,
+                        protocol: protocol_name,
+                        detail: other.to_string(),
+                    },
+                })
+        })
+        .await
+    }
+
+    fn accept(&self, protocol: &Protocol) -> Result<Self::Incoming, TransportError> {
+        let wire_protocol = stream_protocol(protocol)?;
+        let mut control = self.inner.control.clone();
+        control
+            .accept(wire_protocol)
+            .map(Libp2pIncoming)
+            .map_err(|_| TransportError::AlreadyAccepting(protocol.to_string()))
+    }
+
+    async fn bind_datagram(&self, address: SocketAddr) -> Result<Self::Datagram, TransportError> {
+        UdpDatagram::bind(address).await
+    }
+}
+
+/// Inbound libp2p streams for one protocol.
+pub struct Libp2pIncoming(libp2p_stream::IncomingStreams);
+
+impl futures::Stream for Libp2pIncoming {
+    type Item = (PeerId, libp2p::Stream);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0
+            .poll_next_unpin(cx)
+            .map(|next| next.map(|(peer, stream)| (PeerId(peer), stream)))
+    }
+}
+
+/// Runs the swarm: answers commands and keeps the listen-address list current.
+async fn drive_swarm(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    listen_addresses: Arc<Mutex<Vec<Multiaddr>>>,
+) {
+    let mut pending_listens: Vec<(libp2p::core::transport::ListenerId, oneshot::Sender<_>)> =
+        Vec::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Listen { address, reply }) => match swarm.listen_on(address) {
+                    Ok(id) => pending_listens.push((id, reply)),
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                },
+                Some(Command::AddAddress { peer, address }) => {
+                    swarm.add_peer_address(peer, address);
+                }
+                Some(Command::Barrier(reply)) => {
+                    let _ = reply.send(());
+                }
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    tracing::info!(%address, "listening");
+                    lock(&listen_addresses).push(address.clone());
+                    if let Some(at) = pending_listens.iter().position(|(id, _)| *id == listener_id) {
+                        let (_, reply) = pending_listens.swap_remove(at);
+                        let _ = reply.send(Ok(address));
+                    }
+                }
+                SwarmEvent::ExpiredListenAddr { address, .. } => {
+                    lock(&listen_addresses).retain(|a| a != &address);
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                    if let Some(at) = pending_listens.iter().position(|(id, _)| *id == listener_id) {
+                        let (_, reply) = pending_listens.swap_remove(at);
+                        let detail = match reason {
+                            Ok(()) => "listener closed".to_string(),
+                            Err(e) => e.to_string(),
+                        };
+                        let _ = reply.send(Err(detail));
+                    }
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    if let Some(at) = pending_listens.iter().position(|(id, _)| *id == listener_id) {
+                        let (_, reply) = pending_listens.swap_remove(at);
+                        let _ = reply.send(Err(error.to_string()));
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
+                    // Remember where a peer says it listens, so later dials can reach it.
+                    for address in info.listen_addrs {
+                        swarm.add_peer_address(peer_id, address);
+                    }
+                }
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                }
+                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+                    tracing::debug!(peer = %peer_id, ?cause, "disconnected");
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                    tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                }
+                _ => {}
+            },
+        }
+    }
+}

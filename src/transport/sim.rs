@@ -1,0 +1,393 @@
+//! The simulated transport: turmoil TCP and UDP, with a small handshake that carries
+//! the dialer's id and the protocol name. One TCP connection per stream.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::io::{AsyncRead, AsyncWrite};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+
+use super::handshake::{read_frame, write_frame, Ack, AckStatus, Hello};
+use super::{lock, Address, Datagram, Identity, PeerId, Protocol, Transport, TransportError};
+
+/// Settings of a [`SimTransport`].
+#[derive(Clone)]
+pub struct SimConfig {
+    /// The node's key pair, usually from [`SimConfig::from_seed`].
+    pub identity: Identity,
+    /// How long connecting plus the handshake may take.
+    pub dial_timeout: Duration,
+    /// Inbound streams waiting per protocol; further dialers get `Busy`.
+    pub accept_queue_max: usize,
+}
+
+impl SimConfig {
+    /// A node whose identity is derived from the simulation seed and its host name,
+    /// so the same seed always gives the same ids.
+    pub fn from_seed(seed: u64, host: &str) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"ww-sim node identity");
+        hasher.update(seed.to_le_bytes());
+        hasher.update(host.as_bytes());
+        let secret: [u8; 32] = hasher.finalize().into();
+        SimConfig {
+            identity: Identity::from_secret(secret),
+            dial_timeout: Duration::from_secs(5),
+            accept_queue_max: 64,
+        }
+    }
+}
+
+type AcceptQueues = BTreeMap<Protocol, mpsc::Sender<(PeerId, SimStream)>>;
+
+/// A node in a turmoil simulation behind the [`Transport`] trait. Must be used
+/// inside a turmoil host.
+#[derive(Clone)]
+pub struct SimTransport {
+    inner: Arc<SimInner>,
+}
+
+struct SimInner {
+    identity: Identity,
+    peer_id: PeerId,
+    config: SimConfig,
+    listen_addresses: Mutex<Vec<Address>>,
+    address_book: Mutex<BTreeMap<PeerId, Vec<Address>>>,
+    accept_queues: Arc<Mutex<AcceptQueues>>,
+    listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for SimInner {
+    fn drop(&mut self) {
+        for listener in lock(&self.listeners).drain(..) {
+            listener.abort();
+        }
+    }
+}
+
+impl SimTransport {
+    /// Creates the node; nothing listens until [`Transport::listen`].
+    pub fn new(config: SimConfig) -> Self {
+        let peer_id = config.identity.peer_id();
+        SimTransport {
+            inner: Arc::new(SimInner {
+                identity: config.identity.clone(),
+                peer_id,
+                config,
+                listen_addresses: Mutex::new(Vec::new()),
+                address_book: Mutex::new(BTreeMap::new()),
+                accept_queues: Arc::new(Mutex::new(BTreeMap::new())),
+                listeners: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The node's key pair.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+}
+
+/// A simulated address: `/dns4/<host>/tcp/<port>` or `/ip4/<a.b.c.d>/tcp/<port>`.
+struct SimAddress {
+    host: String,
+    port: u16,
+}
+
+fn parse_address(address: &Address) -> Result<SimAddress, TransportError> {
+    let invalid = |detail: &str| TransportError::InvalidAddress {
+        address: address.to_string(),
+        detail: detail.to_string(),
+    };
+    let parts: Vec<&str> = address.as_str().split('/').collect();
+    match parts.as_slice() {
+        ["", "dns4" | "ip4", host, "tcp", port] if !host.is_empty() => Ok(SimAddress {
+            host: (*host).to_string(),
+            port: port.parse().map_err(|_| invalid("bad port"))?,
+        }),
+        _ => Err(invalid(
+            "expected /dns4/<host>/tcp/<port> or /ip4/<ip>/tcp/<port>",
+        )),
+    }
+}
+
+impl Transport for SimTransport {
+    type Stream = SimStream;
+    type Incoming = SimIncoming;
+    type Datagram = SimDatagram;
+
+    fn local_peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    async fn listen(&self, address: Address) -> Result<Address, TransportError> {
+        let parsed = parse_address(&address)?;
+        let listen_error = |detail: String| TransportError::Listen {
+            address: address.to_string(),
+            detail,
+        };
+        let listener = turmoil::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, parsed.port))
+            .await
+            .map_err(|e| listen_error(e.to_string()))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| listen_error(e.to_string()))?
+            .port();
+        let bound = Address::new(format!("/dns4/{}/tcp/{}", parsed.host, port));
+        tracing::debug!(address = %bound, "sim listening");
+        let task = tokio::spawn(accept_connections(
+            listener,
+            self.inner.peer_id,
+            self.inner.accept_queues.clone(),
+            self.inner.config.dial_timeout,
+        ));
+        lock(&self.inner.listeners).push(task);
+        lock(&self.inner.listen_addresses).push(bound.clone());
+        Ok(bound)
+    }
+
+    fn listen_addresses(&self) -> Vec<Address> {
+        lock(&self.inner.listen_addresses).clone()
+    }
+
+    fn add_peer_address(&self, peer: PeerId, address: Address) -> Result<(), TransportError> {
+        parse_address(&address)?;
+        let mut book = lock(&self.inner.address_book);
+        let known = book.entry(peer).or_default();
+        if !known.contains(&address) {
+            known.push(address);
+        }
+        Ok(())
+    }
+
+    async fn dial(
+        &self,
+        peer: PeerId,
+        protocol: &Protocol,
+    ) -> Result<Self::Stream, TransportError> {
+        let addresses = lock(&self.inner.address_book)
+            .get(&peer)
+            .cloned()
+            .unwrap_or_default();
+        if addresses.is_empty() {
+            return Err(TransportError::NoAddress(peer));
+        }
+        let what = format!("dial {peer} for {protocol}");
+        let hello = Hello {
+            dialer: self.inner.peer_id,
+            protocol: protocol.clone(),
+        };
+        super::with_timeout(&what, self.inner.config.dial_timeout, async {
+            let mut last_error = TransportError::NoAddress(peer);
+            for address in &addresses {
+                match dial_address(address, peer, &hello).await {
+                    Ok(stream) => {
+                        tracing::debug!(%peer, %protocol, %address, "sim dial ok");
+                        return Ok(stream);
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, %protocol, %address, error = %e, "sim dial failed");
+                        last_error = e;
+                    }
+                }
+            }
+            Err(last_error)
+        })
+        .await
+    }
+
+    fn accept(&self, protocol: &Protocol) -> Result<Self::Incoming, TransportError> {
+        let mut queues = lock(&self.inner.accept_queues);
+        if queues.get(protocol).is_some_and(|q| !q.is_closed()) {
+            return Err(TransportError::AlreadyAccepting(protocol.to_string()));
+        }
+        let (sender, receiver) = mpsc::channel(self.inner.config.accept_queue_max.max(1));
+        queues.insert(protocol.clone(), sender);
+        Ok(SimIncoming(receiver))
+    }
+
+    async fn bind_datagram(&self, address: SocketAddr) -> Result<Self::Datagram, TransportError> {
+        turmoil::net::UdpSocket::bind(address)
+            .await
+            .map(SimDatagram)
+            .map_err(|e| TransportError::io(format!("bind simulated udp {address}"), e))
+    }
+}
+
+async fn dial_address(
+    address: &Address,
+    peer: PeerId,
+    hello: &Hello,
+) -> Result<SimStream, TransportError> {
+    let target = parse_address(address)?;
+    let dial_error = |detail: String| TransportError::Dial {
+        peer,
+        protocol: hello.protocol.to_string(),
+        detail,
+    };
+    let tcp = turmoil::net::TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| dial_error(e.to_string()))?;
+    let mut stream = SimStream(tcp.compat());
+    write_frame(&mut stream, &hello.encode()).await?;
+    let ack = Ack::decode(&read_frame(&mut stream).await?)?;
+    if ack.listener != peer {
+        return Err(TransportError::PeerMismatch {
+            expected: peer,
+            actual: ack.listener,
+        });
+    }
+    match ack.status {
+        AckStatus::Accepted => Ok(stream),
+        AckStatus::Unsupported => Err(TransportError::UnsupportedProtocol {
+            peer,
+            protocol: hello.protocol.to_string(),
+        }),
+        AckStatus::Busy => Err(dial_error("accept queue full".into())),
+    }
+}
+
+/// Accepts TCP connections and runs each handshake on its own task, so a slow
+/// dialer never holds up the others.
+async fn accept_connections(
+    listener: turmoil::net::TcpListener,
+    local: PeerId,
+    queues: Arc<Mutex<AcceptQueues>>,
+    handshake_timeout: Duration,
+) {
+    loop {
+        let (tcp, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "sim accept failed; listener stops");
+                return;
+            }
+        };
+        let queues = queues.clone();
+        tokio::spawn(async move {
+            let handshake = answer_handshake(SimStream(tcp.compat()), local, &queues);
+            match tokio::time::timeout(handshake_timeout, handshake).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%from, error = %e, "sim handshake refused"),
+                Err(_) => tracing::debug!(%from, "sim handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn answer_handshake(
+    mut stream: SimStream,
+    local: PeerId,
+    queues: &Mutex<AcceptQueues>,
+) -> Result<(), TransportError> {
+    let hello = Hello::decode(&read_frame(&mut stream).await?)?;
+    let queue = lock(queues).get(&hello.protocol).cloned();
+    let permit = match &queue {
+        None => Err(AckStatus::Unsupported),
+        Some(queue) => queue.try_reserve().map_err(|e| match e {
+            mpsc::error::TrySendError::Closed(()) => AckStatus::Unsupported,
+            mpsc::error::TrySendError::Full(()) => AckStatus::Busy,
+        }),
+    };
+    let status = match &permit {
+        Ok(_) => AckStatus::Accepted,
+        Err(status) => *status,
+    };
+    write_frame(
+        &mut stream,
+        &Ack {
+            status,
+            listener: local,
+        }
+        .encode(),
+    )
+    .await?;
+    if let Ok(permit) = permit {
+        tracing::debug!(dialer = %hello.dialer, protocol = %hello.protocol, "sim stream accepted");
+        permit.send((hello.dialer, stream));
+    }
+    Ok(())
+}
+
+/// A simulated byte stream (one turmoil TCP connection).
+pub struct SimStream(Compat<turmoil::net::TcpStream>);
+
+impl AsyncRead for SimStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SimStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// Inbound simulated streams for one protocol.
+pub struct SimIncoming(mpsc::Receiver<(PeerId, SimStream)>);
+
+impl futures::Stream for SimIncoming {
+    type Item = (PeerId, SimStream);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A simulated UDP socket.
+pub struct SimDatagram(turmoil::net::UdpSocket);
+
+impl Datagram for SimDatagram {
+    fn local_addr(&self) -> Result<SocketAddr, TransportError> {
+        self.0
+            .local_addr()
+            .map_err(|e| TransportError::io("simulated udp local address", e))
+    }
+
+    async fn send_to(&self, payload: &[u8], target: SocketAddr) -> Result<usize, TransportError> {
+        self.0
+            .send_to(payload, target)
+            .await
+            .map_err(|e| TransportError::io(format!("simulated udp send to {target}"), e))
+    }
+
+    async fn recv_from(&self, buffer: &mut [u8]) -> Result<(usize, SocketAddr), TransportError> {
+        self.0
+            .recv_from(buffer)
+            .await
+            .map_err(|e| TransportError::io("simulated udp receive", e))
+    }
+
+    fn join_multicast_v4(
+        &self,
+        group: Ipv4Addr,
+        interface: Ipv4Addr,
+    ) -> Result<(), TransportError> {
+        self.0
+            .join_multicast_v4(group, interface)
+            .map_err(|e| TransportError::io(format!("join simulated multicast {group}"), e))
+    }
+}

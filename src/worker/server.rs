@@ -1,0 +1,161 @@
+//! The worker's side of the `Worker` interface.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use capnp::capability::Rc;
+use tokio::sync::Semaphore;
+
+use super::wire;
+use crate::exec::{Limits, ModuleRef, RunReport, RunSpec, Sandbox};
+use crate::schema::worker_capnp::worker;
+
+/// Where WASM runs relative to the RPC thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecMode {
+    /// On tokio's blocking pool, so a long run never stalls RPC (real hosts).
+    Blocking,
+    /// On the RPC thread itself, so simulations stay single-threaded and deterministic.
+    Inline,
+}
+
+/// How a worker runs tasks.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Where WASM runs.
+    pub mode: ExecMode,
+    /// Runs at once; further calls wait for a slot.
+    pub slots: usize,
+    /// The most a task may ask for; a zero limit in a request means this value.
+    pub limits_max: Limits,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            mode: ExecMode::Blocking,
+            slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            limits_max: Limits::default(),
+        }
+    }
+}
+
+/// Serves the `Worker` interface over a shared [`Sandbox`].
+pub struct WorkerServer {
+    sandbox: Arc<Sandbox>,
+    config: WorkerConfig,
+    slots: Arc<Semaphore>,
+    runs_started: AtomicU64,
+}
+
+impl WorkerServer {
+    /// A worker over `sandbox`.
+    pub fn new(sandbox: Arc<Sandbox>, config: WorkerConfig) -> Self {
+        let slots = Arc::new(Semaphore::new(config.slots.max(1)));
+        WorkerServer {
+            sandbox,
+            config,
+            slots,
+            runs_started: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs started since the worker began (including failed ones).
+    pub fn runs_started(&self) -> u64 {
+        self.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// Wraps the server as a capability client that can be served or passed around.
+    pub fn into_client(self) -> worker::Client {
+        capnp_rpc::new_client(self)
+    }
+
+    /// Clamps requested limits to the worker's maximums; zero asks for the maximum.
+    fn clamp(&self, requested: Limits) -> Limits {
+        let max = self.config.limits_max;
+        let pick = |asked: u64, most: u64| if asked == 0 { most } else { asked.min(most) };
+        Limits {
+            fuel_max: pick(requested.fuel_max, max.fuel_max),
+            memory_pages_max: pick(
+                u64::from(requested.memory_pages_max),
+                u64::from(max.memory_pages_max),
+            ) as u32,
+            wall_time_ms: pick(requested.wall_time_ms, max.wall_time_ms),
+        }
+    }
+
+    /// Runs one spec in a free slot, on or off the RPC thread as configured.
+    async fn execute(&self, spec: RunSpec) -> Result<RunReport, capnp::Error> {
+        let _slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| capnp::Error::failed("worker is shutting down".into()))?;
+        self.runs_started.fetch_add(1, Ordering::Relaxed);
+        match self.config.mode {
+            ExecMode::Inline => Ok(self.sandbox.run(&spec)),
+            ExecMode::Blocking => {
+                let sandbox = self.sandbox.clone();
+                tokio::task::spawn_blocking(move || sandbox.run(&spec))
+                    .await
+                    .map_err(|e| capnp::Error::failed(format!("sandbox thread failed: {e}")))
+            }
+        }
+    }
+}
+
+impl worker::Server for WorkerServer {
+    async fn assign(
+        self: Rc<Self>,
+        params: worker::AssignParams,
+        mut results: worker::AssignResults,
+    ) -> Result<(), capnp::Error> {
+        let params = params.get()?;
+        let spec = RunSpec {
+            module: ModuleRef::Bytes(params.get_wasm()?.to_vec()),
+            export: "run".to_string(),
+            args: vec![params.get_input(), params.get_difficulty()],
+            limits: self.clamp(Limits {
+                fuel_max: 0,
+                memory_pages_max: 0,
+                wall_time_ms: 0,
+            }),
+        };
+        let report = self.execute(spec).await?;
+        match report.outcome {
+            Ok(values) => {
+                let first = values.first().ok_or_else(|| {
+                    capnp::Error::failed("wrong_signature: export `run` returned no value".into())
+                })?;
+                results.get().set_result(first.to_string());
+                Ok(())
+            }
+            Err(e) => Err(capnp::Error::failed(format!(
+                "{}: {}",
+                e.kind().as_str(),
+                e.message()
+            ))),
+        }
+    }
+
+    async fn run(
+        self: Rc<Self>,
+        params: worker::RunParams,
+        mut results: worker::RunResults,
+    ) -> Result<(), capnp::Error> {
+        let mut spec = wire::read_spec(params.get()?.get_spec()?)?;
+        spec.limits = self.clamp(spec.limits);
+        let report = self.execute(spec).await?;
+        wire::write_report(&report, results.get().init_report());
+        Ok(())
+    }
+
+    async fn ping(
+        self: Rc<Self>,
+        _: worker::PingParams,
+        _: worker::PingResults,
+    ) -> Result<(), capnp::Error> {
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! One node calls the Worker on another over the libp2p transport on loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ww_sched::exec::{ErrorKind, Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+use ww_sched::rpc::{self, RpcConfig, RpcError, ServeHandle};
+use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
+use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+use ww_sched::worker::{self, ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
+
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
+
+struct Node {
+    transport: Libp2pTransport,
+    _serving: Option<ServeHandle>,
+}
+
+async fn start_worker() -> Node {
+    let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+    let config = WorkerConfig {
+        mode: ExecMode::Blocking,
+        slots: 2,
+        ..WorkerConfig::default()
+    };
+    let client = WorkerServer::new(sandbox, config).into_client();
+    let serving = rpc::serve(&transport, &worker::worker_protocol(), client.client).unwrap();
+    transport.listen(Address::new(LOOPBACK)).await.unwrap();
+    Node {
+        transport,
+        _serving: Some(serving),
+    }
+}
+
+async fn connect(worker: &Node, config: RpcConfig) -> (Libp2pTransport, RemoteWorker) {
+    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    let peer = worker.transport.local_peer_id();
+    for address in worker.transport.listen_addresses() {
+        caller.add_peer_address(peer, address).unwrap();
+    }
+    let remote = RemoteWorker::connect(&caller, peer, config).await.unwrap();
+    (caller, remote)
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap()
+}
+
+#[test]
+fn assign_over_libp2p_returns_the_hash_puzzle_answer() {
+    rpc::block_on_local(async {
+        let worker = start_worker().await;
+        let (_caller, remote) = connect(&worker, RpcConfig::default()).await;
+        let answer = remote.assign(HASH_PUZZLE_WASM, 7, 3).await.unwrap();
+        assert_eq!(answer, hash_puzzle(7, 3).to_string());
+        remote.ping().await.unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn run_by_hash_after_bytes_and_failures_do_not_stop_the_worker() {
+    rpc::block_on_local(async {
+        let worker = start_worker().await;
+        let (_caller, remote) = connect(&worker, RpcConfig::default()).await;
+        let hash = ModuleHash::of(HASH_PUZZLE_WASM);
+        let by_hash = RunSpec {
+            module: ModuleRef::Hash(hash),
+            export: "run".into(),
+            args: vec![11, 2],
+            limits: Limits::default(),
+        };
+        // Unknown until the bytes were sent once.
+        let report = remote.run(&by_hash).await.unwrap();
+        assert_eq!(report.outcome.unwrap_err().kind(), ErrorKind::UnknownModule);
+        let by_bytes = RunSpec {
+            module: ModuleRef::Bytes(HASH_PUZZLE_WASM.to_vec()),
+            ..by_hash.clone()
+        };
+        let report = remote.run(&by_bytes).await.unwrap();
+        assert_eq!(report.outcome.unwrap(), vec![i64::from(hash_puzzle(11, 2))]);
+        assert!(report.fuel_used > 0);
+        let report = remote.run(&by_hash).await.unwrap();
+        assert_eq!(report.outcome.unwrap(), vec![i64::from(hash_puzzle(11, 2))]);
+
+        let failing = [
+            (
+                wat("(module (func (export \"run\") (loop br 0)))"),
+                ErrorKind::FuelExhausted,
+            ),
+            (
+                wat("(module (func (export \"run\") unreachable))"),
+                ErrorKind::Trap,
+            ),
+            (b"definitely not wasm".to_vec(), ErrorKind::NotWasm),
+            (wat("(module)"), ErrorKind::MissingExport),
+        ];
+        for (module, kind) in failing {
+            let spec = RunSpec {
+                module: ModuleRef::Bytes(module),
+                export: "run".into(),
+                args: vec![],
+                limits: Limits {
+                    fuel_max: 1_000_000,
+                    ..Limits::default()
+                },
+            };
+            let report = remote.run(&spec).await.unwrap();
+            assert_eq!(report.outcome.unwrap_err().kind(), kind);
+            // The worker keeps serving after each failure.
+            let report = remote.run(&by_hash).await.unwrap();
+            assert_eq!(report.outcome.unwrap(), vec![i64::from(hash_puzzle(11, 2))]);
+        }
+        // `assign` turns a task failure into an RPC error that names the kind.
+        let error = remote
+            .assign(&wat("(module (func (export \"run\") (param i64 i64) (result i32) unreachable))"), 1, 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(&error, RpcError::Remote(m) if m.contains("trap")), "{error}");
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_vanished_worker_gives_an_error_not_a_hang() {
+    rpc::block_on_local(async {
+        let mut worker = start_worker().await;
+        let config = RpcConfig {
+            connect_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
+        };
+        let (_caller, remote) = connect(&worker, config).await;
+        remote.ping().await.unwrap();
+        // A run that would take ~2 s is in flight when the worker goes away.
+        let slow = RunSpec {
+            module: ModuleRef::Bytes(wat("(module (func (export \"run\") (loop br 0)))")),
+            export: "run".into(),
+            args: vec![],
+            limits: Limits {
+                fuel_max: u64::MAX,
+                memory_pages_max: 16,
+                wall_time_ms: 2_000,
+            },
+        };
+        let in_flight = remote.run(&slow);
+        let vanish = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            worker._serving = None;
+            drop(worker.transport);
+        };
+        let (result, ()) = tokio::join!(in_flight, vanish);
+        let error = result.unwrap_err();
+        assert!(
+            matches!(error, RpcError::Disconnected(_)),
+            "expected a disconnect, got {error}"
+        );
+        assert!(remote.is_lost());
+        let again = remote.ping().await.unwrap_err();
+        assert!(again.is_connection_lost(), "{again}");
+    })
+    .unwrap();
+}
