@@ -1,42 +1,23 @@
-//! The hash puzzle in the sandbox versus the same algorithm compiled natively.
+//! The hash puzzle in the sandbox versus the same source compiled natively.
 //!
 //! Both use inputs 1..=8 with 3 leading zeros, so the two figures give the
 //! interpretation overhead (including instantiation and fuel metering) as a ratio.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use sha2::{Digest, Sha256};
 use std::hint::black_box;
 use ww_sched::exec::{Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
 
-const WASM: &[u8] = include_bytes!("../tasks/hash-puzzle/hash-puzzle.wasm");
+use ww_sched::tasks::HASH_PUZZLE_WASM as WASM;
 const INPUTS: std::ops::RangeInclusive<u32> = 1..=8;
 const ZEROS: u32 = 3;
 
-/// Native twin of tasks/hash-puzzle/src/lib.rs (hasher cloned after the input's digits).
+/// The task's own source, compiled natively into this bench: the same function.
+#[path = "../tasks/hash-puzzle/src/lib.rs"]
+#[allow(dead_code)]
+mod task;
+
 fn native(input: u32, zeros: u32) -> u32 {
-    let prefix = Sha256::new_with_prefix(input.to_string().as_bytes());
-    let mut counter: u32 = 1;
-    loop {
-        let digest = prefix
-            .clone()
-            .chain_update(counter.to_string().as_bytes())
-            .finalize();
-        let mut lead = 0;
-        for byte in digest {
-            if byte == 0 {
-                lead += 2;
-                continue;
-            }
-            if byte < 0x10 {
-                lead += 1;
-            }
-            break;
-        }
-        if lead >= zeros {
-            return counter;
-        }
-        counter += 1;
-    }
+    task::run(input, zeros)
 }
 
 fn bench(c: &mut Criterion) {

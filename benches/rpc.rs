@@ -1,1 +1,116 @@
-fn main(){}
+//! Sequential round trip of a no-op call (`Worker.ping`): bare capnp-rpc over
+//! loopback TCP versus the same call through the libp2p transport (noise + yamux).
+//!
+//! Both run in one process on one current-thread runtime, client and server
+//! alike, so the ratio isolates what the transport adds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures::AsyncReadExt;
+use tokio::runtime::Runtime;
+use tokio::task::LocalSet;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+use ww_sched::exec::{Sandbox, SandboxConfig};
+use ww_sched::rpc::{self, RpcConfig};
+use ww_sched::schema::worker_capnp::worker;
+use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
+
+fn worker_client() -> worker::Client {
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+    WorkerServer::new(sandbox, WorkerConfig::default()).into_client()
+}
+
+/// The baseline: capnp-rpc's two-party network straight on a tokio TCP socket.
+async fn bare_tcp_client() -> worker::Client {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = worker_client();
+    tokio::task::spawn_local(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        let (reader, writer) = socket.compat().split();
+        let network = twoparty::VatNetwork::new(reader, writer, Side::Server, Default::default());
+        let _ = RpcSystem::new(Box::new(network), Some(server.client)).await;
+    });
+    let socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    let (reader, writer) = socket.compat().split();
+    let network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    let mut system = RpcSystem::new(Box::new(network), None);
+    let client: worker::Client = system.bootstrap(Side::Server);
+    tokio::task::spawn_local(system);
+    client
+}
+
+/// The same capability behind two libp2p transports on loopback.
+async fn libp2p_worker() -> (Vec<Box<dyn std::any::Any>>, RemoteWorker) {
+    let server = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    let serving = rpc::serve(
+        &server,
+        &ww_sched::worker::worker_protocol(),
+        worker_client().client,
+    )
+    .unwrap();
+    let bound = server
+        .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
+        .await
+        .unwrap();
+    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    caller
+        .add_peer_address(server.local_peer_id(), bound)
+        .unwrap();
+    let remote = RemoteWorker::connect(&caller, server.local_peer_id(), RpcConfig::default())
+        .await
+        .unwrap();
+    remote.ping().await.unwrap();
+    let keep: Vec<Box<dyn std::any::Any>> =
+        vec![Box::new(serving), Box::new(server), Box::new(caller)];
+    (keep, remote)
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let local = LocalSet::new();
+    let bare = local.block_on(&runtime, bare_tcp_client());
+    let (_keep, remote) = local.block_on(&runtime, libp2p_worker());
+
+    let mut group = c.benchmark_group("ping_round_trip");
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("bare_capnp_tcp", |b| {
+        b.iter_custom(|iters| {
+            run(&runtime, &local, async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    bare.ping_request().send().promise.await.unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function("libp2p_transport", |b| {
+        b.iter_custom(|iters| {
+            run(&runtime, &local, async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    remote.ping().await.unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+fn run<F: std::future::Future>(runtime: &Runtime, local: &LocalSet, future: F) -> F::Output {
+    local.block_on(runtime, future)
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -7,6 +7,7 @@
 //! [`schema`] holds the Rust generated from `schema/*.capnp`.
 
 pub mod exec;
+pub mod node;
 pub mod rpc;
 pub mod schema;
 pub mod tasks;

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 use ww_sched::exec::{Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
 
-const WASM: &[u8] = include_bytes!("../tasks/hash-puzzle/hash-puzzle.wasm");
+use ww_sched::tasks::HASH_PUZZLE_WASM as WASM;
 
 /// Smallest counter >= 1 whose hex SHA-256 of `input ++ counter` starts with `zeros` '0's.
 fn reference(input: u32, zeros: u32) -> u32 {
@@ -73,6 +73,9 @@ proptest! {
         // Shared so the module is compiled once and every case also exercises the cache.
         static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
         let sandbox = SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()));
-        prop_assert_eq!(in_sandbox(sandbox, input, zeros), reference(input, zeros));
+        let expected = reference(input, zeros);
+        prop_assert_eq!(in_sandbox(sandbox, input, zeros), expected);
+        // The library's native reference (used by benches and the demo) agrees too.
+        prop_assert_eq!(ww_sched::tasks::hash_puzzle(input, zeros), expected);
     }
 }

@@ -4,17 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ww_sched::exec::{ErrorKind, Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
-use ww_sched::rpc::{self, RpcConfig, RpcError, ServeHandle};
+use ww_sched::node::WorkerNode;
+use ww_sched::rpc::{self, RpcConfig, RpcError};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::worker::{self, ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
+use ww_sched::worker::{ExecMode, RemoteWorker, WorkerConfig};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
-struct Node {
-    transport: Libp2pTransport,
-    _serving: Option<ServeHandle>,
-}
+type Node = WorkerNode<Libp2pTransport>;
 
 async fn start_worker() -> Node {
     let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
@@ -24,19 +22,15 @@ async fn start_worker() -> Node {
         slots: 2,
         ..WorkerConfig::default()
     };
-    let client = WorkerServer::new(sandbox, config).into_client();
-    let serving = rpc::serve(&transport, &worker::worker_protocol(), client.client).unwrap();
-    transport.listen(Address::new(LOOPBACK)).await.unwrap();
-    Node {
-        transport,
-        _serving: Some(serving),
-    }
+    WorkerNode::start(transport, sandbox, config, &[Address::new(LOOPBACK)])
+        .await
+        .unwrap()
 }
 
 async fn connect(worker: &Node, config: RpcConfig) -> (Libp2pTransport, RemoteWorker) {
     let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
-    let peer = worker.transport.local_peer_id();
-    for address in worker.transport.listen_addresses() {
+    let peer = worker.peer_id();
+    for address in worker.transport().listen_addresses() {
         caller.add_peer_address(peer, address).unwrap();
     }
     let remote = RemoteWorker::connect(&caller, peer, config).await.unwrap();
@@ -114,10 +108,17 @@ fn run_by_hash_after_bytes_and_failures_do_not_stop_the_worker() {
         }
         // `assign` turns a task failure into an RPC error that names the kind.
         let error = remote
-            .assign(&wat("(module (func (export \"run\") (param i64 i64) (result i32) unreachable))"), 1, 1)
+            .assign(
+                &wat("(module (func (export \"run\") (param i64 i64) (result i32) unreachable))"),
+                1,
+                1,
+            )
             .await
             .unwrap_err();
-        assert!(matches!(&error, RpcError::Remote(m) if m.contains("trap")), "{error}");
+        assert!(
+            matches!(&error, RpcError::Remote(m) if m.contains("trap")),
+            "{error}"
+        );
     })
     .unwrap();
 }
@@ -125,7 +126,7 @@ fn run_by_hash_after_bytes_and_failures_do_not_stop_the_worker() {
 #[test]
 fn a_vanished_worker_gives_an_error_not_a_hang() {
     rpc::block_on_local(async {
-        let mut worker = start_worker().await;
+        let worker = start_worker().await;
         let config = RpcConfig {
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(30),
@@ -146,8 +147,7 @@ fn a_vanished_worker_gives_an_error_not_a_hang() {
         let in_flight = remote.run(&slow);
         let vanish = async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            worker._serving = None;
-            drop(worker.transport);
+            drop(worker);
         };
         let (result, ()) = tokio::join!(in_flight, vanish);
         let error = result.unwrap_err();

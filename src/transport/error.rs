@@ -1,8 +1,8 @@
 //! What can go wrong below the RPC layer.
 
-use super::PeerId;
-
 /// A transport failure; each variant says what was attempted and what state is left.
+///
+/// Peer ids appear in their text form, which keeps the error small enough to pass by value.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The text is not a peer id.
@@ -39,12 +39,12 @@ pub enum TransportError {
     },
     /// We know no address for the peer, so it cannot be dialed.
     #[error("no known address for peer {0}")]
-    NoAddress(PeerId),
+    NoAddress(String),
     /// Opening a stream to the peer failed; no stream exists.
     #[error("dial {peer} for {protocol} failed: {detail}")]
     Dial {
         /// The peer we dialed.
-        peer: PeerId,
+        peer: String,
         /// The protocol we asked for.
         protocol: String,
         /// Why it failed.
@@ -54,7 +54,7 @@ pub enum TransportError {
     #[error("peer {peer} does not support {protocol}")]
     UnsupportedProtocol {
         /// The peer we dialed.
-        peer: PeerId,
+        peer: String,
         /// The protocol we asked for.
         protocol: String,
     },
@@ -62,9 +62,9 @@ pub enum TransportError {
     #[error("dialed {expected} but reached {actual}")]
     PeerMismatch {
         /// The peer we meant to reach.
-        expected: PeerId,
+        expected: String,
         /// The peer that answered.
-        actual: PeerId,
+        actual: String,
     },
     /// A network wait ran past its deadline and was abandoned.
     #[error("{what} timed out after {timeout_ms} ms")]

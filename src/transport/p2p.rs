@@ -217,12 +217,12 @@ impl Transport for Libp2pTransport {
                 .map_err(|e| match e {
                     libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => {
                         TransportError::UnsupportedProtocol {
-                            peer,
+                            peer: peer.to_string(),
                             protocol: protocol_name,
                         }
                     }
                     other => TransportError::Dial {
-                        peer,
+                        peer: peer.to_string(),
                         protocol: protocol_name,
                         detail: other.to_string(),
                     },
@@ -285,7 +285,7 @@ async fn drive_swarm(
             },
             event = swarm.select_next_some() => match event {
                 SwarmEvent::NewListenAddr { listener_id, address } => {
-                    tracing::info!(%address, "listening");
+                    tracing::debug!(%address, "listening");
                     lock(&listen_addresses).push(address.clone());
                     if let Some(at) = pending_listens.iter().position(|(id, _)| *id == listener_id) {
                         let (_, reply) = pending_listens.swap_remove(at);

@@ -176,7 +176,7 @@ impl Transport for SimTransport {
             .cloned()
             .unwrap_or_default();
         if addresses.is_empty() {
-            return Err(TransportError::NoAddress(peer));
+            return Err(TransportError::NoAddress(peer.to_string()));
         }
         let what = format!("dial {peer} for {protocol}");
         let hello = Hello {
@@ -184,7 +184,7 @@ impl Transport for SimTransport {
             protocol: protocol.clone(),
         };
         super::with_timeout(&what, self.inner.config.dial_timeout, async {
-            let mut last_error = TransportError::NoAddress(peer);
+            let mut last_error = TransportError::NoAddress(peer.to_string());
             for address in &addresses {
                 match dial_address(address, peer, &hello).await {
                     Ok(stream) => {
@@ -227,7 +227,7 @@ async fn dial_address(
 ) -> Result<SimStream, TransportError> {
     let target = parse_address(address)?;
     let dial_error = |detail: String| TransportError::Dial {
-        peer,
+        peer: peer.to_string(),
         protocol: hello.protocol.to_string(),
         detail,
     };
@@ -239,14 +239,14 @@ async fn dial_address(
     let ack = Ack::decode(&read_frame(&mut stream).await?)?;
     if ack.listener != peer {
         return Err(TransportError::PeerMismatch {
-            expected: peer,
-            actual: ack.listener,
+            expected: peer.to_string(),
+            actual: ack.listener.to_string(),
         });
     }
     match ack.status {
         AckStatus::Accepted => Ok(stream),
         AckStatus::Unsupported => Err(TransportError::UnsupportedProtocol {
-            peer,
+            peer: peer.to_string(),
             protocol: hello.protocol.to_string(),
         }),
         AckStatus::Busy => Err(dial_error("accept queue full".into())),
@@ -317,6 +317,13 @@ async fn answer_handshake(
 
 /// A simulated byte stream (one turmoil TCP connection).
 pub struct SimStream(Compat<turmoil::net::TcpStream>);
+
+impl std::fmt::Debug for SimStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let peer = self.0.get_ref().peer_addr().ok();
+        f.debug_struct("SimStream").field("peer", &peer).finish()
+    }
+}
 
 impl AsyncRead for SimStream {
     fn poll_read(

@@ -1,0 +1,61 @@
+//! `ww-sched worker`: serve the Worker capability until Ctrl-C.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use ww_sched::exec::{Sandbox, SandboxConfig};
+use ww_sched::node::WorkerNode;
+use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
+use ww_sched::worker::WorkerConfig;
+
+use super::LimitArgs;
+
+/// Flags of `ww-sched worker`.
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Multiaddr to listen on (repeatable). Port 0 picks a free port.
+    #[arg(long = "listen", default_value = "/ip4/0.0.0.0/tcp/0")]
+    listen: Vec<String>,
+    /// Key file holding the node's identity, created if missing, so a restart keeps the
+    /// peer id. Without it every start gets a new id.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Runs at once; more calls wait. Defaults to the number of cores.
+    #[arg(long)]
+    slots: Option<usize>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Starts the worker, prints where to reach it, and serves until Ctrl-C.
+pub async fn run(args: WorkerArgs) -> Result<()> {
+    let identity = match &args.key {
+        Some(path) => Identity::load_or_create(path)?,
+        None => Identity::generate(),
+    };
+    let mut config = WorkerConfig {
+        limits_max: args.limits.limits(),
+        ..WorkerConfig::default()
+    };
+    if let Some(slots) = args.slots {
+        if slots == 0 {
+            bail!("--slots must be at least 1");
+        }
+        config.slots = slots;
+    }
+    let transport = Libp2pTransport::new(Libp2pConfig::new(identity))?;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+    let listen: Vec<Address> = args.listen.iter().map(Address::new).collect();
+    let node = WorkerNode::start(transport, sandbox, config, &listen).await?;
+    // Wildcard listeners report one address per interface just after binding.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    println!("peer id: {}", node.peer_id());
+    for address in node.dial_addresses() {
+        println!("listening on {address}");
+    }
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

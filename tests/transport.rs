@@ -1,0 +1,227 @@
+//! The Transport seam's own promises, on both implementations: identities,
+//! handshake checks, datagrams (unicast and multicast).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use ww_sched::rpc;
+use ww_sched::transport::{
+    Address, Datagram, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, SimConfig,
+    SimTransport, Transport, TransportError,
+};
+
+type HostResult = Result<(), Box<dyn std::error::Error>>;
+
+fn echo_protocol() -> Protocol {
+    Protocol::new("/test/echo").unwrap()
+}
+
+#[test]
+fn key_file_keeps_the_peer_id_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("ww-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("node.key");
+    let first = Identity::load_or_create(&path).unwrap().peer_id();
+    let second = Identity::load_or_create(&path).unwrap().peer_id();
+    assert_eq!(first, second);
+    assert_ne!(first, Identity::generate().peer_id());
+    std::fs::write(&path, b"garbage").unwrap();
+    let error = Identity::load_or_create(&path)
+        .err()
+        .expect("garbage key accepted");
+    assert!(matches!(error, TransportError::KeyFile { .. }), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn peer_ids_and_protocols_parse_or_fail_clearly() {
+    let id = Identity::from_secret([9; 32]).peer_id();
+    let text = id.to_string();
+    assert_eq!(text.parse::<PeerId>().unwrap(), id);
+    assert_eq!(PeerId::from_bytes(&id.to_bytes()).unwrap(), id);
+    assert!("not-a-peer".parse::<PeerId>().is_err());
+    assert!(Protocol::new("no-slash").is_err());
+    assert!(Protocol::new("/has space").is_err());
+    assert!(Protocol::new(format!("/{}", "x".repeat(200))).is_err());
+    let (base, peer) = Address::new(format!("/ip4/127.0.0.1/tcp/1/p2p/{id}"))
+        .split_peer()
+        .unwrap();
+    assert_eq!((base.as_str(), peer), ("/ip4/127.0.0.1/tcp/1", Some(id)));
+}
+
+#[test]
+fn libp2p_streams_echo_and_unknown_protocols_are_refused() {
+    rpc::block_on_local(async {
+        let server = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        let client = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        let mut incoming = server.accept(&echo_protocol()).unwrap();
+        assert!(matches!(
+            server.accept(&echo_protocol()),
+            Err(TransportError::AlreadyAccepting(_))
+        ));
+        let bound = server
+            .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
+            .await
+            .unwrap();
+        assert!(bound.as_str().starts_with("/ip4/127.0.0.1/tcp/"));
+        assert!(!bound.as_str().ends_with("/tcp/0"));
+        client
+            .add_peer_address(server.local_peer_id(), bound)
+            .unwrap();
+        let echo = tokio::task::spawn_local(async move {
+            let (dialer, mut stream) = incoming.next().await.unwrap();
+            let mut buf = [0u8; 5];
+            stream.read_exact(&mut buf).await.unwrap();
+            stream.write_all(&buf).await.unwrap();
+            stream.close().await.unwrap();
+            dialer
+        });
+        let mut stream = client
+            .dial(server.local_peer_id(), &echo_protocol())
+            .await
+            .unwrap();
+        stream.write_all(b"hello").await.unwrap();
+        let mut back = Vec::new();
+        stream.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"hello");
+        assert_eq!(echo.await.unwrap(), client.local_peer_id());
+        let refused = client
+            .dial(
+                server.local_peer_id(),
+                &Protocol::new("/test/nobody").unwrap(),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(TransportError::UnsupportedProtocol { .. })),
+            "{refused:?}"
+        );
+        // A peer we know nothing about cannot be dialed, and says so in bounded time.
+        let unknown = client
+            .dial(Identity::generate().peer_id(), &echo_protocol())
+            .await;
+        assert!(unknown.is_err());
+    })
+    .unwrap();
+}
+
+#[test]
+fn real_udp_datagrams_on_loopback() {
+    rpc::block_on_local(async {
+        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        let loopback: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
+        let a = transport.bind_datagram(loopback).await.unwrap();
+        let b = transport.bind_datagram(loopback).await.unwrap();
+        a.send_to(b"ping", b.local_addr().unwrap()).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (len, from) = tokio::time::timeout(Duration::from_secs(5), b.recv_from(&mut buf))
+            .await
+            .expect("loopback datagram lost")
+            .unwrap();
+        assert_eq!(&buf[..len], b"ping");
+        assert_eq!(from, a.local_addr().unwrap());
+    })
+    .unwrap();
+}
+
+const GROUP: Ipv4Addr = Ipv4Addr::new(228, 8, 8, 8);
+const GROUP_PORT: u16 = 8822;
+
+#[test]
+fn simulated_multicast_reaches_every_member() {
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(5)
+        .simulation_duration(Duration::from_secs(10))
+        .build();
+    for name in ["a", "b"] {
+        sim.client(name, async move {
+            let node = SimTransport::new(SimConfig::from_seed(5, name));
+            let socket = node
+                .bind_datagram((Ipv4Addr::UNSPECIFIED, GROUP_PORT).into())
+                .await?;
+            socket.join_multicast_v4(GROUP, Ipv4Addr::UNSPECIFIED)?;
+            let mut buf = [0u8; 64];
+            let (len, _) = socket.recv_from(&mut buf).await?;
+            if &buf[..len] != b"survey" {
+                return Err("wrong payload".into());
+            }
+            HostResult::Ok(())
+        });
+    }
+    sim.client("sender", async {
+        let node = SimTransport::new(SimConfig::from_seed(5, "sender"));
+        let socket = node
+            .bind_datagram((Ipv4Addr::UNSPECIFIED, 0).into())
+            .await?;
+        // Let the members join first.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        socket
+            .send_to(b"survey", (GROUP, GROUP_PORT).into())
+            .await?;
+        Ok(())
+    });
+    sim.run().unwrap();
+}
+
+#[test]
+fn simulated_handshake_checks_identity_and_protocol() {
+    let seed = 11;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(30))
+        .build();
+    sim.host("server", move || async move {
+        let node = SimTransport::new(SimConfig::from_seed(seed, "server"));
+        let mut incoming = node.accept(&echo_protocol())?;
+        node.listen(Address::new("/dns4/server/tcp/9000")).await?;
+        while let Some((_, mut stream)) = incoming.next().await {
+            // A dialer that finds the wrong peer hangs up after the handshake; that
+            // stream just ends.
+            let mut buf = [0u8; 4];
+            if stream.read_exact(&mut buf).await.is_ok() {
+                stream.write_all(&buf).await?;
+            }
+        }
+        Ok(())
+    });
+    sim.client("client", async move {
+        let node = SimTransport::new(SimConfig::from_seed(seed, "client"));
+        let server = SimConfig::from_seed(seed, "server").identity.peer_id();
+        let impostor = SimConfig::from_seed(seed, "impostor").identity.peer_id();
+        let address = Address::new("/dns4/server/tcp/9000");
+        node.add_peer_address(server, address.clone())?;
+        node.add_peer_address(impostor, address)?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        let mut stream = node.dial(server, &echo_protocol()).await?;
+        stream.write_all(b"ping").await?;
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).await?;
+        assert_eq!(&buf, b"ping");
+
+        let wrong_peer = node.dial(impostor, &echo_protocol()).await;
+        assert!(
+            matches!(wrong_peer, Err(TransportError::PeerMismatch { .. })),
+            "{wrong_peer:?}"
+        );
+        let unknown = node.dial(server, &Protocol::new("/test/none")?).await;
+        assert!(
+            matches!(unknown, Err(TransportError::UnsupportedProtocol { .. })),
+            "{unknown:?}"
+        );
+        let nobody = Identity::from_secret([1; 32]).peer_id();
+        let no_address = node.dial(nobody, &echo_protocol()).await;
+        assert!(matches!(no_address, Err(TransportError::NoAddress(_))));
+        // Same seed, same ids: simulations can name nodes before they start.
+        assert_eq!(
+            SimConfig::from_seed(seed, "server").identity.peer_id(),
+            server
+        );
+        assert_ne!(
+            SimConfig::from_seed(seed + 1, "server").identity.peer_id(),
+            server
+        );
+        Ok(())
+    });
+    sim.run().unwrap();
+}
