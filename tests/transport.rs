@@ -225,3 +225,16 @@ fn simulated_handshake_checks_identity_and_protocol() {
     });
     sim.run().unwrap();
 }
+
+#[test]
+fn signatures_verify_only_for_the_signer_and_the_message() {
+    let alice = Identity::from_secret([1; 32]);
+    let bob = Identity::from_secret([2; 32]);
+    let signature = alice.sign(b"survey");
+    assert_eq!(signature.len(), 64);
+    assert!(alice.peer_id().verify(b"survey", &signature));
+    assert!(!bob.peer_id().verify(b"survey", &signature));
+    assert!(!alice.peer_id().verify(b"surveY", &signature));
+    assert!(!alice.peer_id().verify(b"survey", &signature[..63]));
+    assert!(!alice.peer_id().verify(b"survey", b""));
+}

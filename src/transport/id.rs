@@ -16,6 +16,20 @@ impl PeerId {
         self.0.to_bytes()
     }
 
+    /// Checks that `signature` is this peer's signature of `message`. Only ids that
+    /// embed their public key (ed25519 ids do) can be checked; others never verify.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        const IDENTITY_MULTIHASH: u64 = 0x00;
+        let multihash: &libp2p::multihash::Multihash<64> = self.0.as_ref();
+        if multihash.code() != IDENTITY_MULTIHASH {
+            return false;
+        }
+        match libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()) {
+            Ok(key) => key.verify(message, signature),
+            Err(_) => false,
+        }
+    }
+
     /// Parses canonical bytes produced by [`PeerId::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TransportError> {
         libp2p::PeerId::from_bytes(bytes)
@@ -86,6 +100,14 @@ impl Identity {
             }
             Err(e) => Err(key_error(e.to_string())),
         }
+    }
+
+    /// Signs `message` with the node's private key (ed25519: 64 bytes).
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        // ed25519 signing cannot fail; only RSA and secp256k1 keys, never made here, can.
+        self.0
+            .sign(message)
+            .expect("ed25519 signing is infallible")
     }
 
     /// The id that this key pair names.
