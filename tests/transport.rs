@@ -238,3 +238,35 @@ fn signatures_verify_only_for_the_signer_and_the_message() {
     assert!(!alice.peer_id().verify(b"survey", &signature[..63]));
     assert!(!alice.peer_id().verify(b"survey", b""));
 }
+
+#[test]
+fn real_multicast_on_loopback_reaches_every_member_on_the_host() {
+    rpc::block_on_local(async {
+        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        // A port from the OS, so parallel test runs never share a group port.
+        let port = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let group = std::net::SocketAddrV4::new(Ipv4Addr::new(228, 8, 8, 8), port);
+        let a = transport
+            .bind_multicast(group, Ipv4Addr::LOCALHOST)
+            .await
+            .unwrap();
+        let b = transport
+            .bind_multicast(group, Ipv4Addr::LOCALHOST)
+            .await
+            .unwrap();
+        a.send_to(b"survey", group.into()).await.unwrap();
+        for member in [&a, &b] {
+            let mut buf = [0u8; 16];
+            let (len, _) = tokio::time::timeout(Duration::from_secs(5), member.recv_from(&mut buf))
+                .await
+                .expect("multicast datagram not delivered on loopback")
+                .unwrap();
+            assert_eq!(&buf[..len], b"survey");
+        }
+    })
+    .unwrap();
+}

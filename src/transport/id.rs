@@ -105,9 +105,7 @@ impl Identity {
     /// Signs `message` with the node's private key (ed25519: 64 bytes).
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         // ed25519 signing cannot fail; only RSA and secp256k1 keys, never made here, can.
-        self.0
-            .sign(message)
-            .expect("ed25519 signing is infallible")
+        self.0.sign(message).expect("ed25519 signing is infallible")
     }
 
     /// The id that this key pair names.

@@ -15,7 +15,7 @@ mod sim;
 mod udp;
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::Stream;
@@ -68,6 +68,15 @@ pub trait Transport: Clone + Send + Sync + 'static {
     fn bind_datagram(
         &self,
         address: SocketAddr,
+    ) -> impl Future<Output = Result<Self::Datagram, TransportError>> + Send;
+
+    /// Binds a socket that receives `group`'s datagrams on `interface` (other
+    /// processes on the host may bind the same group and port) and sends to the
+    /// group through that interface, hearing its own host's members too.
+    fn bind_multicast(
+        &self,
+        group: SocketAddrV4,
+        interface: Ipv4Addr,
     ) -> impl Future<Output = Result<Self::Datagram, TransportError>> + Send;
 }
 

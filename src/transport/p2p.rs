@@ -1,7 +1,7 @@
 //! The real-host transport: libp2p with TCP, noise and yamux (QUIC behind the
 //! `quic` feature), libp2p-stream for protocol streams, and identify.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -242,6 +242,14 @@ impl Transport for Libp2pTransport {
 
     async fn bind_datagram(&self, address: SocketAddr) -> Result<Self::Datagram, TransportError> {
         UdpDatagram::bind(address).await
+    }
+
+    async fn bind_multicast(
+        &self,
+        group: SocketAddrV4,
+        interface: Ipv4Addr,
+    ) -> Result<Self::Datagram, TransportError> {
+        UdpDatagram::bind_multicast(group, interface)
     }
 }
 

@@ -2,7 +2,7 @@
 //! the dialer's id and the protocol name. One TCP connection per stream.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -217,6 +217,19 @@ impl Transport for SimTransport {
             .await
             .map(SimDatagram)
             .map_err(|e| TransportError::io(format!("bind simulated udp {address}"), e))
+    }
+
+    async fn bind_multicast(
+        &self,
+        group: SocketAddrV4,
+        _interface: Ipv4Addr,
+    ) -> Result<Self::Datagram, TransportError> {
+        // turmoil hosts have one interface; it only accepts 0.0.0.0 or 127.0.0.1 here.
+        let socket = self
+            .bind_datagram((Ipv4Addr::UNSPECIFIED, group.port()).into())
+            .await?;
+        socket.join_multicast_v4(*group.ip(), Ipv4Addr::UNSPECIFIED)?;
+        Ok(socket)
     }
 }
 
