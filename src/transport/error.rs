@@ -77,6 +77,17 @@ pub enum TransportError {
     /// Some protocol is already being accepted; accept it once and share the stream.
     #[error("protocol {0} is already being accepted")]
     AlreadyAccepting(String),
+    /// Topic names are 1 to 128 bytes.
+    #[error("invalid topic name {0:?}: must be 1 to 128 bytes")]
+    InvalidTopic(String),
+    /// The message is larger than the pubsub medium carries; nothing was sent.
+    #[error("payload of {len} bytes exceeds the {max}-byte limit; nothing was sent")]
+    PayloadTooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The transport's background task has stopped; the transport is unusable.
     #[error("transport is shut down")]
     Shutdown,

@@ -12,6 +12,7 @@ mod handshake;
 mod id;
 mod p2p;
 mod sim;
+mod topic;
 mod udp;
 
 use std::future::Future;
@@ -24,6 +25,7 @@ pub use error::TransportError;
 pub use id::{Address, Identity, PeerId, Protocol};
 pub use p2p::{Libp2pConfig, Libp2pTransport};
 pub use sim::{SimConfig, SimTransport};
+pub use topic::{TopicMessage, TopicReceiver, TOPIC_PAYLOAD_MAX, TOPIC_QUEUE_MAX};
 pub use udp::UdpDatagram;
 
 /// A node's access to the network.
@@ -69,6 +71,27 @@ pub trait Transport: Clone + Send + Sync + 'static {
         &self,
         address: SocketAddr,
     ) -> impl Future<Output = Result<Self::Datagram, TransportError>> + Send;
+
+    /// Ensures a connection to `peer` (using its known addresses) so that topic
+    /// messages can flow; returns once the attempt has started.
+    fn connect(&self, peer: PeerId) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Receives the topic's messages published by other nodes, from now on.
+    fn subscribe_topic(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<TopicReceiver, TransportError>> + Send;
+
+    /// Publishes `payload` on `topic`, best effort: success means handed to the
+    /// medium, not delivered.
+    fn publish_topic(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Topic messages this node lost because a subscriber was full.
+    fn topic_messages_dropped(&self) -> u64;
 
     /// Binds a socket that receives `group`'s datagrams on `interface` (other
     /// processes on the host may bind the same group and port) and sends to the

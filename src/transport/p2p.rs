@@ -8,12 +8,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{identify, noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
+use libp2p::{gossipsub, identify, noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_book::AddressBook;
-use super::{lock, Address, Identity, PeerId, Protocol, Transport, TransportError, UdpDatagram};
+use super::topic::{check_topic, TopicMessage, TopicSubscribers, TOPIC_PAYLOAD_MAX};
+use super::{
+    lock, Address, Identity, PeerId, Protocol, TopicReceiver, Transport, TransportError,
+    UdpDatagram,
+};
 
 /// The agent string that identify advertises.
 const PROTOCOL_VERSION: &str = "/ww-sched/0.1.0";
@@ -47,6 +52,7 @@ struct Behaviour {
     addresses: AddressBook,
     stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
+    gossipsub: gossipsub::Behaviour,
 }
 
 enum Command {
@@ -57,6 +63,19 @@ enum Command {
     AddAddress {
         peer: libp2p::PeerId,
         address: Multiaddr,
+    },
+    Connect {
+        peer: libp2p::PeerId,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Subscribe {
+        topic: String,
+        reply: oneshot::Sender<TopicReceiver>,
+    },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
     /// Answered once every earlier command is applied, so a dial sees the
     /// addresses added before it.
@@ -75,6 +94,7 @@ struct Inner {
     control: libp2p_stream::Control,
     commands: mpsc::Sender<Command>,
     listen_addresses: Arc<Mutex<Vec<Multiaddr>>>,
+    topics: Arc<Mutex<TopicSubscribers>>,
     dial_timeout: Duration,
     driver: tokio::task::JoinHandle<()>,
 }
@@ -104,8 +124,19 @@ impl Libp2pTransport {
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
         let idle = config.idle_connection_timeout;
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .max_transmit_size(TOPIC_PAYLOAD_MAX + 1024)
+            .build()
+            .map_err(|e| build_error(&e))?;
         let swarm = builder
             .with_behaviour(|key| Behaviour {
+                // Strict validation with signed messages authenticates every origin.
+                gossipsub: gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip_config,
+                )
+                .expect("signed authenticity with a valid config is accepted"),
                 addresses: AddressBook::default(),
                 stream: libp2p_stream::Behaviour::new(),
                 identify: identify::Behaviour::new(identify::Config::new(
@@ -119,17 +150,35 @@ impl Libp2pTransport {
         let control = swarm.behaviour().stream.new_control();
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE_MAX);
         let listen_addresses = Arc::new(Mutex::new(Vec::new()));
-        let driver = tokio::spawn(drive_swarm(swarm, receiver, listen_addresses.clone()));
+        let topics = Arc::new(Mutex::new(TopicSubscribers::default()));
+        let driver = tokio::spawn(drive_swarm(
+            swarm,
+            receiver,
+            listen_addresses.clone(),
+            topics.clone(),
+        ));
         Ok(Libp2pTransport {
             inner: Arc::new(Inner {
                 peer_id,
                 control,
                 commands,
                 listen_addresses,
+                topics,
                 dial_timeout: config.dial_timeout,
                 driver,
             }),
         })
+    }
+}
+
+impl Libp2pTransport {
+    /// Queues a command for the swarm task.
+    async fn command(&self, command: Command) -> Result<(), TransportError> {
+        self.inner
+            .commands
+            .send(command)
+            .await
+            .map_err(|_| TransportError::Shutdown)
     }
 }
 
@@ -240,6 +289,49 @@ impl Transport for Libp2pTransport {
             .map_err(|_| TransportError::AlreadyAccepting(protocol.to_string()))
     }
 
+    async fn connect(&self, peer: PeerId) -> Result<(), TransportError> {
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Connect {
+            peer: peer.0,
+            reply,
+        })
+        .await?;
+        let outcome = answer.await.map_err(|_| TransportError::Shutdown)?;
+        outcome.map_err(|detail| TransportError::Dial {
+            peer: peer.to_string(),
+            protocol: "(connection)".into(),
+            detail,
+        })
+    }
+
+    async fn subscribe_topic(&self, topic: &str) -> Result<TopicReceiver, TransportError> {
+        check_topic(topic, 0)?;
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Subscribe {
+            topic: topic.to_string(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| TransportError::Shutdown)
+    }
+
+    async fn publish_topic(&self, topic: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+        check_topic(topic, payload.len())?;
+        let (reply, answer) = oneshot::channel();
+        self.command(Command::Publish {
+            topic: topic.to_string(),
+            payload,
+            reply,
+        })
+        .await?;
+        let outcome = answer.await.map_err(|_| TransportError::Shutdown)?;
+        outcome.map_err(|detail| TransportError::io("publish", std::io::Error::other(detail)))
+    }
+
+    fn topic_messages_dropped(&self) -> u64 {
+        lock(&self.inner.topics).dropped()
+    }
+
     async fn bind_datagram(&self, address: SocketAddr) -> Result<Self::Datagram, TransportError> {
         UdpDatagram::bind(address).await
     }
@@ -271,6 +363,7 @@ async fn drive_swarm(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
     listen_addresses: Arc<Mutex<Vec<Multiaddr>>>,
+    topics: Arc<Mutex<TopicSubscribers>>,
 ) {
     let mut pending_listens: Vec<(libp2p::core::transport::ListenerId, oneshot::Sender<_>)> =
         Vec::new();
@@ -286,6 +379,35 @@ async fn drive_swarm(
                 },
                 Some(Command::AddAddress { peer, address }) => {
                     swarm.add_peer_address(peer, address);
+                }
+                Some(Command::Connect { peer, reply }) => {
+                    let options = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let outcome = match swarm.dial(options) {
+                        Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = reply.send(outcome);
+                }
+                Some(Command::Subscribe { topic, reply }) => {
+                    let (receiver, first) = lock(&topics).add(&topic);
+                    if first {
+                        let topic = gossipsub::IdentTopic::new(topic);
+                        if let Err(e) = swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                            tracing::warn!(%topic, error = %e, "gossipsub subscribe failed");
+                        }
+                    }
+                    let _ = reply.send(receiver);
+                }
+                Some(Command::Publish { topic, payload, reply }) => {
+                    let topic = gossipsub::IdentTopic::new(topic);
+                    let outcome = match swarm.behaviour_mut().gossipsub.publish(topic, payload) {
+                        // Best effort: with nobody to hear it, a message is simply not heard.
+                        Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = reply.send(outcome);
                 }
                 Some(Command::Barrier(reply)) => {
                     let _ = reply.send(());
@@ -323,6 +445,17 @@ async fn drive_swarm(
                     // Remember where a peer says it listens, so later dials can reach it.
                     for address in info.listen_addrs {
                         swarm.add_peer_address(peer_id, address);
+                    }
+                }
+                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
+                    // Strict validation means unsigned messages never get here.
+                    if let Some(origin) = message.source {
+                        let delivered = TopicMessage {
+                            topic: message.topic.into_string(),
+                            origin: PeerId(origin),
+                            payload: message.data,
+                        };
+                        lock(&topics).deliver(&delivered);
                     }
                 }
                 SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {

@@ -14,7 +14,13 @@ use tokio::sync::mpsc;
 use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 
 use super::handshake::{read_frame, write_frame, Ack, AckStatus, Hello};
-use super::{lock, Address, Datagram, Identity, PeerId, Protocol, Transport, TransportError};
+use super::topic::{check_topic, sim_frame, TopicSubscribers, TOPIC_PAYLOAD_MAX};
+use super::{
+    lock, Address, Datagram, Identity, PeerId, Protocol, TopicReceiver, Transport, TransportError,
+};
+
+/// The multicast group that carries every simulated topic; receivers filter by topic.
+const PUBSUB_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 77), 7946);
 
 /// Settings of a [`SimTransport`].
 #[derive(Clone)]
@@ -61,6 +67,8 @@ struct SimInner {
     address_book: Mutex<BTreeMap<PeerId, Vec<Address>>>,
     accept_queues: Arc<Mutex<AcceptQueues>>,
     listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pubsub_socket: tokio::sync::OnceCell<Arc<SimDatagram>>,
+    topics: Arc<Mutex<TopicSubscribers>>,
 }
 
 impl Drop for SimInner {
@@ -84,6 +92,8 @@ impl SimTransport {
                 address_book: Mutex::new(BTreeMap::new()),
                 accept_queues: Arc::new(Mutex::new(BTreeMap::new())),
                 listeners: Mutex::new(Vec::new()),
+                pubsub_socket: tokio::sync::OnceCell::new(),
+                topics: Arc::new(Mutex::new(TopicSubscribers::default())),
             }),
         }
     }
@@ -91,6 +101,51 @@ impl SimTransport {
     /// The node's key pair.
     pub fn identity(&self) -> &Identity {
         &self.inner.identity
+    }
+
+    /// The broadcast socket, bound (with its receive loop) on first use.
+    async fn pubsub_socket(&self) -> Result<Arc<SimDatagram>, TransportError> {
+        let socket = self
+            .inner
+            .pubsub_socket
+            .get_or_try_init(|| async {
+                let socket = Arc::new(
+                    self.bind_multicast(PUBSUB_GROUP, Ipv4Addr::UNSPECIFIED)
+                        .await?,
+                );
+                let task = tokio::spawn(receive_broadcasts(
+                    socket.clone(),
+                    self.inner.peer_id,
+                    self.inner.topics.clone(),
+                ));
+                lock(&self.inner.listeners).push(task);
+                Ok::<_, TransportError>(socket)
+            })
+            .await?;
+        Ok(socket.clone())
+    }
+}
+
+/// Delivers broadcast datagrams to this node's topic subscribers.
+async fn receive_broadcasts(
+    socket: Arc<SimDatagram>,
+    local: PeerId,
+    topics: Arc<Mutex<TopicSubscribers>>,
+) {
+    let mut buffer = vec![0u8; TOPIC_PAYLOAD_MAX + 512];
+    loop {
+        let len = match socket.recv_from(&mut buffer).await {
+            Ok((len, _)) => len,
+            Err(e) => {
+                tracing::warn!(error = %e, "sim broadcast receive failed; topics stop");
+                return;
+            }
+        };
+        match sim_frame::decode(&buffer[..len]) {
+            Some(message) if message.origin != local => lock(&topics).deliver(&message),
+            Some(_) => {}
+            None => tracing::debug!(len, "malformed sim broadcast dropped"),
+        }
     }
 }
 
@@ -210,6 +265,29 @@ impl Transport for SimTransport {
         let (sender, receiver) = mpsc::channel(self.inner.config.accept_queue_max.max(1));
         queues.insert(protocol.clone(), sender);
         Ok(SimIncoming(receiver))
+    }
+
+    async fn connect(&self, _peer: PeerId) -> Result<(), TransportError> {
+        // Simulated topics are broadcast, so there is no mesh to join.
+        Ok(())
+    }
+
+    async fn subscribe_topic(&self, topic: &str) -> Result<TopicReceiver, TransportError> {
+        check_topic(topic, 0)?;
+        self.pubsub_socket().await?;
+        Ok(lock(&self.inner.topics).add(topic).0)
+    }
+
+    async fn publish_topic(&self, topic: &str, payload: Vec<u8>) -> Result<(), TransportError> {
+        check_topic(topic, payload.len())?;
+        let socket = self.pubsub_socket().await?;
+        let frame = sim_frame::encode(&self.inner.peer_id, topic, &payload);
+        socket.send_to(&frame, PUBSUB_GROUP.into()).await?;
+        Ok(())
+    }
+
+    fn topic_messages_dropped(&self) -> u64 {
+        lock(&self.inner.topics).dropped()
     }
 
     async fn bind_datagram(&self, address: SocketAddr) -> Result<Self::Datagram, TransportError> {

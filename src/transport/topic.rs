@@ -1,0 +1,190 @@
+//! The pubsub medium a transport provides: best-effort delivery of topic messages
+//! to every node subscribed to the topic, each message tagged with its origin.
+//!
+//! Real hosts use gossipsub (origins authenticated by message signatures); the
+//! simulation broadcasts datagrams to one multicast group. Neither delivers a
+//! node's own messages back to it; the pubsub layer above does that locally.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::mpsc;
+
+use super::PeerId;
+
+/// Messages waiting per transport-level subscriber; beyond this they are dropped.
+pub const TOPIC_QUEUE_MAX: usize = 256;
+/// Largest payload a topic message may carry.
+pub const TOPIC_PAYLOAD_MAX: usize = 8 * 1024;
+/// Longest topic name.
+pub const TOPIC_NAME_MAX: usize = 128;
+
+/// One message received on a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMessage {
+    /// The topic it was published on.
+    pub topic: String,
+    /// The node that published it.
+    pub origin: PeerId,
+    /// What it carries.
+    pub payload: Vec<u8>,
+}
+
+/// Messages of one topic as the transport receives them.
+pub struct TopicReceiver(mpsc::Receiver<TopicMessage>);
+
+impl TopicReceiver {
+    /// The next message; `None` once the transport has shut down.
+    pub async fn recv(&mut self) -> Option<TopicMessage> {
+        self.0.recv().await
+    }
+
+    /// The next message if one is waiting now.
+    pub fn try_recv(&mut self) -> Option<TopicMessage> {
+        self.0.try_recv().ok()
+    }
+}
+
+/// Who, on this node, listens to which topic. Delivery never blocks: a full
+/// subscriber loses the message and the loss is counted.
+#[derive(Default)]
+pub(crate) struct TopicSubscribers {
+    by_topic: BTreeMap<String, Vec<mpsc::Sender<TopicMessage>>>,
+    dropped: u64,
+}
+
+impl TopicSubscribers {
+    /// Adds a subscriber; the flag says whether it is the topic's first.
+    pub(crate) fn add(&mut self, topic: &str) -> (TopicReceiver, bool) {
+        let (sender, receiver) = mpsc::channel(TOPIC_QUEUE_MAX);
+        let senders = self.by_topic.entry(topic.to_string()).or_default();
+        senders.retain(|s| !s.is_closed());
+        let first = senders.is_empty();
+        senders.push(sender);
+        (TopicReceiver(receiver), first)
+    }
+
+    /// Hands `message` to every live subscriber of its topic.
+    pub(crate) fn deliver(&mut self, message: &TopicMessage) {
+        let Some(senders) = self.by_topic.get_mut(&message.topic) else {
+            return;
+        };
+        senders.retain(|sender| match sender.try_send(message.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    /// Messages lost because a subscriber was full.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// Checks a topic name and payload against the medium's limits.
+pub(crate) fn check_topic(topic: &str, payload_len: usize) -> Result<(), super::TransportError> {
+    if topic.is_empty() || topic.len() > TOPIC_NAME_MAX {
+        return Err(super::TransportError::InvalidTopic(
+            topic.chars().take(64).collect(),
+        ));
+    }
+    if payload_len > TOPIC_PAYLOAD_MAX {
+        return Err(super::TransportError::PayloadTooLarge {
+            len: payload_len,
+            max: TOPIC_PAYLOAD_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// The simulated broadcast's datagram: `WWP1`, origin, topic, payload.
+pub(crate) mod sim_frame {
+    use super::{PeerId, TopicMessage};
+
+    const MAGIC: &[u8; 4] = b"WWP1";
+
+    /// Encodes one message as one datagram.
+    pub(crate) fn encode(origin: &PeerId, topic: &str, payload: &[u8]) -> Vec<u8> {
+        let origin = origin.to_bytes();
+        let mut out = Vec::with_capacity(6 + origin.len() + topic.len() + payload.len());
+        out.extend_from_slice(MAGIC);
+        // Both lengths are checked against u8 by `check_topic` and PeerId's size.
+        out.push(origin.len() as u8);
+        out.extend_from_slice(&origin);
+        out.push(topic.len() as u8);
+        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// Decodes a datagram; `None` for anything malformed.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<TopicMessage> {
+        let rest = bytes.strip_prefix(MAGIC.as_slice())?;
+        let (&origin_len, rest) = rest.split_first()?;
+        let origin_len = usize::from(origin_len);
+        if rest.len() < origin_len {
+            return None;
+        }
+        let (origin, rest) = rest.split_at(origin_len);
+        let (&topic_len, rest) = rest.split_first()?;
+        let topic_len = usize::from(topic_len);
+        if rest.len() < topic_len {
+            return None;
+        }
+        let (topic, payload) = rest.split_at(topic_len);
+        Some(TopicMessage {
+            topic: std::str::from_utf8(topic).ok()?.to_string(),
+            origin: PeerId::from_bytes(origin).ok()?,
+            payload: payload.to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Identity;
+
+    #[test]
+    fn sim_frames_round_trip_and_reject_garbage() {
+        let origin = Identity::from_secret([4; 32]).peer_id();
+        let bytes = sim_frame::encode(&origin, "ww", b"beat");
+        let message = sim_frame::decode(&bytes).unwrap();
+        assert_eq!(message.origin, origin);
+        assert_eq!(
+            (message.topic.as_str(), message.payload.as_slice()),
+            ("ww", &b"beat"[..])
+        );
+        for cut in 0..bytes.len() - 4 {
+            // Every cut before the payload is malformed; cuts inside it shorten it.
+            if let Some(m) = sim_frame::decode(&bytes[..cut]) {
+                assert!(m.payload.len() < 4);
+            }
+        }
+        assert!(sim_frame::decode(b"nope").is_none());
+    }
+
+    #[test]
+    fn full_subscribers_lose_messages_and_count_them() {
+        let mut subscribers = TopicSubscribers::default();
+        let (mut receiver, first) = subscribers.add("t");
+        assert!(first);
+        let message = TopicMessage {
+            topic: "t".into(),
+            origin: Identity::from_secret([5; 32]).peer_id(),
+            payload: vec![1],
+        };
+        for _ in 0..TOPIC_QUEUE_MAX + 3 {
+            subscribers.deliver(&message);
+        }
+        assert_eq!(subscribers.dropped(), 3);
+        let mut got = 0;
+        while receiver.0.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, TOPIC_QUEUE_MAX);
+    }
+}
