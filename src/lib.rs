@@ -6,8 +6,11 @@
 //! transport), [`exec`] (the WASM sandbox), [`worker`] (the `Worker` capability).
 //! [`schema`] holds the Rust generated from `schema/*.capnp`.
 
+pub mod boot;
+pub mod cluster;
 pub mod exec;
 pub mod node;
+pub mod pubsub;
 pub mod rpc;
 pub mod schema;
 pub mod tasks;

@@ -30,6 +30,8 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Start a worker node: print its peer id and addresses, then serve until Ctrl-C.
     Worker(cli::worker::WorkerArgs),
+    /// Listen to the cluster's heartbeats for a few seconds and print who is there.
+    Peers(cli::peers::PeersArgs),
     /// Call `assign` on a remote worker and print the result.
     Call(cli::call::CallArgs),
     /// Run a module in the local sandbox, without a network.
@@ -48,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cli::on_node_thread(cli::demo::run(args)),
         Command::Worker(args) => cli::on_node_thread(cli::worker::run(args)),
         Command::Call(args) => cli::on_node_thread(cli::call::run(args)),
+        Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
         Command::RunLocal(args) => cli::run_local::run(args),
     };
     match outcome {

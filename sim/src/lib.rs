@@ -4,6 +4,7 @@
 //! Simulations run every node as a turmoil host on one thread, over
 //! [`ww_sched::transport::SimTransport`]. Same seed, same trace.
 
+pub mod cluster;
 mod seed;
 mod trace;
 

@@ -2,6 +2,7 @@
 
 pub mod call;
 pub mod demo;
+pub mod peers;
 pub mod run_local;
 pub mod worker;
 
@@ -10,7 +11,11 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ww_sched::boot::{AnyDiscovery, DiscoverySpec, DEFAULT_DISCOVER};
+use ww_sched::cluster::{parse_meta, Membership, MembershipConfig};
 use ww_sched::exec::Limits;
+use ww_sched::pubsub::PubSub;
+use ww_sched::transport::{Identity, Transport};
 
 /// Largest module file the CLI reads.
 const MODULE_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -57,4 +62,70 @@ impl LimitArgs {
             wall_time_ms: self.wall_time_ms,
         }
     }
+}
+
+/// How a node finds and joins the cluster.
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// How to find peers: a multicast group (default, this machine only), a CIDR
+    /// block to crawl, a comma-separated list of /p2p/ addresses, or `none`.
+    /// Examples: /ip4/228.8.8.8/udp/8822/multicast/lo, /ip4/10.0.0.0/udp/8822/cidr/24,
+    /// /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW..., multicast://228.8.8.8:8822?iface=10.0.0.2
+    #[arg(long, default_value = DEFAULT_DISCOVER)]
+    pub discover: String,
+    /// The cluster's namespace: only nodes in the same namespace see each other.
+    #[arg(long = "ns", default_value = "ww")]
+    pub namespace: String,
+    /// How long others keep this node in their view without a heartbeat, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub ttl_ms: u32,
+    /// A key=value pair others can select this node by (repeatable).
+    #[arg(long = "meta")]
+    pub meta: Vec<String>,
+    /// The host name others see; defaults to this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+/// This machine's host name, or `localhost` when it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Starts discovery, pubsub and membership for a node.
+pub async fn join_cluster<T: Transport>(
+    transport: &T,
+    identity: Identity,
+    args: &ClusterArgs,
+    announce: bool,
+    extra_meta: &[(&str, &str)],
+) -> Result<Membership> {
+    let spec: DiscoverySpec = args
+        .discover
+        .parse()
+        .with_context(|| format!("--discover {}", args.discover))?;
+    let seed: u64 = rand::random();
+    let discovery = AnyDiscovery::from_spec(&spec, transport, identity, seed).await?;
+    let mut meta = Vec::new();
+    for text in &args.meta {
+        meta.push(parse_meta(text).with_context(|| format!("--meta {text}"))?);
+    }
+    for (key, value) in extra_meta {
+        meta.push((key.to_string(), value.to_string()));
+    }
+    let config = MembershipConfig {
+        namespace: args.namespace.clone(),
+        ttl_ms: args.ttl_ms,
+        host: args.host.clone().unwrap_or_else(host_name),
+        meta,
+        seed,
+        announce,
+    };
+    let pubsub = PubSub::new(transport.clone());
+    Ok(Membership::start(transport.clone(), &pubsub, discovery, config).await?)
 }

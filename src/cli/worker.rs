@@ -11,7 +11,8 @@ use ww_sched::node::WorkerNode;
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
 use ww_sched::worker::WorkerConfig;
 
-use super::LimitArgs;
+use super::{ClusterArgs, LimitArgs};
+use ww_sched::cluster::ViewEvent;
 
 /// Flags of `ww-sched worker`.
 #[derive(Args)]
@@ -28,6 +29,8 @@ pub struct WorkerArgs {
     slots: Option<usize>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// Starts the worker, prints where to reach it, and serves until Ctrl-C.
@@ -46,7 +49,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         }
         config.slots = slots;
     }
-    let transport = Libp2pTransport::new(Libp2pConfig::new(identity))?;
+    let transport = Libp2pTransport::new(Libp2pConfig::new(identity.clone()))?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
     let listen: Vec<Address> = args.listen.iter().map(Address::new).collect();
     let node = WorkerNode::start(transport, sandbox, config, &listen).await?;
@@ -56,6 +59,53 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     for address in node.dial_addresses() {
         println!("listening on {address}");
     }
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+    let membership = super::join_cluster(
+        node.transport(),
+        identity,
+        &args.cluster,
+        true,
+        &[("role", "worker")],
+    )
+    .await?;
+    println!(
+        "joined namespace {} (instance {:016x})",
+        args.cluster.namespace,
+        membership.instance()
+    );
+    let mut events = membership.watch();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            event = events.next() => match event {
+                Some(event) => print_event(&event),
+                None => return Ok(()),
+            },
+        }
+    }
+}
+
+/// One line per membership change, for people and for scripts that wait on it.
+fn print_event(event: &ViewEvent) {
+    match event {
+        ViewEvent::Joined(record) => {
+            let meta: Vec<String> = record
+                .heartbeat
+                .meta()
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!(
+                "peer joined: {} host={} {}",
+                record.peer,
+                record.heartbeat.host(),
+                meta.join(",")
+            );
+        }
+        ViewEvent::Left {
+            peer,
+            instance,
+            reason,
+        } => println!("peer left: {peer} instance={instance:016x} reason={reason:?}"),
+        ViewEvent::Updated(_) => {}
+    }
 }

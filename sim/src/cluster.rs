@@ -1,0 +1,143 @@
+//! A simulated cluster of membership nodes and what each of them observed.
+//!
+//! Every node is a turmoil host running the real stack over [`SimTransport`]:
+//! multicast-survey discovery, pubsub and [`Membership`]. Each records its view
+//! (sampled) and every leave event into shared [`Observations`] that a test reads
+//! between simulation steps.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ww_sched::boot::{MulticastSurvey, SurveyConfig};
+use ww_sched::cluster::{LeaveReason, Membership, MembershipConfig, Query, ViewEvent};
+use ww_sched::pubsub::PubSub;
+use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
+
+use crate::derive_seed;
+
+/// The TCP port every simulated node listens on.
+pub const NODE_PORT: u16 = 7000;
+/// How often a node samples its view into the observations.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One node's reported leave of another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaveSeen {
+    /// Simulated time of the event.
+    pub at: Duration,
+    /// The host that saw it.
+    pub observer: String,
+    /// The peer that left.
+    pub peer: PeerId,
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// What every node saw, shared between hosts and the test.
+#[derive(Default)]
+pub struct Observations {
+    /// Each host's latest sampled view (peer ids) and when it was sampled.
+    pub views: BTreeMap<String, (Duration, BTreeSet<PeerId>)>,
+    /// Every leave event, in order.
+    pub leaves: Vec<LeaveSeen>,
+    /// Each host's number of starts (1 + restarts).
+    pub starts: BTreeMap<String, u64>,
+}
+
+/// Shared, lockable observations.
+pub type SharedObservations = Arc<Mutex<Observations>>;
+
+/// The peer id a host named `name` has under `seed` (stable across restarts).
+pub fn peer_of(seed: u64, name: &str) -> PeerId {
+    SimConfig::from_seed(seed, name).identity.peer_id()
+}
+
+fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// Runs one membership node as the body of turmoil host `name`. Each start
+/// (including after a crash) is a new instance with its own derived seed.
+pub async fn run_member(
+    seed: u64,
+    name: String,
+    ttl_ms: u32,
+    observations: SharedObservations,
+    restarts: Arc<AtomicU64>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let start = restarts.fetch_add(1, Ordering::SeqCst);
+    observations
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .starts
+        .insert(name.clone(), start + 1);
+    let config = SimConfig::from_seed(seed, &name);
+    let identity = config.identity.clone();
+    let transport = SimTransport::new(config);
+    transport
+        .listen(Address::new(format!("/dns4/{name}/tcp/{NODE_PORT}")))
+        .await?;
+    let discovery = MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+    let pubsub = PubSub::new(transport.clone());
+    let membership_config = MembershipConfig {
+        ttl_ms,
+        ..MembershipConfig::new(
+            name.clone(),
+            derive_seed(seed, &format!("{name}/start/{start}")),
+        )
+    };
+    let membership = Membership::start(transport, &pubsub, discovery, membership_config).await?;
+    let mut events = membership.watch();
+    let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                if let Some(ViewEvent::Left { peer, reason, .. }) = event {
+                    tracing::debug!(observer = %name, %peer, ?reason, "sim: leave seen");
+                    observations.lock().unwrap_or_else(|p| p.into_inner()).leaves.push(LeaveSeen {
+                        at: now(),
+                        observer: name.clone(),
+                        peer,
+                        reason,
+                    });
+                }
+            }
+            _ = sample.tick() => {
+                let view: BTreeSet<PeerId> =
+                    membership.view(&Query::all()).into_iter().map(|r| r.peer).collect();
+                observations
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .views
+                    .insert(name.clone(), (now(), view));
+            }
+        }
+    }
+}
+
+/// Adds `names` as membership hosts to `sim`, returning the shared observations.
+pub fn add_members(
+    sim: &mut turmoil::Sim<'_>,
+    seed: u64,
+    names: &[String],
+    ttl_ms: u32,
+) -> SharedObservations {
+    let observations = SharedObservations::default();
+    for name in names {
+        let restarts = Arc::new(AtomicU64::new(0));
+        let observations = observations.clone();
+        let name = name.clone();
+        sim.host(name.clone(), move || {
+            run_member(
+                seed,
+                name.clone(),
+                ttl_ms,
+                observations.clone(),
+                restarts.clone(),
+            )
+        });
+    }
+    observations
+}

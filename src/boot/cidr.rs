@@ -1,0 +1,133 @@
+//! The hosts of an IPv4 block in a seeded pseudo-random order (sans-IO).
+
+use std::net::Ipv4Addr;
+
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Every host address of a block exactly once, in an order fixed by the seed.
+///
+/// The order is `((i * a + b) mod 2^k) xor m` over `i = 0..2^k`, with `a` odd: each
+/// step is a bijection on k-bit numbers, so the whole is a permutation. The network
+/// and broadcast addresses are skipped; /31 and /32 blocks yield nothing.
+#[derive(Clone, Debug)]
+pub struct CidrHosts {
+    network: u32,
+    size: u64,
+    multiplier: u64,
+    offset: u64,
+    mask: u64,
+    index: u64,
+}
+
+impl CidrHosts {
+    /// The hosts of `network/prefix_len` (host bits of `network` are ignored);
+    /// `None` if the prefix is over 32.
+    pub fn new(network: Ipv4Addr, prefix_len: u8, seed: u64) -> Option<Self> {
+        if prefix_len > 32 {
+            return None;
+        }
+        let host_bits = 32 - u32::from(prefix_len);
+        let size = 1u64 << host_bits;
+        let network = u32::from(network) & !((size - 1) as u32);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let low = size - 1;
+        Some(CidrHosts {
+            network,
+            // /31 and /32 have no host addresses to crawl.
+            size: if prefix_len >= 31 { 0 } else { size },
+            multiplier: (rng.next_u64() | 1) & low.max(1),
+            offset: rng.next_u64() & low,
+            mask: rng.next_u64() & low,
+            index: 0,
+        })
+    }
+
+    /// How many host addresses the block has (what a full pass sends to).
+    pub fn host_count(&self) -> u64 {
+        self.size.saturating_sub(2)
+    }
+
+    fn at(&self, index: u64) -> u64 {
+        let low = self.size - 1;
+        (index
+            .wrapping_mul(self.multiplier)
+            .wrapping_add(self.offset)
+            & low)
+            ^ self.mask
+    }
+}
+
+impl Iterator for CidrHosts {
+    type Item = Ipv4Addr;
+
+    fn next(&mut self) -> Option<Ipv4Addr> {
+        while self.index < self.size {
+            let host = self.at(self.index);
+            self.index += 1;
+            if host == 0 || host == self.size - 1 {
+                continue;
+            }
+            return Some(Ipv4Addr::from(self.network | host as u32));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        #[test]
+        fn order_is_a_permutation_of_the_hosts(prefix in 24u8..=32, seed in any::<u64>(), a in any::<u8>()) {
+            let network = Ipv4Addr::new(10, 1, a, 0);
+            let hosts: Vec<_> = CidrHosts::new(network, prefix, seed).expect("valid").collect();
+            let unique: BTreeSet<_> = hosts.iter().copied().collect();
+            prop_assert_eq!(unique.len(), hosts.len());
+            let size = 1u32 << (32 - u32::from(prefix));
+            let base = u32::from(network) & !(size - 1);
+            let expected: BTreeSet<Ipv4Addr> = if prefix >= 31 {
+                BTreeSet::new()
+            } else {
+                (base + 1..base + size - 1).map(Ipv4Addr::from).collect()
+            };
+            prop_assert_eq!(unique, expected);
+        }
+    }
+
+    #[test]
+    fn skips_network_and_broadcast() {
+        let hosts: BTreeSet<_> = CidrHosts::new(Ipv4Addr::new(127, 0, 0, 0), 29, 9)
+            .expect("valid")
+            .collect();
+        let expected: BTreeSet<_> = (1..=6).map(|n| Ipv4Addr::new(127, 0, 0, n)).collect();
+        assert_eq!(hosts, expected);
+    }
+
+    #[test]
+    fn seeds_change_the_order_and_host_bits_are_ignored() {
+        let a: Vec<_> = CidrHosts::new(Ipv4Addr::new(10, 0, 0, 0), 24, 1)
+            .expect("ok")
+            .collect();
+        let b: Vec<_> = CidrHosts::new(Ipv4Addr::new(10, 0, 0, 77), 24, 2)
+            .expect("ok")
+            .collect();
+        assert_ne!(a, b);
+        assert_eq!(
+            a.iter().collect::<BTreeSet<_>>(),
+            b.iter().collect::<BTreeSet<_>>()
+        );
+        assert_eq!(a.len(), 254);
+    }
+
+    #[test]
+    fn large_blocks_are_lazy_and_bad_prefixes_refused() {
+        let mut all = CidrHosts::new(Ipv4Addr::UNSPECIFIED, 0, 5).expect("valid");
+        assert_eq!(all.host_count(), (1u64 << 32) - 2);
+        assert!(all.next().is_some());
+        assert!(CidrHosts::new(Ipv4Addr::UNSPECIFIED, 33, 5).is_none());
+    }
+}

@@ -1,0 +1,103 @@
+//! Finding peers: the [`Discovery`] trait and its implementations.
+//!
+//! - [`MulticastSurvey`] (the default): one signed survey to a UDP multicast group;
+//!   peers advertising the namespace answer to the group, so every searcher hears
+//!   every answer; a node also announces itself once when it starts advertising.
+//! - [`GradualSurvey`]: surveys at distances 0, 1, 2, … with bounded, jittered
+//!   backoff, and stops surveying once a peer is found.
+//! - [`CidrCrawl`]: unicast requests to every host of a block, in a seeded
+//!   pseudo-random order, rate-limited, answered by unicast.
+//! - [`StaticPeers`]: a fixed list.
+//! - Any user type implementing [`Discovery`]; [`AnyDiscovery`] covers the built-ins.
+//!
+//! Every packet travels in a signed envelope ([`packet`]); received packets that are
+//! oversized, malformed, unsigned, mis-signed, signed by someone other than the peer
+//! they name, for a namespace we neither advertise nor search, or our own, are
+//! dropped and counted in [`DiscoveryStats`]. Outgoing packets are rate-limited by a
+//! token bucket behind a bounded queue; a full queue drops and counts.
+//!
+//! # `--discover` grammar
+//!
+//! ```text
+//! spec      = "none"
+//!           | "/ip4/" GROUP "/udp/" PORT "/multicast/" IFACE [ "/survey" ]
+//!           | "/ip4/" NETWORK "/udp/" PORT "/cidr/" PREFIX
+//!           | PEERADDR *( "," PEERADDR )
+//!           | "multicast://" GROUP ":" PORT [ "?iface=" IFACE ]
+//!           | "survey://" GROUP ":" PORT [ "?iface=" IFACE ]      ; gradual survey
+//!           | "cidr://" NETWORK "/" PREFIX ":" PORT
+//!           | "static://" PEERADDR *( "," PEERADDR )
+//! GROUP     = IPv4 address in 224.0.0.0/4
+//! IFACE     = IPv4 address of the interface | "lo" | "lo0"      ; lo = 127.0.0.1 (default)
+//! PREFIX    = 0..32      ; /31 and /32 crawl nothing; network and broadcast are skipped
+//! PORT      = 1..65535
+//! PEERADDR  = multiaddr "/p2p/" peer-id, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…
+//! ```
+//!
+//! The default, [`DEFAULT_DISCOVER`], is `/ip4/228.8.8.8/udp/8822/multicast/lo`: a
+//! default node never sends multicast beyond this machine.
+
+mod any;
+mod cidr;
+mod crawl;
+mod error;
+mod gradual;
+mod node;
+pub mod packet;
+mod rate;
+mod spec;
+mod static_list;
+mod stats;
+mod stream;
+mod survey;
+mod tracker;
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::transport::{Address, PeerId};
+
+pub use any::AnyDiscovery;
+pub use cidr::CidrHosts;
+pub use crawl::{CidrCrawl, CrawlConfig};
+pub use error::{BootError, SpecError};
+pub use gradual::{Backoff, GradualConfig, GradualSchedule, GradualSurvey};
+pub use node::STREAMS_MAX;
+pub use rate::TokenBucket;
+pub use spec::{DiscoverySpec, DEFAULT_DISCOVER, STATIC_ADDRESSES_MAX};
+pub use static_list::StaticPeers;
+pub use stats::{DiscoveryStats, DropReason};
+pub use stream::{Offer, PeerSink, PeerStream, SinkProgress, STREAM_BUFFER, STREAM_SEEN_MAX};
+pub use survey::{
+    id_tail, should_answer, within_distance, MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
+};
+pub use tracker::{Advertised, Granted, NAMESPACES_MAX, TTL_MAX};
+
+/// A peer found by discovery and where it listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's id.
+    pub peer: PeerId,
+    /// Its listen addresses (multiaddr text, without `/p2p/`).
+    pub addresses: Vec<Address>,
+}
+
+/// A way of finding peers by namespace and of being found.
+pub trait Discovery {
+    /// Answers requests for `namespace` until `ttl` elapses (call again to extend); returns the ttl granted.
+    fn advertise(
+        &self,
+        namespace: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Duration, BootError>>;
+
+    /// Peers found in `namespace` as they arrive (deduplicated per stream); ends after `limit` peers, or when the implementation is done (static list), else runs until dropped.
+    fn find_peers(
+        &self,
+        namespace: &str,
+        limit: Option<usize>,
+    ) -> impl Future<Output = Result<PeerStream, BootError>>;
+
+    /// Counters (received, sent, and each drop reason).
+    fn stats(&self) -> DiscoveryStats;
+}

@@ -1,0 +1,374 @@
+//! The socket driver shared by the survey and the crawl: a receive loop that checks
+//! and dispatches packets, and a rate-limited send loop fed by a bounded queue.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::packet::{self, Body, Packet, ADDRESSES_MAX, ADDRESS_MAX_BYTES};
+use super::rate::TokenBucket;
+use super::stats::{DiscoveryStats, DropReason, StatsCell};
+use super::stream::{Offer, PeerSink, PeerStream, SinkProgress, TaskGuard};
+use super::survey::should_answer;
+use super::tracker::{check_namespace, Advertised, Granted};
+use super::{BootError, PeerInfo};
+use crate::transport::{Address, Datagram, Identity, PeerId, Transport};
+
+/// How many `find_peers` streams may be open on one socket at once.
+pub const STREAMS_MAX: usize = 64;
+/// How long the receive loop pauses after a socket error, so a broken socket cannot spin.
+const RECV_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Socket-level settings common to every socket-based discovery.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeConfig {
+    /// Where surveys are answered: the group (survey) or `None` (answer the sender).
+    pub group: Option<SocketAddr>,
+    pub rate_per_s: u32,
+    pub burst: u32,
+    pub datagram_max_bytes: usize,
+    pub send_queue_max: usize,
+}
+
+/// One outgoing datagram.
+pub(crate) struct Outgoing {
+    bytes: Vec<u8>,
+    target: SocketAddr,
+}
+
+/// State the socket tasks and the discovery object share (all on one thread).
+pub(crate) struct Shared {
+    identity: Identity,
+    local: PeerId,
+    addresses: Box<dyn Fn() -> Vec<Address>>,
+    advertised: RefCell<Advertised>,
+    sinks: RefCell<BTreeMap<String, Vec<PeerSink>>>,
+    stats: StatsCell,
+    outbound: mpsc::Sender<Outgoing>,
+    group: Option<SocketAddr>,
+    datagram_max_bytes: usize,
+}
+
+/// A running socket: its tasks stop when this is dropped.
+pub(crate) struct Node {
+    shared: Rc<Shared>,
+    _tasks: [TaskGuard; 2],
+}
+
+impl Node {
+    /// Starts the receive and send loops on `socket`.
+    pub(crate) fn start<T: Transport>(
+        transport: &T,
+        identity: Identity,
+        socket: T::Datagram,
+        config: NodeConfig,
+    ) -> Result<Node, BootError> {
+        check_identity(transport, &identity)?;
+        let bucket = TokenBucket::new(config.rate_per_s, config.burst, Instant::now())
+            .ok_or_else(|| BootError::Config("rate_per_s and burst must be positive".into()))?;
+        if !(256..=65_507).contains(&config.datagram_max_bytes) {
+            return Err(BootError::Config(format!(
+                "datagram_max_bytes {} is outside 256..=65507",
+                config.datagram_max_bytes
+            )));
+        }
+        let (outbound, queue) = mpsc::channel(config.send_queue_max.max(1));
+        let listen = transport.clone();
+        let shared = Rc::new(Shared {
+            local: identity.peer_id(),
+            identity,
+            addresses: Box::new(move || listen.listen_addresses()),
+            advertised: RefCell::new(Advertised::default()),
+            sinks: RefCell::new(BTreeMap::new()),
+            stats: StatsCell::default(),
+            outbound,
+            group: config.group,
+            datagram_max_bytes: config.datagram_max_bytes,
+        });
+        let socket = Rc::new(socket);
+        let receiver = tokio::task::spawn_local(receive_loop(socket.clone(), shared.clone()));
+        let sender =
+            tokio::task::spawn_local(send_loop(socket, queue, bucket, Rc::downgrade(&shared)));
+        Ok(Node {
+            shared,
+            _tasks: [TaskGuard(receiver), TaskGuard(sender)],
+        })
+    }
+
+    /// Answers for `namespace` until `ttl` elapses.
+    pub(crate) fn advertise(&self, namespace: &str, ttl: Duration) -> Result<Granted, BootError> {
+        if (self.shared.addresses)().is_empty() {
+            return Err(BootError::NoListenAddresses {
+                namespace: namespace.to_string(),
+            });
+        }
+        self.shared
+            .advertised
+            .borrow_mut()
+            .advertise(namespace, ttl, Instant::now())
+    }
+
+    /// Opens a result stream for responses in `namespace`.
+    pub(crate) fn subscribe(
+        &self,
+        namespace: &str,
+        limit: Option<usize>,
+    ) -> Result<(PeerStream, Rc<SinkProgress>), BootError> {
+        check_namespace(namespace)?;
+        let mut sinks = self.shared.sinks.borrow_mut();
+        prune(&mut sinks);
+        let open: usize = sinks.values().map(Vec::len).sum();
+        if open >= STREAMS_MAX {
+            return Err(BootError::Config(format!(
+                "{STREAMS_MAX} find_peers streams already open; drop one first"
+            )));
+        }
+        let (sink, stream) = PeerStream::channel(limit);
+        let progress = sink.progress();
+        sinks.entry(namespace.to_string()).or_default().push(sink);
+        Ok((stream, progress))
+    }
+
+    /// A handle for tasks that must not keep the socket alive.
+    pub(crate) fn weak(&self) -> Weak<Shared> {
+        Rc::downgrade(&self.shared)
+    }
+
+    /// The shared state, for sending from the discovery object itself.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The counters so far.
+    pub(crate) fn stats(&self) -> DiscoveryStats {
+        self.shared.stats.snapshot()
+    }
+}
+
+impl Shared {
+    /// This node's id.
+    pub(crate) fn local(&self) -> PeerId {
+        self.local
+    }
+
+    /// Seals `body` for `namespace` and queues it without waiting; a full queue drops it.
+    pub(crate) fn try_send(&self, namespace: &str, body: Body, target: SocketAddr) {
+        let packet = Packet {
+            namespace: namespace.to_string(),
+            body,
+        };
+        match packet::seal(&self.identity, &packet) {
+            Ok(bytes) => self.try_queue(bytes, target),
+            Err(e) => tracing::warn!(error = %e, "boot packet not encodable; not sent"),
+        }
+    }
+
+    /// A clone of the send queue, for tasks that may wait for room.
+    pub(crate) fn outbound(&self) -> mpsc::Sender<Outgoing> {
+        self.outbound.clone()
+    }
+
+    /// Seals `body` for `namespace` as an [`Outgoing`] datagram to `target`.
+    pub(crate) fn seal(&self, namespace: &str, body: Body, target: SocketAddr) -> Option<Outgoing> {
+        let packet = Packet {
+            namespace: namespace.to_string(),
+            body,
+        };
+        match packet::seal(&self.identity, &packet) {
+            Ok(bytes) => Some(Outgoing { bytes, target }),
+            Err(e) => {
+                tracing::warn!(error = %e, "boot packet not encodable; not sent");
+                None
+            }
+        }
+    }
+
+    /// Sends our response for `namespace` to `target`.
+    pub(crate) fn respond(&self, namespace: &str, target: SocketAddr) {
+        if let Some(bytes) = self.response_bytes(namespace) {
+            self.try_queue(bytes, target);
+        }
+    }
+
+    fn try_queue(&self, bytes: Vec<u8>, target: SocketAddr) {
+        if self.outbound.try_send(Outgoing { bytes, target }).is_err() {
+            self.stats.dropped(DropReason::RateLimited);
+        }
+    }
+
+    /// Our current listen addresses, as many as fit one datagram.
+    fn response_bytes(&self, namespace: &str) -> Option<Vec<u8>> {
+        let mut addresses: Vec<Address> = (self.addresses)()
+            .into_iter()
+            .filter(|a| a.as_str().len() <= ADDRESS_MAX_BYTES)
+            .take(ADDRESSES_MAX)
+            .collect();
+        loop {
+            let packet = Packet {
+                namespace: namespace.to_string(),
+                body: Body::Response {
+                    peer: self.local,
+                    addresses: addresses.clone(),
+                },
+            };
+            match packet::seal(&self.identity, &packet) {
+                Ok(bytes) if bytes.len() <= self.datagram_max_bytes => return Some(bytes),
+                Ok(_) if !addresses.is_empty() => {
+                    addresses.pop();
+                }
+                Ok(_) => {
+                    tracing::warn!(%namespace, "no response fits a datagram; not answering");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "response not encodable; not answering");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Checks one received datagram and acts on it.
+    fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) {
+        self.stats.received();
+        let packet = match packet::open(datagram, self.datagram_max_bytes) {
+            Ok(packet) => packet,
+            Err(reason) => return self.drop_packet(reason, source),
+        };
+        let Packet { namespace, body } = packet;
+        match body {
+            Body::Request { from } => self.answer(&namespace, from, None, source, now),
+            Body::Survey { from, distance } => {
+                self.answer(&namespace, from, Some(distance), source, now)
+            }
+            Body::Response { peer, addresses } => self.deliver(namespace, peer, addresses, source),
+        }
+    }
+
+    /// Answers a request (to its sender) or a survey (to the group, if we are near).
+    fn answer(
+        &self,
+        namespace: &str,
+        from: PeerId,
+        distance: Option<u8>,
+        source: SocketAddr,
+        now: Instant,
+    ) {
+        if !self.advertised.borrow_mut().is_live(namespace, now) {
+            return self.drop_packet(DropReason::Namespace, source);
+        }
+        if from == self.local {
+            return self.drop_packet(DropReason::FromSelf, source);
+        }
+        match distance {
+            None => {
+                tracing::trace!(%namespace, %from, %source, "answering request");
+                self.respond(namespace, source);
+            }
+            Some(distance) if should_answer(&self.local, &from, distance) => {
+                tracing::trace!(%namespace, %from, distance, "answering survey");
+                self.respond(namespace, self.group.unwrap_or(source));
+            }
+            Some(distance) => tracing::trace!(%namespace, %from, distance, "survey not for us"),
+        }
+    }
+
+    fn deliver(
+        &self,
+        namespace: String,
+        peer: PeerId,
+        addresses: Vec<Address>,
+        source: SocketAddr,
+    ) {
+        let mut sinks = self.sinks.borrow_mut();
+        let Some(listeners) = sinks.get_mut(&namespace) else {
+            return self.drop_packet(DropReason::Namespace, source);
+        };
+        if peer == self.local {
+            return self.drop_packet(DropReason::FromSelf, source);
+        }
+        for sink in listeners.iter_mut() {
+            let info = PeerInfo {
+                peer,
+                addresses: addresses.clone(),
+            };
+            match sink.offer(info) {
+                Offer::Delivered => tracing::debug!(%namespace, %peer, "peer found"),
+                Offer::Full => self.stats.dropped(DropReason::StreamFull),
+                Offer::Duplicate | Offer::Closed => {}
+            }
+        }
+        prune(&mut sinks);
+    }
+
+    fn drop_packet(&self, reason: DropReason, source: SocketAddr) {
+        tracing::trace!(?reason, %source, "boot packet dropped");
+        self.stats.dropped(reason);
+    }
+}
+
+/// Forgets sinks whose streams have ended.
+fn prune(sinks: &mut BTreeMap<String, Vec<PeerSink>>) {
+    for listeners in sinks.values_mut() {
+        listeners.retain(|s| !s.is_closed());
+    }
+    sinks.retain(|_, listeners| !listeners.is_empty());
+}
+
+/// Refuses an identity that is not the transport's own, since peers would dial the
+/// transport but trust the identity.
+pub(crate) fn check_identity<T: Transport>(
+    transport: &T,
+    identity: &Identity,
+) -> Result<(), BootError> {
+    if identity.peer_id() != transport.local_peer_id() {
+        return Err(BootError::IdentityMismatch {
+            identity: identity.peer_id().to_string(),
+            transport: transport.local_peer_id().to_string(),
+        });
+    }
+    Ok(())
+}
+
+async fn receive_loop<D: Datagram>(socket: Rc<D>, shared: Rc<Shared>) {
+    // One byte over the cap, so an oversized datagram shows as such instead of truncated.
+    let mut buffer = vec![0u8; shared.datagram_max_bytes + 1];
+    loop {
+        match socket.recv_from(&mut buffer).await {
+            Ok((len, source)) => shared.handle(&buffer[..len], source, Instant::now()),
+            Err(e) => {
+                tracing::warn!(error = %e, "boot socket receive failed; retrying");
+                tokio::time::sleep(RECV_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+async fn send_loop<D: Datagram>(
+    socket: Rc<D>,
+    mut queue: mpsc::Receiver<Outgoing>,
+    mut bucket: TokenBucket,
+    shared: Weak<Shared>,
+) {
+    while let Some(outgoing) = queue.recv().await {
+        while let Err(wait) = bucket.try_take(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let result = socket.send_to(&outgoing.bytes, outgoing.target).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match result {
+            Ok(_) => shared.stats.sent(),
+            Err(e) => {
+                tracing::debug!(error = %e, target = %outgoing.target, "boot send failed");
+                shared.stats.send_failed();
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The discovery wire format: a compact, versioned packet inside a signed envelope.
+//!
+//! Packet (all integers big-endian):
+//! `version:u8=1 | kind:u8 | ns_len:u8 | ns | id_len:u8 | peer id bytes | body`, where
+//! kind 1 (request) has no body, kind 2 (survey) has `distance:u8`, and kind 3
+//! (response) has `count:u8 | (len:u16 | multiaddr text)*count`.
+//!
+//! Envelope: `"WWB" | version:u8=1 | len:u16 | payload | len:u8 | signer peer id |
+//! len:u8 | signature`, the signature being the signer's over
+//! [`SIGNATURE_DOMAIN`] followed by the payload. Trailing bytes are refused everywhere.
+
+use crate::transport::{Address, Identity, PeerId};
+
+use super::stats::DropReason;
+
+/// The largest datagram sent or accepted.
+pub const DATAGRAM_MAX_BYTES: usize = 2048;
+/// The longest namespace a packet carries.
+pub const NAMESPACE_MAX_BYTES: usize = 255;
+/// The most addresses a response carries.
+pub const ADDRESSES_MAX: usize = 16;
+/// The longest single address a response carries.
+pub const ADDRESS_MAX_BYTES: usize = 512;
+/// Prefixed to the payload before signing, so a boot signature means nothing elsewhere.
+pub const SIGNATURE_DOMAIN: &[u8] = b"ww-sched/boot/packet/v1\0";
+
+const PACKET_VERSION: u8 = 1;
+const ENVELOPE_MAGIC: &[u8; 4] = b"WWB\x01";
+const KIND_REQUEST: u8 = 1;
+const KIND_SURVEY: u8 = 2;
+const KIND_RESPONSE: u8 = 3;
+
+/// What a packet asks or answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// "Who advertises this namespace?", sent unicast by a crawler.
+    Request {
+        /// The asking peer.
+        from: PeerId,
+    },
+    /// The same question to a multicast group, answered only by peers near `from`.
+    Survey {
+        /// The asking peer.
+        from: PeerId,
+        /// How many low bits of the id tails may differ (32 or more: everyone answers).
+        distance: u8,
+    },
+    /// "I advertise this namespace, reach me here."
+    Response {
+        /// The answering peer.
+        peer: PeerId,
+        /// Where it listens.
+        addresses: Vec<Address>,
+    },
+}
+
+impl Body {
+    /// The peer the packet claims to come from; it must be the envelope's signer.
+    pub fn sender(&self) -> &PeerId {
+        match self {
+            Body::Request { from } | Body::Survey { from, .. } => from,
+            Body::Response { peer, .. } => peer,
+        }
+    }
+}
+
+/// One discovery message, scoped to a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// The namespace asked or answered for.
+    pub namespace: String,
+    /// The question or answer.
+    pub body: Body,
+}
+
+/// Why bytes are not a packet or an envelope.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PacketError {
+    /// The input ended inside a field.
+    #[error("truncated: {0} missing")]
+    Truncated(&'static str),
+    /// Bytes follow the last field.
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
+    /// Another version or magic than this codec speaks.
+    #[error("unknown version or magic")]
+    UnknownVersion,
+    /// A packet kind this codec does not know.
+    #[error("unknown packet kind {0}")]
+    UnknownKind(u8),
+    /// A text field is not UTF-8.
+    #[error("{0} is not UTF-8")]
+    NotUtf8(&'static str),
+    /// The peer id bytes do not parse.
+    #[error("invalid peer id")]
+    BadPeerId,
+    /// A field is longer than the format allows; nothing was encoded.
+    #[error("{what} too long: {len} > {max}")]
+    TooLong {
+        /// Which field.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl Packet {
+    /// Encodes the packet; fails if a field exceeds the format's limits.
+    pub fn encode(&self) -> Result<Vec<u8>, PacketError> {
+        let mut out = Vec::with_capacity(128);
+        let kind = match self.body {
+            Body::Request { .. } => KIND_REQUEST,
+            Body::Survey { .. } => KIND_SURVEY,
+            Body::Response { .. } => KIND_RESPONSE,
+        };
+        out.extend_from_slice(&[PACKET_VERSION, kind]);
+        put_u8_bytes(&mut out, "namespace", self.namespace.as_bytes())?;
+        put_u8_bytes(&mut out, "peer id", &self.body.sender().to_bytes())?;
+        match &self.body {
+            Body::Request { .. } => {}
+            Body::Survey { distance, .. } => out.push(*distance),
+            Body::Response { addresses, .. } => {
+                if addresses.len() > ADDRESSES_MAX {
+                    return Err(PacketError::TooLong {
+                        what: "address list",
+                        len: addresses.len(),
+                        max: ADDRESSES_MAX,
+                    });
+                }
+                out.push(addresses.len() as u8);
+                for address in addresses {
+                    let bytes = address.as_str().as_bytes();
+                    if bytes.len() > ADDRESS_MAX_BYTES {
+                        return Err(PacketError::TooLong {
+                            what: "address",
+                            len: bytes.len(),
+                            max: ADDRESS_MAX_BYTES,
+                        });
+                    }
+                    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes a packet, refusing anything malformed, over-long or with trailing bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PacketError> {
+        let mut r = Reader(bytes);
+        if r.u8("version")? != PACKET_VERSION {
+            return Err(PacketError::UnknownVersion);
+        }
+        let kind = r.u8("kind")?;
+        let namespace = r.u8_len_bytes("namespace")?;
+        let namespace = std::str::from_utf8(namespace)
+            .map_err(|_| PacketError::NotUtf8("namespace"))?
+            .to_string();
+        let id = r.u8_len_bytes("peer id")?;
+        let id = PeerId::from_bytes(id).map_err(|_| PacketError::BadPeerId)?;
+        let body = match kind {
+            KIND_REQUEST => Body::Request { from: id },
+            KIND_SURVEY => Body::Survey {
+                from: id,
+                distance: r.u8("distance")?,
+            },
+            KIND_RESPONSE => {
+                let count = usize::from(r.u8("address count")?);
+                if count > ADDRESSES_MAX {
+                    return Err(PacketError::TooLong {
+                        what: "address list",
+                        len: count,
+                        max: ADDRESSES_MAX,
+                    });
+                }
+                let mut addresses = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len = usize::from(u16::from_be_bytes([
+                        r.u8("address length")?,
+                        r.u8("address length")?,
+                    ]));
+                    if len > ADDRESS_MAX_BYTES {
+                        return Err(PacketError::TooLong {
+                            what: "address",
+                            len,
+                            max: ADDRESS_MAX_BYTES,
+                        });
+                    }
+                    let text = std::str::from_utf8(r.take(len, "address")?)
+                        .map_err(|_| PacketError::NotUtf8("address"))?;
+                    addresses.push(Address::new(text));
+                }
+                Body::Response {
+                    peer: id,
+                    addresses,
+                }
+            }
+            other => return Err(PacketError::UnknownKind(other)),
+        };
+        r.finish()?;
+        Ok(Packet { namespace, body })
+    }
+}
+
+/// A payload with its signer and signature, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The encoded [`Packet`].
+    pub payload: Vec<u8>,
+    /// The signer's peer id bytes (empty: unsigned).
+    pub signer: Vec<u8>,
+    /// The signature over [`SIGNATURE_DOMAIN`] ‖ payload (empty: unsigned).
+    pub signature: Vec<u8>,
+}
+
+impl Envelope {
+    /// Signs `payload` with `identity`.
+    pub fn seal(identity: &Identity, payload: Vec<u8>) -> Self {
+        let signature = identity.sign(&signed_message(&payload));
+        Envelope {
+            payload,
+            signer: identity.peer_id().to_bytes(),
+            signature,
+        }
+    }
+
+    /// Encodes the envelope; fails if a field exceeds the format's limits.
+    pub fn encode(&self) -> Result<Vec<u8>, PacketError> {
+        let mut out = Vec::with_capacity(self.payload.len() + 128);
+        out.extend_from_slice(ENVELOPE_MAGIC);
+        let len = u16::try_from(self.payload.len()).map_err(|_| PacketError::TooLong {
+            what: "payload",
+            len: self.payload.len(),
+            max: usize::from(u16::MAX),
+        })?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&self.payload);
+        put_u8_bytes(&mut out, "signer", &self.signer)?;
+        put_u8_bytes(&mut out, "signature", &self.signature)?;
+        Ok(out)
+    }
+
+    /// Decodes an envelope without checking its signature.
+    pub fn decode(bytes: &[u8]) -> Result<Self, PacketError> {
+        let mut r = Reader(bytes);
+        if r.take(ENVELOPE_MAGIC.len(), "magic")? != ENVELOPE_MAGIC {
+            return Err(PacketError::UnknownVersion);
+        }
+        let len = usize::from(u16::from_be_bytes([
+            r.u8("payload length")?,
+            r.u8("payload length")?,
+        ]));
+        let payload = r.take(len, "payload")?.to_vec();
+        let signer = r.u8_len_bytes("signer")?.to_vec();
+        let signature = r.u8_len_bytes("signature")?.to_vec();
+        r.finish()?;
+        Ok(Envelope {
+            payload,
+            signer,
+            signature,
+        })
+    }
+}
+
+/// Encodes `packet` and seals it with `identity`, ready to send.
+pub fn seal(identity: &Identity, packet: &Packet) -> Result<Vec<u8>, PacketError> {
+    Envelope::seal(identity, packet.encode()?).encode()
+}
+
+/// Checks a received datagram in order (size, envelope, signature, packet, signer)
+/// and returns the packet, or the reason to drop it. Namespace and self checks are
+/// the caller's, since they depend on the node's state.
+pub fn open(datagram: &[u8], max_bytes: usize) -> Result<Packet, DropReason> {
+    if datagram.len() > max_bytes {
+        return Err(DropReason::Oversized);
+    }
+    let envelope = Envelope::decode(datagram).map_err(|_| DropReason::Malformed)?;
+    if envelope.signer.is_empty() || envelope.signature.is_empty() {
+        return Err(DropReason::Unsigned);
+    }
+    let signer = PeerId::from_bytes(&envelope.signer).map_err(|_| DropReason::BadSignature)?;
+    if !signer.verify(&signed_message(&envelope.payload), &envelope.signature) {
+        return Err(DropReason::BadSignature);
+    }
+    let packet = Packet::decode(&envelope.payload).map_err(|_| DropReason::Malformed)?;
+    if *packet.body.sender() != signer {
+        return Err(DropReason::SignerMismatch);
+    }
+    Ok(packet)
+}
+
+fn signed_message(payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(SIGNATURE_DOMAIN.len() + payload.len());
+    message.extend_from_slice(SIGNATURE_DOMAIN);
+    message.extend_from_slice(payload);
+    message
+}
+
+fn put_u8_bytes(out: &mut Vec<u8>, what: &'static str, bytes: &[u8]) -> Result<(), PacketError> {
+    let len = u8::try_from(bytes.len()).map_err(|_| PacketError::TooLong {
+        what,
+        len: bytes.len(),
+        max: usize::from(u8::MAX),
+    })?;
+    out.push(len);
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// A cursor that fails cleanly at the end of input.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], PacketError> {
+        if self.0.len() < len {
+            return Err(PacketError::Truncated(what));
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, PacketError> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    fn u8_len_bytes(&mut self, what: &'static str) -> Result<&'a [u8], PacketError> {
+        let len = usize::from(self.u8(what)?);
+        self.take(len, what)
+    }
+
+    fn finish(self) -> Result<(), PacketError> {
+        match self.0.len() {
+            0 => Ok(()),
+            n => Err(PacketError::TrailingBytes(n)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "packet_tests.rs"]
+mod tests;

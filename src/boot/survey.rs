@@ -1,0 +1,232 @@
+//! Multicast survey: ask the group once, hear answers (and others' answers) on it.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use super::node::{Node, NodeConfig, Shared};
+use super::packet::{Body, DATAGRAM_MAX_BYTES};
+use super::stream::{PeerStream, SinkProgress};
+use super::{BootError, Discovery, DiscoveryStats};
+use crate::transport::{Identity, PeerId, Transport};
+
+/// The default multicast group and port.
+pub const DEFAULT_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(228, 8, 8, 8), 8822);
+
+/// Settings of a [`MulticastSurvey`]; the defaults keep traffic on this machine.
+#[derive(Clone, Debug)]
+pub struct SurveyConfig {
+    /// The multicast group and port.
+    pub group: SocketAddrV4,
+    /// The interface (by address) to join the group on; loopback by default.
+    pub interface: Ipv4Addr,
+    /// The distance `find_peers` surveys at (32 or more: every peer answers).
+    pub distance: u8,
+    /// Outgoing packets per second, on average.
+    pub rate_per_s: u32,
+    /// Outgoing packets sent at once before the rate applies.
+    pub burst: u32,
+    /// The largest datagram sent or accepted.
+    pub datagram_max_bytes: usize,
+    /// Outgoing packets waiting for the rate limiter; more are dropped and counted.
+    pub send_queue_max: usize,
+}
+
+impl Default for SurveyConfig {
+    fn default() -> Self {
+        SurveyConfig {
+            group: DEFAULT_GROUP,
+            interface: Ipv4Addr::LOCALHOST,
+            distance: u8::MAX,
+            rate_per_s: 256,
+            burst: 16,
+            datagram_max_bytes: DATAGRAM_MAX_BYTES,
+            send_queue_max: 64,
+        }
+    }
+}
+
+/// Discovery by multicast survey: `find_peers` sends one survey to the group; peers
+/// that advertise the namespace (and are near enough) answer to the group, so every
+/// searcher hears every answer. A node also announces itself to the group when it
+/// starts advertising a namespace, so searchers that surveyed before it started
+/// still find it.
+pub struct MulticastSurvey {
+    node: Node,
+    group: SocketAddr,
+    distance: u8,
+}
+
+impl MulticastSurvey {
+    /// Joins the group and starts answering; stops when dropped.
+    pub async fn start<T: Transport>(
+        transport: &T,
+        identity: Identity,
+        config: SurveyConfig,
+    ) -> Result<Self, BootError> {
+        if !config.group.ip().is_multicast() {
+            return Err(BootError::Config(format!(
+                "group {} is not a multicast address (224.0.0.0/4)",
+                config.group
+            )));
+        }
+        super::node::check_identity(transport, &identity)?;
+        let socket = transport
+            .bind_multicast(config.group, config.interface)
+            .await
+            .map_err(BootError::Socket)?;
+        let group = SocketAddr::V4(config.group);
+        let node = Node::start(
+            transport,
+            identity,
+            socket,
+            NodeConfig {
+                group: Some(group),
+                rate_per_s: config.rate_per_s,
+                burst: config.burst,
+                datagram_max_bytes: config.datagram_max_bytes,
+                send_queue_max: config.send_queue_max,
+            },
+        )?;
+        tracing::info!(%group, interface = %config.interface, "multicast survey started");
+        Ok(MulticastSurvey {
+            node,
+            group,
+            distance: config.distance,
+        })
+    }
+
+    /// Opens a result stream without surveying (gradual surveys send their own).
+    pub(crate) fn subscribe(
+        &self,
+        namespace: &str,
+        limit: Option<usize>,
+    ) -> Result<(PeerStream, Rc<SinkProgress>), BootError> {
+        self.node.subscribe(namespace, limit)
+    }
+
+    /// A handle for sending surveys from a task that must not keep the socket alive.
+    pub(crate) fn surveyor(&self) -> Surveyor {
+        Surveyor {
+            shared: self.node.weak(),
+            group: self.group,
+        }
+    }
+}
+
+/// Sends surveys to the group while the survey object lives.
+#[derive(Clone)]
+pub(crate) struct Surveyor {
+    shared: Weak<Shared>,
+    group: SocketAddr,
+}
+
+impl Surveyor {
+    /// Sends one survey at `distance`; `false` if the survey object is gone.
+    pub(crate) fn survey(&self, namespace: &str, distance: u8) -> bool {
+        let Some(shared) = self.shared.upgrade() else {
+            return false;
+        };
+        let from = shared.local();
+        tracing::debug!(%namespace, distance, "surveying");
+        shared.try_send(namespace, Body::Survey { from, distance }, self.group);
+        true
+    }
+}
+
+impl Discovery for MulticastSurvey {
+    async fn advertise(&self, namespace: &str, ttl: Duration) -> Result<Duration, BootError> {
+        let granted = self.node.advertise(namespace, ttl)?;
+        if granted.newly {
+            // Announce once, for searchers that surveyed before we were listening.
+            self.node.shared().respond(namespace, self.group);
+        }
+        Ok(granted.ttl)
+    }
+
+    async fn find_peers(
+        &self,
+        namespace: &str,
+        limit: Option<usize>,
+    ) -> Result<PeerStream, BootError> {
+        let (stream, _) = self.subscribe(namespace, limit)?;
+        self.surveyor().survey(namespace, self.distance);
+        Ok(stream)
+    }
+
+    fn stats(&self) -> DiscoveryStats {
+        self.node.stats()
+    }
+}
+
+/// The last four bytes of a peer id as a number, the id's final byte most significant.
+pub fn id_tail(id: &PeerId) -> u32 {
+    let bytes = id.to_bytes();
+    let n = bytes.len().min(4);
+    let mut tail = [0u8; 4];
+    tail[..n].copy_from_slice(&bytes[bytes.len() - n..]);
+    u32::from_le_bytes(tail)
+}
+
+/// The responder rule on id tails: answer iff `(a ^ b) >> distance == 0`, and
+/// always for a distance of 32 or more (a shift that would clear every bit).
+pub fn within_distance(a: u32, b: u32, distance: u8) -> bool {
+    match (a ^ b).checked_shr(u32::from(distance)) {
+        Some(rest) => rest == 0,
+        None => true,
+    }
+}
+
+/// Whether `local` answers a survey from `remote` at `distance`.
+pub fn should_answer(local: &PeerId, remote: &PeerId, distance: u8) -> bool {
+    within_distance(id_tail(local), id_tail(remote), distance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_zero_needs_identical_tails() {
+        assert!(within_distance(0xdead_beef, 0xdead_beef, 0));
+        assert!(!within_distance(0xdead_beef, 0xdead_beee, 0));
+    }
+
+    #[test]
+    fn distance_32_or_more_answers_everyone() {
+        for distance in [32, 33, 200, 255] {
+            assert!(within_distance(0, u32::MAX, distance));
+        }
+        assert!(!within_distance(0, 0x8000_0000, 31));
+    }
+
+    #[test]
+    fn worked_examples() {
+        // xor 1: differs in the lowest bit only.
+        assert!(!within_distance(1, 0, 0));
+        assert!(within_distance(1, 0, 1));
+        // xor 0xf0: needs the low 8 bits free.
+        assert!(!within_distance(0xff, 0x0f, 7));
+        assert!(within_distance(0xff, 0x0f, 8));
+    }
+
+    #[test]
+    fn tail_reads_last_byte_as_most_significant() {
+        let id = Identity::from_secret([7; 32]).peer_id();
+        let bytes = id.to_bytes();
+        let last = bytes[bytes.len() - 1];
+        assert_eq!(id_tail(&id) >> 24, u32::from(last));
+        assert!(should_answer(&id, &id, 0));
+        let other = Identity::from_secret([8; 32]).peer_id();
+        assert!(should_answer(&id, &other, 32));
+    }
+
+    #[test]
+    fn default_config_stays_on_loopback() {
+        let config = SurveyConfig::default();
+        assert_eq!(config.group, DEFAULT_GROUP);
+        assert_eq!(config.interface, Ipv4Addr::LOCALHOST);
+        assert_eq!((config.rate_per_s, config.burst), (256, 16));
+        assert_eq!(config.datagram_max_bytes, 2048);
+    }
+}

@@ -1,0 +1,336 @@
+//! The membership driver: the thin async code around the sans-IO [`RoutingTable`].
+//!
+//! It publishes this node's heartbeat on the namespace's topic, applies every
+//! heartbeat it hears, expires silent peers, and keeps discovery feeding the
+//! transport with peer addresses (real hosts need connections for gossip).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Heartbeat, HeartbeatError, Query, Record, RoutingTable, TableConfig, ViewEvent};
+use crate::boot::Discovery;
+use crate::pubsub::{PubSub, PubSubError};
+use crate::transport::{PeerId, Transport};
+
+/// Heartbeats sent per TTL. Five or more must be lost in a row before a live peer
+/// expires (the original sent one per TTL/2..TTL and flapped).
+pub const HEARTBEATS_PER_TTL: u32 = 6;
+/// The longest the expiry task sleeps: a silent peer leaves within TTL plus this.
+pub const EXPIRY_TICK_MS: u64 = 1_000;
+/// Events a watcher may fall behind by before it loses some (and is told how many).
+pub const WATCH_BUFFER: usize = 1_024;
+/// How long discovery is asked to answer for us before we ask again.
+const ADVERTISE_TTL: Duration = Duration::from_secs(120);
+/// How often a fresh survey is sent, to catch nodes that started after us.
+const RESURVEY_INTERVAL: Duration = Duration::from_secs(30);
+/// Heartbeats waiting to be applied; a flood beyond this is dropped (and counted).
+const RECEIVE_BUFFER: usize = 1_024;
+
+/// How a node takes part in the cluster.
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// The cluster's namespace: discovery namespace and heartbeat topic.
+    pub namespace: String,
+    /// How long others keep our record without a newer heartbeat.
+    pub ttl_ms: u32,
+    /// Our host name, as others see it.
+    pub host: String,
+    /// `key=value` pairs others can query by (e.g. `role=gateway`).
+    pub meta: Vec<(String, String)>,
+    /// Seeds the instance id and the heartbeat jitter (derive it from the
+    /// simulation seed in simulations; from OS randomness on real hosts).
+    pub seed: u64,
+    /// Whether to send heartbeats; an observer (`ww-sched peers`) only listens.
+    pub announce: bool,
+}
+
+impl MembershipConfig {
+    /// Namespace `ww`, TTL 10 s, announcing, with the given host name and seed.
+    pub fn new(host: impl Into<String>, seed: u64) -> Self {
+        MembershipConfig {
+            namespace: "ww".into(),
+            ttl_ms: 10_000,
+            host: host.into(),
+            meta: Vec::new(),
+            seed,
+            announce: true,
+        }
+    }
+
+    /// The mean time between two heartbeats.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.ttl_ms / HEARTBEATS_PER_TTL))
+    }
+}
+
+/// Why membership could not start; nothing was left running.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The heartbeat would be invalid (bad TTL, host or meta).
+    #[error("invalid heartbeat: {0}")]
+    Heartbeat(#[from] HeartbeatError),
+    /// Subscribing to the namespace's topic failed.
+    #[error(transparent)]
+    PubSub(#[from] PubSubError),
+}
+
+struct Shared {
+    table: RoutingTable,
+    watchers: Vec<mpsc::Sender<ViewEvent>>,
+    lagged: u64,
+    rejected: u64,
+}
+
+impl Shared {
+    fn publish_events(&mut self) {
+        let events = self.table.drain_events();
+        for event in events {
+            tracing::debug!(?event, "view changed");
+            let mut lagged = 0;
+            self.watchers.retain(|w| match w.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    lagged += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+            self.lagged += lagged;
+        }
+    }
+}
+
+/// A node's live membership view. Dropping it stops heartbeats and discovery.
+pub struct Membership {
+    shared: Rc<RefCell<Shared>>,
+    started: Instant,
+    local: PeerId,
+    instance: u64,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Membership {
+    /// Joins the cluster: subscribes to the namespace's heartbeats, starts
+    /// announcing (if configured) and keeps `discovery` feeding peer addresses to
+    /// the transport. Must be called inside a `LocalSet`.
+    pub async fn start<T, D>(
+        transport: T,
+        pubsub: &PubSub<T>,
+        discovery: D,
+        config: MembershipConfig,
+    ) -> Result<Self, MembershipError>
+    where
+        T: Transport,
+        D: Discovery + 'static,
+    {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let instance = rng.next_u64();
+        let template = Heartbeat::new(
+            config.ttl_ms,
+            instance,
+            0,
+            config.host.clone(),
+            config.meta.clone(),
+        )?;
+        let topic = pubsub.join(&config.namespace);
+        let mut heartbeats = topic.subscribe(RECEIVE_BUFFER).await?;
+        let started = Instant::now();
+        let shared = Rc::new(RefCell::new(Shared {
+            table: RoutingTable::new(TableConfig::default()),
+            watchers: Vec::new(),
+            lagged: 0,
+            rejected: 0,
+        }));
+        let now_ms = move || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut tasks = Vec::new();
+
+        let receiving = shared.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            while let Some(message) = heartbeats.recv().await {
+                let heartbeat = match Heartbeat::decode(&message.payload) {
+                    Ok(heartbeat) => heartbeat,
+                    Err(e) => {
+                        tracing::debug!(origin = %message.origin, error = %e, "bad heartbeat dropped");
+                        receiving.borrow_mut().rejected += 1;
+                        continue;
+                    }
+                };
+                let mut shared = receiving.borrow_mut();
+                if let Err(e) = shared.table.apply(now_ms(), message.origin, heartbeat) {
+                    tracing::trace!(origin = %message.origin, error = %e, "heartbeat not applied");
+                    shared.rejected += 1;
+                }
+                shared.publish_events();
+            }
+        }));
+
+        let expiring = shared.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            loop {
+                let now = now_ms();
+                let next = expiring.borrow().table.next_deadline_ms();
+                let wake_ms = next.map_or(now + EXPIRY_TICK_MS, |deadline| {
+                    deadline.clamp(now, now + EXPIRY_TICK_MS)
+                });
+                tokio::time::sleep_until(started + Duration::from_millis(wake_ms)).await;
+                let mut shared = expiring.borrow_mut();
+                let left = shared.table.expire(now_ms());
+                if !left.is_empty() {
+                    shared.publish_events();
+                }
+            }
+        }));
+
+        if config.announce {
+            let interval_ms = u64::from(config.ttl_ms / HEARTBEATS_PER_TTL);
+            let namespace = config.namespace.clone();
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut seq: u64 = 0;
+                loop {
+                    seq += 1;
+                    let beat = template.clone().with_seq(seq).encode();
+                    if let Err(e) = topic.publish(beat).await {
+                        tracing::debug!(%namespace, error = %e, "heartbeat not sent");
+                    }
+                    // +-10% jitter keeps a cluster started at once from beating in lockstep.
+                    let jitter = interval_ms / 10;
+                    let wait = interval_ms - jitter + rng.next_u64() % (2 * jitter + 1);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+            }));
+        }
+
+        tasks.push(tokio::task::spawn_local(keep_discovering(
+            transport.clone(),
+            discovery,
+            config.namespace.clone(),
+            config.announce,
+        )));
+
+        Ok(Membership {
+            shared,
+            started,
+            local: transport.local_peer_id(),
+            instance,
+            tasks,
+        })
+    }
+
+    /// Milliseconds since this membership started: the clock records are kept in.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// This node's instance id (new on every start).
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// The records matching `query`, ordered by peer id: a point-in-time snapshot of
+    /// the local view (PA/EL: other nodes may see otherwise).
+    pub fn view(&self, query: &Query) -> Vec<Record> {
+        let mut shared = self.shared.borrow_mut();
+        // Expire first so a caller never sees a record past its deadline.
+        shared.table.expire(self.now_ms());
+        shared.publish_events();
+        shared.table.query(query)
+    }
+
+    /// Join, update and leave events from now on. A watcher that falls more than
+    /// [`WATCH_BUFFER`] events behind loses events; [`Membership::events_lagged`]
+    /// counts them.
+    pub fn watch(&self) -> Watch {
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        self.shared.borrow_mut().watchers.push(sender);
+        Watch(receiver)
+    }
+
+    /// Events lost by watchers that fell behind.
+    pub fn events_lagged(&self) -> u64 {
+        self.shared.borrow().lagged
+    }
+
+    /// Heartbeats dropped as malformed, stale or from a retired instance.
+    pub fn heartbeats_rejected(&self) -> u64 {
+        self.shared.borrow().rejected
+    }
+}
+
+/// A stream of view events.
+pub struct Watch(mpsc::Receiver<ViewEvent>);
+
+impl Watch {
+    /// The next event; `None` once the membership has stopped.
+    pub async fn next(&mut self) -> Option<ViewEvent> {
+        self.0.recv().await
+    }
+}
+
+/// Advertises our namespace and hands every discovered peer's addresses to the
+/// transport, resurveying now and then for nodes that started after us.
+async fn keep_discovering<T: Transport, D: Discovery>(
+    transport: T,
+    discovery: D,
+    namespace: String,
+    announce: bool,
+) {
+    let local = transport.local_peer_id();
+    let mut next_advertise = Instant::now();
+    loop {
+        if announce && Instant::now() >= next_advertise {
+            match discovery.advertise(&namespace, ADVERTISE_TTL).await {
+                Ok(granted) => next_advertise = Instant::now() + granted / 2,
+                Err(e) => {
+                    tracing::warn!(%namespace, error = %e, "advertise failed");
+                    next_advertise = Instant::now() + RESURVEY_INTERVAL;
+                }
+            }
+        }
+        let round = async {
+            let mut peers = match discovery.find_peers(&namespace, None).await {
+                Ok(peers) => peers,
+                Err(e) => {
+                    tracing::warn!(%namespace, error = %e, "discovery failed");
+                    return;
+                }
+            };
+            while let Some(found) = peers.next().await {
+                if found.peer == local {
+                    continue;
+                }
+                for address in found.addresses {
+                    if let Err(e) = transport.add_peer_address(found.peer, address) {
+                        tracing::debug!(peer = %found.peer, error = %e, "address not usable");
+                    }
+                }
+                if let Err(e) = transport.connect(found.peer).await {
+                    tracing::debug!(peer = %found.peer, error = %e, "connect failed");
+                }
+            }
+        };
+        // A round ends when its stream ends (static lists) or at the resurvey time.
+        let round_started = Instant::now();
+        let _ = tokio::time::timeout(RESURVEY_INTERVAL, round).await;
+        tokio::time::sleep_until(round_started + RESURVEY_INTERVAL).await;
+    }
+}

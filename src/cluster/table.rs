@@ -1,0 +1,365 @@
+//! The routing table: soft membership state built from heartbeats, with TTL leases.
+//!
+//! Sans-IO: every method takes `now_ms` from the caller's clock, so a driver (or a
+//! test) decides what time it is. A record stays until [`RoutingTable::expire`]
+//! removes it, even past its deadline; drivers call `expire` before reading.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use thiserror::Error;
+
+use super::Heartbeat;
+use crate::transport::PeerId;
+
+/// Default bound on how many peers the table holds.
+pub const PEERS_MAX_DEFAULT: usize = 4096;
+/// Default bound on undrained events.
+pub const EVENTS_MAX_DEFAULT: usize = 65_536;
+/// How many replaced instance ids are remembered per peer.
+pub const RETIRED_PER_PEER_MAX: usize = 8;
+
+/// Bounds of a [`RoutingTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableConfig {
+    /// Most peers held; a heartbeat from another unknown peer is refused.
+    pub peers_max: usize,
+    /// Most undrained events; beyond this the oldest are dropped and counted.
+    pub events_max: usize,
+}
+
+impl Default for TableConfig {
+    fn default() -> Self {
+        TableConfig {
+            peers_max: PEERS_MAX_DEFAULT,
+            events_max: EVENTS_MAX_DEFAULT,
+        }
+    }
+}
+
+/// What the table knows about one peer: its latest accepted heartbeat and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The peer that sent the heartbeat.
+    pub peer: PeerId,
+    /// The latest accepted heartbeat.
+    pub heartbeat: Heartbeat,
+    /// `now_ms + ttl_ms` at the latest accepted heartbeat; expired at or after it.
+    pub deadline_ms: u64,
+    /// When this instance was first accepted.
+    pub joined_ms: u64,
+    /// When the latest heartbeat was accepted.
+    pub updated_ms: u64,
+}
+
+/// How an accepted heartbeat changed the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The peer was unknown and is now in the table.
+    Joined,
+    /// A newer heartbeat from the same instance refreshed the record.
+    Updated,
+    /// The peer restarted: a new instance replaced the old one.
+    Replaced {
+        /// The instance that was replaced (and is now refused if it reappears).
+        old_instance: u64,
+    },
+}
+
+/// Why a heartbeat was refused; the table is unchanged in every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum Rejected {
+    /// Same instance, sequence number not above the stored one (duplicate or reordered).
+    #[error("stale heartbeat: instance {instance:016x} seq {seq} is not above stored seq {stored_seq}; table unchanged")]
+    Stale {
+        /// The instance of both heartbeats.
+        instance: u64,
+        /// The refused sequence number.
+        seq: u64,
+        /// The sequence number already stored.
+        stored_seq: u64,
+    },
+    /// The heartbeat comes from an instance this peer has already been replaced by a newer one.
+    #[error("heartbeat from retired instance {instance:016x} (the peer restarted since); table unchanged")]
+    RetiredInstance {
+        /// The retired instance.
+        instance: u64,
+    },
+    /// The peer is unknown and the table already holds `peers_max` peers.
+    #[error("routing table full ({peers_max} peers); new peer refused, table unchanged")]
+    TableFull {
+        /// The bound that was reached.
+        peers_max: usize,
+    },
+}
+
+/// Why a peer left the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LeaveReason {
+    /// No heartbeat arrived before its deadline.
+    Expired,
+    /// A new instance of the same peer replaced it.
+    Replaced,
+}
+
+/// A peer instance that left the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// The peer.
+    pub peer: PeerId,
+    /// The instance that left.
+    pub instance: u64,
+    /// Why it left.
+    pub reason: LeaveReason,
+}
+
+/// One change to the table, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewEvent {
+    /// A peer instance entered the view.
+    Joined(Record),
+    /// A peer's record was refreshed by a newer heartbeat.
+    Updated(Record),
+    /// A peer instance left the view.
+    Left {
+        /// The peer.
+        peer: PeerId,
+        /// The instance that left.
+        instance: u64,
+        /// Why it left.
+        reason: LeaveReason,
+    },
+}
+
+/// A record plus the instances it replaced, newest last.
+#[derive(Debug, Clone)]
+struct Entry {
+    record: Record,
+    retired: VecDeque<u64>,
+}
+
+/// The local membership view: one record per peer, keyed by peer id text.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    config: TableConfig,
+    // Keyed by base58 text so iteration order is the original's `All()` order and a
+    // peer-id prefix query is a range scan.
+    entries: BTreeMap<String, Entry>,
+    // (deadline, key) of every entry, so expiry and the next deadline need no scan.
+    deadlines: BTreeSet<(u64, String)>,
+    events: VecDeque<ViewEvent>,
+    events_dropped: u64,
+}
+
+impl Default for RoutingTable {
+    fn default() -> Self {
+        Self::new(TableConfig::default())
+    }
+}
+
+impl RoutingTable {
+    /// An empty table with the given bounds.
+    pub fn new(config: TableConfig) -> Self {
+        RoutingTable {
+            config,
+            entries: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            events: VecDeque::new(),
+            events_dropped: 0,
+        }
+    }
+
+    /// The table's bounds.
+    pub fn config(&self) -> TableConfig {
+        self.config
+    }
+
+    /// Offers a heartbeat received from `peer` at `now_ms`.
+    pub fn apply(
+        &mut self,
+        now_ms: u64,
+        peer: PeerId,
+        heartbeat: Heartbeat,
+    ) -> Result<Applied, Rejected> {
+        let key = peer.to_string();
+        let deadline_ms = now_ms.saturating_add(u64::from(heartbeat.ttl_ms()));
+        let Some(entry) = self.entries.get_mut(&key) else {
+            if self.entries.len() >= self.config.peers_max {
+                return Err(Rejected::TableFull {
+                    peers_max: self.config.peers_max,
+                });
+            }
+            let record = Record {
+                peer,
+                heartbeat,
+                deadline_ms,
+                joined_ms: now_ms,
+                updated_ms: now_ms,
+            };
+            self.deadlines.insert((deadline_ms, key.clone()));
+            self.entries.insert(
+                key,
+                Entry {
+                    record: record.clone(),
+                    retired: VecDeque::new(),
+                },
+            );
+            self.push_event(ViewEvent::Joined(record));
+            return Ok(Applied::Joined);
+        };
+        let stored = &entry.record.heartbeat;
+        let old_deadline_ms = entry.record.deadline_ms;
+        let applied = if heartbeat.instance() == stored.instance() {
+            if heartbeat.seq() <= stored.seq() {
+                return Err(Rejected::Stale {
+                    instance: heartbeat.instance(),
+                    seq: heartbeat.seq(),
+                    stored_seq: stored.seq(),
+                });
+            }
+            entry.record.heartbeat = heartbeat;
+            entry.record.deadline_ms = deadline_ms;
+            entry.record.updated_ms = now_ms;
+            Applied::Updated
+        } else {
+            if entry.retired.contains(&heartbeat.instance()) {
+                return Err(Rejected::RetiredInstance {
+                    instance: heartbeat.instance(),
+                });
+            }
+            // Any other instance is a restart: seq counters of different runs are
+            // unrelated, so (unlike the Go original) the seq is not compared.
+            let old_instance = stored.instance();
+            if entry.retired.len() >= RETIRED_PER_PEER_MAX {
+                entry.retired.pop_front();
+            }
+            entry.retired.push_back(old_instance);
+            entry.record = Record {
+                peer,
+                heartbeat,
+                deadline_ms,
+                joined_ms: now_ms,
+                updated_ms: now_ms,
+            };
+            Applied::Replaced { old_instance }
+        };
+        let record = entry.record.clone();
+        self.deadlines.remove(&(old_deadline_ms, key.clone()));
+        self.deadlines.insert((deadline_ms, key));
+        match applied {
+            Applied::Replaced { old_instance } => {
+                self.push_event(ViewEvent::Left {
+                    peer,
+                    instance: old_instance,
+                    reason: LeaveReason::Replaced,
+                });
+                self.push_event(ViewEvent::Joined(record));
+            }
+            _ => self.push_event(ViewEvent::Updated(record)),
+        }
+        Ok(applied)
+    }
+
+    /// Removes every record whose deadline is at or before `now_ms`, in peer order.
+    pub fn expire(&mut self, now_ms: u64) -> Vec<Left> {
+        let mut due = Vec::new();
+        while let Some(first) = self.deadlines.first() {
+            if first.0 > now_ms {
+                break;
+            }
+            if let Some((_, key)) = self.deadlines.pop_first() {
+                due.push(key);
+            }
+        }
+        due.sort();
+        let mut left = Vec::with_capacity(due.len());
+        for key in due {
+            if let Some(entry) = self.entries.remove(&key) {
+                let gone = Left {
+                    peer: entry.record.peer,
+                    instance: entry.record.heartbeat.instance(),
+                    reason: LeaveReason::Expired,
+                };
+                self.push_event(ViewEvent::Left {
+                    peer: gone.peer,
+                    instance: gone.instance,
+                    reason: gone.reason,
+                });
+                left.push(gone);
+            }
+        }
+        left
+    }
+
+    /// Takes every pending event, oldest first.
+    pub fn drain_events(&mut self) -> Vec<ViewEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// Events discarded because the queue was full (the view must then be re-read).
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    /// How many peers the table holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table holds no peers.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The record of `peer`, if held.
+    pub fn get(&self, peer: &PeerId) -> Option<&Record> {
+        self.entries
+            .get(&peer.to_string())
+            .map(|entry| &entry.record)
+    }
+
+    /// Whether `peer` is held.
+    pub fn contains(&self, peer: &PeerId) -> bool {
+        self.entries.contains_key(&peer.to_string())
+    }
+
+    /// The earliest deadline of any record, so a driver can sleep until then.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.deadlines.first().map(|(deadline_ms, _)| *deadline_ms)
+    }
+
+    /// Every record, in lexicographic order of peer id text.
+    pub fn iter(&self) -> impl Iterator<Item = &Record> {
+        self.entries.values().map(|entry| &entry.record)
+    }
+
+    /// Records whose peer id text starts with `prefix`, in order, by range scan.
+    pub(super) fn with_peer_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a Record> + 'a {
+        self.entries
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(move |(key, _)| key.starts_with(prefix))
+            .map(|(_, entry)| &entry.record)
+    }
+
+    /// The record whose peer id text is exactly `text`.
+    pub(super) fn by_peer_text(&self, text: &str) -> Option<&Record> {
+        self.entries.get(text).map(|entry| &entry.record)
+    }
+
+    fn push_event(&mut self, event: ViewEvent) {
+        if self.config.events_max == 0 {
+            self.events_dropped += 1;
+            return;
+        }
+        if self.events.len() >= self.config.events_max {
+            self.events.pop_front();
+            self.events_dropped += 1;
+        }
+        self.events.push_back(event);
+    }
+}

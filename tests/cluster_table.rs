@@ -1,0 +1,648 @@
+//! The routing table against a plain reference model, plus codec and query tests.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use ww_sched::cluster::{
+    parse_meta, parse_selector, Applied, Heartbeat, HeartbeatError, LeaveReason, Left, Match,
+    Query, Record, Rejected, RoutingTable, Selector, SelectorError, TableConfig, ViewEvent,
+};
+use ww_sched::transport::{Identity, PeerId};
+
+fn peer(n: u8) -> PeerId {
+    Identity::from_secret([n; 32]).peer_id()
+}
+
+fn meta(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn hb(ttl_ms: u32, instance: u64, seq: u64) -> Heartbeat {
+    let host = format!("h{instance}s{seq}");
+    let pairs = vec![("seq".to_string(), seq.to_string())];
+    Heartbeat::new(ttl_ms, instance, seq, host, pairs).expect("valid heartbeat")
+}
+
+// ---------- the reference model ----------
+
+const PEERS: u8 = 5;
+const INSTANCES: [u64; 3] = [0x1111_2222_3333_4444, 7, u64::MAX];
+const TTLS: [u32; 3] = [1000, 3000, 10000];
+const MODEL_PEERS_MAX: usize = 4;
+
+#[derive(Default)]
+struct Model {
+    // peer text -> (record, retired instances oldest first)
+    peers: BTreeMap<String, (Record, Vec<u64>)>,
+}
+
+impl Model {
+    fn apply(&mut self, now: u64, peer: PeerId, h: Heartbeat) -> Result<Applied, Rejected> {
+        let deadline_ms = now + u64::from(h.ttl_ms());
+        let fresh = |h: Heartbeat| Record {
+            peer,
+            heartbeat: h,
+            deadline_ms,
+            joined_ms: now,
+            updated_ms: now,
+        };
+        let full = self.peers.len() >= MODEL_PEERS_MAX;
+        let Some((rec, retired)) = self.peers.get_mut(&peer.to_string()) else {
+            if full {
+                return Err(Rejected::TableFull {
+                    peers_max: MODEL_PEERS_MAX,
+                });
+            }
+            self.peers.insert(peer.to_string(), (fresh(h), Vec::new()));
+            return Ok(Applied::Joined);
+        };
+        let old = rec.heartbeat.clone();
+        if h.instance() == old.instance() {
+            if h.seq() <= old.seq() {
+                let (instance, seq, stored_seq) = (h.instance(), h.seq(), old.seq());
+                return Err(Rejected::Stale {
+                    instance,
+                    seq,
+                    stored_seq,
+                });
+            }
+            rec.heartbeat = h;
+            rec.deadline_ms = deadline_ms;
+            rec.updated_ms = now;
+            return Ok(Applied::Updated);
+        }
+        if retired.contains(&h.instance()) {
+            let instance = h.instance();
+            return Err(Rejected::RetiredInstance { instance });
+        }
+        retired.push(old.instance());
+        if retired.len() > 8 {
+            retired.remove(0);
+        }
+        *rec = fresh(h);
+        Ok(Applied::Replaced {
+            old_instance: old.instance(),
+        })
+    }
+
+    fn expire(&mut self, now: u64) -> Vec<Left> {
+        let due: Vec<String> = (self.peers.iter())
+            .filter(|(_, (r, _))| r.deadline_ms <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut left = Vec::new();
+        for key in due {
+            if let Some((r, _)) = self.peers.remove(&key) {
+                let (peer, instance) = (r.peer, r.heartbeat.instance());
+                let reason = LeaveReason::Expired;
+                left.push(Left {
+                    peer,
+                    instance,
+                    reason,
+                });
+            }
+        }
+        left
+    }
+
+    fn records(&self) -> Vec<Record> {
+        self.peers.values().map(|(r, _)| r.clone()).collect()
+    }
+}
+
+/// Replays events onto a view, checking each one makes sense for the view so far.
+fn replay(view: &mut BTreeMap<String, Record>, events: Vec<ViewEvent>) {
+    for event in events {
+        match event {
+            ViewEvent::Joined(r) => {
+                let old = view.insert(r.peer.to_string(), r);
+                assert!(old.is_none(), "joined a peer already in view");
+            }
+            ViewEvent::Updated(r) => {
+                let old = view.insert(r.peer.to_string(), r.clone());
+                let old = old.expect("updated a peer not in view");
+                assert_eq!(old.heartbeat.instance(), r.heartbeat.instance());
+            }
+            ViewEvent::Left { peer, instance, .. } => {
+                let old = view
+                    .remove(&peer.to_string())
+                    .expect("left but not in view");
+                assert_eq!(old.heartbeat.instance(), instance);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Apply(u8, usize, u64, usize),
+    Expire,
+    Advance(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..PEERS, 0..3usize, 0..6u64, 0..3usize).prop_map(|(p, i, s, t)| Op::Apply(p, i, s, t)),
+        2 => Just(Op::Expire),
+        3 => (0..5000u64).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn table_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+        let config = TableConfig { peers_max: MODEL_PEERS_MAX, ..TableConfig::default() };
+        let mut table = RoutingTable::new(config);
+        let mut model = Model::default();
+        let mut view = BTreeMap::new();
+        let mut now = 0u64;
+        for op in ops {
+            match op {
+                Op::Apply(p, i, seq, t) => {
+                    let h = hb(TTLS[t], INSTANCES[i], seq);
+                    let got = table.apply(now, peer(p), h.clone());
+                    prop_assert_eq!(got, model.apply(now, peer(p), h));
+                }
+                Op::Expire => {
+                    prop_assert_eq!(table.expire(now), model.expire(now));
+                    prop_assert!(table.iter().all(|r| r.deadline_ms > now));
+                }
+                Op::Advance(ms) => now += ms,
+            }
+            prop_assert_eq!(table.query(&Query::all()), model.records());
+            prop_assert_eq!(table.len(), model.peers.len());
+            for p in 0..PEERS {
+                let want = model.peers.get(&peer(p).to_string()).map(|(r, _)| r);
+                prop_assert_eq!(table.get(&peer(p)), want);
+                prop_assert_eq!(table.contains(&peer(p)), want.is_some());
+            }
+            let next = model.peers.values().map(|(r, _)| r.deadline_ms).min();
+            prop_assert_eq!(table.next_deadline_ms(), next);
+            replay(&mut view, table.drain_events());
+            prop_assert_eq!(view.values().cloned().collect::<Vec<_>>(), model.records());
+        }
+        prop_assert_eq!(table.events_dropped(), 0);
+    }
+
+    #[test]
+    fn live_peer_never_leaves(steps in prop::collection::vec((1..1000u64, prop::collection::vec(0..1000u64, 0..3)), 1..40)) {
+        let (live, silent) = (peer(1), peer(2));
+        let mut table = RoutingTable::default();
+        table.apply(0, live, hb(1000, 9, 0)).expect("join");
+        table.apply(0, silent, hb(1000, 9, 0)).expect("join");
+        let (mut last, mut seq) = (0u64, 0u64);
+        for (interval, expiries) in steps {
+            for at in expiries {
+                // Expire anywhere in [last, last + interval], i.e. before the next beat.
+                let left = table.expire(last + at % (interval + 1));
+                prop_assert!(left.iter().all(|l| l.peer != live));
+            }
+            last += interval;
+            seq += 1;
+            prop_assert_eq!(table.apply(last, live, hb(1000, 9, seq)), Ok(Applied::Updated));
+        }
+        table.expire(last.max(1000));
+        prop_assert!(table.contains(&live));
+        prop_assert!(!table.contains(&silent), "a silent peer must leave after its ttl");
+        let lefts = table.drain_events().into_iter().filter(|e| matches!(e, ViewEvent::Left { .. }));
+        prop_assert_eq!(lefts.count(), 1);
+    }
+
+    #[test]
+    fn codec_round_trips(
+        ttl_ms in 100..=3_600_000u32, instance: u64, seq: u64, host in "\\PC{0,40}",
+        pairs in prop::collection::vec(("[a-z0-9._-]{1,64}", "\\PC{0,20}"), 0..=20),
+    ) {
+        let h = Heartbeat::new(ttl_ms, instance, seq, host, pairs).expect("valid");
+        let bytes = h.encode();
+        prop_assert_eq!(bytes.len(), h.encoded_len());
+        prop_assert_eq!(Heartbeat::decode(&bytes), Ok(h));
+    }
+
+    #[test]
+    fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        if let Ok(h) = Heartbeat::decode(&bytes) {
+            prop_assert_eq!(Heartbeat::decode(&h.encode()), Ok(h));
+        }
+    }
+}
+
+// ---------- codec ----------
+
+/// A version-1 message from raw parts, so invalid ones can be written.
+fn raw(ttl_ms: u32, host: &[u8], pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = vec![1u8];
+    out.extend_from_slice(&ttl_ms.to_be_bytes());
+    out.extend_from_slice(&5u64.to_be_bytes());
+    out.extend_from_slice(&6u64.to_be_bytes());
+    out.push(host.len() as u8);
+    out.extend_from_slice(host);
+    out.push(pairs.len() as u8);
+    for (k, v) in pairs {
+        out.push(k.len() as u8);
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+#[test]
+fn raw_helper_matches_encoder() {
+    let h = Heartbeat::new(1000, 5, 6, "box", meta(&[("a", "1")])).unwrap();
+    assert_eq!(raw(1000, b"box", &[(b"a", b"1")]), h.encode());
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let h = Heartbeat::new(1000, 5, 6, "box", meta(&[("a", "1"), ("zone", "eu")])).unwrap();
+    let bytes = h.encode();
+    for len in 0..bytes.len() {
+        let err = Heartbeat::decode(&bytes[..len]).expect_err("truncated must fail");
+        assert!(
+            matches!(err, HeartbeatError::Truncated { .. }),
+            "{len}: {err}"
+        );
+    }
+}
+
+#[test]
+fn each_decode_violation_has_its_error() {
+    use HeartbeatError as E;
+    let dec = |b: Vec<u8>| Heartbeat::decode(&b).expect_err("must fail");
+    let mut v2 = raw(1000, b"", &[]);
+    v2[0] = 2;
+    assert_eq!(dec(v2), E::UnsupportedVersion { version: 2 });
+    assert_eq!(dec(raw(99, b"", &[])), E::TtlOutOfRange { ttl_ms: 99 });
+    assert_eq!(
+        dec(raw(3_600_001, b"", &[])),
+        E::TtlOutOfRange { ttl_ms: 3_600_001 }
+    );
+    assert_eq!(dec(raw(1000, b"\xff", &[])), E::HostNotUtf8);
+    let many: Vec<(&[u8], &[u8])> = vec![(b"k", b"v"); 33];
+    assert_eq!(dec(raw(1000, b"", &many)), E::TooManyMeta { count: 33 });
+    assert_eq!(dec(raw(1000, b"", &[(b"", b"v")])), E::MetaKeyEmpty);
+    assert!(matches!(
+        dec(raw(1000, b"", &[(b"a=b", b"v")])),
+        E::MetaKeyHasSeparator { .. }
+    ));
+    let long_key = [b'k'; 65];
+    assert_eq!(
+        dec(raw(1000, b"", &[(&long_key, b"v")])),
+        E::MetaKeyTooLong { len_bytes: 65 }
+    );
+    assert_eq!(dec(raw(1000, b"", &[(b"\xc3", b"v")])), E::MetaKeyNotUtf8);
+    let long_value = [b'v'; 256];
+    let got = dec(raw(1000, b"", &[(b"k", &long_value)]));
+    assert_eq!(got, E::MetaValueTooLong { len_bytes: 256 });
+    assert_eq!(dec(raw(1000, b"", &[(b"k", b"\xff")])), E::MetaValueNotUtf8);
+    let mut trailing = raw(1000, b"", &[]);
+    trailing.extend_from_slice(b"xy");
+    assert_eq!(dec(trailing), E::TrailingBytes { count: 2 });
+    assert_eq!(dec(vec![1; 2049]), E::MessageTooLarge { len_bytes: 2049 });
+    assert_eq!(dec(Vec::new()), E::Truncated { field: "version" });
+}
+
+#[test]
+fn each_construction_violation_has_its_error() {
+    use HeartbeatError as E;
+    let new = |ttl, host: &str, m| Heartbeat::new(ttl, 1, 1, host, m).expect_err("must fail");
+    assert_eq!(new(0, "", vec![]), E::TtlOutOfRange { ttl_ms: 0 });
+    assert_eq!(
+        new(1000, &"h".repeat(256), vec![]),
+        E::HostTooLong { len_bytes: 256 }
+    );
+    let many = (0..33).map(|i| (format!("k{i}"), String::new())).collect();
+    assert_eq!(new(1000, "", many), E::TooManyMeta { count: 33 });
+    assert_eq!(new(1000, "", meta(&[("", "v")])), E::MetaKeyEmpty);
+    let err = new(1000, "", vec![("k".repeat(65), String::new())]);
+    assert_eq!(err, E::MetaKeyTooLong { len_bytes: 65 });
+    let err = new(1000, "", vec![("k".into(), "v".repeat(256))]);
+    assert_eq!(err, E::MetaValueTooLong { len_bytes: 256 });
+    // 32 pairs at their limits are each valid but together exceed 2048 bytes.
+    let big = (0..32)
+        .map(|i| (format!("{i:064}"), "v".repeat(255)))
+        .collect();
+    assert!(matches!(new(1000, "", big), E::MessageTooLarge { len_bytes } if len_bytes > 2048));
+}
+
+#[test]
+fn meta_is_sorted_and_deduplicated() {
+    let pairs = meta(&[("b", "2"), ("a", "9"), ("b", "1"), ("a", "9")]);
+    let h = Heartbeat::new(1000, 1, 1, "", pairs).unwrap();
+    assert_eq!(
+        h.meta(),
+        meta(&[("a", "9"), ("b", "1"), ("b", "2")]).as_slice()
+    );
+    let wire = raw(1000, b"", &[(b"b", b"2"), (b"a", b"9"), (b"a", b"9")]);
+    let decoded = Heartbeat::decode(&wire).unwrap();
+    assert_eq!(decoded.meta(), meta(&[("a", "9"), ("b", "2")]).as_slice());
+}
+
+#[test]
+fn parse_meta_splits_on_the_first_equals() {
+    let pair = |k: &str, v: &str| Ok((k.to_string(), v.to_string()));
+    assert_eq!(parse_meta("zone=eu"), pair("zone", "eu"));
+    assert_eq!(parse_meta("a=b=c"), pair("a", "b=c"));
+    assert_eq!(parse_meta("k="), pair("k", ""));
+    let missing = HeartbeatError::MetaSeparatorMissing {
+        text: "zone".into(),
+    };
+    assert_eq!(parse_meta("zone"), Err(missing));
+    assert_eq!(parse_meta("=eu"), Err(HeartbeatError::MetaKeyEmpty));
+}
+
+// ---------- table ----------
+
+#[test]
+fn restarted_node_replaces_its_old_instance_whatever_the_seq() {
+    let mut table = RoutingTable::default();
+    let p = peer(1);
+    assert_eq!(table.apply(0, p, hb(1000, 1, 50)), Ok(Applied::Joined));
+    // The Go original refused a new instance unless its seq was lower.
+    let replaced = table.apply(10, p, hb(3000, 2, 60));
+    assert_eq!(replaced, Ok(Applied::Replaced { old_instance: 1 }));
+    let record = table.get(&p).unwrap();
+    assert_eq!((record.heartbeat.instance(), record.joined_ms), (2, 10));
+    assert_eq!(record.deadline_ms, 3010);
+    assert_eq!(
+        table.apply(20, p, hb(1000, 3, 0)),
+        Ok(Applied::Replaced { old_instance: 2 })
+    );
+    // A delayed heartbeat from a retired instance never flips the entry back.
+    for old in [1, 2] {
+        let got = table.apply(30, p, hb(1000, old, 999));
+        assert_eq!(got, Err(Rejected::RetiredInstance { instance: old }));
+    }
+    assert_eq!(table.get(&p).unwrap().heartbeat.instance(), 3);
+    let events = table.drain_events();
+    let left = ViewEvent::Left {
+        peer: p,
+        instance: 1,
+        reason: LeaveReason::Replaced,
+    };
+    assert_eq!(events[1], left);
+    assert!(matches!(&events[2], ViewEvent::Joined(r) if r.heartbeat.instance() == 2));
+    assert_eq!(
+        events.len(),
+        5,
+        "join, left+join, left+join; rejections add none"
+    );
+}
+
+#[test]
+fn only_the_last_eight_retired_instances_are_remembered() {
+    let mut table = RoutingTable::default();
+    let p = peer(1);
+    for instance in 0..10u64 {
+        table.apply(instance, p, hb(1000, instance, 0)).unwrap();
+    }
+    // Retired now: 1..=8 (0 was pushed out); the current instance is 9.
+    let got = table.apply(20, p, hb(1000, 1, 0));
+    assert_eq!(got, Err(Rejected::RetiredInstance { instance: 1 }));
+    assert_eq!(
+        table.apply(20, p, hb(1000, 0, 0)),
+        Ok(Applied::Replaced { old_instance: 9 })
+    );
+}
+
+#[test]
+fn stale_and_duplicate_heartbeats_change_nothing() {
+    let mut table = RoutingTable::default();
+    let p = peer(1);
+    table.apply(0, p, hb(1000, 1, 5)).unwrap();
+    table.drain_events();
+    for seq in [5, 4, 0] {
+        let err = table.apply(100, p, hb(10000, 1, seq)).unwrap_err();
+        assert_eq!(
+            err,
+            Rejected::Stale {
+                instance: 1,
+                seq,
+                stored_seq: 5
+            }
+        );
+        assert!(err.to_string().contains("unchanged"), "{err}");
+    }
+    assert_eq!(table.get(&p).unwrap().deadline_ms, 1000);
+    assert!(table.drain_events().is_empty());
+}
+
+#[test]
+fn full_table_refuses_new_peers_but_serves_known_ones() {
+    let mut table = RoutingTable::new(TableConfig {
+        peers_max: 2,
+        ..TableConfig::default()
+    });
+    table.apply(0, peer(1), hb(1000, 1, 0)).unwrap();
+    table.apply(0, peer(2), hb(1000, 1, 0)).unwrap();
+    assert_eq!(
+        table.apply(0, peer(3), hb(1000, 1, 0)),
+        Err(Rejected::TableFull { peers_max: 2 })
+    );
+    assert_eq!(
+        table.apply(1, peer(1), hb(1000, 1, 1)),
+        Ok(Applied::Updated)
+    );
+    assert_eq!(
+        table.apply(1, peer(2), hb(1000, 2, 0)),
+        Ok(Applied::Replaced { old_instance: 1 })
+    );
+    assert_eq!(table.len(), 2);
+    table.expire(1001);
+    assert_eq!(
+        table.apply(1001, peer(3), hb(1000, 1, 0)),
+        Ok(Applied::Joined)
+    );
+}
+
+#[test]
+fn event_overflow_drops_the_oldest_and_counts_them() {
+    let mut table = RoutingTable::new(TableConfig {
+        events_max: 3,
+        ..TableConfig::default()
+    });
+    for n in 1..=5 {
+        table.apply(0, peer(n), hb(1000, 1, 0)).unwrap();
+    }
+    assert_eq!(table.events_dropped(), 2);
+    let events = table.drain_events();
+    let peers: Vec<PeerId> = (events.iter())
+        .map(|e| match e {
+            ViewEvent::Joined(r) => r.peer,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(peers, vec![peer(3), peer(4), peer(5)]);
+    assert!(table.drain_events().is_empty());
+}
+
+#[test]
+fn expiry_is_inclusive_ordered_and_tracks_the_next_deadline() {
+    let mut table = RoutingTable::default();
+    assert_eq!(table.next_deadline_ms(), None);
+    for n in 1..=4 {
+        table.apply(0, peer(n), hb(1000, 1, 0)).unwrap();
+    }
+    table.apply(0, peer(5), hb(3000, 1, 0)).unwrap();
+    assert_eq!(table.next_deadline_ms(), Some(1000));
+    assert!(table.expire(999).is_empty());
+    let left = table.expire(1000);
+    let mut want: Vec<PeerId> = (1..=4).map(peer).collect();
+    want.sort_by_key(|p| p.to_string());
+    assert_eq!(left.iter().map(|l| l.peer).collect::<Vec<_>>(), want);
+    assert!(left
+        .iter()
+        .all(|l| l.reason == LeaveReason::Expired && l.instance == 1));
+    assert_eq!(table.next_deadline_ms(), Some(3000));
+}
+
+// ---------- queries ----------
+
+/// Five peers: hosts `web-1`, `web-10`, `web-2`, `db`, `web`; meta `role`, `zone`.
+fn query_table() -> (RoutingTable, Vec<PeerId>) {
+    let mut table = RoutingTable::default();
+    let hosts = ["web-1", "web-10", "web-2", "db", "web"];
+    for (n, host) in (1..=5).zip(hosts) {
+        let role = if host.starts_with("web") {
+            "frontend"
+        } else {
+            "store"
+        };
+        let m = meta(&[
+            ("role", role),
+            ("zone", if n % 2 == 0 { "eu-west" } else { "us" }),
+        ]);
+        let h = Heartbeat::new(1000, 0xabc0 + u64::from(n), 0, host, m).unwrap();
+        table.apply(0, peer(n), h).unwrap();
+    }
+    let mut ids: Vec<PeerId> = (1..=5).map(peer).collect();
+    ids.sort_by_key(|p| p.to_string());
+    (table, ids)
+}
+
+fn hosts(table: &RoutingTable, selector: Selector, limit: Option<usize>) -> Vec<String> {
+    let records = table.query(&Query { selector, limit });
+    records
+        .iter()
+        .map(|r| r.heartbeat.host().to_string())
+        .collect()
+}
+
+#[test]
+fn host_exact_and_prefix_are_not_swapped() {
+    let (table, _) = query_table();
+    assert_eq!(
+        hosts(&table, Selector::Host(Match::exact("web")), None),
+        vec!["web"]
+    );
+    let mut all_web = hosts(&table, Selector::Host(Match::prefix("web")), None);
+    all_web.sort();
+    assert_eq!(all_web, vec!["web", "web-1", "web-10", "web-2"]);
+    assert!(hosts(&table, Selector::Host(Match::exact("we")), None).is_empty());
+}
+
+#[test]
+fn every_selector_honours_order_and_limit() {
+    let (table, ids) = query_table();
+    let peers = |q: Query| table.query(&q).iter().map(|r| r.peer).collect::<Vec<_>>();
+    assert_eq!(peers(Query::all()), ids);
+    assert_eq!(peers(Query::all().with_limit(2)), ids[..2].to_vec());
+    assert!(peers(Query::all().with_limit(0)).is_empty());
+    let first = ids[0];
+    assert_eq!(
+        peers(Query::new(Selector::Peer(Match::exact(first.to_string())))),
+        vec![first]
+    );
+    // Every id shares the multihash prefix "12D3KooW"; a longer one picks out a single id.
+    let common = Query::new(Selector::Peer(Match::prefix("12D3KooW")));
+    assert_eq!(peers(common.clone()), ids);
+    assert_eq!(peers(common.with_limit(3)), ids[..3].to_vec());
+    let text = ids[2].to_string();
+    let unique = Query::new(Selector::Peer(Match::prefix(&text[..text.len() - 1])));
+    assert_eq!(peers(unique), vec![ids[2]]);
+    assert!(peers(Query::new(Selector::Peer(Match::prefix("zzz")))).is_empty());
+    let instance = format!("{:016x}", 0xabc3u64);
+    let by_instance = Query::new(Selector::Instance(Match::exact(instance)));
+    assert_eq!(peers(by_instance), vec![peer(3)]);
+    let by_prefix = Query::new(Selector::Instance(Match::prefix("000000000000abc")));
+    assert_eq!(peers(by_prefix.clone()), ids);
+    assert_eq!(peers(by_prefix.with_limit(1)), vec![ids[0]]);
+    let store = Query::new(Selector::Meta(Match::exact("role=store")));
+    assert_eq!(peers(store), vec![peer(4)]);
+    let eu = Query::new(Selector::Meta(Match::prefix("zone=eu")));
+    let mut want: Vec<PeerId> = vec![peer(2), peer(4)];
+    want.sort_by_key(|p| p.to_string());
+    assert_eq!(peers(eu.clone()), want);
+    assert_eq!(peers(eu.with_limit(1)), want[..1].to_vec());
+    assert!(peers(Query::new(Selector::Meta(Match::exact("zone=eu")))).is_empty());
+    assert!(peers(Query::new(Selector::Meta(Match::prefix("role=x")))).is_empty());
+    assert_eq!(
+        hosts(&table, Selector::Host(Match::prefix("web-1")), Some(5)).len(),
+        2
+    );
+}
+
+#[test]
+fn selector_text_parses_every_kind() {
+    let id = peer(1).to_string();
+    let ok = |text: &str| parse_selector(text).expect(text);
+    assert_eq!(ok("all"), Selector::All);
+    assert_eq!(
+        ok(&format!("peer={id}")),
+        Selector::Peer(Match::exact(id.clone()))
+    );
+    assert_eq!(ok("peer^=12D3"), Selector::Peer(Match::prefix("12D3")));
+    let hex = "00000000ABCDEF01";
+    assert_eq!(
+        ok(&format!("instance={hex}")),
+        Selector::Instance(Match::exact(hex.to_lowercase()))
+    );
+    assert_eq!(
+        ok("instance^=00ab"),
+        Selector::Instance(Match::prefix("00ab"))
+    );
+    assert_eq!(ok("host=web"), Selector::Host(Match::exact("web")));
+    assert_eq!(ok("host^=we"), Selector::Host(Match::prefix("we")));
+    assert_eq!(
+        ok("meta=zone=eu=1"),
+        Selector::Meta(Match::exact("zone=eu=1"))
+    );
+    assert_eq!(ok("meta^=zone=e"), Selector::Meta(Match::prefix("zone=e")));
+}
+
+#[test]
+fn selector_text_errors_say_what_is_wrong() {
+    let err = |text: &str| parse_selector(text).expect_err(text);
+    assert_eq!(err(""), SelectorError::Empty);
+    assert!(matches!(err("everything"), SelectorError::Unknown { .. }));
+    assert!(matches!(err("port=1"), SelectorError::Unknown { .. }));
+    assert_eq!(err("host="), SelectorError::MissingValue { kind: "host" });
+    assert!(matches!(
+        err("peer=notapeer"),
+        SelectorError::InvalidPeer { .. }
+    ));
+    assert!(matches!(
+        err("instance=abc"),
+        SelectorError::InvalidInstance { .. }
+    ));
+    assert!(matches!(
+        err("instance^=xyz"),
+        SelectorError::InvalidInstance { .. }
+    ));
+    assert!(matches!(
+        err("meta=zone"),
+        SelectorError::InvalidMeta { .. }
+    ));
+    assert!(matches!(
+        err("meta^==eu"),
+        SelectorError::InvalidMeta { .. }
+    ));
+    let long = format!("host={}", "a".repeat(600));
+    assert!(matches!(err(&long), SelectorError::TooLong { .. }));
+}
