@@ -67,3 +67,10 @@ struct RunReport {
   errorKind @5 :ErrorKind;
   errorMessage @6 :Text;
 }
+
+# What a worker sends down the gateway's channel to join its pool.
+struct Registration {
+  worker @0 :Worker;
+  # Runs the worker takes at once.
+  slots @1 :UInt32;
+}

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-const SCHEMAS: &[&str] = &["worker"];
+const SCHEMAS: &[&str] = &["channel", "worker"];
 
 fn capnp_available() -> bool {
     std::process::Command::new("capnp")

@@ -248,3 +248,30 @@ fn five_percent_loss_never_reports_a_live_node_as_left() {
         replay(seed, "five_percent")
     );
 }
+
+#[test]
+fn cluster_trace_is_identical_for_the_same_seed() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let run = |seed: u64| {
+        let trace = ww_sim::Trace::new();
+        let hosts = names(8);
+        let mut sim = builder(seed, Duration::from_secs(20)).build();
+        let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32);
+        let subscriber = tracing_subscriber::registry().with(trace.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            run_until(&mut sim, Duration::from_secs(6), seed, "cluster_trace");
+            sim.crash("node-003");
+            run_until(&mut sim, Duration::from_secs(19), seed, "cluster_trace");
+        });
+        let left = observations.lock().unwrap().leaves.len();
+        (trace, left)
+    };
+    let seed = root_seed(6);
+    let (first, left) = run(seed);
+    assert!(left >= 7, "the crashed node should have left every other view");
+    assert!(first.lines().len() > 100, "trace too thin to mean anything");
+    let (second, _) = run(seed);
+    assert_eq!(first.digest(), second.digest(), "same seed {seed}, different traces");
+    let (other, _) = run(seed + 1);
+    assert_ne!(first.digest(), other.digest());
+}

@@ -4,7 +4,7 @@ use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
 use futures::{AsyncReadExt, StreamExt};
 
 use super::{reader_options, RpcError};
-use crate::transport::{Protocol, Transport};
+use crate::transport::{PeerId, Protocol, Transport, TransportError};
 
 /// A running server; dropping it stops accepting and closes its connections.
 pub struct ServeHandle {
@@ -24,6 +24,17 @@ pub fn serve<T: Transport>(
     protocol: &Protocol,
     bootstrap: capnp::capability::Client,
 ) -> Result<ServeHandle, RpcError> {
+    serve_per_peer(transport, protocol, move |_| bootstrap.clone())
+}
+
+/// Like [`serve`], but each connection gets the capability `bootstrap_for` makes
+/// for the dialer's authenticated peer id (e.g. a channel facet that records who
+/// sent each value).
+pub fn serve_per_peer<T: Transport>(
+    transport: &T,
+    protocol: &Protocol,
+    bootstrap_for: impl Fn(PeerId) -> capnp::capability::Client + 'static,
+) -> Result<ServeHandle, RpcError> {
     let mut incoming = transport.accept(protocol)?;
     let protocol = protocol.clone();
     let task = tokio::task::spawn_local(async move {
@@ -41,7 +52,7 @@ pub fn serve<T: Transport>(
                             Side::Server,
                             reader_options(),
                         );
-                        let system = RpcSystem::new(Box::new(network), Some(bootstrap.clone()));
+                        let system = RpcSystem::new(Box::new(network), Some(bootstrap_for(peer)));
                         connections.spawn_local(async move {
                             if let Err(e) = system.await {
                                 tracing::debug!(%peer, error = %e, "rpc connection ended");
@@ -55,4 +66,20 @@ pub fn serve<T: Transport>(
         }
     });
     Ok(ServeHandle { task })
+}
+
+/// The protocol a capability exported under `name` is served on:
+/// `/ww-sched/0.1/cap/<name>` (the original served its channel as `/lb`).
+pub fn export_protocol(name: &str) -> Result<Protocol, TransportError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if !valid {
+        return Err(TransportError::InvalidProtocol(format!(
+            "capability name {name:?}: 1 to 64 of [A-Za-z0-9._-]"
+        )));
+    }
+    Protocol::new(format!("/ww-sched/0.1/cap/{name}"))
 }

@@ -2,4 +2,8 @@
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]
 #[rustfmt::skip]
+pub mod channel_capnp;
+
+#[allow(clippy::all, missing_docs, unused_qualifications)]
+#[rustfmt::skip]
 pub mod worker_capnp;
