@@ -8,10 +8,13 @@
 
 pub mod boot;
 pub mod cluster;
+pub mod csp;
 pub mod exec;
+pub mod gateway;
 pub mod node;
 pub mod pubsub;
 pub mod rpc;
+pub mod sched;
 pub mod schema;
 pub mod tasks;
 pub mod transport;

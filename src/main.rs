@@ -28,27 +28,42 @@ struct Cli {
 enum Command {
     /// Start workers on loopback, send them hash-puzzle tasks, print checked results.
     Demo(cli::demo::DemoArgs),
+    /// Start the gateway: REST API, scheduler and task store; workers register with it.
+    Gateway(cli::gateway::GatewayArgs),
     /// Start a worker node: print its peer id and addresses, then serve until Ctrl-C.
     Worker(cli::worker::WorkerArgs),
     /// Listen to the cluster's heartbeats for a few seconds and print who is there.
     Peers(cli::peers::PeersArgs),
     /// Call `assign` on a remote worker and print the result.
     Call(cli::call::CallArgs),
+    /// Submit a task to the gateway, print its id, follow it, print the results.
+    Submit(cli::submit::SubmitArgs),
+    /// List the gateway's tasks, or show (or cancel) one.
+    Tasks(cli::submit::TasksArgs),
     /// Run a module in the local sandbox, without a network.
     RunLocal(cli::run_local::RunLocalArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The demo's own lines tell the story; node logs would drown them.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "warn,ww_sched=info",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,ww_sched=info".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
-    let outcome = match Cli::parse().command {
+    let outcome = match cli.command {
         Command::Demo(args) => cli::on_node_thread(cli::demo::run(args)),
+        Command::Gateway(args) => cli::on_node_thread(cli::gateway::run(args)),
         Command::Worker(args) => cli::on_node_thread(cli::worker::run(args)),
+        Command::Submit(args) => cli::submit::submit(args),
+        Command::Tasks(args) => cli::submit::tasks(args),
         Command::Call(args) => cli::on_node_thread(cli::call::run(args)),
         Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
         Command::RunLocal(args) => cli::run_local::run(args),

@@ -1,10 +1,17 @@
-//! Composing a node over a [`Transport`]: today a worker node (transport, sandbox,
-//! the `Worker` capability served on its protocol).
+//! Composing a node over a [`Transport`]: a worker node (transport, sandbox, the
+//! `Worker` capability served on its protocol) and its registration with a
+//! gateway (through membership or a known peer id).
 
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::cluster::{Match, Membership, Query, Selector};
 use crate::exec::Sandbox;
-use crate::rpc::{self, RpcError, ServeHandle};
+use crate::gateway::REGISTRATION_CHANNEL;
+use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle};
+use crate::schema::channel_capnp::sender;
+use crate::schema::worker_capnp::worker;
 use crate::transport::{Address, PeerId, Transport, TransportError};
 use crate::worker::{worker_protocol, WorkerConfig, WorkerServer};
 
@@ -23,6 +30,8 @@ pub enum NodeError {
 /// last clone is dropped.
 pub struct WorkerNode<T: Transport> {
     transport: T,
+    client: worker::Client,
+    slots: u32,
     _serving: ServeHandle,
 }
 
@@ -35,13 +44,16 @@ impl<T: Transport> WorkerNode<T> {
         config: WorkerConfig,
         listen: &[Address],
     ) -> Result<Self, NodeError> {
+        let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
         let client = WorkerServer::new(sandbox, config).into_client();
-        let serving = rpc::serve(&transport, &worker_protocol(), client.client)?;
+        let serving = rpc::serve(&transport, &worker_protocol(), client.client.clone())?;
         for address in listen {
             transport.listen(address.clone()).await?;
         }
         Ok(WorkerNode {
             transport,
+            client,
+            slots,
             _serving: serving,
         })
     }
@@ -65,4 +77,99 @@ impl<T: Transport> WorkerNode<T> {
     pub fn transport(&self) -> &T {
         &self.transport
     }
+
+    /// The worker's capability, to hand to a gateway.
+    pub fn worker_client(&self) -> worker::Client {
+        self.client.clone()
+    }
+
+    /// Runs the worker takes at once.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+}
+
+/// How a worker finds its gateway.
+#[derive(Clone, Debug)]
+pub enum GatewayLocator {
+    /// A known peer id (its addresses must be known to the transport).
+    Peer(PeerId),
+    /// The first peer in the membership view with meta `role=gateway`.
+    Membership,
+}
+
+/// How often a registered worker checks that its gateway is still there.
+pub const REGISTRATION_CHECK: Duration = Duration::from_millis(500);
+/// How long a worker waits before trying to register again.
+pub const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
+
+/// Keeps `node` registered with a gateway: finds it, connects to its `lb`
+/// channel, sends a `Registration` carrying the worker's capability, and holds
+/// that connection open (the gateway calls the worker over it). When the
+/// connection drops or the gateway leaves the view (it restarted or died), it
+/// registers again. Runs until dropped. Must run inside a `LocalSet`.
+pub async fn keep_registered<T: Transport>(
+    node: Rc<WorkerNode<T>>,
+    locator: GatewayLocator,
+    membership: Option<Rc<Membership>>,
+    config: RpcConfig,
+) {
+    loop {
+        let gateway = match (&locator, &membership) {
+            (GatewayLocator::Peer(peer), _) => Some(*peer),
+            (GatewayLocator::Membership, Some(membership)) => membership
+                .view(&Query::new(Selector::Meta(Match::exact("role=gateway"))).with_limit(1))
+                .first()
+                .map(|r| r.peer),
+            (GatewayLocator::Membership, None) => None,
+        };
+        let Some(gateway) = gateway else {
+            tokio::time::sleep(REGISTRATION_RETRY).await;
+            continue;
+        };
+        match register(&node, gateway, config).await {
+            Ok(connection) => {
+                tracing::info!(%gateway, "registered with the gateway");
+                loop {
+                    tokio::time::sleep(REGISTRATION_CHECK).await;
+                    let gone = match (&locator, &membership) {
+                        (GatewayLocator::Membership, Some(m)) => m
+                            .view(&Query::new(Selector::Peer(Match::exact(
+                                gateway.to_string(),
+                            ))))
+                            .is_empty(),
+                        _ => false,
+                    };
+                    if connection.is_lost() || gone {
+                        tracing::info!(%gateway, "lost the gateway; registering again");
+                        break;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(%gateway, error = %e, "registration failed"),
+        }
+        tokio::time::sleep(REGISTRATION_RETRY).await;
+    }
+}
+
+/// One registration: connect to the gateway's channel and send ourselves.
+async fn register<T: Transport>(
+    node: &WorkerNode<T>,
+    gateway: PeerId,
+    config: RpcConfig,
+) -> Result<Connection<sender::Client>, RpcError> {
+    let protocol = rpc::export_protocol(REGISTRATION_CHANNEL)?;
+    let connection: Connection<sender::Client> =
+        rpc::connect(&node.transport, gateway, &protocol, config).await?;
+    let mut request = connection.client().send_request();
+    {
+        let mut registration = request
+            .get()
+            .init_value()
+            .init_as::<crate::schema::worker_capnp::registration::Builder>();
+        registration.set_worker(node.worker_client());
+        registration.set_slots(node.slots);
+    }
+    connection.call("register", request.send().promise).await?;
+    Ok(connection)
 }

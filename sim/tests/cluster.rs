@@ -268,10 +268,17 @@ fn cluster_trace_is_identical_for_the_same_seed() {
     };
     let seed = root_seed(6);
     let (first, left) = run(seed);
-    assert!(left >= 7, "the crashed node should have left every other view");
+    assert!(
+        left >= 7,
+        "the crashed node should have left every other view"
+    );
     assert!(first.lines().len() > 100, "trace too thin to mean anything");
     let (second, _) = run(seed);
-    assert_eq!(first.digest(), second.digest(), "same seed {seed}, different traces");
+    assert_eq!(
+        first.digest(),
+        second.digest(),
+        "same seed {seed}, different traces"
+    );
     let (other, _) = run(seed + 1);
     assert_ne!(first.digest(), other.digest());
 }

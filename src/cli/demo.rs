@@ -1,19 +1,25 @@
-//! `ww-sched demo`: the main job on an embedded default. Workers start on
-//! loopback in this process, hash-puzzle tasks go to them over libp2p and Cap'n
-//! Proto, and every result is checked against the native reference.
+//! `ww-sched demo`: the main job on an embedded default. A gateway and workers
+//! start in this process on loopback; workers register through the gateway's
+//! channel; hash-puzzle tasks are submitted over the REST API like any client
+//! would; each run's worker and result are printed, checked against the native
+//! reference.
 
+use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::{json, Value};
 use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::node::WorkerNode;
+use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::worker::{RemoteWorker, WorkerConfig};
+use ww_sched::worker::WorkerConfig;
+
+use super::http;
 
 /// Flags of `ww-sched demo`.
 #[derive(Args)]
@@ -21,7 +27,7 @@ pub struct DemoArgs {
     /// Worker nodes to start.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=32))]
     workers: u32,
-    /// Hash-puzzle tasks to run (inputs 1, 2, ...).
+    /// Hash-puzzle tasks to submit (inputs 1, 2, ...).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=1000))]
     tasks: u32,
     /// Leading zero hex digits each puzzle asks for (about 16^N hashes each).
@@ -29,78 +35,153 @@ pub struct DemoArgs {
     difficulty: u32,
 }
 
-fn short(peer: &impl std::fmt::Display) -> String {
-    let text = peer.to_string();
-    let tail = text.len().saturating_sub(6);
-    format!("…{}", &text[tail..])
+fn short(peer: &str) -> String {
+    let tail = peer.len().saturating_sub(6);
+    format!("…{}", &peer[tail..])
+}
+
+/// Runs blocking HTTP off the node's thread (the gateway serves on that thread).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("HTTP client thread failed")?
 }
 
 /// Runs the demo and prints each task's worker and result.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
+    let data = std::env::temp_dir().join(format!("ww-sched-demo-{}", std::process::id()));
+    let outcome = run_in(&args, &data, started).await;
+    let _ = std::fs::remove_dir_all(&data);
+    outcome
+}
+
+async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Result<()> {
+    let loopback = Address::new("/ip4/127.0.0.1/tcp/0");
+    let gateway_transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+    let gateway_address = gateway_transport.listen(loopback.clone()).await?;
+    let gateway_peer = gateway_transport.local_peer_id();
+    let running = super::gateway::start(
+        &gateway_transport,
+        None,
+        data,
+        "127.0.0.1:0".parse()?,
+        16 * 1024 * 1024,
+    )
+    .await?;
+    let base = format!("http://{}", running.http);
+    println!(
+        "gateway {} with its REST API on {base}",
+        short(&gateway_peer.to_string())
+    );
+
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
-    let loopback = [Address::new("/ip4/127.0.0.1/tcp/0")];
-    let mut nodes = Vec::new();
+    let mut registrations = Vec::new();
     for _ in 0..args.workers {
         let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+        transport.add_peer_address(gateway_peer, gateway_address.clone())?;
         let config = WorkerConfig {
             slots: 1,
             ..WorkerConfig::default()
         };
-        nodes.push(WorkerNode::start(transport, sandbox.clone(), config, &loopback).await?);
-    }
-    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
-    let mut workers = Vec::new();
-    for node in &nodes {
-        for address in node.transport().listen_addresses() {
-            caller.add_peer_address(node.peer_id(), address)?;
-        }
-        workers.push(RemoteWorker::connect(&caller, node.peer_id(), RpcConfig::default()).await?);
-        println!(
-            "worker {} listening on {}",
-            short(&node.peer_id()),
-            node.dial_addresses()[0]
+        let node = Rc::new(
+            WorkerNode::start(
+                transport,
+                sandbox.clone(),
+                config,
+                std::slice::from_ref(&loopback),
+            )
+            .await?,
         );
+        println!("worker {} started", short(&node.peer_id().to_string()));
+        registrations.push(tokio::task::spawn_local(keep_registered(
+            node,
+            GatewayLocator::Peer(gateway_peer),
+            None,
+            RpcConfig::default(),
+        )));
     }
+
+    // Workers register through the gateway's channel; wait until all are in its pool.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = format!("{base}/workers");
+        let workers = blocking(move || http::get_json(&url)).await?;
+        let count = workers.as_array().map_or(0, Vec::len);
+        if count == args.workers as usize {
+            println!("{count} workers registered with the gateway");
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {count} of {} workers registered in 30 s",
+                args.workers
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let url = base.clone();
+    let module = blocking(move || http::upload_module(&url, HASH_PUZZLE_WASM)).await?;
     println!(
-        "running {} hash-puzzle tasks (difficulty {}) on {} workers",
-        args.tasks, args.difficulty, args.workers
+        "submitting {} hash-puzzle tasks (difficulty {}) as module {}…",
+        args.tasks,
+        args.difficulty,
+        &module[..12]
     );
-    let mut pending: FuturesUnordered<_> = (1..=args.tasks)
-        .map(|input| {
-            let worker = &workers[(input as usize - 1) % workers.len()];
-            async move {
-                let sent = Instant::now();
-                let answer = worker
-                    .assign(
-                        HASH_PUZZLE_WASM,
-                        i64::from(input),
-                        i64::from(args.difficulty),
-                    )
-                    .await;
-                (input, worker.peer(), answer, sent.elapsed())
-            }
-        })
-        .collect();
+    let mut ids = Vec::new();
+    for input in 1..=args.tasks {
+        let body = json!({
+            "id": format!("puzzle-{input}"),
+            "description": format!("hash puzzle {input}/{}", args.difficulty),
+            "module": module,
+            "args": [input, args.difficulty],
+        });
+        let url = format!("{base}/tasks");
+        let task = blocking(move || http::post_json(&url, &body)).await?;
+        ids.push((input, task["id"].as_str().unwrap_or_default().to_string()));
+    }
+
+    let mut pending: BTreeSet<(u32, String)> = ids.into_iter().collect();
     let mut done = 0;
     let mut wrong = 0;
-    while let Some((input, peer, answer, took)) = pending.next().await {
-        done += 1;
-        let answer = answer?;
-        let expected = hash_puzzle(input, args.difficulty).to_string();
-        let verdict = if answer == expected {
-            "verified"
-        } else {
-            wrong += 1;
-            "WRONG"
-        };
-        println!(
-            "[{done}/{}] task {input}: run({input}, {}) = {answer} on worker {} in {:.2} s ({verdict})",
-            args.tasks,
-            args.difficulty,
-            short(&peer),
-            took.as_secs_f64()
-        );
+    while !pending.is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (input, id) in pending.clone() {
+            let url = format!("{base}/tasks/{id}");
+            let task: Value = blocking(move || http::get_json(&url)).await?;
+            let status = task["status"].as_str().unwrap_or("");
+            if !http::is_final(status) {
+                continue;
+            }
+            pending.remove(&(input, id.clone()));
+            done += 1;
+            let run = &task["runs"][0];
+            let answer = run["results"][0]
+                .as_i64()
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let expected = hash_puzzle(input, args.difficulty).to_string();
+            let verdict = if status == "succeeded" && answer == expected {
+                "verified"
+            } else {
+                wrong += 1;
+                "WRONG"
+            };
+            let took_ms = run["finished_ms"]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(run["started_ms"].as_u64().unwrap_or(0));
+            println!(
+                "[{done}/{}] {id}: run({input}, {}) = {answer} on worker {} in {:.2} s, {status} ({verdict})",
+                args.tasks,
+                args.difficulty,
+                short(run["worker"].as_str().unwrap_or("")),
+                took_ms as f64 / 1e3
+            );
+        }
     }
     println!(
         "{} tasks, {} verified, {} workers, {:.2} s",
@@ -109,6 +190,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         args.workers,
         started.elapsed().as_secs_f64()
     );
+    for registration in registrations {
+        registration.abort();
+    }
     if wrong > 0 {
         bail!("{wrong} results disagree with the native reference");
     }

@@ -2,8 +2,11 @@
 
 pub mod call;
 pub mod demo;
+pub mod gateway;
+pub mod http;
 pub mod peers;
 pub mod run_local;
+pub mod submit;
 pub mod worker;
 
 use std::future::Future;

@@ -12,7 +12,11 @@ use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
 use ww_sched::worker::WorkerConfig;
 
 use super::{ClusterArgs, LimitArgs};
+use std::rc::Rc;
 use ww_sched::cluster::ViewEvent;
+use ww_sched::node::{keep_registered, GatewayLocator};
+use ww_sched::rpc::RpcConfig;
+use ww_sched::transport::{PeerId, Transport};
 
 /// Flags of `ww-sched worker`.
 #[derive(Args)]
@@ -24,6 +28,11 @@ pub struct WorkerArgs {
     /// peer id. Without it every start gets a new id.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// The gateway to register with: its peer id, or its address ending in
+    /// /p2p/<peer id>. Without it, the worker registers with whichever node the
+    /// membership view shows with meta role=gateway.
+    #[arg(long)]
+    dial: Option<String>,
     /// Runs at once; more calls wait. Defaults to the number of cores.
     #[arg(long)]
     slots: Option<usize>,
@@ -59,14 +68,42 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     for address in node.dial_addresses() {
         println!("listening on {address}");
     }
-    let membership = super::join_cluster(
-        node.transport(),
-        identity,
-        &args.cluster,
-        true,
-        &[("role", "worker")],
-    )
-    .await?;
+    let membership = Rc::new(
+        super::join_cluster(
+            node.transport(),
+            identity,
+            &args.cluster,
+            true,
+            &[("role", "worker")],
+        )
+        .await?,
+    );
+    let locator = match &args.dial {
+        None => GatewayLocator::Membership,
+        Some(text) => {
+            let (address, peer) = match text.parse::<PeerId>() {
+                Ok(peer) => (None, Some(peer)),
+                Err(_) => {
+                    let (address, peer) = Address::new(text.clone()).split_peer()?;
+                    (Some(address), peer)
+                }
+            };
+            let Some(peer) = peer else {
+                bail!("--dial {text}: expected a peer id or an address ending in /p2p/<peer id>");
+            };
+            if let Some(address) = address {
+                node.transport().add_peer_address(peer, address)?;
+            }
+            GatewayLocator::Peer(peer)
+        }
+    };
+    let node = Rc::new(node);
+    let _registration = tokio::task::spawn_local(keep_registered(
+        node.clone(),
+        locator,
+        Some(membership.clone()),
+        RpcConfig::default(),
+    ));
     println!(
         "joined namespace {} (instance {:016x})",
         args.cluster.namespace,

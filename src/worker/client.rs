@@ -1,15 +1,24 @@
-//! The caller's side: a connection to a remote worker with typed calls.
+//! The caller's side: a remote worker's capability with typed, bounded calls.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
 
 use super::{wire, worker_protocol};
 use crate::exec::{RunReport, RunSpec};
-use crate::rpc::{connect, Connection, RpcConfig, RpcError};
+use crate::rpc::{call_with_timeout, connect, Connection, RpcConfig, RpcError};
 use crate::schema::worker_capnp::worker;
 use crate::transport::{PeerId, Transport};
 
-/// A connected remote worker. Every call is bounded by the connection's call
-/// timeout; after a lost connection, connect again.
+/// A remote worker. Every call is bounded by the call timeout; after a lost
+/// connection ([`RemoteWorker::is_lost`]), get a new capability.
 pub struct RemoteWorker {
-    connection: Connection<worker::Client>,
+    client: worker::Client,
+    peer: Option<PeerId>,
+    call_timeout: Duration,
+    lost: Rc<Cell<bool>>,
+    /// Keeps our own connection open when we dialed the worker ourselves.
+    connection: Option<Connection<worker::Client>>,
 }
 
 impl RemoteWorker {
@@ -19,23 +28,54 @@ impl RemoteWorker {
         peer: PeerId,
         config: RpcConfig,
     ) -> Result<Self, RpcError> {
-        let connection = connect(transport, peer, &worker_protocol(), config).await?;
-        Ok(RemoteWorker { connection })
+        let connection: Connection<worker::Client> =
+            connect(transport, peer, &worker_protocol(), config).await?;
+        Ok(RemoteWorker {
+            client: connection.client().clone(),
+            peer: Some(peer),
+            call_timeout: config.call_timeout,
+            lost: Rc::new(Cell::new(false)),
+            connection: Some(connection),
+        })
     }
 
-    /// Wraps an existing capability connection.
-    pub fn from_connection(connection: Connection<worker::Client>) -> Self {
-        RemoteWorker { connection }
+    /// Wraps a capability received some other way (e.g. through a channel).
+    pub fn from_capability(
+        client: worker::Client,
+        peer: Option<PeerId>,
+        call_timeout: Duration,
+    ) -> Self {
+        RemoteWorker {
+            client,
+            peer,
+            call_timeout,
+            lost: Rc::new(Cell::new(false)),
+            connection: None,
+        }
     }
 
-    /// The worker's peer id.
-    pub fn peer(&self) -> PeerId {
-        self.connection.peer()
+    /// The worker's peer id, when known.
+    pub fn peer(&self) -> Option<PeerId> {
+        self.peer
     }
 
-    /// Whether the connection failed and should be replaced.
+    /// Whether the connection failed and the capability should be replaced.
     pub fn is_lost(&self) -> bool {
-        self.connection.is_lost()
+        self.lost.get() || self.connection.as_ref().is_some_and(|c| c.is_lost())
+    }
+
+    async fn call<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T, capnp::Error>>,
+    ) -> Result<T, RpcError> {
+        let result = call_with_timeout(what, self.call_timeout, call).await;
+        if let Err(e) = &result {
+            if e.is_connection_lost() {
+                self.lost.set(true);
+            }
+        }
+        result
     }
 
     /// The original system's call: `run(input, difficulty)` as decimal text.
@@ -45,17 +85,14 @@ impl RemoteWorker {
         input: i64,
         difficulty: i64,
     ) -> Result<String, RpcError> {
-        let mut request = self.connection.client().assign_request();
+        let mut request = self.client.assign_request();
         {
             let mut params = request.get();
             params.set_wasm(wasm);
             params.set_input(input);
             params.set_difficulty(difficulty);
         }
-        let response = self
-            .connection
-            .call("assign", request.send().promise)
-            .await?;
+        let response = self.call("assign", request.send().promise).await?;
         let text = response
             .get()
             .and_then(|r| r.get_result())
@@ -66,9 +103,9 @@ impl RemoteWorker {
 
     /// Runs a task and returns the worker's report.
     pub async fn run(&self, spec: &RunSpec) -> Result<RunReport, RpcError> {
-        let mut request = self.connection.client().run_request();
+        let mut request = self.client.run_request();
         wire::write_spec(spec, request.get().init_spec());
-        let response = self.connection.call("run", request.send().promise).await?;
+        let response = self.call("run", request.send().promise).await?;
         response
             .get()
             .and_then(|r| r.get_report())
@@ -78,8 +115,8 @@ impl RemoteWorker {
 
     /// A no-op round trip.
     pub async fn ping(&self) -> Result<(), RpcError> {
-        let request = self.connection.client().ping_request();
-        self.connection.call("ping", request.send().promise).await?;
+        let request = self.client.ping_request();
+        self.call("ping", request.send().promise).await?;
         Ok(())
     }
 }

@@ -1,0 +1,184 @@
+//! `ww-sched submit` and `ww-sched tasks`: the REST API from the command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::http;
+
+/// Flags of `ww-sched submit`.
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// The WASM module; it must export `run(i32, i32) -> i32` (see --export).
+    wasm: PathBuf,
+    /// First argument of the export.
+    #[arg(long)]
+    input: i64,
+    /// Second argument of the export.
+    #[arg(long)]
+    difficulty: i64,
+    /// Seconds before the first run.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Seconds between runs.
+    #[arg(long, default_value_t = 0)]
+    delay: u64,
+    /// Number of runs.
+    #[arg(long, default_value_t = 1)]
+    repeats: u32,
+    /// Time limit of each run, in seconds.
+    #[arg(long, default_value_t = 30)]
+    duration: u64,
+    /// Task id (generated when absent).
+    #[arg(long)]
+    id: Option<String>,
+    /// Export to call.
+    #[arg(long, default_value = "run")]
+    export: String,
+    /// The gateway's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    gateway: String,
+    /// Print the task id and return without following it.
+    #[arg(long)]
+    no_follow: bool,
+}
+
+/// Flags of `ww-sched tasks`.
+#[derive(Args)]
+pub struct TasksArgs {
+    /// Show this task and its runs (as JSON) instead of the list.
+    id: Option<String>,
+    /// Only tasks with this status (pending, running, succeeded, failed, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// Cancel the task given as ID.
+    #[arg(long, requires = "id")]
+    cancel: bool,
+    /// The gateway's HTTP address.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    gateway: String,
+}
+
+/// Submits, prints the id, then follows the task to the end.
+pub fn submit(args: SubmitArgs) -> Result<()> {
+    let wasm = super::read_module(&args.wasm)?;
+    let gateway = args.gateway.trim_end_matches('/');
+    let module = http::upload_module(gateway, &wasm)?;
+    let mut body = json!({
+        "module": module,
+        "export": args.export,
+        "args": [args.input, args.difficulty],
+        "start_ms": args.start.saturating_mul(1000),
+        "delay_ms": args.delay.saturating_mul(1000),
+        "repeats": args.repeats,
+        "duration_ms": args.duration.saturating_mul(1000),
+    });
+    if let Some(id) = &args.id {
+        body["id"] = json!(id);
+    }
+    let task = http::post_json(&format!("{gateway}/tasks"), &body)?;
+    let id = task["id"].as_str().unwrap_or_default().to_string();
+    println!("{id}");
+    if args.no_follow {
+        return Ok(());
+    }
+    let task = follow(gateway, &id)?;
+    print_runs(&task);
+    if task["status"] != "succeeded" {
+        bail!("task {id} ended {}", task["status"]);
+    }
+    Ok(())
+}
+
+/// Polls the task, printing a progress line whenever it changes, until it ends.
+pub fn follow(gateway: &str, id: &str) -> Result<Value> {
+    let mut last = String::new();
+    loop {
+        let task = http::get_json(&format!("{gateway}/tasks/{id}"))?;
+        let runs = task["runs"].as_array().cloned().unwrap_or_default();
+        let finished = runs
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r["status"].as_str(),
+                    Some("succeeded" | "failed" | "timed_out" | "cancelled")
+                )
+            })
+            .count();
+        let status = task["status"].as_str().unwrap_or("?").to_string();
+        let line = format!(
+            "{id}: {status}, {finished}/{} runs finished, {} completions",
+            task["repeats"], task["completions"]
+        );
+        if line != last {
+            eprintln!("{line}");
+            last = line;
+        }
+        if http::is_final(&status) {
+            return Ok(task);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One line per run: index, attempt, worker, status, result or error.
+pub fn print_runs(task: &Value) {
+    for run in task["runs"].as_array().into_iter().flatten() {
+        let outcome = match run["status"].as_str() {
+            Some("succeeded") => format!("result {}", run["results"]),
+            _ => format!(
+                "{} {}",
+                run["error_kind"].as_str().unwrap_or(""),
+                run["error"].as_str().unwrap_or("")
+            ),
+        };
+        println!(
+            "run {} attempt {} on {}: {} {}",
+            run["index"],
+            run["attempt"],
+            run["worker"].as_str().unwrap_or("-"),
+            run["status"].as_str().unwrap_or("?"),
+            outcome.trim()
+        );
+    }
+}
+
+/// Lists tasks, shows one, or cancels one.
+pub fn tasks(args: TasksArgs) -> Result<()> {
+    let gateway = args.gateway.trim_end_matches('/');
+    match (&args.id, args.cancel) {
+        (Some(id), true) => {
+            let task = http::delete(&format!("{gateway}/tasks/{id}"))?;
+            println!("{id}: {}", task["status"].as_str().unwrap_or("?"));
+        }
+        (Some(id), false) => {
+            let task = http::get_json(&format!("{gateway}/tasks/{id}"))?;
+            println!("{}", serde_json::to_string_pretty(&task)?);
+        }
+        (None, _) => {
+            let mut url = format!("{gateway}/tasks?limit=1000");
+            if let Some(status) = &args.status {
+                url.push_str(&format!("&status={status}"));
+            }
+            let tasks = http::get_json(&url)?;
+            println!(
+                "{:<24} {:<10} {:>11} {:>7}  DESCRIPTION",
+                "ID", "STATUS", "COMPLETIONS", "REPEATS"
+            );
+            for task in tasks.as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<10} {:>11} {:>7}  {}",
+                    task["id"].as_str().unwrap_or(""),
+                    task["status"].as_str().unwrap_or(""),
+                    task["completions"],
+                    task["repeats"],
+                    task["description"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}

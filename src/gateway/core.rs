@@ -1,0 +1,571 @@
+//! The gateway core: one task on the node's RPC thread that owns the scheduler,
+//! the store and the worker pool. HTTP handlers reach it through a bounded
+//! command queue; runs report back through an internal queue. Every scheduler
+//! effect is carried out here: `TaskChanged` is persisted before the command that
+//! caused it is answered, so an acknowledged task is never lost.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::pool::{Pool, PoolEvent};
+use super::ApiError;
+use crate::cluster::{Membership, Query, ViewEvent};
+use crate::exec::{ErrorKind, Limits, ModuleRef, RunSpec};
+use crate::sched::{
+    Effect, RunOutcome, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec, TaskStatus,
+};
+use crate::worker::RemoteWorker;
+
+/// Commands waiting for the core; handlers wait beyond this.
+pub const COMMAND_QUEUE_MAX: usize = 256;
+/// Stdout kept per run.
+pub const RUN_STDOUT_MAX: usize = 64 * 1024;
+
+/// Where a submission's module comes from.
+pub enum ModuleInput {
+    /// The module itself.
+    Bytes(Vec<u8>),
+    /// The SHA-256 of a module uploaded earlier.
+    Hash([u8; 32]),
+}
+
+/// A validated submission, before it has an id and a module hash.
+pub struct NewTask {
+    /// The caller's id, or `None` for a generated one.
+    pub id: Option<TaskId>,
+    /// Free text.
+    pub description: String,
+    /// The module.
+    pub module: ModuleInput,
+    /// The export to call.
+    pub export: String,
+    /// Its integer arguments.
+    pub args: Vec<i64>,
+    /// Fuel per run (0: the worker's maximum).
+    pub fuel_max: u64,
+    /// Memory pages per run (0: the worker's maximum).
+    pub memory_pages_max: u32,
+    /// Time limit per run.
+    pub duration_ms: u64,
+    /// When runs are due.
+    pub schedule: Schedule,
+    /// Completions already counted.
+    pub completions_initial: u64,
+}
+
+/// What an HTTP handler asks of the core.
+pub enum Command {
+    /// Submit a task; answers the task and whether it was created now.
+    Submit {
+        /// The submission.
+        task: NewTask,
+        /// Makes a retried submission return the same task.
+        idempotency_key: Option<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<(Task, bool), ApiError>>,
+    },
+    /// A page of tasks, ordered by id.
+    List {
+        /// Only tasks with this status.
+        status: Option<TaskStatus>,
+        /// Tasks to skip.
+        offset: usize,
+        /// Tasks at most.
+        limit: usize,
+        /// The answer.
+        reply: oneshot::Sender<Vec<Task>>,
+    },
+    /// One task.
+    Get {
+        /// Which.
+        id: TaskId,
+        /// The answer.
+        reply: oneshot::Sender<Option<Task>>,
+    },
+    /// Cancel a task.
+    Cancel {
+        /// Which.
+        id: TaskId,
+        /// The task after the cancel.
+        reply: oneshot::Sender<Result<Task, ApiError>>,
+    },
+    /// Store a module; answers its hash.
+    PutModule {
+        /// The module.
+        bytes: Vec<u8>,
+        /// The answer.
+        reply: oneshot::Sender<Result<[u8; 32], ApiError>>,
+    },
+    /// The worker pool and each worker's load.
+    Workers {
+        /// The answer.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    /// The membership view.
+    Cluster {
+        /// The answer.
+        reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+}
+
+/// How a run attempt ended, as the runner reports it.
+struct RunDone {
+    task: TaskId,
+    index: u32,
+    attempt: u32,
+    outcome: RunOutcome,
+}
+
+/// Settings of the core.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Scheduler tuning and seed.
+    pub sched: SchedConfig,
+    /// Largest module accepted.
+    pub module_bytes_max: usize,
+}
+
+/// The milliseconds clock the scheduler runs on (wall clock on real hosts, so
+/// stored times survive a restart; virtual time in simulations).
+pub type Clock = Rc<dyn Fn() -> u64>;
+
+/// The core's state.
+pub struct Core {
+    sched: Scheduler,
+    store: Store,
+    pool: Pool,
+    clock: Clock,
+    config: CoreConfig,
+    membership: Option<Rc<Membership>>,
+    running: BTreeMap<(TaskId, u32, u32), tokio::task::JoinHandle<()>>,
+    done_sender: mpsc::Sender<RunDone>,
+    done: mpsc::Receiver<RunDone>,
+    generated: u64,
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+impl Core {
+    /// Restores the scheduler from the store: unfinished tasks resume, and runs
+    /// that were in flight at the last stop are retried (at-least-once).
+    pub fn restore(
+        store: Store,
+        pool: Pool,
+        clock: Clock,
+        config: CoreConfig,
+        membership: Option<Rc<Membership>>,
+    ) -> Result<Self, ApiError> {
+        let tasks = store.tasks().map_err(internal)?;
+        let restored = tasks.len();
+        let (sched, effects) = Scheduler::restore(config.sched.clone(), clock(), tasks);
+        tracing::info!(tasks = restored, "scheduler restored from the store");
+        let (done_sender, done) = mpsc::channel(4096);
+        let mut core = Core {
+            sched,
+            store,
+            pool,
+            clock,
+            config,
+            membership,
+            running: BTreeMap::new(),
+            done_sender,
+            done,
+            generated: 0,
+        };
+        core.apply(effects);
+        Ok(core)
+    }
+
+    /// Serves commands, run results, pool changes and timers until the command
+    /// queue closes.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut view_events = self.membership.as_ref().map(|m| m.watch());
+        loop {
+            let now = (self.clock)();
+            let wake = self
+                .sched
+                .next_wakeup_ms()
+                .map(|at| Duration::from_millis(at.saturating_sub(now)))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command),
+                    None => return,
+                },
+                Some(done) = self.done.recv() => {
+                    self.running.remove(&(done.task.clone(), done.index, done.attempt));
+                    let effects = self.sched.run_finished((self.clock)(), &done.task, done.index, done.attempt, done.outcome);
+                    self.apply(effects);
+                }
+                event = self.pool.next_event() => self.pool_event(event),
+                Some(event) = async {
+                    match view_events.as_mut() {
+                        Some(events) => events.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let ViewEvent::Left { peer, .. } = event {
+                        // A worker that left the membership view leaves the pool.
+                        if self.pool.remove(&peer.to_string()) {
+                            let effects = self.sched.worker_lost((self.clock)(), &peer.to_string());
+                            self.apply(effects);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(wake) => {
+                    let effects = self.sched.tick((self.clock)());
+                    self.apply(effects);
+                }
+            }
+        }
+    }
+
+    fn pool_event(&mut self, event: PoolEvent) {
+        let now = (self.clock)();
+        let effects = match event {
+            PoolEvent::Joined { worker, slots } => {
+                tracing::info!(%worker, slots, "worker joined the pool");
+                self.sched.worker_joined(now, &worker, slots)
+            }
+            PoolEvent::Left { worker, reason } => {
+                tracing::info!(%worker, %reason, "worker left the pool");
+                self.sched.worker_lost(now, &worker)
+            }
+        };
+        self.apply(effects);
+    }
+
+    /// Carries out scheduler effects.
+    fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::TaskChanged(id) => {
+                    if let Some(task) = self.sched.task(&id) {
+                        if let Err(e) = self.store.put_task(task) {
+                            tracing::error!(%id, error = %e, "task not persisted");
+                        }
+                    }
+                }
+                Effect::StartRun {
+                    task,
+                    index,
+                    attempt,
+                    worker,
+                    spec,
+                } => self.start_run(task, index, attempt, worker, spec),
+                Effect::StopRun {
+                    task,
+                    index,
+                    attempt,
+                    worker,
+                } => {
+                    // Dropping the call cancels it on the worker, which stops the run.
+                    if let Some(handle) = self.running.remove(&(task.clone(), index, attempt)) {
+                        handle.abort();
+                        tracing::debug!(%task, index, attempt, %worker, "run stopped");
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_run(
+        &mut self,
+        task: TaskId,
+        index: u32,
+        attempt: u32,
+        worker: String,
+        spec: TaskSpec,
+    ) {
+        let done = self.done_sender.clone();
+        let Some(client) = self.pool.client(&worker) else {
+            let outcome = RunOutcome::TransportFailed {
+                message: format!("worker {worker} is not in the pool"),
+            };
+            let _ = done.try_send(RunDone {
+                task,
+                index,
+                attempt,
+                outcome,
+            });
+            return;
+        };
+        let module = match self.store.module(&spec.module_hash) {
+            Ok(Some(bytes)) => bytes,
+            other => {
+                let outcome = RunOutcome::TaskFailed {
+                    kind: "unknown_module".into(),
+                    message: format!("module missing from the store: {other:?}"),
+                    stdout: String::new(),
+                    fuel_used: 0,
+                };
+                let _ = done.try_send(RunDone {
+                    task,
+                    index,
+                    attempt,
+                    outcome,
+                });
+                return;
+            }
+        };
+        let key = (task.clone(), index, attempt);
+        let handle = tokio::task::spawn_local(async move {
+            let outcome = run_on_worker(&client, &spec, module).await;
+            let _ = done
+                .send(RunDone {
+                    task,
+                    index,
+                    attempt,
+                    outcome,
+                })
+                .await;
+        });
+        self.running.insert(key, handle);
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Submit {
+                task,
+                idempotency_key,
+                reply,
+            } => {
+                let _ = reply.send(self.submit(task, idempotency_key));
+            }
+            Command::List {
+                status,
+                offset,
+                limit,
+                reply,
+            } => {
+                let tasks = self
+                    .sched
+                    .tasks()
+                    .filter(|t| status.is_none_or(|s| t.status == s))
+                    .skip(offset)
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                let _ = reply.send(tasks);
+            }
+            Command::Get { id, reply } => {
+                let _ = reply.send(self.sched.task(&id).cloned());
+            }
+            Command::Cancel { id, reply } => {
+                let result = match self.sched.cancel((self.clock)(), &id) {
+                    Ok(effects) => {
+                        // Persisted here, before the answer: a cancel survives a restart.
+                        self.apply(effects);
+                        self.sched
+                            .task(&id)
+                            .cloned()
+                            .ok_or_else(|| ApiError::NotFound(format!("no task {:?}", id.0)))
+                    }
+                    Err(crate::sched::SchedError::NotFound { .. }) => {
+                        Err(ApiError::NotFound(format!("no task {:?}", id.0)))
+                    }
+                    Err(e) => Err(ApiError::BadRequest(e.to_string())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::PutModule { bytes, reply } => {
+                let _ = reply.send(self.put_module(&bytes));
+            }
+            Command::Workers { reply } => {
+                let rows = self
+                    .sched
+                    .workers()
+                    .into_iter()
+                    .map(|w| json!({ "worker": w.worker, "slots": w.slots, "in_flight": w.in_flight }))
+                    .collect();
+                let _ = reply.send(rows);
+            }
+            Command::Cluster { reply } => {
+                let rows = match &self.membership {
+                    None => Vec::new(),
+                    Some(membership) => {
+                        let now = membership.now_ms();
+                        membership
+                            .view(&Query::all())
+                            .iter()
+                            .map(|r| {
+                                let meta: BTreeMap<_, _> =
+                                    r.heartbeat.meta().iter().cloned().collect();
+                                json!({
+                                    "peer": r.peer.to_string(),
+                                    "host": r.heartbeat.host(),
+                                    "instance": r.heartbeat.instance_hex(),
+                                    "meta": meta,
+                                    "expires_in_ms": r.deadline_ms.saturating_sub(now),
+                                })
+                            })
+                            .collect()
+                    }
+                };
+                let _ = reply.send(rows);
+            }
+        }
+    }
+
+    fn put_module(&mut self, bytes: &[u8]) -> Result<[u8; 32], ApiError> {
+        if bytes.len() > self.config.module_bytes_max {
+            return Err(ApiError::TooLarge(format!(
+                "module of {} bytes; the limit is {}",
+                bytes.len(),
+                self.config.module_bytes_max
+            )));
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(ApiError::Unprocessable(
+                "not a WebAssembly module (no \\0asm magic)".into(),
+            ));
+        }
+        self.store.put_module(bytes).map_err(internal)
+    }
+
+    fn submit(
+        &mut self,
+        new: NewTask,
+        idempotency_key: Option<String>,
+    ) -> Result<(Task, bool), ApiError> {
+        if let Some(key) = &idempotency_key {
+            if let Some(id) = self.store.idempotency(key).map_err(internal)? {
+                if let Some(task) = self.sched.task(&id) {
+                    return Ok((task.clone(), false));
+                }
+            }
+        }
+        let module_hash = match new.module {
+            ModuleInput::Bytes(bytes) => self.put_module(&bytes)?,
+            ModuleInput::Hash(hash) => match self.store.module(&hash).map_err(internal)? {
+                Some(_) => hash,
+                None => {
+                    return Err(ApiError::Unprocessable(format!(
+                        "unknown module {}: upload it with POST /modules first",
+                        crate::exec::ModuleHash(hash)
+                    )))
+                }
+            },
+        };
+        let id = match new.id {
+            Some(id) => id,
+            None => self.generate_id()?,
+        };
+        if self.sched.task(&id).is_some() {
+            return Err(ApiError::Conflict(format!(
+                "a task with id {:?} exists",
+                id.0
+            )));
+        }
+        let spec = TaskSpec {
+            id: id.clone(),
+            description: new.description,
+            module_hash,
+            export: new.export,
+            args: new.args,
+            fuel_max: new.fuel_max,
+            memory_pages_max: new.memory_pages_max,
+            duration_ms: new.duration_ms,
+            schedule: new.schedule,
+            completions_initial: new.completions_initial,
+        };
+        let effects = self
+            .sched
+            .submit((self.clock)(), spec)
+            .map_err(|e| match e {
+                crate::sched::SchedError::Exists { .. } => ApiError::Conflict(e.to_string()),
+                other => ApiError::BadRequest(other.to_string()),
+            })?;
+        self.apply(effects);
+        if let Some(key) = &idempotency_key {
+            self.store.put_idempotency(key, &id).map_err(internal)?;
+        }
+        let task = self
+            .sched
+            .task(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("submitted task vanished".into()))?;
+        Ok((task, true))
+    }
+
+    fn generate_id(&mut self) -> Result<TaskId, ApiError> {
+        loop {
+            self.generated += 1;
+            let id = TaskId::parse(&format!("t{}-{}", (self.clock)(), self.generated))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if self.sched.task(&id).is_none() {
+                return Ok(id);
+            }
+        }
+    }
+}
+
+/// Runs one attempt: by hash first, sending the module's bytes only if the
+/// worker does not have it yet.
+async fn run_on_worker(
+    worker: &RemoteWorkerHandle,
+    spec: &TaskSpec,
+    module: Vec<u8>,
+) -> RunOutcome {
+    let mut run = RunSpec {
+        module: ModuleRef::Hash(crate::exec::ModuleHash(spec.module_hash)),
+        export: spec.export.clone(),
+        args: spec.args.clone(),
+        limits: Limits {
+            fuel_max: spec.fuel_max,
+            memory_pages_max: spec.memory_pages_max,
+            wall_time_ms: spec.duration_ms,
+        },
+    };
+    let mut report = worker.run(&run).await;
+    if matches!(&report, Ok(r) if matches!(&r.outcome, Err(e) if e.kind() == ErrorKind::UnknownModule))
+    {
+        run.module = ModuleRef::Bytes(module);
+        report = worker.run(&run).await;
+    }
+    match report {
+        Err(e) => RunOutcome::TransportFailed {
+            message: e.to_string(),
+        },
+        Ok(report) => {
+            let stdout = truncate_text(
+                String::from_utf8_lossy(&report.stdout).into_owned(),
+                RUN_STDOUT_MAX,
+            );
+            match report.outcome {
+                Ok(results) => RunOutcome::Succeeded {
+                    results,
+                    stdout,
+                    fuel_used: report.fuel_used,
+                },
+                Err(e) => RunOutcome::TaskFailed {
+                    kind: e.kind().as_str().to_string(),
+                    message: e.message().to_string(),
+                    stdout,
+                    fuel_used: report.fuel_used,
+                },
+            }
+        }
+    }
+}
+
+/// Cuts `text` to at most `bytes_max` bytes on a character boundary.
+fn truncate_text(mut text: String, bytes_max: usize) -> String {
+    if text.len() > bytes_max {
+        let mut cut = bytes_max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// A worker capability as the pool holds it.
+pub type RemoteWorkerHandle = Rc<RemoteWorker>;

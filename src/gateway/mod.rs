@@ -1,0 +1,142 @@
+//! The gateway: the REST API (axum) and the core that wires the scheduler to the
+//! worker pool. Workers join the pool by sending their `Worker` capability down
+//! the channel the gateway exports as `lb` (as in the original).
+
+mod api;
+mod core;
+mod error;
+mod pool;
+mod views;
+
+use std::path::PathBuf;
+use std::rc::Rc;
+
+pub use self::core::{
+    Clock, Command, CoreConfig, ModuleInput, NewTask, COMMAND_QUEUE_MAX, RUN_STDOUT_MAX,
+};
+pub use api::{router, PAGE_MAX};
+pub use error::ApiError;
+pub use pool::{Pool, PoolConfig, PoolEvent};
+pub use views::{task_detail, task_summary};
+
+use crate::cluster::Membership;
+use crate::csp::{ChanConfig, ChannelServer};
+use crate::rpc::{export_protocol, serve_per_peer, ServeHandle};
+use crate::sched::{SchedConfig, Store};
+use crate::transport::Transport;
+
+/// The name the registration channel is exported under.
+pub const REGISTRATION_CHANNEL: &str = "lb";
+/// The store's file inside the data directory.
+pub const STORE_FILE: &str = "ww-sched.redb";
+
+/// Settings of a gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Where the task database lives (created if missing).
+    pub data_dir: PathBuf,
+    /// Largest request body, and so the largest module upload.
+    pub body_bytes_max: usize,
+    /// Scheduler tuning.
+    pub sched: SchedConfig,
+    /// Worker liveness and call timeouts.
+    pub pool: PoolConfig,
+    /// Registrations buffered in the channel.
+    pub channel_capacity: usize,
+}
+
+impl GatewayConfig {
+    /// Defaults for a laptop: 16 MiB bodies, 5 attempts per run.
+    pub fn new(data_dir: PathBuf) -> Self {
+        GatewayConfig {
+            data_dir,
+            body_bytes_max: 16 * 1024 * 1024,
+            sched: SchedConfig::default(),
+            pool: PoolConfig::default(),
+            channel_capacity: 64,
+        }
+    }
+}
+
+/// Why a gateway could not start; nothing is left serving.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The data directory or database could not be opened.
+    #[error("task store at {path}: {detail}")]
+    Store {
+        /// The database path.
+        path: String,
+        /// What failed.
+        detail: String,
+    },
+    /// Exporting the registration channel failed.
+    #[error("registration channel: {0}")]
+    Export(String),
+    /// Restoring the scheduler failed.
+    #[error("restoring tasks: {0}")]
+    Restore(ApiError),
+}
+
+/// A running gateway. Dropping it stops the core and the registration channel.
+pub struct Gateway {
+    router: axum::Router,
+    _core: tokio::task::JoinHandle<()>,
+    _serving: ServeHandle,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self._core.abort();
+    }
+}
+
+impl Gateway {
+    /// Opens the store, restores unfinished tasks, exports the registration
+    /// channel and starts the core. Must be called inside a `LocalSet`.
+    pub async fn start<T: Transport>(
+        transport: &T,
+        membership: Option<Rc<Membership>>,
+        clock: Clock,
+        config: GatewayConfig,
+    ) -> Result<Self, GatewayError> {
+        let path = config.data_dir.join(STORE_FILE);
+        let store_error = |detail: String| GatewayError::Store {
+            path: path.display().to_string(),
+            detail,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(e.to_string()))?;
+        let store = Store::open(&path).map_err(|e| store_error(e.to_string()))?;
+        let channel = ChannelServer::new(ChanConfig {
+            capacity: config.channel_capacity,
+            ..ChanConfig::default()
+        })
+        .map_err(|e| GatewayError::Export(e.to_string()))?;
+        let protocol = export_protocol(REGISTRATION_CHANNEL)
+            .map_err(|e| GatewayError::Export(e.to_string()))?;
+        let facets = channel.clone();
+        let serving = serve_per_peer(transport, &protocol, move |peer| {
+            facets.sender_for(peer).client
+        })
+        .map_err(|e| GatewayError::Export(e.to_string()))?;
+        let mut pool = Pool::new(config.pool);
+        pool.take_registrations_from(channel);
+        let core_config = CoreConfig {
+            sched: config.sched.clone(),
+            module_bytes_max: config.body_bytes_max,
+        };
+        let core = self::core::Core::restore(store, pool, clock, core_config, membership)
+            .map_err(GatewayError::Restore)?;
+        let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_QUEUE_MAX);
+        let core = tokio::task::spawn_local(core.run(receiver));
+        Ok(Gateway {
+            router: api::router(commands, config.body_bytes_max),
+            _core: core,
+            _serving: serving,
+        })
+    }
+
+    /// The REST API, ready to serve (its handlers are `Send`).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+}

@@ -1,0 +1,50 @@
+//! A consistency check of the scheduler's indexes, for tests and simulations.
+
+use std::collections::BTreeSet;
+
+use super::scheduler::Scheduler;
+use super::types::RunStatus;
+
+impl Scheduler {
+    /// Checks that the indexes agree with the tasks and workers; for tests.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut in_flight = BTreeSet::new();
+        for (name, w) in &self.workers {
+            for key in &w.in_flight {
+                if !in_flight.insert(key.clone()) {
+                    return Err(format!("{key:?} in flight on two workers"));
+                }
+                let run = self.run(&key.0, key.1).ok_or(format!("{key:?} unknown"))?;
+                if run.status != RunStatus::Running || run.worker.as_deref() != Some(name) {
+                    return Err(format!("{key:?} on {name} but run is {run:?}"));
+                }
+            }
+        }
+        for (id, task) in &self.tasks {
+            for run in &task.runs {
+                let key = (id.clone(), run.index);
+                let waits = self.ready_at.contains_key(&key);
+                match run.status {
+                    RunStatus::Scheduled | RunStatus::Retrying if !waits => {
+                        return Err(format!("{key:?} waiting but not indexed"))
+                    }
+                    RunStatus::Running if !in_flight.contains(&key) => {
+                        return Err(format!("{key:?} running but not on its worker"))
+                    }
+                    s if s.is_final() && (waits || in_flight.contains(&key)) => {
+                        return Err(format!("{key:?} final but still indexed"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if self.deadlines.len() != in_flight.len() {
+            return Err("deadlines and in-flight runs disagree".into());
+        }
+        if self.waiting.len() != self.ready_at.len() {
+            return Err("waiting and ready_at disagree".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! Scheduling of WASM tasks: tasks, runs, timing, placement, retries and the store.
+//!
+//! The core (`Scheduler`) is sans-IO: commands and the current time in, effects out.
+//! It knows workers only as opaque ids and modules only by SHA-256; the gateway
+//! drives it, calls workers and persists each changed task through `Store`.
+
+mod engine;
+pub mod error;
+mod invariants;
+mod restore;
+pub mod scheduler;
+pub mod store;
+pub mod types;
+
+pub use error::SchedError;
+pub use scheduler::{Effect, RunOutcome, SchedConfig, Scheduler, SLOTS_MAX, WORKER_ID_BYTES_MAX};
+pub use store::{Store, StoreError, MODULE_BYTES_MAX};
+pub use types::{Run, RunId, RunStatus, Schedule, Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};

@@ -1,0 +1,48 @@
+//! Taking stored tasks back after a restart (at-least-once for in-flight runs).
+
+use super::engine::derived_status;
+use super::scheduler::{Out, Scheduler};
+use super::types::{RunStatus, Task, TaskStatus};
+
+impl Scheduler {
+    /// Takes in one stored task during `restore`.
+    pub(super) fn adopt(&mut self, now_ms: u64, mut task: Task, out: &mut Out) {
+        let id = task.spec.id.clone();
+        if self.tasks.contains_key(&id) {
+            tracing::warn!(task = %id, "duplicate stored task ignored");
+            return;
+        }
+        // The store is ours, but a bad record must not break the indexes.
+        task.runs.truncate(task.spec.schedule.repeats as usize);
+        for (i, run) in task.runs.iter_mut().enumerate() {
+            run.index = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+        let cancelled = task.status == TaskStatus::Cancelled;
+        let mut requeue = Vec::new();
+        for run in task.runs.iter_mut().filter(|r| !r.status.is_final()) {
+            out.changed.insert(id.clone());
+            if cancelled {
+                run.status = RunStatus::Cancelled;
+                run.finished_ms = Some(now_ms);
+            } else {
+                run.status = RunStatus::Retrying;
+                requeue.push(run.index);
+            }
+        }
+        let next = u32::try_from(task.runs.len()).unwrap_or(u32::MAX);
+        if !task.status.is_final() && next < task.spec.schedule.repeats {
+            self.upcoming.insert((task.due_ms(next), id.clone()));
+        }
+        if !cancelled {
+            let status = derived_status(&task);
+            if status != task.status {
+                task.status = status;
+                out.changed.insert(id.clone());
+            }
+        }
+        self.tasks.insert(id.clone(), task);
+        for index in requeue {
+            self.wait(&id, index, now_ms);
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! Scenarios for every scheduling rule, plus a property test of random command sequences.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use ww_sched::sched::{
+    Effect, RunOutcome, RunStatus, SchedConfig, SchedError, Schedule, Scheduler, Task, TaskId,
+    TaskSpec, TaskStatus,
+};
+
+fn id(text: &str) -> TaskId {
+    TaskId::parse(text).expect("valid id")
+}
+
+fn spec(name: &str, start_ms: u64, delay_ms: u64, repeats: u32, duration_ms: u64) -> TaskSpec {
+    TaskSpec {
+        id: id(name),
+        description: format!("task {name}"),
+        module_hash: [7; 32],
+        export: "run".into(),
+        args: vec![1, 2],
+        fuel_max: 1_000_000,
+        memory_pages_max: 16,
+        duration_ms,
+        schedule: Schedule {
+            start_ms,
+            delay_ms,
+            repeats,
+        },
+        completions_initial: 0,
+    }
+}
+
+fn config(seed: u64) -> SchedConfig {
+    SchedConfig {
+        seed,
+        ..SchedConfig::default()
+    }
+}
+
+/// `(task, index, attempt, worker)` of each StartRun.
+fn starts(effects: &[Effect]) -> Vec<(String, u32, u32, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartRun {
+                task,
+                index,
+                attempt,
+                worker,
+                ..
+            } => Some((task.0.clone(), *index, *attempt, worker.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `(task, index, attempt, worker)` of each StopRun.
+fn stops(effects: &[Effect]) -> Vec<(String, u32, u32, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StopRun {
+                task,
+                index,
+                attempt,
+                worker,
+            } => Some((task.0.clone(), *index, *attempt, worker.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ok() -> RunOutcome {
+    RunOutcome::Succeeded {
+        results: vec![42],
+        stdout: "done\n".into(),
+        fuel_used: 10,
+    }
+}
+
+fn lost() -> RunOutcome {
+    RunOutcome::TransportFailed {
+        message: "connection reset".into(),
+    }
+}
+
+fn trap() -> RunOutcome {
+    RunOutcome::TaskFailed {
+        kind: "trap".into(),
+        message: "unreachable".into(),
+        stdout: String::new(),
+        fuel_used: 3,
+    }
+}
+
+fn run_status(s: &Scheduler, task: &str, index: usize) -> RunStatus {
+    s.task(&id(task)).expect("task").runs[index].status
+}
+
+fn in_flight(s: &Scheduler, worker: &str) -> u32 {
+    s.workers()
+        .iter()
+        .find(|w| w.worker == worker)
+        .map_or(0, |w| w.in_flight)
+}
+
+#[test]
+fn runs_fall_due_at_start_plus_k_delay_and_overlap() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 8);
+    assert!(starts(&s.submit(1000, spec("t", 100, 50, 3, 10_000)).unwrap()).is_empty());
+    assert_eq!(s.task(&id("t")).unwrap().status, TaskStatus::Pending);
+    assert_eq!(s.next_wakeup_ms(), Some(1100));
+    assert!(starts(&s.tick(1099)).is_empty());
+    assert_eq!(starts(&s.tick(1100)), vec![("t".into(), 0, 1, "w".into())]);
+    assert_eq!(s.task(&id("t")).unwrap().status, TaskStatus::Running);
+    assert_eq!(s.next_wakeup_ms(), Some(1150));
+    // Run 0 is still in flight: run 1 starts anyway.
+    assert_eq!(starts(&s.tick(1150)), vec![("t".into(), 1, 1, "w".into())]);
+    assert_eq!(starts(&s.tick(1200)), vec![("t".into(), 2, 1, "w".into())]);
+    assert_eq!(in_flight(&s, "w"), 3);
+    let due: Vec<u64> = s
+        .task(&id("t"))
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| r.scheduled_ms)
+        .collect();
+    assert_eq!(due, vec![1100, 1150, 1200]);
+    // Only deadlines remain.
+    assert_eq!(s.next_wakeup_ms(), Some(1100 + 10_000));
+}
+
+#[test]
+fn late_tick_keeps_due_times_and_zero_delay_runs_all_at_once() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 8);
+    s.submit(0, spec("late", 10, 10, 3, 1000)).unwrap();
+    s.submit(0, spec("burst", 5, 0, 3, 1000)).unwrap();
+    let started = starts(&s.tick(500));
+    assert_eq!(started.len(), 6);
+    let due: Vec<u64> = s
+        .task(&id("late"))
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| r.scheduled_ms)
+        .collect();
+    assert_eq!(due, vec![10, 20, 30]);
+    let burst: Vec<u64> = s
+        .task(&id("burst"))
+        .unwrap()
+        .runs
+        .iter()
+        .map(|r| r.scheduled_ms)
+        .collect();
+    assert_eq!(burst, vec![5, 5, 5]);
+}
+
+#[test]
+fn placement_prefers_least_in_flight_per_slot() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "a", 4);
+    assert_eq!(
+        starts(&s.submit(0, spec("t1", 0, 0, 1, 1000)).unwrap())[0].3,
+        "a"
+    );
+    s.worker_joined(0, "b", 2);
+    // a: 1/4, b: 0/2 -> b.
+    assert_eq!(
+        starts(&s.submit(0, spec("t2", 0, 0, 1, 1000)).unwrap())[0].3,
+        "b"
+    );
+    // a: 1/4, b: 1/2 -> a, although a has as many runs as b.
+    assert_eq!(
+        starts(&s.submit(0, spec("t3", 0, 0, 1, 1000)).unwrap())[0].3,
+        "a"
+    );
+    assert_eq!(
+        starts(&s.submit(0, spec("t4", 0, 0, 1, 1000)).unwrap()).len(),
+        1
+    );
+    assert_eq!(in_flight(&s, "a") + in_flight(&s, "b"), 4);
+}
+
+#[test]
+fn ties_are_broken_by_the_seed_deterministically() {
+    let pick = |seed: u64| {
+        let mut s = Scheduler::new(config(seed));
+        for w in ["w0", "w1", "w2", "w3"] {
+            s.worker_joined(0, w, 1);
+        }
+        starts(&s.submit(0, spec("t", 0, 0, 1, 1000)).unwrap())[0]
+            .3
+            .clone()
+    };
+    let picks: Vec<String> = (0..32).map(pick).collect();
+    let again: Vec<String> = (0..32).map(pick).collect();
+    assert_eq!(picks, again, "same seed, same choice");
+    let distinct: BTreeSet<&String> = picks.iter().collect();
+    assert!(distinct.len() > 1, "ties not broken by the RNG: {picks:?}");
+}
+
+#[test]
+fn runs_wait_for_a_free_slot_without_busy_waking() {
+    let mut s = Scheduler::new(config(1));
+    s.submit(0, spec("t1", 0, 0, 1, 5000)).unwrap();
+    s.submit(0, spec("t2", 0, 0, 1, 5000)).unwrap();
+    assert_eq!(s.next_wakeup_ms(), None, "no worker: nothing can progress");
+    let e = s.worker_joined(10, "w", 1);
+    assert_eq!(starts(&e), vec![("t1".into(), 0, 1, "w".into())]);
+    // t2 waits; the only wakeup is t1's deadline.
+    assert_eq!(s.next_wakeup_ms(), Some(5010));
+    assert_eq!(run_status(&s, "t2", 0), RunStatus::Scheduled);
+    let e = s.run_finished(20, &id("t1"), 0, 1, ok());
+    assert_eq!(starts(&e), vec![("t2".into(), 0, 1, "w".into())]);
+    assert!(e.contains(&Effect::TaskChanged(id("t1"))));
+}
+
+#[test]
+fn zero_slot_worker_gets_nothing() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 0);
+    assert!(starts(&s.submit(0, spec("t", 0, 0, 1, 10)).unwrap()).is_empty());
+    assert_eq!(s.next_wakeup_ms(), None);
+}
+
+#[test]
+fn a_run_past_its_duration_is_stopped_and_timed_out() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 1);
+    s.submit(0, spec("t", 0, 0, 1, 100)).unwrap();
+    assert_eq!(s.next_wakeup_ms(), Some(100));
+    assert!(stops(&s.tick(99)).is_empty());
+    let e = s.tick(100);
+    assert_eq!(stops(&e), vec![("t".into(), 0, 1, "w".into())]);
+    let task = s.task(&id("t")).unwrap();
+    assert_eq!(task.runs[0].status, RunStatus::TimedOut);
+    assert_eq!(task.runs[0].error_kind.as_deref(), Some("timeout"));
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(in_flight(&s, "w"), 0);
+    // The late result is ignored and nothing is retried.
+    assert!(s.run_finished(150, &id("t"), 0, 1, ok()).is_empty());
+    assert_eq!(s.task(&id("t")).unwrap().completions, 0);
+    assert_eq!(s.next_wakeup_ms(), None);
+}
+
+#[test]
+fn transport_failure_retries_on_another_worker_after_bounded_backoff() {
+    for seed in 0..20 {
+        let mut s = Scheduler::new(config(seed));
+        s.worker_joined(0, "a", 1);
+        s.worker_joined(0, "b", 1);
+        let first = starts(&s.submit(0, spec("t", 0, 0, 1, 60_000)).unwrap());
+        let w1 = first[0].3.clone();
+        let e = s.run_finished(1000, &id("t"), 0, 1, lost());
+        assert!(starts(&e).is_empty(), "backoff first");
+        assert_eq!(run_status(&s, "t", 0), RunStatus::Retrying);
+        let wake = s.next_wakeup_ms().unwrap();
+        assert!(
+            (1250..=1500).contains(&wake),
+            "first backoff in [base/2, base]: {wake}"
+        );
+        assert!(starts(&s.tick(wake - 1)).is_empty());
+        let second = starts(&s.tick(wake));
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].2, 2, "second attempt");
+        assert_ne!(second[0].3, w1, "another worker");
+        s.run_finished(wake, &id("t"), 0, 2, lost());
+        let wake2 = s.next_wakeup_ms().unwrap() - wake;
+        assert!(
+            (500..=1000).contains(&wake2),
+            "second backoff doubles: {wake2}"
+        );
+        let third = starts(&s.tick(wake + wake2));
+        assert_eq!(third[0].2, 3);
+        s.run_finished(wake + wake2, &id("t"), 0, 3, ok());
+        let task = s.task(&id("t")).unwrap();
+        assert_eq!(task.status, TaskStatus::Succeeded);
+        assert_eq!(task.runs[0].error_kind, None);
+        assert_eq!(task.completions, 1);
+    }
+}
+
+#[test]
+fn backoff_is_capped_at_retry_max() {
+    let mut s = Scheduler::new(SchedConfig {
+        attempts_max: 40,
+        retry_base_ms: 1000,
+        retry_max_ms: 4000,
+        ..config(3)
+    });
+    s.worker_joined(0, "w", 1);
+    s.submit(0, spec("t", 0, 0, 1, 86_400_000)).unwrap();
+    let mut now = 0;
+    for attempt in 1..=30 {
+        s.run_finished(now, &id("t"), 0, attempt, lost());
+        let wait = s.next_wakeup_ms().unwrap() - now;
+        let full = (1000u64 << (attempt - 1).min(20)).min(4000);
+        assert!(
+            (full / 2..=full).contains(&wait),
+            "attempt {attempt}: {wait}"
+        );
+        now += wait;
+        assert_eq!(starts(&s.tick(now))[0].2, attempt + 1);
+    }
+}
+
+#[test]
+fn a_task_failure_is_not_retried() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "a", 1);
+    s.worker_joined(0, "b", 1);
+    s.submit(0, spec("t", 0, 0, 1, 1000)).unwrap();
+    let e = s.run_finished(5, &id("t"), 0, 1, trap());
+    assert!(starts(&e).is_empty());
+    let task = s.task(&id("t")).unwrap();
+    assert_eq!(task.runs[0].status, RunStatus::Failed);
+    assert_eq!(task.runs[0].error_kind.as_deref(), Some("trap"));
+    assert_eq!(task.runs[0].fuel_used, 3);
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(s.next_wakeup_ms(), None);
+}
+
+#[test]
+fn attempts_max_transport_failures_fail_the_run() {
+    let mut s = Scheduler::new(SchedConfig {
+        attempts_max: 3,
+        ..config(1)
+    });
+    s.worker_joined(0, "w", 1);
+    s.submit(0, spec("t", 0, 0, 1, 60_000)).unwrap();
+    let mut now = 0;
+    for attempt in 1..=3 {
+        s.run_finished(now, &id("t"), 0, attempt, lost());
+        match s.next_wakeup_ms() {
+            Some(t) => {
+                now = t;
+                assert_eq!(starts(&s.tick(now)).len(), 1);
+            }
+            None => assert_eq!(attempt, 3),
+        }
+    }
+    let task = s.task(&id("t")).unwrap();
+    assert_eq!(task.runs[0].status, RunStatus::Failed);
+    assert_eq!(task.runs[0].attempt, 3);
+    assert_eq!(task.runs[0].error_kind.as_deref(), Some("transport"));
+    assert_eq!(task.status, TaskStatus::Failed);
+}
+
+#[test]
+fn a_lost_worker_has_its_runs_retried_elsewhere_and_stale_results_ignored() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "a", 2);
+    s.submit(0, spec("t", 0, 0, 2, 60_000)).unwrap();
+    assert_eq!(in_flight(&s, "a"), 2);
+    s.worker_joined(1, "b", 2);
+    let e = s.worker_lost(100, "a");
+    assert!(starts(&e).is_empty());
+    assert!(e.contains(&Effect::TaskChanged(id("t"))));
+    assert_eq!(run_status(&s, "t", 0), RunStatus::Retrying);
+    assert_eq!(s.workers().len(), 1);
+    // Each run has its own jitter; both are due by the full backoff.
+    let wake = 100 + 500;
+    let again = starts(&s.tick(wake));
+    assert_eq!(
+        again,
+        vec![
+            ("t".into(), 0, 2, "b".into()),
+            ("t".into(), 1, 2, "b".into())
+        ]
+    );
+    // Attempt 1 answering late from the lost worker changes nothing.
+    assert!(s.run_finished(wake, &id("t"), 0, 1, ok()).is_empty());
+    assert_eq!(run_status(&s, "t", 0), RunStatus::Running);
+    assert!(s.run_started(wake, &id("t"), 0, 1).is_empty());
+    s.run_finished(wake + 1, &id("t"), 0, 2, ok());
+    s.run_finished(wake + 1, &id("t"), 1, 2, ok());
+    assert_eq!(s.task(&id("t")).unwrap().status, TaskStatus::Succeeded);
+    assert_eq!(s.task(&id("t")).unwrap().completions, 2);
+}
+
+#[test]
+fn cancel_stops_running_runs_and_starts_no_new_one() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 1);
+    s.submit(0, spec("t", 0, 100, 3, 60_000)).unwrap();
+    s.submit(0, spec("other", 0, 0, 1, 60_000)).unwrap();
+    assert_eq!(run_status(&s, "other", 0), RunStatus::Scheduled);
+    let e = s.cancel(50, &id("t")).unwrap();
+    assert_eq!(stops(&e), vec![("t".into(), 0, 1, "w".into())]);
+    // The freed slot goes to the other task at once.
+    assert_eq!(starts(&e), vec![("other".into(), 0, 1, "w".into())]);
+    assert!(e.contains(&Effect::TaskChanged(id("t"))));
+    let task = s.task(&id("t")).unwrap();
+    assert_eq!(task.status, TaskStatus::Cancelled);
+    assert_eq!(task.runs.len(), 1);
+    assert_eq!(task.runs[0].status, RunStatus::Cancelled);
+    for now in [100, 200, 10_000] {
+        assert!(starts(&s.tick(now)).iter().all(|st| st.0 != "t"));
+    }
+    assert_eq!(s.task(&id("t")).unwrap().runs.len(), 1);
+    assert!(s.run_finished(300, &id("t"), 0, 1, ok()).is_empty());
+    assert_eq!(s.cancel(400, &id("t")).unwrap(), vec![]);
+    assert_eq!(
+        s.cancel(400, &id("nope")),
+        Err(SchedError::NotFound { id: id("nope") })
+    );
+}
+
+#[test]
+fn cancelling_a_finished_task_is_a_no_op() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 1);
+    s.submit(0, spec("t", 0, 0, 1, 1000)).unwrap();
+    s.run_finished(1, &id("t"), 0, 1, ok());
+    let before = s.task(&id("t")).unwrap().clone();
+    assert_eq!(s.cancel(2, &id("t")).unwrap(), vec![]);
+    assert_eq!(s.task(&id("t")).unwrap(), &before);
+    assert_eq!(before.status, TaskStatus::Succeeded);
+}
+
+#[test]
+fn completions_count_successes_from_the_initial_value() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 4);
+    let mut sp = spec("t", 0, 0, 3, 1000);
+    sp.completions_initial = 5;
+    s.submit(0, sp).unwrap();
+    assert_eq!(s.task(&id("t")).unwrap().completions, 5);
+    s.run_finished(1, &id("t"), 0, 1, ok());
+    s.run_finished(1, &id("t"), 1, 1, trap());
+    assert_eq!(s.task(&id("t")).unwrap().status, TaskStatus::Running);
+    s.run_finished(1, &id("t"), 2, 1, ok());
+    let task = s.task(&id("t")).unwrap();
+    assert_eq!(task.completions, 7);
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert_eq!(task.runs[0].results, vec![42]);
+    assert_eq!(task.runs[0].stdout, "done\n");
+}
+
+#[test]
+fn a_duplicate_or_bad_submit_changes_nothing() {
+    let mut s = Scheduler::new(SchedConfig {
+        tasks_max: 2,
+        ..config(1)
+    });
+    s.submit(0, spec("t", 0, 0, 1, 1000)).unwrap();
+    let mut dup = spec("t", 0, 0, 1, 1000);
+    dup.description = "other".into();
+    assert_eq!(s.submit(5, dup), Err(SchedError::Exists { id: id("t") }));
+    assert_eq!(s.task(&id("t")).unwrap().spec.description, "task t");
+    assert!(matches!(
+        s.submit(0, spec("z", 0, 0, 0, 1000)),
+        Err(SchedError::BadSpec {
+            field: "repeats",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.submit(0, spec("z", 0, 0, 1, 0)),
+        Err(SchedError::BadSpec {
+            field: "duration_ms",
+            ..
+        })
+    ));
+    let mut bad_id = spec("z", 0, 0, 1, 1000);
+    bad_id.id = TaskId("no spaces".into());
+    assert!(matches!(s.submit(0, bad_id), Err(SchedError::BadId { .. })));
+    s.submit(0, spec("u", 0, 0, 1, 1000)).unwrap();
+    assert_eq!(
+        s.submit(0, spec("v", 0, 0, 1, 1000)),
+        Err(SchedError::Full { tasks_max: 2 })
+    );
+    assert_eq!(s.tasks().count(), 2);
+}
+
+#[test]
+fn task_ids_are_checked() {
+    assert!(TaskId::parse("a-b_c.9").is_ok());
+    assert!(TaskId::parse(&"x".repeat(128)).is_ok());
+    for bad in ["", "a b", "ü", "a/b", &"x".repeat(129)] {
+        assert!(TaskId::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn json_uses_hex_hashes_and_snake_case_states() {
+    let sp = spec("t", 0, 0, 1, 1000);
+    let text = serde_json::to_string(&sp).unwrap();
+    assert!(text.contains(&"07".repeat(32)), "{text}");
+    assert_eq!(serde_json::from_str::<TaskSpec>(&text).unwrap(), sp);
+    assert_eq!(
+        serde_json::to_string(&RunStatus::TimedOut).unwrap(),
+        "\"timed_out\""
+    );
+    let bad = text.replace(&"07".repeat(32), "zz");
+    assert!(serde_json::from_str::<TaskSpec>(&bad).is_err());
+}
+
+#[test]
+fn restore_replaces_in_flight_runs_and_keeps_the_schedule() {
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 4);
+    s.submit(0, spec("t", 0, 1000, 3, 60_000)).unwrap();
+    s.submit(0, spec("done", 0, 0, 1, 60_000)).unwrap();
+    s.run_finished(10, &id("done"), 0, 1, ok());
+    assert_eq!(run_status(&s, "t", 0), RunStatus::Running);
+    // The gateway crashes here; the store holds the tasks as last reported.
+    let stored: Vec<Task> = s.tasks().cloned().collect();
+    let (mut r, effects) = Scheduler::restore(config(2), 500, stored);
+    assert!(starts(&effects).is_empty(), "no worker yet");
+    assert!(effects.contains(&Effect::TaskChanged(id("t"))));
+    assert!(!effects.contains(&Effect::TaskChanged(id("done"))));
+    assert_eq!(run_status(&r, "t", 0), RunStatus::Retrying);
+    assert_eq!(r.task(&id("t")).unwrap().status, TaskStatus::Running);
+    assert_eq!(r.task(&id("done")).unwrap().status, TaskStatus::Succeeded);
+    assert_eq!(r.next_wakeup_ms(), Some(1000), "the next run is still due");
+    let e = r.worker_joined(600, "w2", 4);
+    assert_eq!(starts(&e), vec![("t".into(), 0, 2, "w2".into())]);
+    assert_eq!(starts(&r.tick(1000)), vec![("t".into(), 1, 1, "w2".into())]);
+    r.run_finished(1001, &id("t"), 0, 2, ok());
+    r.run_finished(1001, &id("t"), 1, 1, ok());
+    assert_eq!(starts(&r.tick(2000)).len(), 1);
+    r.run_finished(2001, &id("t"), 2, 1, ok());
+    assert_eq!(r.task(&id("t")).unwrap().status, TaskStatus::Succeeded);
+    assert_eq!(r.task(&id("t")).unwrap().completions, 3);
+    r.check_invariants().unwrap();
+}
+
+#[test]
+fn forget_drops_only_finished_tasks() {
+    let mut s = Scheduler::new(config(1));
+    s.submit(0, spec("t", 0, 0, 1, 1000)).unwrap();
+    assert_eq!(
+        s.forget(&id("t")),
+        Err(SchedError::NotFinished { id: id("t") })
+    );
+    s.cancel(1, &id("t")).unwrap();
+    assert_eq!(s.forget(&id("t")).unwrap().status, TaskStatus::Cancelled);
+    assert!(s.task(&id("t")).is_none());
+}
+
+// ---------------------------------------------------------------- property test
+
+#[derive(Debug, Clone)]
+enum Cmd {
+    Submit {
+        task: u8,
+        start_ms: u64,
+        delay_ms: u64,
+        repeats: u32,
+        duration_ms: u64,
+    },
+    Cancel(u8),
+    Join(u8),
+    Lose(u8),
+    /// Finish the n-th outstanding StartRun (mod count) with outcome kind 0..3.
+    Finish(usize, u8),
+    Started(usize),
+    Tick(u64),
+}
+
+fn cmd() -> impl Strategy<Value = Cmd> {
+    prop_oneof![
+        3 => (0u8..6, 0u64..500, 0u64..300, 1u32..4, 50u64..3000).prop_map(
+            |(task, start_ms, delay_ms, repeats, duration_ms)| Cmd::Submit { task, start_ms, delay_ms, repeats, duration_ms }
+        ),
+        1 => (0u8..6).prop_map(Cmd::Cancel),
+        2 => (0u8..4).prop_map(Cmd::Join),
+        1 => (0u8..4).prop_map(Cmd::Lose),
+        4 => (0usize..16, 0u8..3).prop_map(|(n, k)| Cmd::Finish(n, k)),
+        1 => (0usize..16).prop_map(Cmd::Started),
+        3 => (0u64..2000).prop_map(Cmd::Tick),
+    ]
+}
+
+/// A driver: applies commands, records effects and checks invariants after each.
+struct Harness {
+    s: Scheduler,
+    now_ms: u64,
+    log: Vec<Effect>,
+    outstanding: Vec<(TaskId, u32, u32, String)>,
+    cancelled: BTreeSet<TaskId>,
+    terminal: BTreeMap<(TaskId, u32), RunStatus>,
+}
+
+fn slots_of(worker: u8) -> u32 {
+    u32::from(worker % 3) + 1
+}
+
+impl Harness {
+    fn new(seed: u64) -> Self {
+        Harness {
+            s: Scheduler::new(SchedConfig {
+                attempts_max: 3,
+                retry_base_ms: 100,
+                retry_max_ms: 1000,
+                ..config(seed)
+            }),
+            now_ms: 0,
+            log: Vec::new(),
+            outstanding: Vec::new(),
+            cancelled: BTreeSet::new(),
+            terminal: BTreeMap::new(),
+        }
+    }
+
+    fn apply(&mut self, c: &Cmd) -> Result<(), TestCaseError> {
+        let effects = match c {
+            Cmd::Submit {
+                task,
+                start_ms,
+                delay_ms,
+                repeats,
+                duration_ms,
+            } => {
+                let name = format!("t{task}");
+                self.s
+                    .submit(
+                        self.now_ms,
+                        spec(&name, *start_ms, *delay_ms, *repeats, *duration_ms),
+                    )
+                    .unwrap_or_default()
+            }
+            Cmd::Cancel(task) => {
+                let tid = id(&format!("t{task}"));
+                let e = self.s.cancel(self.now_ms, &tid).unwrap_or_default();
+                if self
+                    .s
+                    .task(&tid)
+                    .is_some_and(|t| t.status == TaskStatus::Cancelled)
+                {
+                    self.cancelled.insert(tid);
+                }
+                e
+            }
+            Cmd::Join(w) => self
+                .s
+                .worker_joined(self.now_ms, &format!("w{w}"), slots_of(*w)),
+            Cmd::Lose(w) => self.s.worker_lost(self.now_ms, &format!("w{w}")),
+            Cmd::Finish(n, kind) => {
+                if self.outstanding.is_empty() {
+                    Vec::new()
+                } else {
+                    let (task, index, attempt, _) =
+                        self.outstanding.remove(n % self.outstanding.len());
+                    let outcome = match kind {
+                        0 => ok(),
+                        1 => trap(),
+                        _ => lost(),
+                    };
+                    self.s
+                        .run_finished(self.now_ms, &task, index, attempt, outcome)
+                }
+            }
+            Cmd::Started(n) => match self.outstanding.get(n % self.outstanding.len().max(1)) {
+                Some((task, index, attempt, _)) => {
+                    self.s
+                        .run_started(self.now_ms, &task.clone(), *index, *attempt)
+                }
+                None => Vec::new(),
+            },
+            Cmd::Tick(dt) => {
+                self.now_ms += dt;
+                self.s.tick(self.now_ms)
+            }
+        };
+        self.check(effects)
+    }
+
+    fn check(&mut self, effects: Vec<Effect>) -> Result<(), TestCaseError> {
+        for e in &effects {
+            if let Effect::StartRun {
+                task,
+                index,
+                attempt,
+                worker,
+                ..
+            } = e
+            {
+                prop_assert!(
+                    !self.cancelled.contains(task),
+                    "StartRun for cancelled {task}"
+                );
+                self.outstanding
+                    .push((task.clone(), *index, *attempt, worker.clone()));
+            }
+        }
+        self.log.extend(effects);
+        self.s.check_invariants().map_err(TestCaseError::fail)?;
+        for w in self.s.workers() {
+            prop_assert!(w.in_flight <= w.slots, "{w:?} over its slots");
+        }
+        for task in self.s.tasks() {
+            let succeeded = task
+                .runs
+                .iter()
+                .filter(|r| r.status == RunStatus::Succeeded)
+                .count();
+            prop_assert_eq!(task.completions, succeeded as u64);
+            for run in &task.runs {
+                let key = (task.spec.id.clone(), run.index);
+                if let Some(before) = self.terminal.get(&key) {
+                    prop_assert_eq!(*before, run.status, "terminal run {:?} changed", key);
+                } else if run.status.is_final() {
+                    self.terminal.insert(key, run.status);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// With a worker present, answers every call successfully and ticks until idle.
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        self.apply(&Cmd::Join(9))?;
+        for _ in 0..10_000 {
+            while let Some((task, index, attempt, _)) = self.outstanding.pop() {
+                let e = self
+                    .s
+                    .run_finished(self.now_ms, &task, index, attempt, ok());
+                self.check(e)?;
+            }
+            match self.s.next_wakeup_ms() {
+                Some(t) => {
+                    self.now_ms = self.now_ms.max(t);
+                    let e = self.s.tick(self.now_ms);
+                    self.check(e)?;
+                }
+                None => break,
+            }
+        }
+        for task in self.s.tasks() {
+            prop_assert!(task.status.is_final(), "{:?} not final", task.spec.id);
+            if task.status != TaskStatus::Cancelled {
+                prop_assert_eq!(task.runs.len() as u32, task.spec.schedule.repeats);
+            }
+            for run in &task.runs {
+                prop_assert!(
+                    run.status.is_final(),
+                    "{:?}/{} is {:?}",
+                    task.spec.id,
+                    run.index,
+                    run.status
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_commands_keep_the_invariants(seed in any::<u64>(), cmds in prop::collection::vec(cmd(), 0..80)) {
+        let mut first = Harness::new(seed);
+        for c in &cmds {
+            first.apply(c)?;
+        }
+        first.drain()?;
+        let mut second = Harness::new(seed);
+        for c in &cmds {
+            second.apply(c)?;
+        }
+        second.drain()?;
+        prop_assert_eq!(&first.log, &second.log, "same seed and commands, different effects");
+    }
+}

@@ -1,0 +1,227 @@
+//! The store keeps tasks, modules and idempotency keys across reopening, and a
+//! restart restores every unfinished task.
+
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+use ww_sched::sched::{
+    Effect, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, StoreError, Task,
+    TaskId, TaskSpec, TaskStatus,
+};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("ww-sched-{name}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("gateway.redb")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn id(text: &str) -> TaskId {
+    TaskId::parse(text).expect("valid id")
+}
+
+fn spec(name: &str, delay_ms: u64, repeats: u32) -> TaskSpec {
+    TaskSpec {
+        id: id(name),
+        description: "hash puzzle".into(),
+        module_hash: [9; 32],
+        export: "run".into(),
+        args: vec![5, 2],
+        fuel_max: 1 << 30,
+        memory_pages_max: 32,
+        duration_ms: 60_000,
+        schedule: Schedule {
+            start_ms: 0,
+            delay_ms,
+            repeats,
+        },
+        completions_initial: 0,
+    }
+}
+
+/// Persists every changed task, as the gateway does before acknowledging.
+fn persist(store: &Store, sched: &Scheduler, effects: &[Effect]) {
+    for e in effects {
+        if let Effect::TaskChanged(tid) = e {
+            store
+                .put_task(sched.task(tid).expect("task"))
+                .expect("put_task");
+        }
+    }
+}
+
+#[test]
+fn tasks_modules_and_keys_survive_reopening() {
+    let dir = TempDir::new("reopen");
+    let mut sched = Scheduler::new(SchedConfig::default());
+    let effects = sched.submit(0, spec("b", 0, 1)).unwrap();
+    let effects2 = sched.submit(0, spec("a", 10, 2)).unwrap();
+    let module = b"\0asm\x01\0\0\0".to_vec();
+    let hash = {
+        let store = Store::open(&dir.db()).unwrap();
+        persist(&store, &sched, &effects);
+        persist(&store, &sched, &effects2);
+        let hash = store.put_module(&module).unwrap();
+        assert_eq!(store.put_module(&module).unwrap(), hash, "idempotent");
+        store.put_idempotency("key-1", &id("a")).unwrap();
+        hash
+    };
+    let expected: [u8; 32] = Sha256::digest(&module).into();
+    assert_eq!(hash, expected);
+    let store = Store::open(&dir.db()).unwrap();
+    let tasks = store.tasks().unwrap();
+    let want: Vec<Task> = sched.tasks().cloned().collect();
+    assert_eq!(tasks, want);
+    assert_eq!(tasks[0].spec.id, id("a"), "ordered by id");
+    assert_eq!(store.module(&hash).unwrap(), Some(module));
+    assert_eq!(store.module(&[0; 32]).unwrap(), None);
+    assert_eq!(store.idempotency("key-1").unwrap(), Some(id("a")));
+    assert_eq!(store.idempotency("key-2").unwrap(), None);
+}
+
+#[test]
+fn put_task_overwrites_and_delete_removes() {
+    let dir = TempDir::new("overwrite");
+    let store = Store::open(&dir.db()).unwrap();
+    let mut sched = Scheduler::new(SchedConfig::default());
+    sched.worker_joined(0, "w", 1);
+    let e = sched.submit(0, spec("t", 0, 1)).unwrap();
+    persist(&store, &sched, &e);
+    assert_eq!(store.tasks().unwrap()[0].runs[0].status, RunStatus::Running);
+    let outcome = RunOutcome::Succeeded {
+        results: vec![17],
+        stdout: String::new(),
+        fuel_used: 1,
+    };
+    let e = sched.run_finished(5, &id("t"), 0, 1, outcome);
+    persist(&store, &sched, &e);
+    let tasks = store.tasks().unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].status, TaskStatus::Succeeded);
+    assert_eq!(tasks[0].runs[0].results, vec![17]);
+    store.delete_task(&id("t")).unwrap();
+    assert!(store.tasks().unwrap().is_empty());
+}
+
+#[test]
+fn bad_keys_are_refused_and_nothing_is_written() {
+    let dir = TempDir::new("badkey");
+    let store = Store::open(&dir.db()).unwrap();
+    assert!(matches!(
+        store.put_idempotency("", &id("t")),
+        Err(StoreError::BadKey { bytes: 0 })
+    ));
+    assert!(matches!(
+        store.put_idempotency(&"k".repeat(257), &id("t")),
+        Err(StoreError::BadKey { bytes: 257 })
+    ));
+    assert_eq!(store.idempotency("").unwrap(), None);
+}
+
+#[test]
+fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
+    let dir = TempDir::new("crash");
+    {
+        let store = Store::open(&dir.db()).unwrap();
+        let mut sched = Scheduler::new(SchedConfig::default());
+        let e = sched.worker_joined(0, "w", 2);
+        persist(&store, &sched, &e);
+        for (name, delay_ms, repeats) in [("one", 0, 1), ("three", 1000, 3), ("done", 0, 1)] {
+            let e = sched.submit(0, spec(name, delay_ms, repeats)).unwrap();
+            persist(&store, &sched, &e);
+        }
+        // "one" and "three" hold the two slots; "done" waits, then runs and succeeds.
+        let e = sched.run_finished(
+            10,
+            &id("one"),
+            0,
+            1,
+            RunOutcome::TransportFailed {
+                message: "reset".into(),
+            },
+        );
+        persist(&store, &sched, &e);
+        let e = sched.run_finished(
+            20,
+            &id("done"),
+            0,
+            1,
+            RunOutcome::Succeeded {
+                results: vec![1],
+                stdout: String::new(),
+                fuel_used: 1,
+            },
+        );
+        persist(&store, &sched, &e);
+        assert_eq!(
+            sched.task(&id("done")).unwrap().status,
+            TaskStatus::Succeeded
+        );
+        assert_eq!(
+            sched.task(&id("three")).unwrap().runs[0].status,
+            RunStatus::Running
+        );
+        // Crash: scheduler and store dropped without any shutdown step.
+    }
+    let store = Store::open(&dir.db()).unwrap();
+    let (mut sched, effects) =
+        Scheduler::restore(SchedConfig::default(), 50, store.tasks().unwrap());
+    persist(&store, &sched, &effects);
+    assert_eq!(
+        sched.task(&id("one")).unwrap().runs[0].status,
+        RunStatus::Retrying
+    );
+    assert_eq!(
+        sched.task(&id("three")).unwrap().runs[0].status,
+        RunStatus::Retrying
+    );
+    assert_eq!(
+        sched.task(&id("done")).unwrap().status,
+        TaskStatus::Succeeded
+    );
+    let e = sched.worker_joined(60, "w-new", 4);
+    persist(&store, &sched, &e);
+    let mut started: Vec<(String, u32, u32)> = e
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartRun {
+                task,
+                index,
+                attempt,
+                ..
+            } => Some((task.0.clone(), *index, *attempt)),
+            _ => None,
+        })
+        .collect();
+    started.sort();
+    assert_eq!(
+        started,
+        vec![("one".into(), 0, 2), ("three".into(), 0, 2)],
+        "in-flight runs run again (at-least-once)"
+    );
+    // The rest of "three" keeps its schedule after the restart.
+    assert_eq!(sched.next_wakeup_ms(), Some(1000));
+    let stored = store.tasks().unwrap();
+    assert!(stored
+        .iter()
+        .filter(|t| !t.status.is_final())
+        .all(|t| t.runs.iter().all(|r| r.status == RunStatus::Running)));
+}
