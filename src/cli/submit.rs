@@ -173,8 +173,8 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
                     "{:<24} {:<10} {:>11} {:>7}  {}",
                     task["id"].as_str().unwrap_or(""),
                     task["status"].as_str().unwrap_or(""),
-                    task["completions"],
-                    task["repeats"],
+                    task["completions"].to_string(),
+                    task["repeats"].to_string(),
                     task["description"].as_str().unwrap_or("")
                 );
             }
