@@ -284,32 +284,30 @@ impl Core {
         spec: TaskSpec,
     ) {
         let done = self.done_sender.clone();
-        let Some(client) = self.pool.client(&worker) else {
-            let outcome = RunOutcome::TransportFailed {
-                message: format!("worker {worker} is not in the pool"),
-            };
+        // Failing before any call still reports through the queue, so the
+        // scheduler hears every attempt's end the same way.
+        let fail_now = |outcome: RunOutcome| {
             let _ = done.try_send(RunDone {
-                task,
+                task: task.clone(),
                 index,
                 attempt,
                 outcome,
+            });
+        };
+        let Some(client) = self.pool.client(&worker) else {
+            fail_now(RunOutcome::TransportFailed {
+                message: format!("worker {worker} is not in the pool"),
             });
             return;
         };
         let module = match self.store.module(&spec.module_hash) {
             Ok(Some(bytes)) => bytes,
             other => {
-                let outcome = RunOutcome::TaskFailed {
+                fail_now(RunOutcome::TaskFailed {
                     kind: "unknown_module".into(),
                     message: format!("module missing from the store: {other:?}"),
                     stdout: String::new(),
                     fuel_used: 0,
-                };
-                let _ = done.try_send(RunDone {
-                    task,
-                    index,
-                    attempt,
-                    outcome,
                 });
                 return;
             }

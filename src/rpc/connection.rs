@@ -7,7 +7,7 @@ use std::time::Duration;
 use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
 use futures::AsyncReadExt;
 
-use super::{call_with_timeout, reader_options, RpcConfig, RpcError};
+use super::{call_noting_loss, reader_options, RpcConfig, RpcError};
 use crate::transport::{with_timeout, PeerId, Protocol, Transport};
 
 /// A live connection to a peer's bootstrap capability `C`. Dropping it closes the
@@ -89,12 +89,6 @@ impl<C: Clone> Connection<C> {
         what: &str,
         call: impl std::future::Future<Output = Result<T, capnp::Error>>,
     ) -> Result<T, RpcError> {
-        let result = call_with_timeout(what, self.call_timeout, call).await;
-        if let Err(e) = &result {
-            if e.is_connection_lost() {
-                self.lost.set(true);
-            }
-        }
-        result
+        call_noting_loss(&self.lost, what, self.call_timeout, call).await
     }
 }

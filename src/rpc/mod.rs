@@ -58,6 +58,22 @@ pub async fn call_with_timeout<T>(
     }
 }
 
+/// Like [`call_with_timeout`], and a failure that means the connection is gone
+/// (timeout, disconnect) sets `lost`, since a stream stuck behind a partition
+/// stays stuck.
+pub async fn call_noting_loss<T>(
+    lost: &std::cell::Cell<bool>,
+    what: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, capnp::Error>>,
+) -> Result<T, RpcError> {
+    let result = call_with_timeout(what, timeout, call).await;
+    if result.as_ref().is_err_and(RpcError::is_connection_lost) {
+        lost.set(true);
+    }
+    result
+}
+
 /// Runs `future` on a new current-thread runtime inside a `LocalSet`: the shape
 /// every real node's RPC thread has.
 pub fn block_on_local<F: Future>(future: F) -> std::io::Result<F::Output> {

@@ -6,6 +6,60 @@
 //! [`SimTransport`] for seeded turmoil simulations. Nothing outside this module (and
 //! the `sim` crate) names a libp2p or turmoil type.
 
+/// Implements [`Datagram`] for a newtype over a socket with tokio's UDP methods
+/// (tokio's and turmoil's sockets share them), naming `$what` in errors.
+macro_rules! impl_datagram {
+    ($ty:ty, $what:literal) => {
+        impl $crate::transport::Datagram for $ty {
+            fn local_addr(
+                &self,
+            ) -> Result<std::net::SocketAddr, $crate::transport::TransportError> {
+                self.0.local_addr().map_err(|e| {
+                    $crate::transport::TransportError::io(concat!($what, " local address"), e)
+                })
+            }
+
+            async fn send_to(
+                &self,
+                payload: &[u8],
+                target: std::net::SocketAddr,
+            ) -> Result<usize, $crate::transport::TransportError> {
+                self.0.send_to(payload, target).await.map_err(|e| {
+                    $crate::transport::TransportError::io(
+                        format!(concat!($what, " send to {}"), target),
+                        e,
+                    )
+                })
+            }
+
+            async fn recv_from(
+                &self,
+                buffer: &mut [u8],
+            ) -> Result<(usize, std::net::SocketAddr), $crate::transport::TransportError> {
+                self.0.recv_from(buffer).await.map_err(|e| {
+                    $crate::transport::TransportError::io(concat!($what, " receive"), e)
+                })
+            }
+
+            fn join_multicast_v4(
+                &self,
+                group: std::net::Ipv4Addr,
+                interface: std::net::Ipv4Addr,
+            ) -> Result<(), $crate::transport::TransportError> {
+                self.0.join_multicast_v4(group, interface).map_err(|e| {
+                    $crate::transport::TransportError::io(
+                        format!(
+                            concat!($what, ": join multicast {} on {}"),
+                            group, interface
+                        ),
+                        e,
+                    )
+                })
+            }
+        }
+    };
+}
+
 mod address_book;
 mod error;
 mod handshake;

@@ -458,34 +458,4 @@ impl futures::Stream for SimIncoming {
 /// A simulated UDP socket.
 pub struct SimDatagram(turmoil::net::UdpSocket);
 
-impl Datagram for SimDatagram {
-    fn local_addr(&self) -> Result<SocketAddr, TransportError> {
-        self.0
-            .local_addr()
-            .map_err(|e| TransportError::io("simulated udp local address", e))
-    }
-
-    async fn send_to(&self, payload: &[u8], target: SocketAddr) -> Result<usize, TransportError> {
-        self.0
-            .send_to(payload, target)
-            .await
-            .map_err(|e| TransportError::io(format!("simulated udp send to {target}"), e))
-    }
-
-    async fn recv_from(&self, buffer: &mut [u8]) -> Result<(usize, SocketAddr), TransportError> {
-        self.0
-            .recv_from(buffer)
-            .await
-            .map_err(|e| TransportError::io("simulated udp receive", e))
-    }
-
-    fn join_multicast_v4(
-        &self,
-        group: Ipv4Addr,
-        interface: Ipv4Addr,
-    ) -> Result<(), TransportError> {
-        self.0
-            .join_multicast_v4(group, interface)
-            .map_err(|e| TransportError::io(format!("join simulated multicast {group}"), e))
-    }
-}
+impl_datagram!(SimDatagram, "simulated udp");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{wire, worker_protocol};
 use crate::exec::{RunReport, RunSpec};
-use crate::rpc::{call_with_timeout, connect, Connection, RpcConfig, RpcError};
+use crate::rpc::{call_noting_loss, connect, Connection, RpcConfig, RpcError};
 use crate::schema::worker_capnp::worker;
 use crate::transport::{PeerId, Transport};
 
@@ -69,13 +69,7 @@ impl RemoteWorker {
         what: &str,
         call: impl std::future::Future<Output = Result<T, capnp::Error>>,
     ) -> Result<T, RpcError> {
-        let result = call_with_timeout(what, self.call_timeout, call).await;
-        if let Err(e) = &result {
-            if e.is_connection_lost() {
-                self.lost.set(true);
-            }
-        }
-        result
+        call_noting_loss(&self.lost, what, self.call_timeout, call).await
     }
 
     /// The original system's call: `run(input, difficulty)` as decimal text.
