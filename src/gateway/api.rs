@@ -2,6 +2,7 @@
 //! (which owns the scheduler, the store and the worker pool on the node's RPC
 //! thread) through a bounded command queue.
 
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -34,6 +35,12 @@ pub fn router(commands: mpsc::Sender<Command>, body_bytes_max: usize) -> Router 
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
+        .fallback(|| async {
+            ApiError::NotFound(
+                "no such endpoint: see /tasks, /tasks/{id}, /modules, /workers, /cluster, /healthz"
+                    .into(),
+            )
+        })
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .with_state(ApiState { commands })
 }
@@ -137,12 +144,20 @@ async fn submit(
         let new_task = if content_type.starts_with("multipart/form-data") {
             let multipart = Multipart::from_request(request, &state)
                 .await
-                .map_err(|e| bad(format!("multipart: {e}")))?;
+                .map_err(|e| bad(format!("multipart: {}", e.body_text())))?;
             parse_form(multipart).await?
         } else if content_type.starts_with("application/json") {
-            let Json(body): Json<TaskJson> = Json::from_request(request, &state)
-                .await
-                .map_err(|e| bad(format!("JSON body: {}", e.body_text())))?;
+            let Json(body): Json<TaskJson> =
+                Json::from_request(request, &state).await.map_err(|e| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::TooLarge(format!(
+                            "request body over the limit: {}",
+                            e.body_text()
+                        ))
+                    } else {
+                        bad(format!("JSON body: {}", e.body_text()))
+                    }
+                })?;
             parse_json(body)?
         } else {
             return Err(ApiError::BadRequest(
@@ -220,20 +235,20 @@ async fn parse_form(mut form: Multipart) -> Result<NewTask, ApiError> {
     while let Some(field) = form
         .next_field()
         .await
-        .map_err(|e| bad(format!("multipart: {e}")))?
+        .map_err(|e| multipart_error("multipart", e))?
     {
         let name = field.name().unwrap_or("").to_string();
         if name == "wasm" {
             let bytes = field
                 .bytes()
                 .await
-                .map_err(|e| too_large_or_bad(&e.to_string()))?;
+                .map_err(|e| multipart_error("field wasm", e))?;
             wasm = Some(bytes.to_vec());
         } else {
             let text = field
                 .text()
                 .await
-                .map_err(|e| bad(format!("field {name}: {e}")))?;
+                .map_err(|e| multipart_error(&format!("field {name}"), e))?;
             fields.insert(name, text);
         }
     }
@@ -276,11 +291,13 @@ async fn parse_form(mut form: Multipart) -> Result<NewTask, ApiError> {
     })
 }
 
-fn too_large_or_bad(detail: &str) -> ApiError {
-    if detail.contains("length limit") || detail.contains("too large") {
-        ApiError::TooLarge(format!("request body over the limit: {detail}"))
+/// A body over the limit is 413 wherever the form hits it; anything else is 400.
+/// (`MultipartError`'s `Display` is generic; `body_text` says what went wrong.)
+fn multipart_error(context: &str, e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge(format!("request body over the limit: {}", e.body_text()))
     } else {
-        bad(format!("field wasm: {detail}"))
+        bad(format!("{context}: {}", e.body_text()))
     }
 }
 
@@ -297,8 +314,9 @@ pub const PAGE_MAX: usize = 1000;
 
 async fn list(
     State(state): State<ApiState>,
-    Query(query): Query<ListQuery>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let status = match query.status.as_deref() {
         None | Some("") => None,
         Some(text) => Some(
@@ -349,8 +367,15 @@ async fn cancel(
 
 async fn upload_module(
     State(state): State<ApiState>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("request body over the limit: {}", e.body_text()))
+        } else {
+            bad(format!("body: {}", e.body_text()))
+        }
+    })?;
     let hash = state
         .ask(|reply| Command::PutModule {
             bytes: body.to_vec(),

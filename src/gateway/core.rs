@@ -412,6 +412,12 @@ impl Core {
     }
 
     fn put_module(&mut self, bytes: &[u8]) -> Result<[u8; 32], ApiError> {
+        self.check_module(bytes)?;
+        self.store.put_module(bytes).map_err(internal)
+    }
+
+    /// Refuses modules over the size limit or without the WASM magic.
+    fn check_module(&self, bytes: &[u8]) -> Result<(), ApiError> {
         if bytes.len() > self.config.module_bytes_max {
             return Err(ApiError::TooLarge(format!(
                 "module of {} bytes; the limit is {}",
@@ -424,7 +430,7 @@ impl Core {
                 "not a WebAssembly module (no \\0asm magic)".into(),
             ));
         }
-        self.store.put_module(bytes).map_err(internal)
+        Ok(())
     }
 
     fn submit(
@@ -439,10 +445,15 @@ impl Core {
                 }
             }
         }
-        let module_hash = match new.module {
-            ModuleInput::Bytes(bytes) => self.put_module(&bytes)?,
+        // Everything is checked before anything is stored: a refused submission
+        // leaves no module behind.
+        let (module_hash, new_module) = match new.module {
+            ModuleInput::Bytes(bytes) => {
+                self.check_module(&bytes)?;
+                (crate::exec::ModuleHash::of(&bytes).0, Some(bytes))
+            }
             ModuleInput::Hash(hash) => match self.store.module(&hash).map_err(internal)? {
-                Some(_) => hash,
+                Some(_) => (hash, None),
                 None => {
                     return Err(ApiError::Unprocessable(format!(
                         "unknown module {}: upload it with POST /modules first",
@@ -473,6 +484,11 @@ impl Core {
             schedule: new.schedule,
             completions_initial: new.completions_initial,
         };
+        spec.validate()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if let Some(bytes) = new_module {
+            self.store.put_module(&bytes).map_err(internal)?;
+        }
         let effects = self
             .sched
             .submit((self.clock)(), spec)
