@@ -1,10 +1,13 @@
 //! The `ww-sched` binary as a user runs it: a worker in one process, `call` in
 //! another, and `run-local` without a network.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use support::Proc;
 
 use ww_sched::tasks::hash_puzzle;
 
@@ -16,54 +19,20 @@ fn hash_puzzle_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tasks/hash-puzzle/hash-puzzle.wasm")
 }
 
-/// Kills the worker even when an assertion fails first.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn worker_and_call_in_two_processes() {
-    let mut worker = Running(
-        binary()
-            .args(["worker", "--listen", "/ip4/127.0.0.1/tcp/0", "--slots", "1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ww-sched worker"),
-    );
-    let stdout = worker.0.stdout.take().unwrap();
-    let (found, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if found.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut peer_line = None;
-    let mut address = None;
-    while address.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines.recv_timeout(left).expect("worker printed no address");
-        if line.starts_with("peer id: ") {
-            peer_line = Some(line.clone());
-        }
-        if let Some(rest) = line.strip_prefix("listening on ") {
-            address = Some(rest.to_string());
-        }
-    }
-    let address = address.unwrap();
-    let peer = peer_line.expect("peer id printed before addresses");
-    assert!(
-        address.ends_with(peer.trim_start_matches("peer id: ")),
-        "{address}"
-    );
+    let mut worker = Proc::start(&[
+        "worker",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--slots",
+        "1",
+        "--discover",
+        "none",
+    ]);
+    let peer = worker.wait_for("peer id: ", Duration::from_secs(30));
+    let address = worker.wait_for("listening on ", Duration::from_secs(10));
+    assert!(address.ends_with(&peer), "{address}");
 
     let output = binary()
         .args([

@@ -1,71 +1,45 @@
 //! Real `ww-sched` processes on loopback find each other: by multicast with the
 //! default discovery (on an OS-chosen group port), and by a static list.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Kills the process even when an assertion fails first.
+use support::Proc;
+
+/// A worker process and the peers it has reported joining.
 struct Worker {
-    child: Child,
-    lines: Receiver<String>,
+    proc: Proc,
     peer: String,
     address: String,
     seen: BTreeSet<String>,
 }
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Worker {
     fn start(discover: &str) -> Worker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
-            .args(["worker", "--listen", "/ip4/127.0.0.1/tcp/0", "--slots", "1"])
-            .args(["--discover", discover])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ww-sched worker");
-        let stdout = child.stdout.take().unwrap();
-        let (sender, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut worker = Worker {
-            child,
-            lines,
-            peer: String::new(),
-            address: String::new(),
+        let mut proc = Proc::start(&[
+            "worker",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--slots",
+            "1",
+            "--discover",
+            discover,
+        ]);
+        let peer = proc.wait_for("peer id: ", Duration::from_secs(30));
+        let address = proc.wait_for("listening on ", Duration::from_secs(10));
+        Worker {
+            proc,
+            peer,
+            address,
             seen: BTreeSet::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while worker.address.is_empty() {
-            let line = worker
-                .next_line(deadline)
-                .expect("worker printed no address");
-            if let Some(peer) = line.strip_prefix("peer id: ") {
-                worker.peer = peer.to_string();
-            }
-            if let Some(address) = line.strip_prefix("listening on ") {
-                worker.address = address.to_string();
-            }
         }
-        worker
     }
 
     fn next_line(&mut self, deadline: Instant) -> Option<String> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = self.lines.recv_timeout(left).ok()?;
+        let line = self.proc.next_line(deadline)?;
         if let Some(rest) = line.strip_prefix("peer joined: ") {
             if let Some(peer) = rest.split_whitespace().next() {
                 self.seen.insert(peer.to_string());
@@ -141,13 +115,13 @@ fn three_processes_see_each_other_through_multicast() {
 
 #[test]
 fn with_multicast_off_a_static_list_works() {
-    let mut first = Worker::start("none");
+    let first = Worker::start("none");
     let address = first.address.clone();
-    let mut workers = vec![Worker::start(&address), Worker::start(&address)];
-    workers.insert(0, std::mem::replace(&mut first, Worker::start("none")));
-    // `first` now holds an unrelated, isolated worker: it must see only itself.
+    let mut workers = vec![first, Worker::start(&address), Worker::start(&address)];
     all_see_all(&mut workers);
+    // A worker with no discovery at all sees only itself.
+    let mut alone = Worker::start("none");
     let deadline = Instant::now() + Duration::from_secs(3);
-    while first.next_line(deadline).is_some() {}
-    assert_eq!(first.seen, BTreeSet::from([first.peer.clone()]));
+    while alone.next_line(deadline).is_some() {}
+    assert_eq!(alone.seen, BTreeSet::from([alone.peer.clone()]));
 }
