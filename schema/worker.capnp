@@ -56,6 +56,7 @@ enum ErrorKind {
   deadline @10;
   exit @11;
   internal @12;
+  cancelled @13;
 }
 
 struct RunReport {

@@ -8,7 +8,7 @@ use ww_sched::node::WorkerNode;
 use ww_sched::rpc::{self, RpcConfig, RpcError};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::worker::{ExecMode, RemoteWorker, WorkerConfig};
+use ww_sched::worker::{ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
@@ -158,6 +158,60 @@ fn a_vanished_worker_gives_an_error_not_a_hang() {
         assert!(remote.is_lost());
         let again = remote.ping().await.unwrap_err();
         assert!(again.is_connection_lost(), "{again}");
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_dropped_call_stops_its_run_on_the_worker() {
+    rpc::block_on_local(async {
+        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        let server = WorkerServer::new(
+            Arc::new(Sandbox::new(SandboxConfig::default())),
+            WorkerConfig {
+                slots: 1,
+                ..WorkerConfig::default()
+            },
+        );
+        let cancelled = server.runs_cancelled();
+        let _serving = rpc::serve(
+            &transport,
+            &ww_sched::worker::worker_protocol(),
+            server.into_client().client,
+        )
+        .unwrap();
+        let bound = transport.listen(Address::new(LOOPBACK)).await.unwrap();
+        let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        caller
+            .add_peer_address(transport.local_peer_id(), bound)
+            .unwrap();
+        let remote =
+            RemoteWorker::connect(&caller, transport.local_peer_id(), RpcConfig::default())
+                .await
+                .unwrap();
+        let endless = RunSpec {
+            module: ModuleRef::Bytes(wat("(module (func (export \"run\") (loop br 0)))")),
+            export: "run".into(),
+            args: vec![],
+            limits: Limits {
+                fuel_max: u64::MAX,
+                memory_pages_max: 16,
+                wall_time_ms: 600_000,
+            },
+        };
+        // The caller gives up (as the gateway does on cancel or timeout)...
+        let gave_up = tokio::time::timeout(Duration::from_millis(300), remote.run(&endless)).await;
+        assert!(gave_up.is_err(), "an endless run returned");
+        // ...and the worker stops the run instead of burning a core for ten minutes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while cancelled.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the run was not stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        remote.ping().await.unwrap();
     })
     .unwrap();
 }

@@ -30,11 +30,13 @@ pub enum ErrorKind {
     Deadline,
     /// The guest called `proc_exit` with a nonzero code (or outside `_start`).
     Exit,
+    /// The caller asked the run to stop (its task was cancelled or timed out).
+    Cancelled,
     /// A bug in the sandbox or the engine; never caused by well-formed limits.
     Internal,
 }
 
-const ALL_KINDS: [ErrorKind; 12] = [
+const ALL_KINDS: [ErrorKind; 13] = [
     ErrorKind::NotWasm,
     ErrorKind::BadModule,
     ErrorKind::ModuleTooLarge,
@@ -46,12 +48,13 @@ const ALL_KINDS: [ErrorKind; 12] = [
     ErrorKind::MemoryLimit,
     ErrorKind::Deadline,
     ErrorKind::Exit,
+    ErrorKind::Cancelled,
     ErrorKind::Internal,
 ];
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 12] = ALL_KINDS;
+    pub const ALL: [ErrorKind; 13] = ALL_KINDS;
 
     /// The stable snake_case name used on the wire and in logs.
     pub fn as_str(&self) -> &'static str {
@@ -67,6 +70,7 @@ impl ErrorKind {
             ErrorKind::MemoryLimit => "memory_limit",
             ErrorKind::Deadline => "deadline",
             ErrorKind::Exit => "exit",
+            ErrorKind::Cancelled => "cancelled",
             ErrorKind::Internal => "internal",
         }
     }

@@ -7,6 +7,7 @@ use super::host::{HostEnv, RealHost};
 use super::spec::{ModuleHash, ModuleRef, RunReport, RunSpec};
 use super::wasi::{base_linker, module_linker, HostState};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmi::errors::{ErrorKind as WasmiKind, InstantiationError, MemoryError};
 use wasmi::{
@@ -90,6 +91,8 @@ struct Meter {
     granted: u64,
     deadline_ns: u64,
     host: Arc<dyn HostEnv>,
+    /// Set by the caller to stop the run at the next fuel slice.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Meter {
@@ -98,6 +101,16 @@ impl Meter {
     }
 
     fn check_deadline(&self) -> Result<(), ExecError> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(ExecError::new(
+                ErrorKind::Cancelled,
+                "stopped at the caller's request",
+            ));
+        }
         if self.host.monotonic_ns() >= self.deadline_ns {
             return Err(ExecError::new(
                 ErrorKind::Deadline,
@@ -221,7 +234,13 @@ impl Sandbox {
     /// `i32::MAX` are passed as the same u32 bit pattern, anything else is WrongSignature.
     /// i32 results come back zero-extended (read as u32), i64 results unchanged.
     pub fn run(&self, spec: &RunSpec) -> RunReport {
-        match catch_unwind(AssertUnwindSafe(|| self.run_inner(spec))) {
+        self.run_cancellable(spec, None)
+    }
+
+    /// Like [`Sandbox::run`], but setting `cancel` stops the run within one fuel
+    /// slice with [`ErrorKind::Cancelled`].
+    pub fn run_cancellable(&self, spec: &RunSpec, cancel: Option<Arc<AtomicBool>>) -> RunReport {
+        match catch_unwind(AssertUnwindSafe(|| self.run_inner(spec, cancel))) {
             Ok(report) => report,
             Err(panic) => {
                 let text = panic
@@ -238,7 +257,7 @@ impl Sandbox {
         }
     }
 
-    fn run_inner(&self, spec: &RunSpec) -> RunReport {
+    fn run_inner(&self, spec: &RunSpec, cancel: Option<Arc<AtomicBool>>) -> RunReport {
         let compiled = match &spec.module {
             ModuleRef::Bytes(bytes) => self.load(bytes).map(|(_, c)| c),
             ModuleRef::Hash(hash) => lock(&self.cache).get(hash).ok_or_else(|| {
@@ -273,6 +292,7 @@ impl Sandbox {
                 .monotonic_ns()
                 .saturating_add(limits.wall_time_ns()),
             host: self.config.host.clone(),
+            cancel,
         };
         let outcome = execute(&mut store, &mut meter, &compiled, &spec.export, &inputs);
         let fuel_used = meter.used(&store);

@@ -1,6 +1,6 @@
 //! The worker's side of the `Worker` interface.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use capnp::capability::Rc;
@@ -46,6 +46,7 @@ pub struct WorkerServer {
     config: WorkerConfig,
     slots: Arc<Semaphore>,
     runs_started: AtomicU64,
+    runs_cancelled: Arc<AtomicU64>,
 }
 
 impl WorkerServer {
@@ -57,12 +58,18 @@ impl WorkerServer {
             config,
             slots,
             runs_started: AtomicU64::new(0),
+            runs_cancelled: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// Runs started since the worker began (including failed ones).
     pub fn runs_started(&self) -> u64 {
         self.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// A shared count of runs stopped because their caller went away.
+    pub fn runs_cancelled(&self) -> Arc<AtomicU64> {
+        self.runs_cancelled.clone()
     }
 
     /// Wraps the server as a capability client that can be served or passed around.
@@ -96,12 +103,32 @@ impl WorkerServer {
         match self.config.mode {
             ExecMode::Inline => Ok(self.sandbox.run(&spec)),
             ExecMode::Blocking => {
+                // If the caller drops the call (its task was cancelled or timed
+                // out), this future is dropped and the guard stops the run.
+                let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+                let cancel = stop.0.clone();
                 let sandbox = self.sandbox.clone();
-                tokio::task::spawn_blocking(move || sandbox.run(&spec))
-                    .await
+                let cancelled = self.runs_cancelled.clone();
+                tokio::task::spawn_blocking(move || {
+                    let report = sandbox.run_cancellable(&spec, Some(cancel));
+                    if matches!(&report.outcome, Err(e) if e.kind() == crate::exec::ErrorKind::Cancelled) {
+                        cancelled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    report
+                })
+                .await
                     .map_err(|e| capnp::Error::failed(format!("sandbox thread failed: {e}")))
             }
         }
+    }
+}
+
+/// Sets its flag when dropped: a run whose call went away stops at its next fuel slice.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

@@ -21,6 +21,7 @@ fn kind_to_wire(kind: ErrorKind) -> wire::ErrorKind {
         ErrorKind::MemoryLimit => wire::ErrorKind::MemoryLimit,
         ErrorKind::Deadline => wire::ErrorKind::Deadline,
         ErrorKind::Exit => wire::ErrorKind::Exit,
+        ErrorKind::Cancelled => wire::ErrorKind::Cancelled,
         ErrorKind::Internal => wire::ErrorKind::Internal,
     }
 }
@@ -39,6 +40,7 @@ fn kind_from_wire(kind: wire::ErrorKind) -> Option<ErrorKind> {
         wire::ErrorKind::MemoryLimit => ErrorKind::MemoryLimit,
         wire::ErrorKind::Deadline => ErrorKind::Deadline,
         wire::ErrorKind::Exit => ErrorKind::Exit,
+        wire::ErrorKind::Cancelled => ErrorKind::Cancelled,
         wire::ErrorKind::Internal => ErrorKind::Internal,
     })
 }
