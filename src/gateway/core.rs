@@ -4,7 +4,7 @@
 //! effect is carried out here: `TaskChanged` is persisted before the command that
 //! caused it is answered, so an acknowledged task is never lost.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -145,7 +145,34 @@ pub struct Core {
     done_sender: mpsc::Sender<RunDone>,
     done: mpsc::Receiver<RunDone>,
     generated: u64,
+    /// Tasks changed since the last flush, written together in one commit.
+    dirty: BTreeSet<TaskId>,
+    /// Whether the next flush must wait for the fsync (a submission or cancel
+    /// is waiting for its answer).
+    durable: bool,
+    /// Answers held back until the changes they acknowledge are on disk.
+    deferred: Vec<Deferred>,
+    /// Module bytes by hash, so starting a run does not read the store.
+    modules: BTreeMap<[u8; 32], Rc<Vec<u8>>>,
 }
+
+/// An answer that may only be sent once its changes are durable.
+enum Deferred {
+    Submit(
+        oneshot::Sender<Result<(Task, bool), ApiError>>,
+        Result<(Task, bool), ApiError>,
+    ),
+    Cancel(
+        oneshot::Sender<Result<Task, ApiError>>,
+        Result<Task, ApiError>,
+    ),
+}
+
+/// Commands and run results handled before one flush: bounds the batch (and so
+/// the latency of the first answer in it).
+pub const FLUSH_BATCH_MAX: usize = 256;
+/// Module bytes kept in the core's cache.
+pub const MODULE_CACHE_MAX: usize = 64;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
@@ -177,8 +204,13 @@ impl Core {
             done_sender,
             done,
             generated: 0,
+            dirty: BTreeSet::new(),
+            durable: false,
+            deferred: Vec::new(),
+            modules: BTreeMap::new(),
         };
         core.apply(effects);
+        core.flush();
         Ok(core)
     }
 
@@ -194,15 +226,12 @@ impl Core {
                 .map(|at| Duration::from_millis(at.saturating_sub(now)))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
+                biased;
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command),
                     None => return,
                 },
-                Some(done) = self.done.recv() => {
-                    self.running.remove(&(done.task.clone(), done.index, done.attempt));
-                    let effects = self.sched.run_finished((self.clock)(), &done.task, done.index, done.attempt, done.outcome);
-                    self.apply(effects);
-                }
+                Some(done) = self.done.recv() => self.run_done(done),
                 event = self.pool.next_event() => self.pool_event(event),
                 Some(event) = async {
                     match view_events.as_mut() {
@@ -222,6 +251,64 @@ impl Core {
                     let effects = self.sched.tick((self.clock)());
                     self.apply(effects);
                 }
+            }
+            // Group commit: take whatever else is already waiting, then write all
+            // the changes in one transaction before answering any of them.
+            for _ in 0..FLUSH_BATCH_MAX {
+                let Ok(command) = commands.try_recv() else {
+                    break;
+                };
+                self.handle(command);
+            }
+            for _ in 0..FLUSH_BATCH_MAX {
+                let Ok(done) = self.done.try_recv() else {
+                    break;
+                };
+                self.run_done(done);
+            }
+            self.flush();
+        }
+    }
+
+    fn run_done(&mut self, done: RunDone) {
+        self.running
+            .remove(&(done.task.clone(), done.index, done.attempt));
+        let effects = self.sched.run_finished(
+            (self.clock)(),
+            &done.task,
+            done.index,
+            done.attempt,
+            done.outcome,
+        );
+        self.apply(effects);
+    }
+
+    /// Writes every changed task in one commit (durable when an answer waits on
+    /// it), then sends the answers that were held back.
+    fn flush(&mut self) {
+        if !self.dirty.is_empty() {
+            let tasks: Vec<&Task> = self
+                .dirty
+                .iter()
+                .filter_map(|id| self.sched.task(id))
+                .collect();
+            if let Err(e) = self.store.put_tasks(&tasks, self.durable) {
+                tracing::error!(tasks = tasks.len(), error = %e, "tasks not persisted");
+                for deferred in self.deferred.drain(..) {
+                    let error = ApiError::Internal(format!("not persisted: {e}"));
+                    match deferred {
+                        Deferred::Submit(reply, _) => drop(reply.send(Err(error))),
+                        Deferred::Cancel(reply, _) => drop(reply.send(Err(error))),
+                    }
+                }
+            }
+            self.dirty.clear();
+        }
+        self.durable = false;
+        for deferred in self.deferred.drain(..) {
+            match deferred {
+                Deferred::Submit(reply, result) => drop(reply.send(result)),
+                Deferred::Cancel(reply, result) => drop(reply.send(result)),
             }
         }
     }
@@ -246,11 +333,7 @@ impl Core {
         for effect in effects {
             match effect {
                 Effect::TaskChanged(id) => {
-                    if let Some(task) = self.sched.task(&id) {
-                        if let Err(e) = self.store.put_task(task) {
-                            tracing::error!(%id, error = %e, "task not persisted");
-                        }
-                    }
+                    self.dirty.insert(id);
                 }
                 Effect::StartRun {
                     task,
@@ -300,9 +383,13 @@ impl Core {
             });
             return;
         };
-        let module = match self.store.module(&spec.module_hash) {
-            Ok(Some(bytes)) => bytes,
-            other => {
+        let cached = self.modules.get(&spec.module_hash).cloned();
+        let module = match cached
+            .map(Ok)
+            .unwrap_or_else(|| self.load_module(&spec.module_hash))
+        {
+            Ok(bytes) => bytes,
+            Err(other) => {
                 fail_now(RunOutcome::TaskFailed {
                     kind: "unknown_module".into(),
                     message: format!("module missing from the store: {other:?}"),
@@ -327,6 +414,22 @@ impl Core {
         self.running.insert(key, handle);
     }
 
+    /// Reads a module from the store into the cache.
+    fn load_module(&mut self, hash: &[u8; 32]) -> Result<Rc<Vec<u8>>, String> {
+        match self.store.module(hash) {
+            Ok(Some(bytes)) => {
+                if self.modules.len() >= MODULE_CACHE_MAX {
+                    self.modules.pop_first();
+                }
+                let bytes = Rc::new(bytes);
+                self.modules.insert(*hash, bytes.clone());
+                Ok(bytes)
+            }
+            Ok(None) => Err("not in the store".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submit {
@@ -334,7 +437,14 @@ impl Core {
                 idempotency_key,
                 reply,
             } => {
-                let _ = reply.send(self.submit(task, idempotency_key));
+                let result = self.submit(task, idempotency_key);
+                if matches!(result, Ok((_, true))) {
+                    // A 201 waits for the fsync: an acknowledged task is never lost.
+                    self.durable = true;
+                    self.deferred.push(Deferred::Submit(reply, result));
+                } else {
+                    let _ = reply.send(result);
+                }
             }
             Command::List {
                 status,
@@ -358,8 +468,9 @@ impl Core {
             Command::Cancel { id, reply } => {
                 let result = match self.sched.cancel((self.clock)(), &id) {
                     Ok(effects) => {
-                        // Persisted here, before the answer: a cancel survives a restart.
+                        // Answered only after the flush: a cancel survives a restart.
                         self.apply(effects);
+                        self.durable = true;
                         self.sched
                             .task(&id)
                             .cloned()
@@ -370,7 +481,11 @@ impl Core {
                     }
                     Err(e) => Err(ApiError::BadRequest(e.to_string())),
                 };
-                let _ = reply.send(result);
+                if result.is_ok() {
+                    self.deferred.push(Deferred::Cancel(reply, result));
+                } else {
+                    let _ = reply.send(result);
+                }
             }
             Command::PutModule { bytes, reply } => {
                 let _ = reply.send(self.put_module(&bytes));
@@ -525,7 +640,7 @@ impl Core {
 async fn run_on_worker(
     worker: &RemoteWorkerHandle,
     spec: &TaskSpec,
-    module: Vec<u8>,
+    module: Rc<Vec<u8>>,
 ) -> RunOutcome {
     let mut run = RunSpec {
         module: ModuleRef::Hash(crate::exec::ModuleHash(spec.module_hash)),
@@ -540,7 +655,7 @@ async fn run_on_worker(
     let mut report = worker.run(&run).await;
     if matches!(&report, Ok(r) if matches!(&r.outcome, Err(e) if e.kind() == ErrorKind::UnknownModule))
     {
-        run.module = ModuleRef::Bytes(module);
+        run.module = ModuleRef::Bytes(Vec::clone(&module));
         report = worker.run(&run).await;
     }
     match report {

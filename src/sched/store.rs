@@ -172,6 +172,34 @@ impl Store {
         })
     }
 
+    /// Writes several whole tasks in one transaction: one commit for a batch of
+    /// changes. `durable` waits for the fsync; otherwise the write is kept at the
+    /// next durable commit and may be lost in a crash (run results, which are
+    /// at-least-once anyway, are written that way).
+    pub fn put_tasks(&self, tasks: &[&Task], durable: bool) -> Result<(), StoreError> {
+        let mut encoded = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let id = &task.spec.id;
+            let bytes = serde_json::to_vec(task).map_err(|e| StoreError::Encode {
+                id: id.clone(),
+                reason: e.to_string(),
+            })?;
+            encoded.push((id.as_str(), bytes));
+        }
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::Eventual
+        };
+        self.write_with(format!("{} tasks", tasks.len()), durability, |txn| {
+            let mut table = txn.open_table(TASKS).map_err(boxed)?;
+            for (id, bytes) in &encoded {
+                table.insert(*id, bytes.as_slice()).map_err(boxed)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Deletes a task; deleting a missing one is a no-op.
     pub fn delete_task(&self, id: &TaskId) -> Result<(), StoreError> {
         self.write(format!("deletion of task {id}"), |txn| {
@@ -259,12 +287,22 @@ impl Store {
         what: impl Into<String>,
         body: impl FnOnce(&redb::WriteTransaction) -> Result<(), Box<redb::Error>>,
     ) -> Result<(), StoreError> {
+        self.write_with(what, Durability::Immediate, body)
+    }
+
+    /// [`Store::write`] with a chosen durability.
+    fn write_with(
+        &self,
+        what: impl Into<String>,
+        durability: Durability,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<(), Box<redb::Error>>,
+    ) -> Result<(), StoreError> {
         let what = what.into();
         let mut txn = self
             .db
             .begin_write()
             .map_err(|e| write_err(what.clone())(boxed(e)))?;
-        txn.set_durability(Durability::Immediate);
+        txn.set_durability(durability);
         // Dropping an uncommitted transaction aborts it.
         body(&txn).map_err(write_err(what.clone()))?;
         txn.commit().map_err(|e| write_err(what)(boxed(e)))
