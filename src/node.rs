@@ -13,7 +13,7 @@ use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle};
 use crate::schema::channel_capnp::sender;
 use crate::schema::worker_capnp::worker;
 use crate::transport::{Address, PeerId, Transport, TransportError};
-use crate::worker::{worker_protocol, WorkerConfig, WorkerServer};
+use crate::worker::{worker_protocol, LastPing, WorkerConfig, WorkerServer};
 
 /// Why a node could not start; nothing is left listening.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,7 @@ pub struct WorkerNode<T: Transport> {
     transport: T,
     client: worker::Client,
     slots: u32,
+    last_ping: LastPing,
     _serving: ServeHandle,
 }
 
@@ -45,7 +46,9 @@ impl<T: Transport> WorkerNode<T> {
         listen: &[Address],
     ) -> Result<Self, NodeError> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
-        let client = WorkerServer::new(sandbox, config).into_client();
+        let server = WorkerServer::new(sandbox, config);
+        let last_ping = server.last_ping();
+        let client = server.into_client();
         let serving = rpc::serve(&transport, &worker_protocol(), client.client.clone())?;
         for address in listen {
             transport.listen(address.clone()).await?;
@@ -54,6 +57,7 @@ impl<T: Transport> WorkerNode<T> {
             transport,
             client,
             slots,
+            last_ping,
             _serving: serving,
         })
     }
@@ -100,6 +104,10 @@ pub enum GatewayLocator {
 
 /// How often a registered worker checks that its gateway is still there.
 pub const REGISTRATION_CHECK: Duration = Duration::from_millis(500);
+/// How long a registered worker may go without a ping from its gateway before it
+/// assumes the gateway dropped it (a partition leaves the connection open but
+/// dead) and registers again. The gateway pings every 2 s by default.
+pub const REGISTRATION_SILENCE_MAX: Duration = Duration::from_secs(10);
 /// How long a worker waits before trying to register again.
 pub const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
 
@@ -130,6 +138,7 @@ pub async fn keep_registered<T: Transport>(
         match register(&node, gateway, config).await {
             Ok(connection) => {
                 tracing::info!(%gateway, "registered with the gateway");
+                let registered_at = tokio::time::Instant::now();
                 loop {
                     tokio::time::sleep(REGISTRATION_CHECK).await;
                     let gone = match (&locator, &membership) {
@@ -140,7 +149,12 @@ pub async fn keep_registered<T: Transport>(
                             .is_empty(),
                         _ => false,
                     };
-                    if connection.is_lost() || gone {
+                    let heard = node
+                        .last_ping
+                        .get()
+                        .map_or(registered_at, |t| t.max(registered_at));
+                    let silent = heard.elapsed() > REGISTRATION_SILENCE_MAX;
+                    if connection.is_lost() || gone || silent {
                         tracing::info!(%gateway, "lost the gateway; registering again");
                         break;
                     }

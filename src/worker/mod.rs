@@ -6,7 +6,7 @@ mod server;
 mod wire;
 
 pub use client::RemoteWorker;
-pub use server::{ExecMode, WorkerConfig, WorkerServer};
+pub use server::{ExecMode, LastPing, WorkerConfig, WorkerServer};
 
 use crate::transport::Protocol;
 

@@ -47,6 +47,24 @@ pub struct WorkerServer {
     slots: Arc<Semaphore>,
     runs_started: AtomicU64,
     runs_cancelled: Arc<AtomicU64>,
+    last_ping: LastPing,
+}
+
+/// When a caller last pinged this worker (tokio's clock: virtual in simulations).
+/// A registered worker is pinged by its gateway every few seconds; silence means
+/// the gateway has dropped it.
+#[derive(Clone, Default)]
+pub struct LastPing(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl LastPing {
+    /// The last ping, if any.
+    pub fn get(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+    }
 }
 
 impl WorkerServer {
@@ -59,12 +77,18 @@ impl WorkerServer {
             slots,
             runs_started: AtomicU64::new(0),
             runs_cancelled: Arc::new(AtomicU64::new(0)),
+            last_ping: LastPing::default(),
         }
     }
 
     /// Runs started since the worker began (including failed ones).
     pub fn runs_started(&self) -> u64 {
         self.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// When this worker was last pinged (shared; see [`LastPing`]).
+    pub fn last_ping(&self) -> LastPing {
+        self.last_ping.clone()
     }
 
     /// A shared count of runs stopped because their caller went away.
@@ -183,6 +207,7 @@ impl worker::Server for WorkerServer {
         _: worker::PingParams,
         _: worker::PingResults,
     ) -> Result<(), capnp::Error> {
+        self.last_ping.touch();
         Ok(())
     }
 }
