@@ -154,6 +154,8 @@ pub struct Core {
     deferred: Vec<Deferred>,
     /// Module bytes by hash, so starting a run does not read the store.
     modules: BTreeMap<[u8; 32], Rc<Vec<u8>>>,
+    /// When non-durable writes were first left unsynced, if any are.
+    unsynced_since: Option<tokio::time::Instant>,
 }
 
 /// An answer that may only be sent once its changes are durable.
@@ -171,6 +173,9 @@ enum Deferred {
 /// Commands and run results handled before one flush: bounds the batch (and so
 /// the latency of the first answer in it).
 pub const FLUSH_BATCH_MAX: usize = 256;
+/// The longest non-durable writes (run progress) stay unsynced: what a crash
+/// can lose is at most this much progress, which is then redone (at-least-once).
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Module bytes kept in the core's cache.
 pub const MODULE_CACHE_MAX: usize = 64;
 
@@ -208,6 +213,7 @@ impl Core {
             durable: false,
             deferred: Vec::new(),
             modules: BTreeMap::new(),
+            unsynced_since: None,
         };
         core.apply(effects);
         core.flush();
@@ -220,11 +226,16 @@ impl Core {
         let mut view_events = self.membership.as_ref().map(|m| m.watch());
         loop {
             let now = (self.clock)();
-            let wake = self
+            let mut wake = self
                 .sched
                 .next_wakeup_ms()
                 .map(|at| Duration::from_millis(at.saturating_sub(now)))
                 .unwrap_or(Duration::from_secs(3600));
+            if let Some(since) = self.unsynced_since {
+                wake = wake.min(
+                    (since + SYNC_INTERVAL).saturating_duration_since(tokio::time::Instant::now()),
+                );
+            }
             tokio::select! {
                 biased;
                 command = commands.recv() => match command {
@@ -286,6 +297,17 @@ impl Core {
     /// Writes every changed task in one commit (durable when an answer waits on
     /// it), then sends the answers that were held back.
     fn flush(&mut self) {
+        // Progress left unsynced too long rides on this commit, or gets its own.
+        let overdue = self
+            .unsynced_since
+            .is_some_and(|since| since.elapsed() >= SYNC_INTERVAL);
+        if overdue && self.dirty.is_empty() {
+            match self.store.sync() {
+                Ok(()) => self.unsynced_since = None,
+                Err(e) => tracing::error!(error = %e, "store sync failed"),
+            }
+        }
+        self.durable |= overdue;
         if !self.dirty.is_empty() {
             let tasks: Vec<&Task> = self
                 .dirty
@@ -303,6 +325,11 @@ impl Core {
                 }
             }
             self.dirty.clear();
+            if self.durable {
+                self.unsynced_since = None;
+            } else if self.unsynced_since.is_none() {
+                self.unsynced_since = Some(tokio::time::Instant::now());
+            }
         }
         self.durable = false;
         for deferred in self.deferred.drain(..) {

@@ -173,9 +173,10 @@ impl Store {
     }
 
     /// Writes several whole tasks in one transaction: one commit for a batch of
-    /// changes. `durable` waits for the fsync; otherwise the write is kept at the
-    /// next durable commit and may be lost in a crash (run results, which are
-    /// at-least-once anyway, are written that way).
+    /// changes. `durable` waits for the fsync; otherwise the write reaches the disk
+    /// with the next durable commit (see [`Store::sync`]) and may be lost in a
+    /// crash before it (run results, which are at-least-once anyway, are written
+    /// that way).
     pub fn put_tasks(&self, tasks: &[&Task], durable: bool) -> Result<(), StoreError> {
         let mut encoded = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -189,7 +190,7 @@ impl Store {
         let durability = if durable {
             Durability::Immediate
         } else {
-            Durability::Eventual
+            Durability::None
         };
         self.write_with(format!("{} tasks", tasks.len()), durability, |txn| {
             let mut table = txn.open_table(TASKS).map_err(boxed)?;
@@ -198,6 +199,11 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// Makes every earlier non-durable write durable (an empty durable commit).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.write("sync", |_| Ok(()))
     }
 
     /// Deletes a task; deleting a missing one is a no-op.
