@@ -229,8 +229,54 @@ impl Client {
     }
 }
 
+/// Clients on their own threads, each sending its share of the requests at once:
+/// concurrent submissions, which the gateway's group commit can batch.
+struct Clients(Vec<Client>);
+
+impl Clients {
+    fn start(count: usize) -> Self {
+        Clients((0..count).map(|_| Client::start()).collect())
+    }
+
+    fn post(
+        &self,
+        runtime: &Runtime,
+        local: &LocalSet,
+        url: &str,
+        body: &Arc<String>,
+        iters: u64,
+    ) -> Duration {
+        let count = self.0.len() as u64;
+        let answers: Vec<_> = self
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let share = iters / count + u64::from((i as u64) < iters % count);
+                let (done, answer) = tokio::sync::oneshot::channel();
+                client
+                    .jobs
+                    .send((url.to_string(), body.clone(), share, done))
+                    .unwrap();
+                answer
+            })
+            .collect();
+        run(runtime, local, async {
+            let mut longest = Duration::ZERO;
+            for answer in answers {
+                longest = longest.max(answer.await.unwrap());
+            }
+            longest
+        })
+    }
+}
+
+/// Concurrent clients in the ingest bench.
+const INGEST_CLIENTS: usize = 16;
+
 fn ingest(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
     let client = Client::start();
+    let clients = Clients::start(INGEST_CLIENTS);
     let disk = run(
         runtime,
         local,
@@ -277,6 +323,17 @@ fn ingest(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
         });
     }
     group.finish();
+    let mut group = c.benchmark_group("gateway_ingest_16_clients");
+    group.throughput(Throughput::Elements(1));
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(5));
+    for (name, address, body) in &targets {
+        let url = format!("http://{address}/tasks");
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| clients.post(runtime, local, &url, body, iters))
+        });
+    }
+    group.finish();
     for running in [disk, tmpfs] {
         let data = running.data.clone();
         drop(running);
@@ -310,11 +367,8 @@ async fn start_cluster(root: &Path, workers: usize) -> Cluster {
         transport
             .add_peer_address(peer, running.address.clone())
             .unwrap();
-        // One slot each, as `ww-sched demo` starts them.
-        let config = WorkerConfig {
-            slots: 1,
-            ..WorkerConfig::default()
-        };
+        // Default slots, as `ww-sched worker` starts them: one per core.
+        let config = WorkerConfig::default();
         let node = Rc::new(
             WorkerNode::start(
                 transport,
