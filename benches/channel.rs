@@ -8,14 +8,16 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
+use support::serve_on_loopback;
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use ww_sched::csp::{ChanConfig, ChannelServer, Item};
 use ww_sched::rpc::{self, Connection, RpcConfig};
 use ww_sched::schema::channel_capnp::{chan, recver, sender};
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 
 /// Values in flight over the transport when streaming, each way.
 const IN_FLIGHT: usize = 32;
@@ -44,20 +46,11 @@ fn local_item() -> Rc<Item> {
 /// A buffered channel exported on one transport and reached from another.
 async fn remote_channel() -> (Vec<Box<dyn std::any::Any>>, Connection<chan::Client>) {
     let server = channel(64);
-    let exporter = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
     let protocol = rpc::export_protocol("bench").unwrap();
-    let serving = rpc::serve(&exporter, &protocol, server.client().client).unwrap();
-    let bound = exporter
-        .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
-        .await
-        .unwrap();
-    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
-    caller
-        .add_peer_address(exporter.local_peer_id(), bound)
-        .unwrap();
+    let pair = serve_on_loopback(&protocol, server.client().client).await;
     let connection = rpc::connect::<_, chan::Client>(
-        &caller,
-        exporter.local_peer_id(),
+        &pair.caller,
+        pair.server_peer,
         &protocol,
         RpcConfig::default(),
     )
@@ -67,12 +60,7 @@ async fn remote_channel() -> (Vec<Box<dyn std::any::Any>>, Connection<chan::Clie
     let remote = Remote::of(connection.client());
     remote_send(&remote).await;
     remote_recv(&remote).await;
-    let keep: Vec<Box<dyn std::any::Any>> = vec![
-        Box::new(serving),
-        Box::new(server),
-        Box::new(exporter),
-        Box::new(caller),
-    ];
+    let keep: Vec<Box<dyn std::any::Any>> = vec![Box::new(server), Box::new(pair)];
     (keep, connection)
 }
 

@@ -30,9 +30,12 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use support::serve_on_loopback;
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tower::ServiceExt;
@@ -537,22 +540,12 @@ async fn remote_worker() -> (Vec<Box<dyn std::any::Any>>, RemoteWorker) {
         slots: 1,
         ..WorkerConfig::default()
     };
-    let server = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
-    let serving = ww_sched::rpc::serve(
-        &server,
+    let pair = serve_on_loopback(
         &ww_sched::worker::worker_protocol(),
         WorkerServer::new(sandbox, config).into_client().client,
     )
-    .unwrap();
-    let bound = server
-        .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
-        .await
-        .unwrap();
-    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
-    caller
-        .add_peer_address(server.local_peer_id(), bound)
-        .unwrap();
-    let remote = RemoteWorker::connect(&caller, server.local_peer_id(), RpcConfig::default())
+    .await;
+    let remote = RemoteWorker::connect(&pair.caller, pair.server_peer, RpcConfig::default())
         .await
         .unwrap();
     let first = RunSpec {
@@ -562,8 +555,7 @@ async fn remote_worker() -> (Vec<Box<dyn std::any::Any>>, RemoteWorker) {
         limits: Limits::default(),
     };
     assert!(remote.run(&first).await.unwrap().outcome.is_ok());
-    let keep: Vec<Box<dyn std::any::Any>> =
-        vec![Box::new(serving), Box::new(server), Box::new(caller)];
+    let keep: Vec<Box<dyn std::any::Any>> = vec![Box::new(pair)];
     (keep, remote)
 }
 

@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
+mod support;
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::AsyncReadExt;
+use support::{serve_on_loopback, LoopbackPair};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::rpc::{self, RpcConfig};
+use ww_sched::rpc::RpcConfig;
 use ww_sched::schema::worker_capnp::worker;
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
 fn worker_client() -> worker::Client {
@@ -47,29 +49,14 @@ async fn bare_tcp_client() -> worker::Client {
 }
 
 /// The same capability behind two libp2p transports on loopback.
-async fn libp2p_worker() -> (Vec<Box<dyn std::any::Any>>, RemoteWorker) {
-    let server = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
-    let serving = rpc::serve(
-        &server,
-        &ww_sched::worker::worker_protocol(),
-        worker_client().client,
-    )
-    .unwrap();
-    let bound = server
-        .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
-        .await
-        .unwrap();
-    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
-    caller
-        .add_peer_address(server.local_peer_id(), bound)
-        .unwrap();
-    let remote = RemoteWorker::connect(&caller, server.local_peer_id(), RpcConfig::default())
+async fn libp2p_worker() -> (LoopbackPair, RemoteWorker) {
+    let pair =
+        serve_on_loopback(&ww_sched::worker::worker_protocol(), worker_client().client).await;
+    let remote = RemoteWorker::connect(&pair.caller, pair.server_peer, RpcConfig::default())
         .await
         .unwrap();
     remote.ping().await.unwrap();
-    let keep: Vec<Box<dyn std::any::Any>> =
-        vec![Box::new(serving), Box::new(server), Box::new(caller)];
-    (keep, remote)
+    (pair, remote)
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,0 +1,41 @@
+//! What the benches share: a capability served on one loopback libp2p node and
+//! reached from a second one.
+
+use ww_sched::rpc::{self, ServeHandle};
+use ww_sched::transport::{
+    Address, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, Transport,
+};
+
+/// Keeps a served capability's nodes alive.
+pub struct LoopbackPair {
+    /// The node a client dials from.
+    pub caller: Libp2pTransport,
+    /// The serving node's id.
+    pub server_peer: PeerId,
+    _server: Libp2pTransport,
+    _serving: ServeHandle,
+}
+
+/// Serves `capability` on `protocol` on a new node listening on loopback, and
+/// returns a second node that knows its address. Call inside a `LocalSet`.
+pub async fn serve_on_loopback(
+    protocol: &Protocol,
+    capability: capnp::capability::Client,
+) -> LoopbackPair {
+    let server = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    let serving = rpc::serve(&server, protocol, capability).unwrap();
+    let bound = server
+        .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
+        .await
+        .unwrap();
+    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    caller
+        .add_peer_address(server.local_peer_id(), bound)
+        .unwrap();
+    LoopbackPair {
+        caller,
+        server_peer: server.local_peer_id(),
+        _server: server,
+        _serving: serving,
+    }
+}
