@@ -93,6 +93,8 @@ pub async fn run_member(
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     loop {
         tokio::select! {
+            // Fixed branch order: tokio picks randomly otherwise, unseeded by turmoil.
+            biased;
             event = events.next() => {
                 if let Some(ViewEvent::Left { peer, reason, .. }) = event {
                     tracing::debug!(observer = %name, %peer, ?reason, "sim: leave seen");

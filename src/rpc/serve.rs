@@ -42,6 +42,8 @@ pub fn serve_per_peer<T: Transport>(
         let mut connections = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
+                // Fixed branch order: tokio picks randomly otherwise, unseeded by turmoil.
+                biased;
                 next = incoming.next() => match next {
                     Some((peer, stream)) => {
                         tracing::debug!(%peer, %protocol, "rpc connection accepted");
