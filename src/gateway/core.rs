@@ -11,106 +11,17 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+pub use super::commands::{Command, ModuleInput, NewTask};
 use super::pool::{Pool, PoolEvent};
+use super::runner::run_on_worker;
 use super::ApiError;
 use crate::cluster::{Membership, Query, ViewEvent};
-use crate::exec::{ErrorKind, Limits, ModuleRef, RunSpec};
-use crate::sched::{
-    Effect, RunOutcome, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec, TaskStatus,
-};
-use crate::worker::RemoteWorker;
+use crate::sched::{Effect, RunOutcome, SchedConfig, Scheduler, Store, Task, TaskId, TaskSpec};
 
 /// Commands waiting for the core; handlers wait beyond this.
 pub const COMMAND_QUEUE_MAX: usize = 256;
 /// Stdout kept per run.
 pub const RUN_STDOUT_MAX: usize = 64 * 1024;
-
-/// Where a submission's module comes from.
-pub enum ModuleInput {
-    /// The module itself.
-    Bytes(Vec<u8>),
-    /// The SHA-256 of a module uploaded earlier.
-    Hash([u8; 32]),
-}
-
-/// A validated submission, before it has an id and a module hash.
-pub struct NewTask {
-    /// The caller's id, or `None` for a generated one.
-    pub id: Option<TaskId>,
-    /// Free text.
-    pub description: String,
-    /// The module.
-    pub module: ModuleInput,
-    /// The export to call.
-    pub export: String,
-    /// Its integer arguments.
-    pub args: Vec<i64>,
-    /// Fuel per run (0: the worker's maximum).
-    pub fuel_max: u64,
-    /// Memory pages per run (0: the worker's maximum).
-    pub memory_pages_max: u32,
-    /// Time limit per run.
-    pub duration_ms: u64,
-    /// When runs are due.
-    pub schedule: Schedule,
-    /// Completions already counted.
-    pub completions_initial: u64,
-}
-
-/// What an HTTP handler asks of the core.
-pub enum Command {
-    /// Submit a task; answers the task and whether it was created now.
-    Submit {
-        /// The submission.
-        task: NewTask,
-        /// Makes a retried submission return the same task.
-        idempotency_key: Option<String>,
-        /// The answer.
-        reply: oneshot::Sender<Result<(Task, bool), ApiError>>,
-    },
-    /// A page of tasks, ordered by id.
-    List {
-        /// Only tasks with this status.
-        status: Option<TaskStatus>,
-        /// Tasks to skip.
-        offset: usize,
-        /// Tasks at most.
-        limit: usize,
-        /// The answer.
-        reply: oneshot::Sender<Vec<Task>>,
-    },
-    /// One task.
-    Get {
-        /// Which.
-        id: TaskId,
-        /// The answer.
-        reply: oneshot::Sender<Option<Task>>,
-    },
-    /// Cancel a task.
-    Cancel {
-        /// Which.
-        id: TaskId,
-        /// The task after the cancel.
-        reply: oneshot::Sender<Result<Task, ApiError>>,
-    },
-    /// Store a module; answers its hash.
-    PutModule {
-        /// The module.
-        bytes: Vec<u8>,
-        /// The answer.
-        reply: oneshot::Sender<Result<[u8; 32], ApiError>>,
-    },
-    /// The worker pool and each worker's load.
-    Workers {
-        /// The answer.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
-    },
-    /// The membership view.
-    Cluster {
-        /// The answer.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
-    },
-}
 
 /// How a run attempt ended, as the runner reports it.
 struct RunDone {
@@ -661,67 +572,3 @@ impl Core {
         }
     }
 }
-
-/// Runs one attempt: by hash first, sending the module's bytes only if the
-/// worker does not have it yet.
-async fn run_on_worker(
-    worker: &RemoteWorkerHandle,
-    spec: &TaskSpec,
-    module: Rc<Vec<u8>>,
-) -> RunOutcome {
-    let mut run = RunSpec {
-        module: ModuleRef::Hash(crate::exec::ModuleHash(spec.module_hash)),
-        export: spec.export.clone(),
-        args: spec.args.clone(),
-        limits: Limits {
-            fuel_max: spec.fuel_max,
-            memory_pages_max: spec.memory_pages_max,
-            wall_time_ms: spec.duration_ms,
-        },
-    };
-    let mut report = worker.run(&run).await;
-    if matches!(&report, Ok(r) if matches!(&r.outcome, Err(e) if e.kind() == ErrorKind::UnknownModule))
-    {
-        run.module = ModuleRef::Bytes(Vec::clone(&module));
-        report = worker.run(&run).await;
-    }
-    match report {
-        Err(e) => RunOutcome::TransportFailed {
-            message: e.to_string(),
-        },
-        Ok(report) => {
-            let stdout = truncate_text(
-                String::from_utf8_lossy(&report.stdout).into_owned(),
-                RUN_STDOUT_MAX,
-            );
-            match report.outcome {
-                Ok(results) => RunOutcome::Succeeded {
-                    results,
-                    stdout,
-                    fuel_used: report.fuel_used,
-                },
-                Err(e) => RunOutcome::TaskFailed {
-                    kind: e.kind().as_str().to_string(),
-                    message: e.message().to_string(),
-                    stdout,
-                    fuel_used: report.fuel_used,
-                },
-            }
-        }
-    }
-}
-
-/// Cuts `text` to at most `bytes_max` bytes on a character boundary.
-fn truncate_text(mut text: String, bytes_max: usize) -> String {
-    if text.len() > bytes_max {
-        let mut cut = bytes_max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-    }
-    text
-}
-
-/// A worker capability as the pool holds it.
-pub type RemoteWorkerHandle = Rc<RemoteWorker>;

@@ -3,9 +3,11 @@
 //! the channel the gateway exports as `lb` (as in the original).
 
 mod api;
+mod commands;
 mod core;
 mod error;
 mod pool;
+mod runner;
 mod views;
 
 use std::path::PathBuf;

@@ -1,0 +1,73 @@
+//! One run attempt on a remote worker, turned into the scheduler's outcome.
+
+use std::rc::Rc;
+
+use crate::exec::{ErrorKind, Limits, ModuleRef, RunSpec};
+use crate::sched::{RunOutcome, TaskSpec};
+use crate::worker::RemoteWorker;
+
+use super::core::RUN_STDOUT_MAX;
+
+/// Runs one attempt: by hash first, sending the module's bytes only if the
+/// worker does not have it yet.
+pub(super) async fn run_on_worker(
+    worker: &RemoteWorkerHandle,
+    spec: &TaskSpec,
+    module: Rc<Vec<u8>>,
+) -> RunOutcome {
+    let mut run = RunSpec {
+        module: ModuleRef::Hash(crate::exec::ModuleHash(spec.module_hash)),
+        export: spec.export.clone(),
+        args: spec.args.clone(),
+        limits: Limits {
+            fuel_max: spec.fuel_max,
+            memory_pages_max: spec.memory_pages_max,
+            wall_time_ms: spec.duration_ms,
+        },
+    };
+    let mut report = worker.run(&run).await;
+    if matches!(&report, Ok(r) if matches!(&r.outcome, Err(e) if e.kind() == ErrorKind::UnknownModule))
+    {
+        run.module = ModuleRef::Bytes(Vec::clone(&module));
+        report = worker.run(&run).await;
+    }
+    match report {
+        Err(e) => RunOutcome::TransportFailed {
+            message: e.to_string(),
+        },
+        Ok(report) => {
+            let stdout = truncate_text(
+                String::from_utf8_lossy(&report.stdout).into_owned(),
+                RUN_STDOUT_MAX,
+            );
+            match report.outcome {
+                Ok(results) => RunOutcome::Succeeded {
+                    results,
+                    stdout,
+                    fuel_used: report.fuel_used,
+                },
+                Err(e) => RunOutcome::TaskFailed {
+                    kind: e.kind().as_str().to_string(),
+                    message: e.message().to_string(),
+                    stdout,
+                    fuel_used: report.fuel_used,
+                },
+            }
+        }
+    }
+}
+
+/// Cuts `text` to at most `bytes_max` bytes on a character boundary.
+fn truncate_text(mut text: String, bytes_max: usize) -> String {
+    if text.len() > bytes_max {
+        let mut cut = bytes_max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+/// A worker capability as the pool holds it.
+pub type RemoteWorkerHandle = Rc<RemoteWorker>;
