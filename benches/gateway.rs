@@ -274,6 +274,9 @@ impl Clients {
     }
 }
 
+/// Sends `iters` requests with `body` to `url` and returns how long they took.
+type PostFn<'a> = dyn Fn(&str, &Arc<String>, u64) -> Duration + 'a;
+
 /// Concurrent clients in the ingest bench.
 const INGEST_CLIENTS: usize = 16;
 
@@ -315,28 +318,25 @@ fn ingest(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
     });
     targets.insert(0, ("bare_axum", bare, Arc::new(bare_body.to_string())));
 
-    let mut group = c.benchmark_group("gateway_ingest");
-    group.throughput(Throughput::Elements(1));
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(5));
-    for (name, address, body) in &targets {
-        let url = format!("http://{address}/tasks");
-        group.bench_function(*name, |b| {
-            b.iter_custom(|iters| client.post(runtime, local, &url, body, iters))
-        });
+    let groups: [(&str, &PostFn); 2] = [
+        ("gateway_ingest", &|url, body, iters| {
+            client.post(runtime, local, url, body, iters)
+        }),
+        ("gateway_ingest_16_clients", &|url, body, iters| {
+            clients.post(runtime, local, url, body, iters)
+        }),
+    ];
+    for (group_name, post) in groups {
+        let mut group = c.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(1));
+        group.warm_up_time(Duration::from_secs(1));
+        group.measurement_time(Duration::from_secs(5));
+        for (name, address, body) in &targets {
+            let url = format!("http://{address}/tasks");
+            group.bench_function(*name, |b| b.iter_custom(|iters| post(&url, body, iters)));
+        }
+        group.finish();
     }
-    group.finish();
-    let mut group = c.benchmark_group("gateway_ingest_16_clients");
-    group.throughput(Throughput::Elements(1));
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(5));
-    for (name, address, body) in &targets {
-        let url = format!("http://{address}/tasks");
-        group.bench_function(*name, |b| {
-            b.iter_custom(|iters| clients.post(runtime, local, &url, body, iters))
-        });
-    }
-    group.finish();
     for running in [disk, tmpfs] {
         let data = running.data.clone();
         drop(running);

@@ -114,9 +114,7 @@ impl Discovery for CidrCrawl {
         namespace: &str,
         limit: Option<usize>,
     ) -> Result<PeerStream, BootError> {
-        let n = self.streams_started.get();
-        self.streams_started.set(n.wrapping_add(1));
-        let seed = self.config.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let seed = super::stream_seed(self.config.seed, &self.streams_started);
         let hosts = CidrHosts::new(self.config.network, self.config.prefix_len, seed)
             .ok_or_else(|| BootError::Config("prefix length over 32".into()))?;
         let (stream, progress) = self.node.subscribe(namespace, limit)?;

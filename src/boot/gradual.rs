@@ -159,10 +159,7 @@ impl Discovery for GradualSurvey {
         namespace: &str,
         limit: Option<usize>,
     ) -> Result<PeerStream, BootError> {
-        let n = self.streams_started.get();
-        self.streams_started.set(n.wrapping_add(1));
-        // Each stream jitters differently but reproducibly.
-        let seed = self.config.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let seed = super::stream_seed(self.config.seed, &self.streams_started);
         let mut schedule = GradualSchedule::new(Backoff::new(&self.config, seed)?);
         let (stream, progress) = self.survey.subscribe(namespace, limit)?;
         let surveyor = self.survey.surveyor();

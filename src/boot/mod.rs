@@ -101,3 +101,11 @@ pub trait Discovery {
     /// Counters (received, sent, and each drop reason).
     fn stats(&self) -> DiscoveryStats;
 }
+
+/// A seed for the next result stream of a discovery: each stream jitters (or
+/// orders its crawl) differently, yet reproducibly from `seed`.
+pub(crate) fn stream_seed(seed: u64, streams_started: &std::cell::Cell<u64>) -> u64 {
+    let n = streams_started.get();
+    streams_started.set(n.wrapping_add(1));
+    seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
