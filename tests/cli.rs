@@ -5,9 +5,8 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
-use support::Proc;
+use support::start_worker;
 
 use ww_sched::tasks::hash_puzzle;
 
@@ -21,17 +20,8 @@ fn hash_puzzle_path() -> PathBuf {
 
 #[test]
 fn worker_and_call_in_two_processes() {
-    let mut worker = Proc::start(&[
-        "worker",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--slots",
-        "1",
-        "--discover",
-        "none",
-    ]);
-    let peer = worker.wait_for("peer id: ", Duration::from_secs(30));
-    let address = worker.wait_for("listening on ", Duration::from_secs(10));
+    let worker = start_worker("none", &[]);
+    let (peer, address) = (worker.peer.clone(), worker.address.clone());
     assert!(address.ends_with(&peer), "{address}");
 
     let output = binary()

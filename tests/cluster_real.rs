@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::Proc;
+use support::{start_worker, Proc};
 
 /// A worker process and the peers it has reported joining.
 struct Worker {
@@ -19,17 +19,8 @@ struct Worker {
 
 impl Worker {
     fn start(discover: &str) -> Worker {
-        let mut proc = Proc::start(&[
-            "worker",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--slots",
-            "1",
-            "--discover",
-            discover,
-        ]);
-        let peer = proc.wait_for("peer id: ", Duration::from_secs(30));
-        let address = proc.wait_for("listening on ", Duration::from_secs(10));
+        let started = start_worker(discover, &[]);
+        let (proc, peer, address) = (started.proc, started.peer, started.address);
         Worker {
             proc,
             peer,

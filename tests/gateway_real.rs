@@ -49,19 +49,8 @@ fn start_gateway(data: &TempDir, p2p_port: u16) -> Gateway {
 }
 
 fn start_worker(gateway: &Gateway) -> (Proc, String) {
-    let mut proc = Proc::start(&[
-        "worker",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--slots",
-        "1",
-        "--discover",
-        "none",
-        "--dial",
-        &gateway.dial,
-    ]);
-    let peer = proc.wait_for("peer id: ", Duration::from_secs(30));
-    (proc, peer)
+    let started = support::start_worker("none", &["--dial", &gateway.dial]);
+    (started.proc, started.peer)
 }
 
 fn agent() -> ureq::Agent {

@@ -81,6 +81,39 @@ impl Proc {
     }
 }
 
+/// A started worker process and where it is.
+pub struct StartedWorker {
+    /// The process.
+    pub proc: Proc,
+    /// Its peer id.
+    pub peer: String,
+    /// Its first listen address, ending in /p2p/<peer id>.
+    pub address: String,
+}
+
+/// Starts `ww-sched worker` on loopback with one slot, discovery `discover` and
+/// `extra` flags, and waits until it printed its id and address.
+pub fn start_worker(discover: &str, extra: &[&str]) -> StartedWorker {
+    let mut args = vec![
+        "worker",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--slots",
+        "1",
+        "--discover",
+        discover,
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::start(&args);
+    let peer = proc.wait_for("peer id: ", Duration::from_secs(30));
+    let address = proc.wait_for("listening on ", Duration::from_secs(10));
+    StartedWorker {
+        proc,
+        peer,
+        address,
+    }
+}
+
 /// A free TCP port on loopback, chosen by the OS.
 pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
