@@ -158,6 +158,53 @@ fn multipart_hash_puzzle_runs_on_registered_workers() {
         task["runs"][0]["results"][0].as_i64(),
         Some(i64::from(hash_puzzle(7, 3)))
     );
+
+    // The CLI: `submit` prints the id, follows the task, prints each run's result.
+    let wasm =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks/hash-puzzle/hash-puzzle.wasm");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+        .args([
+            "submit",
+            "--input",
+            "5",
+            "--difficulty",
+            "2",
+            "--repeats",
+            "2",
+            "--id",
+            "cli",
+        ])
+        .args(["--gateway", &gateway.http])
+        .arg(&wasm)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let mut lines = printed.lines();
+    assert_eq!(lines.next(), Some("cli"));
+    let results: Vec<&str> = lines.collect();
+    assert_eq!(results.len(), 2, "{printed}");
+    for line in results {
+        assert!(
+            line.contains(&format!("succeeded result [{}]", hash_puzzle(5, 2))),
+            "{line}"
+        );
+    }
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+        .args(["tasks", "--gateway", &gateway.http])
+        .output()
+        .unwrap();
+    let table = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("cli ") && l.contains("succeeded")),
+        "{table}"
+    );
 }
 
 #[test]
