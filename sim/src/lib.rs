@@ -5,8 +5,9 @@
 //! [`ww_sched::transport::SimTransport`]. Same seed, same trace.
 
 pub mod cluster;
+pub mod scenario;
 mod seed;
 mod trace;
 
 pub use seed::{derive_seed, root_seed, SEED_ENV};
-pub use trace::{Trace, TraceLayer};
+pub use trace::Trace;

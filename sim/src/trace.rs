@@ -68,17 +68,68 @@ impl Trace {
         })
     }
 
-    /// A `tracing` layer that records every event from ww-sched's crates here.
-    pub fn layer(&self) -> TraceLayer {
-        TraceLayer {
-            trace: self.clone(),
+    /// Runs `simulation` on this thread with every ww-sched event recorded here.
+    ///
+    /// A thread-local subscriber (`tracing::subscriber::with_default`) is not
+    /// enough when tests run in parallel: `tracing` caches per call site whether
+    /// anyone is interested, across threads, and a call site first reached on a
+    /// thread without a subscriber can be skipped here too, so the first events
+    /// of a run went missing now and then. Instead one global subscriber, always
+    /// interested, hands each event to the trace captured on its thread.
+    pub fn capture<R>(&self, simulation: impl FnOnce() -> R) -> R {
+        install_global_subscriber();
+        let previous = CURRENT.with(|current| current.replace(Some(self.clone())));
+        // Restore on the way out even if the simulation panics.
+        struct Restore(Option<Trace>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                CURRENT.with(|current| *current.borrow_mut() = previous);
+            }
         }
+        let _restore = Restore(previous);
+        simulation()
     }
 }
 
-/// Feeds `tracing` events from the `ww_sched` and `ww_sim` targets into a [`Trace`].
-pub struct TraceLayer {
-    trace: Trace,
+thread_local! {
+    /// The trace that events on this thread go to, while [`Trace::capture`] runs.
+    static CURRENT: std::cell::RefCell<Option<Trace>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per process) the global subscriber behind [`Trace::capture`].
+fn install_global_subscriber() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(CurrentTraceLayer);
+        // If a program set its own global subscriber first, capture stays empty;
+        // the digest tests would then fail loudly rather than pass unseen.
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+/// Sends events to the trace captured on the current thread, if any.
+struct CurrentTraceLayer;
+
+impl<S: Subscriber> Layer<S> for CurrentTraceLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        CURRENT.with(|current| {
+            if let Some(trace) = current.borrow().as_ref() {
+                record_event(trace, event);
+            }
+        });
+    }
+}
+
+fn record_event(trace: &Trace, event: &Event<'_>) {
+    let target = event.metadata().target();
+    if !(target.starts_with("ww_sched") || target.starts_with("ww_sim")) {
+        return;
+    }
+    let mut visitor = LineVisitor(format!("{} {target}:", event.metadata().level()));
+    event.record(&mut visitor);
+    trace.record(visitor.0);
 }
 
 struct LineVisitor(String);
@@ -90,17 +141,5 @@ impl Visit for LineVisitor {
         } else {
             let _ = write!(self.0, " {}={value:?}", field.name());
         }
-    }
-}
-
-impl<S: Subscriber> Layer<S> for TraceLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        let target = event.metadata().target();
-        if !(target.starts_with("ww_sched") || target.starts_with("ww_sim")) {
-            return;
-        }
-        let mut visitor = LineVisitor(format!("{} {target}:", event.metadata().level()));
-        event.record(&mut visitor);
-        self.trace.record(visitor.0);
     }
 }

@@ -36,7 +36,6 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tracing_subscriber::layer::SubscriberExt;
 use ww_sched::csp::{ChanConfig, ChannelServer};
 use ww_sched::rpc::{self, Connection, RpcConfig, RpcError};
 use ww_sched::schema::channel_capnp::{recver, sender};
@@ -415,8 +414,7 @@ fn run_scenario(seed: u64, capacity: usize, test: &str) -> Run {
             run_sender(seed, index, log.clone(), trace.clone()),
         );
     }
-    let subscriber = tracing_subscriber::registry().with(trace.layer());
-    let outcome = tracing::subscriber::with_default(subscriber, || {
+    let outcome = trace.capture(|| {
         let mut next = 0;
         loop {
             while let Some(fault) = schedule.get(next).filter(|f| sim.elapsed() >= f.at) {

@@ -251,14 +251,12 @@ fn five_percent_loss_never_reports_a_live_node_as_left() {
 
 #[test]
 fn cluster_trace_is_identical_for_the_same_seed() {
-    use tracing_subscriber::layer::SubscriberExt;
     let run = |seed: u64| {
         let trace = ww_sim::Trace::new();
         let hosts = names(8);
         let mut sim = builder(seed, Duration::from_secs(20)).build();
         let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32);
-        let subscriber = tracing_subscriber::registry().with(trace.layer());
-        tracing::subscriber::with_default(subscriber, || {
+        trace.capture(|| {
             run_until(&mut sim, Duration::from_secs(6), seed, "cluster_trace");
             sim.crash("node-003");
             run_until(&mut sim, Duration::from_secs(19), seed, "cluster_trace");
@@ -274,11 +272,21 @@ fn cluster_trace_is_identical_for_the_same_seed() {
     );
     assert!(first.lines().len() > 100, "trace too thin to mean anything");
     let (second, _) = run(seed);
-    assert_eq!(
-        first.digest(),
-        second.digest(),
-        "same seed {seed}, different traces"
-    );
+    if first.digest() != second.digest() {
+        let (a, b) = (first.lines(), second.lines());
+        let at = a
+            .iter()
+            .zip(&b)
+            .position(|(x, y)| x != y)
+            .unwrap_or(a.len().min(b.len()));
+        let around =
+            |lines: &[String]| lines[at.saturating_sub(3)..(at + 3).min(lines.len())].join("\n");
+        panic!(
+            "same seed {seed}, different traces from line {at}:\nfirst:\n{}\nsecond:\n{}",
+            around(&a),
+            around(&b)
+        );
+    }
     let (other, _) = run(seed + 1);
     assert_ne!(first.digest(), other.digest());
 }

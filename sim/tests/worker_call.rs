@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing_subscriber::layer::SubscriberExt;
 use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
 use ww_sched::rpc::{self, RpcConfig, RpcError};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
@@ -126,8 +125,7 @@ fn run_scenario(seed: u64) -> Trace {
     sim.host("worker", move || run_worker(seed));
     let caller_trace = trace.clone();
     sim.client("caller", run_caller(seed, caller_trace));
-    let subscriber = tracing_subscriber::registry().with(trace.layer());
-    let outcome = tracing::subscriber::with_default(subscriber, || sim.run());
+    let outcome = trace.capture(|| sim.run());
     let replay = format!("WW_SIM_SEED={seed} cargo test -p ww-sim --test worker_call");
     if let Err(e) = outcome {
         panic!(
