@@ -1,5 +1,6 @@
-//! The ww-sched simulation harness: seeds, and the ordered event trace whose
-//! digest proves a run deterministic.
+//! The ww-sched simulation harness: seeds, the ordered event trace whose digest
+//! proves a run deterministic, a membership cluster harness, and scenario files
+//! (`scenarios/*.toml`) with their runner and the `ww-sim` command.
 //!
 //! Simulations run every node as a turmoil host on one thread, over
 //! [`ww_sched::transport::SimTransport`]. Same seed, same trace.
