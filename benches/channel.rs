@@ -243,11 +243,7 @@ fn streams(
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = LocalSet::new();
+    let (runtime, local) = support::node_runtime();
     let (_keep, connection) = run(&runtime, &local, remote_channel());
     let remote = Remote::of(connection.client());
 

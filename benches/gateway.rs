@@ -560,11 +560,7 @@ async fn remote_worker() -> (Vec<Box<dyn std::any::Any>>, RemoteWorker) {
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = LocalSet::new();
+    let (runtime, local) = support::node_runtime();
     ingest(c, &runtime, &local);
     let task = runs(c, &runtime, &local);
     parts(c, &runtime, &local, task);

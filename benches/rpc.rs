@@ -60,11 +60,7 @@ async fn libp2p_worker() -> (LoopbackPair, RemoteWorker) {
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local = LocalSet::new();
+    let (runtime, local) = support::node_runtime();
     let bare = local.block_on(&runtime, bare_tcp_client());
     let (_keep, remote) = local.block_on(&runtime, libp2p_worker());
 

@@ -1,5 +1,5 @@
-//! What the benches share: a capability served on one loopback libp2p node and
-//! reached from a second one.
+//! What the benches share: a node's runtime, and a capability served on one
+//! loopback libp2p node and reached from a second one.
 
 use ww_sched::rpc::{self, ServeHandle};
 use ww_sched::transport::{
@@ -38,4 +38,14 @@ pub async fn serve_on_loopback(
         _server: server,
         _serving: serving,
     }
+}
+
+/// A node's thread shape: a current-thread runtime and a `LocalSet` to run
+/// capnp-rpc (which is `!Send`) on.
+pub fn node_runtime() -> (tokio::runtime::Runtime, tokio::task::LocalSet) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (runtime, tokio::task::LocalSet::new())
 }
