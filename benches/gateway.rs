@@ -173,25 +173,22 @@ fn bare_router() -> Router {
     )
 }
 
-/// A keep-alive HTTP client on its own thread: posts `body` to `url` `iters`
-/// times and answers the time taken.
+/// Post `body` to `url` this many times, then answer the time taken.
+type Job = (
+    String,
+    Arc<String>,
+    u64,
+    tokio::sync::oneshot::Sender<Duration>,
+);
+
+/// A keep-alive HTTP client on its own thread, doing one [`Job`] at a time.
 struct Client {
-    jobs: std::sync::mpsc::Sender<(
-        String,
-        Arc<String>,
-        u64,
-        tokio::sync::oneshot::Sender<Duration>,
-    )>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl Client {
     fn start() -> Self {
-        let (jobs, incoming) = std::sync::mpsc::channel::<(
-            String,
-            Arc<String>,
-            u64,
-            tokio::sync::oneshot::Sender<Duration>,
-        )>();
+        let (jobs, incoming) = std::sync::mpsc::channel::<Job>();
         std::thread::spawn(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
@@ -215,25 +212,10 @@ impl Client {
         });
         Client { jobs }
     }
-
-    fn post(
-        &self,
-        runtime: &Runtime,
-        local: &LocalSet,
-        url: &str,
-        body: &Arc<String>,
-        iters: u64,
-    ) -> Duration {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send((url.to_string(), body.clone(), iters, done))
-            .unwrap();
-        run(runtime, local, async { answer.await.unwrap() })
-    }
 }
 
-/// Clients on their own threads, each sending its share of the requests at once:
-/// concurrent submissions, which the gateway's group commit can batch.
+/// Clients on their own threads, each sending its share of the requests at once
+/// (with more than one: concurrent submissions, which group commit can batch).
 struct Clients(Vec<Client>);
 
 impl Clients {
@@ -281,7 +263,7 @@ type PostFn<'a> = dyn Fn(&str, &Arc<String>, u64) -> Duration + 'a;
 const INGEST_CLIENTS: usize = 16;
 
 fn ingest(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
-    let client = Client::start();
+    let client = Clients::start(1);
     let clients = Clients::start(INGEST_CLIENTS);
     let disk = run(
         runtime,

@@ -37,6 +37,20 @@ async fn connect(worker: &Node, config: RpcConfig) -> (Libp2pTransport, RemoteWo
     (caller, remote)
 }
 
+/// A run that loops until its wall-clock limit (fuel unlimited).
+fn spin_for(wall_time_ms: u64) -> RunSpec {
+    RunSpec {
+        module: ModuleRef::Bytes(wat("(module (func (export \"run\") (loop br 0)))")),
+        export: "run".into(),
+        args: vec![],
+        limits: Limits {
+            fuel_max: u64::MAX,
+            memory_pages_max: 16,
+            wall_time_ms,
+        },
+    }
+}
+
 fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).unwrap()
 }
@@ -134,16 +148,7 @@ fn a_vanished_worker_gives_an_error_not_a_hang() {
         let (_caller, remote) = connect(&worker, config).await;
         remote.ping().await.unwrap();
         // A run that would take ~2 s is in flight when the worker goes away.
-        let slow = RunSpec {
-            module: ModuleRef::Bytes(wat("(module (func (export \"run\") (loop br 0)))")),
-            export: "run".into(),
-            args: vec![],
-            limits: Limits {
-                fuel_max: u64::MAX,
-                memory_pages_max: 16,
-                wall_time_ms: 2_000,
-            },
-        };
+        let slow = spin_for(2_000);
         let in_flight = remote.run(&slow);
         let vanish = async {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -189,16 +194,7 @@ fn a_dropped_call_stops_its_run_on_the_worker() {
             RemoteWorker::connect(&caller, transport.local_peer_id(), RpcConfig::default())
                 .await
                 .unwrap();
-        let endless = RunSpec {
-            module: ModuleRef::Bytes(wat("(module (func (export \"run\") (loop br 0)))")),
-            export: "run".into(),
-            args: vec![],
-            limits: Limits {
-                fuel_max: u64::MAX,
-                memory_pages_max: 16,
-                wall_time_ms: 600_000,
-            },
-        };
+        let endless = spin_for(600_000);
         // The caller gives up (as the gateway does on cancel or timeout)...
         let gave_up = tokio::time::timeout(Duration::from_millis(300), remote.run(&endless)).await;
         assert!(gave_up.is_err(), "an endless run returned");
