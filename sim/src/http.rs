@@ -1,0 +1,1 @@
+//! HTTP over the simulated network (placeholder, being written).
