@@ -14,6 +14,8 @@ pub mod gateway;
 pub mod node;
 pub mod pubsub;
 pub mod rpc;
+#[cfg(feature = "sabotage")]
+pub mod sabotage;
 pub mod sched;
 pub mod schema;
 pub mod tasks;

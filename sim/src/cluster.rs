@@ -19,6 +19,8 @@ use crate::derive_seed;
 
 /// The TCP port every simulated node listens on.
 pub const NODE_PORT: u16 = 7000;
+/// The topic of the pubsub workload.
+pub const TRAFFIC_TOPIC: &str = "sim/traffic";
 /// How often a node samples its view into the observations.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -44,6 +46,12 @@ pub struct Observations {
     pub leaves: Vec<LeaveSeen>,
     /// Each host's number of starts (1 + restarts).
     pub starts: BTreeMap<String, u64>,
+    /// Pubsub traffic: every message published, by payload, with its publisher
+    /// host and time.
+    pub published: BTreeMap<String, (String, Duration)>,
+    /// Pubsub traffic: every message received: (observer, payload) -> origin peer
+    /// and time of the first receipt, plus how many times it came.
+    pub delivered: BTreeMap<(String, String), (PeerId, Duration, u32)>,
 }
 
 /// Shared, lockable observations.
@@ -64,6 +72,7 @@ pub async fn run_member(
     seed: u64,
     name: String,
     ttl_ms: u32,
+    publish_every: Option<Duration>,
     observations: SharedObservations,
     restarts: Arc<AtomicU64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -91,10 +100,38 @@ pub async fn run_member(
     let membership = Membership::start(transport, &pubsub, discovery, membership_config).await?;
     let mut events = membership.watch();
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
+    let topic = pubsub.join(TRAFFIC_TOPIC);
+    let mut traffic = match publish_every {
+        Some(_) => Some(topic.subscribe(1024).await?),
+        None => None,
+    };
+    // Without traffic the timer is never polled (its branch is disabled).
+    let mut publish = tokio::time::interval(publish_every.unwrap_or(Duration::from_secs(3600)));
+    let mut published = 0u64;
     loop {
         tokio::select! {
             // Fixed branch order: tokio picks randomly otherwise, unseeded by turmoil.
             biased;
+            Some(message) = async { traffic.as_mut()?.recv().await }, if traffic.is_some() => {
+                let payload = String::from_utf8_lossy(&message.payload).into_owned();
+                let mut observations = observations.lock().unwrap_or_else(|p| p.into_inner());
+                observations
+                    .delivered
+                    .entry((name.clone(), payload))
+                    .and_modify(|(_, _, count)| *count += 1)
+                    .or_insert((message.origin, now(), 1));
+            }
+            _ = publish.tick(), if publish_every.is_some() => {
+                let payload = format!("{name}/{start}/{published}");
+                published += 1;
+                if topic.publish(payload.clone().into_bytes()).await.is_ok() {
+                    observations
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .published
+                        .insert(payload, (name.clone(), now()));
+                }
+            }
             event = events.next() => {
                 if let Some(ViewEvent::Left { peer, reason, .. }) = event {
                     tracing::debug!(observer = %name, %peer, ?reason, "sim: leave seen");
@@ -125,6 +162,7 @@ pub fn add_members(
     seed: u64,
     names: &[String],
     ttl_ms: u32,
+    publish_every: Option<Duration>,
 ) -> SharedObservations {
     let observations = SharedObservations::default();
     for name in names {
@@ -136,6 +174,7 @@ pub fn add_members(
                 seed,
                 name.clone(),
                 ttl_ms,
+                publish_every,
                 observations.clone(),
                 restarts.clone(),
             )

@@ -10,6 +10,7 @@ pub mod http;
 pub mod scenario;
 mod seed;
 mod trace;
+pub mod workload;
 
 pub use seed::{derive_seed, root_seed, SEED_ENV};
 pub use trace::Trace;

@@ -1,63 +1,247 @@
-//! `ww-sim`: runs a scenario file in a seeded simulation and prints its timeline
-//! and verdict.
+//! `ww-sim`: runs scenario files in seeded simulations.
 //!
-//! Exit codes: 0 every invariant held, 1 a safety violation, 2 a liveness
-//! violation (and no safety one), 3 a harness error (bad arguments or file, or
-//! the simulation itself failed).
+//! `ww-sim run FILE [--seed N] [--swarm] [--sabotage NAME]` prints one run's
+//! timeline and verdict; `ww-sim swarm DIR [--seeds N] [--from S] [--jobs J]`
+//! runs every scenario under many seeds, each varied per seed, and prints a
+//! summary table. Exit codes: 0 every invariant held, 1 a safety violation,
+//! 2 a liveness violation (and no safety one), 3 a harness error (bad
+//! arguments or file, or a simulation that failed or panicked).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ww_sim::scenario::{self, Scenario};
+use ww_sched::sabotage::Sabotage;
+use ww_sim::scenario::{self, swarm, RunOptions, Scenario, Verdict};
 use ww_sim::{root_seed, SEED_ENV};
+
+mod swarm_cmd;
 
 /// The seed used when neither `--seed` nor the environment gives one.
 const DEFAULT_SEED: u64 = 1;
 
-const USAGE: &str = "usage: ww-sim run <scenario.toml> [--seed N]
+const USAGE: &str = "usage: ww-sim run <scenario.toml> [--seed N] [--swarm] [--sabotage NAME]
+       ww-sim swarm <dir> [--seeds N] [--from S] [--jobs J] [--sabotage NAME]
 
-Runs one scenario (see scenarios/README.md) under seed N (decimal or 0x hex;
-default: $WW_SIM_SEED, else 1) and prints the timeline and a verdict.
+run    one scenario (see scenarios/README.md) under seed N (decimal or 0x hex;
+       default: $WW_SIM_SEED, else 1); prints the timeline and a verdict.
+       --swarm applies the seed's swarm variation (as `swarm` does), so a seed
+       reported by `swarm` replays exactly.
+swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
+       run varied per seed (fault kinds switched off, fault times jittered,
+       network latency); J runs at once (default: the machine's cores). Shows
+       progress, then a table per scenario and invariant, then each failing
+       seed with its replay command.
+--sabotage NAME  arms a deliberate bug the invariants must catch
+       (lose-acked-task: the gateway acknowledges one task but never stores it).
+
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 
-fn parse_seed(text: &str) -> Option<u64> {
+/// Exit code of a harness error.
+pub const EXIT_HARNESS: u8 = 3;
+
+pub(crate) fn parse_seed(text: &str) -> Option<u64> {
     match text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),
     }
 }
 
-struct Args {
-    file: PathBuf,
-    seed: Option<u64>,
+/// Parsed command line.
+pub(crate) struct Args {
+    pub command: String,
+    pub path: PathBuf,
+    pub seed: Option<u64>,
+    pub swarm: bool,
+    pub seeds: u64,
+    pub from: u64,
+    pub jobs: usize,
+    pub sabotage: Option<Sabotage>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut rest = args.iter();
-    match rest.next().map(String::as_str) {
-        Some("run") => {}
+    let command = match rest.next().map(String::as_str) {
+        Some(c @ ("run" | "swarm")) => c.to_string(),
         Some("-h" | "--help" | "help") => return Err(String::new()),
         Some(other) => return Err(format!("unknown command {other:?}")),
         None => return Err("missing command".into()),
-    }
-    let mut file = None;
-    let mut seed = None;
+    };
+    let mut parsed = Args {
+        command,
+        path: PathBuf::new(),
+        seed: None,
+        swarm: false,
+        seeds: 100,
+        from: 1,
+        jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        sabotage: None,
+    };
+    let mut path = None;
+    let number = |flag: &str, value: Option<&String>| -> Result<u64, String> {
+        let value = value.ok_or(format!("{flag} needs a value"))?;
+        parse_seed(value).ok_or(format!("{flag} {value:?} is not a u64"))
+    };
     while let Some(arg) = rest.next() {
         match arg.as_str() {
-            "--seed" => {
-                let value = rest.next().ok_or("--seed needs a value")?;
-                seed = Some(parse_seed(value).ok_or(format!("--seed {value:?} is not a u64"))?);
+            "--seed" => parsed.seed = Some(number("--seed", rest.next())?),
+            "--seeds" => parsed.seeds = number("--seeds", rest.next())?,
+            "--from" => parsed.from = number("--from", rest.next())?,
+            "--jobs" => parsed.jobs = number("--jobs", rest.next())?.clamp(1, 64) as usize,
+            "--swarm" => parsed.swarm = true,
+            "--sabotage" => {
+                let name = rest.next().ok_or("--sabotage needs a name")?;
+                parsed.sabotage =
+                    Some(Sabotage::parse(name).ok_or(format!("unknown sabotage {name:?}"))?);
             }
+            "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag:?}")),
-            path if file.is_none() => file = Some(PathBuf::from(path)),
+            p if path.is_none() => path = Some(PathBuf::from(p)),
             extra => return Err(format!("unexpected argument {extra:?}")),
         }
     }
-    Ok(Args {
-        file: file.ok_or("missing scenario file")?,
-        seed,
-    })
+    parsed.path = path.ok_or(match parsed.command.as_str() {
+        "run" => "missing scenario file",
+        _ => "missing scenario directory",
+    })?;
+    Ok(parsed)
+}
+
+/// The command that replays one run.
+pub(crate) fn replay_command(
+    file: &Path,
+    seed: u64,
+    swarm: bool,
+    sabotage: Option<Sabotage>,
+) -> String {
+    let mut command = format!("ww-sim run {} --seed {seed}", file.display());
+    if swarm {
+        command.push_str(" --swarm");
+    }
+    if let Some(s) = sabotage {
+        command.push_str(&format!(" --sabotage {}", s.name()));
+    }
+    command
+}
+
+/// The exit code a verdict calls for.
+pub(crate) fn verdict_code(verdict: &Verdict) -> u8 {
+    if !verdict.safety_violations.is_empty() {
+        1
+    } else if !verdict.liveness_violations.is_empty() {
+        2
+    } else {
+        0
+    }
+}
+
+/// Runs one scenario, catching a panic as a harness error.
+pub(crate) fn run_once(
+    scenario: &Scenario,
+    seed: u64,
+    sabotage: Option<Sabotage>,
+) -> Result<Verdict, String> {
+    let options = RunOptions { sabotage };
+    match std::panic::catch_unwind(|| scenario::run_with(scenario, seed, options)) {
+        Ok(Ok(verdict)) => Ok(verdict),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(format!(
+            "the run panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)")
+        )),
+    }
+}
+
+fn run_command(args: &Args) -> u8 {
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => match std::panic::catch_unwind(|| root_seed(DEFAULT_SEED)) {
+            Ok(seed) => seed,
+            Err(_) => {
+                eprintln!("ww-sim: {SEED_ENV} is not a u64");
+                return EXIT_HARNESS;
+            }
+        },
+    };
+    let replay = format!(
+        "replay: {}",
+        replay_command(&args.path, seed, args.swarm, args.sabotage)
+    );
+    println!("seed {seed}");
+    let loaded = match Scenario::load(&args.path) {
+        Ok(scenario) => scenario,
+        Err(e) => {
+            eprintln!("ww-sim: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    let scenario = if args.swarm {
+        let (varied, how) = swarm::vary(&loaded, seed);
+        println!("{how}");
+        varied
+    } else {
+        loaded
+    };
+    let hosts = scenario.hosts().len();
+    println!(
+        "scenario {}: {hosts} hosts ({} membership nodes), {}s simulated, {} faults",
+        scenario.name,
+        scenario.cluster.nodes,
+        scenario.duration_s,
+        scenario.faults.len()
+    );
+    for line in scenario.description.trim().lines() {
+        println!("  {}", line.trim());
+    }
+    if let Some(s) = args.sabotage {
+        println!("sabotage armed: {}", s.name());
+    }
+    let started = Instant::now();
+    let verdict = match run_once(&scenario, seed, args.sabotage) {
+        Ok(verdict) => verdict,
+        Err(e) => {
+            eprintln!("HARNESS ERROR: {e}\n{replay}");
+            return EXIT_HARNESS;
+        }
+    };
+    let wall = started.elapsed();
+    println!("timeline:");
+    for line in &verdict.timeline {
+        println!("  {line}");
+    }
+    println!("digest {}", verdict.digest);
+    println!(
+        "wall {:.2}s ({:.0} simulated s per wall s)",
+        wall.as_secs_f64(),
+        verdict.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+    );
+    for v in &verdict.safety_violations {
+        println!("SAFETY VIOLATION: {v}");
+    }
+    for v in &verdict.liveness_violations {
+        println!("LIVENESS VIOLATION: {v}");
+    }
+    let code = verdict_code(&verdict);
+    match code {
+        0 => {
+            println!("verdict: ok");
+            return 0;
+        }
+        1 => println!("verdict: safety violated"),
+        _ => println!("verdict: liveness violated"),
+    }
+    println!("{replay}");
+    if !args.swarm && args.sabotage.is_none() {
+        println!(
+            "or: {SEED_ENV}={seed} cargo test -p ww-sim --test scenarios {}",
+            scenario.name
+        );
+    }
+    code
 }
 
 fn main() -> ExitCode {
@@ -69,80 +253,11 @@ fn main() -> ExitCode {
                 eprintln!("ww-sim: {message}");
             }
             eprintln!("{USAGE}");
-            return ExitCode::from(if message.is_empty() { 0 } else { 3 });
+            return ExitCode::from(if message.is_empty() { 0 } else { EXIT_HARNESS });
         }
     };
-    let seed = match args.seed {
-        Some(seed) => seed,
-        None => match std::panic::catch_unwind(|| root_seed(DEFAULT_SEED)) {
-            Ok(seed) => seed,
-            Err(_) => {
-                eprintln!("ww-sim: {SEED_ENV} is not a u64");
-                return ExitCode::from(3);
-            }
-        },
-    };
-    let file = args.file.display().to_string();
-    let replay = format!("replay: ww-sim run {file} --seed {seed}");
-    println!("seed {seed}");
-    let scenario = match Scenario::load(&args.file) {
-        Ok(scenario) => scenario,
-        Err(e) => {
-            eprintln!("ww-sim: {e}");
-            return ExitCode::from(3);
-        }
-    };
-    println!(
-        "scenario {}: {} nodes, {}s simulated, {} faults",
-        scenario.name,
-        scenario.cluster.nodes,
-        scenario.duration_s,
-        scenario.faults.len()
-    );
-    for line in scenario.description.trim().lines() {
-        println!("  {}", line.trim());
-    }
-    let started = Instant::now();
-    let outcome = std::panic::catch_unwind(|| scenario::run(&scenario, seed));
-    let wall = started.elapsed();
-    let verdict = match outcome {
-        Ok(Ok(verdict)) => verdict,
-        Ok(Err(e)) => {
-            eprintln!("HARNESS ERROR: {e}\n{replay}");
-            return ExitCode::from(3);
-        }
-        Err(_) => {
-            eprintln!("HARNESS ERROR: the run panicked\n{replay}");
-            return ExitCode::from(3);
-        }
-    };
-    println!("timeline:");
-    for line in &verdict.timeline {
-        println!("  {line}");
-    }
-    println!("digest {}", verdict.digest);
-    println!("wall {:.2}s", wall.as_secs_f64());
-    for v in &verdict.safety_violations {
-        println!("SAFETY VIOLATION: {v}");
-    }
-    for v in &verdict.liveness_violations {
-        println!("LIVENESS VIOLATION: {v}");
-    }
-    if verdict.is_clean() {
-        println!("verdict: ok");
-        return ExitCode::SUCCESS;
-    }
-    let code = if verdict.safety_violations.is_empty() {
-        println!("verdict: liveness violated");
-        2
-    } else {
-        println!("verdict: safety violated");
-        1
-    };
-    println!("{replay}");
-    println!(
-        "or: {SEED_ENV}={seed} cargo test -p ww-sim --test scenarios {}",
-        scenario.name
-    );
-    ExitCode::from(code)
+    ExitCode::from(match args.command.as_str() {
+        "run" => run_command(&args),
+        _ => swarm_cmd::swarm_command(&args),
+    })
 }

@@ -84,7 +84,7 @@ fn thirty_two_nodes_find_each_other_by_multicast_within_two_intervals() {
     // Bound: every view complete within two heartbeat intervals of the start.
     let bound = 2 * INTERVAL;
     let mut sim = builder(seed, Duration::from_secs(30)).build();
-    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32);
+    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32, None);
     run_until(&mut sim, bound + SAMPLE_INTERVAL, seed, "thirty_two");
     let wrong = wrong_views(&observations, &hosts, &peers(seed, &hosts));
     assert!(
@@ -102,7 +102,7 @@ fn partitioned_sides_drop_each_other_and_heal() {
     let hosts = names(16);
     let (side_a, side_b) = hosts.split_at(8);
     let mut sim = builder(seed, Duration::from_secs(60)).build();
-    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32);
+    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32, None);
     let all = peers(seed, &hosts);
     run_until(&mut sim, Duration::from_secs(5), seed, "partitioned");
     assert!(wrong_views(&observations, &hosts, &all).is_empty());
@@ -169,7 +169,7 @@ fn churn_of_a_quarter_of_the_nodes_converges_to_the_live_set() {
     eprintln!("seed {seed}");
     let hosts = names(32);
     let mut sim = builder(seed, Duration::from_secs(120)).build();
-    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32);
+    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32, None);
     run_until(&mut sim, Duration::from_secs(5), seed, "churn");
 
     // Over one minute, crash 8 distinct nodes (a quarter) at seeded times and
@@ -227,7 +227,7 @@ fn five_percent_loss_never_reports_a_live_node_as_left() {
         .fail_rate(0.05)
         .repair_rate(0.95)
         .build();
-    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32);
+    let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32, None);
     run_until(&mut sim, Duration::from_secs(90), seed, "five_percent");
     let observations_now = observations.lock().unwrap();
     let false_leaves: Vec<_> = observations_now
@@ -255,7 +255,7 @@ fn cluster_trace_is_identical_for_the_same_seed() {
         let trace = ww_sim::Trace::new();
         let hosts = names(8);
         let mut sim = builder(seed, Duration::from_secs(20)).build();
-        let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32);
+        let observations = add_members(&mut sim, seed, &hosts, TTL.as_millis() as u32, None);
         trace.capture(|| {
             run_until(&mut sim, Duration::from_secs(6), seed, "cluster_trace");
             sim.crash("node-003");

@@ -67,6 +67,9 @@ pub struct Core {
     modules: BTreeMap<[u8; 32], Rc<Vec<u8>>>,
     /// When non-durable writes were first left unsynced, if any are.
     unsynced_since: Option<tokio::time::Instant>,
+    /// Tasks the `LoseAckedTask` sabotage keeps out of the store.
+    #[cfg(feature = "sabotage")]
+    sabotaged: BTreeSet<TaskId>,
 }
 
 /// An answer that may only be sent once its changes are durable.
@@ -125,6 +128,8 @@ impl Core {
             deferred: Vec::new(),
             modules: BTreeMap::new(),
             unsynced_since: None,
+            #[cfg(feature = "sabotage")]
+            sabotaged: BTreeSet::new(),
         };
         core.apply(effects);
         core.flush();
@@ -220,6 +225,8 @@ impl Core {
         }
         self.durable |= overdue;
         if !self.dirty.is_empty() {
+            #[cfg(feature = "sabotage")]
+            self.dirty.retain(|id| !self.sabotaged.contains(id));
             let tasks: Vec<&Task> = self
                 .dirty
                 .iter()
@@ -558,6 +565,11 @@ impl Core {
             .task(&id)
             .cloned()
             .ok_or_else(|| ApiError::Internal("submitted task vanished".into()))?;
+        #[cfg(feature = "sabotage")]
+        if crate::sabotage::strike(crate::sabotage::Sabotage::LoseAckedTask) {
+            tracing::warn!(%id, "sabotage: acknowledged task will never be persisted");
+            self.sabotaged.insert(id);
+        }
         Ok((task, true))
     }
 

@@ -1,0 +1,167 @@
+//! Applying faults to a running simulation, and remembering what they disturbed
+//! so that a leave can be judged excused or not.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::format::{Fault, FaultKind};
+
+/// A time interval during which a host, or a link between two hosts, was disturbed.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    from: Duration,
+    until: Option<Duration>,
+}
+
+impl Span {
+    fn overlaps(&self, from: Duration, until: Duration) -> bool {
+        self.from <= until && self.until.is_none_or(|end| end >= from)
+    }
+}
+
+/// Latency at or above this disturbs a link for the membership (a heartbeat
+/// that late is as good as lost).
+const LATENCY_DISTURBS: Duration = Duration::from_millis(500);
+
+/// What the faults did, to judge leaves by.
+#[derive(Default)]
+pub struct Disturbances {
+    /// Per host: spans while it was down (a restart closes the span at the restart,
+    /// and a restart of a running host is a zero-length span).
+    node: BTreeMap<String, Vec<Span>>,
+    /// Per unordered pair: spans while a partition, hold, loss or slow latency was
+    /// in effect (either direction).
+    link: BTreeMap<(String, String), Vec<Span>>,
+}
+
+fn pair(x: &str, y: &str) -> (String, String) {
+    if x <= y {
+        (x.to_owned(), y.to_owned())
+    } else {
+        (y.to_owned(), x.to_owned())
+    }
+}
+
+fn open(spans: &mut Vec<Span>, at: Duration) {
+    if spans.last().is_none_or(|s| s.until.is_some()) {
+        spans.push(Span {
+            from: at,
+            until: None,
+        });
+    }
+}
+
+fn close(spans: &mut [Span], at: Duration) {
+    if let Some(last) = spans.last_mut() {
+        if last.until.is_none() {
+            last.until = Some(at);
+        }
+    }
+}
+
+impl Disturbances {
+    /// Records `fault`, applied at `at`.
+    pub fn record(&mut self, fault: &Fault, at: Duration) {
+        let opens = match fault.kind {
+            FaultKind::Partition | FaultKind::PartitionOneway | FaultKind::Hold => true,
+            FaultKind::Repair | FaultKind::RepairOneway | FaultKind::Release => false,
+            FaultKind::LinkLoss => fault.fail_rate.unwrap_or_default() > 0.0,
+            FaultKind::Latency => {
+                Duration::from_millis(fault.latency_ms.unwrap_or_default()) >= LATENCY_DISTURBS
+            }
+            FaultKind::Crash => {
+                for n in &fault.nodes {
+                    open(self.node.entry(n.clone()).or_default(), at);
+                }
+                return;
+            }
+            FaultKind::Restart => {
+                for n in &fault.nodes {
+                    let spans = self.node.entry(n.clone()).or_default();
+                    open(spans, at);
+                    close(spans, at);
+                }
+                return;
+            }
+            FaultKind::Loss => return,
+        };
+        for x in &fault.a {
+            for y in &fault.b {
+                let spans = self.link.entry(pair(x, y)).or_default();
+                if opens {
+                    open(spans, at);
+                } else {
+                    close(spans, at);
+                }
+            }
+        }
+    }
+
+    /// Whether `peer` or the link (`observer`, `peer`) was disturbed at any
+    /// moment of `[from, until]`.
+    pub fn excused(&self, observer: &str, peer: &str, from: Duration, until: Duration) -> bool {
+        let hit = |spans: Option<&Vec<Span>>| {
+            spans.is_some_and(|spans| spans.iter().any(|s| s.overlaps(from, until)))
+        };
+        hit(self.node.get(peer)) || hit(self.link.get(&pair(observer, peer)))
+    }
+}
+
+/// One line describing `fault`.
+pub fn describe(fault: &Fault) -> String {
+    let kind = fault.kind.name();
+    match fault.kind {
+        FaultKind::Crash | FaultKind::Restart => format!("{kind} {}", fault.nodes.join(",")),
+        FaultKind::Loss => format!("{kind} fail_rate={}", fault.fail_rate.unwrap_or_default()),
+        FaultKind::LinkLoss => format!(
+            "{kind} fail_rate={} [{}] x [{}]",
+            fault.fail_rate.unwrap_or_default(),
+            fault.a.join(","),
+            fault.b.join(",")
+        ),
+        FaultKind::Latency => format!(
+            "{kind} {}ms [{}] x [{}]",
+            fault.latency_ms.unwrap_or_default(),
+            fault.a.join(","),
+            fault.b.join(",")
+        ),
+        FaultKind::PartitionOneway | FaultKind::RepairOneway => {
+            format!("{kind} [{}] -> [{}]", fault.a.join(","), fault.b.join(","))
+        }
+        _ => format!("{kind} [{}] x [{}]", fault.a.join(","), fault.b.join(",")),
+    }
+}
+
+/// Applies `fault` to `sim` now.
+pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault) {
+    let pairs: Vec<(&str, &str)> = fault
+        .a
+        .iter()
+        .flat_map(|x| fault.b.iter().map(move |y| (x.as_str(), y.as_str())))
+        .collect();
+    for &(x, y) in &pairs {
+        match fault.kind {
+            FaultKind::Partition => sim.partition(x, y),
+            FaultKind::Repair => sim.repair(x, y),
+            FaultKind::PartitionOneway => sim.partition_oneway(x, y),
+            FaultKind::RepairOneway => sim.repair_oneway(x, y),
+            FaultKind::Hold => sim.hold(x, y),
+            FaultKind::Release => sim.release(x, y),
+            FaultKind::Latency => sim.set_link_latency(
+                x,
+                y,
+                Duration::from_millis(fault.latency_ms.unwrap_or_default()),
+            ),
+            FaultKind::LinkLoss => {
+                sim.set_link_fail_rate(x, y, fault.fail_rate.unwrap_or_default())
+            }
+            FaultKind::Crash | FaultKind::Restart | FaultKind::Loss => {}
+        }
+    }
+    match fault.kind {
+        FaultKind::Crash => fault.nodes.iter().for_each(|n| sim.crash(n.as_str())),
+        FaultKind::Restart => fault.nodes.iter().for_each(|n| sim.bounce(n.as_str())),
+        FaultKind::Loss => sim.set_fail_rate(fault.fail_rate.unwrap_or_default()),
+        _ => {}
+    }
+}

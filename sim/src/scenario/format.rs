@@ -1,0 +1,770 @@
+//! The scenario file format (see `scenarios/README.md`): the cluster's shape, the
+//! workloads, faults over simulated time and the invariants to check, read from
+//! TOML and validated before anything runs.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::ScenarioError;
+use crate::cluster::SAMPLE_INTERVAL;
+
+/// A parsed, validated scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (conventionally the file name without `.toml`).
+    pub name: String,
+    /// What the scenario exercises.
+    #[serde(default)]
+    pub description: String,
+    /// Simulated length of the run, in seconds.
+    pub duration_s: f64,
+    /// Membership nodes.
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    /// Network conditions for the whole run.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// A gateway and its workers.
+    pub gateway: Option<GatewaySpec>,
+    /// Task submissions through the gateway's REST API (needs `[gateway]`).
+    pub tasks: Option<TasksSpec>,
+    /// Channel traffic: a channel server, senders and receivers.
+    pub channel: Option<ChannelSpec>,
+    /// Pubsub traffic among the membership nodes.
+    pub pubsub: Option<PubsubSpec>,
+    /// Faults, in time order.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Which invariants to check.
+    pub invariants: Invariants,
+}
+
+/// `[cluster]`: membership nodes `node-000` .. `node-<n-1>`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// How many membership nodes (0 when the scenario is about other hosts).
+    #[serde(default)]
+    pub nodes: usize,
+    /// Their heartbeat TTL in milliseconds.
+    #[serde(default = "default_ttl_ms")]
+    pub ttl_ms: u32,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            nodes: 0,
+            ttl_ms: default_ttl_ms(),
+        }
+    }
+}
+
+fn default_ttl_ms() -> u32 {
+    10_000
+}
+
+/// `[network]`: turmoil's link model for the whole run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Probability per message that a healthy link breaks.
+    #[serde(default)]
+    pub fail_rate: f64,
+    /// Probability per message that a broken link mends.
+    #[serde(default = "one")]
+    pub repair_rate: f64,
+    /// Largest random per-message latency, in milliseconds (turmoil's default 100).
+    pub max_latency_ms: Option<u64>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            fail_rate: 0.0,
+            repair_rate: 1.0,
+            max_latency_ms: None,
+        }
+    }
+}
+
+/// `[gateway]`: host `gateway` (REST on port 8080, its store on disk, kept across
+/// restarts) and workers `worker-0` .. `worker-<n-1>` registering through it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySpec {
+    /// How many workers.
+    pub workers: usize,
+    /// Runs each worker takes at once.
+    #[serde(default = "default_slots")]
+    pub slots: u32,
+}
+
+fn default_slots() -> u32 {
+    2
+}
+
+/// `[tasks]`: host `client` submits hash-puzzle tasks over HTTP at seeded times,
+/// cancels some, and polls every task until the end.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksSpec {
+    /// How many tasks.
+    pub count: usize,
+    /// Submissions happen at seeded times in `[submit_from_s, submit_until_s]`.
+    #[serde(default = "default_submit_from_s")]
+    pub submit_from_s: f64,
+    /// See `submit_from_s`.
+    pub submit_until_s: f64,
+    /// Each task runs 1..=`repeats_max` times.
+    #[serde(default = "default_repeats_max")]
+    pub repeats_max: u32,
+    /// The first run's delay after submission is 0..`start_ms_max`.
+    #[serde(default = "default_start_ms_max")]
+    pub start_ms_max: u64,
+    /// The interval between runs is 200..200+`interval_ms_max`.
+    #[serde(default = "default_interval_ms_max")]
+    pub interval_ms_max: u64,
+    /// Percentage of tasks cancelled at a seeded point of their lives.
+    #[serde(default = "default_cancel_percent")]
+    pub cancel_percent: u32,
+}
+
+fn default_submit_from_s() -> f64 {
+    1.0
+}
+fn default_repeats_max() -> u32 {
+    3
+}
+fn default_start_ms_max() -> u64 {
+    4_000
+}
+fn default_interval_ms_max() -> u64 {
+    2_000
+}
+fn default_cancel_percent() -> u32 {
+    20
+}
+
+impl TasksSpec {
+    /// The latest a run of any task can fall due, in ms of simulated time.
+    pub fn last_due_ms(&self) -> u64 {
+        secs(self.submit_until_s).as_millis() as u64
+            + self.start_ms_max
+            + u64::from(self.repeats_max) * (200 + self.interval_ms_max)
+    }
+}
+
+/// `[channel]`: host `channel` serves one channel; `sender-i` hosts send numbered
+/// values until `send_until_s`, `receiver-i` hosts receive until the end.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// 0 for a rendezvous channel, else its buffer size.
+    pub capacity: usize,
+    /// How many senders.
+    pub senders: usize,
+    /// How many receivers.
+    pub receivers: usize,
+    /// When senders stop.
+    pub send_until_s: f64,
+    /// A sender waits 0..`think_ms_max` between sends.
+    #[serde(default = "default_think_ms_max")]
+    pub think_ms_max: u64,
+}
+
+fn default_think_ms_max() -> u64 {
+    30
+}
+
+/// `[pubsub]`: every membership node publishes on one topic and records what it
+/// receives.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PubsubSpec {
+    /// How often each node publishes, in milliseconds.
+    pub interval_ms: u64,
+}
+
+/// The kinds of fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Drop every message between each x in `a` and y in `b`.
+    Partition,
+    /// Undo a partition (or hold) between `a` and `b`.
+    Repair,
+    /// Drop messages from each x in `a` to each y in `b` (not the other way).
+    PartitionOneway,
+    /// Undo a one-way partition from `a` to `b`.
+    RepairOneway,
+    /// Hold (queue, do not deliver) messages between `a` and `b`.
+    Hold,
+    /// Deliver held messages between `a` and `b` and resume.
+    Release,
+    /// Set a fixed per-message latency (`latency_ms`) on the links `a` x `b`.
+    Latency,
+    /// Set the per-message break rate (`fail_rate`) of the links `a` x `b`.
+    LinkLoss,
+    /// Stop the software on `nodes`.
+    Crash,
+    /// Start `nodes` again (a new instance, same identity; a gateway keeps its store).
+    Restart,
+    /// Set the global per-message link failure rate to `fail_rate`.
+    Loss,
+}
+
+impl FaultKind {
+    /// The name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Partition => "partition",
+            FaultKind::Repair => "repair",
+            FaultKind::PartitionOneway => "partition_oneway",
+            FaultKind::RepairOneway => "repair_oneway",
+            FaultKind::Hold => "hold",
+            FaultKind::Release => "release",
+            FaultKind::Latency => "latency",
+            FaultKind::LinkLoss => "link_loss",
+            FaultKind::Crash => "crash",
+            FaultKind::Restart => "restart",
+            FaultKind::Loss => "loss",
+        }
+    }
+
+    /// Whether it acts on the links `a` x `b`.
+    pub fn is_link(self) -> bool {
+        !matches!(
+            self,
+            FaultKind::Crash | FaultKind::Restart | FaultKind::Loss
+        )
+    }
+
+    /// The kind that undoes this one, if it is a disturbance with an end.
+    pub fn undone_by(self) -> Option<FaultKind> {
+        match self {
+            FaultKind::Partition => Some(FaultKind::Repair),
+            FaultKind::PartitionOneway => Some(FaultKind::RepairOneway),
+            FaultKind::Hold => Some(FaultKind::Release),
+            FaultKind::Crash => Some(FaultKind::Restart),
+            _ => None,
+        }
+    }
+}
+
+/// One `[[faults]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Simulated time, in seconds from the start.
+    pub at_s: f64,
+    /// What happens.
+    pub kind: FaultKind,
+    /// One side of a link fault (the sending side of a one-way one).
+    #[serde(default)]
+    pub a: Vec<String>,
+    /// The other side of a link fault.
+    #[serde(default)]
+    pub b: Vec<String>,
+    /// The hosts (crash, restart).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// The new failure rate (loss, link_loss).
+    pub fail_rate: Option<f64>,
+    /// The fixed latency (latency).
+    pub latency_ms: Option<u64>,
+}
+
+/// `[invariants]`: each one needs the workload it watches.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Invariants {
+    /// Safety: no node reports a peer expired while that peer ran and their link
+    /// was undisturbed for the TTL (+ slack) before.
+    #[serde(default)]
+    pub no_false_leave: bool,
+    /// Liveness: this long after the last fault, and at the end, every running
+    /// node's view is exactly the running set.
+    pub views_complete_within_s: Option<f64>,
+    /// Safety: every acknowledged task stays listed with all its runs.
+    #[serde(default)]
+    pub no_task_lost: bool,
+    /// Safety: every run (and task) reaches exactly one terminal status and keeps it.
+    #[serde(default)]
+    pub one_terminal_status: bool,
+    /// Safety: a task whose cancel was acknowledged starts no run after it.
+    #[serde(default)]
+    pub cancel_stops_runs: bool,
+    /// Liveness: every task is final this long after the later of the last fault
+    /// and its last due run.
+    pub runs_finish_within_s: Option<f64>,
+    /// Safety: every value acknowledged to a sender is received exactly once;
+    /// nothing is received twice or invented.
+    #[serde(default)]
+    pub channel_exactly_once: bool,
+    /// Safety: each sender's values are received in the order sent.
+    #[serde(default)]
+    pub channel_order: bool,
+    /// Liveness: this long after the later of the last fault and `send_until_s`,
+    /// every sender is done and the channel is empty.
+    pub channel_drains_within_s: Option<f64>,
+    /// Safety: every pubsub message received was published, by the origin it
+    /// names, and no node receives one twice.
+    #[serde(default)]
+    pub pubsub_integrity: bool,
+    /// Liveness: a message published this long after the last fault reaches
+    /// every running node within this bound.
+    pub pubsub_delivery_within_s: Option<f64>,
+}
+
+/// Host names of `count` membership nodes.
+pub fn node_names(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("node-{i:03}")).collect()
+}
+
+/// The gateway's host name.
+pub const GATEWAY_HOST: &str = "gateway";
+/// The task client's host name.
+pub const CLIENT_HOST: &str = "client";
+/// The channel server's host name.
+pub const CHANNEL_HOST: &str = "channel";
+
+/// Worker `i`'s host name.
+pub fn worker_name(i: usize) -> String {
+    format!("worker-{i}")
+}
+
+/// Sender `i`'s host name.
+pub fn sender_name(i: usize) -> String {
+    format!("sender-{i}")
+}
+
+/// Receiver `i`'s host name.
+pub fn receiver_name(i: usize) -> String {
+    format!("receiver-{i}")
+}
+
+/// Seconds as a duration.
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+fn err<T>(message: impl Into<String>) -> Result<T, ScenarioError> {
+    Err(ScenarioError(message.into()))
+}
+
+impl Scenario {
+    /// Parses and validates a scenario from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|e| ScenarioError(format!("bad scenario: {e}")))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError(format!("{}: {e}", path.display())))?;
+        Scenario::from_toml_str(&text)
+            .map_err(|e| ScenarioError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// When the quiet phase starts: the last fault's time (0 without faults).
+    pub fn quiet_from(&self) -> Duration {
+        self.faults.last().map_or(Duration::ZERO, |f| secs(f.at_s))
+    }
+
+    /// Every host of the scenario, by name.
+    pub fn hosts(&self) -> BTreeSet<String> {
+        let mut hosts: BTreeSet<String> = node_names(self.cluster.nodes).into_iter().collect();
+        if let Some(gateway) = &self.gateway {
+            hosts.insert(GATEWAY_HOST.into());
+            hosts.extend((0..gateway.workers).map(worker_name));
+        }
+        if self.tasks.is_some() {
+            hosts.insert(CLIENT_HOST.into());
+        }
+        if let Some(channel) = &self.channel {
+            hosts.insert(CHANNEL_HOST.into());
+            hosts.extend((0..channel.senders).map(sender_name));
+            hosts.extend((0..channel.receivers).map(receiver_name));
+        }
+        hosts
+    }
+
+    /// Checks everything a run relies on; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let finite_nonneg = |what: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                err(format!("{what} must be a finite number >= 0, got {v}"))
+            }
+        };
+        let rate = |what: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                err(format!("{what} must be within 0..=1, got {v}"))
+            }
+        };
+        finite_nonneg("duration_s", self.duration_s)?;
+        if self.duration_s <= 0.0 || self.duration_s > 3_600.0 {
+            return err(format!(
+                "duration_s must be in (0, 3600], got {}",
+                self.duration_s
+            ));
+        }
+        if self.cluster.nodes > 1_000 {
+            return err(format!(
+                "cluster.nodes must be at most 1000, got {}",
+                self.cluster.nodes
+            ));
+        }
+        if self.cluster.ttl_ms < 600 {
+            return err(format!(
+                "cluster.ttl_ms must be >= 600, got {}",
+                self.cluster.ttl_ms
+            ));
+        }
+        rate("network.fail_rate", self.network.fail_rate)?;
+        rate("network.repair_rate", self.network.repair_rate)?;
+        self.validate_workloads()?;
+        let hosts = self.hosts();
+        if hosts.is_empty() {
+            return err("nothing to simulate: give [cluster] nodes, [gateway] or [channel]");
+        }
+        self.validate_faults(&hosts)?;
+        self.validate_invariants()
+    }
+
+    fn validate_workloads(&self) -> Result<(), ScenarioError> {
+        if let Some(gateway) = &self.gateway {
+            if gateway.workers == 0 || gateway.workers > 64 {
+                return err(format!(
+                    "gateway.workers must be in 1..=64, got {}",
+                    gateway.workers
+                ));
+            }
+            if gateway.slots == 0 || gateway.slots > 64 {
+                return err(format!(
+                    "gateway.slots must be in 1..=64, got {}",
+                    gateway.slots
+                ));
+            }
+        }
+        if let Some(tasks) = &self.tasks {
+            if self.gateway.is_none() {
+                return err("[tasks] needs a [gateway] to submit to");
+            }
+            if tasks.count == 0 || tasks.count > 1_000 {
+                return err(format!(
+                    "tasks.count must be in 1..=1000, got {}",
+                    tasks.count
+                ));
+            }
+            if !(tasks.submit_from_s.is_finite()
+                && tasks.submit_from_s >= 0.0
+                && tasks.submit_until_s >= tasks.submit_from_s
+                && tasks.submit_until_s <= self.duration_s)
+            {
+                return err(format!(
+                    "tasks: need 0 <= submit_from_s ({}) <= submit_until_s ({}) <= duration_s",
+                    tasks.submit_from_s, tasks.submit_until_s
+                ));
+            }
+            if tasks.repeats_max == 0 || tasks.repeats_max > 100 {
+                return err(format!(
+                    "tasks.repeats_max must be in 1..=100, got {}",
+                    tasks.repeats_max
+                ));
+            }
+            if tasks.cancel_percent > 100 {
+                return err(format!(
+                    "tasks.cancel_percent must be at most 100, got {}",
+                    tasks.cancel_percent
+                ));
+            }
+        }
+        if let Some(channel) = &self.channel {
+            if channel.senders == 0 || channel.receivers == 0 {
+                return err("channel: needs at least one sender and one receiver");
+            }
+            if channel.senders > 64 || channel.receivers > 64 || channel.capacity > 1_024 {
+                return err("channel: at most 64 senders, 64 receivers, capacity 1024");
+            }
+            if !(channel.send_until_s > 0.0 && channel.send_until_s <= self.duration_s) {
+                return err(format!(
+                    "channel.send_until_s must be in (0, duration_s], got {}",
+                    channel.send_until_s
+                ));
+            }
+        }
+        if let Some(pubsub) = &self.pubsub {
+            if self.cluster.nodes == 0 {
+                return err("[pubsub] needs membership nodes ([cluster] nodes)");
+            }
+            if pubsub.interval_ms < 10 {
+                return err(format!(
+                    "pubsub.interval_ms must be >= 10, got {}",
+                    pubsub.interval_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_faults(&self, hosts: &BTreeSet<String>) -> Result<(), ScenarioError> {
+        let rate = |what: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                err(format!("{what} must be within 0..=1, got {v}"))
+            }
+        };
+        let mut running = hosts.clone();
+        let mut last = 0.0;
+        let receivers: BTreeSet<String> = self
+            .channel
+            .as_ref()
+            .map(|c| (0..c.receivers).map(receiver_name).collect())
+            .unwrap_or_default();
+        for (i, fault) in self.faults.iter().enumerate() {
+            let at = format!("faults[{i}] ({} at {}s)", fault.kind.name(), fault.at_s);
+            if !(fault.at_s.is_finite() && fault.at_s >= 0.0) {
+                return err(format!("{at}: at_s must be a finite number >= 0"));
+            }
+            if fault.at_s < last {
+                return err(format!("{at}: faults must be in time order"));
+            }
+            if fault.at_s > self.duration_s {
+                return err(format!("{at}: after duration_s {}", self.duration_s));
+            }
+            last = fault.at_s;
+            for name in fault.a.iter().chain(&fault.b).chain(&fault.nodes) {
+                if !hosts.contains(name) {
+                    return err(format!(
+                        "{at}: unknown host {name:?} (this scenario has {})",
+                        describe_hosts(hosts)
+                    ));
+                }
+            }
+            let link = fault.kind.is_link();
+            let node = matches!(fault.kind, FaultKind::Crash | FaultKind::Restart);
+            if link && (fault.a.is_empty() || fault.b.is_empty()) {
+                return err(format!("{at}: needs non-empty `a` and `b`"));
+            }
+            if link && fault.a.iter().any(|x| fault.b.contains(x)) {
+                return err(format!("{at}: a host is on both sides"));
+            }
+            if !link && (!fault.a.is_empty() || !fault.b.is_empty()) {
+                return err(format!("{at}: `a`/`b` only apply to link faults"));
+            }
+            if node && fault.nodes.is_empty() {
+                return err(format!("{at}: needs non-empty `nodes`"));
+            }
+            if !node && !fault.nodes.is_empty() {
+                return err(format!("{at}: `nodes` only applies to crash and restart"));
+            }
+            let takes_rate = matches!(fault.kind, FaultKind::Loss | FaultKind::LinkLoss);
+            match (takes_rate, fault.fail_rate) {
+                (true, Some(v)) => rate(&format!("{at}: fail_rate"), v)?,
+                (true, None) => return err(format!("{at}: needs `fail_rate`")),
+                (false, Some(_)) => {
+                    return err(format!(
+                        "{at}: `fail_rate` only applies to loss and link_loss"
+                    ))
+                }
+                _ => {}
+            }
+            match (fault.kind == FaultKind::Latency, fault.latency_ms) {
+                (true, None) => return err(format!("{at}: needs `latency_ms`")),
+                (true, Some(ms)) if ms > 60_000 => {
+                    return err(format!("{at}: latency_ms must be at most 60000"))
+                }
+                (false, Some(_)) => {
+                    return err(format!("{at}: `latency_ms` only applies to latency"))
+                }
+                _ => {}
+            }
+            // Hosts whose loss would break a workload's own assumptions, not the
+            // system's guarantees.
+            for name in &fault.nodes {
+                let driver = name == CLIENT_HOST
+                    || name == CHANNEL_HOST
+                    || name.starts_with("sender-")
+                    || name.starts_with("receiver-");
+                if driver {
+                    return err(format!(
+                        "{at}: {name} cannot crash: it drives a workload (or holds the \
+                         channel's values in memory)"
+                    ));
+                }
+            }
+            let cuts = matches!(
+                fault.kind,
+                FaultKind::Partition | FaultKind::PartitionOneway | FaultKind::LinkLoss
+            );
+            if cuts {
+                if let Some(r) = fault
+                    .a
+                    .iter()
+                    .chain(&fault.b)
+                    .find(|h| receivers.contains(*h))
+                {
+                    return err(format!(
+                        "{at}: {r} may only be held, not cut off: a receive reply lost on a \
+                         cut link loses its value (the channel's documented limit)"
+                    ));
+                }
+            }
+            for name in &fault.nodes {
+                match fault.kind {
+                    FaultKind::Crash if !running.remove(name) => {
+                        return err(format!("{at}: {name} is already crashed"))
+                    }
+                    FaultKind::Restart => {
+                        running.insert(name.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_invariants(&self) -> Result<(), ScenarioError> {
+        let inv = &self.invariants;
+        let needs = |on: bool, what: &str, section: bool, section_name: &str| {
+            if on && !section {
+                err(format!("invariants.{what} needs a {section_name} workload"))
+            } else {
+                Ok(())
+            }
+        };
+        let members = self.cluster.nodes > 0;
+        needs(
+            inv.no_false_leave,
+            "no_false_leave",
+            members,
+            "[cluster] nodes",
+        )?;
+        needs(
+            inv.views_complete_within_s.is_some(),
+            "views_complete_within_s",
+            members,
+            "[cluster] nodes",
+        )?;
+        let tasks = self.tasks.is_some();
+        needs(inv.no_task_lost, "no_task_lost", tasks, "[tasks]")?;
+        needs(
+            inv.one_terminal_status,
+            "one_terminal_status",
+            tasks,
+            "[tasks]",
+        )?;
+        needs(inv.cancel_stops_runs, "cancel_stops_runs", tasks, "[tasks]")?;
+        needs(
+            inv.runs_finish_within_s.is_some(),
+            "runs_finish_within_s",
+            tasks,
+            "[tasks]",
+        )?;
+        let channel = self.channel.is_some();
+        needs(
+            inv.channel_exactly_once,
+            "channel_exactly_once",
+            channel,
+            "[channel]",
+        )?;
+        needs(inv.channel_order, "channel_order", channel, "[channel]")?;
+        needs(
+            inv.channel_drains_within_s.is_some(),
+            "channel_drains_within_s",
+            channel,
+            "[channel]",
+        )?;
+        let pubsub = self.pubsub.is_some();
+        needs(inv.pubsub_integrity, "pubsub_integrity", pubsub, "[pubsub]")?;
+        needs(
+            inv.pubsub_delivery_within_s.is_some(),
+            "pubsub_delivery_within_s",
+            pubsub,
+            "[pubsub]",
+        )?;
+
+        let quiet = self.quiet_from();
+        let end = secs(self.duration_s);
+        let bound = |what: &str, from: Duration, bound_s: Option<f64>, extra: Duration| {
+            let Some(b) = bound_s else { return Ok(()) };
+            if !(b.is_finite() && b >= 0.0) {
+                return err(format!("invariants.{what} must be a finite number >= 0"));
+            }
+            let needed = from + secs(b) + extra;
+            if needed > end {
+                return err(format!(
+                    "duration_s {} is too short: {what} needs the run to last until {:.3}s",
+                    self.duration_s,
+                    needed.as_secs_f64()
+                ));
+            }
+            Ok(())
+        };
+        bound(
+            "views_complete_within_s",
+            quiet,
+            inv.views_complete_within_s,
+            SAMPLE_INTERVAL,
+        )?;
+        if let Some(tasks) = &self.tasks {
+            let last_due = Duration::from_millis(tasks.last_due_ms());
+            bound(
+                "runs_finish_within_s",
+                quiet.max(last_due),
+                inv.runs_finish_within_s,
+                Duration::from_secs(1),
+            )?;
+        }
+        if let Some(channel) = &self.channel {
+            bound(
+                "channel_drains_within_s",
+                quiet.max(secs(channel.send_until_s)),
+                inv.channel_drains_within_s,
+                Duration::from_millis(200),
+            )?;
+        }
+        // Messages published in [quiet + b, end - b] are judged: that window
+        // must exist.
+        bound(
+            "pubsub_delivery_within_s",
+            quiet,
+            inv.pubsub_delivery_within_s.map(|b| 2.0 * b),
+            Duration::from_secs(1),
+        )?;
+        Ok(())
+    }
+}
+
+fn describe_hosts(hosts: &BTreeSet<String>) -> String {
+    let mut names: Vec<&str> = hosts
+        .iter()
+        .filter(|h| !h.starts_with("node-"))
+        .map(String::as_str)
+        .collect();
+    let nodes = hosts.iter().filter(|h| h.starts_with("node-")).count();
+    let range;
+    if nodes > 0 {
+        range = format!("node-000..node-{:03}", nodes - 1);
+        names.insert(0, &range);
+    }
+    names.join(", ")
+}

@@ -1,0 +1,312 @@
+//! The runner: builds the scenario's hosts in one seeded turmoil simulation,
+//! applies the faults on schedule, and judges every invariant asked for.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ww_sched::cluster::{LeaveReason, EXPIRY_TICK_MS};
+use ww_sched::sabotage::{self, Sabotage};
+use ww_sched::transport::PeerId;
+
+use super::faults::{apply, describe, Disturbances};
+use super::format::{node_names, secs, Scenario};
+use super::verdict::{stamp, Check, Class, Verdict};
+use super::ScenarioError;
+use crate::cluster::{add_members, peer_of, SharedObservations, SAMPLE_INTERVAL};
+use crate::workload::{channel, channel_check, pubsub_check, tasks, tasks_check};
+use crate::Trace;
+
+/// The simulation's tick.
+pub const TICK: Duration = Duration::from_millis(10);
+/// Datagrams queued per host (turmoil's default of 64 drops survey bursts).
+pub const UDP_CAPACITY: usize = 4096;
+/// Slack added to a node's TTL when deciding whether a leave was excused by a
+/// fault: the membership expires on a tick of `EXPIRY_TICK_MS`, plus one second.
+const EXCUSE_SLACK: Duration = Duration::from_millis(EXPIRY_TICK_MS + 1_000);
+
+/// Options of one run beyond the scenario and seed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// A deliberate bug to arm for the run (the checks must catch it).
+    pub sabotage: Option<Sabotage>,
+}
+
+/// Steps `sim` until simulated time `until`.
+fn run_until(sim: &mut turmoil::Sim<'_>, until: Duration) -> Result<(), ScenarioError> {
+    while sim.elapsed() < until {
+        if let Err(e) = sim.step() {
+            return Err(ScenarioError(format!(
+                "simulation failed at {:?}: {e}",
+                sim.elapsed()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Running membership hosts whose latest sampled view differs from the running set.
+fn wrong_views(
+    observations: &SharedObservations,
+    running: &BTreeSet<String>,
+    expected: &BTreeSet<PeerId>,
+) -> Vec<String> {
+    let observations = observations.lock().unwrap_or_else(|p| p.into_inner());
+    running
+        .iter()
+        .filter_map(|host| match observations.views.get(host) {
+            Some((_, view)) if view == expected => None,
+            Some((at, view)) => Some(format!(
+                "{host} (sampled at {:.3}s) sees {} of {} ({} missing, {} extra)",
+                at.as_secs_f64(),
+                view.intersection(expected).count(),
+                expected.len(),
+                expected.difference(view).count(),
+                view.difference(expected).count()
+            )),
+            None => Some(format!("{host} has no view yet")),
+        })
+        .collect()
+}
+
+/// A scratch directory for the gateway's store, removed when dropped.
+struct DataDir(std::path::PathBuf);
+
+static DATA_DIRS: AtomicU64 = AtomicU64::new(0);
+
+impl DataDir {
+    fn new() -> DataDir {
+        DataDir(std::env::temp_dir().join(format!(
+            "ww-sim-{}-{}",
+            std::process::id(),
+            DATA_DIRS.fetch_add(1, Ordering::SeqCst)
+        )))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `scenario` under `seed`. `Err` is a harness error (the simulation itself
+/// failed); invariant violations are in the [`Verdict`].
+pub fn run(scenario: &Scenario, seed: u64) -> Result<Verdict, ScenarioError> {
+    run_with(scenario, seed, RunOptions::default())
+}
+
+/// [`run`] with options (a sabotage to arm).
+pub fn run_with(
+    scenario: &Scenario,
+    seed: u64,
+    options: RunOptions,
+) -> Result<Verdict, ScenarioError> {
+    let names = node_names(scenario.cluster.nodes);
+    let peer_of_host: BTreeMap<String, PeerId> = names
+        .iter()
+        .map(|n| (n.clone(), peer_of(seed, n)))
+        .collect();
+    let host_of: BTreeMap<PeerId, String> =
+        peer_of_host.iter().map(|(n, p)| (*p, n.clone())).collect();
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(seed)
+        .simulation_duration(secs(scenario.duration_s) + Duration::from_secs(1))
+        .tick_duration(TICK)
+        .udp_capacity(UDP_CAPACITY)
+        .fail_rate(scenario.network.fail_rate)
+        .repair_rate(scenario.network.repair_rate);
+    if let Some(ms) = scenario.network.max_latency_ms {
+        builder.max_message_latency(Duration::from_millis(ms));
+    }
+    let mut sim = builder.build();
+    let publish_every = scenario
+        .pubsub
+        .as_ref()
+        .map(|p| Duration::from_millis(p.interval_ms));
+    let members = add_members(
+        &mut sim,
+        seed,
+        &names,
+        scenario.cluster.ttl_ms,
+        publish_every,
+    );
+    let data_dir = DataDir::new();
+    let task_obs = scenario.gateway.as_ref().map(|gateway| {
+        tasks::add_hosts(
+            &mut sim,
+            seed,
+            gateway,
+            scenario.tasks.as_ref(),
+            data_dir.0.clone(),
+        )
+    });
+    let channel_log = scenario
+        .channel
+        .as_ref()
+        .map(|spec| channel::add_hosts(&mut sim, seed, spec));
+
+    let trace = Trace::new();
+    let mut verdict = Verdict::default();
+    let mut disturbances = Disturbances::default();
+    let mut running: BTreeSet<String> = names.iter().cloned().collect();
+    let quiet = scenario.quiet_from();
+    let end = secs(scenario.duration_s);
+    let inv = &scenario.invariants;
+
+    sabotage::arm(options.sabotage);
+    let outcome = trace.capture(|| -> Result<(), ScenarioError> {
+        for fault in &scenario.faults {
+            run_until(&mut sim, secs(fault.at_s))?;
+            let at = sim.elapsed();
+            apply(&mut sim, fault);
+            for n in &fault.nodes {
+                if n.starts_with("node-") {
+                    match fault.kind {
+                        super::FaultKind::Crash => running.remove(n),
+                        _ => running.insert(n.clone()),
+                    };
+                }
+            }
+            disturbances.record(fault, at);
+            let line = describe(fault);
+            tracing::info!(target: "ww_sim::scenario", fault = %line, "fault");
+            verdict.timeline.push(format!("{} fault {line}", stamp(at)));
+        }
+
+        let expected: BTreeSet<PeerId> = running.iter().map(|n| peer_of(seed, n)).collect();
+        let views_check = |when: &str, bound: f64, at: Duration| {
+            let wrong = wrong_views(&members, &running, &expected);
+            let wrong = if wrong.is_empty() {
+                wrong
+            } else {
+                vec![format!(
+                    "({when}) {} of {} running nodes wrong at {:.3}s: {}",
+                    wrong.len(),
+                    running.len(),
+                    at.as_secs_f64(),
+                    wrong.join("; ")
+                )]
+            };
+            Check::new(
+                "views_complete_within_s",
+                Class::Liveness,
+                wrong,
+                format!("{when}, bound {bound}s, {} running nodes", running.len()),
+            )
+        };
+        if let Some(bound) = inv.views_complete_within_s {
+            run_until(&mut sim, quiet + secs(bound) + SAMPLE_INTERVAL)?;
+            let check = views_check("bound after last fault", bound, sim.elapsed());
+            verdict.record(sim.elapsed(), check);
+        }
+        run_until(&mut sim, end)?;
+        let at = sim.elapsed();
+        if let Some(bound) = inv.views_complete_within_s {
+            verdict.record(at, views_check("end of run", bound, at));
+        }
+        if inv.no_false_leave {
+            let check = false_leaves(
+                &members,
+                &host_of,
+                &disturbances,
+                Duration::from_millis(u64::from(scenario.cluster.ttl_ms)) + EXCUSE_SLACK,
+            );
+            verdict.record(at, check);
+        }
+        if let Some(obs) = &task_obs {
+            let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
+            if inv.no_task_lost {
+                verdict.record(at, tasks_check::no_task_lost(&obs));
+            }
+            if inv.one_terminal_status {
+                verdict.record(at, tasks_check::one_terminal_status(&obs));
+            }
+            if inv.cancel_stops_runs {
+                verdict.record(at, tasks_check::cancel_stops_runs(&obs));
+            }
+            if let Some(bound) = inv.runs_finish_within_s {
+                verdict.record(
+                    at,
+                    tasks_check::runs_finish_within(&obs, quiet, secs(bound)),
+                );
+            }
+        }
+        if let (Some(log), Some(spec)) = (&channel_log, &scenario.channel) {
+            let log = log.lock().unwrap_or_else(|p| p.into_inner());
+            if inv.channel_exactly_once {
+                verdict.record(at, channel_check::exactly_once(&log, spec.capacity));
+            }
+            if inv.channel_order {
+                verdict.record(at, channel_check::order(&log));
+            }
+            if let Some(bound) = inv.channel_drains_within_s {
+                let deadline = quiet.max(secs(spec.send_until_s)) + secs(bound);
+                verdict.record(
+                    at,
+                    channel_check::drains_within(&log, spec.senders, deadline),
+                );
+            }
+        }
+        if scenario.pubsub.is_some() {
+            let obs = members.lock().unwrap_or_else(|p| p.into_inner());
+            if inv.pubsub_integrity {
+                verdict.record(at, pubsub_check::integrity(&obs, &peer_of_host));
+            }
+            if let Some(bound) = inv.pubsub_delivery_within_s {
+                let check = pubsub_check::delivery_within(&obs, &running, quiet, end, secs(bound));
+                verdict.record(at, check);
+            }
+        }
+        Ok(())
+    });
+    sabotage::arm(None);
+    verdict.simulated = sim.elapsed();
+    drop(sim);
+    outcome?;
+    verdict.digest = trace.digest();
+    Ok(verdict)
+}
+
+/// Safety `no_false_leave`: every expiry a node reported must be excused by a
+/// fault on the peer or on the link within `window` before it.
+fn false_leaves(
+    members: &SharedObservations,
+    host_of: &BTreeMap<PeerId, String>,
+    disturbances: &Disturbances,
+    window: Duration,
+) -> Check {
+    let observations = members.lock().unwrap_or_else(|p| p.into_inner());
+    let mut checked = 0usize;
+    let mut wrong = Vec::new();
+    for leave in &observations.leaves {
+        if leave.reason != LeaveReason::Expired {
+            continue;
+        }
+        checked += 1;
+        let peer = host_of
+            .get(&leave.peer)
+            .cloned()
+            .unwrap_or_else(|| leave.peer.to_string());
+        if !disturbances.excused(
+            &leave.observer,
+            &peer,
+            leave.at.saturating_sub(window),
+            leave.at,
+        ) {
+            wrong.push(format!(
+                "{} reported {peer} expired at {:.3}s, though {peer} was running and the link \
+                 was undisturbed for the {window:?} before",
+                leave.observer,
+                leave.at.as_secs_f64(),
+            ));
+        }
+    }
+    Check::new(
+        "no_false_leave",
+        Class::Safety,
+        wrong,
+        format!("{checked} expiries, each judged against the faults"),
+    )
+}

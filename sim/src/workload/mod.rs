@@ -1,0 +1,9 @@
+//! Workloads a scenario runs on top of the membership cluster (task submissions
+//! through the gateway, channel traffic, pubsub traffic) and the invariants
+//! judged on what they observed.
+
+pub mod channel;
+pub mod channel_check;
+pub mod pubsub_check;
+pub mod tasks;
+pub mod tasks_check;

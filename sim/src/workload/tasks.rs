@@ -1,0 +1,457 @@
+//! The task workload: a gateway (REST served over the simulated network, its
+//! store on disk and kept across restarts), workers registering through its
+//! channel, and a client host that submits tasks at seeded times, cancels some,
+//! and polls every task, recording what it saw for the checks in `tasks_check`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
+use ww_sched::gateway::{Gateway, GatewayConfig};
+use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
+use ww_sched::rpc::RpcConfig;
+use ww_sched::tasks::HASH_PUZZLE_WASM;
+use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
+use ww_sched::worker::{ExecMode, WorkerConfig};
+
+use crate::derive_seed;
+use crate::http::{request, HttpResponse};
+use crate::scenario::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
+
+type HostResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The port every host's transport listens on.
+const NODE_PORT: u16 = 7000;
+/// The gateway's REST port.
+pub const HTTP_PORT: u16 = 8080;
+/// Deadline of one HTTP request (connect, answer and body).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Wait before retrying a request that got no definite answer.
+const RETRY: Duration = Duration::from_millis(500);
+/// How often the client polls every task.
+const POLL: Duration = Duration::from_millis(250);
+
+fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(now().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn now_ns() -> u64 {
+    u64::try_from(now().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn address(host: &str) -> Address {
+    Address::new(format!("/dns4/{host}/tcp/{NODE_PORT}"))
+}
+
+fn gateway_peer(seed: u64) -> PeerId {
+    SimConfig::from_seed(seed, GATEWAY_HOST).identity.peer_id()
+}
+
+/// One submission the client makes.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The task id (also the idempotency key).
+    pub id: String,
+    /// When to submit, in simulated ms.
+    pub at_ms: u64,
+    /// The puzzle's input.
+    pub input: u32,
+    /// The puzzle's difficulty.
+    pub difficulty: u32,
+    /// Delay of the first run after submission.
+    pub start_ms: u64,
+    /// Interval between runs.
+    pub delay_ms: u64,
+    /// How many runs.
+    pub repeats: u32,
+    /// Cancel this long after the submission was acknowledged.
+    pub cancel_after_ms: Option<u64>,
+}
+
+/// The client's submissions under `seed`, in time order.
+pub fn plans(seed: u64, spec: &TasksSpec) -> Vec<Plan> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, "tasks/plans"));
+    let mut pick = |n: u64| rng.next_u64() % n.max(1);
+    let from_ms = (spec.submit_from_s * 1e3) as u64;
+    let window_ms = ((spec.submit_until_s - spec.submit_from_s) * 1e3) as u64;
+    let mut plans: Vec<Plan> = (0..spec.count)
+        .map(|i| {
+            let start_ms = pick(spec.start_ms_max + 1);
+            let delay_ms = 200 + pick(spec.interval_ms_max + 1);
+            let repeats = 1 + pick(u64::from(spec.repeats_max)) as u32;
+            let cancel = pick(100) < u64::from(spec.cancel_percent);
+            let life_ms = start_ms + u64::from(repeats) * delay_ms + 1_000;
+            Plan {
+                id: format!("task-{i:03}"),
+                at_ms: from_ms + pick(window_ms + 1),
+                input: 1 + pick(10_000) as u32,
+                difficulty: pick(3) as u32,
+                start_ms,
+                delay_ms,
+                repeats,
+                cancel_after_ms: cancel.then(|| pick(life_ms)),
+            }
+        })
+        .collect();
+    plans.sort_by_key(|p| (p.at_ms, p.id.clone()));
+    plans
+}
+
+/// A cancel the gateway acknowledged.
+#[derive(Clone, Debug)]
+pub struct CancelSeen {
+    /// Simulated ms when the DELETE was answered.
+    pub acked_ms: u64,
+    /// The task's status in the answer.
+    pub status: String,
+}
+
+/// What the client saw of one task.
+#[derive(Clone, Debug, Default)]
+pub struct TaskSeen {
+    /// Distinct consecutive statuses as polled.
+    pub history: Vec<String>,
+    /// Each run's first terminal record, by index.
+    pub final_runs: BTreeMap<u64, Value>,
+    /// Terminal runs seen to change afterwards: (index, first, later).
+    pub run_changes: Vec<(u64, String, String)>,
+    /// The latest record polled.
+    pub latest: Option<Value>,
+    /// When the task was first seen final.
+    pub final_at: Option<Duration>,
+    /// When a poll first answered 404 for it, if ever.
+    pub missing_at: Option<Duration>,
+}
+
+/// What the task workload observed.
+#[derive(Default)]
+pub struct TaskObservations {
+    /// Acknowledged submissions, by id, with the ack time.
+    pub acked: BTreeMap<String, (Plan, Duration)>,
+    /// Submissions answered with a refusal (4xx other than 409), with the answer.
+    pub refused: Vec<String>,
+    /// Acknowledged cancels, by id.
+    pub cancels: BTreeMap<String, CancelSeen>,
+    /// Per task, what polling saw.
+    pub seen: BTreeMap<String, TaskSeen>,
+    /// Requests that got no definite answer (retried).
+    pub retries: u64,
+    /// Starts of the gateway (1 + restarts).
+    pub gateway_starts: u64,
+}
+
+/// Shared, lockable task observations.
+pub type SharedTasks = Arc<Mutex<TaskObservations>>;
+
+fn lock(shared: &SharedTasks) -> MutexGuard<'_, TaskObservations> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a task or run status is terminal.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "cancelled")
+}
+
+/// Adds the gateway, its workers and the client to `sim`.
+pub fn add_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    seed: u64,
+    gateway: &GatewaySpec,
+    tasks: Option<&TasksSpec>,
+    data_dir: PathBuf,
+) -> SharedTasks {
+    let shared = SharedTasks::default();
+    {
+        let shared = shared.clone();
+        sim.host(GATEWAY_HOST, move || {
+            run_gateway(seed, data_dir.clone(), shared.clone())
+        });
+    }
+    for i in 0..gateway.workers {
+        let name = worker_name(i);
+        let starts = Arc::new(AtomicU64::new(0));
+        let slots = gateway.slots;
+        sim.host(name.clone(), move || {
+            run_worker(seed, name.clone(), slots, starts.clone())
+        });
+    }
+    if let Some(tasks) = tasks {
+        let (spec, shared) = (tasks.clone(), shared.clone());
+        sim.host(CLIENT_HOST, move || {
+            run_client(seed, spec.clone(), shared.clone())
+        });
+    }
+    shared
+}
+
+async fn run_gateway(seed: u64, data_dir: PathBuf, shared: SharedTasks) -> HostResult {
+    let start = {
+        let mut obs = lock(&shared);
+        obs.gateway_starts += 1;
+        obs.gateway_starts
+    };
+    tracing::info!(target: "ww_sim::workload", start, "gateway starting");
+    let transport = SimTransport::new(SimConfig::from_seed(seed, GATEWAY_HOST));
+    transport.listen(address(GATEWAY_HOST)).await?;
+    let mut config = GatewayConfig::new(data_dir);
+    config.sched.seed = derive_seed(seed, &format!("gateway/scheduler/{start}"));
+    config.pool.ping_interval = Duration::from_secs(1);
+    config.pool.call_timeout = Duration::from_secs(3);
+    let clock: ww_sched::gateway::Clock = Rc::new(now_ms);
+    let gateway = Gateway::start(&transport, None, clock, config).await?;
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", HTTP_PORT)).await?;
+    crate::http::serve(listener, gateway.router()).await;
+    Ok(())
+}
+
+async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>) -> HostResult {
+    let start = starts.fetch_add(1, Ordering::SeqCst);
+    let transport = SimTransport::new(SimConfig::from_seed(seed, &name));
+    transport.add_peer_address(gateway_peer(seed), address(GATEWAY_HOST))?;
+    let host = SeededHost::new(
+        derive_seed(seed, &format!("{name}/sandbox/{start}")),
+        Arc::new(now_ns),
+    );
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        host: Arc::new(host),
+        ..SandboxConfig::default()
+    }));
+    let config = WorkerConfig {
+        mode: ExecMode::Inline,
+        slots: slots as usize,
+        ..WorkerConfig::default()
+    };
+    let node = WorkerNode::start(transport, sandbox, config, &[address(&name)]).await?;
+    keep_registered(
+        Rc::new(node),
+        GatewayLocator::Peer(gateway_peer(seed)),
+        None,
+        RpcConfig {
+            connect_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(5),
+        },
+    )
+    .await;
+    Ok(())
+}
+
+/// One request to the gateway; `None` when no definite answer came (the gateway
+/// is down, cut off or slow), which the caller retries.
+async fn call(
+    method: &str,
+    path: &str,
+    idempotency_key: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Option<HttpResponse> {
+    let mut headers = vec![("content-type", content_type)];
+    if let Some(key) = idempotency_key {
+        headers.push(("idempotency-key", key));
+    }
+    match request(
+        GATEWAY_HOST,
+        HTTP_PORT,
+        method,
+        path,
+        &headers,
+        body,
+        HTTP_TIMEOUT,
+    )
+    .await
+    {
+        Ok(response) if response.status < 500 => Some(response),
+        Ok(response) => {
+            tracing::debug!(target: "ww_sim::workload", method, path, status = response.status, "retrying");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(target: "ww_sim::workload", method, path, error = %e, "retrying");
+            None
+        }
+    }
+}
+
+/// Repeats a request until it gets a definite answer.
+async fn call_until_answered(
+    shared: &SharedTasks,
+    method: &str,
+    path: &str,
+    idempotency_key: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> HttpResponse {
+    loop {
+        if let Some(response) =
+            call(method, path, idempotency_key, content_type, body.to_vec()).await
+        {
+            return response;
+        }
+        lock(shared).retries += 1;
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResult {
+    let poller = tokio::task::spawn_local(poll_tasks(shared.clone()));
+    let answer = call_until_answered(
+        &shared,
+        "POST",
+        "/modules",
+        None,
+        "application/wasm",
+        HASH_PUZZLE_WASM,
+    )
+    .await;
+    if !matches!(answer.status, 200 | 201) {
+        return Err(format!("module upload refused: {} {}", answer.status, answer.json()).into());
+    }
+    let module = answer.json()["hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // Submissions and cancels, in time order (a cancel is queued once its
+    // submission is acknowledged).
+    let mut agenda: Vec<(u64, bool, Plan)> = plans(seed, &spec)
+        .into_iter()
+        .map(|p| (p.at_ms, false, p))
+        .collect();
+    while !agenda.is_empty() {
+        agenda.sort_by_key(|(at, cancel, p)| (*at, *cancel, p.id.clone()));
+        let (at, cancel, plan) = agenda.remove(0);
+        if let Some(wait) = at.checked_sub(now_ms()).filter(|w| *w > 0) {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        if cancel {
+            let path = format!("/tasks/{}", plan.id);
+            let answer =
+                call_until_answered(&shared, "DELETE", &path, None, "application/json", &[]).await;
+            let status = answer.json()["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            tracing::info!(target: "ww_sim::workload", id = %plan.id, http = answer.status, %status, "cancel answered");
+            if answer.status == 200 {
+                let seen = CancelSeen {
+                    acked_ms: now_ms(),
+                    status,
+                };
+                lock(&shared).cancels.insert(plan.id.clone(), seen);
+            }
+            continue;
+        }
+        let body = json!({
+            "id": plan.id,
+            "description": format!("puzzle {}/{}", plan.input, plan.difficulty),
+            "module": module,
+            "args": [plan.input, plan.difficulty],
+            "start_ms": plan.start_ms,
+            "delay_ms": plan.delay_ms,
+            "repeats": plan.repeats,
+        })
+        .to_string();
+        let answer = call_until_answered(
+            &shared,
+            "POST",
+            "/tasks",
+            Some(&plan.id),
+            "application/json",
+            body.as_bytes(),
+        )
+        .await;
+        tracing::info!(target: "ww_sim::workload", id = %plan.id, http = answer.status, "submission answered");
+        // 409: an earlier attempt of this very submission was stored though its
+        // answer was lost, and the gateway restarted since (forgetting the key).
+        if matches!(answer.status, 200 | 201 | 409) {
+            lock(&shared)
+                .acked
+                .insert(plan.id.clone(), (plan.clone(), now()));
+            if let Some(after) = plan.cancel_after_ms {
+                agenda.push((now_ms() + after, true, plan));
+            }
+        } else {
+            lock(&shared)
+                .refused
+                .push(format!("{}: {} {}", plan.id, answer.status, answer.json()));
+        }
+    }
+    poller.await?;
+    Ok(())
+}
+
+/// Polls every acknowledged task, forever.
+async fn poll_tasks(shared: SharedTasks) {
+    loop {
+        let ids: Vec<String> = lock(&shared).acked.keys().cloned().collect();
+        for id in ids {
+            let Some(answer) = call(
+                "GET",
+                &format!("/tasks/{id}"),
+                None,
+                "application/json",
+                Vec::new(),
+            )
+            .await
+            else {
+                continue;
+            };
+            let at = now();
+            let mut obs = lock(&shared);
+            let seen = obs.seen.entry(id).or_default();
+            if answer.status == 404 {
+                seen.missing_at.get_or_insert(at);
+                continue;
+            }
+            if answer.status != 200 {
+                continue;
+            }
+            note_task(seen, answer.json(), at);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Folds one polled record of a task into what was seen of it.
+pub fn note_task(seen: &mut TaskSeen, task: Value, at: Duration) {
+    let status = task["status"].as_str().unwrap_or_default().to_string();
+    if seen.history.last() != Some(&status) {
+        seen.history.push(status.clone());
+    }
+    if is_final(&status) {
+        seen.final_at.get_or_insert(at);
+    }
+    for run in task["runs"].as_array().into_iter().flatten() {
+        let (Some(index), Some(run_status)) = (run["index"].as_u64(), run["status"].as_str())
+        else {
+            continue;
+        };
+        match seen.final_runs.get(&index) {
+            Some(first) => {
+                let first_status = first["status"].as_str().unwrap_or_default();
+                if first_status != run_status {
+                    seen.run_changes.push((
+                        index,
+                        first_status.to_string(),
+                        run_status.to_string(),
+                    ));
+                }
+            }
+            None if is_final(run_status) => {
+                seen.final_runs.insert(index, run.clone());
+            }
+            None => {}
+        }
+    }
+    seen.latest = Some(task);
+}

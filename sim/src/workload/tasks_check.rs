@@ -1,0 +1,198 @@
+//! The task invariants, judged on what the client observed.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use ww_sched::tasks::hash_puzzle;
+
+use super::tasks::{is_final, TaskObservations};
+use crate::scenario::{Check, Class};
+
+/// Safety `no_task_lost`: every acknowledged task stays listed (no poll ever
+/// answers 404) and none of its runs disappears: indexes are 0.. without gaps,
+/// never more than its repeats, and all of them once the task is final (unless
+/// cancelled).
+pub fn no_task_lost(obs: &TaskObservations) -> Check {
+    let mut wrong = Vec::new();
+    for (id, (plan, acked_at)) in &obs.acked {
+        let seen = obs.seen.get(id);
+        if let Some(at) = seen.and_then(|s| s.missing_at) {
+            wrong.push(format!(
+                "{id}: acknowledged at {:.3}s, answered 404 at {:.3}s",
+                acked_at.as_secs_f64(),
+                at.as_secs_f64()
+            ));
+            continue;
+        }
+        let Some(task) = seen.and_then(|s| s.latest.as_ref()) else {
+            continue;
+        };
+        let runs = task["runs"].as_array().cloned().unwrap_or_default();
+        let indexes: Vec<u64> = runs.iter().filter_map(|r| r["index"].as_u64()).collect();
+        let expected: Vec<u64> = (0..indexes.len() as u64).collect();
+        if indexes != expected || runs.len() > plan.repeats as usize {
+            wrong.push(format!("{id}: run indexes {indexes:?} of {}", plan.repeats));
+        }
+        let status = task["status"].as_str().unwrap_or_default();
+        let cancelled = obs.cancels.get(id).is_some_and(|c| c.status == "cancelled");
+        if is_final(status) && !cancelled && runs.len() != plan.repeats as usize {
+            wrong.push(format!(
+                "{id}: {status} with {} runs of {}",
+                runs.len(),
+                plan.repeats
+            ));
+        }
+    }
+    let summary = format!(
+        "{} acknowledged, {} refused, {} requests retried",
+        obs.acked.len(),
+        obs.refused.len(),
+        obs.retries
+    );
+    Check::new("no_task_lost", Class::Safety, wrong, summary)
+}
+
+/// Safety `one_terminal_status`: a task's polled statuses hold at most one
+/// terminal status, last; a run's terminal record never changes; terminal runs
+/// carry `finished_ms`; succeeded runs carry the natively computed answer; the
+/// task's status agrees with its runs.
+pub fn one_terminal_status(obs: &TaskObservations) -> Check {
+    let mut wrong = Vec::new();
+    let (mut runs_final, mut retried) = (0usize, 0usize);
+    for (id, seen) in &obs.seen {
+        let finals = seen.history.iter().filter(|s| is_final(s)).count();
+        let last_final = seen.history.last().is_some_and(|s| is_final(s));
+        if finals > 1 || (finals == 1 && !last_final) {
+            wrong.push(format!("{id}: status history {:?}", seen.history));
+        }
+        for (index, first, later) in &seen.run_changes {
+            wrong.push(format!("{id}/{index}: terminal {first}, later {later}"));
+        }
+        let Some((plan, _)) = obs.acked.get(id) else {
+            continue;
+        };
+        let answer = json!([i64::from(hash_puzzle(plan.input, plan.difficulty))]);
+        for (index, run) in &seen.final_runs {
+            runs_final += 1;
+            retried += usize::from(run["attempt"].as_u64() > Some(1));
+            if run["finished_ms"].is_null() {
+                wrong.push(format!("{id}/{index}: terminal run without finished_ms"));
+            }
+            if run["status"] == "succeeded" && run["results"] != answer {
+                wrong.push(format!(
+                    "{id}/{index}: results {} but the native answer is {answer}",
+                    run["results"]
+                ));
+            }
+        }
+        if let Some(task) = &seen.latest {
+            if let Some(problem) =
+                status_disagrees(task, plan.repeats, obs.cancels.contains_key(id))
+            {
+                wrong.push(format!("{id}: {problem}"));
+            }
+        }
+    }
+    let summary = format!(
+        "{} tasks polled, {runs_final} terminal runs",
+        obs.seen.len()
+    );
+    Check::new("one_terminal_status", Class::Safety, wrong, summary)
+}
+
+/// A final task whose status does not follow from its runs, described.
+fn status_disagrees(task: &Value, repeats: u32, cancel_asked: bool) -> Option<String> {
+    let status = task["status"].as_str().unwrap_or_default();
+    if !is_final(status) {
+        return None;
+    }
+    let runs = task["runs"].as_array().cloned().unwrap_or_default();
+    let succeeded = runs.iter().filter(|r| r["status"] == "succeeded").count() as u64;
+    if task["completions"].as_u64() != Some(succeeded) {
+        return Some(format!(
+            "completions {} but {succeeded} runs succeeded",
+            task["completions"]
+        ));
+    }
+    let expected = if status == "cancelled" && cancel_asked {
+        "cancelled"
+    } else if succeeded == u64::from(repeats) {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    (status != expected).then(|| format!("status {status}, its runs say {expected}"))
+}
+
+/// Safety `cancel_stops_runs`: no run of a task starts after its cancel was
+/// acknowledged with status `cancelled`.
+pub fn cancel_stops_runs(obs: &TaskObservations) -> Check {
+    let mut wrong = Vec::new();
+    let mut cancelled = 0;
+    for (id, cancel) in &obs.cancels {
+        if cancel.status != "cancelled" {
+            if !is_final(&cancel.status) {
+                wrong.push(format!(
+                    "{id}: cancel answered with status {}",
+                    cancel.status
+                ));
+            }
+            continue;
+        }
+        cancelled += 1;
+        let Some(task) = obs.seen.get(id).and_then(|s| s.latest.as_ref()) else {
+            continue;
+        };
+        for run in task["runs"].as_array().into_iter().flatten() {
+            if let Some(started) = run["started_ms"].as_u64() {
+                if started > cancel.acked_ms {
+                    wrong.push(format!(
+                        "{id}/{}: started at {started} ms, after the cancel was acknowledged \
+                         at {} ms",
+                        run["index"], cancel.acked_ms
+                    ));
+                }
+            }
+        }
+    }
+    let summary = format!(
+        "{} cancels acknowledged, {cancelled} of them cancelled the task",
+        obs.cancels.len()
+    );
+    Check::new("cancel_stops_runs", Class::Safety, wrong, summary)
+}
+
+/// Liveness `runs_finish_within_s`: every acknowledged task is final by
+/// `bound` after the later of `quiet_from` and its last run's due time.
+pub fn runs_finish_within(obs: &TaskObservations, quiet_from: Duration, bound: Duration) -> Check {
+    let mut wrong = Vec::new();
+    let mut latest_ratio = Duration::ZERO;
+    for (id, (plan, acked_at)) in &obs.acked {
+        let last_due = *acked_at
+            + Duration::from_millis(
+                plan.start_ms + u64::from(plan.repeats.saturating_sub(1)) * plan.delay_ms,
+            );
+        let deadline = quiet_from.max(last_due) + bound;
+        match obs.seen.get(id).and_then(|s| s.final_at) {
+            Some(at) if at <= deadline => {
+                latest_ratio = latest_ratio.max(at.saturating_sub(quiet_from.max(last_due)));
+            }
+            Some(at) => wrong.push(format!(
+                "{id}: final at {:.3}s, deadline {:.3}s",
+                at.as_secs_f64(),
+                deadline.as_secs_f64()
+            )),
+            None => wrong.push(format!(
+                "{id}: not final by the end (deadline {:.3}s; last status {:?})",
+                deadline.as_secs_f64(),
+                obs.seen.get(id).and_then(|s| s.history.last())
+            )),
+        }
+    }
+    let summary = format!(
+        "{} tasks, slowest final {:.3}s after its start point",
+        obs.acked.len(),
+        latest_ratio.as_secs_f64()
+    );
+    Check::new("runs_finish_within_s", Class::Liveness, wrong, summary)
+}
