@@ -66,7 +66,9 @@ fn thirty_two_nodes_find_each_other_by_multicast_survey() -> SimResult {
         Ok(())
     });
     let found_all = Rc::new(RefCell::new(Vec::new()));
+    let sent_all = Rc::new(RefCell::new(Vec::new()));
     for name in &names {
+        let sent_all = sent_all.clone();
         let name = name.clone();
         let all: BTreeSet<PeerId> = names.iter().map(|n| peer_of(SEED, n)).collect();
         let found_all = found_all.clone();
@@ -113,11 +115,27 @@ fn thirty_two_nodes_find_each_other_by_multicast_survey() -> SimResult {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let stats = survey.stats();
             assert_eq!(stats.dropped_bad_signature + stats.dropped_malformed, 0);
+            sent_all
+                .borrow_mut()
+                .push((stats.sent, stats.answers_suppressed));
             Ok(())
         });
     }
     sim.run()?;
     assert_eq!(found_all.borrow().len(), NODES);
+    // All 32 survey at once: each answers the burst of surveys with one or two
+    // group answers (GROUP_ANSWER_DELAY), not one per survey (31 each).
+    let sent: u64 = sent_all.borrow().iter().map(|(s, _)| s).sum();
+    let suppressed: u64 = sent_all.borrow().iter().map(|(_, s)| s).sum();
+    eprintln!("{NODES} nodes sent {sent} datagrams; {suppressed} answers suppressed");
+    assert!(
+        sent <= 4 * NODES as u64,
+        "{sent} datagrams sent by {NODES} nodes: answers are not being merged"
+    );
+    assert!(
+        suppressed >= NODES as u64,
+        "only {suppressed} answers suppressed"
+    );
     Ok(())
 }
 

@@ -10,9 +10,9 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-/// Events kept at most; later ones are counted, not stored, so a runaway
-/// simulation cannot exhaust memory.
-pub const TRACE_EVENTS_MAX: usize = 1_000_000;
+/// Lines kept for reading (the first ones); every line, kept or not, goes into
+/// the digest, so a long run neither exhausts memory nor escapes the digest.
+pub const TRACE_LINES_KEPT_MAX: usize = 200_000;
 
 /// The trace of one simulation run. Clones share the same record.
 #[derive(Clone, Default)]
@@ -23,7 +23,8 @@ pub struct Trace {
 #[derive(Default)]
 struct TraceEvents {
     lines: Vec<String>,
-    dropped: u64,
+    hasher: Sha256,
+    count: u64,
 }
 
 impl Trace {
@@ -37,14 +38,15 @@ impl Trace {
         let at = turmoil::sim_elapsed().unwrap_or_default();
         let line = format!("{:>10.3}ms {}", at.as_secs_f64() * 1e3, event.into());
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        if events.lines.len() < TRACE_EVENTS_MAX {
+        events.hasher.update(line.as_bytes());
+        events.hasher.update(b"\n");
+        events.count += 1;
+        if events.lines.len() < TRACE_LINES_KEPT_MAX {
             events.lines.push(line);
-        } else {
-            events.dropped += 1;
         }
     }
 
-    /// Every recorded line, in order.
+    /// The recorded lines kept (the first [`TRACE_LINES_KEPT_MAX`]), in order.
     pub fn lines(&self) -> Vec<String> {
         self.events
             .lock()
@@ -53,15 +55,21 @@ impl Trace {
             .clone()
     }
 
-    /// SHA-256 over every line (and the count of dropped ones), as lowercase hex.
+    /// How many lines were recorded (kept or not).
+    pub fn len(&self) -> u64 {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).count
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// SHA-256 over every line recorded and their count, as lowercase hex.
     pub fn digest(&self) -> String {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let mut hasher = Sha256::new();
-        for line in &events.lines {
-            hasher.update(line.as_bytes());
-            hasher.update(b"\n");
-        }
-        hasher.update(events.dropped.to_le_bytes());
+        let mut hasher = events.hasher.clone();
+        hasher.update(events.count.to_le_bytes());
         hasher.finalize().iter().fold(String::new(), |mut hex, b| {
             let _ = write!(hex, "{b:02x}");
             hex
@@ -125,6 +133,11 @@ impl<S: Subscriber> Layer<S> for CurrentTraceLayer {
 fn record_event(trace: &Trace, event: &Event<'_>) {
     let target = event.metadata().target();
     if !(target.starts_with("ww_sched") || target.starts_with("ww_sim")) {
+        return;
+    }
+    // TRACE is per-packet detail (n^2 lines in a large cluster); DEBUG and
+    // above say what every node decided, which is what a replay must match.
+    if *event.metadata().level() == tracing::Level::TRACE {
         return;
     }
     let mut visitor = LineVisitor(format!("{} {target}:", event.metadata().level()));

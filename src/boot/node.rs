@@ -2,7 +2,7 @@
 //! and dispatches packets, and a rate-limited send loop fed by a bounded queue.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -23,6 +23,12 @@ use crate::transport::{Address, Datagram, Identity, PeerId, Transport};
 pub const STREAMS_MAX: usize = 64;
 /// How long the receive loop pauses after a socket error, so a broken socket cannot spin.
 const RECV_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// How long an answer to the group waits before it is sent. Every survey that
+/// arrives meanwhile is answered by that one datagram: when many nodes survey at
+/// once (a cluster starting), each answers once instead of once per survey, so
+/// the group carries n answers rather than n^2 (each heard, and its signature
+/// checked, by all n nodes).
+pub const GROUP_ANSWER_DELAY: Duration = Duration::from_millis(50);
 
 /// Socket-level settings common to every socket-based discovery.
 #[derive(Clone, Debug)]
@@ -39,6 +45,22 @@ pub(crate) struct NodeConfig {
 pub(crate) struct Outgoing {
     bytes: Vec<u8>,
     target: SocketAddr,
+    /// Not sent before this instant.
+    not_before: Option<Instant>,
+    /// The namespace whose pending group answer this is.
+    group_answer: Option<String>,
+}
+
+impl Outgoing {
+    /// A datagram to send as soon as the rate allows.
+    pub(crate) fn now(bytes: Vec<u8>, target: SocketAddr) -> Outgoing {
+        Outgoing {
+            bytes,
+            target,
+            not_before: None,
+            group_answer: None,
+        }
+    }
 }
 
 /// State the socket tasks and the discovery object share (all on one thread).
@@ -52,6 +74,8 @@ pub(crate) struct Shared {
     outbound: mpsc::Sender<Outgoing>,
     group: Option<SocketAddr>,
     datagram_max_bytes: usize,
+    /// Namespaces with an answer to the group queued and not yet sent.
+    group_answers_pending: RefCell<BTreeSet<String>>,
 }
 
 /// A running socket: its tasks stop when this is dropped.
@@ -89,6 +113,7 @@ impl Node {
             outbound,
             group: config.group,
             datagram_max_bytes: config.datagram_max_bytes,
+            group_answers_pending: RefCell::new(BTreeSet::new()),
         });
         let socket = Rc::new(socket);
         let receiver = tokio::task::spawn_local(receive_loop(socket.clone(), shared.clone()));
@@ -180,7 +205,7 @@ impl Shared {
             body,
         };
         match packet::seal(&self.identity, &packet) {
-            Ok(bytes) => Some(Outgoing { bytes, target }),
+            Ok(bytes) => Some(Outgoing::now(bytes, target)),
             Err(e) => {
                 tracing::warn!(error = %e, "boot packet not encodable; not sent");
                 None
@@ -188,15 +213,45 @@ impl Shared {
         }
     }
 
-    /// Sends our response for `namespace` to `target`.
+    /// Sends our response for `namespace` to `target` (the requester).
     pub(crate) fn respond(&self, namespace: &str, target: SocketAddr) {
         if let Some(bytes) = self.response_bytes(namespace) {
             self.try_queue(bytes, target);
         }
     }
 
+    /// Answers for `namespace` to the group, after [`GROUP_ANSWER_DELAY`]; an
+    /// answer already waiting covers this one too.
+    pub(crate) fn respond_to_group(&self, namespace: &str, group: SocketAddr) {
+        if self.group_answers_pending.borrow().contains(namespace) {
+            tracing::trace!(%namespace, "group answer already pending");
+            self.stats.suppressed();
+            return;
+        }
+        let Some(bytes) = self.response_bytes(namespace) else {
+            return;
+        };
+        let outgoing = Outgoing {
+            bytes,
+            target: group,
+            not_before: Some(Instant::now() + GROUP_ANSWER_DELAY),
+            group_answer: Some(namespace.to_string()),
+        };
+        if self.outbound.try_send(outgoing).is_err() {
+            self.stats.dropped(DropReason::RateLimited);
+            return;
+        }
+        self.group_answers_pending
+            .borrow_mut()
+            .insert(namespace.to_string());
+    }
+
     fn try_queue(&self, bytes: Vec<u8>, target: SocketAddr) {
-        if self.outbound.try_send(Outgoing { bytes, target }).is_err() {
+        if self
+            .outbound
+            .try_send(Outgoing::now(bytes, target))
+            .is_err()
+        {
             self.stats.dropped(DropReason::RateLimited);
         }
     }
@@ -272,7 +327,10 @@ impl Shared {
             }
             Some(distance) if should_answer(&self.local, &from, distance) => {
                 tracing::trace!(%namespace, %from, distance, "answering survey");
-                self.respond(namespace, self.group.unwrap_or(source));
+                match self.group {
+                    Some(group) => self.respond_to_group(namespace, group),
+                    None => self.respond(namespace, source),
+                }
             }
             Some(distance) => tracing::trace!(%namespace, %from, distance, "survey not for us"),
         }
@@ -356,6 +414,9 @@ async fn send_loop<D: Datagram>(
     shared: Weak<Shared>,
 ) {
     while let Some(outgoing) = queue.recv().await {
+        if let Some(at) = outgoing.not_before {
+            tokio::time::sleep_until(at).await;
+        }
         while let Err(wait) = bucket.try_take(Instant::now()) {
             tokio::time::sleep(wait).await;
         }
@@ -363,6 +424,9 @@ async fn send_loop<D: Datagram>(
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if let Some(namespace) = &outgoing.group_answer {
+            shared.group_answers_pending.borrow_mut().remove(namespace);
+        }
         match result {
             Ok(_) => shared.stats.sent(),
             Err(e) => {

@@ -281,14 +281,70 @@ pub fn open(datagram: &[u8], max_bytes: usize) -> Result<Packet, DropReason> {
         return Err(DropReason::Unsigned);
     }
     let signer = PeerId::from_bytes(&envelope.signer).map_err(|_| DropReason::BadSignature)?;
-    if !signer.verify(&signed_message(&envelope.payload), &envelope.signature) {
-        return Err(DropReason::BadSignature);
+    if !verified_before(&envelope) {
+        if !signer.verify(&signed_message(&envelope.payload), &envelope.signature) {
+            return Err(DropReason::BadSignature);
+        }
+        remember_verified(&envelope);
     }
     let packet = Packet::decode(&envelope.payload).map_err(|_| DropReason::Malformed)?;
     if *packet.body.sender() != signer {
         return Err(DropReason::SignerMismatch);
     }
     Ok(packet)
+}
+
+/// Envelopes whose signature this thread has verified, remembered at most.
+const VERIFIED_MAX: usize = 4_096;
+
+/// A bounded set of envelope digests, with their insertion order for eviction.
+struct VerifiedDigests {
+    set: std::collections::BTreeSet<[u8; 32]>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+thread_local! {
+    /// Digests of envelopes verified on this thread, oldest first. A group answer
+    /// reaches every node on the group; nodes sharing a thread (tests,
+    /// simulations) then check its signature once instead of once each, and a
+    /// replayed datagram costs a hash instead of an ed25519 verification.
+    static VERIFIED: std::cell::RefCell<VerifiedDigests> = const {
+        std::cell::RefCell::new(VerifiedDigests {
+            set: std::collections::BTreeSet::new(),
+            order: std::collections::VecDeque::new(),
+        })
+    };
+}
+
+/// A digest of everything the signature covers and of the signature and signer.
+fn envelope_digest(envelope: &Envelope) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [&envelope.signer, &envelope.signature, &envelope.payload] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+fn verified_before(envelope: &Envelope) -> bool {
+    let digest = envelope_digest(envelope);
+    VERIFIED.with(|v| v.borrow().set.contains(&digest))
+}
+
+fn remember_verified(envelope: &Envelope) {
+    let digest = envelope_digest(envelope);
+    VERIFIED.with(|v| {
+        let verified = &mut *v.borrow_mut();
+        if verified.set.insert(digest) {
+            verified.order.push_back(digest);
+            while verified.order.len() > VERIFIED_MAX {
+                if let Some(oldest) = verified.order.pop_front() {
+                    verified.set.remove(&oldest);
+                }
+            }
+        }
+    });
 }
 
 fn signed_message(payload: &[u8]) -> Vec<u8> {

@@ -30,6 +30,8 @@ pub struct DiscoveryStats {
     pub dropped_rate_limited: u64,
     /// Found peers dropped because a result stream's buffer was full.
     pub dropped_stream_full: u64,
+    /// Surveys answered by a group answer that was already waiting to be sent.
+    pub answers_suppressed: u64,
 }
 
 /// Why a received packet (or a result) was dropped.
@@ -84,6 +86,11 @@ impl StatsCell {
     /// Counts one refused send.
     pub(crate) fn send_failed(&self) {
         self.update(|s| s.send_failed = s.send_failed.saturating_add(1));
+    }
+
+    /// Counts one survey covered by a pending group answer.
+    pub(crate) fn suppressed(&self) {
+        self.update(|s| s.answers_suppressed = s.answers_suppressed.saturating_add(1));
     }
 
     /// Counts one drop for `reason`.

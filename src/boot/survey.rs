@@ -139,7 +139,7 @@ impl Discovery for MulticastSurvey {
         let granted = self.node.advertise(namespace, ttl)?;
         if granted.newly {
             // Announce once, for searchers that surveyed before we were listening.
-            self.node.shared().respond(namespace, self.group);
+            self.node.shared().respond_to_group(namespace, self.group);
         }
         Ok(granted.ttl)
     }

@@ -17,6 +17,13 @@ pub enum ExecMode {
     Blocking,
     /// On the RPC thread itself, so simulations stay single-threaded and deterministic.
     Inline,
+    /// Inline, then the answer is held for `fuel_used / fuel_per_ms` ms of the
+    /// runtime's clock: in a simulation a run then takes simulated time, so
+    /// faults can strike while runs are in flight.
+    Simulated {
+        /// Fuel that stands for one millisecond of work (at least 1).
+        fuel_per_ms: u64,
+    },
 }
 
 /// How a worker runs tasks.
@@ -126,6 +133,12 @@ impl WorkerServer {
         self.runs_started.fetch_add(1, Ordering::Relaxed);
         match self.config.mode {
             ExecMode::Inline => Ok(self.sandbox.run(&spec)),
+            ExecMode::Simulated { fuel_per_ms } => {
+                let report = self.sandbox.run(&spec);
+                let busy_ms = report.fuel_used / fuel_per_ms.max(1);
+                tokio::time::sleep(std::time::Duration::from_millis(busy_ms)).await;
+                Ok(report)
+            }
             ExecMode::Blocking => {
                 // If the caller drops the call (its task was cancelled or timed
                 // out), this future is dropped and the guard stops the run.

@@ -35,6 +35,9 @@ pub const HTTP_PORT: u16 = 8080;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
 /// Wait before retrying a request that got no definite answer.
 const RETRY: Duration = Duration::from_millis(500);
+/// Fuel a simulated worker burns per millisecond of simulated time, so runs are
+/// in flight long enough for faults to catch them.
+const FUEL_PER_SIM_MS: u64 = 5_000;
 /// How often the client polls every task.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -207,7 +210,7 @@ async fn run_gateway(seed: u64, data_dir: PathBuf, shared: SharedTasks) -> HostR
     let mut config = GatewayConfig::new(data_dir);
     config.sched.seed = derive_seed(seed, &format!("gateway/scheduler/{start}"));
     config.pool.ping_interval = Duration::from_secs(1);
-    config.pool.call_timeout = Duration::from_secs(3);
+    config.pool.call_timeout = Duration::from_secs(10);
     let clock: ww_sched::gateway::Clock = Rc::new(now_ms);
     let gateway = Gateway::start(&transport, None, clock, config).await?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", HTTP_PORT)).await?;
@@ -228,7 +231,9 @@ async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>)
         ..SandboxConfig::default()
     }));
     let config = WorkerConfig {
-        mode: ExecMode::Inline,
+        mode: ExecMode::Simulated {
+            fuel_per_ms: FUEL_PER_SIM_MS,
+        },
         slots: slots as usize,
         ..WorkerConfig::default()
     };

@@ -58,7 +58,7 @@ pub fn no_task_lost(obs: &TaskObservations) -> Check {
 /// task's status agrees with its runs.
 pub fn one_terminal_status(obs: &TaskObservations) -> Check {
     let mut wrong = Vec::new();
-    let (mut runs_final, mut retried) = (0usize, 0usize);
+    let (mut runs_final, mut retried, mut busy_ms) = (0usize, 0usize, 0u64);
     for (id, seen) in &obs.seen {
         let finals = seen.history.iter().filter(|s| is_final(s)).count();
         let last_final = seen.history.last().is_some_and(|s| is_final(s));
@@ -75,6 +75,9 @@ pub fn one_terminal_status(obs: &TaskObservations) -> Check {
         for (index, run) in &seen.final_runs {
             runs_final += 1;
             retried += usize::from(run["attempt"].as_u64() > Some(1));
+            if let (Some(a), Some(b)) = (run["started_ms"].as_u64(), run["finished_ms"].as_u64()) {
+                busy_ms = busy_ms.max(b.saturating_sub(a));
+            }
             if run["finished_ms"].is_null() {
                 wrong.push(format!("{id}/{index}: terminal run without finished_ms"));
             }
@@ -94,7 +97,8 @@ pub fn one_terminal_status(obs: &TaskObservations) -> Check {
         }
     }
     let summary = format!(
-        "{} tasks polled, {runs_final} terminal runs",
+        "{} tasks polled, {runs_final} terminal runs, {retried} of them after a retry, \
+         longest {busy_ms} ms",
         obs.seen.len()
     );
     Check::new("one_terminal_status", Class::Safety, wrong, summary)
