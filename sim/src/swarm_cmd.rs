@@ -68,9 +68,8 @@ pub fn swarm_command(args: &Args) -> u8 {
         }
     }
     let seeds: Vec<u64> = (0..args.seeds).map(|i| args.from.wrapping_add(i)).collect();
-    let total = seeds.len() * scenarios.len();
     println!(
-        "swarm: {} scenarios x {} seeds ({}..={}) = {total} runs on {} threads{}",
+        "swarm: {} scenarios x {} seeds ({}..={}) on {} threads{}",
         scenarios.len(),
         seeds.len(),
         args.from,
@@ -80,12 +79,35 @@ pub fn swarm_command(args: &Args) -> u8 {
             .map(|s| format!(", sabotage {}", s.name()))
             .unwrap_or_default()
     );
+    // A costly scenario caps its seeds (`swarm_seeds_max`): it gets the first ones.
+    let caps: Vec<usize> = scenarios
+        .iter()
+        .map(|s| {
+            s.swarm_seeds_max
+                .map_or(seeds.len(), |cap| (cap as usize).min(seeds.len()))
+        })
+        .collect();
+    for (scenario, cap) in scenarios.iter().zip(&caps) {
+        if *cap < seeds.len() {
+            println!(
+                "swarm: {} runs only the first {cap} seeds (swarm_seeds_max)",
+                scenario.name
+            );
+        }
+    }
     let work: Arc<Vec<(usize, u64)>> = Arc::new(
         seeds
             .iter()
-            .flat_map(|seed| (0..scenarios.len()).map(move |f| (f, *seed)))
+            .enumerate()
+            .flat_map(|(i, seed)| {
+                let caps = &caps;
+                (0..scenarios.len())
+                    .filter(move |f| i < caps[*f])
+                    .map(move |f| (f, *seed))
+            })
             .collect(),
     );
+    let total = work.len();
     let scenarios = Arc::new(scenarios);
     let next = Arc::new(AtomicUsize::new(0));
     let (report, outcomes) = mpsc::channel::<Outcome>();

@@ -1,13 +1,22 @@
 //! Runs every scenario file in `scenarios/` (found at test time, so a new file is
-//! picked up without code changes) under two fixed seeds, checks determinism, and
-//! checks that the invariant checkers can fail.
+//! picked up without code changes) under fixed seeds, checks determinism, checks
+//! that the checkers can fail, and that a deliberately broken build is caught
+//! with a replay command that reproduces the failure.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
+use ww_sched::sabotage::Sabotage;
 use ww_sim::root_seed;
-use ww_sim::scenario::{run, Scenario};
+use ww_sim::scenario::{run, run_with, swarm, RunOptions, Scenario};
+
+/// Threads running scenarios at once inside the first test (CI has 2 cores).
+const RUNNERS: usize = 2;
+/// Stack of a runner thread (every host of a simulation runs on it).
+const RUNNER_STACK_BYTES: usize = 64 * 1024 * 1024;
 
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
@@ -31,73 +40,158 @@ fn replay(file: &Path, seed: u64) -> String {
     )
 }
 
+fn load(name: &str) -> (PathBuf, Scenario) {
+    let file = scenarios_dir().join(name);
+    let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    (file, scenario)
+}
+
+/// Every file, each under its `test_seeds` seeds from the root seed (default 1),
+/// on a few threads.
 #[test]
-fn every_scenario_file_holds_its_invariants_under_two_seeds() {
+fn every_scenario_file_holds_its_invariants() {
     let base = root_seed(1);
-    let seeds = [base, base.wrapping_add(1)];
-    eprintln!("seeds {seeds:?}");
     let files = scenario_files();
-    assert!(files.len() >= 4, "expected scenario files, found {files:?}");
+    assert!(
+        files.len() >= 7,
+        "expected the scenario files, found {files:?}"
+    );
+    let mut work = Vec::new();
     let mut failures = Vec::new();
     for file in &files {
-        let scenario = match Scenario::load(file) {
-            Ok(s) => s,
-            Err(e) => {
-                failures.push(format!("{e}"));
-                continue;
+        match Scenario::load(file) {
+            Ok(scenario) => {
+                for i in 0..scenario.test_seeds {
+                    work.push((file.clone(), scenario.clone(), base.wrapping_add(i)));
+                }
             }
-        };
-        for seed in seeds {
-            let started = Instant::now();
-            match run(&scenario, seed) {
-                Ok(verdict) => {
-                    eprintln!(
-                        "{} seed {seed}: {} in {:.2}s wall",
-                        scenario.name,
-                        if verdict.is_clean() { "ok" } else { "FAILED" },
-                        started.elapsed().as_secs_f64()
-                    );
-                    if !verdict.is_clean() {
-                        failures.push(format!(
-                            "{} seed {seed}:\n  safety: {:?}\n  liveness: {:?}\n  timeline:\n    {}\n{}",
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    eprintln!("{} runs from seed {base}", work.len());
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(failures);
+    std::thread::scope(|scope| {
+        for _ in 0..RUNNERS {
+            std::thread::Builder::new()
+                .stack_size(RUNNER_STACK_BYTES)
+                .spawn_scoped(scope, || loop {
+                    let Some((file, scenario, seed)) = work.get(next.fetch_add(1, Ordering::SeqCst))
+                    else {
+                        return;
+                    };
+                    let started = Instant::now();
+                    let problem = match run(scenario, *seed) {
+                        Ok(verdict) if verdict.is_clean() => None,
+                        Ok(verdict) => Some(format!(
+                            "{} seed {seed}:\n  safety: {:?}\n  liveness: {:?}\n  timeline:\n    {}",
                             scenario.name,
                             verdict.safety_violations,
                             verdict.liveness_violations,
                             verdict.timeline.join("\n    "),
-                            replay(file, seed)
-                        ));
+                        )),
+                        Err(e) => Some(format!("{} seed {seed}: harness error: {e}", scenario.name)),
+                    };
+                    eprintln!(
+                        "{} seed {seed}: {} in {:.2}s wall",
+                        scenario.name,
+                        if problem.is_none() { "ok" } else { "FAILED" },
+                        started.elapsed().as_secs_f64()
+                    );
+                    if let Some(problem) = problem {
+                        let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+                        failures.push(format!("{problem}\n{}", replay(file, *seed)));
                     }
-                }
-                Err(e) => failures.push(format!(
-                    "{} seed {seed}: harness error: {e}\n{}",
-                    scenario.name,
-                    replay(file, seed)
-                )),
-            }
+                })
+                .expect("start a runner thread");
         }
-    }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
 fn a_scenario_run_is_deterministic_per_seed() {
-    let file = scenarios_dir().join("partition-and-heal.toml");
-    let scenario = Scenario::load(&file).expect("load");
-    let seed = root_seed(6);
-    let first = run(&scenario, seed).expect("run");
-    let second = run(&scenario, seed).expect("run");
-    assert_eq!(
-        first.digest,
-        second.digest,
-        "same seed, different traces\n{}",
-        replay(&file, seed)
+    for name in [
+        "partition-and-heal.toml",
+        "gateway-restart.toml",
+        "channel-held-links.toml",
+    ] {
+        let (file, scenario) = load(name);
+        let seed = root_seed(6);
+        let first = run(&scenario, seed).expect("run");
+        let second = run(&scenario, seed).expect("run");
+        assert_eq!(
+            first.digest,
+            second.digest,
+            "same seed, different traces\n{}",
+            replay(&file, seed)
+        );
+        assert_eq!(first.timeline, second.timeline);
+        let other = run(&scenario, seed.wrapping_add(1)).expect("run");
+        assert_ne!(
+            first.digest, other.digest,
+            "{name}: a different seed gave the same trace"
+        );
+    }
+}
+
+/// The deliberately broken build: the gateway acknowledges one task and never
+/// stores it. The gateway restart loses it, `no_task_lost` must say so, and the
+/// same seed must reproduce the same failure (same violation, same digest).
+#[test]
+fn a_lost_acknowledged_task_is_caught_and_replays() {
+    let (_, scenario) = load("gateway-restart.toml");
+    let seed = root_seed(9);
+    let options = RunOptions {
+        sabotage: Some(Sabotage::LoseAckedTask),
+    };
+    let first = run_with(&scenario, seed, options).expect("run");
+    assert!(
+        first
+            .safety_violations
+            .iter()
+            .any(|v| v.starts_with("no_task_lost:") && v.contains("404")),
+        "the lost task went unnoticed (seed {seed}): {:?}\n{:?}",
+        first.safety_violations,
+        first.timeline
     );
-    assert_eq!(first.timeline, second.timeline);
-    let other = run(&scenario, seed.wrapping_add(1)).expect("run");
-    assert_ne!(
-        first.digest, other.digest,
-        "a different seed gave the same trace"
-    );
+    let again = run_with(&scenario, seed, options).expect("run");
+    assert_eq!(first.safety_violations, again.safety_violations);
+    assert_eq!(first.digest, again.digest);
+    // And without the sabotage the same seed is clean: the checker blames the bug.
+    let clean = run(&scenario, seed).expect("run");
+    assert!(clean.is_clean(), "{:?}", clean.safety_violations);
+}
+
+/// The same through the binary: exit code 1, a replay line, and the replay
+/// command printing the same violation.
+#[test]
+fn the_binary_prints_a_replay_command_that_reproduces_a_sabotage() {
+    let bin = env!("CARGO_BIN_EXE_ww-sim");
+    let file = scenarios_dir().join("gateway-restart.toml");
+    let output = Command::new(bin)
+        .arg("run")
+        .arg(&file)
+        .args(["--seed", "4", "--sabotage", "lose-acked-task"])
+        .output()
+        .expect("run ww-sim");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let violation = stdout
+        .lines()
+        .find(|l| l.starts_with("SAFETY VIOLATION: no_task_lost"))
+        .unwrap_or_else(|| panic!("no violation line:\n{stdout}"))
+        .to_string();
+    let replay = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("replay: ww-sim "))
+        .unwrap_or_else(|| panic!("no replay line:\n{stdout}"));
+    let args: Vec<&str> = replay.split_whitespace().collect();
+    let again = Command::new(bin).args(&args).output().expect("replay");
+    let again_stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(1), "{again_stdout}");
+    assert!(again_stdout.contains(&violation), "{again_stdout}");
 }
 
 const PARTITION_WRONG_BOUND: &str = r#"
@@ -165,6 +259,52 @@ no_false_leave = true
     );
 }
 
+/// A channel whose receivers never come back (held to the end) cannot drain:
+/// the liveness checker must say so.
+#[test]
+fn an_undrained_channel_is_a_liveness_violation() {
+    let text = r#"
+name = "held-forever"
+duration_s = 20
+[channel]
+capacity = 8
+senders = 2
+receivers = 1
+send_until_s = 5
+[[faults]]
+at_s = 1
+kind = "hold"
+a = ["receiver-0"]
+b = ["channel"]
+[invariants]
+channel_exactly_once = true
+channel_drains_within_s = 5
+"#;
+    let scenario = Scenario::from_toml_str(text).expect("parse");
+    let verdict = run(&scenario, root_seed(10)).expect("run");
+    assert!(
+        verdict
+            .liveness_violations
+            .iter()
+            .any(|v| v.starts_with("channel_drains_within_s")),
+        "{:?}",
+        verdict.timeline
+    );
+}
+
+#[test]
+fn swarm_variations_replay_exactly() {
+    let (_, scenario) = load("tasks-worker-faults.toml");
+    let seed = root_seed(11);
+    let (varied, how) = swarm::vary(&scenario, seed);
+    let (again, how_again) = swarm::vary(&scenario, seed);
+    assert_eq!(how, how_again);
+    let first = run(&varied, seed).expect("run");
+    let second = run(&again, seed).expect("run");
+    assert_eq!(first.digest, second.digest, "{how}");
+    assert!(first.is_clean(), "{how}: {:?}", first.safety_violations);
+}
+
 #[test]
 fn bad_scenarios_are_refused_with_a_reason() {
     let base = "name = \"x\"\nduration_s = 10\n[cluster]\nnodes = 4\n[invariants]\n";
@@ -177,7 +317,7 @@ fn bad_scenarios_are_refused_with_a_reason() {
         ),
         (
             format!("{base}[[faults]]\nat_s = 1\nkind = \"crash\"\nnodes = [\"node-009\"]\n"),
-            "unknown node",
+            "unknown host",
         ),
         (
             format!(
@@ -194,6 +334,30 @@ fn bad_scenarios_are_refused_with_a_reason() {
         (
             format!("{base}[[faults]]\nat_s = 1\nkind = \"loss\"\n"),
             "fail_rate",
+        ),
+        (
+            format!(
+                "{base}[[faults]]\nat_s = 1\nkind = \"latency\"\na = [\"node-000\"]\n\
+                 b = [\"node-001\"]\n"
+            ),
+            "latency_ms",
+        ),
+        (format!("{base}no_task_lost = true\n"), "[tasks]"),
+        (
+            "name = \"x\"\nduration_s = 10\n[tasks]\ncount = 1\nsubmit_until_s = 2\n[invariants]\n"
+                .to_string(),
+            "needs a [gateway]",
+        ),
+        (
+            "name = \"x\"\nduration_s = 10\n[channel]\ncapacity = 0\nsenders = 1\nreceivers = 1\n\
+             send_until_s = 5\n[[faults]]\nat_s = 1\nkind = \"partition\"\na = [\"receiver-0\"]\n\
+             b = [\"channel\"]\n[invariants]\n"
+                .to_string(),
+            "may only be held",
+        ),
+        (
+            "name = \"x\"\nduration_s = 10\n[invariants]\n".to_string(),
+            "nothing to simulate",
         ),
     ];
     for (text, expected) in cases {
@@ -236,6 +400,30 @@ fn the_binary_prints_a_verdict_and_exits_by_kind() {
         stdout.contains(&format!("replay: ww-sim run {} --seed 5", wrong.display())),
         "{stdout}"
     );
+
+    // A swarm over a directory whose one scenario cannot hold (views complete
+    // the instant the nodes start): progress, a table, the failing seeds with
+    // replay commands, and the liveness exit code.
+    let swarm_dir = dir.join("swarm");
+    std::fs::create_dir_all(&swarm_dir).expect("temp dir");
+    std::fs::write(
+        swarm_dir.join("cold-start.toml"),
+        "name = \"cold-start\"\nduration_s = 5\n[cluster]\nnodes = 8\n[invariants]\n\
+         views_complete_within_s = 0\n",
+    )
+    .expect("write");
+    let swarm = Command::new(bin)
+        .arg("swarm")
+        .arg(&swarm_dir)
+        .args(["--seeds", "3", "--jobs", "2"])
+        .output()
+        .expect("run ww-sim swarm");
+    let stdout = String::from_utf8_lossy(&swarm.stdout);
+    assert_eq!(swarm.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("views_complete_within_s"), "{stdout}");
+    assert!(stdout.contains("--swarm"), "{stdout}");
+    assert!(stdout.contains("swarm: 3 runs, 3 failing"), "{stdout}");
+    assert!(String::from_utf8_lossy(&swarm.stderr).contains("[3/3]"));
 
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "name = 3\n").expect("write");

@@ -22,6 +22,11 @@ pub struct Scenario {
     pub description: String,
     /// Simulated length of the run, in seconds.
     pub duration_s: f64,
+    /// At most this many seeds in a swarm (a costly scenario caps its share).
+    pub swarm_seeds_max: Option<u64>,
+    /// Seeds `cargo test` runs it under (default 2).
+    #[serde(default = "default_test_seeds")]
+    pub test_seeds: u64,
     /// Membership nodes.
     #[serde(default)]
     pub cluster: ClusterSpec,
@@ -62,6 +67,10 @@ impl Default for ClusterSpec {
             ttl_ms: default_ttl_ms(),
         }
     }
+}
+
+fn default_test_seeds() -> u64 {
+    2
 }
 
 fn default_ttl_ms() -> u32 {
@@ -423,6 +432,15 @@ impl Scenario {
                 "duration_s must be in (0, 3600], got {}",
                 self.duration_s
             ));
+        }
+        if !(1..=16).contains(&self.test_seeds) {
+            return err(format!(
+                "test_seeds must be in 1..=16, got {}",
+                self.test_seeds
+            ));
+        }
+        if self.swarm_seeds_max == Some(0) {
+            return err("swarm_seeds_max must be at least 1");
         }
         if self.cluster.nodes > 1_000 {
             return err(format!(
