@@ -62,7 +62,7 @@ fn free_udp_port() -> u16 {
 
 fn all_see_all(workers: &mut [Worker]) {
     let peers: BTreeSet<String> = workers.iter().map(|w| w.peer.clone()).collect();
-    // Bound: a node beats every TTL/6 (about 1.7 s); 30 s is generous for slow CI.
+    // Bound: a node beats every TTL/7 (about 1.4 s); 30 s is generous for slow CI.
     let deadline = Instant::now() + Duration::from_secs(30);
     for worker in workers.iter_mut() {
         worker.wait_to_see(&peers, deadline);

@@ -77,11 +77,13 @@ pub async fn run_member(
     restarts: Arc<AtomicU64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let start = restarts.fetch_add(1, Ordering::SeqCst);
-    observations
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .starts
-        .insert(name.clone(), start + 1);
+    {
+        let mut observations = observations.lock().unwrap_or_else(|p| p.into_inner());
+        observations.starts.insert(name.clone(), start + 1);
+        // A new instance has no view until it samples one; the last instance's
+        // must not stand in for it.
+        observations.views.remove(&name);
+    }
     let config = SimConfig::from_seed(seed, &name);
     let identity = config.identity.clone();
     let transport = SimTransport::new(config);

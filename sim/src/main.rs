@@ -40,6 +40,7 @@ Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 /// Exit code of a harness error.
 pub const EXIT_HARNESS: u8 = 3;
 
+/// Parses a seed: decimal, or hex with `0x`.
 pub(crate) fn parse_seed(text: &str) -> Option<u64> {
     match text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
@@ -49,13 +50,21 @@ pub(crate) fn parse_seed(text: &str) -> Option<u64> {
 
 /// Parsed command line.
 pub(crate) struct Args {
+    /// `run` or `swarm`.
     pub command: String,
+    /// The scenario file (`run`) or directory (`swarm`).
     pub path: PathBuf,
+    /// `--seed`, if given.
     pub seed: Option<u64>,
+    /// `--swarm`: apply the seed's swarm variation.
     pub swarm: bool,
+    /// `--seeds`: how many seeds a swarm runs.
     pub seeds: u64,
+    /// `--from`: a swarm's first seed.
     pub from: u64,
+    /// `--jobs`: runs at once.
     pub jobs: usize,
+    /// `--sabotage`: the deliberate bug to arm.
     pub sabotage: Option<Sabotage>,
 }
 

@@ -19,9 +19,13 @@ use crate::boot::Discovery;
 use crate::pubsub::{PubSub, PubSubError};
 use crate::transport::{PeerId, Transport};
 
-/// Heartbeats sent per TTL. Five or more must be lost in a row before a live peer
-/// expires (the original sent one per TTL/2..TTL and flapped).
-pub const HEARTBEATS_PER_TTL: u32 = 6;
+/// Heartbeats sent per TTL, on average. With the +-10% jitter six intervals span
+/// at most 0.943 TTL, so five heartbeats lost in a row never expire a live peer,
+/// with 5.7% of the TTL to spare for latency (the original sent one per
+/// TTL/2..TTL and flapped). Six per TTL left no room: six jittered intervals
+/// could exceed the TTL, and swarm runs under 5% loss expired live peers that
+/// had lost five.
+pub const HEARTBEATS_PER_TTL: u32 = 7;
 /// The longest the expiry task sleeps: a silent peer leaves within TTL plus this.
 pub const EXPIRY_TICK_MS: u64 = 1_000;
 /// Events a watcher may fall behind by before it loses some (and is told how many).

@@ -29,9 +29,10 @@ pub struct Disturbances {
     /// Per host: spans while it was down (a restart closes the span at the restart,
     /// and a restart of a running host is a zero-length span).
     node: BTreeMap<String, Vec<Span>>,
-    /// Per unordered pair: spans while a partition, hold, loss or slow latency was
-    /// in effect (either direction).
-    link: BTreeMap<(String, String), Vec<Span>>,
+    /// Per unordered pair and kind of link disturbance (partition, one-way,
+    /// hold, loss, latency): spans while it was in effect. Kept apart so that
+    /// ending one kind (say, latency back to normal) does not end another.
+    link: BTreeMap<((String, String), &'static str), Vec<Span>>,
 }
 
 fn pair(x: &str, y: &str) -> (String, String) {
@@ -62,13 +63,18 @@ fn close(spans: &mut [Span], at: Duration) {
 impl Disturbances {
     /// Records `fault`, applied at `at`.
     pub fn record(&mut self, fault: &Fault, at: Duration) {
-        let opens = match fault.kind {
-            FaultKind::Partition | FaultKind::PartitionOneway | FaultKind::Hold => true,
-            FaultKind::Repair | FaultKind::RepairOneway | FaultKind::Release => false,
-            FaultKind::LinkLoss => fault.fail_rate.unwrap_or_default() > 0.0,
-            FaultKind::Latency => {
-                Duration::from_millis(fault.latency_ms.unwrap_or_default()) >= LATENCY_DISTURBS
-            }
+        let (class, opens) = match fault.kind {
+            FaultKind::Partition => ("partition", true),
+            FaultKind::Repair => ("partition", false),
+            FaultKind::PartitionOneway => ("oneway", true),
+            FaultKind::RepairOneway => ("oneway", false),
+            FaultKind::Hold => ("hold", true),
+            FaultKind::Release => ("hold", false),
+            FaultKind::LinkLoss => ("loss", fault.fail_rate.unwrap_or_default() > 0.0),
+            FaultKind::Latency => (
+                "latency",
+                Duration::from_millis(fault.latency_ms.unwrap_or_default()) >= LATENCY_DISTURBS,
+            ),
             FaultKind::Crash => {
                 for n in &fault.nodes {
                     open(self.node.entry(n.clone()).or_default(), at);
@@ -87,7 +93,7 @@ impl Disturbances {
         };
         for x in &fault.a {
             for y in &fault.b {
-                let spans = self.link.entry(pair(x, y)).or_default();
+                let spans = self.link.entry((pair(x, y), class)).or_default();
                 if opens {
                     open(spans, at);
                 } else {
@@ -103,7 +109,11 @@ impl Disturbances {
         let hit = |spans: Option<&Vec<Span>>| {
             spans.is_some_and(|spans| spans.iter().any(|s| s.overlaps(from, until)))
         };
-        hit(self.node.get(peer)) || hit(self.link.get(&pair(observer, peer)))
+        let link = pair(observer, peer);
+        hit(self.node.get(peer))
+            || ["partition", "oneway", "hold", "loss", "latency"]
+                .iter()
+                .any(|class| hit(self.link.get(&(link.clone(), *class))))
     }
 }
 

@@ -9,6 +9,7 @@ mod faults;
 mod format;
 mod run;
 pub mod swarm;
+mod validate;
 mod verdict;
 
 pub use format::*;

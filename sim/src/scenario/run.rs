@@ -76,17 +76,37 @@ static DATA_DIRS: AtomicU64 = AtomicU64::new(0);
 
 impl DataDir {
     fn new() -> DataDir {
-        DataDir(std::env::temp_dir().join(format!(
+        let path = std::env::temp_dir().join(format!(
             "ww-sim-{}-{}",
             std::process::id(),
             DATA_DIRS.fetch_add(1, Ordering::SeqCst)
-        )))
+        ));
+        // A directory left by an earlier process with the same pid would be
+        // opened as an existing store: start empty.
+        let _ = std::fs::remove_dir_all(&path);
+        DataDir(path)
     }
 }
 
 impl Drop for DataDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Arms a sabotage for one run and disarms it when dropped, even on a panic.
+struct Armed;
+
+impl Armed {
+    fn new(sabotage: Option<Sabotage>) -> Armed {
+        sabotage::arm(sabotage);
+        Armed
+    }
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        sabotage::arm(None);
     }
 }
 
@@ -155,7 +175,7 @@ pub fn run_with(
     let end = secs(scenario.duration_s);
     let inv = &scenario.invariants;
 
-    sabotage::arm(options.sabotage);
+    let armed = Armed::new(options.sabotage);
     let outcome = trace.capture(|| -> Result<(), ScenarioError> {
         for fault in &scenario.faults {
             run_until(&mut sim, secs(fault.at_s))?;
@@ -229,7 +249,7 @@ pub fn run_with(
             if let Some(bound) = inv.runs_finish_within_s {
                 verdict.record(
                     at,
-                    tasks_check::runs_finish_within(&obs, quiet, secs(bound)),
+                    tasks_check::runs_finish_within(&obs, quiet, secs(bound), end),
                 );
             }
         }
@@ -261,7 +281,7 @@ pub fn run_with(
         }
         Ok(())
     });
-    sabotage::arm(None);
+    drop(armed);
     verdict.simulated = sim.elapsed();
     drop(sim);
     outcome?;

@@ -43,6 +43,9 @@ pub fn exactly_once(log: &ChannelLog, capacity: usize) -> Check {
             Some(_) => {}
         }
     }
+    if acked.is_empty() {
+        wrong.push("no send was acknowledged: nothing was checked".into());
+    }
     if unreceived > 0 {
         let examples: Vec<String> = acked
             .iter()

@@ -73,7 +73,9 @@ pub fn delivery_within(
             }
         }
     }
-    let wrong = if late == 0 {
+    let wrong = if judged == 0 {
+        vec!["no message was published in the judged window".into()]
+    } else if late == 0 {
         Vec::new()
     } else {
         vec![format!(

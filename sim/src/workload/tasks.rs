@@ -146,6 +146,10 @@ pub struct TaskObservations {
     pub refused: Vec<String>,
     /// Acknowledged cancels, by id.
     pub cancels: BTreeMap<String, CancelSeen>,
+    /// Tasks whose cancel was sent (answered or not).
+    pub cancels_asked: std::collections::BTreeSet<String>,
+    /// Submissions planned, answered or not.
+    pub planned: usize,
     /// Per task, what polling saw.
     pub seen: BTreeMap<String, TaskSeen>,
     /// Requests that got no definite answer (retried).
@@ -163,7 +167,7 @@ fn lock(shared: &SharedTasks) -> MutexGuard<'_, TaskObservations> {
 
 /// Whether a task or run status is terminal.
 pub fn is_final(status: &str) -> bool {
-    matches!(status, "succeeded" | "failed" | "cancelled")
+    matches!(status, "succeeded" | "failed" | "cancelled" | "timed_out")
 }
 
 /// Adds the gateway, its workers and the client to `sim`.
@@ -332,6 +336,7 @@ async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResu
         .into_iter()
         .map(|p| (p.at_ms, false, p))
         .collect();
+    lock(&shared).planned = agenda.len();
     while !agenda.is_empty() {
         agenda.sort_by_key(|(at, cancel, p)| (*at, *cancel, p.id.clone()));
         let (at, cancel, plan) = agenda.remove(0);
@@ -339,6 +344,7 @@ async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResu
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         if cancel {
+            lock(&shared).cancels_asked.insert(plan.id.clone());
             let path = format!("/tasks/{}", plan.id);
             let answer =
                 call_until_answered(&shared, "DELETE", &path, None, "application/json", &[]).await;

@@ -34,7 +34,8 @@ pub fn no_task_lost(obs: &TaskObservations) -> Check {
             wrong.push(format!("{id}: run indexes {indexes:?} of {}", plan.repeats));
         }
         let status = task["status"].as_str().unwrap_or_default();
-        let cancelled = obs.cancels.get(id).is_some_and(|c| c.status == "cancelled");
+        // A cancel sent but not yet answered may already have taken effect.
+        let cancelled = obs.cancels_asked.contains(id);
         if is_final(status) && !cancelled && runs.len() != plan.repeats as usize {
             wrong.push(format!(
                 "{id}: {status} with {} runs of {}",
@@ -90,7 +91,7 @@ pub fn one_terminal_status(obs: &TaskObservations) -> Check {
         }
         if let Some(task) = &seen.latest {
             if let Some(problem) =
-                status_disagrees(task, plan.repeats, obs.cancels.contains_key(id))
+                status_disagrees(task, plan.repeats, obs.cancels_asked.contains(id))
             {
                 wrong.push(format!("{id}: {problem}"));
             }
@@ -166,11 +167,26 @@ pub fn cancel_stops_runs(obs: &TaskObservations) -> Check {
     Check::new("cancel_stops_runs", Class::Safety, wrong, summary)
 }
 
-/// Liveness `runs_finish_within_s`: every acknowledged task is final by
-/// `bound` after the later of `quiet_from` and its last run's due time.
-pub fn runs_finish_within(obs: &TaskObservations, quiet_from: Duration, bound: Duration) -> Check {
+/// Liveness `runs_finish_within_s`: every planned submission is answered, and
+/// every acknowledged task is final by `bound` after the later of `quiet_from`
+/// and its last run's due time (a deadline after `end` is not judged).
+pub fn runs_finish_within(
+    obs: &TaskObservations,
+    quiet_from: Duration,
+    bound: Duration,
+    end: Duration,
+) -> Check {
     let mut wrong = Vec::new();
-    let mut latest_ratio = Duration::ZERO;
+    let mut slowest = Duration::ZERO;
+    let mut unjudged = 0usize;
+    let answered = obs.acked.len() + obs.refused.len();
+    if answered < obs.planned {
+        wrong.push(format!(
+            "{} of {} planned submissions never answered",
+            obs.planned - answered,
+            obs.planned
+        ));
+    }
     for (id, (plan, acked_at)) in &obs.acked {
         let last_due = *acked_at
             + Duration::from_millis(
@@ -179,8 +195,9 @@ pub fn runs_finish_within(obs: &TaskObservations, quiet_from: Duration, bound: D
         let deadline = quiet_from.max(last_due) + bound;
         match obs.seen.get(id).and_then(|s| s.final_at) {
             Some(at) if at <= deadline => {
-                latest_ratio = latest_ratio.max(at.saturating_sub(quiet_from.max(last_due)));
+                slowest = slowest.max(at.saturating_sub(quiet_from.max(last_due)));
             }
+            None if deadline > end => unjudged += 1,
             Some(at) => wrong.push(format!(
                 "{id}: final at {:.3}s, deadline {:.3}s",
                 at.as_secs_f64(),
@@ -194,9 +211,10 @@ pub fn runs_finish_within(obs: &TaskObservations, quiet_from: Duration, bound: D
         }
     }
     let summary = format!(
-        "{} tasks, slowest final {:.3}s after its start point",
+        "{} tasks ({unjudged} with deadlines past the end), slowest final {:.3}s after \
+         its start point",
         obs.acked.len(),
-        latest_ratio.as_secs_f64()
+        slowest.as_secs_f64()
     );
     Check::new("runs_finish_within_s", Class::Liveness, wrong, summary)
 }

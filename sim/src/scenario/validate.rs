@@ -1,0 +1,336 @@
+//! Validation of a scenario beyond its syntax: workloads, faults and invariants
+//! must fit together before anything runs.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::format::{receiver_name, secs, FaultKind, Scenario, CHANNEL_HOST, CLIENT_HOST};
+use super::ScenarioError;
+use crate::cluster::SAMPLE_INTERVAL;
+
+fn err<T>(message: impl Into<String>) -> Result<T, ScenarioError> {
+    Err(ScenarioError(message.into()))
+}
+
+impl Scenario {
+    pub(super) fn validate_workloads(&self) -> Result<(), ScenarioError> {
+        if let Some(gateway) = &self.gateway {
+            if gateway.workers == 0 || gateway.workers > 64 {
+                return err(format!(
+                    "gateway.workers must be in 1..=64, got {}",
+                    gateway.workers
+                ));
+            }
+            if gateway.slots == 0 || gateway.slots > 64 {
+                return err(format!(
+                    "gateway.slots must be in 1..=64, got {}",
+                    gateway.slots
+                ));
+            }
+        }
+        if let Some(tasks) = &self.tasks {
+            if self.gateway.is_none() {
+                return err("[tasks] needs a [gateway] to submit to");
+            }
+            if tasks.count == 0 || tasks.count > 1_000 {
+                return err(format!(
+                    "tasks.count must be in 1..=1000, got {}",
+                    tasks.count
+                ));
+            }
+            if !(tasks.submit_from_s.is_finite()
+                && tasks.submit_from_s >= 0.0
+                && tasks.submit_until_s >= tasks.submit_from_s
+                && tasks.submit_until_s <= self.duration_s)
+            {
+                return err(format!(
+                    "tasks: need 0 <= submit_from_s ({}) <= submit_until_s ({}) <= duration_s",
+                    tasks.submit_from_s, tasks.submit_until_s
+                ));
+            }
+            if tasks.repeats_max == 0 || tasks.repeats_max > 100 {
+                return err(format!(
+                    "tasks.repeats_max must be in 1..=100, got {}",
+                    tasks.repeats_max
+                ));
+            }
+            if tasks.cancel_percent > 100 {
+                return err(format!(
+                    "tasks.cancel_percent must be at most 100, got {}",
+                    tasks.cancel_percent
+                ));
+            }
+        }
+        if let Some(channel) = &self.channel {
+            if channel.senders == 0 || channel.receivers == 0 {
+                return err("channel: needs at least one sender and one receiver");
+            }
+            if channel.senders > 64 || channel.receivers > 64 || channel.capacity > 1_024 {
+                return err("channel: at most 64 senders, 64 receivers, capacity 1024");
+            }
+            if !(channel.send_until_s > 0.0 && channel.send_until_s <= self.duration_s) {
+                return err(format!(
+                    "channel.send_until_s must be in (0, duration_s], got {}",
+                    channel.send_until_s
+                ));
+            }
+        }
+        if let Some(pubsub) = &self.pubsub {
+            if self.cluster.nodes == 0 {
+                return err("[pubsub] needs membership nodes ([cluster] nodes)");
+            }
+            if pubsub.interval_ms < 10 {
+                return err(format!(
+                    "pubsub.interval_ms must be >= 10, got {}",
+                    pubsub.interval_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn validate_faults(&self, hosts: &BTreeSet<String>) -> Result<(), ScenarioError> {
+        let rate = |what: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                err(format!("{what} must be within 0..=1, got {v}"))
+            }
+        };
+        let mut running = hosts.clone();
+        let mut last = 0.0;
+        let receivers: BTreeSet<String> = self
+            .channel
+            .as_ref()
+            .map(|c| (0..c.receivers).map(receiver_name).collect())
+            .unwrap_or_default();
+        for (i, fault) in self.faults.iter().enumerate() {
+            let at = format!("faults[{i}] ({} at {}s)", fault.kind.name(), fault.at_s);
+            if !(fault.at_s.is_finite() && fault.at_s >= 0.0) {
+                return err(format!("{at}: at_s must be a finite number >= 0"));
+            }
+            if fault.at_s < last {
+                return err(format!("{at}: faults must be in time order"));
+            }
+            if fault.at_s > self.duration_s {
+                return err(format!("{at}: after duration_s {}", self.duration_s));
+            }
+            last = fault.at_s;
+            for name in fault.a.iter().chain(&fault.b).chain(&fault.nodes) {
+                if !hosts.contains(name) {
+                    return err(format!(
+                        "{at}: unknown host {name:?} (this scenario has {})",
+                        describe_hosts(hosts)
+                    ));
+                }
+            }
+            let link = fault.kind.is_link();
+            let node = matches!(fault.kind, FaultKind::Crash | FaultKind::Restart);
+            if link && (fault.a.is_empty() || fault.b.is_empty()) {
+                return err(format!("{at}: needs non-empty `a` and `b`"));
+            }
+            if link && fault.a.iter().any(|x| fault.b.contains(x)) {
+                return err(format!("{at}: a host is on both sides"));
+            }
+            if !link && (!fault.a.is_empty() || !fault.b.is_empty()) {
+                return err(format!("{at}: `a`/`b` only apply to link faults"));
+            }
+            if node && fault.nodes.is_empty() {
+                return err(format!("{at}: needs non-empty `nodes`"));
+            }
+            if !node && !fault.nodes.is_empty() {
+                return err(format!("{at}: `nodes` only applies to crash and restart"));
+            }
+            let takes_rate = matches!(fault.kind, FaultKind::Loss | FaultKind::LinkLoss);
+            match (takes_rate, fault.fail_rate) {
+                (true, Some(v)) => rate(&format!("{at}: fail_rate"), v)?,
+                (true, None) => return err(format!("{at}: needs `fail_rate`")),
+                (false, Some(_)) => {
+                    return err(format!(
+                        "{at}: `fail_rate` only applies to loss and link_loss"
+                    ))
+                }
+                _ => {}
+            }
+            match (fault.kind == FaultKind::Latency, fault.latency_ms) {
+                (true, None) => return err(format!("{at}: needs `latency_ms`")),
+                (true, Some(ms)) if ms > 60_000 => {
+                    return err(format!("{at}: latency_ms must be at most 60000"))
+                }
+                (false, Some(_)) => {
+                    return err(format!("{at}: `latency_ms` only applies to latency"))
+                }
+                _ => {}
+            }
+            // Hosts whose loss would break a workload's own assumptions, not the
+            // system's guarantees.
+            for name in &fault.nodes {
+                let driver = name == CLIENT_HOST
+                    || name == CHANNEL_HOST
+                    || name.starts_with("sender-")
+                    || name.starts_with("receiver-");
+                if driver {
+                    return err(format!(
+                        "{at}: {name} cannot crash: it drives a workload (or holds the \
+                         channel's values in memory)"
+                    ));
+                }
+            }
+            let cuts = matches!(
+                fault.kind,
+                FaultKind::Partition | FaultKind::PartitionOneway | FaultKind::LinkLoss
+            );
+            if cuts {
+                if let Some(r) = fault
+                    .a
+                    .iter()
+                    .chain(&fault.b)
+                    .find(|h| receivers.contains(*h))
+                {
+                    return err(format!(
+                        "{at}: {r} may only be held, not cut off: a receive reply lost on a \
+                         cut link loses its value (the channel's documented limit)"
+                    ));
+                }
+            }
+            for name in &fault.nodes {
+                match fault.kind {
+                    FaultKind::Crash if !running.remove(name) => {
+                        return err(format!("{at}: {name} is already crashed"))
+                    }
+                    FaultKind::Restart => {
+                        running.insert(name.clone());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn validate_invariants(&self) -> Result<(), ScenarioError> {
+        let inv = &self.invariants;
+        let needs = |on: bool, what: &str, section: bool, section_name: &str| {
+            if on && !section {
+                err(format!("invariants.{what} needs a {section_name} workload"))
+            } else {
+                Ok(())
+            }
+        };
+        let members = self.cluster.nodes > 0;
+        needs(
+            inv.no_false_leave,
+            "no_false_leave",
+            members,
+            "[cluster] nodes",
+        )?;
+        needs(
+            inv.views_complete_within_s.is_some(),
+            "views_complete_within_s",
+            members,
+            "[cluster] nodes",
+        )?;
+        let tasks = self.tasks.is_some();
+        needs(inv.no_task_lost, "no_task_lost", tasks, "[tasks]")?;
+        needs(
+            inv.one_terminal_status,
+            "one_terminal_status",
+            tasks,
+            "[tasks]",
+        )?;
+        needs(inv.cancel_stops_runs, "cancel_stops_runs", tasks, "[tasks]")?;
+        needs(
+            inv.runs_finish_within_s.is_some(),
+            "runs_finish_within_s",
+            tasks,
+            "[tasks]",
+        )?;
+        let channel = self.channel.is_some();
+        needs(
+            inv.channel_exactly_once,
+            "channel_exactly_once",
+            channel,
+            "[channel]",
+        )?;
+        needs(inv.channel_order, "channel_order", channel, "[channel]")?;
+        needs(
+            inv.channel_drains_within_s.is_some(),
+            "channel_drains_within_s",
+            channel,
+            "[channel]",
+        )?;
+        let pubsub = self.pubsub.is_some();
+        needs(inv.pubsub_integrity, "pubsub_integrity", pubsub, "[pubsub]")?;
+        needs(
+            inv.pubsub_delivery_within_s.is_some(),
+            "pubsub_delivery_within_s",
+            pubsub,
+            "[pubsub]",
+        )?;
+
+        let quiet = self.quiet_from();
+        let end = secs(self.duration_s);
+        let bound = |what: &str, from: Duration, bound_s: Option<f64>, extra: Duration| {
+            let Some(b) = bound_s else { return Ok(()) };
+            if !(b.is_finite() && b >= 0.0) {
+                return err(format!("invariants.{what} must be a finite number >= 0"));
+            }
+            let needed = from + secs(b) + extra;
+            if needed > end {
+                return err(format!(
+                    "duration_s {} is too short: {what} needs the run to last until {:.3}s",
+                    self.duration_s,
+                    needed.as_secs_f64()
+                ));
+            }
+            Ok(())
+        };
+        bound(
+            "views_complete_within_s",
+            quiet,
+            inv.views_complete_within_s,
+            SAMPLE_INTERVAL,
+        )?;
+        if let Some(tasks) = &self.tasks {
+            let last_due = Duration::from_millis(tasks.last_due_ms());
+            bound(
+                "runs_finish_within_s",
+                quiet.max(last_due),
+                inv.runs_finish_within_s,
+                Duration::from_secs(1),
+            )?;
+        }
+        if let Some(channel) = &self.channel {
+            bound(
+                "channel_drains_within_s",
+                quiet.max(secs(channel.send_until_s)),
+                inv.channel_drains_within_s,
+                Duration::from_millis(200),
+            )?;
+        }
+        // Messages published in [quiet + b, end - b] are judged: that window
+        // must exist.
+        bound(
+            "pubsub_delivery_within_s",
+            quiet,
+            inv.pubsub_delivery_within_s.map(|b| 2.0 * b),
+            Duration::from_secs(1),
+        )?;
+        Ok(())
+    }
+}
+
+fn describe_hosts(hosts: &BTreeSet<String>) -> String {
+    let mut names: Vec<&str> = hosts
+        .iter()
+        .filter(|h| !h.starts_with("node-"))
+        .map(String::as_str)
+        .collect();
+    let nodes = hosts.iter().filter(|h| h.starts_with("node-")).count();
+    let range;
+    if nodes > 0 {
+        range = format!("node-000..node-{:03}", nodes - 1);
+        names.insert(0, &range);
+    }
+    names.join(", ")
+}
