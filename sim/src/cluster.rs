@@ -62,7 +62,13 @@ pub fn peer_of(seed: u64, name: &str) -> PeerId {
     SimConfig::from_seed(seed, name).identity.peer_id()
 }
 
-fn now() -> Duration {
+/// Where host `host` listens: `/dns4/<host>/tcp/NODE_PORT`.
+pub fn node_address(host: &str) -> Address {
+    Address::new(format!("/dns4/{host}/tcp/{NODE_PORT}"))
+}
+
+/// Simulated time since the start of the run (zero outside a simulation).
+pub fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
 }
 
@@ -87,9 +93,7 @@ pub async fn run_member(
     let config = SimConfig::from_seed(seed, &name);
     let identity = config.identity.clone();
     let transport = SimTransport::new(config);
-    transport
-        .listen(Address::new(format!("/dns4/{name}/tcp/{NODE_PORT}")))
-        .await?;
+    transport.listen(node_address(&name)).await?;
     let discovery = MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
     let pubsub = PubSub::new(transport.clone());
     let membership_config = MembershipConfig {

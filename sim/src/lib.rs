@@ -12,5 +12,5 @@ mod seed;
 mod trace;
 pub mod workload;
 
-pub use seed::{derive_seed, root_seed, SEED_ENV};
+pub use seed::{derive_seed, parse_seed, root_seed, SEED_ENV};
 pub use trace::Trace;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use ww_sched::sabotage::Sabotage;
 use ww_sim::scenario::{self, swarm, RunOptions, Scenario, Verdict};
-use ww_sim::{root_seed, SEED_ENV};
+use ww_sim::{parse_seed, root_seed, SEED_ENV};
 
 mod swarm_cmd;
 
@@ -39,14 +39,6 @@ Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 
 /// Exit code of a harness error.
 pub const EXIT_HARNESS: u8 = 3;
-
-/// Parses a seed: decimal, or hex with `0x`.
-pub(crate) fn parse_seed(text: &str) -> Option<u64> {
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
-}
 
 /// Parsed command line.
 pub(crate) struct Args {

@@ -11,14 +11,16 @@ pub const SEED_ENV: &str = "WW_SIM_SEED";
 /// override would replay the wrong run.
 pub fn root_seed(default: u64) -> u64 {
     match std::env::var(SEED_ENV) {
-        Ok(text) => {
-            let parsed = match text.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => text.parse(),
-            };
-            parsed.unwrap_or_else(|_| panic!("{SEED_ENV}={text:?} is not a u64"))
-        }
+        Ok(text) => parse_seed(&text).unwrap_or_else(|| panic!("{SEED_ENV}={text:?} is not a u64")),
         Err(_) => default,
+    }
+}
+
+/// Parses a seed: decimal, or hexadecimal after `0x`.
+pub fn parse_seed(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
     }
 }
 

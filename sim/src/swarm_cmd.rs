@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use ww_sim::scenario::{swarm, Class, Scenario, Verdict};
+use ww_sim::scenario::{self, swarm, Class, Scenario, Verdict};
 
 use crate::{replay_command, run_once, verdict_code, Args, EXIT_HARNESS};
 
@@ -36,12 +36,7 @@ struct Row {
 }
 
 fn scenario_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
+    let files = scenario::scenario_files(dir).map_err(|e| e.to_string())?;
     if files.is_empty() {
         return Err(format!("{}: no *.toml scenario files", dir.display()));
     }

@@ -55,16 +55,6 @@ impl Trace {
             .clone()
     }
 
-    /// How many lines were recorded (kept or not).
-    pub fn len(&self) -> u64 {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).count
-    }
-
-    /// Whether nothing was recorded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// SHA-256 over every line recorded and their count, as lowercase hex.
     pub fn digest(&self) -> String {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());

@@ -23,13 +23,7 @@ fn scenarios_dir() -> PathBuf {
 }
 
 fn scenario_files() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
-        .expect("read scenarios/")
-        .map(|entry| entry.expect("read scenarios/ entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    files
+    ww_sim::scenario::scenario_files(&scenarios_dir()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn replay(file: &Path, seed: u64) -> String {

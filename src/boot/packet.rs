@@ -281,11 +281,12 @@ pub fn open(datagram: &[u8], max_bytes: usize) -> Result<Packet, DropReason> {
         return Err(DropReason::Unsigned);
     }
     let signer = PeerId::from_bytes(&envelope.signer).map_err(|_| DropReason::BadSignature)?;
-    if !verified_before(&envelope) {
+    let digest = envelope_digest(&envelope);
+    if !verified_before(&digest) {
         if !signer.verify(&signed_message(&envelope.payload), &envelope.signature) {
             return Err(DropReason::BadSignature);
         }
-        remember_verified(&envelope);
+        remember_verified(digest);
     }
     let packet = Packet::decode(&envelope.payload).map_err(|_| DropReason::Malformed)?;
     if *packet.body.sender() != signer {
@@ -327,13 +328,11 @@ fn envelope_digest(envelope: &Envelope) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-fn verified_before(envelope: &Envelope) -> bool {
-    let digest = envelope_digest(envelope);
-    VERIFIED.with(|v| v.borrow().set.contains(&digest))
+fn verified_before(digest: &[u8; 32]) -> bool {
+    VERIFIED.with(|v| v.borrow().set.contains(digest))
 }
 
-fn remember_verified(envelope: &Envelope) {
-    let digest = envelope_digest(envelope);
+fn remember_verified(digest: [u8; 32]) {
     VERIFIED.with(|v| {
         let verified = &mut *v.borrow_mut();
         if verified.set.insert(digest) {

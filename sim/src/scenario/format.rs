@@ -333,6 +333,18 @@ pub struct Invariants {
     pub pubsub_delivery_within_s: Option<f64>,
 }
 
+/// The scenario files (`*.toml`) in `dir`, sorted by name.
+pub fn scenario_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, ScenarioError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| ScenarioError(format!("{}: {e}", dir.display())))?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Host names of `count` membership nodes.
 pub fn node_names(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("node-{i:03}")).collect()
@@ -363,10 +375,6 @@ pub fn receiver_name(i: usize) -> String {
 /// Seconds as a duration.
 pub(crate) fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
-}
-
-fn err<T>(message: impl Into<String>) -> Result<T, ScenarioError> {
-    Err(ScenarioError(message.into()))
 }
 
 impl Scenario {
@@ -407,60 +415,5 @@ impl Scenario {
             hosts.extend((0..channel.receivers).map(receiver_name));
         }
         hosts
-    }
-
-    /// Checks everything a run relies on; the error names the offending key.
-    pub fn validate(&self) -> Result<(), ScenarioError> {
-        let finite_nonneg = |what: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                err(format!("{what} must be a finite number >= 0, got {v}"))
-            }
-        };
-        let rate = |what: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) {
-                Ok(())
-            } else {
-                err(format!("{what} must be within 0..=1, got {v}"))
-            }
-        };
-        finite_nonneg("duration_s", self.duration_s)?;
-        if self.duration_s <= 0.0 || self.duration_s > 3_600.0 {
-            return err(format!(
-                "duration_s must be in (0, 3600], got {}",
-                self.duration_s
-            ));
-        }
-        if !(1..=16).contains(&self.test_seeds) {
-            return err(format!(
-                "test_seeds must be in 1..=16, got {}",
-                self.test_seeds
-            ));
-        }
-        if self.swarm_seeds_max == Some(0) {
-            return err("swarm_seeds_max must be at least 1");
-        }
-        if self.cluster.nodes > 1_000 {
-            return err(format!(
-                "cluster.nodes must be at most 1000, got {}",
-                self.cluster.nodes
-            ));
-        }
-        if self.cluster.ttl_ms < 600 {
-            return err(format!(
-                "cluster.ttl_ms must be >= 600, got {}",
-                self.cluster.ttl_ms
-            ));
-        }
-        rate("network.fail_rate", self.network.fail_rate)?;
-        rate("network.repair_rate", self.network.repair_rate)?;
-        self.validate_workloads()?;
-        let hosts = self.hosts();
-        if hosts.is_empty() {
-            return err("nothing to simulate: give [cluster] nodes, [gateway] or [channel]");
-        }
-        self.validate_faults(&hosts)?;
-        self.validate_invariants()
     }
 }

@@ -12,8 +12,65 @@ fn err<T>(message: impl Into<String>) -> Result<T, ScenarioError> {
     Err(ScenarioError(message.into()))
 }
 
+fn finite_nonneg(what: &str, v: f64) -> Result<(), ScenarioError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        err(format!("{what} must be a finite number >= 0, got {v}"))
+    }
+}
+
+fn rate(what: &str, v: f64) -> Result<(), ScenarioError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(())
+    } else {
+        err(format!("{what} must be within 0..=1, got {v}"))
+    }
+}
+
 impl Scenario {
-    pub(super) fn validate_workloads(&self) -> Result<(), ScenarioError> {
+    /// Checks everything a run relies on; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        finite_nonneg("duration_s", self.duration_s)?;
+        if self.duration_s <= 0.0 || self.duration_s > 3_600.0 {
+            return err(format!(
+                "duration_s must be in (0, 3600], got {}",
+                self.duration_s
+            ));
+        }
+        if !(1..=16).contains(&self.test_seeds) {
+            return err(format!(
+                "test_seeds must be in 1..=16, got {}",
+                self.test_seeds
+            ));
+        }
+        if self.swarm_seeds_max == Some(0) {
+            return err("swarm_seeds_max must be at least 1");
+        }
+        if self.cluster.nodes > 1_000 {
+            return err(format!(
+                "cluster.nodes must be at most 1000, got {}",
+                self.cluster.nodes
+            ));
+        }
+        if self.cluster.ttl_ms < 600 {
+            return err(format!(
+                "cluster.ttl_ms must be >= 600, got {}",
+                self.cluster.ttl_ms
+            ));
+        }
+        rate("network.fail_rate", self.network.fail_rate)?;
+        rate("network.repair_rate", self.network.repair_rate)?;
+        self.validate_workloads()?;
+        let hosts = self.hosts();
+        if hosts.is_empty() {
+            return err("nothing to simulate: give [cluster] nodes, [gateway] or [channel]");
+        }
+        self.validate_faults(&hosts)?;
+        self.validate_invariants()
+    }
+
+    fn validate_workloads(&self) -> Result<(), ScenarioError> {
         if let Some(gateway) = &self.gateway {
             if gateway.workers == 0 || gateway.workers > 64 {
                 return err(format!(
@@ -89,14 +146,7 @@ impl Scenario {
         Ok(())
     }
 
-    pub(super) fn validate_faults(&self, hosts: &BTreeSet<String>) -> Result<(), ScenarioError> {
-        let rate = |what: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) {
-                Ok(())
-            } else {
-                err(format!("{what} must be within 0..=1, got {v}"))
-            }
-        };
+    fn validate_faults(&self, hosts: &BTreeSet<String>) -> Result<(), ScenarioError> {
         let mut running = hosts.clone();
         let mut last = 0.0;
         let receivers: BTreeSet<String> = self
@@ -208,7 +258,7 @@ impl Scenario {
         Ok(())
     }
 
-    pub(super) fn validate_invariants(&self) -> Result<(), ScenarioError> {
+    fn validate_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
         let needs = |on: bool, what: &str, section: bool, section_name: &str| {
             if on && !section {

@@ -16,12 +16,12 @@ use ww_sched::schema::channel_capnp::{recver, sender};
 use ww_sched::schema::worker_capnp::worker::assign_results;
 use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
 
+use crate::cluster::{node_address, now, peer_of};
 use crate::derive_seed;
 use crate::scenario::{receiver_name, sender_name, ChannelSpec, CHANNEL_HOST};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 
-const CHANNEL_PORT: u16 = 7000;
 /// The channel's export name.
 const EXPORT: &str = "jobs";
 /// A send's deadline.
@@ -46,16 +46,12 @@ pub fn parse_value(value: &str) -> Option<(usize, u64)> {
     Some((sender.parse().ok()?, seq.parse().ok()?))
 }
 
-fn now() -> Duration {
-    turmoil::sim_elapsed().unwrap_or_default()
-}
-
 fn channel_peer(seed: u64) -> PeerId {
-    SimConfig::from_seed(seed, CHANNEL_HOST).identity.peer_id()
+    peer_of(seed, CHANNEL_HOST)
 }
 
 fn channel_address() -> Address {
-    Address::new(format!("/dns4/{CHANNEL_HOST}/tcp/{CHANNEL_PORT}"))
+    node_address(CHANNEL_HOST)
 }
 
 /// `capnp` is not a dependency of ww-sim, so `capnp::text::Reader` cannot be

@@ -18,17 +18,16 @@ use ww_sched::gateway::{Gateway, GatewayConfig};
 use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
-use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
+use ww_sched::transport::{PeerId, SimConfig, SimTransport, Transport};
 use ww_sched::worker::{ExecMode, WorkerConfig};
 
+use crate::cluster::{node_address as address, now, peer_of};
 use crate::derive_seed;
 use crate::http::{request, HttpResponse};
 use crate::scenario::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The port every host's transport listens on.
-const NODE_PORT: u16 = 7000;
 /// The gateway's REST port.
 pub const HTTP_PORT: u16 = 8080;
 /// Deadline of one HTTP request (connect, answer and body).
@@ -41,10 +40,6 @@ const FUEL_PER_SIM_MS: u64 = 5_000;
 /// How often the client polls every task.
 const POLL: Duration = Duration::from_millis(250);
 
-fn now() -> Duration {
-    turmoil::sim_elapsed().unwrap_or_default()
-}
-
 fn now_ms() -> u64 {
     u64::try_from(now().as_millis()).unwrap_or(u64::MAX)
 }
@@ -53,12 +48,8 @@ fn now_ns() -> u64 {
     u64::try_from(now().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn address(host: &str) -> Address {
-    Address::new(format!("/dns4/{host}/tcp/{NODE_PORT}"))
-}
-
 fn gateway_peer(seed: u64) -> PeerId {
-    SimConfig::from_seed(seed, GATEWAY_HOST).identity.peer_id()
+    peer_of(seed, GATEWAY_HOST)
 }
 
 /// One submission the client makes.
