@@ -13,6 +13,9 @@ pub enum Sabotage {
     /// The gateway acknowledges one submission but never persists it: the task
     /// is lost when the gateway restarts.
     LoseAckedTask,
+    /// The gateway shows run outcomes before they are durable (stays armed for
+    /// the whole run): a crash then takes back a result a client has seen.
+    ShowUnsyncedResults,
 }
 
 impl Sabotage {
@@ -20,12 +23,13 @@ impl Sabotage {
     pub fn name(self) -> &'static str {
         match self {
             Sabotage::LoseAckedTask => "lose-acked-task",
+            Sabotage::ShowUnsyncedResults => "show-unsynced-results",
         }
     }
 
     /// Parses [`Sabotage::name`].
     pub fn parse(name: &str) -> Option<Sabotage> {
-        [Sabotage::LoseAckedTask]
+        [Sabotage::LoseAckedTask, Sabotage::ShowUnsyncedResults]
             .into_iter()
             .find(|s| s.name() == name)
     }
@@ -38,6 +42,12 @@ thread_local! {
 /// Arms `sabotage` (or disarms with `None`) on this thread.
 pub fn arm(sabotage: Option<Sabotage>) {
     ARMED.with(|armed| armed.set(sabotage));
+}
+
+/// Whether `sabotage` is armed on this thread, leaving it armed: the bug
+/// strikes every time.
+pub fn armed(sabotage: Sabotage) -> bool {
+    ARMED.with(|armed| armed.get() == Some(sabotage))
 }
 
 /// Whether `sabotage` is armed on this thread; it disarms itself, so the bug

@@ -219,6 +219,27 @@ fn runs_wait_for_a_free_slot_without_busy_waking() {
 }
 
 #[test]
+fn run_outcomes_are_marked_settled_and_placements_are_not() {
+    let mut s = Scheduler::new(config(1));
+    let e = s.worker_joined(0, "w", 1);
+    assert!(!e.iter().any(|e| matches!(e, Effect::Settled(_))));
+    let e = s.submit(0, spec("t", 0, 0, 1, 100)).unwrap();
+    assert!(
+        !e.iter().any(|e| matches!(e, Effect::Settled(_))),
+        "a placement is progress, not an outcome: {e:?}"
+    );
+    let e = s.run_finished(10, &id("t"), 0, 1, ok());
+    assert!(e.contains(&Effect::Settled(id("t"))), "{e:?}");
+    // A timeout is an outcome too.
+    s.submit(20, spec("slow", 0, 0, 1, 50)).unwrap();
+    s.tick(30);
+    assert_eq!(run_status(&s, "slow", 0), RunStatus::Running);
+    let e = s.tick(1_000);
+    assert!(e.contains(&Effect::Settled(id("slow"))), "{e:?}");
+    assert_eq!(run_status(&s, "slow", 0), RunStatus::TimedOut);
+}
+
+#[test]
 fn zero_slot_worker_gets_nothing() {
     let mut s = Scheduler::new(config(1));
     s.worker_joined(0, "w", 0);

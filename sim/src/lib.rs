@@ -6,6 +6,7 @@
 //! [`ww_sched::transport::SimTransport`]. Same seed, same trace.
 
 pub mod cluster;
+pub mod disk;
 pub mod http;
 pub mod scenario;
 mod seed;

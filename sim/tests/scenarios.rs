@@ -158,6 +158,35 @@ fn a_lost_acknowledged_task_is_caught_and_replays() {
     assert!(clean.is_clean(), "{:?}", clean.safety_violations);
 }
 
+/// The second broken build: the gateway shows run outcomes before they are
+/// durable. The gateway crash at 9 s throws away the unsynced tail of its disk,
+/// the restarted gateway runs the run again, and the client sees a result it
+/// was already shown change. Seed 1 puts a shown result in that lost tail (not
+/// every seed does: the tail is at most `SYNC_INTERVAL` long).
+#[test]
+fn a_result_shown_before_it_is_durable_is_caught_after_a_crash() {
+    let (_, scenario) = load("gateway-restart.toml");
+    let seed = 1;
+    let options = RunOptions {
+        sabotage: Some(Sabotage::ShowUnsyncedResults),
+    };
+    let first = run_with(&scenario, seed, options).expect("run");
+    assert!(
+        first
+            .safety_violations
+            .iter()
+            .any(|v| v.starts_with("one_terminal_status:") && v.contains("terminal record changed")),
+        "the taken-back result went unnoticed (seed {seed}): {:?}\n{:?}",
+        first.safety_violations,
+        first.timeline
+    );
+    let again = run_with(&scenario, seed, options).expect("run");
+    assert_eq!(first.safety_violations, again.safety_violations);
+    assert_eq!(first.digest, again.digest);
+    let clean = run(&scenario, seed).expect("run");
+    assert!(clean.is_clean(), "{:?}", clean.safety_violations);
+}
+
 /// The same through the binary: exit code 1, a replay line, and the replay
 /// command printing the same violation.
 #[test]

@@ -2,7 +2,9 @@
 //! the store and the worker pool. HTTP handlers reach it through a bounded
 //! command queue; runs report back through an internal queue. Every scheduler
 //! effect is carried out here: `TaskChanged` is persisted before the command that
-//! caused it is answered, so an acknowledged task is never lost.
+//! caused it is answered, so an acknowledged task is never lost. Run outcomes
+//! (`Settled`) are written without an fsync, but a read that would show one waits
+//! for the fsync first, so a result once shown is never taken back by a crash.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -59,12 +61,15 @@ pub struct Core {
     /// Tasks changed since the last flush, written together in one commit.
     dirty: BTreeSet<TaskId>,
     /// Whether the next flush must wait for the fsync (a submission or cancel
-    /// is waiting for its answer).
+    /// is waiting for its answer, or a read is about to show a run outcome).
     durable: bool,
     /// Answers held back until the changes they acknowledge are on disk.
     deferred: Vec<Deferred>,
     /// Module bytes by hash, so starting a run does not read the store.
     modules: BTreeMap<[u8; 32], Rc<Vec<u8>>>,
+    /// Tasks with a run outcome written but not yet fsynced: reading one makes
+    /// the next flush durable.
+    unsynced_outcomes: BTreeSet<TaskId>,
     /// When non-durable writes were first left unsynced, if any are.
     unsynced_since: Option<tokio::time::Instant>,
     /// Tasks the `LoseAckedTask` sabotage keeps out of the store.
@@ -72,7 +77,8 @@ pub struct Core {
     sabotaged: BTreeSet<TaskId>,
 }
 
-/// An answer that may only be sent once its changes are durable.
+/// An answer held until the flush that ends its batch: what it shows is then
+/// written, and durable when a crash must not take it back (see `Core::flush`).
 enum Deferred {
     Submit(
         oneshot::Sender<Result<(Task, bool), ApiError>>,
@@ -82,6 +88,24 @@ enum Deferred {
         oneshot::Sender<Result<Task, ApiError>>,
         Result<Task, ApiError>,
     ),
+    Get(oneshot::Sender<Option<Task>>, Option<Task>),
+    List(oneshot::Sender<Vec<Task>>, Vec<Task>),
+}
+
+impl Deferred {
+    /// Sends the answer, or `failure` instead of an acknowledgement when the
+    /// flush failed (reads are answered either way: they acknowledge nothing).
+    fn send(self, failure: Option<&str>) {
+        let refused = |what: &str| ApiError::Internal(format!("not persisted: {what}"));
+        match (self, failure) {
+            (Deferred::Submit(reply, _), Some(e)) => drop(reply.send(Err(refused(e)))),
+            (Deferred::Submit(reply, result), None) => drop(reply.send(result)),
+            (Deferred::Cancel(reply, _), Some(e)) => drop(reply.send(Err(refused(e)))),
+            (Deferred::Cancel(reply, result), None) => drop(reply.send(result)),
+            (Deferred::Get(reply, task), _) => drop(reply.send(task)),
+            (Deferred::List(reply, tasks), _) => drop(reply.send(tasks)),
+        }
+    }
 }
 
 /// Commands and run results handled before one flush: bounds the batch (and so
@@ -127,6 +151,7 @@ impl Core {
             durable: false,
             deferred: Vec::new(),
             modules: BTreeMap::new(),
+            unsynced_outcomes: BTreeSet::new(),
             unsynced_since: None,
             #[cfg(feature = "sabotage")]
             sabotaged: BTreeSet::new(),
@@ -217,14 +242,9 @@ impl Core {
         let overdue = self
             .unsynced_since
             .is_some_and(|since| since.elapsed() >= SYNC_INTERVAL);
-        if overdue && self.dirty.is_empty() {
-            match self.store.sync() {
-                Ok(()) => self.unsynced_since = None,
-                Err(e) => tracing::error!(error = %e, "store sync failed"),
-            }
-        }
         self.durable |= overdue;
-        if !self.dirty.is_empty() {
+        let unsynced_write = !self.durable && !self.dirty.is_empty();
+        let written = if !self.dirty.is_empty() {
             #[cfg(feature = "sabotage")]
             self.dirty.retain(|id| !self.sabotaged.contains(id));
             let tasks: Vec<&Task> = self
@@ -232,29 +252,42 @@ impl Core {
                 .iter()
                 .filter_map(|id| self.sched.task(id))
                 .collect();
-            if let Err(e) = self.store.put_tasks(&tasks, self.durable) {
+            let written = self.store.put_tasks(&tasks, self.durable);
+            if let Err(e) = &written {
                 tracing::error!(tasks = tasks.len(), error = %e, "tasks not persisted");
-                for deferred in self.deferred.drain(..) {
-                    let error = ApiError::Internal(format!("not persisted: {e}"));
-                    match deferred {
-                        Deferred::Submit(reply, _) => drop(reply.send(Err(error))),
-                        Deferred::Cancel(reply, _) => drop(reply.send(Err(error))),
-                    }
-                }
             }
             self.dirty.clear();
-            if self.durable {
+            written
+        } else if self.durable && self.unsynced_since.is_some() {
+            // Nothing new, but earlier unsynced writes must become durable now.
+            let synced = self.store.sync();
+            if let Err(e) = &synced {
+                tracing::error!(error = %e, "store sync failed");
+            }
+            synced
+        } else {
+            Ok(())
+        };
+        match written {
+            Ok(()) if self.durable => {
                 self.unsynced_since = None;
-            } else if self.unsynced_since.is_none() {
-                self.unsynced_since = Some(tokio::time::Instant::now());
+                self.unsynced_outcomes.clear();
+            }
+            Ok(()) if unsynced_write => {
+                self.unsynced_since
+                    .get_or_insert_with(tokio::time::Instant::now);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                let failure = e.to_string();
+                for deferred in self.deferred.drain(..) {
+                    deferred.send(Some(&failure));
+                }
             }
         }
         self.durable = false;
         for deferred in self.deferred.drain(..) {
-            match deferred {
-                Deferred::Submit(reply, result) => drop(reply.send(result)),
-                Deferred::Cancel(reply, result) => drop(reply.send(result)),
-            }
+            deferred.send(None);
         }
     }
 
@@ -279,6 +312,14 @@ impl Core {
             match effect {
                 Effect::TaskChanged(id) => {
                     self.dirty.insert(id);
+                }
+                Effect::Settled(id) => {
+                    #[cfg(feature = "sabotage")]
+                    if crate::sabotage::armed(crate::sabotage::Sabotage::ShowUnsyncedResults) {
+                        continue;
+                    }
+                    // Written without an fsync; a read that would show it waits for one.
+                    self.unsynced_outcomes.insert(id);
                 }
                 Effect::StartRun {
                     task,
@@ -383,8 +424,10 @@ impl Core {
                 reply,
             } => {
                 let result = self.submit(task, idempotency_key);
-                if matches!(result, Ok((_, true))) {
+                if result.is_ok() {
                     // A 201 waits for the fsync: an acknowledged task is never lost.
+                    // A repeat (200) waits too: its first submission may be in
+                    // this very batch.
                     self.durable = true;
                     self.deferred.push(Deferred::Submit(reply, result));
                 } else {
@@ -404,11 +447,18 @@ impl Core {
                     .skip(offset)
                     .take(limit)
                     .cloned()
-                    .collect();
-                let _ = reply.send(tasks);
+                    .collect::<Vec<Task>>();
+                // Reads wait for the flush, durable if they show an outcome not yet
+                // fsynced: a result once shown survives a crash.
+                self.durable |= tasks
+                    .iter()
+                    .any(|t| self.unsynced_outcomes.contains(&t.spec.id));
+                self.deferred.push(Deferred::List(reply, tasks));
             }
             Command::Get { id, reply } => {
-                let _ = reply.send(self.sched.task(&id).cloned());
+                self.durable |= self.unsynced_outcomes.contains(&id);
+                let task = self.sched.task(&id).cloned();
+                self.deferred.push(Deferred::Get(reply, task));
             }
             Command::Cancel { id, reply } => {
                 let result = match self.sched.cancel((self.clock)(), &id) {

@@ -108,6 +108,18 @@ impl Gateway {
         };
         std::fs::create_dir_all(&config.data_dir).map_err(|e| store_error(e.to_string()))?;
         let store = Store::open(&path).map_err(|e| store_error(e.to_string()))?;
+        Self::start_with_store(transport, membership, clock, config, store).await
+    }
+
+    /// [`Gateway::start`] on a store already open (`config.data_dir` unused): the
+    /// simulation hands in a store on its crashable disk.
+    pub async fn start_with_store<T: Transport>(
+        transport: &T,
+        membership: Option<Rc<Membership>>,
+        clock: Clock,
+        config: GatewayConfig,
+        store: Store,
+    ) -> Result<Self, GatewayError> {
         let channel = ChannelServer::new(ChanConfig {
             capacity: config.channel_capacity,
             ..ChanConfig::default()

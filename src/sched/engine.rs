@@ -332,6 +332,7 @@ impl Scheduler {
     /// Recomputes a task's status from its runs and reports the change.
     pub(super) fn settle(&mut self, id: &TaskId, out: &mut Out) {
         out.changed.insert(id.clone());
+        out.settled.insert(id.clone());
         if let Some(task) = self.tasks.get_mut(id) {
             task.status = derived_status(task);
         }

@@ -108,6 +108,9 @@ pub enum Effect {
     },
     /// The task changed: persist the whole `Task` (`Scheduler::task`).
     TaskChanged(TaskId),
+    /// A run of the task reached an outcome (final, or a retry decided): persist
+    /// durably before any answer shows it, so a shown result survives a crash.
+    Settled(TaskId),
 }
 
 /// One run, as a key of the indexes.
@@ -358,12 +361,14 @@ impl WorkerState {
 pub(super) struct Out {
     pub(super) effects: Vec<Effect>,
     pub(super) changed: BTreeSet<TaskId>,
+    pub(super) settled: BTreeSet<TaskId>,
 }
 
 impl Out {
     fn into_effects(self) -> Vec<Effect> {
         let mut effects = self.effects;
         effects.extend(self.changed.into_iter().map(Effect::TaskChanged));
+        effects.extend(self.settled.into_iter().map(Effect::Settled));
         effects
     }
 }

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Builder, Database, Durability, ReadableTable, StorageBackend, TableDefinition};
 use sha2::{Digest, Sha256};
 
 use super::types::{Task, TaskId};
@@ -118,6 +118,20 @@ impl Store {
             path: path.to_owned(),
             source: boxed(e),
         })?;
+        let store = Store { db };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// Opens the database kept by `backend` (the simulation's crashable disk),
+    /// creating its tables if missing; `label` names it in errors.
+    pub fn open_on(backend: impl StorageBackend, label: &str) -> Result<Self, StoreError> {
+        let db = Builder::new()
+            .create_with_backend(backend)
+            .map_err(|e| StoreError::Open {
+                path: PathBuf::from(label),
+                source: boxed(e),
+            })?;
         let store = Store { db };
         store.init()?;
         Ok(store)

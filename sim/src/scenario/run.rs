@@ -2,18 +2,21 @@
 //! applies the faults on schedule, and judges every invariant asked for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use ww_sched::cluster::{LeaveReason, EXPIRY_TICK_MS};
 use ww_sched::sabotage::{self, Sabotage};
 use ww_sched::transport::PeerId;
 
 use super::faults::{apply, describe, Disturbances};
-use super::format::{node_names, secs, Scenario};
+use super::format::{node_names, secs, FaultKind, Scenario, GATEWAY_HOST};
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
 use crate::cluster::{add_members, peer_of, SharedObservations, SAMPLE_INTERVAL};
+use crate::derive_seed;
+use crate::disk::SimDisk;
 use crate::workload::{channel, channel_check, pubsub_check, tasks, tasks_check};
 use crate::Trace;
 
@@ -67,31 +70,6 @@ fn wrong_views(
             None => Some(format!("{host} has no view yet")),
         })
         .collect()
-}
-
-/// A scratch directory for the gateway's store, removed when dropped.
-struct DataDir(std::path::PathBuf);
-
-static DATA_DIRS: AtomicU64 = AtomicU64::new(0);
-
-impl DataDir {
-    fn new() -> DataDir {
-        let path = std::env::temp_dir().join(format!(
-            "ww-sim-{}-{}",
-            std::process::id(),
-            DATA_DIRS.fetch_add(1, Ordering::SeqCst)
-        ));
-        // A directory left by an earlier process with the same pid would be
-        // opened as an existing store: start empty.
-        let _ = std::fs::remove_dir_all(&path);
-        DataDir(path)
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Arms a sabotage for one run and disarms it when dropped, even on a panic.
@@ -152,14 +130,15 @@ pub fn run_with(
         scenario.cluster.ttl_ms,
         publish_every,
     );
-    let data_dir = DataDir::new();
+    let disk = SimDisk::new();
+    let mut disk_crashes = 0u32;
     let task_obs = scenario.gateway.as_ref().map(|gateway| {
         tasks::add_hosts(
             &mut sim,
             seed,
             gateway,
             scenario.tasks.as_ref(),
-            data_dir.0.clone(),
+            disk.clone(),
         )
     });
     let channel_log = scenario
@@ -180,11 +159,28 @@ pub fn run_with(
         for fault in &scenario.faults {
             run_until(&mut sim, secs(fault.at_s))?;
             let at = sim.elapsed();
+            let gateway_down = matches!(fault.kind, FaultKind::Crash | FaultKind::Restart)
+                && fault.nodes.iter().any(|n| n == GATEWAY_HOST);
+            if gateway_down && task_obs.is_some() {
+                // Before turmoil drops the host: what it writes going down is lost,
+                // and of what it wrote since its last sync a seeded subset survives.
+                disk_crashes += 1;
+                let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+                    seed,
+                    &format!("{GATEWAY_HOST}/disk/crash/{disk_crashes}"),
+                ));
+                let lost = disk.crash_torn(&mut rng);
+                tracing::info!(target: "ww_sim::scenario", bytes = lost, "gateway disk crashed");
+                verdict.timeline.push(format!(
+                    "{} gateway disk lost {lost} unsynced bytes",
+                    stamp(at)
+                ));
+            }
             apply(&mut sim, fault);
             for n in &fault.nodes {
                 if n.starts_with("node-") {
                     match fault.kind {
-                        super::FaultKind::Crash => running.remove(n),
+                        FaultKind::Crash => running.remove(n),
                         _ => running.insert(n.clone()),
                     };
                 }

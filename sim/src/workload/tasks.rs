@@ -1,10 +1,10 @@
 //! The task workload: a gateway (REST served over the simulated network, its
-//! store on disk and kept across restarts), workers registering through its
+//! store on a [`SimDisk`] kept across restarts, losing unsynced writes in a
+//! crash), workers registering through its
 //! channel, and a client host that submits tasks at seeded times, cancels some,
 //! and polls every task, recording what it saw for the checks in `tasks_check`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,12 +17,14 @@ use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
 use ww_sched::gateway::{Gateway, GatewayConfig};
 use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
+use ww_sched::sched::Store;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 use ww_sched::transport::{PeerId, SimConfig, SimTransport, Transport};
 use ww_sched::worker::{ExecMode, WorkerConfig};
 
 use crate::cluster::{node_address as address, now, peer_of};
 use crate::derive_seed;
+use crate::disk::SimDisk;
 use crate::http::{request, HttpResponse};
 use crate::scenario::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
 
@@ -119,7 +121,7 @@ pub struct TaskSeen {
     /// Each run's first terminal record, by index.
     pub final_runs: BTreeMap<u64, Value>,
     /// Terminal runs seen to change afterwards: (index, first, later).
-    pub run_changes: Vec<(u64, String, String)>,
+    pub run_changes: Vec<(u64, Value, Value)>,
     /// The latest record polled.
     pub latest: Option<Value>,
     /// When the task was first seen final.
@@ -167,13 +169,13 @@ pub fn add_hosts(
     seed: u64,
     gateway: &GatewaySpec,
     tasks: Option<&TasksSpec>,
-    data_dir: PathBuf,
+    disk: SimDisk,
 ) -> SharedTasks {
     let shared = SharedTasks::default();
     {
         let shared = shared.clone();
         sim.host(GATEWAY_HOST, move || {
-            run_gateway(seed, data_dir.clone(), shared.clone())
+            run_gateway(seed, disk.clone(), shared.clone())
         });
     }
     for i in 0..gateway.workers {
@@ -193,7 +195,7 @@ pub fn add_hosts(
     shared
 }
 
-async fn run_gateway(seed: u64, data_dir: PathBuf, shared: SharedTasks) -> HostResult {
+async fn run_gateway(seed: u64, disk: SimDisk, shared: SharedTasks) -> HostResult {
     let start = {
         let mut obs = lock(&shared);
         obs.gateway_starts += 1;
@@ -202,12 +204,14 @@ async fn run_gateway(seed: u64, data_dir: PathBuf, shared: SharedTasks) -> HostR
     tracing::info!(target: "ww_sim::workload", start, "gateway starting");
     let transport = SimTransport::new(SimConfig::from_seed(seed, GATEWAY_HOST));
     transport.listen(address(GATEWAY_HOST)).await?;
-    let mut config = GatewayConfig::new(data_dir);
+    let store = Store::open_on(disk.backend(), "simulated disk")?;
+    // The data directory is never touched: the store is already open on the disk.
+    let mut config = GatewayConfig::new(std::path::PathBuf::new());
     config.sched.seed = derive_seed(seed, &format!("gateway/scheduler/{start}"));
     config.pool.ping_interval = Duration::from_secs(1);
     config.pool.call_timeout = Duration::from_secs(10);
     let clock: ww_sched::gateway::Clock = Rc::new(now_ms);
-    let gateway = Gateway::start(&transport, None, clock, config).await?;
+    let gateway = Gateway::start_with_store(&transport, None, clock, config, store).await?;
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", HTTP_PORT)).await?;
     crate::http::serve(listener, gateway.router()).await;
     Ok(())
@@ -439,16 +443,15 @@ pub fn note_task(seen: &mut TaskSeen, task: Value, at: Duration) {
             continue;
         };
         match seen.final_runs.get(&index) {
-            Some(first) => {
-                let first_status = first["status"].as_str().unwrap_or_default();
-                if first_status != run_status {
-                    seen.run_changes.push((
-                        index,
-                        first_status.to_string(),
-                        run_status.to_string(),
-                    ));
+            // Any change counts, not just of status: a result shown, then lost in a
+            // crash and redone, comes back as the same status with another attempt.
+            Some(first) if first != run => {
+                let change = (index, first.clone(), run.clone());
+                if !seen.run_changes.contains(&change) {
+                    seen.run_changes.push(change);
                 }
             }
+            Some(_) => {}
             None if is_final(run_status) => {
                 seen.final_runs.insert(index, run.clone());
             }

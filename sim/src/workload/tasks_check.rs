@@ -1,5 +1,6 @@
 //! The task invariants, judged on what the client observed.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -67,7 +68,10 @@ pub fn one_terminal_status(obs: &TaskObservations) -> Check {
             wrong.push(format!("{id}: status history {:?}", seen.history));
         }
         for (index, first, later) in &seen.run_changes {
-            wrong.push(format!("{id}/{index}: terminal {first}, later {later}"));
+            wrong.push(format!(
+                "{id}/{index}: terminal record changed ({})",
+                changed_fields(first, later)
+            ));
         }
         let Some((plan, _)) = obs.acked.get(id) else {
             continue;
@@ -103,6 +107,22 @@ pub fn one_terminal_status(obs: &TaskObservations) -> Check {
         obs.seen.len()
     );
     Check::new("one_terminal_status", Class::Safety, wrong, summary)
+}
+
+/// The fields that differ between two records of a run, as `field a -> b`.
+fn changed_fields(first: &Value, later: &Value) -> String {
+    let (Some(a), Some(b)) = (first.as_object(), later.as_object()) else {
+        return format!("{first} -> {later}");
+    };
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&Value>| v.map_or("absent".to_string(), Value::to_string);
+            format!("{k} {} -> {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A final task whose status does not follow from its runs, described.
