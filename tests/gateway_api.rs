@@ -493,6 +493,16 @@ fn json_submissions_idempotency_and_conflicts() {
             first_headers[header::LOCATION],
             second_headers[header::LOCATION]
         );
+        // The same key with another body is refused, and nothing is created.
+        let other = json!({ "module": hash, "args": [9, 2], "start_ms": 86_400_000u64 });
+        let (status, _, error) = h.post_json(&other, &key).await;
+        assert_error(
+            "idempotency key reused with other args",
+            (status, &error),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            "another args",
+        );
         let all = h.all_tasks().await;
         assert_eq!(all.as_array().unwrap().len(), 3, "{all}");
         assert_eq!(

@@ -117,6 +117,35 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// Module bytes kept in the core's cache.
 pub const MODULE_CACHE_MAX: usize = 64;
 
+/// The first field in which a retried submission differs from the task its
+/// idempotency key created, if any: a key names one request, not any request.
+fn first_difference(new: &NewTask, spec: &TaskSpec) -> Option<&'static str> {
+    let module_hash = match &new.module {
+        ModuleInput::Bytes(bytes) => crate::exec::ModuleHash::of(bytes).0,
+        ModuleInput::Hash(hash) => *hash,
+    };
+    [
+        ("id", new.id.as_ref().is_some_and(|id| *id != spec.id)),
+        ("description", new.description != spec.description),
+        ("module", module_hash != spec.module_hash),
+        ("export", new.export != spec.export),
+        ("args", new.args != spec.args),
+        ("fuel_max", new.fuel_max != spec.fuel_max),
+        (
+            "memory_pages_max",
+            new.memory_pages_max != spec.memory_pages_max,
+        ),
+        ("duration_ms", new.duration_ms != spec.duration_ms),
+        ("schedule", new.schedule != spec.schedule),
+        (
+            "completions_initial",
+            new.completions_initial != spec.completions_initial,
+        ),
+    ]
+    .into_iter()
+    .find_map(|(field, differs)| differs.then_some(field))
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
@@ -551,6 +580,13 @@ impl Core {
         if let Some(key) = &idempotency_key {
             if let Some(id) = self.store.idempotency(key).map_err(internal)? {
                 if let Some(task) = self.sched.task(&id) {
+                    if let Some(field) = first_difference(&new, &task.spec) {
+                        return Err(ApiError::Unprocessable(format!(
+                            "Idempotency-Key {key:?} was used for task {:?} with another \
+                             {field}; nothing changed (use a new key for a new task)",
+                            id.0
+                        )));
+                    }
                     return Ok((task.clone(), false));
                 }
             }
