@@ -162,7 +162,7 @@ struct Link {
 }
 
 /// States that a link between two nodes can be in.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     /// The link is healthy.
     Healthy,
@@ -486,17 +486,26 @@ impl Link {
     // Randomly break or repair this link.
     fn rand_partition_or_repair(&mut self, global_config: &config::Link, rand: &mut dyn RngCore) {
         let do_rand = self.rand_partition(global_config.message_loss(), rand);
+        // Random loss only moves directions between Healthy and RandPartition:
+        // upstream set both directions, so a random break and repair erased an
+        // explicit one-way partition (ww-sched patch 3, see PATCHES.md).
+        let swap = |state: &mut State, from: State, to: State| {
+            if *state == from {
+                *state = to;
+            }
+        };
         match (self.state_a_b, self.state_b_a) {
             (State::Healthy, _) | (_, State::Healthy) if do_rand => {
-                self.state_a_b = State::RandPartition;
-                self.state_b_a = State::RandPartition;
+                swap(&mut self.state_a_b, State::Healthy, State::RandPartition);
+                swap(&mut self.state_b_a, State::Healthy, State::RandPartition);
 
                 self.sent.clear();
             }
             (State::RandPartition, _) | (_, State::RandPartition)
                 if self.rand_repair(global_config.message_loss(), rand) =>
             {
-                self.release();
+                swap(&mut self.state_a_b, State::RandPartition, State::Healthy);
+                swap(&mut self.state_b_a, State::RandPartition, State::Healthy);
             }
             _ => {}
         }
