@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use ww_sched::tasks::hash_puzzle;
 
-use super::tasks::{is_final, TaskObservations};
+use super::tasks::{is_final, TaskObservations, TaskSeen};
 use crate::scenario::{Check, Class};
 
 /// Safety `no_task_lost`: every acknowledged task stays listed (no poll ever
@@ -187,9 +187,27 @@ pub fn cancel_stops_runs(obs: &TaskObservations) -> Check {
     Check::new("cancel_stops_runs", Class::Safety, wrong, summary)
 }
 
+/// When a task became final by the gateway's clock (its latest run's
+/// `finished_ms`, simulated time like the client's), or when the client first
+/// saw it final if it has no finished run (cancelled before any run was due).
+fn finished_at(seen: &TaskSeen) -> Option<Duration> {
+    seen.final_at?;
+    let latest = seen.latest.as_ref()?;
+    latest["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|run| run["finished_ms"].as_u64())
+        .max()
+        .map(Duration::from_millis)
+        .or(seen.final_at)
+}
+
 /// Liveness `runs_finish_within_s`: every planned submission is answered, and
 /// every acknowledged task is final by `bound` after the later of `quiet_from`
-/// and its last run's due time (a deadline after `end` is not judged).
+/// and its last run's due time (a deadline after `end` is not judged). The time
+/// judged is the gateway's own `finished_ms`, not when the poller happened to
+/// look.
 pub fn runs_finish_within(
     obs: &TaskObservations,
     quiet_from: Duration,
@@ -213,7 +231,7 @@ pub fn runs_finish_within(
                 plan.start_ms + u64::from(plan.repeats.saturating_sub(1)) * plan.delay_ms,
             );
         let deadline = quiet_from.max(last_due) + bound;
-        match obs.seen.get(id).and_then(|s| s.final_at) {
+        match obs.seen.get(id).and_then(finished_at) {
             Some(at) if at <= deadline => {
                 slowest = slowest.max(at.saturating_sub(quiet_from.max(last_due)));
             }
