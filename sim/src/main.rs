@@ -33,7 +33,9 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        progress, then a table per scenario and invariant, then each failing
        seed with its replay command.
 --sabotage NAME  arms a deliberate bug the invariants must catch
-       (lose-acked-task: the gateway acknowledges one task but never stores it).
+       (lose-acked-task: the gateway acknowledges one task but never stores it;
+       show-unsynced-results: it answers reads with run outcomes not yet fsynced,
+       so a crash can take back a result a client saw).
 
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 
