@@ -12,8 +12,9 @@
 //!   the router in process (`tower::ServiceExt::oneshot`, no TCP) and polls
 //!   `GET /tasks/{id}` the same way until it is `succeeded`.
 //! - `gateway_parts`: what one run costs the gateway: a durable `Store::put_task`
-//!   of a task like the one above (disk and tmpfs), and one `Worker.run` of the
-//!   no-op module over the transport.
+//!   of a task like the one above (disk and tmpfs); for a task of `REPEATS_MAX`
+//!   runs, a whole write against a header-and-one-run write (tmpfs); and one
+//!   `Worker.run` of the no-op module over the transport.
 //!
 //! One current-thread runtime with a `LocalSet` carries the gateway, its core and
 //! every worker, as on a node's RPC thread; sandbox runs go to tokio's blocking
@@ -43,7 +44,8 @@ use ww_sched::exec::{Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxCon
 use ww_sched::gateway::{Clock, Gateway, GatewayConfig, STORE_FILE};
 use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
-use ww_sched::sched::{Store, Task};
+use ww_sched::sched::types::REPEATS_MAX;
+use ww_sched::sched::{Store, Task, TaskWrite};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
@@ -485,6 +487,33 @@ fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet, task: Option<Ta
             drop(store);
             let _ = std::fs::remove_dir_all(dir);
         }
+        // A task at REPEATS_MAX: writing it whole on every change, as layout 1
+        // did, against writing its header and the one run that changed.
+        let mut big = task.clone();
+        big.runs = (0..REPEATS_MAX)
+            .map(|index| {
+                let mut run = task.runs[0].clone();
+                run.index = index;
+                run
+            })
+            .collect();
+        let dir = fresh_dir(&tmpfs_root(), "store-big");
+        let store = Store::open(&dir.join(STORE_FILE)).unwrap();
+        store.put_task(&big).unwrap();
+        group.bench_function(format!("put_task_{REPEATS_MAX}_runs_whole_tmpfs"), |b| {
+            b.iter(|| store.put_task(&big).unwrap())
+        });
+        group.bench_function(format!("put_changes_1_of_{REPEATS_MAX}_runs_tmpfs"), |b| {
+            b.iter(|| {
+                let change = TaskWrite {
+                    task: &big,
+                    runs: vec![&big.runs[7]],
+                };
+                store.put_changes(&[change], true).unwrap()
+            })
+        });
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
     let (_keep, remote) = run(runtime, local, remote_worker());
     let spec = RunSpec {

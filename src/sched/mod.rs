@@ -15,5 +15,5 @@ pub mod types;
 pub use error::SchedError;
 pub use redb::StorageBackend;
 pub use scheduler::{Effect, RunOutcome, SchedConfig, Scheduler, SLOTS_MAX, WORKER_ID_BYTES_MAX};
-pub use store::{Store, StoreError, MODULE_BYTES_MAX};
+pub use store::{Store, StoreError, TaskWrite, MODULE_BYTES_MAX};
 pub use types::{Run, RunId, RunStatus, Schedule, Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};

@@ -2,25 +2,30 @@
 //!
 //! Backed by redb: pure Rust (no C toolchain, unlike SQLite), one file, ACID
 //! transactions with copy-on-write B-trees, and a commit that fsyncs before it returns,
-//! so a task acknowledged after `put_task` survives a crash. Tasks are stored whole as
-//! JSON under their id: the scheduler reports a changed task, not a diff, and a task is
-//! small and bounded (`REPEATS_MAX` runs, bounded stdout).
+//! so a task acknowledged after `put_task` survives a crash. A task's header (spec,
+//! status, counters) is JSON under its id, and each run is JSON under (id, index):
+//! a task may hold `REPEATS_MAX` runs with up to 64 KiB of stdout each, so a change
+//! writes the header and the runs that changed, never the whole task.
 
 use std::path::{Path, PathBuf};
 
 use redb::{Builder, Database, Durability, ReadableTable, StorageBackend, TableDefinition};
 use sha2::{Digest, Sha256};
 
-use super::types::{Task, TaskId};
+use super::types::{Run, Task, TaskId};
 
 /// Largest module accepted, in bytes (the original's upload limit).
 pub const MODULE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// Longest idempotency key, in bytes.
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
-/// Layout version written at creation; another version is refused.
-pub const STORE_VERSION: u64 = 1;
+/// Layout version written at creation; version 1 (whole tasks) is migrated on
+/// open, any other version is refused.
+pub const STORE_VERSION: u64 = 2;
 
+/// Task headers: the task as JSON with `runs` empty (version 1 kept the runs here).
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// Runs as JSON, by (task id, run index).
+const RUNS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("runs");
 const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
 const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -83,7 +88,7 @@ pub enum StoreError {
         bytes: usize,
     },
     /// The file was written by another layout version.
-    #[error("database layout version {found}, expected {STORE_VERSION}; not opened")]
+    #[error("database layout version {found}, expected 1 or {STORE_VERSION}; not opened")]
     Version {
         /// The version found.
         found: u64,
@@ -94,6 +99,125 @@ pub enum StoreError {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+}
+
+/// What to write of one task: its header and these of its runs.
+pub struct TaskWrite<'a> {
+    /// The task (its `runs` are not written unless listed in `runs`).
+    pub task: &'a Task,
+    /// The runs to write.
+    pub runs: Vec<&'a Run>,
+}
+
+impl<'a> TaskWrite<'a> {
+    /// The header and every run.
+    pub fn whole(task: &'a Task) -> Self {
+        TaskWrite {
+            task,
+            runs: task.runs.iter().collect(),
+        }
+    }
+}
+
+/// A task as its header row holds it: everything but the runs.
+fn encode_header(task: &Task) -> Result<Vec<u8>, StoreError> {
+    #[derive(serde::Serialize)]
+    struct Header<'a> {
+        spec: &'a super::types::TaskSpec,
+        status: super::types::TaskStatus,
+        completions: u64,
+        submitted_ms: u64,
+        runs: [(); 0],
+    }
+    serde_json::to_vec(&Header {
+        spec: &task.spec,
+        status: task.status,
+        completions: task.completions,
+        submitted_ms: task.submitted_ms,
+        runs: [],
+    })
+    .map_err(|e| StoreError::Encode {
+        id: task.spec.id.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode_run(id: &TaskId, run: &Run) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(run).map_err(|e| StoreError::Encode {
+        id: id.clone(),
+        reason: format!("run {}: {e}", run.index),
+    })
+}
+
+/// A task's rows, encoded before the transaction opens.
+struct EncodedTask<'a> {
+    id: &'a str,
+    header: Vec<u8>,
+    runs: Vec<(u32, Vec<u8>)>,
+}
+
+impl<'a> EncodedTask<'a> {
+    fn new(task: &'a Task, runs: &[&Run]) -> Result<Self, StoreError> {
+        let id = &task.spec.id;
+        let runs = runs
+            .iter()
+            .map(|run| Ok((run.index, encode_run(id, run)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(EncodedTask {
+            id: id.as_str(),
+            header: encode_header(task)?,
+            runs,
+        })
+    }
+}
+
+/// Writes encoded headers and runs in `txn`.
+fn write_rows(
+    txn: &redb::WriteTransaction,
+    rows: &[EncodedTask<'_>],
+) -> Result<(), Box<redb::Error>> {
+    let mut tasks = txn.open_table(TASKS).map_err(boxed)?;
+    let mut runs = txn.open_table(RUNS).map_err(boxed)?;
+    for row in rows {
+        tasks.insert(row.id, row.header.as_slice()).map_err(boxed)?;
+        for (index, run) in &row.runs {
+            runs.insert((row.id, *index), run.as_slice())
+                .map_err(boxed)?;
+        }
+    }
+    Ok(())
+}
+
+/// A header (or, in layout version 1, a whole task) as stored under `id`.
+fn decode_task(id: &str, bytes: &[u8]) -> Result<Task, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what: format!("task {id}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Rewrites every layout-1 task (runs inside the task) as a header and its runs,
+/// inside the opening transaction: the migration commits whole or not at all.
+fn migrate_whole_tasks(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let err = || write_err("migration to layout 2");
+    let mut tasks = Vec::new();
+    {
+        let table = txn.open_table(TASKS).map_err(|e| err()(boxed(e)))?;
+        for entry in table.iter().map_err(|e| err()(boxed(e)))? {
+            let (key, value) = entry.map_err(|e| err()(boxed(e)))?;
+            tasks.push(decode_task(key.value(), value.value())?);
+        }
+    }
+    let rows = tasks
+        .iter()
+        .map(|task| EncodedTask::new(task, &task.runs.iter().collect::<Vec<_>>()))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    write_rows(txn, &rows).map_err(err())?;
+    let mut meta = txn.open_table(META).map_err(|e| err()(boxed(e)))?;
+    meta.insert("version", STORE_VERSION)
+        .map_err(|e| err()(boxed(e)))?;
+    tracing::info!(tasks = tasks.len(), "task store migrated to layout 2");
+    Ok(())
 }
 
 /// Any redb error, boxed: redb's errors are large and travel inside `Result`s.
@@ -150,6 +274,8 @@ impl Store {
             let err = write_err("table layout");
             txn.open_table(IDEMPOTENCY).map_err(|e| err(boxed(e)))?;
             let err = write_err("table layout");
+            txn.open_table(RUNS).map_err(|e| err(boxed(e)))?;
+            let err = write_err("table layout");
             let mut meta = txn.open_table(META).map_err(|e| err(boxed(e)))?;
             let err = read_err("layout version");
             let found = meta
@@ -163,56 +289,43 @@ impl Store {
             }
             found
         };
-        if let Some(found) = found.filter(|v| *v != STORE_VERSION) {
-            return Err(StoreError::Version { found });
+        match found {
+            None | Some(STORE_VERSION) => {}
+            Some(1) => migrate_whole_tasks(&txn)?,
+            Some(found) => return Err(StoreError::Version { found }),
         }
         let err = write_err("table layout");
         txn.commit().map_err(|e| err(boxed(e)))
     }
 
-    /// Writes the whole task under its id in one transaction, durable on return.
+    /// Writes the whole task in one transaction, durable on return.
     pub fn put_task(&self, task: &Task) -> Result<(), StoreError> {
-        let id = &task.spec.id;
-        let bytes = serde_json::to_vec(task).map_err(|e| StoreError::Encode {
-            id: id.clone(),
-            reason: e.to_string(),
-        })?;
-        self.write(format!("task {id}"), |txn| {
-            txn.open_table(TASKS)
-                .map_err(boxed)?
-                .insert(id.as_str(), bytes.as_slice())
-                .map_err(boxed)?;
-            Ok(())
-        })
+        self.put_changes(&[TaskWrite::whole(task)], true)
     }
 
-    /// Writes several whole tasks in one transaction: one commit for a batch of
-    /// changes. `durable` waits for the fsync; otherwise the write reaches the disk
-    /// with the next durable commit (see [`Store::sync`]) and may be lost in a
-    /// crash before it (run results, which are at-least-once anyway, are written
-    /// that way).
+    /// Writes several whole tasks in one transaction (see [`Store::put_changes`]).
     pub fn put_tasks(&self, tasks: &[&Task], durable: bool) -> Result<(), StoreError> {
-        let mut encoded = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            let id = &task.spec.id;
-            let bytes = serde_json::to_vec(task).map_err(|e| StoreError::Encode {
-                id: id.clone(),
-                reason: e.to_string(),
-            })?;
-            encoded.push((id.as_str(), bytes));
-        }
+        let writes: Vec<TaskWrite<'_>> = tasks.iter().map(|t| TaskWrite::whole(t)).collect();
+        self.put_changes(&writes, durable)
+    }
+
+    /// Writes each task's header and the listed runs in one transaction: one
+    /// commit for a batch of changes. `durable` waits for the fsync; otherwise
+    /// the write reaches the disk with the next durable commit (see
+    /// [`Store::sync`]) and may be lost in a crash before it.
+    pub fn put_changes(&self, writes: &[TaskWrite<'_>], durable: bool) -> Result<(), StoreError> {
+        let rows = writes
+            .iter()
+            .map(|w| EncodedTask::new(w.task, &w.runs))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let runs_written: usize = rows.iter().map(|r| r.runs.len()).sum();
         let durability = if durable {
             Durability::Immediate
         } else {
             Durability::None
         };
-        self.write_with(format!("{} tasks", tasks.len()), durability, |txn| {
-            let mut table = txn.open_table(TASKS).map_err(boxed)?;
-            for (id, bytes) in &encoded {
-                table.insert(*id, bytes.as_slice()).map_err(boxed)?;
-            }
-            Ok(())
-        })
+        let what = format!("{} tasks ({runs_written} runs)", writes.len());
+        self.write_with(what, durability, |txn| write_rows(txn, &rows))
     }
 
     /// Makes every earlier non-durable write durable (an empty durable commit).
@@ -220,30 +333,55 @@ impl Store {
         self.write("sync", |_| Ok(()))
     }
 
-    /// Deletes a task; deleting a missing one is a no-op.
+    /// Deletes a task and its runs; deleting a missing one is a no-op.
     pub fn delete_task(&self, id: &TaskId) -> Result<(), StoreError> {
         self.write(format!("deletion of task {id}"), |txn| {
             txn.open_table(TASKS)
                 .map_err(boxed)?
                 .remove(id.as_str())
                 .map_err(boxed)?;
+            txn.open_table(RUNS)
+                .map_err(boxed)?
+                .retain_in((id.as_str(), 0)..=(id.as_str(), u32::MAX), |_, _| false)
+                .map_err(boxed)?;
             Ok(())
         })
     }
 
-    /// Every stored task, ordered by id.
+    /// Every stored task with its runs, ordered by id.
     pub fn tasks(&self) -> Result<Vec<Task>, StoreError> {
         let err = || read_err("tasks");
         let txn = self.db.begin_read().map_err(|e| err()(boxed(e)))?;
-        let table = txn.open_table(TASKS).map_err(|e| err()(boxed(e)))?;
+        let headers = txn.open_table(TASKS).map_err(|e| err()(boxed(e)))?;
+        let runs = txn.open_table(RUNS).map_err(|e| err()(boxed(e)))?;
         let mut tasks = Vec::new();
-        for entry in table.iter().map_err(|e| err()(boxed(e)))? {
+        for entry in headers.iter().map_err(|e| err()(boxed(e)))? {
             let (key, value) = entry.map_err(|e| err()(boxed(e)))?;
-            let task: Task =
-                serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
-                    what: format!("task {}", key.value()),
-                    reason: e.to_string(),
-                })?;
+            let id = key.value();
+            let mut task = decode_task(id, value.value())?;
+            for entry in runs
+                .range((id, 0)..=(id, u32::MAX))
+                .map_err(|e| err()(boxed(e)))?
+            {
+                let (key, value) = entry.map_err(|e| err()(boxed(e)))?;
+                let (_, index) = key.value();
+                let run: Run =
+                    serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
+                        what: format!("run {id}/{index}"),
+                        reason: e.to_string(),
+                    })?;
+                if run.index != index || usize::try_from(index).ok() != Some(task.runs.len()) {
+                    return Err(StoreError::Corrupt {
+                        what: format!("run {id}/{index}"),
+                        reason: format!(
+                            "holds index {} where index {} was expected",
+                            run.index,
+                            task.runs.len()
+                        ),
+                    });
+                }
+                task.runs.push(run);
+            }
             tasks.push(task);
         }
         Ok(tasks)

@@ -18,7 +18,9 @@ use super::pool::{Pool, PoolEvent};
 use super::runner::run_on_worker;
 use super::ApiError;
 use crate::cluster::{Membership, Query, ViewEvent};
-use crate::sched::{Effect, RunOutcome, SchedConfig, Scheduler, Store, Task, TaskId, TaskSpec};
+use crate::sched::{
+    Effect, RunOutcome, SchedConfig, Scheduler, Store, Task, TaskId, TaskSpec, TaskWrite,
+};
 
 mod submit;
 
@@ -72,6 +74,9 @@ pub struct Core {
     /// Tasks with a run outcome written but not yet fsynced: reading one makes
     /// the next flush durable.
     unsynced_outcomes: BTreeSet<TaskId>,
+    /// Per task, which runs are stored in a final state: a final run never
+    /// changes, so a flush writes only the others (and the header).
+    final_stored: BTreeMap<TaskId, Vec<bool>>,
     /// When non-durable writes were first left unsynced, if any are.
     unsynced_since: Option<tokio::time::Instant>,
     /// Tasks the `LoseAckedTask` sabotage keeps out of the store.
@@ -135,6 +140,14 @@ impl Core {
     ) -> Result<Self, ApiError> {
         let tasks = store.tasks().map_err(internal)?;
         let restored = tasks.len();
+        // What was loaded is stored: its final runs never need writing again.
+        let final_stored = tasks
+            .iter()
+            .map(|t| {
+                let finals = t.runs.iter().map(|r| r.status.is_final()).collect();
+                (t.spec.id.clone(), finals)
+            })
+            .collect();
         let (sched, effects) = Scheduler::restore(config.sched.clone(), clock(), tasks);
         tracing::info!(tasks = restored, "scheduler restored from the store");
         let (done_sender, done) = mpsc::channel(4096);
@@ -154,6 +167,7 @@ impl Core {
             deferred: Vec::new(),
             modules: BTreeMap::new(),
             unsynced_outcomes: BTreeSet::new(),
+            final_stored,
             unsynced_since: None,
             #[cfg(feature = "sabotage")]
             sabotaged: BTreeSet::new(),
@@ -249,14 +263,38 @@ impl Core {
         let written = if !self.dirty.is_empty() {
             #[cfg(feature = "sabotage")]
             self.dirty.retain(|id| !self.sabotaged.contains(id));
-            let tasks: Vec<&Task> = self
+            let writes: Vec<TaskWrite<'_>> = self
                 .dirty
                 .iter()
                 .filter_map(|id| self.sched.task(id))
+                .map(|task| {
+                    let stored = self.final_stored.get(&task.spec.id);
+                    let runs = task
+                        .runs
+                        .iter()
+                        .filter(|r| {
+                            let i = r.index as usize;
+                            !stored.is_some_and(|s| s.get(i).copied().unwrap_or(false))
+                        })
+                        .collect();
+                    TaskWrite { task, runs }
+                })
                 .collect();
-            let written = self.store.put_tasks(&tasks, self.durable);
-            if let Err(e) = &written {
-                tracing::error!(tasks = tasks.len(), error = %e, "tasks not persisted");
+            let written = self.store.put_changes(&writes, self.durable);
+            match &written {
+                Ok(()) => {
+                    let tasks: Vec<&Task> = writes.iter().map(|w| w.task).collect();
+                    for task in tasks {
+                        let stored = self.final_stored.entry(task.spec.id.clone()).or_default();
+                        stored.resize(task.runs.len(), false);
+                        for run in &task.runs {
+                            stored[run.index as usize] |= run.status.is_final();
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(tasks = writes.len(), error = %e, "tasks not persisted");
+                }
             }
             self.dirty.clear();
             written
