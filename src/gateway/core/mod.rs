@@ -74,9 +74,9 @@ pub struct Core {
     /// Tasks with a run outcome written but not yet fsynced: reading one makes
     /// the next flush durable.
     unsynced_outcomes: BTreeSet<TaskId>,
-    /// Per task, which runs are stored in a final state: a final run never
-    /// changes, so a flush writes only the others (and the header).
-    final_stored: BTreeMap<TaskId, Vec<bool>>,
+    /// Per task and run index, what the store holds: a flush writes the header
+    /// and only the runs that differ (a final run never changes again).
+    stored_runs: BTreeMap<TaskId, Vec<StoredRun>>,
     /// When non-durable writes were first left unsynced, if any are.
     unsynced_since: Option<tokio::time::Instant>,
     /// Tasks the `LoseAckedTask` sabotage keeps out of the store.
@@ -115,6 +115,35 @@ impl Deferred {
     }
 }
 
+/// What the store holds of one run, as the core last wrote or loaded it.
+enum StoredRun {
+    /// Not written yet.
+    Unwritten,
+    /// Written in this non-final state, which may still change.
+    Open(Box<crate::sched::Run>),
+    /// Written final: it never changes again, so no copy is kept.
+    Final,
+}
+
+impl StoredRun {
+    fn of(run: &crate::sched::Run) -> Self {
+        if run.status.is_final() {
+            StoredRun::Final
+        } else {
+            StoredRun::Open(Box::new(run.clone()))
+        }
+    }
+
+    /// Whether the store already holds `run` as it is now.
+    fn holds(&self, run: &crate::sched::Run) -> bool {
+        match self {
+            StoredRun::Unwritten => false,
+            StoredRun::Open(stored) => **stored == *run,
+            StoredRun::Final => true,
+        }
+    }
+}
+
 /// Commands and run results handled before one flush: bounds the batch (and so
 /// the latency of the first answer in it).
 pub const FLUSH_BATCH_MAX: usize = 256;
@@ -140,12 +169,14 @@ impl Core {
     ) -> Result<Self, ApiError> {
         let tasks = store.tasks().map_err(internal)?;
         let restored = tasks.len();
-        // What was loaded is stored: its final runs never need writing again.
-        let final_stored = tasks
+        // What was loaded is what is stored.
+        let stored_runs = tasks
             .iter()
             .map(|t| {
-                let finals = t.runs.iter().map(|r| r.status.is_final()).collect();
-                (t.spec.id.clone(), finals)
+                (
+                    t.spec.id.clone(),
+                    t.runs.iter().map(StoredRun::of).collect(),
+                )
             })
             .collect();
         let (sched, effects) = Scheduler::restore(config.sched.clone(), clock(), tasks);
@@ -167,7 +198,7 @@ impl Core {
             deferred: Vec::new(),
             modules: BTreeMap::new(),
             unsynced_outcomes: BTreeSet::new(),
-            final_stored,
+            stored_runs,
             unsynced_since: None,
             #[cfg(feature = "sabotage")]
             sabotaged: BTreeSet::new(),
@@ -268,13 +299,13 @@ impl Core {
                 .iter()
                 .filter_map(|id| self.sched.task(id))
                 .map(|task| {
-                    let stored = self.final_stored.get(&task.spec.id);
+                    let stored = self.stored_runs.get(&task.spec.id);
                     let runs = task
                         .runs
                         .iter()
                         .filter(|r| {
-                            let i = r.index as usize;
-                            !stored.is_some_and(|s| s.get(i).copied().unwrap_or(false))
+                            let held = stored.and_then(|s| s.get(r.index as usize));
+                            !held.is_some_and(|h| h.holds(r))
                         })
                         .collect();
                     TaskWrite { task, runs }
@@ -283,12 +314,12 @@ impl Core {
             let written = self.store.put_changes(&writes, self.durable);
             match &written {
                 Ok(()) => {
-                    let tasks: Vec<&Task> = writes.iter().map(|w| w.task).collect();
-                    for task in tasks {
-                        let stored = self.final_stored.entry(task.spec.id.clone()).or_default();
-                        stored.resize(task.runs.len(), false);
-                        for run in &task.runs {
-                            stored[run.index as usize] |= run.status.is_final();
+                    for write in &writes {
+                        let id = write.task.spec.id.clone();
+                        let stored = self.stored_runs.entry(id).or_default();
+                        stored.resize_with(write.task.runs.len(), || StoredRun::Unwritten);
+                        for run in &write.runs {
+                            stored[run.index as usize] = StoredRun::of(run);
                         }
                     }
                 }
