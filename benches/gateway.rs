@@ -45,7 +45,9 @@ use ww_sched::gateway::{Clock, Gateway, GatewayConfig, STORE_FILE};
 use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::types::REPEATS_MAX;
-use ww_sched::sched::{Store, Task, TaskWrite};
+use ww_sched::sched::{
+    RunOutcome, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec, TaskWrite,
+};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
@@ -425,14 +427,13 @@ async fn run_task(cluster: &Cluster, repeats: u32) -> Duration {
     }
 }
 
-fn runs(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) -> Option<Task> {
+fn runs(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
     let mut group = c.benchmark_group("gateway_runs");
     group.throughput(Throughput::Elements(u64::from(RUNS)));
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(4));
-    let mut sample_task = None;
     for (medium, root) in [("disk", disk_root()), ("tmpfs", tmpfs_root())] {
         for workers in [1, 2, 4] {
             let cluster = run(runtime, local, start_cluster(&root, workers));
@@ -449,72 +450,88 @@ fn runs(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) -> Option<Task> 
             });
             let data = cluster.running.data.clone();
             drop(cluster);
-            // Let the dropped gateway's tasks end before reading its store.
-            run(runtime, local, async {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            });
-            if sample_task.is_none() {
-                sample_task = finished_task(&data);
-            }
             let _ = std::fs::remove_dir_all(data);
         }
     }
     group.finish();
-    sample_task
 }
 
-/// A stored task with `RUNS` finished runs, from a gateway's store.
-fn finished_task(data: &Path) -> Option<Task> {
-    let store = Store::open(&data.join(STORE_FILE)).ok()?;
-    store
-        .tasks()
-        .ok()?
-        .into_iter()
-        .find(|t| t.runs.len() == RUNS as usize)
+/// A task like the run bench's: `RUNS` runs, each succeeded on one worker with
+/// the no-op's answer, built by the scheduler so that `gateway_parts` runs alone.
+fn finished_task() -> Task {
+    let id = TaskId::parse("sample").expect("id");
+    let worker = Identity::from_secret([1; 32]).peer_id().to_string();
+    let mut sched = Scheduler::new(SchedConfig::default());
+    sched.worker_joined(0, &worker, RUNS);
+    let spec = TaskSpec {
+        id: id.clone(),
+        description: String::new(),
+        module_hash: ModuleHash::of(&noop_wasm()).0,
+        export: "run".into(),
+        args: Vec::new(),
+        fuel_max: 0,
+        memory_pages_max: 0,
+        duration_ms: 30_000,
+        schedule: Schedule {
+            start_ms: 0,
+            delay_ms: 0,
+            repeats: RUNS,
+        },
+        completions_initial: 0,
+    };
+    sched.submit(0, spec).expect("submit");
+    for index in 0..RUNS {
+        let outcome = RunOutcome::Succeeded {
+            results: vec![0],
+            stdout: String::new(),
+            fuel_used: 1,
+        };
+        sched.run_finished(1, &id, index, 1, outcome);
+    }
+    sched.task(&id).expect("task").clone()
 }
 
-fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet, task: Option<Task>) {
+fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
     let mut group = c.benchmark_group("gateway_parts");
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(3));
-    if let Some(task) = task {
-        for (medium, root) in [("disk", disk_root()), ("tmpfs", tmpfs_root())] {
-            let dir = fresh_dir(&root, "store");
-            let store = Store::open(&dir.join(STORE_FILE)).unwrap();
-            group.bench_function(format!("put_task_{}_runs_{medium}", RUNS), |b| {
-                b.iter(|| store.put_task(&task).unwrap())
-            });
-            drop(store);
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        // A task at REPEATS_MAX: writing it whole on every change, as layout 1
-        // did, against writing its header and the one run that changed.
-        let mut big = task.clone();
-        big.runs = (0..REPEATS_MAX)
-            .map(|index| {
-                let mut run = task.runs[0].clone();
-                run.index = index;
-                run
-            })
-            .collect();
-        let dir = fresh_dir(&tmpfs_root(), "store-big");
+    let task = finished_task();
+    for (medium, root) in [("disk", disk_root()), ("tmpfs", tmpfs_root())] {
+        let dir = fresh_dir(&root, "store");
         let store = Store::open(&dir.join(STORE_FILE)).unwrap();
-        store.put_task(&big).unwrap();
-        group.bench_function(format!("put_task_{REPEATS_MAX}_runs_whole_tmpfs"), |b| {
-            b.iter(|| store.put_task(&big).unwrap())
-        });
-        group.bench_function(format!("put_changes_1_of_{REPEATS_MAX}_runs_tmpfs"), |b| {
-            b.iter(|| {
-                let change = TaskWrite {
-                    task: &big,
-                    runs: vec![&big.runs[7]],
-                };
-                store.put_changes(&[change], true).unwrap()
-            })
+        group.bench_function(format!("put_task_{}_runs_{medium}", RUNS), |b| {
+            b.iter(|| store.put_task(&task).unwrap())
         });
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
+    // A task at REPEATS_MAX: writing it whole on every change, as layout 1
+    // did, against writing its header and the one run that changed.
+    let mut big = task.clone();
+    big.runs = (0..REPEATS_MAX)
+        .map(|index| {
+            let mut run = task.runs[0].clone();
+            run.index = index;
+            run
+        })
+        .collect();
+    let dir = fresh_dir(&tmpfs_root(), "store-big");
+    let store = Store::open(&dir.join(STORE_FILE)).unwrap();
+    store.put_task(&big).unwrap();
+    group.bench_function(format!("put_task_{REPEATS_MAX}_runs_whole_tmpfs"), |b| {
+        b.iter(|| store.put_task(&big).unwrap())
+    });
+    group.bench_function(format!("put_changes_1_of_{REPEATS_MAX}_runs_tmpfs"), |b| {
+        b.iter(|| {
+            let change = TaskWrite {
+                task: &big,
+                runs: vec![&big.runs[7]],
+            };
+            store.put_changes(&[change], true).unwrap()
+        })
+    });
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
     let (_keep, remote) = run(runtime, local, remote_worker());
     let spec = RunSpec {
         module: ModuleRef::Hash(ModuleHash::of(&noop_wasm())),
@@ -573,8 +590,8 @@ async fn remote_worker() -> (Vec<Box<dyn std::any::Any>>, RemoteWorker) {
 fn bench(c: &mut Criterion) {
     let (runtime, local) = support::node_runtime();
     ingest(c, &runtime, &local);
-    let task = runs(c, &runtime, &local);
-    parts(c, &runtime, &local, task);
+    runs(c, &runtime, &local);
+    parts(c, &runtime, &local);
 }
 
 criterion_group!(benches, bench);

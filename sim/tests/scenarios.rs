@@ -130,32 +130,38 @@ fn a_scenario_run_is_deterministic_per_seed() {
     }
 }
 
-/// The deliberately broken build: the gateway acknowledges one task and never
-/// stores it. The gateway restart loses it, `no_task_lost` must say so, and the
-/// same seed must reproduce the same failure (same violation, same digest).
-#[test]
-fn a_lost_acknowledged_task_is_caught_and_replays() {
+/// Runs gateway-restart under `seed` with `sabotage` armed: some safety
+/// violation of `check` must contain `needle`, a second run must reproduce the
+/// same violations and digest, and the same seed unarmed must be clean (the
+/// checker blames the bug, not the scenario).
+fn assert_sabotage_caught(sabotage: Sabotage, seed: u64, check: &str, needle: &str) {
     let (_, scenario) = load("gateway-restart.toml");
-    let seed = root_seed(9);
     let options = RunOptions {
-        sabotage: Some(Sabotage::LoseAckedTask),
+        sabotage: Some(sabotage),
     };
     let first = run_with(&scenario, seed, options).expect("run");
     assert!(
         first
             .safety_violations
             .iter()
-            .any(|v| v.starts_with("no_task_lost:") && v.contains("404")),
-        "the lost task went unnoticed (seed {seed}): {:?}\n{:?}",
+            .any(|v| v.starts_with(&format!("{check}:")) && v.contains(needle)),
+        "{} went unnoticed (seed {seed}): {:?}\n{:?}",
+        sabotage.name(),
         first.safety_violations,
         first.timeline
     );
     let again = run_with(&scenario, seed, options).expect("run");
     assert_eq!(first.safety_violations, again.safety_violations);
     assert_eq!(first.digest, again.digest);
-    // And without the sabotage the same seed is clean: the checker blames the bug.
     let clean = run(&scenario, seed).expect("run");
     assert!(clean.is_clean(), "{:?}", clean.safety_violations);
+}
+
+/// The deliberately broken build: the gateway acknowledges one task and never
+/// stores it. The gateway restart loses it and `no_task_lost` must say so.
+#[test]
+fn a_lost_acknowledged_task_is_caught_and_replays() {
+    assert_sabotage_caught(Sabotage::LoseAckedTask, root_seed(9), "no_task_lost", "404");
 }
 
 /// The second broken build: the gateway shows run outcomes before they are
@@ -165,26 +171,12 @@ fn a_lost_acknowledged_task_is_caught_and_replays() {
 /// every seed does: the tail is at most `SYNC_INTERVAL` long).
 #[test]
 fn a_result_shown_before_it_is_durable_is_caught_after_a_crash() {
-    let (_, scenario) = load("gateway-restart.toml");
-    let seed = 1;
-    let options = RunOptions {
-        sabotage: Some(Sabotage::ShowUnsyncedResults),
-    };
-    let first = run_with(&scenario, seed, options).expect("run");
-    assert!(
-        first
-            .safety_violations
-            .iter()
-            .any(|v| v.starts_with("one_terminal_status:") && v.contains("terminal record changed")),
-        "the taken-back result went unnoticed (seed {seed}): {:?}\n{:?}",
-        first.safety_violations,
-        first.timeline
+    assert_sabotage_caught(
+        Sabotage::ShowUnsyncedResults,
+        1,
+        "one_terminal_status",
+        "terminal record changed",
     );
-    let again = run_with(&scenario, seed, options).expect("run");
-    assert_eq!(first.safety_violations, again.safety_violations);
-    assert_eq!(first.digest, again.digest);
-    let clean = run(&scenario, seed).expect("run");
-    assert!(clean.is_clean(), "{:?}", clean.safety_violations);
 }
 
 /// The same through the binary: exit code 1, a replay line, and the replay

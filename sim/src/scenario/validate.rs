@@ -260,63 +260,59 @@ impl Scenario {
 
     fn validate_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
-        let needs = |on: bool, what: &str, section: bool, section_name: &str| {
-            if on && !section {
-                err(format!("invariants.{what} needs a {section_name} workload"))
-            } else {
-                Ok(())
+        // Each workload's section, whether the file has it, and the invariants
+        // (asked for or not) that judge what it logs.
+        let workloads: [(&str, bool, &[(bool, &str)]); 4] = [
+            (
+                "[cluster] nodes",
+                self.cluster.nodes > 0,
+                &[
+                    (inv.no_false_leave, "no_false_leave"),
+                    (
+                        inv.views_complete_within_s.is_some(),
+                        "views_complete_within_s",
+                    ),
+                ],
+            ),
+            (
+                "[tasks]",
+                self.tasks.is_some(),
+                &[
+                    (inv.no_task_lost, "no_task_lost"),
+                    (inv.one_terminal_status, "one_terminal_status"),
+                    (inv.cancel_stops_runs, "cancel_stops_runs"),
+                    (inv.runs_finish_within_s.is_some(), "runs_finish_within_s"),
+                ],
+            ),
+            (
+                "[channel]",
+                self.channel.is_some(),
+                &[
+                    (inv.channel_exactly_once, "channel_exactly_once"),
+                    (inv.channel_order, "channel_order"),
+                    (
+                        inv.channel_drains_within_s.is_some(),
+                        "channel_drains_within_s",
+                    ),
+                ],
+            ),
+            (
+                "[pubsub]",
+                self.pubsub.is_some(),
+                &[
+                    (inv.pubsub_integrity, "pubsub_integrity"),
+                    (
+                        inv.pubsub_delivery_within_s.is_some(),
+                        "pubsub_delivery_within_s",
+                    ),
+                ],
+            ),
+        ];
+        for (section, present, invariants) in workloads {
+            if let Some((_, what)) = invariants.iter().find(|(asked, _)| *asked && !present) {
+                return err(format!("invariants.{what} needs a {section} workload"));
             }
-        };
-        let members = self.cluster.nodes > 0;
-        needs(
-            inv.no_false_leave,
-            "no_false_leave",
-            members,
-            "[cluster] nodes",
-        )?;
-        needs(
-            inv.views_complete_within_s.is_some(),
-            "views_complete_within_s",
-            members,
-            "[cluster] nodes",
-        )?;
-        let tasks = self.tasks.is_some();
-        needs(inv.no_task_lost, "no_task_lost", tasks, "[tasks]")?;
-        needs(
-            inv.one_terminal_status,
-            "one_terminal_status",
-            tasks,
-            "[tasks]",
-        )?;
-        needs(inv.cancel_stops_runs, "cancel_stops_runs", tasks, "[tasks]")?;
-        needs(
-            inv.runs_finish_within_s.is_some(),
-            "runs_finish_within_s",
-            tasks,
-            "[tasks]",
-        )?;
-        let channel = self.channel.is_some();
-        needs(
-            inv.channel_exactly_once,
-            "channel_exactly_once",
-            channel,
-            "[channel]",
-        )?;
-        needs(inv.channel_order, "channel_order", channel, "[channel]")?;
-        needs(
-            inv.channel_drains_within_s.is_some(),
-            "channel_drains_within_s",
-            channel,
-            "[channel]",
-        )?;
-        let pubsub = self.pubsub.is_some();
-        needs(inv.pubsub_integrity, "pubsub_integrity", pubsub, "[pubsub]")?;
-        needs(
-            inv.pubsub_delivery_within_s.is_some(),
-            "pubsub_delivery_within_s",
-            pubsub,
-            "[pubsub]",
-        )?;
+        }
 
         let quiet = self.quiet_from();
         let end = secs(self.duration_s);
