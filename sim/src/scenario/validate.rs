@@ -28,6 +28,10 @@ fn rate(what: &str, v: f64) -> Result<(), ScenarioError> {
     }
 }
 
+/// A workload's section, whether the file has it, and the invariants that judge
+/// it, each with whether the file asks for it.
+type Workload<'a> = (&'a str, bool, &'a [(bool, &'a str)]);
+
 impl Scenario {
     /// Checks everything a run relies on; the error names the offending key.
     pub fn validate(&self) -> Result<(), ScenarioError> {
@@ -260,9 +264,7 @@ impl Scenario {
 
     fn validate_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
-        // Each workload's section, whether the file has it, and the invariants
-        // (asked for or not) that judge what it logs.
-        let workloads: [(&str, bool, &[(bool, &str)]); 4] = [
+        let workloads: [Workload<'_>; 4] = [
             (
                 "[cluster] nodes",
                 self.cluster.nodes > 0,

@@ -19,7 +19,7 @@ use super::runner::run_on_worker;
 use super::ApiError;
 use crate::cluster::{Membership, Query, ViewEvent};
 use crate::sched::{
-    Effect, RunOutcome, SchedConfig, Scheduler, Store, Task, TaskId, TaskSpec, TaskWrite,
+    Effect, Run, RunOutcome, SchedConfig, Scheduler, Store, Task, TaskId, TaskSpec, TaskWrite,
 };
 
 mod submit;
@@ -120,13 +120,13 @@ enum StoredRun {
     /// Not written yet.
     Unwritten,
     /// Written in this non-final state, which may still change.
-    Open(Box<crate::sched::Run>),
+    Open(Box<Run>),
     /// Written final: it never changes again, so no copy is kept.
     Final,
 }
 
 impl StoredRun {
-    fn of(run: &crate::sched::Run) -> Self {
+    fn of(run: &Run) -> Self {
         if run.status.is_final() {
             StoredRun::Final
         } else {
@@ -135,7 +135,7 @@ impl StoredRun {
     }
 
     /// Whether the store already holds `run` as it is now.
-    fn holds(&self, run: &crate::sched::Run) -> bool {
+    fn holds(&self, run: &Run) -> bool {
         match self {
             StoredRun::Unwritten => false,
             StoredRun::Open(stored) => **stored == *run,
