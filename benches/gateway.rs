@@ -46,7 +46,7 @@ use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::types::REPEATS_MAX;
 use ww_sched::sched::{
-    RunOutcome, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec, TaskWrite,
+    Batch, Op, RunOutcome, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec,
 };
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
@@ -108,7 +108,7 @@ async fn start_gateway(data: PathBuf) -> Running {
     let mut config = GatewayConfig::new(data.clone());
     config.sched.seed = 7;
     // Ingest keeps every accepted task; let it hold all a bench submits.
-    config.sched.tasks_max = 1_000_000;
+    config.sched.open_tasks_max = 1_000_000;
     let gateway = Gateway::start(&transport, None, wall_clock(), config)
         .await
         .unwrap();
@@ -456,9 +456,10 @@ fn runs(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
     group.finish();
 }
 
-/// A task like the run bench's: `RUNS` runs, each succeeded on one worker with
-/// the no-op's answer, built by the scheduler so that `gateway_parts` runs alone.
-fn finished_task() -> Task {
+/// A task like the run bench's: `RUNS` runs on one worker, all but the last
+/// succeeded with the no-op's answer (so it is unfinished and may be written
+/// again), built by the scheduler so that `gateway_parts` runs alone.
+fn open_task() -> Task {
     let id = TaskId::parse("sample").expect("id");
     let worker = Identity::from_secret([1; 32]).peer_id().to_string();
     let mut sched = Scheduler::new(SchedConfig::default());
@@ -478,9 +479,10 @@ fn finished_task() -> Task {
             repeats: RUNS,
         },
         completions_initial: 0,
+        idempotency_key: None,
     };
     sched.submit(0, spec).expect("submit");
-    for index in 0..RUNS {
+    for index in 0..RUNS - 1 {
         let outcome = RunOutcome::Succeeded {
             results: vec![0],
             stdout: String::new(),
@@ -495,10 +497,11 @@ fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
     let mut group = c.benchmark_group("gateway_parts");
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(3));
-    let task = finished_task();
+    let task = open_task();
     for (medium, root) in [("disk", disk_root()), ("tmpfs", tmpfs_root())] {
         let dir = fresh_dir(&root, "store");
         let store = Store::open(&dir.join(STORE_FILE)).unwrap();
+        store.put_module(&noop_wasm(), 0).unwrap();
         group.bench_function(format!("put_task_{}_runs_{medium}", RUNS), |b| {
             b.iter(|| store.put_task(&task).unwrap())
         });
@@ -517,17 +520,18 @@ fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
         .collect();
     let dir = fresh_dir(&tmpfs_root(), "store-big");
     let store = Store::open(&dir.join(STORE_FILE)).unwrap();
+    store.put_module(&noop_wasm(), 0).unwrap();
     store.put_task(&big).unwrap();
     group.bench_function(format!("put_task_{REPEATS_MAX}_runs_whole_tmpfs"), |b| {
         b.iter(|| store.put_task(&big).unwrap())
     });
     group.bench_function(format!("put_changes_1_of_{REPEATS_MAX}_runs_tmpfs"), |b| {
         b.iter(|| {
-            let change = TaskWrite {
-                task: &big,
-                runs: vec![&big.runs[7]],
+            let change = Op::PutTask {
+                header: Box::new(big.header()),
+                runs: vec![big.runs[7].clone()],
             };
-            store.put_changes(&[change], true).unwrap()
+            store.commit(&Batch { ops: vec![change] }, true).unwrap()
         })
     });
     drop(store);

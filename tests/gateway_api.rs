@@ -28,7 +28,9 @@ fn health_workers_and_cluster_without_workers() {
         let h = Harness::start("health", None).await;
         let (status, body) = h.get("/healthz").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, json!({ "status": "ok" }));
+        assert_eq!(body["status"], "ok", "{body}");
+        assert_eq!(body["store_error"], json!(null), "{body}");
+        assert_eq!(body["open_tasks"], 0, "{body}");
         assert_eq!(h.get("/workers").await, (StatusCode::OK, json!([])));
         assert_eq!(h.get("/cluster").await, (StatusCode::OK, json!([])));
         assert_eq!(h.get("/tasks").await, (StatusCode::OK, json!([])));
@@ -137,7 +139,14 @@ fn multipart_task_runs_on_a_worker_and_is_listed() {
         let (_, page) = h.get("/tasks?offset=1").await;
         assert_eq!(ids(&page), ["b-later"]);
         assert_eq!(h.get("/tasks?offset=2").await, (StatusCode::OK, json!([])));
-        assert_eq!(h.get("/tasks?limit=0").await, (StatusCode::OK, json!([])));
+        let (status, body) = h.get("/tasks?limit=0").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (_, page) = h.get("/tasks?after=a-puzzle").await;
+        assert_eq!(
+            ids(&page),
+            ["b-later"],
+            "a cursor: ids after the last one seen"
+        );
 
         registration.abort();
         h.finish();

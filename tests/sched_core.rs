@@ -169,24 +169,24 @@ fn runs_wait_for_a_free_slot_without_busy_waking() {
 }
 
 #[test]
-fn run_outcomes_are_marked_settled_and_placements_are_not() {
+fn a_task_is_stamped_with_the_time_it_became_final() {
     let mut s = Scheduler::new(config(1));
-    let e = s.worker_joined(0, "w", 1);
-    assert!(!e.iter().any(|e| matches!(e, Effect::Settled(_))));
-    let e = s.submit(0, spec("t", 0, 0, 1, 100)).unwrap();
-    assert!(
-        !e.iter().any(|e| matches!(e, Effect::Settled(_))),
-        "a placement is progress, not an outcome: {e:?}"
-    );
+    s.worker_joined(0, "w", 1);
+    s.submit(0, spec("t", 0, 0, 1, 100)).unwrap();
+    assert_eq!(s.task(&id("t")).unwrap().finished_ms, None);
     let e = s.run_finished(10, &id("t"), 0, 1, ok());
-    assert!(e.contains(&Effect::Settled(id("t"))), "{e:?}");
-    // A timeout is an outcome too.
+    assert!(e.contains(&Effect::TaskChanged(id("t"))), "{e:?}");
+    assert_eq!(s.task(&id("t")).unwrap().finished_ms, Some(10));
+    // A timeout ends a task too, and a cancel.
     s.submit(20, spec("slow", 0, 0, 1, 50)).unwrap();
     s.tick(30);
     assert_eq!(run_status(&s, "slow", 0), RunStatus::Running);
-    let e = s.tick(1_000);
-    assert!(e.contains(&Effect::Settled(id("slow"))), "{e:?}");
+    s.tick(1_000);
     assert_eq!(run_status(&s, "slow", 0), RunStatus::TimedOut);
+    assert_eq!(s.task(&id("slow")).unwrap().finished_ms, Some(1_000));
+    s.submit(1_000, spec("later", 5_000, 0, 1, 50)).unwrap();
+    s.cancel(1_200, &id("later")).unwrap();
+    assert_eq!(s.task(&id("later")).unwrap().finished_ms, Some(1_200));
 }
 
 #[test]
@@ -414,7 +414,7 @@ fn completions_count_successes_from_the_initial_value() {
 #[test]
 fn a_duplicate_or_bad_submit_changes_nothing() {
     let mut s = Scheduler::new(SchedConfig {
-        tasks_max: 2,
+        open_tasks_max: 2,
         ..config(1)
     });
     s.submit(0, spec("t", 0, 0, 1, 1000)).unwrap();
@@ -442,9 +442,13 @@ fn a_duplicate_or_bad_submit_changes_nothing() {
     s.submit(0, spec("u", 0, 0, 1, 1000)).unwrap();
     assert_eq!(
         s.submit(0, spec("v", 0, 0, 1, 1000)),
-        Err(SchedError::Full { tasks_max: 2 })
+        Err(SchedError::Busy { open_tasks_max: 2 })
     );
     assert_eq!(s.tasks().count(), 2);
+    // Only unfinished tasks count: once one finishes and is forgotten, there is room.
+    s.cancel(1, &id("u")).unwrap();
+    s.forget(&id("u")).unwrap();
+    s.submit(2, spec("v", 0, 0, 1, 1000)).unwrap();
 }
 
 #[test]

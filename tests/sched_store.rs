@@ -1,13 +1,27 @@
 //! The store keeps tasks, modules and idempotency keys across reopening, and a
-//! restart restores every unfinished task.
+//! restart restores every unfinished task (and only those).
 
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 use ww_sched::sched::{
-    Effect, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, StoreError, Task,
-    TaskId, TaskSpec, TaskStatus,
+    Batch, Effect, Op, PurgeOutcome, RunOutcome, RunStatus, SchedConfig, SchedError, Schedule,
+    Scheduler, Store, Task, TaskId, TaskSpec, TaskStatus,
 };
+
+/// The smallest valid module header; tasks below refer to it.
+const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+fn module_hash() -> [u8; 32] {
+    Sha256::digest(MODULE).into()
+}
+
+/// A store with the module stored, as the gateway stores it before any task.
+fn open(dir: &TempDir) -> Store {
+    let store = Store::open(&dir.db()).unwrap();
+    store.put_module(MODULE, 0).unwrap();
+    store
+}
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -42,7 +56,7 @@ fn spec(name: &str, delay_ms: u64, repeats: u32) -> TaskSpec {
     TaskSpec {
         id: id(name),
         description: "hash puzzle".into(),
-        module_hash: [9; 32],
+        module_hash: module_hash(),
         export: "run".into(),
         args: vec![5, 2],
         fuel_max: 1 << 30,
@@ -54,6 +68,7 @@ fn spec(name: &str, delay_ms: u64, repeats: u32) -> TaskSpec {
             repeats,
         },
         completions_initial: 0,
+        idempotency_key: None,
     }
 }
 
@@ -73,39 +88,53 @@ fn tasks_modules_and_keys_survive_reopening() {
     let dir = TempDir::new("reopen");
     let mut sched = Scheduler::new(SchedConfig::default());
     let effects = sched.submit(0, spec("b", 0, 1)).unwrap();
-    let effects2 = sched.submit(0, spec("a", 10, 2)).unwrap();
-    let module = b"\0asm\x01\0\0\0".to_vec();
-    let hash = {
-        let store = Store::open(&dir.db()).unwrap();
+    let mut keyed = spec("a", 10, 2);
+    keyed.idempotency_key = Some("key-1".into());
+    let effects2 = sched.submit(0, keyed).unwrap();
+    {
+        let store = open(&dir);
         persist(&store, &sched, &effects);
         persist(&store, &sched, &effects2);
-        let hash = store.put_module(&module).unwrap();
-        assert_eq!(store.put_module(&module).unwrap(), hash, "idempotent");
-        store.put_idempotency("key-1", &id("a")).unwrap();
-        hash
-    };
-    let expected: [u8; 32] = Sha256::digest(&module).into();
-    assert_eq!(hash, expected);
+        assert_eq!(
+            store.put_module(MODULE, 5).unwrap(),
+            module_hash(),
+            "idempotent"
+        );
+    }
     let store = Store::open(&dir.db()).unwrap();
     let tasks = store.tasks().unwrap();
     let want: Vec<Task> = sched.tasks().cloned().collect();
     assert_eq!(tasks, want);
     assert_eq!(tasks[0].spec.id, id("a"), "ordered by id");
-    assert_eq!(store.module(&hash).unwrap(), Some(module));
+    assert_eq!(store.module(&module_hash()).unwrap(), Some(MODULE.to_vec()));
     assert_eq!(store.module(&[0; 32]).unwrap(), None);
     assert_eq!(store.idempotency("key-1").unwrap(), Some(id("a")));
     assert_eq!(store.idempotency("key-2").unwrap(), None);
+    let refs = store.module_refs().unwrap();
+    assert_eq!(
+        refs[&module_hash()].tasks,
+        2,
+        "both tasks refer to the module"
+    );
 }
 
 #[test]
-fn put_task_overwrites_and_delete_removes() {
+fn put_task_overwrites_and_purge_removes() {
     let dir = TempDir::new("overwrite");
-    let store = Store::open(&dir.db()).unwrap();
+    let store = open(&dir);
     let mut sched = Scheduler::new(SchedConfig::default());
     sched.worker_joined(0, "w", 1);
     let e = sched.submit(0, spec("t", 0, 1)).unwrap();
     persist(&store, &sched, &e);
     assert_eq!(store.tasks().unwrap()[0].runs[0].status, RunStatus::Running);
+    let purge = |now_ms| Batch {
+        ops: vec![Op::Purge {
+            id: id("t"),
+            now_ms,
+        }],
+    };
+    let report = store.commit(&purge(1), true).unwrap();
+    assert_eq!(report.purged, vec![(id("t"), PurgeOutcome::NotFinished)]);
     let outcome = RunOutcome::Succeeded {
         results: vec![17],
         stdout: String::new(),
@@ -116,31 +145,41 @@ fn put_task_overwrites_and_delete_removes() {
     let tasks = store.tasks().unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].status, TaskStatus::Succeeded);
+    assert_eq!(tasks[0].finished_ms, Some(5));
     assert_eq!(tasks[0].runs[0].results, vec![17]);
-    store.delete_task(&id("t")).unwrap();
+    assert_eq!(store.finished_count().unwrap(), 1);
+    let report = store.commit(&purge(9), true).unwrap();
+    assert_eq!(report.purged, vec![(id("t"), PurgeOutcome::Purged)]);
     assert!(store.tasks().unwrap().is_empty());
+    assert_eq!(store.finished_count().unwrap(), 0);
+    let refs = store.module_refs().unwrap()[&module_hash()];
+    assert_eq!((refs.tasks, refs.unused_since_ms), (0, 9));
+    let report = store.commit(&purge(10), true).unwrap();
+    assert_eq!(report.purged, vec![(id("t"), PurgeOutcome::NotFound)]);
 }
 
 #[test]
-fn bad_keys_are_refused_and_nothing_is_written() {
-    let dir = TempDir::new("badkey");
-    let store = Store::open(&dir.db()).unwrap();
-    assert!(matches!(
-        store.put_idempotency("", &id("t")),
-        Err(StoreError::BadKey { bytes: 0 })
-    ));
-    assert!(matches!(
-        store.put_idempotency(&"k".repeat(257), &id("t")),
-        Err(StoreError::BadKey { bytes: 257 })
-    ));
-    assert_eq!(store.idempotency("").unwrap(), None);
+fn bad_keys_are_refused_and_nothing_changes() {
+    let mut sched = Scheduler::new(SchedConfig::default());
+    for key in [String::new(), "k".repeat(257)] {
+        let mut bad = spec("t", 0, 1);
+        bad.idempotency_key = Some(key);
+        assert!(matches!(
+            sched.submit(0, bad),
+            Err(SchedError::BadSpec {
+                field: "idempotency_key",
+                ..
+            })
+        ));
+    }
+    assert_eq!(sched.tasks().count(), 0);
 }
 
 #[test]
 fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
     let dir = TempDir::new("crash");
     {
-        let store = Store::open(&dir.db()).unwrap();
+        let store = open(&dir);
         let mut sched = Scheduler::new(SchedConfig::default());
         let e = sched.worker_joined(0, "w", 2);
         persist(&store, &sched, &e);
@@ -182,8 +221,14 @@ fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
         // Crash: scheduler and store dropped without any shutdown step.
     }
     let store = Store::open(&dir.db()).unwrap();
-    let (mut sched, effects) =
-        Scheduler::restore(SchedConfig::default(), 50, store.tasks().unwrap());
+    let open = store.open_tasks().unwrap();
+    let restored: Vec<&str> = open.iter().map(|t| t.spec.id.as_str()).collect();
+    assert_eq!(
+        restored,
+        ["one", "three"],
+        "finished tasks stay on disk only"
+    );
+    let (mut sched, effects) = Scheduler::restore(SchedConfig::default(), 50, open);
     persist(&store, &sched, &effects);
     assert_eq!(
         sched.task(&id("one")).unwrap().runs[0].status,
@@ -193,8 +238,9 @@ fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
         sched.task(&id("three")).unwrap().runs[0].status,
         RunStatus::Retrying
     );
+    assert!(sched.task(&id("done")).is_none());
     assert_eq!(
-        sched.task(&id("done")).unwrap().status,
+        store.header(&id("done")).unwrap().unwrap().status,
         TaskStatus::Succeeded
     );
     let e = sched.worker_joined(60, "w-new", 4);

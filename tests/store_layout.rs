@@ -1,18 +1,31 @@
-//! The store's layout: a task's header and each run are separate rows, a change
-//! writes only what it lists, deletion takes the runs too, layout 1 (whole tasks)
-//! is migrated on open, and an unknown layout or a gap in the runs is refused.
+//! The store's layout 3: a task's header and each run are separate rows, a
+//! change writes only what it lists; the status, finished and module-reference
+//! tables always agree with the headers, and a batch that would make them
+//! disagree is refused whole; retention deletes the oldest finished tasks
+//! first, within its bound; layouts 1 and 2 are migrated on open; an unknown
+//! layout or a gap in the runs is refused.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{Database, ReadableTable, TableDefinition};
 use ww_sched::sched::{
-    RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, StoreError, Task, TaskId,
-    TaskSpec, TaskWrite,
+    Batch, Op, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, StoreError, Task,
+    TaskId, TaskSpec, TaskStatus,
 };
 
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const RUNS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("runs");
+const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
+const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The module every task here refers to.
+const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+fn module_hash() -> [u8; 32] {
+    ww_sched::exec::ModuleHash::of(MODULE).0
+}
 
 /// A file under the system temp dir, removed on drop.
 struct TempFile(PathBuf);
@@ -34,10 +47,20 @@ impl Drop for TempFile {
     }
 }
 
+fn open(file: &TempFile) -> Store {
+    let store = Store::open(&file.0).expect("open");
+    store.put_module(MODULE, 0).expect("module");
+    store
+}
+
+fn id(text: &str) -> TaskId {
+    TaskId::parse(text).expect("id")
+}
+
 /// A task of `repeats` runs due at once, all placed on one worker, the first
-/// `finished` of them succeeded.
-fn task_with_runs(name: &str, repeats: u32, finished: u32) -> Task {
-    let id = TaskId::parse(name).expect("id");
+/// `finished` of them succeeded at time `at`.
+fn task_with_runs(name: &str, repeats: u32, finished: u32, at: u64) -> Task {
+    let id = id(name);
     let mut sched = Scheduler::new(SchedConfig::default());
     sched.worker_joined(0, "w", repeats);
     sched
@@ -46,7 +69,7 @@ fn task_with_runs(name: &str, repeats: u32, finished: u32) -> Task {
             TaskSpec {
                 id: id.clone(),
                 description: String::new(),
-                module_hash: [1; 32],
+                module_hash: module_hash(),
                 export: "run".into(),
                 args: vec![],
                 fuel_max: 1000,
@@ -58,6 +81,7 @@ fn task_with_runs(name: &str, repeats: u32, finished: u32) -> Task {
                     repeats,
                 },
                 completions_initial: 0,
+                idempotency_key: Some(format!("key-{name}")),
             },
         )
         .expect("submit");
@@ -67,9 +91,16 @@ fn task_with_runs(name: &str, repeats: u32, finished: u32) -> Task {
             stdout: format!("run {index}\n"),
             fuel_used: 1,
         };
-        sched.run_finished(1, &id, index, 1, outcome);
+        sched.run_finished(at, &id, index, 1, outcome);
     }
     sched.task(&id).expect("task").clone()
+}
+
+fn put(task: &Task, runs: Vec<ww_sched::sched::Run>) -> Op {
+    Op::PutTask {
+        header: Box::new(task.header()),
+        runs,
+    }
 }
 
 fn version(path: &Path) -> u64 {
@@ -80,77 +111,278 @@ fn version(path: &Path) -> u64 {
     version
 }
 
+fn ids(tasks: &[Task]) -> Vec<&str> {
+    tasks.iter().map(|t| t.spec.id.as_str()).collect()
+}
+
 #[test]
 fn a_change_writes_the_header_and_only_the_listed_runs() {
     let file = TempFile::new("listed");
-    let store = Store::open(&file.0).expect("open");
-    let before = task_with_runs("t", 3, 0);
+    let store = open(&file);
+    let before = task_with_runs("t", 3, 0, 1);
     store.put_task(&before).expect("put whole");
-    let after = task_with_runs("t", 3, 2);
+    let after = task_with_runs("t", 3, 2, 1);
     // List only run 1: run 0 keeps its stored (running) state, the header moves on.
-    store
-        .put_changes(
-            &[TaskWrite {
-                task: &after,
-                runs: vec![&after.runs[1]],
-            }],
-            true,
-        )
-        .expect("put change");
+    let batch = Batch {
+        ops: vec![put(&after, vec![after.runs[1].clone()])],
+    };
+    store.commit(&batch, true).expect("put change");
     let stored = &store.tasks().expect("tasks")[0];
     assert_eq!(stored.completions, after.completions);
     assert_eq!(stored.runs[0], before.runs[0]);
     assert_eq!(stored.runs[1], after.runs[1]);
     assert_eq!(stored.runs[1].status, RunStatus::Succeeded);
     assert_eq!(stored.runs.len(), 3);
+    let page = store.runs(&id("t"), 1, 1).expect("page");
+    assert_eq!(
+        page,
+        vec![after.runs[1].clone()],
+        "a page of runs from index 1"
+    );
 }
 
 #[test]
-fn deleting_a_task_deletes_its_runs() {
-    let file = TempFile::new("delete");
-    let store = Store::open(&file.0).expect("open");
-    let task = task_with_runs("gone", 4, 4);
-    store.put_task(&task).expect("put");
-    store.delete_task(&task.spec.id).expect("delete");
-    assert!(store.tasks().expect("tasks").is_empty());
-    // A new task under the same id starts with no runs of the old one.
-    store
-        .put_changes(
-            &[TaskWrite {
-                task: &task,
-                runs: vec![],
-            }],
+fn lists_come_from_headers_by_status_with_a_cursor() {
+    let file = TempFile::new("list");
+    let store = open(&file);
+    let done = ["a", "c", "e"].map(|n| task_with_runs(n, 1, 1, 5));
+    let open_ = ["b", "d"].map(|n| task_with_runs(n, 2, 0, 5));
+    let all: Vec<&Task> = done.iter().chain(open_.iter()).collect();
+    store.put_tasks(&all, true).expect("put");
+    let names = |headers: Vec<ww_sched::sched::TaskHeader>| {
+        headers.into_iter().map(|h| h.spec.id.0).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(store.list(None, None, 0, 10).unwrap()),
+        ["a", "b", "c", "d", "e"]
+    );
+    assert_eq!(
+        names(store.list(None, Some(&id("b")), 1, 2).unwrap()),
+        ["d", "e"]
+    );
+    let succeeded = Some(TaskStatus::Succeeded);
+    assert_eq!(
+        names(store.list(succeeded, None, 0, 10).unwrap()),
+        ["a", "c", "e"]
+    );
+    assert_eq!(
+        names(store.list(succeeded, Some(&id("a")), 0, 1).unwrap()),
+        ["c"]
+    );
+    assert_eq!(
+        names(store.list(Some(TaskStatus::Running), None, 0, 10).unwrap()),
+        ["b", "d"]
+    );
+    assert!(store
+        .list(Some(TaskStatus::Failed), None, 0, 10)
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        ids(&store.open_tasks().unwrap()),
+        ["b", "d"],
+        "a restart loads these only"
+    );
+    assert_eq!(store.finished_count().unwrap(), 3);
+}
+
+#[test]
+fn batches_that_would_make_the_tables_disagree_are_refused_whole() {
+    let file = TempFile::new("refused");
+    let store = open(&file);
+    let finished = task_with_runs("f", 1, 1, 5);
+    store.put_task(&finished).expect("put");
+    let fresh = task_with_runs("n", 1, 0, 5);
+
+    // A final task is never written again; the batch's other write goes too.
+    let again = Batch {
+        ops: vec![put(&fresh, fresh.runs.clone()), put(&finished, vec![])],
+    };
+    let error = store.commit(&again, true).expect_err("refused");
+    assert!(
+        matches!(&error, StoreError::Corrupt { what, .. } if what == "task f"),
+        "{error}"
+    );
+    assert!(
+        store.header(&id("n")).unwrap().is_none(),
+        "nothing of the batch was written"
+    );
+
+    // A new task must refer to a stored module.
+    let mut orphan = task_with_runs("o", 1, 0, 5);
+    orphan.spec.module_hash = [3; 32];
+    let error = store
+        .commit(
+            &Batch {
+                ops: vec![put(&orphan, vec![])],
+            },
             true,
         )
-        .expect("header only");
-    assert!(store.tasks().expect("tasks")[0].runs.is_empty());
+        .expect_err("refused");
+    assert!(error.to_string().contains("not stored"), "{error}");
+
+    // One idempotency key names one task.
+    let mut twin = task_with_runs("twin", 1, 0, 5);
+    twin.spec.idempotency_key = Some("key-f".into());
+    let error = store
+        .commit(
+            &Batch {
+                ops: vec![put(&twin, vec![])],
+            },
+            true,
+        )
+        .expect_err("refused");
+    assert!(error.to_string().contains("names task f"), "{error}");
+
+    // A run beyond the runs created.
+    let mut beyond = fresh.runs[0].clone();
+    beyond.index = 7;
+    let error = store
+        .commit(
+            &Batch {
+                ops: vec![put(&fresh, vec![beyond])],
+            },
+            true,
+        )
+        .expect_err("refused");
+    assert!(error.to_string().contains("beyond"), "{error}");
+    assert_eq!(ids(&store.tasks().unwrap()), ["f"]);
+    assert_eq!(store.module_refs().unwrap()[&module_hash()].tasks, 1);
+}
+
+#[test]
+fn retention_deletes_the_oldest_finished_first_within_its_bound() {
+    let file = TempFile::new("expire");
+    let store = open(&file);
+    let tasks: Vec<Task> = (0..6u64)
+        .map(|i| task_with_runs(&format!("t{i}"), 2, 2, 100 + i))
+        .collect();
+    let running = task_with_runs("open", 2, 1, 50);
+    let mut all: Vec<&Task> = tasks.iter().collect();
+    all.push(&running);
+    store.put_tasks(&all, true).expect("put");
+    assert_eq!(store.finished_count().unwrap(), 6);
+    let expire = |now_ms, retain_ms, finished_max, delete_max| Batch {
+        ops: vec![Op::Expire {
+            now_ms,
+            retain_ms,
+            finished_max,
+            delete_max,
+        }],
+    };
+    // Nothing is old enough and the count is under the most kept.
+    let report = store.commit(&expire(101, Some(10), 10, 100), true).unwrap();
+    assert!(report.deleted.is_empty() && !report.expire_more);
+    // t0, t1 and t2 (finished at 100..=102) are older than 10 ms at 112; two
+    // at a time.
+    let report = store.commit(&expire(112, Some(10), 10, 2), true).unwrap();
+    let gone: Vec<&str> = report.deleted.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(gone, ["t0", "t1"]);
+    assert!(report.expire_more, "t2 is due too");
+    let report = store.commit(&expire(112, Some(10), 10, 2), true).unwrap();
+    assert_eq!(report.deleted.len(), 1);
+    assert!(!report.expire_more);
+    // Kept for ever, but at most two: the oldest of the rest go.
+    let report = store.commit(&expire(10_000, None, 2, 100), true).unwrap();
+    let gone: Vec<&str> = report.deleted.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(gone, ["t3"]);
+    assert_eq!(ids(&store.tasks().unwrap()), ["open", "t4", "t5"]);
+    assert_eq!(store.finished_count().unwrap(), 2);
+    assert_eq!(
+        store.runs(&id("t0"), 0, 10).unwrap(),
+        vec![],
+        "runs go with their task"
+    );
+    assert_eq!(
+        store.idempotency("key-t0").unwrap(),
+        None,
+        "and so does the key"
+    );
+    assert_eq!(store.idempotency("key-t4").unwrap(), Some(id("t4")));
+    assert_eq!(store.module_refs().unwrap()[&module_hash()].tasks, 3);
+}
+
+#[test]
+fn modules_are_deleted_only_when_no_task_refers_to_them() {
+    let file = TempFile::new("modules");
+    let store = open(&file);
+    let other = b"\0asm\x01\0\0\0\0".to_vec();
+    let other_hash = store.put_module(&other, 3).expect("module");
+    store.put_task(&task_with_runs("t", 1, 0, 1)).expect("put");
+    let delete = Batch {
+        ops: vec![Op::DeleteModules {
+            hashes: vec![module_hash(), other_hash],
+        }],
+    };
+    let report = store.commit(&delete, true).unwrap();
+    assert_eq!(report.modules_deleted, vec![other_hash]);
+    assert_eq!(report.modules_kept, vec![module_hash()]);
+    assert_eq!(store.module(&other_hash).unwrap(), None);
+    assert!(store.module(&module_hash()).unwrap().is_some());
+    // Uploaded again, it is back, unused since the upload.
+    let again = Op::PutModule {
+        hash: other_hash,
+        bytes: Arc::new(other),
+        now_ms: 40,
+    };
+    store.commit(&Batch { ops: vec![again] }, true).unwrap();
+    assert_eq!(
+        store.module_refs().unwrap()[&other_hash].unused_since_ms,
+        40
+    );
+}
+
+/// Writes a layout-1 file: whole tasks as JSON, version 1.
+fn write_layout_1(path: &Path, tasks: &[Task]) {
+    let db = Database::create(path).expect("create");
+    let txn = db.begin_write().expect("write");
+    {
+        let mut table = txn.open_table(TASKS).expect("tasks");
+        for task in tasks {
+            let mut old = serde_json::to_value(task).expect("json");
+            // Layout 1 knew neither the finish time nor the key in the spec.
+            old.as_object_mut().expect("object").remove("finished_ms");
+            old["spec"]
+                .as_object_mut()
+                .expect("spec")
+                .remove("idempotency_key");
+            let json = serde_json::to_vec(&old).expect("json");
+            table
+                .insert(task.spec.id.as_str(), json.as_slice())
+                .expect("insert");
+        }
+        let mut modules = txn.open_table(MODULES).expect("modules");
+        modules
+            .insert(module_hash().as_slice(), MODULE)
+            .expect("module");
+        let mut keys = txn.open_table(IDEMPOTENCY).expect("keys");
+        for task in tasks {
+            keys.insert(
+                format!("key-{}", task.spec.id).as_str(),
+                task.spec.id.as_str(),
+            )
+            .expect("key");
+        }
+        let mut meta = txn.open_table(META).expect("meta");
+        meta.insert("version", 1).expect("version");
+    }
+    txn.commit().expect("commit");
 }
 
 #[test]
 fn layout_1_is_migrated_on_open() {
-    let file = TempFile::new("migrate");
-    let tasks = vec![task_with_runs("a", 3, 1), task_with_runs("b", 2, 2)];
-    {
-        // A layout-1 file: whole tasks as JSON, version 1.
-        let db = Database::create(&file.0).expect("create");
-        let txn = db.begin_write().expect("write");
-        {
-            let mut table = txn.open_table(TASKS).expect("tasks");
-            for task in &tasks {
-                let json = serde_json::to_vec(task).expect("json");
-                table
-                    .insert(task.spec.id.as_str(), json.as_slice())
-                    .expect("insert");
-            }
-            let mut meta = txn.open_table(META).expect("meta");
-            meta.insert("version", 1).expect("version");
-        }
-        txn.commit().expect("commit");
-    }
+    let file = TempFile::new("migrate1");
+    let tasks = vec![task_with_runs("a", 3, 1, 7), task_with_runs("b", 2, 2, 9)];
+    write_layout_1(&file.0, &tasks);
     let store = Store::open(&file.0).expect("open and migrate");
-    assert_eq!(store.tasks().expect("tasks"), tasks);
+    let stored = store.tasks().expect("tasks");
+    assert_eq!(stored, tasks);
+    assert_eq!(stored[1].finished_ms, Some(9), "the latest run's finish");
+    assert_eq!(ids(&store.open_tasks().unwrap()), ["a"]);
+    assert_eq!(store.finished_count().unwrap(), 1);
+    assert_eq!(store.idempotency("key-b").unwrap(), Some(id("b")));
+    assert_eq!(store.module_refs().unwrap()[&module_hash()].tasks, 2);
     drop(store);
-    assert_eq!(version(&file.0), 2);
+    assert_eq!(version(&file.0), 3);
     let db = Database::open(&file.0).expect("open");
     let txn = db.begin_read().expect("read");
     let runs = txn.open_table(RUNS).expect("runs");
@@ -162,6 +394,56 @@ fn layout_1_is_migrated_on_open() {
 }
 
 #[test]
+fn layout_2_is_migrated_on_open() {
+    let file = TempFile::new("migrate2");
+    let tasks = vec![task_with_runs("x", 2, 2, 11), task_with_runs("y", 1, 0, 3)];
+    {
+        // Layout 2: headers are tasks without runs, runs in their own rows.
+        write_layout_1(&file.0, &[]);
+        let db = Database::open(&file.0).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut headers = txn.open_table(TASKS).expect("tasks");
+            let mut runs = txn.open_table(RUNS).expect("runs");
+            for task in &tasks {
+                let mut header = task.clone();
+                for run in std::mem::take(&mut header.runs) {
+                    let json = serde_json::to_vec(&run).expect("json");
+                    runs.insert((task.spec.id.as_str(), run.index), json.as_slice())
+                        .expect("run");
+                }
+                header.finished_ms = None;
+                header.spec.idempotency_key = None;
+                let json = serde_json::to_vec(&header).expect("json");
+                headers
+                    .insert(task.spec.id.as_str(), json.as_slice())
+                    .expect("header");
+            }
+            let mut keys = txn.open_table(IDEMPOTENCY).expect("keys");
+            for task in &tasks {
+                keys.insert(
+                    format!("key-{}", task.spec.id).as_str(),
+                    task.spec.id.as_str(),
+                )
+                .expect("key");
+            }
+            txn.open_table(META)
+                .expect("meta")
+                .insert("version", 2)
+                .expect("version");
+        }
+        txn.commit().expect("commit");
+    }
+    let store = Store::open(&file.0).expect("open and migrate");
+    assert_eq!(store.tasks().expect("tasks"), tasks);
+    let header = store.header(&id("x")).unwrap().expect("x");
+    assert_eq!((header.runs_created, header.finished_ms), (2, Some(11)));
+    assert_eq!(ids(&store.open_tasks().unwrap()), ["y"]);
+    drop(store);
+    assert_eq!(version(&file.0), 3);
+}
+
+#[test]
 fn an_unknown_layout_is_refused_untouched() {
     let file = TempFile::new("unknown");
     {
@@ -169,38 +451,35 @@ fn an_unknown_layout_is_refused_untouched() {
         let txn = db.begin_write().expect("write");
         txn.open_table(META)
             .expect("meta")
-            .insert("version", 3)
+            .insert("version", 4)
             .expect("version");
         txn.commit().expect("commit");
     }
-    let refused = Store::open(&file.0).expect_err("layout 3 must be refused");
+    let refused = Store::open(&file.0).expect_err("layout 4 must be refused");
     assert!(
-        matches!(refused, StoreError::Version { found: 3 }),
+        matches!(refused, StoreError::Version { found: 4 }),
         "{refused}"
     );
-    assert_eq!(version(&file.0), 3);
+    assert_eq!(version(&file.0), 4);
 }
 
 #[test]
 fn a_gap_in_the_runs_is_reported_as_corrupt() {
     let file = TempFile::new("gap");
-    let task = task_with_runs("holey", 3, 0);
+    let task = task_with_runs("holey", 3, 0, 1);
     {
-        let store = Store::open(&file.0).expect("open");
-        store
-            .put_changes(
-                &[TaskWrite {
-                    task: &task,
-                    runs: vec![&task.runs[0], &task.runs[2]],
-                }],
-                true,
-            )
-            .expect("put");
+        let store = open(&file);
+        let batch = Batch {
+            ops: vec![put(&task, vec![task.runs[0].clone(), task.runs[2].clone()])],
+        };
+        store.commit(&batch, true).expect("put");
     }
     let store = Store::open(&file.0).expect("open");
-    let error = store.tasks().expect_err("a missing run 1 must be refused");
+    let error = store
+        .open_tasks()
+        .expect_err("a missing run 1 must be refused");
     assert!(
-        matches!(&error, StoreError::Corrupt { what, .. } if what == "run holey/2"),
+        matches!(&error, StoreError::Corrupt { what, .. } if what == "runs of task holey"),
         "{error}"
     );
 }

@@ -21,9 +21,13 @@ use turmoil::net::{TcpListener, TcpStream};
 /// Pause after a failed accept, so a persistent error cannot spin the host.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 
-/// Serves `router` on every connection `listener` accepts, forever.
+/// Serves `router` on every connection `listener` accepts, forever. Dropping
+/// the future closes the listener and every connection (a process exit).
 pub async fn serve(listener: TcpListener, router: Router) {
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connections so the set stays as small as the open ones.
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -34,7 +38,7 @@ pub async fn serve(listener: TcpListener, router: Router) {
         };
         let service = TowerToHyperService::new(router.clone());
         // One task per connection so a slow or stalled peer blocks nobody else.
-        tokio::task::spawn_local(async move {
+        connections.spawn_local(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
             if let Err(error) = connection.await {

@@ -8,11 +8,21 @@ use ww_sched::sched::{
 };
 use ww_sim::disk::SimDisk;
 
+/// The module the tasks refer to; the store keeps no task without its module.
+const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+/// A store on `disk` with the module stored (durably), as the gateway would.
+fn open(disk: &SimDisk) -> Store {
+    let store = Store::open_on(disk.backend(), "disk").expect("open");
+    store.put_module(MODULE, 0).expect("module");
+    store
+}
+
 fn spec(name: &str) -> TaskSpec {
     TaskSpec {
         id: TaskId::parse(name).expect("valid id"),
         description: "crash test".into(),
-        module_hash: [7; 32],
+        module_hash: ww_sched::exec::ModuleHash::of(MODULE).0,
         export: "run".into(),
         args: vec![1],
         fuel_max: 1 << 20,
@@ -24,6 +34,7 @@ fn spec(name: &str) -> TaskSpec {
             repeats: 1,
         },
         completions_initial: 0,
+        idempotency_key: None,
     }
 }
 
@@ -50,7 +61,7 @@ fn a_crash_keeps_durable_writes_and_loses_the_rest() {
     let durable = running_task(&mut sched, "durable");
     let unsynced = running_task(&mut sched, "unsynced");
     {
-        let store = Store::open_on(disk.backend(), "disk").expect("open");
+        let store = open(&disk);
         store.put_task(&durable).expect("durable put");
         store.put_tasks(&[&unsynced], false).expect("unsynced put");
         // Both are readable before the crash: reads see unsynced writes.
@@ -74,7 +85,7 @@ fn a_sync_makes_earlier_unsynced_writes_survive() {
     let task = running_task(&mut sched, "t");
     let id = task.spec.id.clone();
     {
-        let store = Store::open_on(disk.backend(), "disk").expect("open");
+        let store = open(&disk);
         store.put_task(&task).expect("put");
         sched.run_finished(
             5,
@@ -112,7 +123,7 @@ fn crash_at_every_step(torn_seed: Option<u64>) {
         let disk = SimDisk::new();
         let mut expected = Vec::new();
         {
-            let store = Store::open_on(disk.backend(), "disk").expect("open");
+            let store = open(&disk);
             for (i, task) in tasks.iter().enumerate().take(crash_after + 1) {
                 let durable = i % 3 != 2;
                 store.put_tasks(&[task], durable).expect("put");

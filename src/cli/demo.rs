@@ -69,6 +69,7 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
         data,
         "127.0.0.1:0".parse()?,
         16 * 1024 * 1024,
+        &super::gateway::GatewayLimits::default(),
     )
     .await?;
     let base = format!("http://{}", running.http);

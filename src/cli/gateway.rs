@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use ww_sched::cluster::Membership;
-use ww_sched::gateway::{Clock, Gateway, GatewayConfig};
+use ww_sched::gateway::{clock::host_clock, Gateway, GatewayConfig, Retention};
+use ww_sched::sched::OPEN_TASKS_MAX_DEFAULT;
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 
 use super::ClusterArgs;
@@ -33,24 +34,77 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     body_bytes_max: usize,
     #[command(flatten)]
+    limits: GatewayLimits,
+    #[command(flatten)]
     cluster: ClusterArgs,
 }
 
-/// The wall clock in ms since the Unix epoch: stored times stay meaningful
-/// across a restart.
-pub fn wall_clock() -> Clock {
-    Rc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
-    })
+/// What a gateway holds and for how long.
+#[derive(Args, Clone, Debug)]
+pub struct GatewayLimits {
+    /// Most unfinished tasks at once; a submission beyond them is answered
+    /// 503 `busy` with Retry-After. Finished tasks do not count.
+    #[arg(long, default_value_t = OPEN_TASKS_MAX_DEFAULT)]
+    pub open_tasks_max: usize,
+    /// How long a finished task (and its runs) stays readable after it
+    /// finished: a number with s, m, h or d (e.g. 90m, 7d); 0 keeps them until
+    /// --finished-max pushes them out.
+    #[arg(long, default_value = "7d", value_parser = parse_duration_ms)]
+    pub retain: u64,
+    /// Most finished tasks kept; beyond it the oldest are deleted first.
+    #[arg(long, default_value_t = Retention::default().finished_max)]
+    pub finished_max: u64,
+    /// How long a module no task refers to is kept (s, m, h or d).
+    #[arg(long, default_value = "1h", value_parser = parse_duration_ms)]
+    pub module_grace: u64,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        let retention = Retention::default();
+        GatewayLimits {
+            open_tasks_max: OPEN_TASKS_MAX_DEFAULT,
+            retain: retention.retain_ms.unwrap_or(0),
+            finished_max: retention.finished_max,
+            module_grace: retention.module_grace_ms,
+        }
+    }
+}
+
+/// Parses `0`, or a whole number followed by `ms`, `s`, `m`, `h` or `d`, into ms.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(0);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit: add ms, s, m, h or d"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a whole number then ms, s, m, h or d"))?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (ms, s, m, h or d)"
+            ))
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 /// A gateway serving HTTP on `http` (port 0: any free port).
 pub struct RunningGateway {
     /// The gateway; dropping it stops the core.
-    pub _gateway: Gateway,
+    pub gateway: Gateway,
     /// Where its REST API listens.
     pub http: SocketAddr,
     /// The HTTP server task.
@@ -64,11 +118,18 @@ pub async fn start(
     data: &Path,
     http: SocketAddr,
     body_bytes_max: usize,
+    limits: &GatewayLimits,
 ) -> Result<RunningGateway> {
     let mut config = GatewayConfig::new(data.to_path_buf());
     config.body_bytes_max = body_bytes_max;
     config.sched.seed = rand::random();
-    let gateway = Gateway::start(transport, membership, wall_clock(), config).await?;
+    config.sched.open_tasks_max = limits.open_tasks_max;
+    config.retention = Retention {
+        retain_ms: (limits.retain > 0).then_some(limits.retain),
+        finished_max: limits.finished_max,
+        module_grace_ms: limits.module_grace,
+    };
+    let gateway = Gateway::start(transport, membership, host_clock(), config).await?;
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .with_context(|| format!("cannot serve HTTP on {http}"))?;
@@ -76,13 +137,14 @@ pub async fn start(
     let router = gateway.router();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(RunningGateway {
-        _gateway: gateway,
+        gateway,
         http,
         server,
     })
 }
 
-/// Runs the gateway until Ctrl-C.
+/// Runs the gateway until Ctrl-C; fails (exit code 1) when the gateway
+/// fail-stops, so a supervisor restarts it on the same data directory.
 pub async fn run(args: GatewayArgs) -> Result<()> {
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create data directory {}", args.data.display()))?;
@@ -105,12 +167,13 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         )
         .await?,
     );
-    let running = start(
+    let mut running = start(
         &transport,
         Some(membership),
         &args.data,
         args.http,
         args.body_bytes_max,
+        &args.limits,
     )
     .await?;
     // Wildcard listeners report one address per interface just after binding.
@@ -123,10 +186,32 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     println!("http on http://{}", running.http);
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
-        served = running.server => match served {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.into()),
-            Err(e) => Err(e.into()),
+        cause = running.gateway.stopped() => {
+            bail!("gateway stopped, exiting so that it restarts on {}: {cause}", args.data.display())
+        }
+        served = &mut running.server => match served {
+            Ok(Ok(())) => bail!("the HTTP server ended"),
+            Ok(Err(e)) => Err(anyhow::Error::from(e).context("the HTTP server failed")),
+            Err(e) => Err(anyhow::Error::from(e).context("the HTTP server task ended")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations_take_a_unit_and_zero_means_for_ever() {
+        assert_eq!(parse_duration_ms("0"), Ok(0));
+        assert_eq!(parse_duration_ms("7d"), Ok(7 * 86_400_000));
+        assert_eq!(parse_duration_ms("90m"), Ok(90 * 60_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert!(parse_duration_ms("7").unwrap_err().contains("no unit"));
+        assert!(parse_duration_ms("7w")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration_ms("d").is_err());
+        assert!(parse_duration_ms("99999999999999999d").is_err());
     }
 }

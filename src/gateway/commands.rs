@@ -1,9 +1,12 @@
 //! What the REST handlers ask of the gateway core, and the answers they wait for.
+//! Reads of tasks do not come here: handlers read the store directly, which
+//! holds only committed state.
 
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::ApiError;
-use crate::sched::{Schedule, Task, TaskId, TaskStatus};
+use crate::sched::{Schedule, TaskHeader, TaskId};
 
 /// Where a submission's module comes from.
 pub enum ModuleInput {
@@ -37,43 +40,53 @@ pub struct NewTask {
     pub completions_initial: u64,
 }
 
+/// An acknowledged submission: the task as committed, and whether this request
+/// created it (a retry with the same idempotency key did not).
+pub type Acked = (TaskHeader, bool);
+
+/// The core's view of its own health, as `/healthz` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthReport {
+    /// `ok`, or `failed` once a store error stopped acknowledgements.
+    pub status: &'static str,
+    /// Why the store failed, if it did.
+    pub store_error: Option<String>,
+    /// How long the batch being committed has been in flight, if one is.
+    pub commit_in_flight_ms: Option<u64>,
+    /// Batches committed since start.
+    pub commits: u64,
+    /// Unfinished tasks held.
+    pub open_tasks: usize,
+    /// Workers in the pool.
+    pub workers: usize,
+}
+
 /// What an HTTP handler asks of the core.
 pub enum Command {
-    /// Submit a task; answers the task and whether it was created now.
+    /// Submit a task; answered once it is committed.
     Submit {
         /// The submission.
         task: NewTask,
         /// Makes a retried submission return the same task.
         idempotency_key: Option<String>,
         /// The answer.
-        reply: oneshot::Sender<Result<(Task, bool), ApiError>>,
+        reply: oneshot::Sender<Result<Acked, ApiError>>,
     },
-    /// A page of tasks, ordered by id.
-    List {
-        /// Only tasks with this status.
-        status: Option<TaskStatus>,
-        /// Tasks to skip.
-        offset: usize,
-        /// Tasks at most.
-        limit: usize,
-        /// The answer.
-        reply: oneshot::Sender<Vec<Task>>,
-    },
-    /// One task.
-    Get {
-        /// Which.
-        id: TaskId,
-        /// The answer.
-        reply: oneshot::Sender<Option<Task>>,
-    },
-    /// Cancel a task.
+    /// Cancel a task; answered with the task as committed after the cancel.
     Cancel {
         /// Which.
         id: TaskId,
-        /// The task after the cancel.
-        reply: oneshot::Sender<Result<Task, ApiError>>,
+        /// The answer.
+        reply: oneshot::Sender<Result<TaskHeader, ApiError>>,
     },
-    /// Store a module; answers its hash.
+    /// Delete a finished task now.
+    Purge {
+        /// Which.
+        id: TaskId,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    /// Store a module; answers its hash once committed.
     PutModule {
         /// The module.
         bytes: Vec<u8>,
@@ -89,5 +102,10 @@ pub enum Command {
     Cluster {
         /// The answer.
         reply: oneshot::Sender<Vec<serde_json::Value>>,
+    },
+    /// The core's health: answering at all shows that the core runs.
+    Health {
+        /// The answer.
+        reply: oneshot::Sender<HealthReport>,
     },
 }

@@ -23,10 +23,20 @@ pub enum ApiError {
     /// Well-formed but unusable (e.g. not a WASM module).
     #[error("{0}")]
     Unprocessable(String),
-    /// The gateway itself failed (storage, shutdown).
+    /// Too many unfinished tasks: retry after `RETRY_AFTER_S` (503).
+    #[error("{0}")]
+    Busy(String),
+    /// The store failed: nothing is acknowledged or shown any more, and the
+    /// gateway is stopping so that it restarts on its data (503).
+    #[error("{0}")]
+    Storage(String),
+    /// The gateway itself failed (shutdown, a bug).
     #[error("{0}")]
     Internal(String),
 }
+
+/// Seconds a client told `busy` should wait before retrying.
+pub const RETRY_AFTER_S: u64 = 1;
 
 impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str) {
@@ -36,8 +46,15 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+
+    /// The error's kind as the JSON body names it.
+    pub fn kind(&self) -> &'static str {
+        self.parts().1
     }
 }
 
@@ -45,6 +62,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.parts();
         let body = serde_json::json!({ "error": kind, "detail": self.to_string() });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if matches!(self, ApiError::Busy(_) | ApiError::Storage(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_S),
+            );
+        }
+        response
     }
 }

@@ -1,30 +1,37 @@
 //! The gateway: the REST API (axum) and the core that wires the scheduler to the
-//! worker pool. Workers join the pool by sending their `Worker` capability down
-//! the channel the gateway exports as `lb` (as in the original).
+//! worker pool and the store. Workers join the pool by sending their `Worker`
+//! capability down the channel the gateway exports as `lb` (as in the original).
 
 mod api;
+pub mod clock;
 mod commands;
 mod core;
 mod error;
+mod health;
 mod pool;
 mod runner;
 mod views;
 
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub use self::core::{
-    Clock, Command, CoreConfig, ModuleInput, NewTask, COMMAND_QUEUE_MAX, RUN_STDOUT_MAX,
+    Acked, Clock, Command, CoreConfig, Formed, HealthReport, ModuleInput, NewTask, PlanFailed,
+    Planner, Released, Retention, StorageMode, COMMAND_QUEUE_MAX, COMMIT_STALL_MAX,
+    EXPIRE_INTERVAL_MS,
 };
-pub use api::{router, PAGE_MAX};
-pub use error::ApiError;
+pub use api::{router, StoreReader, PAGE_DEFAULT, PAGE_MAX};
+pub use error::{ApiError, RETRY_AFTER_S};
+pub use health::Health;
 pub use pool::{Pool, PoolConfig, PoolEvent};
-pub use views::{task_detail, task_summary};
+pub use runner::RUN_STDOUT_MAX;
+pub use views::{run_row, task_detail, task_summary};
 
 use crate::cluster::Membership;
 use crate::csp::{ChanConfig, ChannelServer};
 use crate::rpc::{export_protocol, serve_per_peer, ServeHandle};
-use crate::sched::{SchedConfig, Store};
+use crate::sched::{SchedConfig, Store, StoreError};
 use crate::transport::Transport;
 
 /// The name the registration channel is exported under.
@@ -39,16 +46,22 @@ pub struct GatewayConfig {
     pub data_dir: PathBuf,
     /// Largest request body, and so the largest module upload.
     pub body_bytes_max: usize,
-    /// Scheduler tuning.
+    /// Scheduler tuning (and `open_tasks_max`).
     pub sched: SchedConfig,
     /// Worker liveness and call timeouts.
     pub pool: PoolConfig,
     /// Registrations buffered in the channel.
     pub channel_capacity: usize,
+    /// What is kept, and how long.
+    pub retention: Retention,
+    /// Where commits and reads run.
+    pub storage: StorageMode,
 }
 
 impl GatewayConfig {
-    /// Defaults for a laptop: 16 MiB bodies, 5 attempts per run.
+    /// Defaults for a laptop: 16 MiB bodies, 5 attempts per run, 100,000
+    /// unfinished tasks, finished ones kept 7 days (at most a million), commits
+    /// on their own thread.
     pub fn new(data_dir: PathBuf) -> Self {
         GatewayConfig {
             data_dir,
@@ -56,6 +69,8 @@ impl GatewayConfig {
             sched: SchedConfig::default(),
             pool: PoolConfig::default(),
             channel_capacity: 64,
+            retention: Retention::default(),
+            storage: StorageMode::Thread,
         }
     }
 }
@@ -74,21 +89,22 @@ pub enum GatewayError {
     /// Exporting the registration channel failed.
     #[error("registration channel: {0}")]
     Export(String),
-    /// Restoring the scheduler failed.
+    /// Restoring the unfinished tasks failed.
     #[error("restoring tasks: {0}")]
-    Restore(ApiError),
+    Restore(StoreError),
 }
 
 /// A running gateway. Dropping it stops the core and the registration channel.
 pub struct Gateway {
     router: axum::Router,
-    _core: tokio::task::JoinHandle<()>,
+    health: Arc<Health>,
+    core: tokio::task::JoinHandle<()>,
     _serving: ServeHandle,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        self._core.abort();
+        self.core.abort();
     }
 }
 
@@ -120,6 +136,8 @@ impl Gateway {
         config: GatewayConfig,
         store: Store,
     ) -> Result<Self, GatewayError> {
+        let store = Arc::new(store);
+        let health = Health::new();
         let channel = ChannelServer::new(ChanConfig {
             capacity: config.channel_capacity,
             ..ChanConfig::default()
@@ -137,14 +155,30 @@ impl Gateway {
         let core_config = CoreConfig {
             sched: config.sched.clone(),
             module_bytes_max: config.body_bytes_max,
+            retention: config.retention,
+            storage: config.storage,
         };
-        let core = self::core::Core::restore(store, pool, clock, core_config, membership)
-            .map_err(GatewayError::Restore)?;
+        let core = self::core::Core::restore(
+            store.clone(),
+            pool,
+            clock,
+            core_config,
+            membership,
+            health.clone(),
+        )
+        .map_err(GatewayError::Restore)?;
         let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_QUEUE_MAX);
         let core = tokio::task::spawn_local(core.run(receiver));
         Ok(Gateway {
-            router: api::router(commands, config.body_bytes_max),
-            _core: core,
+            router: api::router(
+                commands,
+                store,
+                config.storage,
+                health.clone(),
+                config.body_bytes_max,
+            ),
+            health,
+            core,
             _serving: serving,
         })
     }
@@ -152,5 +186,29 @@ impl Gateway {
     /// The REST API, ready to serve (its handlers are `Send`).
     pub fn router(&self) -> axum::Router {
         self.router.clone()
+    }
+
+    /// The gateway's fail-stop switch.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Resolves, with the cause, when the gateway can no longer keep its
+    /// guarantees: a store error, or the core ending (it never does on its
+    /// own). Whoever runs the gateway then exits non-zero. Await it once.
+    pub async fn stopped(&mut self) -> String {
+        tokio::select! {
+            biased;
+            cause = self.health.tripped() => cause,
+            ended = &mut self.core => {
+                let cause = match ended {
+                    Err(e) if e.is_panic() => "the gateway core panicked".to_string(),
+                    Err(e) => format!("the gateway core was stopped: {e}"),
+                    Ok(()) => "the gateway core ended".to_string(),
+                };
+                self.health.trip(cause.clone());
+                cause
+            }
+        }
     }
 }

@@ -1,19 +1,21 @@
 //! One run attempt on a remote worker, turned into the scheduler's outcome.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::exec::{ErrorKind, Limits, ModuleRef, RunSpec};
 use crate::sched::{RunOutcome, TaskSpec};
 use crate::worker::RemoteWorker;
 
-use super::core::RUN_STDOUT_MAX;
+/// Stdout kept per run.
+pub const RUN_STDOUT_MAX: usize = 64 * 1024;
 
 /// Runs one attempt: by hash first, sending the module's bytes only if the
 /// worker does not have it yet.
 pub(super) async fn run_on_worker(
     worker: &RemoteWorkerHandle,
     spec: &TaskSpec,
-    module: Rc<Vec<u8>>,
+    module: Arc<Vec<u8>>,
 ) -> RunOutcome {
     let mut run = RunSpec {
         module: ModuleRef::Hash(crate::exec::ModuleHash(spec.module_hash)),

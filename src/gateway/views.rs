@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::sched::Task;
+use crate::sched::{Run, TaskHeader};
 
 fn seconds(ms: u64) -> u64 {
     ms / 1000
@@ -11,7 +11,7 @@ fn seconds(ms: u64) -> u64 {
 /// A task with the original's keys (`id`, `description`, `completions`,
 /// `duration`, `start`, `delay`, `repeats`, `input`, `difficulty`; times in
 /// seconds) plus `status`.
-pub fn task_summary(task: &Task) -> Value {
+pub fn task_summary(task: &TaskHeader) -> Value {
     let spec = &task.spec;
     json!({
         "id": spec.id.0,
@@ -27,8 +27,20 @@ pub fn task_summary(task: &Task) -> Value {
     })
 }
 
-/// The summary plus the general spec and every run.
-pub fn task_detail(task: &Task) -> Value {
+/// A run as a page of runs shows it: everything but its stdout, whose length
+/// is given (`GET /tasks/{id}/runs/{index}` has the text).
+pub fn run_row(run: &Run) -> Value {
+    let mut value = json!(run);
+    if let Value::Object(map) = &mut value {
+        map.remove("stdout");
+        map.insert("stdout_bytes".into(), json!(run.stdout.len()));
+    }
+    value
+}
+
+/// The summary plus the general spec, the run count and, if given, a page of
+/// runs starting at `runs_offset`.
+pub fn task_detail(task: &TaskHeader, runs: Option<(u32, &[Run])>) -> Value {
     let spec = &task.spec;
     let mut value = task_summary(task);
     if let Value::Object(map) = &mut value {
@@ -44,7 +56,15 @@ pub fn task_detail(task: &Task) -> Value {
         map.insert("start_ms".into(), json!(spec.schedule.start_ms));
         map.insert("delay_ms".into(), json!(spec.schedule.delay_ms));
         map.insert("submitted_ms".into(), json!(task.submitted_ms));
-        map.insert("runs".into(), json!(task.runs));
+        map.insert("finished_ms".into(), json!(task.finished_ms));
+        map.insert("runs_total".into(), json!(task.runs_created));
+        if let Some((offset, runs)) = runs {
+            map.insert("runs_offset".into(), json!(offset));
+            map.insert(
+                "runs".into(),
+                Value::Array(runs.iter().map(run_row).collect()),
+            );
+        }
     }
     value
 }

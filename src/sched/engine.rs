@@ -66,7 +66,7 @@ impl Scheduler {
                 run.error_kind = Some("timeout".into());
                 run.error = Some(format!("run exceeded duration_ms = {limit_ms}; stopped"));
             }
-            self.settle(&id, out);
+            self.settle(now_ms, &id, out);
         }
     }
 
@@ -124,7 +124,7 @@ impl Scheduler {
             return;
         };
         let deadline_ms = now_ms.saturating_add(task.spec.duration_ms);
-        let spec = task.spec.clone();
+        let spec = Box::new(task.spec.clone());
         task.status = TaskStatus::Running;
         let Some(run) = task.runs.get_mut(index as usize) else {
             return;
@@ -205,7 +205,7 @@ impl Scheduler {
             ));
             self.wait(id, index, ready_ms);
         }
-        self.settle(id, out);
+        self.settle(now_ms, id, out);
     }
 
     /// Backoff after failed attempt `attempt` (1-based): `min(max, base * 2^(attempt-1))`,
@@ -285,7 +285,7 @@ impl Scheduler {
             }
             RunOutcome::TransportFailed { .. } => {}
         }
-        self.settle(id, out);
+        self.settle(now_ms, id, out);
     }
 
     /// Marks a task Cancelled: stops its running attempts, drops its waiting runs and
@@ -324,17 +324,21 @@ impl Scheduler {
         }
         if let Some(task) = self.tasks.get_mut(id) {
             task.status = TaskStatus::Cancelled;
+            task.finished_ms.get_or_insert(now_ms);
         }
         tracing::debug!(task = %id, "task cancelled");
         out.changed.insert(id.clone());
     }
 
-    /// Recomputes a task's status from its runs and reports the change.
-    pub(super) fn settle(&mut self, id: &TaskId, out: &mut Out) {
+    /// Recomputes a task's status from its runs and reports the change; a task
+    /// that became final is stamped with `now_ms`.
+    pub(super) fn settle(&mut self, now_ms: u64, id: &TaskId, out: &mut Out) {
         out.changed.insert(id.clone());
-        out.settled.insert(id.clone());
         if let Some(task) = self.tasks.get_mut(id) {
             task.status = derived_status(task);
+            if task.status.is_final() {
+                task.finished_ms.get_or_insert(now_ms);
+            }
         }
     }
 

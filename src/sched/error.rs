@@ -1,16 +1,13 @@
 //! Errors of the scheduler core; each says what did (or did not) change.
 
-use super::types::TaskId;
+use super::id::{BadTaskId, TaskId};
 
 /// A command the scheduler refused; the scheduler's state is unchanged.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum SchedError {
     /// The id is empty, too long or has a character outside `[A-Za-z0-9._-]`.
-    #[error("task id {id:?} rejected (1..=128 chars of [A-Za-z0-9._-]); nothing changed")]
-    BadId {
-        /// The offending text, cut to a bounded length.
-        id: String,
-    },
+    #[error(transparent)]
+    BadId(#[from] BadTaskId),
     /// A field of the spec is out of bounds.
     #[error("task spec field {field} rejected: {reason}; nothing changed")]
     BadSpec {
@@ -31,11 +28,11 @@ pub enum SchedError {
         /// The id.
         id: TaskId,
     },
-    /// The task table holds `tasks_max` tasks.
-    #[error("task table full ({tasks_max} tasks); task not accepted")]
-    Full {
+    /// `open_tasks_max` tasks are unfinished: a new one waits until some finish.
+    #[error("{open_tasks_max} tasks are unfinished, the most held at once; task not accepted")]
+    Busy {
         /// The configured limit.
-        tasks_max: usize,
+        open_tasks_max: usize,
     },
     /// Only a finished task may be forgotten.
     #[error("task {id} is not finished; it was kept")]

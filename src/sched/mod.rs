@@ -6,6 +6,7 @@
 
 mod engine;
 pub mod error;
+pub mod id;
 mod invariants;
 mod restore;
 pub mod scheduler;
@@ -13,7 +14,17 @@ pub mod store;
 pub mod types;
 
 pub use error::SchedError;
+pub use id::{BadTaskId, TaskId};
 pub use redb::StorageBackend;
-pub use scheduler::{Effect, RunOutcome, SchedConfig, Scheduler, SLOTS_MAX, WORKER_ID_BYTES_MAX};
-pub use store::{Store, StoreError, TaskWrite, MODULE_BYTES_MAX};
-pub use types::{Run, RunId, RunStatus, Schedule, Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};
+pub use scheduler::{
+    Effect, RunOutcome, SchedConfig, Scheduler, OPEN_TASKS_MAX_DEFAULT, SLOTS_MAX,
+    WORKER_ID_BYTES_MAX,
+};
+pub use store::{
+    Batch, BatchReport, DeletedTask, ModuleRefs, Op, PurgeOutcome, Store, StoreError,
+    MODULE_BYTES_MAX,
+};
+pub use types::{
+    Run, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus, WorkerLoad,
+    IDEMPOTENCY_KEY_BYTES_MAX,
+};

@@ -39,6 +39,9 @@ impl Scheduler {
                 task.status = status;
                 out.changed.insert(id.clone());
             }
+            if status.is_final() {
+                task.finished_ms.get_or_insert(now_ms);
+            }
         }
         self.tasks.insert(id.clone(), task);
         for index in requeue {

@@ -18,6 +18,8 @@ use super::types::{Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};
 pub const WORKER_ID_BYTES_MAX: usize = 256;
 /// Most slots one worker may announce; more are clamped.
 pub const SLOTS_MAX: u32 = 1024;
+/// Default of [`SchedConfig::open_tasks_max`].
+pub const OPEN_TASKS_MAX_DEFAULT: usize = 100_000;
 
 /// Limits and tuning of the scheduler.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -30,8 +32,10 @@ pub struct SchedConfig {
     pub retry_base_ms: u64,
     /// Backoff never exceeds this.
     pub retry_max_ms: u64,
-    /// Most tasks held (finished ones included until forgotten).
-    pub tasks_max: usize,
+    /// Most unfinished tasks held at once; a submission beyond it is `Busy`.
+    /// Finished tasks are forgotten by the driver once stored, so they do not
+    /// count (but for those whose final state is still being written).
+    pub open_tasks_max: usize,
     /// Most workers known at once.
     pub workers_max: usize,
 }
@@ -43,7 +47,7 @@ impl Default for SchedConfig {
             attempts_max: 5,
             retry_base_ms: 500,
             retry_max_ms: 30_000,
-            tasks_max: 10_000,
+            open_tasks_max: OPEN_TASKS_MAX_DEFAULT,
             workers_max: 1024,
         }
     }
@@ -92,8 +96,8 @@ pub enum Effect {
         attempt: u32,
         /// The chosen worker.
         worker: String,
-        /// What to run.
-        spec: TaskSpec,
+        /// What to run (boxed: the other effects are small).
+        spec: Box<TaskSpec>,
     },
     /// Ask `worker` to stop this attempt (timeout or cancel); its result will be ignored.
     StopRun {
@@ -106,11 +110,9 @@ pub enum Effect {
         /// The worker running it.
         worker: String,
     },
-    /// The task changed: persist the whole `Task` (`Scheduler::task`).
+    /// The task changed: persist it (`Scheduler::task`) before any answer
+    /// that shows the change.
     TaskChanged(TaskId),
-    /// A run of the task reached an outcome (final, or a retry decided): persist
-    /// durably before any answer shows it, so a shown result survives a crash.
-    Settled(TaskId),
 }
 
 /// One run, as a key of the indexes.
@@ -168,9 +170,9 @@ impl Scheduler {
         if self.tasks.contains_key(&spec.id) {
             return Err(SchedError::Exists { id: spec.id });
         }
-        if self.tasks.len() >= self.config.tasks_max {
-            return Err(SchedError::Full {
-                tasks_max: self.config.tasks_max,
+        if self.tasks.len() >= self.config.open_tasks_max {
+            return Err(SchedError::Busy {
+                open_tasks_max: self.config.open_tasks_max,
             });
         }
         let id = spec.id.clone();
@@ -179,6 +181,7 @@ impl Scheduler {
             spec,
             status: TaskStatus::Pending,
             submitted_ms: now_ms,
+            finished_ms: None,
             runs: Vec::new(),
         };
         self.upcoming.insert((task.due_ms(0), id.clone()));
@@ -319,7 +322,12 @@ impl Scheduler {
             .collect()
     }
 
-    /// Drops a finished task from memory (the caller deletes it from the store).
+    /// Unfinished tasks held (and finished ones not yet forgotten).
+    pub fn tasks_held(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Drops a finished task from memory once the driver has stored its final state.
     pub fn forget(&mut self, id: &TaskId) -> Result<Task, SchedError> {
         match self.tasks.get(id) {
             None => Err(SchedError::NotFound { id: id.clone() }),
@@ -334,15 +342,19 @@ impl Scheduler {
     /// Rebuilds a scheduler from stored tasks after a restart. Runs that were
     /// Scheduled, Running or Retrying become Retrying and are placed as soon as a
     /// worker has a slot: a run in flight at the crash may run twice (at-least-once).
-    /// Every stored task is kept, even beyond `tasks_max`, so none is lost.
+    /// Every stored task is kept, even beyond `open_tasks_max`, so none is lost.
     pub fn restore(config: SchedConfig, now_ms: u64, tasks: Vec<Task>) -> (Self, Vec<Effect>) {
         let mut sched = Scheduler::new(config);
         let mut out = Out::default();
         for task in tasks {
             sched.adopt(now_ms, task, &mut out);
         }
-        if sched.tasks.len() > sched.config.tasks_max {
-            tracing::warn!(tasks = sched.tasks.len(), tasks_max = sched.config.tasks_max, "restored more tasks than tasks_max; new submissions refused until some are forgotten");
+        if sched.tasks.len() > sched.config.open_tasks_max {
+            tracing::warn!(
+                tasks = sched.tasks.len(),
+                open_tasks_max = sched.config.open_tasks_max,
+                "restored more unfinished tasks than open_tasks_max; submissions wait until some finish"
+            );
         }
         sched.advance(now_ms, &mut out);
         (sched, out.into_effects())
@@ -361,14 +373,12 @@ impl WorkerState {
 pub(super) struct Out {
     pub(super) effects: Vec<Effect>,
     pub(super) changed: BTreeSet<TaskId>,
-    pub(super) settled: BTreeSet<TaskId>,
 }
 
 impl Out {
     fn into_effects(self) -> Vec<Effect> {
         let mut effects = self.effects;
         effects.extend(self.changed.into_iter().map(Effect::TaskChanged));
-        effects.extend(self.settled.into_iter().map(Effect::Settled));
         effects
     }
 }

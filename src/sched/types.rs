@@ -3,9 +3,8 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::SchedError;
+pub use super::id::{truncated, TaskId, TASK_ID_CHARS_MAX};
 
-/// Longest task id, in characters.
-pub const TASK_ID_CHARS_MAX: usize = 128;
 /// Most runs one task may ask for.
 pub const REPEATS_MAX: u32 = 10_000;
 /// Longest description kept, in bytes.
@@ -26,37 +25,8 @@ pub const ERROR_BYTES_MAX: usize = 4096;
 pub const SCHEDULE_MS_MAX: u64 = 365 * 24 * 3600 * 1000;
 /// Longest per-run limit: one day.
 pub const DURATION_MS_MAX: u64 = 24 * 3600 * 1000;
-
-/// A task's id: 1..=128 characters from `[A-Za-z0-9._-]`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[serde(transparent)]
-pub struct TaskId(pub String);
-
-impl TaskId {
-    /// Checks the text and wraps it; bad text is `SchedError::BadId`.
-    pub fn parse(text: &str) -> Result<TaskId, SchedError> {
-        let chars_ok = text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if text.is_empty() || text.len() > TASK_ID_CHARS_MAX || !chars_ok {
-            return Err(SchedError::BadId {
-                id: truncated(text, TASK_ID_CHARS_MAX + 8),
-            });
-        }
-        Ok(TaskId(text.to_owned()))
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// Longest idempotency key, in bytes.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
 
 /// When a task's runs are due: `start_ms + k * delay_ms` after submission, k in 0..repeats.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -93,12 +63,24 @@ pub struct TaskSpec {
     pub schedule: Schedule,
     /// Completion count to start from (the original's `complete`).
     pub completions_initial: u64,
+    /// The `Idempotency-Key` the task was submitted with: it names this task
+    /// for as long as the task is kept, and goes with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl TaskSpec {
     /// Checks every bound; a bad spec is `SchedError::BadSpec` naming the field.
     pub fn validate(&self) -> Result<(), SchedError> {
         TaskId::parse(&self.id.0)?;
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+                return Err(SchedError::BadSpec {
+                    field: "idempotency_key",
+                    reason: format!("must be 1..={IDEMPOTENCY_KEY_BYTES_MAX} bytes"),
+                });
+            }
+        }
         let bad = |field: &'static str, reason: String| SchedError::BadSpec { field, reason };
         if self.description.len() > DESCRIPTION_BYTES_MAX {
             return Err(bad(
@@ -146,9 +128,34 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status, in the order of [`TaskStatus::code`].
+    pub const ALL: [TaskStatus; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     /// True once nothing more will happen to the task.
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// A stable one-byte code (the store's status index is keyed by it).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Pending => 0,
+            Self::Running => 1,
+            Self::Succeeded => 2,
+            Self::Failed => 3,
+            Self::Cancelled => 4,
+        }
+    }
+
+    /// The status with this [`TaskStatus::code`].
+    pub fn from_code(code: u8) -> Option<TaskStatus> {
+        Self::ALL.get(usize::from(code)).copied()
     }
 }
 
@@ -251,8 +258,45 @@ pub struct Task {
     pub completions: u64,
     /// When the scheduler accepted the task; due times count from here.
     pub submitted_ms: u64,
+    /// When the task reached its final status (retention counts from here).
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
     /// One per index, created when due, in index order.
     pub runs: Vec<Run>,
+}
+
+/// A task without its runs: what a list shows and what the store's header row
+/// holds, so a summary never loads the runs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TaskHeader {
+    /// What to run.
+    pub spec: TaskSpec,
+    /// Current state.
+    pub status: TaskStatus,
+    /// `completions_initial` plus the runs that succeeded.
+    pub completions: u64,
+    /// When the scheduler accepted the task.
+    pub submitted_ms: u64,
+    /// When the task reached its final status.
+    #[serde(default)]
+    pub finished_ms: Option<u64>,
+    /// Runs created so far (they are indexed 0..runs_created).
+    #[serde(default)]
+    pub runs_created: u32,
+}
+
+impl Task {
+    /// The task without its runs.
+    pub fn header(&self) -> TaskHeader {
+        TaskHeader {
+            spec: self.spec.clone(),
+            status: self.status,
+            completions: self.completions,
+            submitted_ms: self.submitted_ms,
+            finished_ms: self.finished_ms,
+            runs_created: u32::try_from(self.runs.len()).unwrap_or(u32::MAX),
+        }
+    }
 }
 
 impl Task {
@@ -274,18 +318,6 @@ pub struct WorkerLoad {
     pub slots: u32,
     /// Runs handed to it and not yet finished.
     pub in_flight: u32,
-}
-
-/// Cuts `text` to at most `bytes_max` bytes at a char boundary.
-pub fn truncated(text: &str, bytes_max: usize) -> String {
-    if text.len() <= bytes_max {
-        return text.to_owned();
-    }
-    let mut end = bytes_max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 /// Serializes a 32-byte hash as 64 lowercase hex characters.

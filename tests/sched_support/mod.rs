@@ -24,6 +24,7 @@ pub fn spec(name: &str, start_ms: u64, delay_ms: u64, repeats: u32, duration_ms:
             repeats,
         },
         completions_initial: 0,
+        idempotency_key: None,
     }
 }
 

@@ -14,7 +14,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
-use ww_sched::gateway::{Gateway, GatewayConfig};
+use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
 use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::Store;
@@ -195,26 +195,70 @@ pub fn add_hosts(
     shared
 }
 
+/// How long the gateway's supervisor waits before starting it again after it
+/// stopped itself (a fail-stop), as a service manager would.
+pub const GATEWAY_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The gateway host: a supervisor that runs the gateway and, whenever it
+/// fail-stops, starts it again on the same disk after `GATEWAY_RESTART_DELAY`.
+/// A fail-stop loses what the disk had not synced (after a failed fsync the
+/// kernel may drop dirty pages): the strictest model of a process exit.
 async fn run_gateway(seed: u64, disk: SimDisk, shared: SharedTasks) -> HostResult {
-    let start = {
-        let mut obs = lock(&shared);
-        obs.gateway_starts += 1;
-        obs.gateway_starts
-    };
-    tracing::info!(target: "ww_sim::workload", start, "gateway starting");
     let transport = SimTransport::new(SimConfig::from_seed(seed, GATEWAY_HOST));
     transport.listen(address(GATEWAY_HOST)).await?;
-    let store = Store::open_on(disk.backend(), "simulated disk")?;
+    loop {
+        let start = {
+            let mut obs = lock(&shared);
+            obs.gateway_starts += 1;
+            obs.gateway_starts
+        };
+        tracing::info!(target: "ww_sim::workload", start, "gateway starting");
+        let cause = run_gateway_once(seed, start, &transport, &disk).await;
+        let lost = disk.crash();
+        tracing::warn!(
+            target: "ww_sim::workload",
+            start,
+            %cause,
+            unsynced_bytes_lost = lost,
+            "gateway stopped itself; its supervisor restarts it"
+        );
+        tokio::time::sleep(GATEWAY_RESTART_DELAY).await;
+    }
+}
+
+/// One life of the gateway process, until it stops itself; returns why.
+async fn run_gateway_once(
+    seed: u64,
+    start: u64,
+    transport: &SimTransport,
+    disk: &SimDisk,
+) -> String {
+    let store = match Store::open_on(disk.backend(), "simulated disk") {
+        Ok(store) => store,
+        Err(e) => return format!("store not opened: {e}"),
+    };
     // The data directory is never touched: the store is already open on the disk.
     let mut config = GatewayConfig::new(std::path::PathBuf::new());
     config.sched.seed = derive_seed(seed, &format!("gateway/scheduler/{start}"));
     config.pool.ping_interval = Duration::from_secs(1);
     config.pool.call_timeout = Duration::from_secs(10);
+    // Commits inline on the simulation's one thread: same seed, same run.
+    config.storage = StorageMode::Inline;
     let clock: ww_sched::gateway::Clock = Rc::new(now_ms);
-    let gateway = Gateway::start_with_store(&transport, None, clock, config, store).await?;
-    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", HTTP_PORT)).await?;
-    crate::http::serve(listener, gateway.router()).await;
-    Ok(())
+    let mut gateway = match Gateway::start_with_store(transport, None, clock, config, store).await {
+        Ok(gateway) => gateway,
+        Err(e) => return format!("gateway not started: {e}"),
+    };
+    let listener = match turmoil::net::TcpListener::bind(("0.0.0.0", HTTP_PORT)).await {
+        Ok(listener) => listener,
+        Err(e) => return format!("HTTP port not bound: {e}"),
+    };
+    let router = gateway.router();
+    tokio::select! {
+        biased;
+        cause = gateway.stopped() => cause,
+        () = crate::http::serve(listener, router) => "the HTTP server ended".into(),
+    }
 }
 
 async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>) -> HostResult {

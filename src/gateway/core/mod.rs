@@ -1,33 +1,84 @@
-//! The gateway core: one task on the node's RPC thread that owns the scheduler,
-//! the store and the worker pool. HTTP handlers reach it through a bounded
-//! command queue; runs report back through an internal queue. Every scheduler
-//! effect is carried out here: `TaskChanged` is persisted before the command that
-//! caused it is answered, so an acknowledged task is never lost. Run outcomes
-//! (`Settled`) are written without an fsync, but a read that would show one waits
-//! for the fsync first, so a result once shown is never taken back by a crash.
+//! The gateway core: one task on the node's thread that owns the scheduler (the
+//! unfinished tasks), the worker pool and the commit pipeline. HTTP handlers
+//! send it commands through a bounded queue; runs report back through a queue
+//! whose length is bounded by the runs in flight.
+//!
+//! Every change goes to the store through the planner (`plan.rs`): the core
+//! handles an event and whatever else is waiting, then forms a batch and sends
+//! it to the committer (`commit.rs`), which commits it durably on its own
+//! thread while the core goes on. An answer that acknowledges something
+//! (submit, cancel, purge, upload) is held until the batch formed after it
+//! commits, and is rendered from the store, so it shows only committed state.
+//! Reads do not come here: handlers read the store, which holds only commits.
+//!
+//! A failed commit trips the gateway's [`Health`]: held answers are refused
+//! with 503 and nothing is acknowledged again; whoever runs the gateway exits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-pub use super::commands::{Command, ModuleInput, NewTask};
+pub use super::commands::{Acked, Command, HealthReport, ModuleInput, NewTask};
+pub use commit::StorageMode;
+pub use plan::{Formed, PlanFailed, Planner, Released};
+
+use super::health::Health;
 use super::pool::{Pool, PoolEvent};
 use super::runner::run_on_worker;
 use super::ApiError;
 use crate::cluster::{Membership, Query, ViewEvent};
 use crate::sched::{
-    Effect, Run, RunOutcome, SchedConfig, Scheduler, Store, Task, TaskId, TaskSpec, TaskWrite,
+    Effect, Op, PurgeOutcome, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader,
+    TaskId, TaskSpec,
 };
+use commit::Committer;
+use modules::Modules;
 
+mod commit;
+mod modules;
+mod plan;
 mod submit;
 
 /// Commands waiting for the core; handlers wait beyond this.
 pub const COMMAND_QUEUE_MAX: usize = 256;
-/// Stdout kept per run.
-pub const RUN_STDOUT_MAX: usize = 64 * 1024;
+/// Commands and run results handled before a batch forms: bounds the batch.
+pub const FLUSH_BATCH_MAX: usize = 256;
+/// A commit in flight longer than this counts as failed (a hung disk).
+pub const COMMIT_STALL_MAX: Duration = Duration::from_secs(30);
+/// How often retention runs (and more often while it has a backlog).
+pub const EXPIRE_INTERVAL_MS: u64 = 10_000;
+/// Most finished tasks one batch deletes, so one commit stays short.
+pub const EXPIRE_DELETE_MAX: usize = 2_000;
+/// Most modules one batch deletes.
+pub const MODULES_COLLECT_MAX: usize = 256;
+
+/// How long finished tasks and unused modules are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished tasks are deleted this long after they finished (`None`: kept
+    /// until `finished_max` pushes them out).
+    pub retain_ms: Option<u64>,
+    /// Most finished tasks kept; beyond it the oldest go first.
+    pub finished_max: u64,
+    /// A module no task refers to is deleted this long after the last one went
+    /// (or after its upload).
+    pub module_grace_ms: u64,
+}
+
+impl Default for Retention {
+    /// Seven days, a million finished tasks, an hour for unused modules.
+    fn default() -> Self {
+        Retention {
+            retain_ms: Some(7 * 24 * 3600 * 1000),
+            finished_max: 1_000_000,
+            module_grace_ms: 3600 * 1000,
+        }
+    }
+}
 
 /// How a run attempt ended, as the runner reports it.
 struct RunDone {
@@ -40,192 +91,156 @@ struct RunDone {
 /// Settings of the core.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
-    /// Scheduler tuning and seed.
+    /// Scheduler tuning and seed (and `open_tasks_max`).
     pub sched: SchedConfig,
     /// Largest module accepted.
     pub module_bytes_max: usize,
+    /// What is kept, and how long.
+    pub retention: Retention,
+    /// Where commits run.
+    pub storage: StorageMode,
 }
 
-/// The milliseconds clock the scheduler runs on (wall clock on real hosts, so
-/// stored times survive a restart; virtual time in simulations).
+/// The milliseconds clock the scheduler runs on. It must never step back or
+/// jump (run deadlines are measured on it): on real hosts it is the wall clock
+/// read once at start, advanced by a monotonic clock, so stored times are
+/// wall-clock times and a step of the system clock times out nothing; in
+/// simulations it is virtual time.
 pub type Clock = Rc<dyn Fn() -> u64>;
 
-/// The core's state.
-pub struct Core {
-    sched: Scheduler,
-    store: Store,
-    pool: Pool,
-    clock: Clock,
-    config: CoreConfig,
-    membership: Option<Rc<Membership>>,
-    running: BTreeMap<(TaskId, u32, u32), tokio::task::JoinHandle<()>>,
-    done_sender: mpsc::Sender<RunDone>,
-    done: mpsc::Receiver<RunDone>,
-    generated: u64,
-    /// Tasks changed since the last flush, written together in one commit.
-    dirty: BTreeSet<TaskId>,
-    /// Whether the next flush must wait for the fsync (a submission or cancel
-    /// is waiting for its answer, or a read is about to show a run outcome).
-    durable: bool,
-    /// Answers held back until the changes they acknowledge are on disk.
-    deferred: Vec<Deferred>,
-    /// Module bytes by hash, so starting a run does not read the store.
-    modules: BTreeMap<[u8; 32], Rc<Vec<u8>>>,
-    /// Tasks with a run outcome written but not yet fsynced: reading one makes
-    /// the next flush durable.
-    unsynced_outcomes: BTreeSet<TaskId>,
-    /// Per task and run index, what the store holds: a flush writes the header
-    /// and only the runs that differ (a final run never changes again).
-    stored_runs: BTreeMap<TaskId, Vec<StoredRun>>,
-    /// When non-durable writes were first left unsynced, if any are.
-    unsynced_since: Option<tokio::time::Instant>,
-    /// Tasks the `LoseAckedTask` sabotage keeps out of the store.
-    #[cfg(feature = "sabotage")]
-    sabotaged: BTreeSet<TaskId>,
+/// An answer held until the batch formed after it commits.
+enum Held {
+    Submit {
+        reply: oneshot::Sender<Result<Acked, ApiError>>,
+        id: TaskId,
+        created: bool,
+    },
+    Cancel {
+        reply: oneshot::Sender<Result<TaskHeader, ApiError>>,
+        id: TaskId,
+    },
+    Purge {
+        reply: oneshot::Sender<Result<(), ApiError>>,
+        id: TaskId,
+    },
+    Module {
+        reply: oneshot::Sender<Result<[u8; 32], ApiError>>,
+        hash: [u8; 32],
+    },
 }
 
-/// An answer held until the flush that ends its batch: what it shows is then
-/// written, and durable when a crash must not take it back (see `Core::flush`).
-enum Deferred {
-    Submit(
-        oneshot::Sender<Result<(Task, bool), ApiError>>,
-        Result<(Task, bool), ApiError>,
-    ),
-    Cancel(
-        oneshot::Sender<Result<Task, ApiError>>,
-        Result<Task, ApiError>,
-    ),
-    Get(oneshot::Sender<Option<Task>>, Option<Task>),
-    List(oneshot::Sender<Vec<Task>>, Vec<Task>),
-}
-
-impl Deferred {
-    /// Sends the answer, or `failure` instead of an acknowledgement when the
-    /// flush failed (reads are answered either way: they acknowledge nothing).
-    fn send(self, failure: Option<&str>) {
-        let refused = |what: &str| ApiError::Internal(format!("not persisted: {what}"));
-        match (self, failure) {
-            (Deferred::Submit(reply, _), Some(e)) => drop(reply.send(Err(refused(e)))),
-            (Deferred::Submit(reply, result), None) => drop(reply.send(result)),
-            (Deferred::Cancel(reply, _), Some(e)) => drop(reply.send(Err(refused(e)))),
-            (Deferred::Cancel(reply, result), None) => drop(reply.send(result)),
-            (Deferred::Get(reply, task), _) => drop(reply.send(task)),
-            (Deferred::List(reply, tasks), _) => drop(reply.send(tasks)),
-        }
-    }
-}
-
-/// What the store holds of one run, as the core last wrote or loaded it.
-enum StoredRun {
-    /// Not written yet.
-    Unwritten,
-    /// Written in this non-final state, which may still change.
-    Open(Box<Run>),
-    /// Written final: it never changes again, so no copy is kept.
-    Final,
-}
-
-impl StoredRun {
-    fn of(run: &Run) -> Self {
-        if run.status.is_final() {
-            StoredRun::Final
-        } else {
-            StoredRun::Open(Box::new(run.clone()))
-        }
-    }
-
-    /// Whether the store already holds `run` as it is now.
-    fn holds(&self, run: &Run) -> bool {
+impl Held {
+    /// Refuses the answer: what it would acknowledge may not be on disk.
+    fn refuse(self, cause: &str) {
+        let error = || ApiError::Storage(format!("not acknowledged: {cause}"));
         match self {
-            StoredRun::Unwritten => false,
-            StoredRun::Open(stored) => **stored == *run,
-            StoredRun::Final => true,
+            Held::Submit { reply, .. } => drop(reply.send(Err(error()))),
+            Held::Cancel { reply, .. } => drop(reply.send(Err(error()))),
+            Held::Purge { reply, .. } => drop(reply.send(Err(error()))),
+            Held::Module { reply, .. } => drop(reply.send(Err(error()))),
         }
     }
 }
-
-/// Commands and run results handled before one flush: bounds the batch (and so
-/// the latency of the first answer in it).
-pub const FLUSH_BATCH_MAX: usize = 256;
-/// The longest non-durable writes (run progress) stay unsynced: what a crash
-/// can lose is at most this much progress, which is then redone (at-least-once).
-pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
-/// Module bytes kept in the core's cache.
-pub const MODULE_CACHE_MAX: usize = 64;
 
 pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
+/// The core's state.
+pub struct Core {
+    sched: Scheduler,
+    store: Arc<Store>,
+    plan: Planner<Held>,
+    committer: Committer,
+    /// When the batch in flight was sent.
+    in_flight_since: Option<tokio::time::Instant>,
+    commits: u64,
+    pool: Pool,
+    clock: Clock,
+    config: CoreConfig,
+    health: Arc<Health>,
+    membership: Option<Rc<Membership>>,
+    running: BTreeMap<(TaskId, u32, u32), tokio::task::JoinHandle<()>>,
+    /// Run results; at most one per attempt in flight, so bounded by the pool's slots.
+    done_sender: mpsc::UnboundedSender<RunDone>,
+    done: mpsc::UnboundedReceiver<RunDone>,
+    /// Attempts that failed before any call (no worker, no module).
+    failed_at_start: VecDeque<RunDone>,
+    generated: u64,
+    modules: Modules,
+    /// Idempotency keys of the tasks held in memory (the store has the rest).
+    keys: BTreeMap<String, TaskId>,
+    /// When retention runs next (clock ms).
+    next_expire_ms: u64,
+}
+
 impl Core {
-    /// Restores the scheduler from the store: unfinished tasks resume, and runs
-    /// that were in flight at the last stop are retried (at-least-once).
+    /// Restores the unfinished tasks from the store (runs that were in flight at
+    /// the last stop are retried: at-least-once) and starts the committer.
     pub fn restore(
-        store: Store,
+        store: Arc<Store>,
         pool: Pool,
         clock: Clock,
         config: CoreConfig,
         membership: Option<Rc<Membership>>,
-    ) -> Result<Self, ApiError> {
-        let tasks = store.tasks().map_err(internal)?;
-        let restored = tasks.len();
-        // What was loaded is what is stored.
-        let stored_runs = tasks
+        health: Arc<Health>,
+    ) -> Result<Self, StoreError> {
+        let tasks = store.open_tasks()?;
+        let modules = Modules::new(store.module_refs()?);
+        let keys = tasks
             .iter()
-            .map(|t| {
-                (
-                    t.spec.id.clone(),
-                    t.runs.iter().map(StoredRun::of).collect(),
-                )
-            })
+            .filter_map(|t| Some((t.spec.idempotency_key.clone()?, t.spec.id.clone())))
             .collect();
-        let (sched, effects) = Scheduler::restore(config.sched.clone(), clock(), tasks);
-        tracing::info!(tasks = restored, "scheduler restored from the store");
-        let (done_sender, done) = mpsc::channel(4096);
+        let plan = Planner::new(&tasks);
+        let restored = tasks.len();
+        let now_ms = clock();
+        let (sched, effects) = Scheduler::restore(config.sched.clone(), now_ms, tasks);
+        tracing::info!(
+            tasks = restored,
+            modules = modules.count(),
+            "unfinished tasks restored from the store"
+        );
+        let committer =
+            Committer::start(store.clone(), config.storage).map_err(|e| StoreError::Corrupt {
+                what: "commit thread".into(),
+                reason: format!("not started: {e}"),
+            })?;
+        let (done_sender, done) = mpsc::unbounded_channel();
         let mut core = Core {
             sched,
             store,
+            plan,
+            committer,
+            in_flight_since: None,
+            commits: 0,
             pool,
             clock,
             config,
+            health,
             membership,
             running: BTreeMap::new(),
             done_sender,
             done,
+            failed_at_start: VecDeque::new(),
             generated: 0,
-            dirty: BTreeSet::new(),
-            durable: false,
-            deferred: Vec::new(),
-            modules: BTreeMap::new(),
-            unsynced_outcomes: BTreeSet::new(),
-            stored_runs,
-            unsynced_since: None,
-            #[cfg(feature = "sabotage")]
-            sabotaged: BTreeSet::new(),
+            modules,
+            keys,
+            next_expire_ms: now_ms,
         };
         core.apply(effects);
-        core.flush();
+        core.send_batch();
         Ok(core)
     }
 
-    /// Serves commands, run results, pool changes and timers until the command
-    /// queue closes.
+    /// Serves commands, commit results, run results, pool changes and timers
+    /// until the command queue closes.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut view_events = self.membership.as_ref().map(|m| m.watch());
         loop {
-            let now = (self.clock)();
-            let mut wake = self
-                .sched
-                .next_wakeup_ms()
-                .map(|at| Duration::from_millis(at.saturating_sub(now)))
-                .unwrap_or(Duration::from_secs(3600));
-            if let Some(since) = self.unsynced_since {
-                wake = wake.min(
-                    (since + SYNC_INTERVAL).saturating_duration_since(tokio::time::Instant::now()),
-                );
-            }
+            let wake = self.next_wake();
             tokio::select! {
                 biased;
+                (seq, result) = self.committer.result() => self.commit_done(seq, result),
                 command = commands.recv() => match command {
                     Some(command) => self.handle(command),
                     None => return,
@@ -246,13 +261,9 @@ impl Core {
                         }
                     }
                 }
-                _ = tokio::time::sleep(wake) => {
-                    let effects = self.sched.tick((self.clock)());
-                    self.apply(effects);
-                }
+                _ = tokio::time::sleep(wake) => self.tick(),
             }
-            // Group commit: take whatever else is already waiting, then write all
-            // the changes in one transaction before answering any of them.
+            // Take whatever else is already waiting into the same batch.
             for _ in 0..FLUSH_BATCH_MAX {
                 let Ok(command) = commands.try_recv() else {
                     break;
@@ -265,7 +276,211 @@ impl Core {
                 };
                 self.run_done(done);
             }
-            self.flush();
+            while let Some(done) = self.failed_at_start.pop_front() {
+                self.run_done(done);
+            }
+            self.send_batch();
+        }
+    }
+
+    /// How long the core may sleep: until the scheduler, retention or the
+    /// stall check next has work.
+    fn next_wake(&self) -> Duration {
+        let now = (self.clock)();
+        let mut at = self.next_expire_ms;
+        if let Some(due) = self.sched.next_wakeup_ms() {
+            at = at.min(due);
+        }
+        let mut wake = Duration::from_millis(at.saturating_sub(now));
+        if let Some(since) = self.in_flight_since {
+            wake = wake.min(
+                (since + COMMIT_STALL_MAX).saturating_duration_since(tokio::time::Instant::now()),
+            );
+        }
+        wake
+    }
+
+    fn tick(&mut self) {
+        let now = (self.clock)();
+        let effects = self.sched.tick(now);
+        self.apply(effects);
+        if now >= self.next_expire_ms {
+            self.expire(now);
+        }
+        if let Some(since) = self.in_flight_since {
+            if since.elapsed() >= COMMIT_STALL_MAX {
+                let seq = self.plan.in_flight().unwrap_or(0);
+                self.fail(
+                    seq,
+                    format!(
+                        "commit of batch {seq} still in flight after {} s: the disk hangs",
+                        COMMIT_STALL_MAX.as_secs()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Queues retention: finished tasks past their time or beyond the most
+    /// kept, and modules unused past their grace.
+    fn expire(&mut self, now_ms: u64) {
+        let retention = self.config.retention;
+        self.plan.queue(Op::Expire {
+            now_ms,
+            retain_ms: retention.retain_ms,
+            finished_max: retention.finished_max,
+            delete_max: EXPIRE_DELETE_MAX,
+        });
+        let unused = self
+            .modules
+            .collect(now_ms, retention.module_grace_ms, MODULES_COLLECT_MAX);
+        if !unused.is_empty() {
+            tracing::info!(modules = unused.len(), "deleting modules no task refers to");
+            self.plan.queue(Op::DeleteModules { hashes: unused });
+        }
+        self.next_expire_ms = now_ms.saturating_add(EXPIRE_INTERVAL_MS);
+    }
+
+    /// Forms the next batch and sends it, if none is in flight.
+    fn send_batch(&mut self) {
+        let sched = &self.sched;
+        let Some(formed) = self.plan.form(|id| sched.task(id)) else {
+            return;
+        };
+        self.modules.formed();
+        #[allow(unused_mut)]
+        let mut durable = true;
+        #[cfg(feature = "sabotage")]
+        if !formed.answers_waiting
+            && crate::sabotage::armed(crate::sabotage::Sabotage::ShowUnsyncedResults)
+        {
+            // Progress nobody waits for is committed without an fsync, yet
+            // readers see it: a crash then takes back a result already shown.
+            durable = false;
+        }
+        self.in_flight_since = Some(tokio::time::Instant::now());
+        self.committer.send(formed.seq, formed.batch, durable);
+    }
+
+    fn commit_done(&mut self, seq: u64, result: Result<crate::sched::BatchReport, StoreError>) {
+        self.in_flight_since = None;
+        match result {
+            Ok(report) => {
+                self.commits += 1;
+                let released = self.plan.committed(seq, report);
+                self.released(released);
+            }
+            Err(e) => {
+                let cause = match e.os_error() {
+                    Some(code) => format!("{e} (os error {code})"),
+                    None => e.to_string(),
+                };
+                self.fail(seq, cause);
+            }
+        }
+    }
+
+    /// The store failed: refuse everything held, trip the health switch.
+    fn fail(&mut self, seq: u64, cause: String) {
+        if self.plan.failure().is_some() {
+            return;
+        }
+        self.in_flight_since = None;
+        for held in self.plan.failed(seq, cause.clone()) {
+            held.refuse(&cause);
+        }
+        self.health.trip(cause);
+    }
+
+    fn released(&mut self, released: Released<Held>) {
+        let now = (self.clock)();
+        let report = released.report;
+        for deleted in &report.deleted {
+            self.modules.released(&deleted.module_hash, now);
+        }
+        if !report.deleted.is_empty() {
+            tracing::debug!(tasks = report.deleted.len(), "finished tasks deleted");
+        }
+        for hash in &report.modules_kept {
+            match self.store.module_refs() {
+                Ok(refs) => {
+                    if let Some(refs) = refs.get(hash) {
+                        self.modules.kept(*hash, *refs);
+                    }
+                }
+                Err(e) => return self.fail(0, e.to_string()),
+            }
+        }
+        if report.expire_more {
+            self.next_expire_ms = now;
+        }
+        for id in released.finished {
+            match self.sched.forget(&id) {
+                Ok(task) => {
+                    if let Some(key) = &task.spec.idempotency_key {
+                        self.keys.remove(key);
+                    }
+                }
+                Err(e) => debug_assert!(false, "a task stored final could not be forgotten: {e}"),
+            }
+        }
+        self.modules.committed();
+        for held in released.answers {
+            self.answer(held, &report.purged);
+        }
+    }
+
+    /// Sends a held answer, rendered from the store (committed state only).
+    fn answer(&mut self, held: Held, purged: &[(TaskId, PurgeOutcome)]) {
+        match held {
+            Held::Submit { reply, id, created } => {
+                let header = self.committed_header(&id);
+                let _ = reply.send(header.map(|h| (h, created)));
+            }
+            Held::Cancel { reply, id } => {
+                let _ = reply.send(self.committed_header(&id));
+            }
+            Held::Purge { reply, id } => {
+                let outcome = purged.iter().find(|(p, _)| *p == id).map(|(_, o)| *o);
+                let answer = match outcome {
+                    Some(PurgeOutcome::Purged) => Ok(()),
+                    Some(PurgeOutcome::NotFound) => {
+                        Err(ApiError::NotFound(format!("no task {:?}", id.0)))
+                    }
+                    Some(PurgeOutcome::NotFinished) => Err(ApiError::Conflict(format!(
+                        "task {:?} is not finished; cancel it and purge it once final",
+                        id.0
+                    ))),
+                    None => Err(internal(format!("purge of {id} not carried out"))),
+                };
+                let _ = reply.send(answer);
+            }
+            Held::Module { reply, hash } => {
+                let _ = reply.send(Ok(hash));
+            }
+        }
+    }
+
+    /// The task's header as committed; missing or unreadable trips fail-stop,
+    /// since an acknowledgement is about to show it.
+    fn committed_header(&mut self, id: &TaskId) -> Result<TaskHeader, ApiError> {
+        match self.store.header(id) {
+            Ok(Some(header)) => Ok(header),
+            Ok(None) => {
+                #[cfg(feature = "sabotage")]
+                if self.plan.unwritten.contains(id) {
+                    if let Some(task) = self.sched.task(id) {
+                        return Ok(task.header());
+                    }
+                }
+                let cause = format!("task {id} was committed but is not in the store");
+                self.fail(0, cause.clone());
+                Err(ApiError::Storage(cause))
+            }
+            Err(e) => {
+                self.fail(0, e.to_string());
+                Err(ApiError::Storage(e.to_string()))
+            }
         }
     }
 
@@ -280,86 +495,6 @@ impl Core {
             done.outcome,
         );
         self.apply(effects);
-    }
-
-    /// Writes every changed task in one commit (durable when an answer waits on
-    /// it), then sends the answers that were held back.
-    fn flush(&mut self) {
-        // Progress left unsynced too long rides on this commit, or gets its own.
-        let overdue = self
-            .unsynced_since
-            .is_some_and(|since| since.elapsed() >= SYNC_INTERVAL);
-        self.durable |= overdue;
-        let unsynced_write = !self.durable && !self.dirty.is_empty();
-        let written = if !self.dirty.is_empty() {
-            #[cfg(feature = "sabotage")]
-            self.dirty.retain(|id| !self.sabotaged.contains(id));
-            let writes: Vec<TaskWrite<'_>> = self
-                .dirty
-                .iter()
-                .filter_map(|id| self.sched.task(id))
-                .map(|task| {
-                    let stored = self.stored_runs.get(&task.spec.id);
-                    let runs = task
-                        .runs
-                        .iter()
-                        .filter(|r| {
-                            let held = stored.and_then(|s| s.get(r.index as usize));
-                            !held.is_some_and(|h| h.holds(r))
-                        })
-                        .collect();
-                    TaskWrite { task, runs }
-                })
-                .collect();
-            let written = self.store.put_changes(&writes, self.durable);
-            match &written {
-                Ok(()) => {
-                    for write in &writes {
-                        let id = write.task.spec.id.clone();
-                        let stored = self.stored_runs.entry(id).or_default();
-                        stored.resize_with(write.task.runs.len(), || StoredRun::Unwritten);
-                        for run in &write.runs {
-                            stored[run.index as usize] = StoredRun::of(run);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(tasks = writes.len(), error = %e, "tasks not persisted");
-                }
-            }
-            self.dirty.clear();
-            written
-        } else if self.durable && self.unsynced_since.is_some() {
-            // Nothing new, but earlier unsynced writes must become durable now.
-            let synced = self.store.sync();
-            if let Err(e) = &synced {
-                tracing::error!(error = %e, "store sync failed");
-            }
-            synced
-        } else {
-            Ok(())
-        };
-        match written {
-            Ok(()) if self.durable => {
-                self.unsynced_since = None;
-                self.unsynced_outcomes.clear();
-            }
-            Ok(()) if unsynced_write => {
-                self.unsynced_since
-                    .get_or_insert_with(tokio::time::Instant::now);
-            }
-            Ok(()) => {}
-            Err(e) => {
-                let failure = e.to_string();
-                for deferred in self.deferred.drain(..) {
-                    deferred.send(Some(&failure));
-                }
-            }
-        }
-        self.durable = false;
-        for deferred in self.deferred.drain(..) {
-            deferred.send(None);
-        }
     }
 
     fn pool_event(&mut self, event: PoolEvent) {
@@ -381,24 +516,14 @@ impl Core {
     fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::TaskChanged(id) => {
-                    self.dirty.insert(id);
-                }
-                Effect::Settled(id) => {
-                    #[cfg(feature = "sabotage")]
-                    if crate::sabotage::armed(crate::sabotage::Sabotage::ShowUnsyncedResults) {
-                        continue;
-                    }
-                    // Written without an fsync; a read that would show it waits for one.
-                    self.unsynced_outcomes.insert(id);
-                }
+                Effect::TaskChanged(id) => self.plan.changed(id),
                 Effect::StartRun {
                     task,
                     index,
                     attempt,
                     worker,
                     spec,
-                } => self.start_run(task, index, attempt, worker, spec),
+                } => self.start_run(task, index, attempt, worker, *spec),
                 Effect::StopRun {
                     task,
                     index,
@@ -423,11 +548,10 @@ impl Core {
         worker: String,
         spec: TaskSpec,
     ) {
-        let done = self.done_sender.clone();
-        // Failing before any call still reports through the queue, so the
-        // scheduler hears every attempt's end the same way.
-        let fail_now = |outcome: RunOutcome| {
-            let _ = done.try_send(RunDone {
+        // Failing before any call is reported like any other end of an
+        // attempt, after this command: the scheduler hears every end once.
+        let mut fail_now = |outcome: RunOutcome| {
+            self.failed_at_start.push_back(RunDone {
                 task: task.clone(),
                 index,
                 attempt,
@@ -440,50 +564,65 @@ impl Core {
             });
             return;
         };
-        let cached = self.modules.get(&spec.module_hash).cloned();
-        let module = match cached
-            .map(Ok)
-            .unwrap_or_else(|| self.load_module(&spec.module_hash))
-        {
+        let module = match self.module_bytes(&spec.module_hash) {
             Ok(bytes) => bytes,
-            Err(other) => {
-                fail_now(RunOutcome::TaskFailed {
-                    kind: "unknown_module".into(),
-                    message: format!("module missing from the store: {other:?}"),
-                    stdout: String::new(),
-                    fuel_used: 0,
+            Err(reason) => {
+                self.failed_at_start.push_back(RunDone {
+                    task,
+                    index,
+                    attempt,
+                    outcome: RunOutcome::TaskFailed {
+                        kind: "unknown_module".into(),
+                        message: format!("module missing: {reason}"),
+                        stdout: String::new(),
+                        fuel_used: 0,
+                    },
                 });
                 return;
             }
         };
         let key = (task.clone(), index, attempt);
+        let done = self.done_sender.clone();
         let handle = tokio::task::spawn_local(async move {
             let outcome = run_on_worker(&client, &spec, module).await;
-            let _ = done
-                .send(RunDone {
-                    task,
-                    index,
-                    attempt,
-                    outcome,
-                })
-                .await;
+            // The core outlives its runs; if it is gone, nobody needs the result.
+            let _ = done.send(RunDone {
+                task,
+                index,
+                attempt,
+                outcome,
+            });
         });
         self.running.insert(key, handle);
     }
 
-    /// Reads a module from the store into the cache.
-    fn load_module(&mut self, hash: &[u8; 32]) -> Result<Rc<Vec<u8>>, String> {
+    /// The module's bytes, from memory or the store.
+    fn module_bytes(&mut self, hash: &[u8; 32]) -> Result<Arc<Vec<u8>>, String> {
+        if let Some(bytes) = self.modules.bytes(hash) {
+            return Ok(bytes);
+        }
         match self.store.module(hash) {
             Ok(Some(bytes)) => {
-                if self.modules.len() >= MODULE_CACHE_MAX {
-                    self.modules.pop_first();
-                }
-                let bytes = Rc::new(bytes);
-                self.modules.insert(*hash, bytes.clone());
+                let bytes = Arc::new(bytes);
+                self.modules.cache_insert(*hash, bytes.clone());
                 Ok(bytes)
             }
             Ok(None) => Err("not in the store".into()),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn health_report(&self) -> HealthReport {
+        let failed = self.plan.failure().map(str::to_string);
+        HealthReport {
+            status: if failed.is_some() { "failed" } else { "ok" },
+            store_error: failed,
+            commit_in_flight_ms: self
+                .in_flight_since
+                .map(|since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            commits: self.commits,
+            open_tasks: self.sched.tasks_held(),
+            workers: self.sched.workers().len(),
         }
     }
 
@@ -493,69 +632,59 @@ impl Core {
                 task,
                 idempotency_key,
                 reply,
-            } => {
-                let result = self.submit(task, idempotency_key);
-                if result.is_ok() {
-                    // A 201 waits for the fsync: an acknowledged task is never lost.
-                    // A repeat (200) waits too: its first submission may be in
-                    // this very batch.
-                    self.durable = true;
-                    self.deferred.push(Deferred::Submit(reply, result));
-                } else {
-                    let _ = reply.send(result);
-                }
-            }
-            Command::List {
-                status,
-                offset,
-                limit,
-                reply,
-            } => {
-                let tasks = self
-                    .sched
-                    .tasks()
-                    .filter(|t| status.is_none_or(|s| t.status == s))
-                    .skip(offset)
-                    .take(limit)
-                    .cloned()
-                    .collect::<Vec<Task>>();
-                // Reads wait for the flush, durable if they show an outcome not yet
-                // fsynced: a result once shown survives a crash.
-                self.durable |= tasks
-                    .iter()
-                    .any(|t| self.unsynced_outcomes.contains(&t.spec.id));
-                self.deferred.push(Deferred::List(reply, tasks));
-            }
-            Command::Get { id, reply } => {
-                self.durable |= self.unsynced_outcomes.contains(&id);
-                let task = self.sched.task(&id).cloned();
-                self.deferred.push(Deferred::Get(reply, task));
-            }
+            } => match self.submit(task, idempotency_key) {
+                Ok((id, created)) => self.hold(Held::Submit { reply, id, created }),
+                Err(e) => drop(reply.send(Err(e))),
+            },
             Command::Cancel { id, reply } => {
-                let result = match self.sched.cancel((self.clock)(), &id) {
-                    Ok(effects) => {
-                        // Answered only after the flush: a cancel survives a restart.
-                        self.apply(effects);
-                        self.durable = true;
-                        self.sched
-                            .task(&id)
-                            .cloned()
-                            .ok_or_else(|| ApiError::NotFound(format!("no task {:?}", id.0)))
+                if self.sched.task(&id).is_some() {
+                    match self.sched.cancel((self.clock)(), &id) {
+                        Ok(effects) => {
+                            self.apply(effects);
+                            self.hold(Held::Cancel { reply, id });
+                        }
+                        Err(e) => drop(reply.send(Err(ApiError::BadRequest(e.to_string())))),
                     }
-                    Err(crate::sched::SchedError::NotFound { .. }) => {
-                        Err(ApiError::NotFound(format!("no task {:?}", id.0)))
-                    }
-                    Err(e) => Err(ApiError::BadRequest(e.to_string())),
-                };
-                if result.is_ok() {
-                    self.deferred.push(Deferred::Cancel(reply, result));
                 } else {
-                    let _ = reply.send(result);
+                    // Not held: finished (cancelling changes nothing) or unknown.
+                    let answer = match self.store.header(&id) {
+                        Ok(Some(header)) => Ok(header),
+                        Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+                        Err(e) => Err(ApiError::Storage(e.to_string())),
+                    };
+                    let _ = reply.send(answer);
                 }
             }
-            Command::PutModule { bytes, reply } => {
-                let _ = reply.send(self.put_module(&bytes));
-            }
+            Command::Purge { id, reply } => match self.sched.task(&id) {
+                Some(task) => {
+                    let _ = reply.send(Err(ApiError::Conflict(format!(
+                        "task {:?} is {:?}, not finished; cancel it and purge it once final",
+                        id.0, task.status
+                    ))));
+                }
+                None => {
+                    self.plan.queue(Op::Purge {
+                        id: id.clone(),
+                        now_ms: (self.clock)(),
+                    });
+                    self.hold(Held::Purge { reply, id });
+                }
+            },
+            Command::PutModule { bytes, reply } => match self.check_module(&bytes) {
+                Ok(()) => {
+                    let bytes = Arc::new(bytes);
+                    let hash = crate::exec::ModuleHash::of(&bytes).0;
+                    let now = (self.clock)();
+                    self.modules.uploaded(hash, bytes.clone(), now);
+                    self.plan.queue(Op::PutModule {
+                        hash,
+                        bytes,
+                        now_ms: now,
+                    });
+                    self.hold(Held::Module { reply, hash });
+                }
+                Err(e) => drop(reply.send(Err(e))),
+            },
             Command::Workers { reply } => {
                 let rows = self
                     .sched
@@ -566,29 +695,39 @@ impl Core {
                 let _ = reply.send(rows);
             }
             Command::Cluster { reply } => {
-                let rows = match &self.membership {
-                    None => Vec::new(),
-                    Some(membership) => {
-                        let now = membership.now_ms();
-                        membership
-                            .view(&Query::all())
-                            .iter()
-                            .map(|r| {
-                                let meta: BTreeMap<_, _> =
-                                    r.heartbeat.meta().iter().cloned().collect();
-                                json!({
-                                    "peer": r.peer.to_string(),
-                                    "host": r.heartbeat.host(),
-                                    "instance": r.heartbeat.instance_hex(),
-                                    "meta": meta,
-                                    "expires_in_ms": r.deadline_ms.saturating_sub(now),
-                                })
-                            })
-                            .collect()
-                    }
-                };
-                let _ = reply.send(rows);
+                let _ = reply.send(self.cluster_rows());
+            }
+            Command::Health { reply } => {
+                let _ = reply.send(self.health_report());
             }
         }
+    }
+
+    /// Holds an answer for the next batch, or refuses it when the store failed.
+    fn hold(&mut self, held: Held) {
+        if let Err((held, failed)) = self.plan.hold(held) {
+            held.refuse(&failed.0);
+        }
+    }
+
+    fn cluster_rows(&self) -> Vec<serde_json::Value> {
+        let Some(membership) = &self.membership else {
+            return Vec::new();
+        };
+        let now = membership.now_ms();
+        membership
+            .view(&Query::all())
+            .iter()
+            .map(|r| {
+                let meta: BTreeMap<_, _> = r.heartbeat.meta().iter().cloned().collect();
+                json!({
+                    "peer": r.peer.to_string(),
+                    "host": r.heartbeat.host(),
+                    "instance": r.heartbeat.instance_hex(),
+                    "meta": meta,
+                    "expires_in_ms": r.deadline_ms.saturating_sub(now),
+                })
+            })
+            .collect()
     }
 }

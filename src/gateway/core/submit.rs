@@ -1,8 +1,12 @@
-//! Submissions: module checks, task ids, and idempotent retries.
+//! Submissions: module checks, task ids, and idempotent retries. Nothing is
+//! changed until every check passed; the task, its module (if sent with it)
+//! and its idempotency key then go into the same batch, one transaction.
+
+use std::sync::Arc;
 
 use super::{internal, Core, ModuleInput, NewTask};
 use crate::gateway::ApiError;
-use crate::sched::{Task, TaskId, TaskSpec};
+use crate::sched::{Op, SchedError, TaskId, TaskSpec};
 
 /// The first field in which a retried submission differs from the task its
 /// idempotency key created, if any: a key names one request, not any request.
@@ -34,13 +38,8 @@ fn first_difference(new: &NewTask, spec: &TaskSpec) -> Option<&'static str> {
 }
 
 impl Core {
-    pub(super) fn put_module(&mut self, bytes: &[u8]) -> Result<[u8; 32], ApiError> {
-        self.check_module(bytes)?;
-        self.store.put_module(bytes).map_err(internal)
-    }
-
     /// Refuses modules over the size limit or without the WASM magic.
-    fn check_module(&self, bytes: &[u8]) -> Result<(), ApiError> {
+    pub(super) fn check_module(&self, bytes: &[u8]) -> Result<(), ApiError> {
         if bytes.len() > self.config.module_bytes_max {
             return Err(ApiError::TooLarge(format!(
                 "module of {} bytes; the limit is {}",
@@ -56,47 +55,63 @@ impl Core {
         Ok(())
     }
 
+    /// The spec of the task `key` names, if it is kept (in memory or stored).
+    fn keyed_task(&self, key: &str) -> Result<Option<TaskSpec>, ApiError> {
+        if let Some(id) = self.keys.get(key) {
+            return Ok(self.sched.task(id).map(|t| t.spec.clone()));
+        }
+        let Some(id) = self
+            .store
+            .idempotency(key)
+            .map_err(|e| ApiError::Storage(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let header = self
+            .store
+            .header(&id)
+            .map_err(|e| ApiError::Storage(e.to_string()))?;
+        Ok(header.map(|h| h.spec))
+    }
+
+    /// Accepts a submission into the scheduler and the next batch; returns the
+    /// task's id and whether it was created now (a retry with the same key
+    /// returns the first task). Refused submissions change nothing.
     pub(super) fn submit(
         &mut self,
         new: NewTask,
         idempotency_key: Option<String>,
-    ) -> Result<(Task, bool), ApiError> {
+    ) -> Result<(TaskId, bool), ApiError> {
         if let Some(key) = &idempotency_key {
-            if let Some(id) = self.store.idempotency(key).map_err(internal)? {
-                if let Some(task) = self.sched.task(&id) {
-                    if let Some(field) = first_difference(&new, &task.spec) {
-                        return Err(ApiError::Unprocessable(format!(
-                            "Idempotency-Key {key:?} was used for task {:?} with another \
-                             {field}; nothing changed (use a new key for a new task)",
-                            id.0
-                        )));
-                    }
-                    return Ok((task.clone(), false));
+            if let Some(spec) = self.keyed_task(key)? {
+                if let Some(field) = first_difference(&new, &spec) {
+                    return Err(ApiError::Unprocessable(format!(
+                        "Idempotency-Key {key:?} was used for task {:?} with another \
+                         {field}; nothing changed (use a new key for a new task)",
+                        spec.id.0
+                    )));
                 }
+                return Ok((spec.id, false));
             }
         }
-        // Everything is checked before anything is stored: a refused submission
-        // leaves no module behind.
         let (module_hash, new_module) = match new.module {
             ModuleInput::Bytes(bytes) => {
                 self.check_module(&bytes)?;
                 (crate::exec::ModuleHash::of(&bytes).0, Some(bytes))
             }
-            ModuleInput::Hash(hash) => match self.store.module(&hash).map_err(internal)? {
-                Some(_) => (hash, None),
-                None => {
-                    return Err(ApiError::Unprocessable(format!(
-                        "unknown module {}: upload it with POST /modules first",
-                        crate::exec::ModuleHash(hash)
-                    )))
-                }
-            },
+            ModuleInput::Hash(hash) if self.modules.known(&hash) => (hash, None),
+            ModuleInput::Hash(hash) => {
+                return Err(ApiError::Unprocessable(format!(
+                    "unknown module {}: upload it with POST /modules first",
+                    crate::exec::ModuleHash(hash)
+                )))
+            }
         };
         let id = match new.id {
             Some(id) => id,
             None => self.generate_id()?,
         };
-        if self.sched.task(&id).is_some() {
+        if self.sched.task(&id).is_some() || self.stored(&id)? {
             return Err(ApiError::Conflict(format!(
                 "a task with id {:?} exists",
                 id.0
@@ -113,42 +128,54 @@ impl Core {
             duration_ms: new.duration_ms,
             schedule: new.schedule,
             completions_initial: new.completions_initial,
+            idempotency_key: idempotency_key.clone(),
         };
         spec.validate()
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let now = (self.clock)();
+        let effects = self.sched.submit(now, spec).map_err(|e| match e {
+            SchedError::Exists { .. } => ApiError::Conflict(e.to_string()),
+            SchedError::Busy { .. } => ApiError::Busy(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+        // Accepted: from here on everything goes into the next batch together.
         if let Some(bytes) = new_module {
-            self.store.put_module(&bytes).map_err(internal)?;
+            let bytes = Arc::new(bytes);
+            self.modules.uploaded(module_hash, bytes.clone(), now);
+            self.plan.queue(Op::PutModule {
+                hash: module_hash,
+                bytes,
+                now_ms: now,
+            });
         }
-        let effects = self
-            .sched
-            .submit((self.clock)(), spec)
-            .map_err(|e| match e {
-                crate::sched::SchedError::Exists { .. } => ApiError::Conflict(e.to_string()),
-                other => ApiError::BadRequest(other.to_string()),
-            })?;
+        self.modules.referred(&module_hash);
+        if let Some(key) = idempotency_key {
+            self.keys.insert(key, id.clone());
+        }
         self.apply(effects);
-        if let Some(key) = &idempotency_key {
-            self.store.put_idempotency(key, &id).map_err(internal)?;
-        }
-        let task = self
-            .sched
-            .task(&id)
-            .cloned()
-            .ok_or_else(|| ApiError::Internal("submitted task vanished".into()))?;
         #[cfg(feature = "sabotage")]
         if crate::sabotage::strike(crate::sabotage::Sabotage::LoseAckedTask) {
             tracing::warn!(%id, "sabotage: acknowledged task will never be persisted");
-            self.sabotaged.insert(id);
+            self.plan.unwritten.insert(id.clone());
         }
-        Ok((task, true))
+        Ok((id, true))
+    }
+
+    /// Whether a task with this id is in the store (finished, or about to be
+    /// forgotten): ids stay unique for as long as a task is kept.
+    fn stored(&self, id: &TaskId) -> Result<bool, ApiError> {
+        self.store
+            .header(id)
+            .map(|h| h.is_some())
+            .map_err(|e| ApiError::Storage(e.to_string()))
     }
 
     fn generate_id(&mut self) -> Result<TaskId, ApiError> {
         loop {
             self.generated += 1;
             let id = TaskId::parse(&format!("t{}-{}", (self.clock)(), self.generated))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            if self.sched.task(&id).is_none() {
+                .map_err(internal)?;
+            if self.sched.task(&id).is_none() && !self.stored(&id)? {
                 return Ok(id);
             }
         }

@@ -1,65 +1,18 @@
-//! The REST API (axum). Handlers parse and validate, then ask the gateway core
-//! (which owns the scheduler, the store and the worker pool on the node's RPC
-//! thread) through a bounded command queue.
+//! Submissions (the original's multipart form and JSON) and module uploads.
 
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Multipart, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
 
-use super::core::{Command, ModuleInput, NewTask};
-use super::views::{task_detail, task_summary};
-use super::ApiError;
-use crate::sched::{Schedule, TaskId, TaskStatus};
-
-/// What every handler shares: the way to the core, and limits.
-#[derive(Clone)]
-pub struct ApiState {
-    commands: mpsc::Sender<Command>,
-}
-
-/// Builds the router; `body_bytes_max` bounds every request body.
-pub fn router(commands: mpsc::Sender<Command>, body_bytes_max: usize) -> Router {
-    Router::new()
-        .route("/tasks", post(submit).get(list))
-        .route("/tasks/{id}", get(detail).delete(cancel))
-        .route("/modules", post(upload_module))
-        .route("/workers", get(workers))
-        .route("/cluster", get(cluster))
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
-        )
-        .fallback(|| async {
-            ApiError::NotFound(
-                "no such endpoint: see /tasks, /tasks/{id}, /modules, /workers, /cluster, /healthz"
-                    .into(),
-            )
-        })
-        .layer(DefaultBodyLimit::max(body_bytes_max))
-        .with_state(ApiState { commands })
-}
-
-impl ApiState {
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(make(reply))
-            .await
-            .map_err(|_| ApiError::Internal("the gateway is shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| ApiError::Internal("the gateway dropped the request".into()))
-    }
-}
+use super::{bad, ApiState};
+use crate::gateway::commands::{Command, ModuleInput, NewTask};
+use crate::gateway::views::task_detail;
+use crate::gateway::ApiError;
+use crate::sched::{Schedule, TaskId, IDEMPOTENCY_KEY_BYTES_MAX};
 
 /// The JSON form of a submission.
 #[derive(Deserialize)]
@@ -105,10 +58,6 @@ fn one() -> u32 {
     1
 }
 
-fn bad(detail: impl Into<String>) -> ApiError {
-    ApiError::BadRequest(detail.into())
-}
-
 fn parse_task_id(id: Option<String>) -> Result<Option<TaskId>, ApiError> {
     match id.filter(|s| !s.is_empty()) {
         None => Ok(None),
@@ -118,11 +67,17 @@ fn parse_task_id(id: Option<String>) -> Result<Option<TaskId>, ApiError> {
     }
 }
 
-async fn submit(
+/// `POST /tasks`: 201 with the task once it is committed (200 for a retry
+/// with the same `Idempotency-Key`).
+pub(super) async fn submit(
     State(state): State<ApiState>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
+    #[cfg(feature = "sabotage")]
+    if crate::sabotage::armed(crate::sabotage::Sabotage::RefuseSubmissions) {
+        return ApiError::Internal("sabotage: submissions refused".into()).into_response();
+    }
     let result = async {
         let idempotency_key = match headers.get("idempotency-key") {
             None => None,
@@ -130,8 +85,10 @@ async fn submit(
                 let key = value
                     .to_str()
                     .map_err(|_| bad("Idempotency-Key must be visible ASCII"))?;
-                if key.is_empty() || key.len() > 256 {
-                    return Err(bad("Idempotency-Key must be 1 to 256 characters"));
+                if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+                    return Err(bad(format!(
+                        "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} characters"
+                    )));
                 }
                 Some(key.to_string())
             }
@@ -180,15 +137,13 @@ async fn submit(
         Ok((
             status,
             [(header::LOCATION, location)],
-            Json(task_detail(&task)),
+            Json(task_detail(&task, None)),
         )
             .into_response())
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
 }
-
-use axum::extract::FromRequest;
 
 fn parse_json(body: TaskJson) -> Result<NewTask, ApiError> {
     let module = match (body.module, body.wasm_base64) {
@@ -301,71 +256,8 @@ fn multipart_error(context: &str, e: axum::extract::multipart::MultipartError) -
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    status: Option<String>,
-    #[serde(default)]
-    offset: usize,
-    limit: Option<usize>,
-}
-
-/// Most tasks one page returns.
-pub const PAGE_MAX: usize = 1000;
-
-async fn list(
-    State(state): State<ApiState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let status = match query.status.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(
-            serde_json::from_value::<TaskStatus>(serde_json::Value::String(text.to_string()))
-                .map_err(|_| {
-                    bad(format!(
-                        "status {text:?}: one of pending, running, succeeded, failed, cancelled"
-                    ))
-                })?,
-        ),
-    };
-    let limit = query.limit.unwrap_or(100).min(PAGE_MAX);
-    let tasks = state
-        .ask(|reply| Command::List {
-            status,
-            offset: query.offset,
-            limit,
-            reply,
-        })
-        .await?;
-    let rows: Vec<serde_json::Value> = tasks.iter().map(task_summary).collect();
-    Ok(Json(rows).into_response())
-}
-
-async fn detail(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = TaskId::parse(&id).map_err(|e| ApiError::NotFound(format!("task {id:?}: {e}")))?;
-    let task = state
-        .ask(|reply| Command::Get {
-            id: id.clone(),
-            reply,
-        })
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task {:?}", id.0)))?;
-    Ok(Json(task_detail(&task)).into_response())
-}
-
-async fn cancel(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = TaskId::parse(&id).map_err(|e| ApiError::NotFound(format!("task {id:?}: {e}")))?;
-    let task = state.ask(|reply| Command::Cancel { id, reply }).await??;
-    Ok(Json(task_detail(&task)).into_response())
-}
-
-async fn upload_module(
+/// `POST /modules`: the module's hash once it is committed.
+pub(super) async fn upload_module(
     State(state): State<ApiState>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -389,14 +281,4 @@ async fn upload_module(
         Json(serde_json::json!({ "hash": hex, "bytes": body.len() })),
     )
         .into_response())
-}
-
-async fn workers(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let rows = state.ask(|reply| Command::Workers { reply }).await?;
-    Ok(Json(rows).into_response())
-}
-
-async fn cluster(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let rows = state.ask(|reply| Command::Cluster { reply }).await?;
-    Ok(Json(rows).into_response())
 }

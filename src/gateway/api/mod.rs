@@ -1,0 +1,160 @@
+//! The REST API (axum). Handlers parse and validate, then either ask the
+//! gateway core (submissions, cancels, purges, uploads, the pool, health)
+//! through a bounded command queue, or read the store directly (tasks and
+//! runs): the store holds only committed state, so a read never shows what a
+//! crash could take back, and reads never wait for the core or a commit.
+
+mod submit;
+mod tasks;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{extract::DefaultBodyLimit, extract::State, Json, Router};
+use tokio::sync::{mpsc, oneshot};
+
+use super::core::{Command, StorageMode};
+use super::health::Health;
+use super::ApiError;
+use crate::sched::{Store, StoreError};
+
+/// Most tasks (or runs) one page returns.
+pub const PAGE_MAX: usize = 1000;
+/// Tasks (or runs) a page returns when the request does not say.
+pub const PAGE_DEFAULT: usize = 100;
+
+/// Reads of the store from handlers: on the blocking pool on real hosts, so
+/// a slow disk holds up no other request; inline in simulation.
+#[derive(Clone)]
+pub struct StoreReader {
+    store: Arc<Store>,
+    mode: StorageMode,
+    health: Arc<Health>,
+}
+
+impl StoreReader {
+    /// Reads with `read`; a store error trips the gateway (fail-stop) and is 503.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.health.check()?;
+        let result = match self.mode {
+            StorageMode::Inline => read(&self.store),
+            StorageMode::Thread => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || read(&store))
+                    .await
+                    .map_err(|e| ApiError::Internal(format!("store read: {e}")))?
+            }
+        };
+        match result {
+            Ok(value) => {
+                // A failure meanwhile may mean the disk lies: do not show it.
+                self.health.check()?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.health.trip(format!("store read failed: {e}"));
+                Err(ApiError::Storage(e.to_string()))
+            }
+        }
+    }
+}
+
+/// What every handler shares: the way to the core, the store, the health switch.
+#[derive(Clone)]
+pub struct ApiState {
+    commands: mpsc::Sender<Command>,
+    reader: StoreReader,
+    health: Arc<Health>,
+}
+
+/// Builds the router; `body_bytes_max` bounds every request body.
+pub fn router(
+    commands: mpsc::Sender<Command>,
+    store: Arc<Store>,
+    mode: StorageMode,
+    health: Arc<Health>,
+    body_bytes_max: usize,
+) -> Router {
+    let reader = StoreReader {
+        store,
+        mode,
+        health: health.clone(),
+    };
+    Router::new()
+        .route("/tasks", post(submit::submit).get(tasks::list))
+        .route("/tasks/{id}", get(tasks::detail).delete(tasks::delete))
+        .route("/tasks/{id}/runs/{index}", get(tasks::run))
+        .route("/modules", post(submit::upload_module))
+        .route("/workers", get(workers))
+        .route("/cluster", get(cluster))
+        .route("/healthz", get(healthz))
+        .fallback(|| async {
+            ApiError::NotFound(
+                "no such endpoint: see /tasks, /tasks/{id}, /tasks/{id}/runs/{index}, \
+                 /modules, /workers, /cluster, /healthz"
+                    .into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .with_state(ApiState {
+            commands,
+            reader,
+            health,
+        })
+}
+
+impl ApiState {
+    /// Asks the core and waits for its answer; refused at once after a fail-stop.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ApiError> {
+        self.health.check()?;
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())
+    }
+
+    /// The error for a core that stopped answering.
+    fn stopped(&self) -> ApiError {
+        match self.health.check() {
+            Err(storage) => storage,
+            Ok(()) => ApiError::Internal("the gateway core stopped; it is shutting down".into()),
+        }
+    }
+}
+
+fn bad(detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(detail.into())
+}
+
+async fn workers(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let rows = state.ask(|reply| Command::Workers { reply }).await?;
+    Ok(Json(rows).into_response())
+}
+
+async fn cluster(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let rows = state.ask(|reply| Command::Cluster { reply }).await?;
+    Ok(Json(rows).into_response())
+}
+
+/// 200 with the core's report when the core answers and the store works;
+/// 503 naming the cause otherwise.
+async fn healthz(State(state): State<ApiState>) -> Response {
+    if let Err(e) = state.health.check() {
+        return e.into_response();
+    }
+    match state.ask(|reply| Command::Health { reply }).await {
+        Ok(report) if report.status == "ok" => Json(report).into_response(),
+        Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

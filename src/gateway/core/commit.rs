@@ -1,0 +1,116 @@
+//! Where commits run. On real hosts a dedicated thread commits (and fsyncs)
+//! while the node thread goes on driving libp2p, RPC, pings and HTTP, and the
+//! planner forms the next batch. In simulation the commit runs inline on the
+//! one simulation thread, at the moment it is sent, so a run stays a function
+//! of its seed; its result is then taken by the core's next turn, as a
+//! thread's would be.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::sched::{Batch, BatchReport, Store, StoreError};
+
+/// How the gateway runs its commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageMode {
+    /// On a dedicated thread (real hosts).
+    Thread,
+    /// On the caller's thread when sent (simulation: deterministic).
+    Inline,
+}
+
+/// A batch's commit result, with its number.
+pub type CommitResult = (u64, Result<BatchReport, StoreError>);
+
+/// A batch to commit, as the commit thread takes it.
+struct Job {
+    seq: u64,
+    batch: Batch,
+    durable: bool,
+}
+
+/// Runs commits one at a time and hands back their results.
+pub struct Committer {
+    inner: Inner,
+}
+
+enum Inner {
+    Thread {
+        jobs: std::sync::mpsc::SyncSender<Job>,
+        results: mpsc::UnboundedReceiver<CommitResult>,
+    },
+    Inline {
+        store: Arc<Store>,
+        ready: Option<CommitResult>,
+    },
+}
+
+impl Committer {
+    /// A committer on `store`; `Thread` starts the commit thread, which ends
+    /// when the committer is dropped (after the commit it is running, if any).
+    pub fn start(store: Arc<Store>, mode: StorageMode) -> std::io::Result<Self> {
+        let inner = match mode {
+            StorageMode::Inline => Inner::Inline { store, ready: None },
+            StorageMode::Thread => {
+                // One batch is in flight at a time, so one slot is enough.
+                let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
+                let (done, results) = mpsc::unbounded_channel();
+                std::thread::Builder::new()
+                    .name("ww-sched-store".into())
+                    .spawn(move || {
+                        while let Ok(job) = queue.recv() {
+                            let result = store.commit(&job.batch, job.durable);
+                            if done.send((job.seq, result)).is_err() {
+                                return;
+                            }
+                        }
+                    })?;
+                Inner::Thread { jobs, results }
+            }
+        };
+        Ok(Committer { inner })
+    }
+
+    /// Starts committing batch `seq`. The caller sends the next one only after
+    /// this one's result.
+    pub fn send(&mut self, seq: u64, batch: Batch, durable: bool) {
+        match &mut self.inner {
+            Inner::Inline { store, ready } => {
+                debug_assert!(
+                    ready.is_none(),
+                    "batch {seq} sent before the last result was taken"
+                );
+                *ready = Some((seq, store.commit(&batch, durable)));
+            }
+            Inner::Thread { jobs, .. } => {
+                if jobs
+                    .send(Job {
+                        seq,
+                        batch,
+                        durable,
+                    })
+                    .is_err()
+                {
+                    // The thread is gone only if it panicked: report it as a failure.
+                    tracing::error!(seq, "the store's commit thread is gone");
+                }
+            }
+        }
+    }
+
+    /// The next commit result; pending while none is due.
+    pub async fn result(&mut self) -> CommitResult {
+        match &mut self.inner {
+            Inner::Inline { ready, .. } => match ready.take() {
+                Some(result) => result,
+                None => std::future::pending().await,
+            },
+            Inner::Thread { results, .. } => match results.recv().await {
+                Some(result) => result,
+                // The thread ended without answering: it panicked mid-commit.
+                None => std::future::pending().await,
+            },
+        }
+    }
+}
