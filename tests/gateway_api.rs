@@ -4,19 +4,11 @@
 //! a real worker registered over libp2p on loopback. Refusals of bad fields are
 //! in `gateway_refusals.rs`.
 
-use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use axum::http::{header, StatusCode};
 use base64::Engine as _;
 use serde_json::json;
-use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
-use ww_sched::rpc::{self, RpcConfig};
+use ww_sched::rpc;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::worker::WorkerConfig;
 
 mod gateway_support;
 
@@ -43,38 +35,10 @@ fn health_workers_and_cluster_without_workers() {
 fn multipart_task_runs_on_a_worker_and_is_listed() {
     rpc::block_on_local(async {
         let h = Harness::start("happy", None).await;
-        let gateway_peer = h.transport.local_peer_id();
 
         // One worker registers through the gateway's channel.
-        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
-        transport
-            .add_peer_address(gateway_peer, h.address.clone())
-            .unwrap();
-        let config = WorkerConfig {
-            slots: 2,
-            ..WorkerConfig::default()
-        };
-        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
-        let node = WorkerNode::start(transport, sandbox, config, &[Address::new(LOOPBACK)])
-            .await
-            .unwrap();
-        let worker_peer = node.peer_id().to_string();
-        let registration = tokio::task::spawn_local(keep_registered(
-            Rc::new(node),
-            GatewayLocator::Peer(gateway_peer),
-            None,
-            RpcConfig::default(),
-        ));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let workers = loop {
-            let (status, workers) = h.get("/workers").await;
-            assert_eq!(status, StatusCode::OK, "{workers}");
-            if workers.as_array().is_some_and(|w| !w.is_empty()) {
-                break workers;
-            }
-            assert!(Instant::now() < deadline, "the worker did not register");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let (worker_peer, registration) = h.start_worker(2).await;
+        let (_, workers) = h.get("/workers").await;
         let workers = workers.as_array().unwrap();
         assert_eq!(workers.len(), 1, "{workers:?}");
         assert_eq!(workers[0]["worker"], worker_peer.as_str());

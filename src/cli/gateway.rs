@@ -39,6 +39,9 @@ pub struct GatewayArgs {
     cluster: ClusterArgs,
 }
 
+/// How long a gateway that fail-stopped keeps answering 503 before it exits.
+pub const FAIL_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What a gateway holds and for how long.
 #[derive(Args, Clone, Debug)]
 pub struct GatewayLimits {
@@ -128,6 +131,7 @@ pub async fn start(
         retain_ms: (limits.retain > 0).then_some(limits.retain),
         finished_max: limits.finished_max,
         module_grace_ms: limits.module_grace,
+        ..Retention::default()
     };
     let gateway = Gateway::start(transport, membership, host_clock(), config).await?;
     let listener = tokio::net::TcpListener::bind(http)
@@ -187,6 +191,9 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         cause = running.gateway.stopped() => {
+            // Requests in flight get their 503 and /healthz shows the cause
+            // for a moment; then the process goes, for a supervisor to restart.
+            tokio::time::sleep(FAIL_STOP_GRACE).await;
             bail!("gateway stopped, exiting so that it restarts on {}: {cause}", args.data.display())
         }
         served = &mut running.server => match served {

@@ -57,6 +57,8 @@ pub struct HealthReport {
     pub commits: u64,
     /// Unfinished tasks held.
     pub open_tasks: usize,
+    /// Modules stored (or about to be).
+    pub modules: usize,
     /// Workers in the pool.
     pub workers: usize,
 }

@@ -99,7 +99,7 @@ pub struct Gateway {
     router: axum::Router,
     health: Arc<Health>,
     core: tokio::task::JoinHandle<()>,
-    _serving: ServeHandle,
+    serving: Option<ServeHandle>,
 }
 
 impl Drop for Gateway {
@@ -179,8 +179,19 @@ impl Gateway {
             ),
             health,
             core,
-            _serving: serving,
+            serving: Some(serving),
         })
+    }
+
+    /// Stops the core and the registration channel and waits until they, and
+    /// the commit thread, are gone: the store is closed once every router
+    /// clone is dropped too, and a new gateway may start on the same directory.
+    pub async fn shutdown(mut self) {
+        self.core.abort();
+        let _ = (&mut self.core).await;
+        if let Some(serving) = self.serving.take() {
+            serving.stop().await;
+        }
     }
 
     /// The REST API, ready to serve (its handlers are `Send`).

@@ -17,6 +17,14 @@ impl Drop for ServeHandle {
     }
 }
 
+impl ServeHandle {
+    /// Stops serving and waits until the protocol is free to be served again.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 /// Serves `bootstrap` to every peer that dials this node for `protocol`.
 /// Must be called inside a `LocalSet`.
 pub fn serve<T: Transport>(

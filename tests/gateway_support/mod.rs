@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -13,9 +14,14 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt as _;
-use ww_sched::gateway::{Clock, Gateway, GatewayConfig};
+use ww_sched::exec::{Sandbox, SandboxConfig};
+use ww_sched::gateway::clock::host_clock;
+use ww_sched::gateway::{Gateway, GatewayConfig};
+use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
+use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+use ww_sched::worker::WorkerConfig;
 
 pub const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 pub const BOUNDARY: &str = "ww-sched-test-boundary-7d3f";
@@ -32,15 +38,6 @@ pub const ORIGINAL_KEYS: [&str; 10] = [
     "difficulty",
     "status",
 ];
-
-pub fn wall_clock() -> Clock {
-    Rc::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
-    })
-}
 
 /// Removes the data directory when the test ends, even on a panic.
 pub struct TempDir(PathBuf);
@@ -71,18 +68,27 @@ pub struct Harness {
     pub transport: Libp2pTransport,
     pub address: Address,
     pub dir: TempDir,
+    pub config: GatewayConfig,
 }
 
 impl Harness {
     pub async fn start(name: &str, body_bytes_max: Option<usize>) -> Harness {
+        Harness::start_with(name, |config| {
+            if let Some(max) = body_bytes_max {
+                config.body_bytes_max = max;
+            }
+        })
+        .await
+    }
+
+    /// A gateway with its configuration changed by `configure`.
+    pub async fn start_with(name: &str, configure: impl FnOnce(&mut GatewayConfig)) -> Harness {
         let dir = TempDir::new(name);
         let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
         let address = transport.listen(Address::new(LOOPBACK)).await.unwrap();
         let mut config = GatewayConfig::new(dir.0.clone());
-        if let Some(max) = body_bytes_max {
-            config.body_bytes_max = max;
-        }
-        let gateway = Gateway::start(&transport, None, wall_clock(), config)
+        configure(&mut config);
+        let gateway = Gateway::start(&transport, None, host_clock(), config.clone())
             .await
             .unwrap();
         Harness {
@@ -91,6 +97,56 @@ impl Harness {
             transport,
             address,
             dir,
+            config,
+        }
+    }
+
+    /// Stops the gateway and starts it again on the same directory.
+    pub async fn restart(&mut self) {
+        // The old router holds the store open too.
+        self.router = axum::Router::new();
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+        let gateway = Gateway::start(&self.transport, None, host_clock(), self.config.clone())
+            .await
+            .unwrap();
+        self.router = gateway.router();
+        self.gateway = Some(gateway);
+    }
+
+    /// Starts a worker with `slots` that registers with this gateway, and
+    /// waits until the gateway lists it; returns its peer id and registration.
+    pub async fn start_worker(&self, slots: usize) -> (String, tokio::task::JoinHandle<()>) {
+        let gateway_peer = self.transport.local_peer_id();
+        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        transport
+            .add_peer_address(gateway_peer, self.address.clone())
+            .unwrap();
+        let config = WorkerConfig {
+            slots,
+            ..WorkerConfig::default()
+        };
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+        let node = WorkerNode::start(transport, sandbox, config, &[Address::new(LOOPBACK)])
+            .await
+            .unwrap();
+        let worker_peer = node.peer_id().to_string();
+        let registration = tokio::task::spawn_local(keep_registered(
+            Rc::new(node),
+            GatewayLocator::Peer(gateway_peer),
+            None,
+            RpcConfig::default(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, workers) = self.get("/workers").await;
+            assert_eq!(status, StatusCode::OK, "{workers}");
+            if workers.as_array().is_some_and(|w| !w.is_empty()) {
+                return (worker_peer, registration);
+            }
+            assert!(Instant::now() < deadline, "the worker did not register");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

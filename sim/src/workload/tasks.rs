@@ -254,11 +254,14 @@ async fn run_gateway_once(
         Err(e) => return format!("HTTP port not bound: {e}"),
     };
     let router = gateway.router();
-    tokio::select! {
+    let cause = tokio::select! {
         biased;
         cause = gateway.stopped() => cause,
         () = crate::http::serve(listener, router) => "the HTTP server ended".into(),
-    }
+    };
+    // The process exits: its core, commit pipeline and registration channel go.
+    gateway.shutdown().await;
+    cause
 }
 
 async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>) -> HostResult {

@@ -30,9 +30,24 @@ struct Job {
     durable: bool,
 }
 
-/// Runs commits one at a time and hands back their results.
+/// Runs commits one at a time and hands back their results. Dropping it
+/// waits for the commit thread to finish the commit it runs, so the store is
+/// closed when the drop returns.
 pub struct Committer {
     inner: Inner,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Closing the job queue ends the thread's loop.
+        self.inner = Inner::Closed;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the store's commit thread panicked");
+            }
+        }
+    }
 }
 
 enum Inner {
@@ -44,32 +59,36 @@ enum Inner {
         store: Arc<Store>,
         ready: Option<CommitResult>,
     },
+    Closed,
 }
 
 impl Committer {
     /// A committer on `store`; `Thread` starts the commit thread, which ends
     /// when the committer is dropped (after the commit it is running, if any).
     pub fn start(store: Arc<Store>, mode: StorageMode) -> std::io::Result<Self> {
+        let mut thread = None;
         let inner = match mode {
             StorageMode::Inline => Inner::Inline { store, ready: None },
             StorageMode::Thread => {
                 // One batch is in flight at a time, so one slot is enough.
                 let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
                 let (done, results) = mpsc::unbounded_channel();
-                std::thread::Builder::new()
-                    .name("ww-sched-store".into())
-                    .spawn(move || {
-                        while let Ok(job) = queue.recv() {
-                            let result = store.commit(&job.batch, job.durable);
-                            if done.send((job.seq, result)).is_err() {
-                                return;
+                thread = Some(
+                    std::thread::Builder::new()
+                        .name("ww-sched-store".into())
+                        .spawn(move || {
+                            while let Ok(job) = queue.recv() {
+                                let result = store.commit(&job.batch, job.durable);
+                                if done.send((job.seq, result)).is_err() {
+                                    return;
+                                }
                             }
-                        }
-                    })?;
+                        })?,
+                );
                 Inner::Thread { jobs, results }
             }
         };
-        Ok(Committer { inner })
+        Ok(Committer { inner, thread })
     }
 
     /// Starts committing batch `seq`. The caller sends the next one only after
@@ -92,10 +111,12 @@ impl Committer {
                     })
                     .is_err()
                 {
-                    // The thread is gone only if it panicked: report it as a failure.
+                    // The thread is gone only if it panicked; the stall check
+                    // turns the missing result into a failure.
                     tracing::error!(seq, "the store's commit thread is gone");
                 }
             }
+            Inner::Closed => debug_assert!(false, "batch {seq} sent to a closed committer"),
         }
     }
 
@@ -111,6 +132,7 @@ impl Committer {
                 // The thread ended without answering: it panicked mid-commit.
                 None => std::future::pending().await,
             },
+            Inner::Closed => std::future::pending().await,
         }
     }
 }

@@ -49,7 +49,7 @@ pub const COMMAND_QUEUE_MAX: usize = 256;
 pub const FLUSH_BATCH_MAX: usize = 256;
 /// A commit in flight longer than this counts as failed (a hung disk).
 pub const COMMIT_STALL_MAX: Duration = Duration::from_secs(30);
-/// How often retention runs (and more often while it has a backlog).
+/// How often retention runs by default (and more often while it has a backlog).
 pub const EXPIRE_INTERVAL_MS: u64 = 10_000;
 /// Most finished tasks one batch deletes, so one commit stays short.
 pub const EXPIRE_DELETE_MAX: usize = 2_000;
@@ -67,6 +67,8 @@ pub struct Retention {
     /// A module no task refers to is deleted this long after the last one went
     /// (or after its upload).
     pub module_grace_ms: u64,
+    /// How often retention runs (while it has a backlog: at once again).
+    pub interval_ms: u64,
 }
 
 impl Default for Retention {
@@ -76,6 +78,7 @@ impl Default for Retention {
             retain_ms: Some(7 * 24 * 3600 * 1000),
             finished_max: 1_000_000,
             module_grace_ms: 3600 * 1000,
+            interval_ms: EXPIRE_INTERVAL_MS,
         }
     }
 }
@@ -338,7 +341,7 @@ impl Core {
             tracing::info!(modules = unused.len(), "deleting modules no task refers to");
             self.plan.queue(Op::DeleteModules { hashes: unused });
         }
-        self.next_expire_ms = now_ms.saturating_add(EXPIRE_INTERVAL_MS);
+        self.next_expire_ms = now_ms.saturating_add(retention.interval_ms.max(1));
     }
 
     /// Forms the next batch and sends it, if none is in flight.
@@ -622,6 +625,7 @@ impl Core {
                 .map(|since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
             commits: self.commits,
             open_tasks: self.sched.tasks_held(),
+            modules: self.modules.count(),
             workers: self.sched.workers().len(),
         }
     }
