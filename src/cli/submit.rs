@@ -57,6 +57,9 @@ pub struct TasksArgs {
     /// Cancel the task given as ID.
     #[arg(long, requires = "id")]
     cancel: bool,
+    /// Delete the finished task given as ID, with its runs, now.
+    #[arg(long, requires = "id", conflicts_with = "cancel")]
+    purge: bool,
     /// The gateway's HTTP address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     gateway: String,
@@ -86,7 +89,7 @@ pub fn submit(args: SubmitArgs) -> Result<()> {
         return Ok(());
     }
     let task = follow(gateway, &id)?;
-    print_runs(&task);
+    print_runs(&all_runs(gateway, &id)?);
     if task["status"] != "succeeded" {
         bail!("task {id} ended {}", task["status"]);
     }
@@ -97,21 +100,11 @@ pub fn submit(args: SubmitArgs) -> Result<()> {
 pub fn follow(gateway: &str, id: &str) -> Result<Value> {
     let mut last = String::new();
     loop {
-        let task = http::get_json(&format!("{gateway}/tasks/{id}"))?;
-        let runs = task["runs"].as_array().cloned().unwrap_or_default();
-        let finished = runs
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r["status"].as_str(),
-                    Some("succeeded" | "failed" | "timed_out" | "cancelled")
-                )
-            })
-            .count();
+        let task = http::get_json(&format!("{gateway}/tasks/{id}?runs_limit=1"))?;
         let status = task["status"].as_str().unwrap_or("?").to_string();
         let line = format!(
-            "{id}: {status}, {finished}/{} runs finished, {} completions",
-            task["repeats"], task["completions"]
+            "{id}: {status}, {}/{} runs due so far, {} completions",
+            task["runs_total"], task["repeats"], task["completions"]
         );
         if line != last {
             eprintln!("{line}");
@@ -124,9 +117,30 @@ pub fn follow(gateway: &str, id: &str) -> Result<Value> {
     }
 }
 
+/// Every run of a task, page by page.
+pub fn all_runs(gateway: &str, id: &str) -> Result<Vec<Value>> {
+    let mut runs = Vec::new();
+    loop {
+        let url = format!(
+            "{gateway}/tasks/{id}?runs_offset={}&runs_limit={RUNS_PAGE}",
+            runs.len()
+        );
+        let page = http::get_json(&url)?;
+        let got = page["runs"].as_array().cloned().unwrap_or_default();
+        let last = got.len() < RUNS_PAGE;
+        runs.extend(got);
+        if last {
+            return Ok(runs);
+        }
+    }
+}
+
+/// Runs asked for per request (the gateway's page maximum).
+const RUNS_PAGE: usize = 1000;
+
 /// One line per run: index, attempt, worker, status, result or error.
-pub fn print_runs(task: &Value) {
-    for run in task["runs"].as_array().into_iter().flatten() {
+pub fn print_runs(runs: &[Value]) {
+    for run in runs {
         let outcome = match run["status"].as_str() {
             Some("succeeded") => format!("result {}", run["results"]),
             _ => format!(
@@ -150,6 +164,10 @@ pub fn print_runs(task: &Value) {
 pub fn tasks(args: TasksArgs) -> Result<()> {
     let gateway = args.gateway.trim_end_matches('/');
     match (&args.id, args.cancel) {
+        (Some(id), _) if args.purge => {
+            http::delete(&format!("{gateway}/tasks/{id}?purge=true"))?;
+            println!("{id}: purged");
+        }
         (Some(id), true) => {
             let task = http::delete(&format!("{gateway}/tasks/{id}"))?;
             println!("{id}: {}", task["status"].as_str().unwrap_or("?"));
@@ -159,24 +177,33 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&task)?);
         }
         (None, _) => {
-            let mut url = format!("{gateway}/tasks?limit=1000");
-            if let Some(status) = &args.status {
-                url.push_str(&format!("&status={status}"));
-            }
-            let tasks = http::get_json(&url)?;
             println!(
                 "{:<24} {:<10} {:>11} {:>7}  DESCRIPTION",
                 "ID", "STATUS", "COMPLETIONS", "REPEATS"
             );
-            for task in tasks.as_array().into_iter().flatten() {
-                println!(
-                    "{:<24} {:<10} {:>11} {:>7}  {}",
-                    task["id"].as_str().unwrap_or(""),
-                    task["status"].as_str().unwrap_or(""),
-                    task["completions"].to_string(),
-                    task["repeats"].to_string(),
-                    task["description"].as_str().unwrap_or("")
-                );
+            // Page through every task with the id cursor.
+            let mut after = String::new();
+            loop {
+                let mut url = format!("{gateway}/tasks?limit={RUNS_PAGE}&after={after}");
+                if let Some(status) = &args.status {
+                    url.push_str(&format!("&status={status}"));
+                }
+                let tasks = http::get_json(&url)?;
+                let page = tasks.as_array().cloned().unwrap_or_default();
+                for task in &page {
+                    println!(
+                        "{:<24} {:<10} {:>11} {:>7}  {}",
+                        task["id"].as_str().unwrap_or(""),
+                        task["status"].as_str().unwrap_or(""),
+                        task["completions"].to_string(),
+                        task["repeats"].to_string(),
+                        task["description"].as_str().unwrap_or("")
+                    );
+                }
+                match page.last().and_then(|t| t["id"].as_str()) {
+                    Some(last) if page.len() == RUNS_PAGE => after = last.to_string(),
+                    _ => break,
+                }
             }
         }
     }

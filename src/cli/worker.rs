@@ -98,7 +98,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         }
     };
     let node = Rc::new(node);
-    let _registration = tokio::task::spawn_local(keep_registered(
+    let mut registration = tokio::task::spawn_local(keep_registered(
         node.clone(),
         locator,
         Some(membership.clone()),
@@ -110,12 +110,19 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         membership.instance()
     );
     let mut events = membership.watch();
+    // Registration and the membership watch are meant to run for ever: if
+    // either ends, the worker can no longer serve its gateway, so it exits
+    // non-zero for a supervisor to restart it.
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
+            ended = &mut registration => match ended {
+                Err(e) if e.is_panic() => bail!("worker registration panicked; exiting"),
+                _ => bail!("worker registration ended; exiting"),
+            },
             event = events.next() => match event {
                 Some(event) => print_event(&event),
-                None => return Ok(()),
+                None => bail!("the membership view stopped; exiting"),
             },
         }
     }

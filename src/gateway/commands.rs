@@ -59,6 +59,8 @@ pub struct HealthReport {
     pub open_tasks: usize,
     /// Modules stored (or about to be).
     pub modules: usize,
+    /// Finished tasks kept in the store (as last committed).
+    pub finished_tasks: u64,
     /// Workers in the pool.
     pub workers: usize,
 }

@@ -313,13 +313,10 @@ impl Core {
         if let Some(since) = self.in_flight_since {
             if since.elapsed() >= COMMIT_STALL_MAX {
                 let seq = self.plan.in_flight().unwrap_or(0);
-                self.fail(
-                    seq,
-                    format!(
-                        "commit of batch {seq} still in flight after {} s: the disk hangs",
-                        COMMIT_STALL_MAX.as_secs()
-                    ),
-                );
+                self.fail(format!(
+                    "commit of batch {seq} still in flight after {} s: the disk hangs",
+                    COMMIT_STALL_MAX.as_secs()
+                ));
             }
         }
     }
@@ -378,16 +375,18 @@ impl Core {
                     Some(code) => format!("{e} (os error {code})"),
                     None => e.to_string(),
                 };
-                self.fail(seq, cause);
+                self.fail(cause);
             }
         }
     }
 
-    /// The store failed: refuse everything held, trip the health switch.
-    fn fail(&mut self, seq: u64, cause: String) {
+    /// The store failed: refuse everything held (the batch in flight too),
+    /// trip the health switch.
+    fn fail(&mut self, cause: String) {
         if self.plan.failure().is_some() {
             return;
         }
+        let seq = self.plan.in_flight().unwrap_or(0);
         self.in_flight_since = None;
         for held in self.plan.failed(seq, cause.clone()) {
             held.refuse(&cause);
@@ -411,7 +410,7 @@ impl Core {
                         self.modules.kept(*hash, *refs);
                     }
                 }
-                Err(e) => return self.fail(0, e.to_string()),
+                Err(e) => return self.fail(e.to_string()),
             }
         }
         if report.expire_more {
@@ -477,11 +476,11 @@ impl Core {
                     }
                 }
                 let cause = format!("task {id} was committed but is not in the store");
-                self.fail(0, cause.clone());
+                self.fail(cause.clone());
                 Err(ApiError::Storage(cause))
             }
             Err(e) => {
-                self.fail(0, e.to_string());
+                self.fail(e.to_string());
                 Err(ApiError::Storage(e.to_string()))
             }
         }
@@ -615,7 +614,14 @@ impl Core {
         }
     }
 
-    fn health_report(&self) -> HealthReport {
+    fn health_report(&mut self) -> HealthReport {
+        let finished_tasks = match self.store.finished_count() {
+            Ok(count) => count,
+            Err(e) => {
+                self.fail(format!("store read failed: {e}"));
+                0
+            }
+        };
         let failed = self.plan.failure().map(str::to_string);
         HealthReport {
             status: if failed.is_some() { "failed" } else { "ok" },
@@ -626,6 +632,7 @@ impl Core {
             commits: self.commits,
             open_tasks: self.sched.tasks_held(),
             modules: self.modules.count(),
+            finished_tasks,
             workers: self.sched.workers().len(),
         }
     }

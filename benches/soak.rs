@@ -1,0 +1,344 @@
+//! The soak harness: a real `ww-sched gateway` process on disk with two real
+//! workers, sent no-op tasks over HTTP by concurrent clients, while the
+//! gateway's resident memory is sampled. It checks that every task is
+//! acknowledged and finishes, and that the gateway's memory stays flat after
+//! warm-up and under its bound (it must not grow with history).
+//!
+//! ```sh
+//! cargo bench --bench soak                       # 1,000,000 tasks (several minutes)
+//! SOAK_TASKS=50000 cargo bench --bench soak      # a quick look
+//! ```
+//!
+//! Settings from the environment: `SOAK_TASKS` (default 1,000,000),
+//! `SOAK_CLIENTS` (concurrent HTTP clients, default 16), `SOAK_CSV` (where the
+//! samples go, default `target/soak.csv`), `SOAK_DIR` (the data directory's
+//! parent, default the system temp dir, which is on disk here). One line of
+//! progress every `REPORT_EVERY`; the exit code is 0 only when every check held.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// The resident-memory bound of the gateway, after warm-up.
+const RSS_MAX_MIB: f64 = 150.0;
+/// Growth allowed between the first and the last third of the run (after
+/// warm-up), as a fraction: "flat".
+const RSS_GROWTH_MAX: f64 = 0.10;
+/// The share of tasks acknowledged before memory counts as warmed up.
+const WARM_UP: f64 = 0.10;
+/// How often memory and progress are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+/// How often a progress line is printed.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// The longest the run may take before it is declared stuck.
+const RUN_MAX: Duration = Duration::from_secs(4 * 3600);
+
+const NOOP_WAT: &str = r#"(module (func (export "run") (result i32) i32.const 0))"#;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+/// A child process killed when dropped, with its stdout lines.
+struct Proc {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Proc {
+    fn start(args: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ww-sched");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc { child, lines }
+    }
+
+    fn wait_for(&self, prefix: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no line starting with {prefix:?}"));
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_string();
+            }
+        }
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> Value {
+    agent
+        .get(url)
+        .call()
+        .expect("gateway answers")
+        .body_mut()
+        .read_json()
+        .expect("JSON")
+}
+
+/// Counts shared by the clients and the sampler.
+#[derive(Default)]
+struct Progress {
+    next: AtomicUsize,
+    acked: AtomicU64,
+    busy: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One client: submits until `total` are taken, retrying on 503 busy.
+fn client(http: String, module: String, total: usize, progress: Arc<Progress>) {
+    let agent = agent();
+    let body = json!({ "module": module, "export": "run", "args": [] });
+    while progress.next.fetch_add(1, Ordering::SeqCst) < total {
+        loop {
+            let answer = agent.post(&format!("{http}/tasks")).send_json(&body);
+            match answer.map(|r| r.status().as_u16()) {
+                Ok(201) => {
+                    progress.acked.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                Ok(503) => {
+                    progress.busy.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => {
+                    progress.errors.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("submission answered {other:?}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+/// One sample: seconds since start, tasks acknowledged, finished, RSS.
+struct Sample {
+    at_s: f64,
+    acked: u64,
+    finished: u64,
+    rss_mib: f64,
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else is a filter criterion
+    // would take, which this harness has no use for.
+    let tasks: usize = env_or("SOAK_TASKS", 1_000_000);
+    let clients: usize = env_or("SOAK_CLIENTS", 16);
+    let csv = PathBuf::from(
+        std::env::var("SOAK_CSV")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/soak.csv").into()),
+    );
+    let root = std::env::var("SOAK_DIR").map_or_else(|_| std::env::temp_dir(), PathBuf::from);
+    let data = root.join(format!("ww-sched-soak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+
+    let gateway = Proc::start(&[
+        "gateway",
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().expect("utf-8 path"),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--discover",
+        "none",
+    ]);
+    let dial = gateway.wait_for("listening on ");
+    let http = gateway.wait_for("http on ");
+    let workers: Vec<Proc> = (0..2)
+        .map(|_| {
+            let worker = Proc::start(&[
+                "worker",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--discover",
+                "none",
+                "--dial",
+                &dial,
+            ]);
+            worker.wait_for("listening on ");
+            worker
+        })
+        .collect();
+    let agent = agent();
+    let started = Instant::now();
+    while get_json(&agent, &format!("{http}/workers"))
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "workers did not register"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wasm = wat::parse_str(NOOP_WAT).expect("wat");
+    let module: Value = agent
+        .post(&format!("{http}/modules"))
+        .header("Content-Type", "application/wasm")
+        .send(&wasm[..])
+        .expect("upload")
+        .body_mut()
+        .read_json()
+        .expect("JSON");
+    let module = module["hash"].as_str().expect("hash").to_string();
+    eprintln!(
+        "soak: {tasks} no-op tasks, {clients} clients, gateway {http}, data {}",
+        data.display()
+    );
+
+    let progress = Arc::new(Progress::default());
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let (http, module, progress) = (http.clone(), module.clone(), progress.clone());
+            std::thread::spawn(move || client(http, module, tasks, progress))
+        })
+        .collect();
+    let mut samples = Vec::new();
+    let mut last_report = Instant::now();
+    loop {
+        let health = get_json(&agent, &format!("{http}/healthz"));
+        let sample = Sample {
+            at_s: started.elapsed().as_secs_f64(),
+            acked: progress.acked.load(Ordering::SeqCst),
+            finished: health["finished_tasks"].as_u64().unwrap_or(0),
+            rss_mib: gateway.rss_mib(),
+        };
+        let done = sample.finished >= tasks as u64;
+        if last_report.elapsed() >= REPORT_EVERY || done {
+            eprintln!(
+                "{:>7.1} s: {} acknowledged, {} finished, {} open, gateway RSS {:.1} MiB, {} busy answers",
+                sample.at_s,
+                sample.acked,
+                sample.finished,
+                health["open_tasks"],
+                sample.rss_mib,
+                progress.busy.load(Ordering::SeqCst)
+            );
+            last_report = Instant::now();
+        }
+        samples.push(sample);
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < RUN_MAX,
+            "the soak did not finish within {RUN_MAX:?}"
+        );
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    for thread in threads {
+        thread.join().expect("client");
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+
+    let mut file = std::fs::File::create(&csv).expect("csv");
+    writeln!(file, "seconds,acknowledged,finished,gateway_rss_mib").expect("csv");
+    for s in &samples {
+        writeln!(
+            file,
+            "{:.1},{},{},{:.1}",
+            s.at_s, s.acked, s.finished, s.rss_mib
+        )
+        .expect("csv");
+    }
+
+    // Checks.
+    let health = get_json(&agent, &format!("{http}/healthz"));
+    let acked = progress.acked.load(Ordering::SeqCst);
+    let warm: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.acked as f64 >= WARM_UP * tasks as f64)
+        .collect();
+    let third = (warm.len() / 3).max(1);
+    let peak = |part: &[&Sample]| part.iter().map(|s| s.rss_mib).fold(0.0, f64::max);
+    let early = peak(&warm[..third.min(warm.len())]);
+    let late = peak(&warm[warm.len().saturating_sub(third)..]);
+    let max = peak(&warm);
+    let mut failures = Vec::new();
+    if acked != tasks as u64 {
+        failures.push(format!("{acked} of {tasks} acknowledged"));
+    }
+    if health["open_tasks"] != 0 || health["finished_tasks"].as_u64() != Some(tasks as u64) {
+        failures.push(format!("not every task finished: {health}"));
+    }
+    let failed_runs = get_json(&agent, &format!("{http}/tasks?status=failed&limit=10"));
+    if failed_runs.as_array().is_some_and(|f| !f.is_empty()) {
+        failures.push(format!("tasks failed: {failed_runs}"));
+    }
+    if max > RSS_MAX_MIB {
+        failures.push(format!(
+            "gateway RSS reached {max:.1} MiB (bound {RSS_MAX_MIB})"
+        ));
+    }
+    if late > early * (1.0 + RSS_GROWTH_MAX) {
+        failures.push(format!(
+            "gateway RSS grew from {early:.1} MiB (first third after warm-up) to {late:.1} MiB (last third)"
+        ));
+    }
+    println!(
+        "soak: {tasks} tasks in {elapsed_s:.1} s ({:.0} tasks/s acknowledged and finished), \
+         {} busy answers, {} errors; gateway RSS after warm-up: peak {max:.1} MiB, first third \
+         {early:.1} MiB, last third {late:.1} MiB; samples in {}",
+        tasks as f64 / elapsed_s,
+        progress.busy.load(Ordering::SeqCst),
+        progress.errors.load(Ordering::SeqCst),
+        csv.display()
+    );
+    drop(workers);
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(&data);
+    if failures.is_empty() {
+        println!("soak: PASS");
+    } else {
+        println!("soak: FAIL\n  {}", failures.join("\n  "));
+        std::process::exit(1);
+    }
+}
