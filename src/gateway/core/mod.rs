@@ -282,6 +282,11 @@ impl Core {
             while let Some(done) = self.failed_at_start.pop_front() {
                 self.run_done(done);
             }
+            // A handler's failed read trips the switch too: stop here as well.
+            if let (Some(cause), None) = (self.health.fatal(), self.plan.failure()) {
+                let cause = cause.to_string();
+                self.fail(cause);
+            }
             self.send_batch();
         }
     }
@@ -667,6 +672,14 @@ impl Core {
                 }
             }
             Command::Purge { id, reply } => match self.sched.task(&id) {
+                // Its final state is still being written: a purge now would be
+                // ordered before that write.
+                Some(task) if task.status.is_final() => {
+                    let _ = reply.send(Err(ApiError::Conflict(format!(
+                        "task {:?} has just finished and is being stored; purge it in a moment",
+                        id.0
+                    ))));
+                }
                 Some(task) => {
                     let _ = reply.send(Err(ApiError::Conflict(format!(
                         "task {:?} is {:?}, not finished; cancel it and purge it once final",
