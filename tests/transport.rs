@@ -1,5 +1,6 @@
-//! The Transport seam's own promises, on both implementations: identities,
-//! handshake checks, datagrams (unicast and multicast).
+//! The Transport seam's own promises on real hosts (libp2p): identities, stream
+//! and protocol checks, datagrams (unicast and multicast), topics. The simulated
+//! transport's are in `transport_sim.rs` (built with the `sim` feature).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -7,11 +8,9 @@ use std::time::Duration;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use ww_sched::rpc;
 use ww_sched::transport::{
-    Address, Datagram, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, SimConfig,
-    SimTransport, Transport, TransportError,
+    Address, Datagram, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, Transport,
+    TransportError,
 };
-
-type HostResult = Result<(), Box<dyn std::error::Error>>;
 
 fn echo_protocol() -> Protocol {
     Protocol::new("/test/echo").unwrap()
@@ -124,108 +123,6 @@ fn real_udp_datagrams_on_loopback() {
     .unwrap();
 }
 
-const GROUP: Ipv4Addr = Ipv4Addr::new(228, 8, 8, 8);
-const GROUP_PORT: u16 = 8822;
-
-#[test]
-fn simulated_multicast_reaches_every_member() {
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(5)
-        .simulation_duration(Duration::from_secs(10))
-        .build();
-    for name in ["a", "b"] {
-        sim.client(name, async move {
-            let node = SimTransport::new(SimConfig::from_seed(5, name));
-            let socket = node
-                .bind_datagram((Ipv4Addr::UNSPECIFIED, GROUP_PORT).into())
-                .await?;
-            socket.join_multicast_v4(GROUP, Ipv4Addr::UNSPECIFIED)?;
-            let mut buf = [0u8; 64];
-            let (len, _) = socket.recv_from(&mut buf).await?;
-            if &buf[..len] != b"survey" {
-                return Err("wrong payload".into());
-            }
-            HostResult::Ok(())
-        });
-    }
-    sim.client("sender", async {
-        let node = SimTransport::new(SimConfig::from_seed(5, "sender"));
-        let socket = node
-            .bind_datagram((Ipv4Addr::UNSPECIFIED, 0).into())
-            .await?;
-        // Let the members join first.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        socket
-            .send_to(b"survey", (GROUP, GROUP_PORT).into())
-            .await?;
-        Ok(())
-    });
-    sim.run().unwrap();
-}
-
-#[test]
-fn simulated_handshake_checks_identity_and_protocol() {
-    let seed = 11;
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(Duration::from_secs(30))
-        .build();
-    sim.host("server", move || async move {
-        let node = SimTransport::new(SimConfig::from_seed(seed, "server"));
-        let mut incoming = node.accept(&echo_protocol())?;
-        node.listen(Address::new("/dns4/server/tcp/9000")).await?;
-        while let Some((_, mut stream)) = incoming.next().await {
-            // A dialer that finds the wrong peer hangs up after the handshake; that
-            // stream just ends.
-            let mut buf = [0u8; 4];
-            if stream.read_exact(&mut buf).await.is_ok() {
-                stream.write_all(&buf).await?;
-            }
-        }
-        Ok(())
-    });
-    sim.client("client", async move {
-        let node = SimTransport::new(SimConfig::from_seed(seed, "client"));
-        let server = SimConfig::from_seed(seed, "server").identity.peer_id();
-        let impostor = SimConfig::from_seed(seed, "impostor").identity.peer_id();
-        let address = Address::new("/dns4/server/tcp/9000");
-        node.add_peer_address(server, address.clone())?;
-        node.add_peer_address(impostor, address)?;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-
-        let mut stream = node.dial(server, &echo_protocol()).await?;
-        stream.write_all(b"ping").await?;
-        let mut buf = [0u8; 4];
-        stream.read_exact(&mut buf).await?;
-        assert_eq!(&buf, b"ping");
-
-        let wrong_peer = node.dial(impostor, &echo_protocol()).await;
-        assert!(
-            matches!(wrong_peer, Err(TransportError::PeerMismatch { .. })),
-            "{wrong_peer:?}"
-        );
-        let unknown = node.dial(server, &Protocol::new("/test/none")?).await;
-        assert!(
-            matches!(unknown, Err(TransportError::UnsupportedProtocol { .. })),
-            "{unknown:?}"
-        );
-        let nobody = Identity::from_secret([1; 32]).peer_id();
-        let no_address = node.dial(nobody, &echo_protocol()).await;
-        assert!(matches!(no_address, Err(TransportError::NoAddress(_))));
-        // Same seed, same ids: simulations can name nodes before they start.
-        assert_eq!(
-            SimConfig::from_seed(seed, "server").identity.peer_id(),
-            server
-        );
-        assert_ne!(
-            SimConfig::from_seed(seed + 1, "server").identity.peer_id(),
-            server
-        );
-        Ok(())
-    });
-    sim.run().unwrap();
-}
-
 #[test]
 fn signatures_verify_only_for_the_signer_and_the_message() {
     let alice = Identity::from_secret([1; 32]);
@@ -313,42 +210,4 @@ fn libp2p_topic_messages_carry_their_authenticated_origin() {
         ));
     })
     .unwrap();
-}
-
-#[test]
-fn simulated_topic_broadcast_reaches_other_subscribers_only() {
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(3)
-        .simulation_duration(Duration::from_secs(10))
-        .build();
-    for name in ["a", "b"] {
-        sim.client(name, async move {
-            let node = SimTransport::new(SimConfig::from_seed(3, name));
-            let mut beats = node.subscribe_topic("ww").await?;
-            let mut other = node.subscribe_topic("elsewhere").await?;
-            let message = beats.recv().await.ok_or("topic closed")?;
-            let publisher = SimConfig::from_seed(3, "publisher").identity.peer_id();
-            if message.origin != publisher || message.payload != b"beat" {
-                return Err(format!("unexpected message {message:?}").into());
-            }
-            if other.try_recv().is_none() {
-                Ok(())
-            } else {
-                Err("a message leaked into another topic".into())
-            }
-        });
-    }
-    sim.client("publisher", async {
-        let node = SimTransport::new(SimConfig::from_seed(3, "publisher"));
-        let mut own = node.subscribe_topic("ww").await?;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        node.publish_topic("ww", b"beat".to_vec()).await?;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if own.try_recv().is_none() {
-            Ok(())
-        } else {
-            Err("the publisher heard its own message from the medium".into())
-        }
-    });
-    sim.run().unwrap();
 }

@@ -40,6 +40,7 @@
 mod any;
 mod cidr;
 mod crawl;
+mod distance;
 mod error;
 mod gradual;
 mod node;
@@ -60,6 +61,7 @@ use crate::transport::{Address, PeerId};
 pub use any::AnyDiscovery;
 pub use cidr::CidrHosts;
 pub use crawl::{CidrCrawl, CrawlConfig};
+pub use distance::{id_tail, should_answer, within_distance};
 pub use error::{BootError, SpecError};
 pub use gradual::{Backoff, GradualConfig, GradualSchedule, GradualSurvey};
 pub use node::STREAMS_MAX;
@@ -68,9 +70,7 @@ pub use spec::{DiscoverySpec, DEFAULT_DISCOVER, STATIC_ADDRESSES_MAX};
 pub use static_list::StaticPeers;
 pub use stats::{DiscoveryStats, DropReason};
 pub use stream::{Offer, PeerSink, PeerStream, SinkProgress, STREAM_BUFFER, STREAM_SEEN_MAX};
-pub use survey::{
-    id_tail, should_answer, within_distance, MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
-};
+pub use survey::{MulticastSurvey, SurveyConfig, DEFAULT_GROUP};
 pub use tracker::{Advertised, Granted, NAMESPACES_MAX, TTL_MAX};
 
 /// A peer found by discovery and where it listens.

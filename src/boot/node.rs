@@ -10,11 +10,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::distance::should_answer;
 use super::packet::{self, Body, Packet, ADDRESSES_MAX, ADDRESS_MAX_BYTES};
 use super::rate::TokenBucket;
 use super::stats::{DiscoveryStats, DropReason, StatsCell};
 use super::stream::{Offer, PeerSink, PeerStream, SinkProgress, TaskGuard};
-use super::survey::should_answer;
 use super::tracker::{check_namespace, Advertised, Granted};
 use super::{BootError, PeerInfo};
 use crate::transport::{Address, Datagram, Identity, PeerId, Transport};

@@ -3,8 +3,10 @@
 //! A [`Transport`] gives a node an identity, lets it listen, open byte streams to a
 //! peer by protocol name, accept streams for a protocol, and send datagrams for
 //! discovery. Two implementations exist: [`Libp2pTransport`] for real hosts and
-//! [`SimTransport`] for seeded turmoil simulations. Nothing outside this module (and
-//! the `sim` crate) names a libp2p or turmoil type.
+//! `SimTransport` for seeded turmoil simulations, built only with the `sim`
+//! feature (ww-sim and the simulation tests enable it; a shipped build has no
+//! turmoil). Nothing outside this module (and the `sim` crate) names a libp2p or
+//! turmoil type.
 
 /// Implements [`Datagram`] for a newtype over a socket with tokio's UDP methods
 /// (tokio's and turmoil's sockets share them), naming `$what` in errors.
@@ -62,9 +64,11 @@ macro_rules! impl_datagram {
 
 mod address_book;
 mod error;
+#[cfg(feature = "sim")]
 mod handshake;
 mod id;
 mod p2p;
+#[cfg(feature = "sim")]
 mod sim;
 mod topic;
 mod udp;
@@ -78,6 +82,7 @@ use futures::Stream;
 pub use error::TransportError;
 pub use id::{Address, Identity, PeerId, Protocol};
 pub use p2p::{Libp2pConfig, Libp2pTransport};
+#[cfg(feature = "sim")]
 pub use sim::{SimConfig, SimTransport};
 pub use topic::{TopicMessage, TopicReceiver, TOPIC_PAYLOAD_MAX, TOPIC_QUEUE_MAX};
 pub use udp::UdpDatagram;

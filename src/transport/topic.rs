@@ -101,6 +101,7 @@ pub(crate) fn check_topic(topic: &str, payload_len: usize) -> Result<(), super::
 }
 
 /// The simulated broadcast's datagram: `WWP1`, origin, topic, payload.
+#[cfg(feature = "sim")]
 pub(crate) mod sim_frame {
     use super::{PeerId, TopicMessage};
 
@@ -148,6 +149,7 @@ mod tests {
     use super::*;
     use crate::transport::Identity;
 
+    #[cfg(feature = "sim")]
     #[test]
     fn sim_frames_round_trip_and_reject_garbage() {
         let origin = Identity::from_secret([4; 32]).peer_id();
