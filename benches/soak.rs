@@ -9,20 +9,29 @@
 //! SOAK_TASKS=50000 cargo bench --bench soak      # a quick look
 //! ```
 //!
+//! The clients keep at most `SOAK_WINDOW` tasks unfinished (default 5,000):
+//! two workers run fewer no-op tasks per second than 16 clients submit, and an
+//! unbounded backlog would measure the backlog (unfinished tasks live in memory,
+//! up to `--open-tasks-max`), not whether memory grows with history.
+//!
 //! Settings from the environment: `SOAK_TASKS` (default 1,000,000),
 //! `SOAK_CLIENTS` (concurrent HTTP clients, default 16), `SOAK_CSV` (where the
 //! samples go, default `target/soak.csv`), `SOAK_DIR` (the data directory's
 //! parent, default the system temp dir, which is on disk here). One line of
 //! progress every `REPORT_EVERY`; the exit code is 0 only when every check held.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::{http_agent, start_gateway, start_worker};
 
 /// The resident-memory bound of the gateway, after warm-up.
 const RSS_MAX_MIB: f64 = 150.0;
@@ -47,68 +56,18 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// A child process killed when dropped, with its stdout lines.
-struct Proc {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Proc {
-    fn start(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ww-sched");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Proc { child, lines }
-    }
-
-    fn wait_for(&self, prefix: &str) -> String {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("no line starting with {prefix:?}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.to_string();
-            }
-        }
-    }
-
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The gateway's resident memory, in MiB (0 if it cannot be read).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    http_agent(Duration::from_secs(60))
 }
 
 fn get_json(agent: &ureq::Agent, url: &str) -> Value {
@@ -126,15 +85,23 @@ fn get_json(agent: &ureq::Agent, url: &str) -> Value {
 struct Progress {
     next: AtomicUsize,
     acked: AtomicU64,
+    /// Finished tasks, as the gateway last reported.
+    finished: AtomicU64,
     busy: AtomicU64,
     errors: AtomicU64,
 }
 
-/// One client: submits until `total` are taken, retrying on 503 busy.
-fn client(http: String, module: String, total: usize, progress: Arc<Progress>) {
+/// One client: submits until `total` are taken, retrying on 503 busy, while
+/// at most `window` tasks are unfinished.
+fn client(http: String, module: String, total: usize, window: u64, progress: Arc<Progress>) {
     let agent = agent();
     let body = json!({ "module": module, "export": "run", "args": [] });
     while progress.next.fetch_add(1, Ordering::SeqCst) < total {
+        while progress.acked.load(Ordering::SeqCst)
+            > progress.finished.load(Ordering::SeqCst) + window
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         loop {
             let answer = agent.post(&format!("{http}/tasks")).send_json(&body);
             match answer.map(|r| r.status().as_u16()) {
@@ -169,6 +136,7 @@ fn main() {
     // would take, which this harness has no use for.
     let tasks: usize = env_or("SOAK_TASKS", 1_000_000);
     let clients: usize = env_or("SOAK_CLIENTS", 16);
+    let window: u64 = env_or("SOAK_WINDOW", 5_000);
     let csv = PathBuf::from(
         std::env::var("SOAK_CSV")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/soak.csv").into()),
@@ -177,33 +145,15 @@ fn main() {
     let data = root.join(format!("ww-sched-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
 
-    let gateway = Proc::start(&[
-        "gateway",
-        "--http",
-        "127.0.0.1:0",
-        "--data",
+    let gateway = start_gateway(
         data.to_str().expect("utf-8 path"),
-        "--listen",
         "/ip4/127.0.0.1/tcp/0",
-        "--discover",
-        "none",
-    ]);
-    let dial = gateway.wait_for("listening on ");
-    let http = gateway.wait_for("http on ");
-    let workers: Vec<Proc> = (0..2)
-        .map(|_| {
-            let worker = Proc::start(&[
-                "worker",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--discover",
-                "none",
-                "--dial",
-                &dial,
-            ]);
-            worker.wait_for("listening on ");
-            worker
-        })
+        &[],
+    );
+    let http = gateway.http.clone();
+    // Two workers with the default slots, registering with the gateway directly.
+    let workers: Vec<_> = (0..2)
+        .map(|_| start_worker("none", &["--slots", "2", "--dial", &gateway.dial]))
         .collect();
     let agent = agent();
     let started = Instant::now();
@@ -229,7 +179,7 @@ fn main() {
         .expect("JSON");
     let module = module["hash"].as_str().expect("hash").to_string();
     eprintln!(
-        "soak: {tasks} no-op tasks, {clients} clients, gateway {http}, data {}",
+        "soak: {tasks} no-op tasks, {clients} clients, at most {window} unfinished, gateway {http}, data {}",
         data.display()
     );
 
@@ -238,9 +188,22 @@ fn main() {
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let (http, module, progress) = (http.clone(), module.clone(), progress.clone());
-            std::thread::spawn(move || client(http, module, tasks, progress))
+            std::thread::spawn(move || client(http, module, tasks, window, progress))
         })
         .collect();
+    // The gateway's finished count, fresh enough for the clients' window.
+    let watcher = {
+        let (http, progress) = (http.clone(), progress.clone());
+        std::thread::spawn(move || {
+            let health_agent = http_agent(Duration::from_secs(60));
+            while progress.finished.load(Ordering::SeqCst) < tasks as u64 {
+                let health = get_json(&health_agent, &format!("{http}/healthz"));
+                let finished = health["finished_tasks"].as_u64().unwrap_or(0);
+                progress.finished.store(finished, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
     let mut samples = Vec::new();
     let mut last_report = Instant::now();
     loop {
@@ -249,7 +212,7 @@ fn main() {
             at_s: started.elapsed().as_secs_f64(),
             acked: progress.acked.load(Ordering::SeqCst),
             finished: health["finished_tasks"].as_u64().unwrap_or(0),
-            rss_mib: gateway.rss_mib(),
+            rss_mib: rss_mib(gateway.proc.pid()),
         };
         let done = sample.finished >= tasks as u64;
         if last_report.elapsed() >= REPORT_EVERY || done {
@@ -277,6 +240,7 @@ fn main() {
     for thread in threads {
         thread.join().expect("client");
     }
+    watcher.join().expect("watcher");
     let elapsed_s = started.elapsed().as_secs_f64();
 
     let mut file = std::fs::File::create(&csv).expect("csv");

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{Proc, TempDir};
+use support::{http_agent, Proc, TempDir};
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 
 /// The small filesystem the gateway fills.
@@ -86,11 +86,7 @@ impl Drop for Tmpfs {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    http_agent(Duration::from_secs(10))
 }
 
 /// Status and JSON body, or `None` when the gateway did not answer.
@@ -103,19 +99,12 @@ fn send(request: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Optio
 
 fn start_gateway(data: &Path) -> (Proc, String) {
     let data = data.join("data");
-    let mut proc = Proc::start(&[
-        "gateway",
-        "--http",
-        "127.0.0.1:0",
-        "--data",
+    let started = support::start_gateway(
         data.to_str().expect("utf-8 path"),
-        "--listen",
         "/ip4/127.0.0.1/tcp/0",
-        "--discover",
-        "none",
-    ]);
-    let http = proc.wait_for("http on ", Duration::from_secs(30));
-    (proc, http)
+        &[],
+    );
+    (started.proc, started.http)
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{free_tcp_port, Proc, TempDir};
+use support::{free_tcp_port, http_agent, Proc, StartedGateway, TempDir};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 
 /// Spins `input` times; about a second per 10^8 on this machine's wasmi.
@@ -17,35 +17,10 @@ const BUSY_WAT: &str = r#"(module (func (export "run") (param i64 i64) (result i
     (br_if $spin (i64.lt_u (local.get 2) (local.get 0))))
   (local.get 2)))"#;
 
-struct Gateway {
-    proc: Proc,
-    peer: String,
-    dial: String,
-    http: String,
-}
+type Gateway = StartedGateway;
 
 fn start_gateway(data: &TempDir, p2p_port: u16) -> Gateway {
-    let listen = format!("/ip4/127.0.0.1/tcp/{p2p_port}");
-    let mut proc = Proc::start(&[
-        "gateway",
-        "--http",
-        "127.0.0.1:0",
-        "--data",
-        data.path(),
-        "--listen",
-        &listen,
-        "--discover",
-        "none",
-    ]);
-    let peer = proc.wait_for("gateway peer id: ", Duration::from_secs(30));
-    let dial = proc.wait_for("listening on ", Duration::from_secs(10));
-    let http = proc.wait_for("http on ", Duration::from_secs(10));
-    Gateway {
-        proc,
-        peer,
-        dial,
-        http,
-    }
+    support::start_gateway(data.path(), &format!("/ip4/127.0.0.1/tcp/{p2p_port}"), &[])
 }
 
 fn start_worker(gateway: &Gateway) -> (Proc, String) {
@@ -54,11 +29,7 @@ fn start_worker(gateway: &Gateway) -> (Proc, String) {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    http_agent(Duration::from_secs(30))
 }
 
 fn get(url: &str) -> Value {

@@ -88,11 +88,65 @@ impl Proc {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A started gateway process and where it is.
+pub struct StartedGateway {
+    /// The process.
+    pub proc: Proc,
+    /// Its peer id.
+    pub peer: String,
+    /// The address workers dial, ending in /p2p/<peer id>.
+    pub dial: String,
+    /// Its REST API, `http://host:port`.
+    pub http: String,
+}
+
+/// Starts `ww-sched gateway` on `data`, listening for workers on `listen`, its
+/// API on a port the OS chooses, no discovery, plus `extra` flags; waits until
+/// it printed where it is.
+pub fn start_gateway(data: &str, listen: &str, extra: &[&str]) -> StartedGateway {
+    let mut args = vec![
+        "gateway",
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+        data,
+        "--listen",
+        listen,
+        "--discover",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::start(&args);
+    let peer = proc.wait_for("gateway peer id: ", Duration::from_secs(30));
+    let dial = proc.wait_for("listening on ", Duration::from_secs(10));
+    let http = proc.wait_for("http on ", Duration::from_secs(10));
+    StartedGateway {
+        proc,
+        peer,
+        dial,
+        http,
+    }
+}
+
+/// An HTTP client that hands back every status (errors are answers too).
+pub fn http_agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
 }
 
 /// A started worker process and where it is.
@@ -105,18 +159,20 @@ pub struct StartedWorker {
     pub address: String,
 }
 
-/// Starts `ww-sched worker` on loopback with one slot, discovery `discover` and
-/// `extra` flags, and waits until it printed its id and address.
+/// Starts `ww-sched worker` on loopback with one slot (unless `extra` says
+/// `--slots`), discovery `discover` and `extra` flags, and waits until it
+/// printed its id and address.
 pub fn start_worker(discover: &str, extra: &[&str]) -> StartedWorker {
     let mut args = vec![
         "worker",
         "--listen",
         "/ip4/127.0.0.1/tcp/0",
-        "--slots",
-        "1",
         "--discover",
         discover,
     ];
+    if !extra.contains(&"--slots") {
+        args.extend_from_slice(&["--slots", "1"]);
+    }
     args.extend_from_slice(extra);
     let mut proc = Proc::start(&args);
     let peer = proc.wait_for("peer id: ", Duration::from_secs(30));
