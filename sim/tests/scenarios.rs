@@ -307,6 +307,122 @@ channel_drains_within_s = 5
     );
 }
 
+/// Each disk fault for a while, then a heal and a restart (a store that met
+/// an I/O error stays failed until reopened). The only worker is down from the
+/// start, so every store write is a submission's durable commit.
+const DISK_FAULTS: &str = r#"
+name = "disk-faults"
+duration_s = 40
+[gateway]
+workers = 1
+[tasks]
+count = 40
+submit_from_s = 1
+submit_until_s = 14
+repeats_max = 2
+start_ms_max = 1000
+interval_ms_max = 1000
+cancel_percent = 0
+[[faults]]
+at_s = 0
+kind = "crash"
+nodes = ["worker-0"]
+[[faults]]
+at_s = 3
+kind = "disk_eio"
+nodes = ["gateway"]
+[[faults]]
+at_s = 5
+kind = "disk_heal"
+nodes = ["gateway"]
+[[faults]]
+at_s = 5.5
+kind = "restart"
+nodes = ["gateway"]
+[[faults]]
+at_s = 8
+kind = "disk_fsync_fail"
+nodes = ["gateway"]
+[[faults]]
+at_s = 9
+kind = "disk_heal"
+nodes = ["gateway"]
+[[faults]]
+at_s = 9.5
+kind = "restart"
+nodes = ["gateway"]
+[[faults]]
+at_s = 12
+kind = "disk_full"
+nodes = ["gateway"]
+[[faults]]
+at_s = 13
+kind = "disk_heal"
+nodes = ["gateway"]
+[[faults]]
+at_s = 13.5
+kind = "restart"
+nodes = ["gateway"]
+[invariants]
+"#;
+
+/// Disk faults reach the gateway's store: each refuses some of its calls (the
+/// timeline says how many) and the run goes on.
+#[test]
+#[ignore = "needs the fail-stop gateway: today's core retries a failing store sync \
+            without waiting, and the run ends in a livelock error"]
+fn disk_faults_reach_the_gateways_store() {
+    let scenario = Scenario::from_toml_str(DISK_FAULTS).expect("parse");
+    for seed in 1..=4 {
+        let verdict = run(&scenario, seed).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for fault in ["eio", "fsync failure", "enospc"] {
+            let line = verdict
+                .timeline
+                .iter()
+                .find(|l| l.ends_with(&format!("calls under {fault}")))
+                .unwrap_or_else(|| panic!("no heal line for {fault}: {:#?}", verdict.timeline));
+            assert!(
+                !line.contains("refused 0 calls"),
+                "seed {seed}: {fault} refused nothing: {line}"
+            );
+        }
+    }
+}
+
+/// The runner arms each disk fault on the gateway's disk and heals it (the
+/// heal's timeline line names the fault it found armed).
+#[test]
+fn disk_faults_are_armed_and_healed_on_the_gateways_disk() {
+    let mut text = String::from("name = \"disk\"\nduration_s = 10\n[gateway]\nworkers = 1\n");
+    for (i, kind) in ["disk_eio", "disk_full", "disk_fsync_fail"]
+        .iter()
+        .enumerate()
+    {
+        for (at, kind) in [(2 * i + 1, *kind), (2 * i + 2, "disk_heal")] {
+            text.push_str(&format!(
+                "[[faults]]\nat_s = {at}\nkind = \"{kind}\"\nnodes = [\"gateway\"]\n"
+            ));
+        }
+    }
+    text.push_str("[invariants]\n");
+    let scenario = Scenario::from_toml_str(&text).expect("parse");
+    let verdict = run(&scenario, root_seed(12)).expect("run");
+    for (at, line) in [
+        (1.0, "fault disk_eio gateway"),
+        (2.0, "gateway disk refused 0 calls under eio"),
+        (4.0, "gateway disk refused 0 calls under enospc"),
+        (6.0, "gateway disk refused 0 calls under fsync failure"),
+        (6.0, "fault disk_heal gateway"),
+    ] {
+        let expected = format!("{at:>9.3}s {line}");
+        assert!(
+            verdict.timeline.contains(&expected),
+            "no {expected:?} in {:#?}",
+            verdict.timeline
+        );
+    }
+}
+
 #[test]
 fn swarm_variations_replay_exactly() {
     let (_, scenario) = load("tasks-worker-faults.toml");
@@ -319,6 +435,9 @@ fn swarm_variations_replay_exactly() {
     assert_eq!(first.digest, second.digest, "{how}");
     assert!(first.is_clean(), "{how}: {:?}", first.safety_violations);
 }
+
+/// A gateway with one worker and nothing else, faults to follow.
+const GATEWAY: &str = "name = \"x\"\nduration_s = 10\n[gateway]\nworkers = 1\n[invariants]\n";
 
 #[test]
 fn bad_scenarios_are_refused_with_a_reason() {
@@ -373,6 +492,34 @@ fn bad_scenarios_are_refused_with_a_reason() {
         (
             "name = \"x\"\nduration_s = 10\n[invariants]\n".to_string(),
             "nothing to simulate",
+        ),
+        (
+            format!("{base}[[faults]]\nat_s = 1\nkind = \"disk_eio\"\nnodes = [\"gateway\"]\n"),
+            "need a [gateway] section",
+        ),
+        (
+            format!(
+                "{GATEWAY}[[faults]]\nat_s = 1\nkind = \"disk_full\"\nnodes = [\"worker-0\"]\n"
+            ),
+            "only the gateway has a disk",
+        ),
+        (
+            format!("{GATEWAY}[[faults]]\nat_s = 1\nkind = \"disk_heal\"\n"),
+            "only the gateway has a disk",
+        ),
+        (
+            format!(
+                "{GATEWAY}[[faults]]\nat_s = 1\nkind = \"disk_eio\"\nnodes = [\"gateway\"]\n\
+                 [[faults]]\nat_s = 2\nkind = \"disk_fsync_fail\"\nnodes = [\"gateway\"]\n"
+            ),
+            "disk_heal first",
+        ),
+        (
+            format!(
+                "{GATEWAY}[[faults]]\nat_s = 1\nkind = \"disk_eio\"\nnodes = [\"gateway\"]\n\
+                 a = [\"gateway\"]\nb = [\"worker-0\"]\n"
+            ),
+            "only apply to link faults",
         ),
     ];
     for (text, expected) in cases {

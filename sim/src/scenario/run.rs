@@ -149,11 +149,14 @@ pub fn run_with(
     let trace = Trace::new();
     let mut verdict = Verdict::default();
     let mut disturbances = Disturbances::default();
+    // Calls the gateway's disk had refused when its current fault was armed.
+    let mut failures_before_fault = 0u64;
     let mut running: BTreeSet<String> = names.iter().cloned().collect();
     let quiet = scenario.quiet_from();
     let end = secs(scenario.duration_s);
     let inv = &scenario.invariants;
 
+    tasks::take_livelock();
     let armed = Armed::new(options.sabotage);
     let outcome = trace.capture(|| -> Result<(), ScenarioError> {
         for fault in &scenario.faults {
@@ -176,7 +179,21 @@ pub fn run_with(
                     stamp(at)
                 ));
             }
-            apply(&mut sim, fault);
+            if fault.kind.is_disk() && fault.kind != FaultKind::DiskHeal {
+                failures_before_fault = disk.failures();
+            }
+            if fault.kind == FaultKind::DiskHeal {
+                if let Some(armed) = disk.fault() {
+                    let refused = disk.failures() - failures_before_fault;
+                    tracing::info!(target: "ww_sim::scenario", refused, "gateway disk healed");
+                    verdict.timeline.push(format!(
+                        "{} gateway disk refused {refused} calls under {}",
+                        stamp(at),
+                        armed.name()
+                    ));
+                }
+            }
+            apply(&mut sim, fault, &disk);
             for n in &fault.nodes {
                 if n.starts_with("node-") {
                     match fault.kind {
@@ -281,6 +298,9 @@ pub fn run_with(
     verdict.simulated = sim.elapsed();
     drop(sim);
     outcome?;
+    if let Some(livelock) = tasks::take_livelock() {
+        return Err(ScenarioError(livelock));
+    }
     verdict.digest = trace.digest();
     Ok(verdict)
 }

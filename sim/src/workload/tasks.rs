@@ -42,8 +42,51 @@ const FUEL_PER_SIM_MS: u64 = 5_000;
 /// How often the client polls every task.
 const POLL: Duration = Duration::from_millis(250);
 
+/// Clock reads at one instant of simulated time beyond which a host is taken
+/// to be spinning: a loop that never waits never lets simulated time advance,
+/// so the run would hang instead of failing. A busy tick reads the clock a few
+/// thousand times at most.
+const CLOCK_READS_PER_INSTANT_MAX: u64 = 1_000_000;
+
+thread_local! {
+    /// The instant of the latest clock read on this thread, and reads at it.
+    static CLOCK_READS: std::cell::Cell<(Duration, u64)> =
+        const { std::cell::Cell::new((Duration::ZERO, 0)) };
+    /// The livelock found on this thread, until the runner takes it.
+    static LIVELOCK: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The livelock a clock read found on this thread since the last call, if any
+/// (the runner reports it as a failed run).
+pub fn take_livelock() -> Option<String> {
+    CLOCK_READS.with(|cell| cell.set((Duration::ZERO, 0)));
+    LIVELOCK.with(|l| l.borrow_mut().take())
+}
+
+/// Simulated milliseconds: the gateway's clock and the client's. Read
+/// [`CLOCK_READS_PER_INSTANT_MAX`] times without time advancing (a livelock),
+/// it records the livelock for [`take_livelock`] and panics, which ends the
+/// spinning task (tokio catches the panic).
 fn now_ms() -> u64 {
-    u64::try_from(now().as_millis()).unwrap_or(u64::MAX)
+    let at = now();
+    let reads = CLOCK_READS.with(|cell| {
+        let (last, reads) = cell.get();
+        let reads = if last == at { reads + 1 } else { 1 };
+        cell.set((at, reads));
+        reads
+    });
+    if reads > CLOCK_READS_PER_INSTANT_MAX {
+        CLOCK_READS.with(|cell| cell.set((Duration::ZERO, 0)));
+        let message = format!(
+            "livelock: the clock was read {reads} times at {:.3}s of simulated time without \
+             time advancing (a loop that never waits, e.g. the gateway retrying a failing \
+             store without delay)",
+            at.as_secs_f64()
+        );
+        LIVELOCK.with(|l| l.borrow_mut().get_or_insert(message.clone()).clone());
+        panic!("{message}");
+    }
+    u64::try_from(at.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn now_ns() -> u64 {
