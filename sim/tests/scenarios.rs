@@ -364,10 +364,17 @@ at_s = 13.5
 kind = "restart"
 nodes = ["gateway"]
 [invariants]
+no_task_lost = true
+one_terminal_status = true
+refusals_explained = true
 "#;
 
 /// Disk faults reach the gateway's store: each refuses some of its calls (the
-/// timeline says how many) and the run goes on.
+/// timeline says how many), the run goes on, and every refusal is explained.
+/// Besides the livelock, today's gateway fails `no_task_lost` here (seeds 3, 5
+/// and 12 of the file without its fsync fault): a submission whose idempotency
+/// key failed to persist stays in the scheduler's memory, its retry is answered
+/// 409 (acknowledged), and the restart loses it.
 #[test]
 #[ignore = "needs the fail-stop gateway: today's core retries a failing store sync \
             without waiting, and the run ends in a livelock error"]
@@ -386,7 +393,62 @@ fn disk_faults_reach_the_gateways_store() {
                 "seed {seed}: {fault} refused nothing: {line}"
             );
         }
+        assert!(
+            verdict.is_clean(),
+            "seed {seed}: {:?} {:?}",
+            verdict.safety_violations,
+            verdict.liveness_violations
+        );
     }
+}
+
+/// The client cut off from the gateway for 3 s: its timeouts are explained by
+/// the cut, and nothing else breaks.
+#[test]
+fn requests_lost_on_a_cut_client_link_are_explained() {
+    let text = r#"
+name = "client-cut-off"
+duration_s = 45
+[gateway]
+workers = 2
+[tasks]
+count = 15
+submit_from_s = 1
+submit_until_s = 10
+repeats_max = 2
+start_ms_max = 1000
+interval_ms_max = 1000
+[[faults]]
+at_s = 4
+kind = "partition"
+a = ["client"]
+b = ["gateway"]
+[[faults]]
+at_s = 7
+kind = "repair"
+a = ["client"]
+b = ["gateway"]
+[invariants]
+no_task_lost = true
+one_terminal_status = true
+refusals_explained = true
+runs_finish_within_s = 25
+"#;
+    let scenario = Scenario::from_toml_str(text).expect("parse");
+    let seed = root_seed(13);
+    let verdict = run(&scenario, seed).expect("run");
+    assert!(
+        verdict.is_clean(),
+        "seed {seed}: {:?} {:?}",
+        verdict.safety_violations,
+        verdict.liveness_violations
+    );
+    let check = verdict
+        .checks
+        .iter()
+        .find(|c| c.invariant == "refusals_explained")
+        .expect("checked");
+    assert!(check.summary.contains("by link"), "{}", check.summary);
 }
 
 /// The runner arms each disk fault on the gateway's disk and heals it (the

@@ -48,6 +48,17 @@ impl Cause {
     }
 }
 
+/// One disturbance: its cause and when (`until` is `None` while it lasts).
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// What it was.
+    pub cause: Cause,
+    /// When it began.
+    pub from: Duration,
+    /// When it ended, if it did.
+    pub until: Option<Duration>,
+}
+
 /// What the faults did, to judge leaves (and refused requests) by.
 #[derive(Default)]
 pub struct Disturbances {
@@ -57,6 +68,8 @@ pub struct Disturbances {
     /// hold, loss, latency): spans while it was in effect. Kept apart so that
     /// ending one kind (say, latency back to normal) does not end another.
     link: BTreeMap<((String, String), &'static str), Vec<Span>>,
+    /// Spans of network-wide random loss (`[network] fail_rate`, `loss`).
+    loss: Vec<Span>,
 }
 
 fn pair(x: &str, y: &str) -> (String, String) {
@@ -85,6 +98,13 @@ fn close(spans: &mut [Span], at: Duration) {
 }
 
 impl Disturbances {
+    /// Records the network-wide loss of the whole run (`[network] fail_rate`).
+    pub fn network_loss(&mut self, fail_rate: f64) {
+        if fail_rate > 0.0 {
+            open(&mut self.loss, Duration::ZERO);
+        }
+    }
+
     /// Records `fault`, applied at `at`.
     pub fn record(&mut self, fault: &Fault, at: Duration) {
         let (class, opens) = match fault.kind {
@@ -125,7 +145,14 @@ impl Disturbances {
                 }
                 return;
             }
-            FaultKind::Loss => return,
+            FaultKind::Loss => {
+                if fault.fail_rate.unwrap_or_default() > 0.0 {
+                    open(&mut self.loss, at);
+                } else {
+                    close(&mut self.loss, at);
+                }
+                return;
+            }
         };
         for x in &fault.a {
             for y in &fault.b {
@@ -150,6 +177,33 @@ impl Disturbances {
             || LINK_CLASSES
                 .iter()
                 .any(|class| hit(self.link.get(&(link.clone(), *class))))
+    }
+
+    /// Every disturbance of `host` itself (down, disk) and of its link with
+    /// `peer` (network-wide loss included), ordered by cause and start.
+    pub fn windows(&self, host: &str, peer: &str) -> Vec<Window> {
+        let window = |cause: Cause| {
+            move |span: &Span| Window {
+                cause,
+                from: span.from,
+                until: span.until,
+            }
+        };
+        let mut windows = Vec::new();
+        for cause in [Cause::Down, Cause::Disk] {
+            if let Some(spans) = self.node.get(&(host.to_owned(), cause)) {
+                windows.extend(spans.iter().map(window(cause)));
+            }
+        }
+        let link = pair(host, peer);
+        for class in LINK_CLASSES {
+            if let Some(spans) = self.link.get(&(link.clone(), class)) {
+                windows.extend(spans.iter().map(window(Cause::Link)));
+            }
+        }
+        windows.extend(self.loss.iter().map(window(Cause::Link)));
+        windows.sort_by_key(|w| (w.cause, w.from));
+        windows
     }
 }
 

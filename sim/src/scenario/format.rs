@@ -345,6 +345,11 @@ pub struct Invariants {
     /// Safety: a task whose cancel was acknowledged starts no run after it.
     #[serde(default)]
     pub cancel_stops_runs: bool,
+    /// Safety: every request the gateway did not serve (5xx, no answer, a
+    /// refused submission) is explained by a disturbance of the gateway or of
+    /// the client's link with it.
+    #[serde(default)]
+    pub refusals_explained: bool,
     /// Liveness: every task is final this long after the later of the last fault
     /// and its last due run.
     pub runs_finish_within_s: Option<f64>,

@@ -11,7 +11,7 @@ use ww_sched::sabotage::{self, Sabotage};
 use ww_sched::transport::PeerId;
 
 use super::faults::{apply, describe, Disturbances};
-use super::format::{node_names, secs, FaultKind, Scenario, GATEWAY_HOST};
+use super::format::{node_names, secs, FaultKind, Scenario, CLIENT_HOST, GATEWAY_HOST};
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
 use crate::cluster::{add_members, peer_of, SharedObservations, SAMPLE_INTERVAL};
@@ -149,6 +149,7 @@ pub fn run_with(
     let trace = Trace::new();
     let mut verdict = Verdict::default();
     let mut disturbances = Disturbances::default();
+    disturbances.network_loss(scenario.network.fail_rate);
     // Calls the gateway's disk had refused when its current fault was armed.
     let mut failures_before_fault = 0u64;
     let mut running: BTreeSet<String> = names.iter().cloned().collect();
@@ -258,6 +259,11 @@ pub fn run_with(
             }
             if inv.cancel_stops_runs {
                 verdict.record(at, tasks_check::cancel_stops_runs(&obs));
+            }
+            let excuses =
+                tasks_check::Excuses::new(&disturbances.windows(GATEWAY_HOST, CLIENT_HOST), at);
+            if inv.refusals_explained {
+                verdict.record(at, tasks_check::refusals_explained(&obs, &excuses));
             }
             if let Some(bound) = inv.runs_finish_within_s {
                 verdict.record(

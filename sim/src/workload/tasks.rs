@@ -173,6 +173,29 @@ pub struct TaskSeen {
     pub missing_at: Option<Duration>,
 }
 
+/// A request the gateway did not serve: a 5xx answer, no answer at all (a
+/// transport error or a timeout), or a submission refused with a 4xx other
+/// than 409.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// When the request was sent.
+    pub sent: Duration,
+    /// When its answer, or its failure, came.
+    pub at: Duration,
+    /// The request's method.
+    pub method: String,
+    /// The request's path.
+    pub path: String,
+    /// The answer's status; `None` when no answer came.
+    pub status: Option<u16>,
+    /// The answer's body, or why no answer came (at most [`REFUSAL_TEXT_MAX`]
+    /// characters).
+    pub body: String,
+}
+
+/// Characters of a refusal's body kept.
+pub const REFUSAL_TEXT_MAX: usize = 200;
+
 /// What the task workload observed.
 #[derive(Default)]
 pub struct TaskObservations {
@@ -190,6 +213,10 @@ pub struct TaskObservations {
     pub seen: BTreeMap<String, TaskSeen>,
     /// Requests that got no definite answer (retried).
     pub retries: u64,
+    /// Requests sent (every attempt).
+    pub requests: u64,
+    /// Every request the gateway did not serve, in time order.
+    pub refusals: Vec<Refusal>,
     /// Starts of the gateway (1 + restarts).
     pub gateway_starts: u64,
 }
@@ -294,8 +321,11 @@ async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>)
 }
 
 /// One request to the gateway; `None` when no definite answer came (the gateway
-/// is down, cut off or slow), which the caller retries.
+/// is down, cut off or slow), which the caller retries. Every answer that is
+/// not a success is recorded as a [`Refusal`]: a 5xx or no answer for any
+/// request, and a 4xx other than 409 for a submission (`POST /tasks`).
 async fn call(
+    shared: &SharedTasks,
     method: &str,
     path: &str,
     idempotency_key: Option<&str>,
@@ -306,7 +336,8 @@ async fn call(
     if let Some(key) = idempotency_key {
         headers.push(("idempotency-key", key));
     }
-    match request(
+    let sent = now();
+    let result = request(
         GATEWAY_HOST,
         HTTP_PORT,
         method,
@@ -315,18 +346,40 @@ async fn call(
         body,
         HTTP_TIMEOUT,
     )
-    .await
-    {
-        Ok(response) if response.status < 500 => Some(response),
-        Ok(response) => {
+    .await;
+    let submission = method == "POST" && path == "/tasks";
+    let (status, text) = match &result {
+        Ok(response) if response.status >= 500 => {
             tracing::debug!(target: "ww_sim::workload", method, path, status = response.status, "retrying");
-            None
+            (
+                Some(response.status),
+                String::from_utf8_lossy(&response.body).into_owned(),
+            )
         }
+        Ok(response) if submission && response.status >= 400 && response.status != 409 => (
+            Some(response.status),
+            String::from_utf8_lossy(&response.body).into_owned(),
+        ),
+        Ok(_) => (None, String::new()),
         Err(e) => {
             tracing::debug!(target: "ww_sim::workload", method, path, error = %e, "retrying");
-            None
+            (None, e.to_string())
         }
+    };
+    let mut obs = lock(shared);
+    obs.requests += 1;
+    if status.is_some() || result.is_err() {
+        obs.refusals.push(Refusal {
+            sent,
+            at: now(),
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            body: text.chars().take(REFUSAL_TEXT_MAX).collect(),
+        });
     }
+    drop(obs);
+    result.ok().filter(|response| response.status < 500)
 }
 
 /// Repeats a request until it gets a definite answer.
@@ -339,8 +392,15 @@ async fn call_until_answered(
     body: &[u8],
 ) -> HttpResponse {
     loop {
-        if let Some(response) =
-            call(method, path, idempotency_key, content_type, body.to_vec()).await
+        if let Some(response) = call(
+            shared,
+            method,
+            path,
+            idempotency_key,
+            content_type,
+            body.to_vec(),
+        )
+        .await
         {
             return response;
         }
@@ -445,6 +505,7 @@ async fn poll_tasks(shared: SharedTasks) {
         let ids: Vec<String> = lock(&shared).acked.keys().cloned().collect();
         for id in ids {
             let Some(answer) = call(
+                &shared,
                 "GET",
                 &format!("/tasks/{id}"),
                 None,
