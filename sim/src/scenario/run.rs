@@ -251,8 +251,10 @@ pub fn run_with(
         }
         if let Some(obs) = &task_obs {
             let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
+            let excuses =
+                tasks_check::Excuses::new(&disturbances.windows(GATEWAY_HOST, CLIENT_HOST), at);
             if inv.no_task_lost {
-                verdict.record(at, tasks_check::no_task_lost(&obs));
+                verdict.record(at, tasks_check::no_task_lost(&obs, &excuses, at));
             }
             if inv.one_terminal_status {
                 verdict.record(at, tasks_check::one_terminal_status(&obs));
@@ -260,8 +262,6 @@ pub fn run_with(
             if inv.cancel_stops_runs {
                 verdict.record(at, tasks_check::cancel_stops_runs(&obs));
             }
-            let excuses =
-                tasks_check::Excuses::new(&disturbances.windows(GATEWAY_HOST, CLIENT_HOST), at);
             if inv.refusals_explained {
                 verdict.record(at, tasks_check::refusals_explained(&obs, &excuses));
             }

@@ -4,7 +4,7 @@
 //! channel, and a client host that submits tasks at seeded times, cancels some,
 //! and polls every task, recording what it saw for the checks in `tasks_check`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -167,6 +167,8 @@ pub struct TaskSeen {
     pub run_changes: Vec<(u64, Value, Value)>,
     /// The latest record polled.
     pub latest: Option<Value>,
+    /// When a poll first answered for the task.
+    pub first_at: Option<Duration>,
     /// When the task was first seen final.
     pub final_at: Option<Duration>,
     /// When a poll first answered 404 for it, if ever.
@@ -499,11 +501,27 @@ async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResu
     Ok(())
 }
 
-/// Polls every acknowledged task, forever.
+/// The next task a poll round visits: one acknowledged since the round began
+/// (or not yet answered for) before the rest, each once per round, by id.
+fn next_to_poll(obs: &TaskObservations, polled: &BTreeSet<String>) -> Option<String> {
+    let unpolled = || obs.acked.keys().filter(|id| !polled.contains(*id));
+    unpolled()
+        .find(|id| obs.seen.get(*id).is_none_or(|s| s.latest.is_none()))
+        .or_else(|| unpolled().next())
+        .cloned()
+}
+
+/// Polls every acknowledged task, forever (to the end of the run), in rounds
+/// [`POLL`] apart; a task not yet seen goes first, even one acknowledged
+/// while a round is under way.
 async fn poll_tasks(shared: SharedTasks) {
     loop {
-        let ids: Vec<String> = lock(&shared).acked.keys().cloned().collect();
-        for id in ids {
+        let mut polled = BTreeSet::new();
+        loop {
+            // The guard must be gone before the request (it locks again).
+            let next = next_to_poll(&lock(&shared), &polled);
+            let Some(id) = next else { break };
+            polled.insert(id.clone());
             let Some(answer) = call(
                 &shared,
                 "GET",
@@ -538,6 +556,7 @@ pub fn note_task(seen: &mut TaskSeen, task: Value, at: Duration) {
     if seen.history.last() != Some(&status) {
         seen.history.push(status.clone());
     }
+    seen.first_at.get_or_insert(at);
     if is_final(&status) {
         seen.final_at.get_or_insert(at);
     }

@@ -18,6 +18,11 @@ pub const DISK_HEAL_GRACE: Duration = Duration::from_secs(5);
 /// How long after a disturbance of the client's link ends a request may still
 /// fail for it (a broken link mends on the next message).
 pub const LINK_GRACE: Duration = Duration::from_secs(1);
+/// An acknowledged task no poll has yet answered for is not judged lost if it
+/// was acknowledged this recently before the check: the poller visits a task
+/// not yet seen next (one request, well under a second without faults; the
+/// slowest first sight is in the check's summary).
+pub const UNSEEN_GRACE: Duration = Duration::from_secs(3);
 /// Violation lines a check lists before summing up the rest.
 const VIOLATIONS_LISTED_MAX: usize = 20;
 
@@ -53,6 +58,24 @@ impl Excuses {
             .iter()
             .find(|(cause, start, end)| causes.contains(cause) && *start <= until && *end >= from)
             .map(|(cause, _, _)| *cause)
+    }
+
+    /// Whether every moment of `[from, until]` lies within some disturbance
+    /// (an empty interval does).
+    pub fn covers(&self, from: Duration, until: Duration) -> bool {
+        let mut windows: Vec<(Duration, Duration)> =
+            self.windows.iter().map(|(_, a, b)| (*a, *b)).collect();
+        windows.sort();
+        let mut reached = from;
+        for (start, end) in windows {
+            if reached >= until {
+                break;
+            }
+            if start <= reached {
+                reached = reached.max(end);
+            }
+        }
+        reached >= until
     }
 
     /// What explains `refusal`: an answer (5xx) only a crash, restart or disk
@@ -134,13 +157,20 @@ pub fn refusals_explained(obs: &TaskObservations, excuses: &Excuses) -> Check {
 }
 
 /// Safety `no_task_lost`: every acknowledged task stays listed (no poll ever
-/// answers 404) and none of its runs disappears: indexes are 0.. without gaps,
-/// never more than its repeats, and all of them once the task is final (unless
-/// cancelled).
-pub fn no_task_lost(obs: &TaskObservations) -> Check {
+/// answers 404, and a poll has answered for it by `at`, the check, unless it
+/// was acknowledged within [`UNSEEN_GRACE`] of the check or the gateway or
+/// the client's link was disturbed all the time since) and none of its runs
+/// disappears: indexes are 0.. without gaps, never more than its repeats, and
+/// all of them once the task is final (unless cancelled).
+pub fn no_task_lost(obs: &TaskObservations, excuses: &Excuses, at: Duration) -> Check {
     let mut wrong = Vec::new();
+    let mut unseen = 0usize;
+    let mut first_sight = Duration::ZERO;
     for (id, (plan, acked_at)) in &obs.acked {
         let seen = obs.seen.get(id);
+        if let Some(first) = seen.and_then(|s| s.first_at) {
+            first_sight = first_sight.max(first.saturating_sub(*acked_at));
+        }
         if let Some(at) = seen.and_then(|s| s.missing_at) {
             wrong.push(format!(
                 "{id}: acknowledged at {:.3}s, answered 404 at {:.3}s",
@@ -150,6 +180,16 @@ pub fn no_task_lost(obs: &TaskObservations) -> Check {
             continue;
         }
         let Some(task) = seen.and_then(|s| s.latest.as_ref()) else {
+            if excuses.covers(*acked_at, at.saturating_sub(UNSEEN_GRACE)) {
+                unseen += 1;
+            } else {
+                wrong.push(format!(
+                    "{id}: acknowledged at {:.3}s, never seen by a poll by {:.3}s (nothing \
+                     disturbed the gateway or its link with the client all that time)",
+                    acked_at.as_secs_f64(),
+                    at.as_secs_f64()
+                ));
+            }
             continue;
         };
         let runs = task["runs"].as_array().cloned().unwrap_or_default();
@@ -170,10 +210,12 @@ pub fn no_task_lost(obs: &TaskObservations) -> Check {
         }
     }
     let summary = format!(
-        "{} acknowledged, {} refused, {} requests retried",
+        "{} acknowledged, {} refused, {} requests retried, slowest first sight {:.3}s after \
+         the ack, {unseen} not seen yet (excused)",
         obs.acked.len(),
         obs.refused.len(),
-        obs.retries
+        obs.retries,
+        first_sight.as_secs_f64()
     );
     Check::new("no_task_lost", Class::Safety, wrong, summary)
 }
@@ -447,6 +489,68 @@ mod tests {
         for (refusal, expected) in cases {
             assert_eq!(excuses.explain(&refusal), expected, "{refusal:?}");
         }
+    }
+
+    #[test]
+    fn an_acknowledged_task_never_polled_is_lost_unless_recent_or_excused() {
+        use crate::workload::tasks::Plan;
+        let plan = Plan {
+            id: String::new(),
+            at_ms: 0,
+            input: 1,
+            difficulty: 0,
+            start_ms: 0,
+            delay_ms: 200,
+            repeats: 1,
+            cancel_after_ms: None,
+        };
+        // The gateway down from 10 s to the end; its link cut from `cut` to 10 s.
+        let windows = |cut: f64| {
+            [
+                Window {
+                    cause: Cause::Down,
+                    from: s(10.0),
+                    until: None,
+                },
+                Window {
+                    cause: Cause::Link,
+                    from: s(cut),
+                    until: Some(s(10.0)),
+                },
+            ]
+        };
+        let end = s(40.0);
+        let gap = Excuses::new(&windows(7.0), end);
+        assert!(
+            !gap.covers(s(4.0), s(7.5)),
+            "5 s (the start's grace) to 7 s is not"
+        );
+        assert!(gap.covers(s(7.0), end));
+        assert!(gap.covers(s(6.0), s(6.0)), "an empty interval is");
+        let excuses = Excuses::new(&windows(4.0), end);
+        assert!(
+            excuses.covers(Duration::ZERO, end),
+            "the start's grace, the cut, down"
+        );
+        let mut obs = TaskObservations::default();
+        for (id, acked) in [("early", 1.0), ("cut", 3.5)] {
+            obs.acked.insert(id.into(), (plan.clone(), s(acked)));
+        }
+        let check = no_task_lost(&obs, &excuses, end);
+        assert!(check.held(), "{:?}", check.violations);
+
+        // Healthy all the time: only a task acknowledged within the grace is excused.
+        let excuses = Excuses::new(&[], end);
+        obs.acked
+            .insert("recent".into(), (plan, end - UNSEEN_GRACE / 2));
+        let check = no_task_lost(&obs, &excuses, end);
+        assert_eq!(check.violations.len(), 2, "{:?}", check.violations);
+        assert!(
+            check.violations[0].starts_with("cut: acknowledged at 3.500s, never seen by a poll"),
+            "{:?}",
+            check.violations
+        );
+        assert!(check.summary.contains("1 not seen yet (excused)"));
     }
 
     #[test]
