@@ -179,6 +179,32 @@ fn a_result_shown_before_it_is_durable_is_caught_after_a_crash() {
     );
 }
 
+/// Seeds the refused-submissions sabotage must be caught on, every one.
+const REFUSE_SEEDS: u64 = 8;
+
+/// The third broken build: the gateway answers every submission with 500.
+/// Nothing in gateway-restart explains that outside its crash and restarts,
+/// and `refusals_explained` must say so on every seed, naming the request.
+#[test]
+fn refused_submissions_are_caught_on_every_seed() {
+    let (_, scenario) = load("gateway-restart.toml");
+    let options = RunOptions {
+        sabotage: Some(Sabotage::RefuseSubmissions),
+    };
+    let misses: Vec<String> = (1..=REFUSE_SEEDS)
+        .filter_map(|seed| {
+            let verdict = run_with(&scenario, seed, options).expect("run");
+            let caught = verdict.safety_violations.iter().any(|v| {
+                v.starts_with("refusals_explained: POST /tasks sent at ")
+                    && v.contains("answered 500")
+                    && v.contains("sabotage: submissions refused")
+            });
+            (!caught).then(|| format!("seed {seed}: {:?}", verdict.safety_violations))
+        })
+        .collect();
+    assert!(misses.is_empty(), "missed on {misses:#?}");
+}
+
 /// The same through the binary: exit code 1, a replay line, and the replay
 /// command printing the same violation.
 #[test]
