@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ww_sched::sabotage::Sabotage;
 use ww_sim::root_seed;
-use ww_sim::scenario::{run, run_with, swarm, RunOptions, Scenario};
+use ww_sim::scenario::{run, run_with, swarm, RunOptions, Scenario, Verdict};
 
 /// Threads running scenarios at once inside the first test (CI has 2 cores).
 const RUNNERS: usize = 2;
@@ -130,50 +130,81 @@ fn a_scenario_run_is_deterministic_per_seed() {
     }
 }
 
-/// Runs gateway-restart under `seed` with `sabotage` armed: some safety
-/// violation of `check` must contain `needle`, a second run must reproduce the
-/// same violations and digest, and the same seed unarmed must be clean (the
-/// checker blames the bug, not the scenario).
-fn assert_sabotage_caught(sabotage: Sabotage, seed: u64, check: &str, needle: &str) {
+/// Seeds a sabotage test searches, from the root seed, for one that catches
+/// its bug (no test leans on one lucky seed: a change that moves the catch to
+/// another seed still passes, one that stops catching it fails).
+const SEARCH_SEEDS: u64 = 20;
+
+/// Whether `verdict` has a safety violation of `check` containing `needle`.
+fn caught(verdict: &Verdict, check: &str, needle: &str) -> bool {
+    verdict
+        .safety_violations
+        .iter()
+        .any(|v| v.starts_with(&format!("{check}:")) && v.contains(needle))
+}
+
+/// The first of [`SEARCH_SEEDS`] seeds from the root seed (default 1) under
+/// which gateway-restart with `sabotage` armed has a safety violation of
+/// `check` containing `needle`; then a second run must reproduce the same
+/// violations and digest, and the same seed unarmed must be clean (the checker
+/// blames the bug, not the scenario).
+fn assert_sabotage_caught(sabotage: Sabotage, check: &str, needle: &str) {
     let (_, scenario) = load("gateway-restart.toml");
     let options = RunOptions {
         sabotage: Some(sabotage),
     };
-    let first = run_with(&scenario, seed, options).expect("run");
-    assert!(
-        first
-            .safety_violations
-            .iter()
-            .any(|v| v.starts_with(&format!("{check}:")) && v.contains(needle)),
-        "{} went unnoticed (seed {seed}): {:?}\n{:?}",
-        sabotage.name(),
-        first.safety_violations,
-        first.timeline
+    let base = root_seed(1);
+    let mut misses = Vec::new();
+    let found = (base..base.saturating_add(SEARCH_SEEDS)).find_map(|seed| {
+        let verdict = run_with(&scenario, seed, options).expect("run");
+        if caught(&verdict, check, needle) {
+            return Some((seed, verdict));
+        }
+        misses.push(seed);
+        None
+    });
+    let Some((seed, first)) = found else {
+        panic!(
+            "{} went unnoticed by all of seeds {base}..{}",
+            sabotage.name(),
+            base.saturating_add(SEARCH_SEEDS)
+        );
+    };
+    eprintln!(
+        "{} caught by seed {seed} (missed by {misses:?})",
+        sabotage.name()
     );
     let again = run_with(&scenario, seed, options).expect("run");
-    assert_eq!(first.safety_violations, again.safety_violations);
-    assert_eq!(first.digest, again.digest);
+    assert_eq!(
+        first.safety_violations, again.safety_violations,
+        "seed {seed}"
+    );
+    assert_eq!(first.digest, again.digest, "seed {seed}");
     let clean = run(&scenario, seed).expect("run");
-    assert!(clean.is_clean(), "{:?}", clean.safety_violations);
+    assert!(
+        clean.is_clean(),
+        "seed {seed}: {:?}",
+        clean.safety_violations
+    );
 }
 
 /// The deliberately broken build: the gateway acknowledges one task and never
 /// stores it. The gateway restart loses it and `no_task_lost` must say so.
 #[test]
 fn a_lost_acknowledged_task_is_caught_and_replays() {
-    assert_sabotage_caught(Sabotage::LoseAckedTask, root_seed(9), "no_task_lost", "404");
+    assert_sabotage_caught(Sabotage::LoseAckedTask, "no_task_lost", "404");
 }
 
 /// The second broken build: the gateway shows run outcomes before they are
 /// durable. The gateway crash at 9 s throws away the unsynced tail of its disk,
 /// the restarted gateway runs the run again, and the client sees a result it
-/// was already shown change. Seed 1 puts a shown result in that lost tail (not
-/// every seed does: the tail is at most `SYNC_INTERVAL` long).
+/// was already shown change. Not every seed catches it (a shown result must be
+/// in that lost tail, at most `SYNC_INTERVAL` long): at this writing, seeds 1
+/// and 4 of the first 20 do.
 #[test]
 fn a_result_shown_before_it_is_durable_is_caught_after_a_crash() {
     assert_sabotage_caught(
         Sabotage::ShowUnsyncedResults,
-        1,
         "one_terminal_status",
         "terminal record changed",
     );
