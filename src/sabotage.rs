@@ -1,8 +1,8 @@
 //! Deliberate bugs for the simulation testbed to catch (feature `sabotage`).
 //!
 //! A harness that claims to check the guarantees must be seen to fail when one
-//! is broken. Each switch breaks one guarantee, once per run, on the thread that
-//! armed it: a simulation runs every host on one thread, so parallel tests do not
+//! is broken. Each switch breaks one guarantee (once, or for the whole run, as
+//! each says) on the thread that armed it: a simulation runs every host on one thread, so parallel tests do not
 //! see each other's switches. Release builds without the feature have no switch.
 
 use std::cell::Cell;
@@ -16,8 +16,8 @@ pub enum Sabotage {
     /// The gateway shows run outcomes before they are durable (stays armed for
     /// the whole run): a crash then takes back a result a client has seen.
     ShowUnsyncedResults,
-    /// The gateway answers every `POST /tasks` with 500 (stays armed): a
-    /// client's refusals must be explained by faults, so this must be caught.
+    /// The gateway answers every submission with 500 (stays armed for the
+    /// whole run): a refusal no fault explains.
     RefuseSubmissions,
 }
 

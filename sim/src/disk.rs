@@ -8,6 +8,9 @@
 //! keeps a seeded random subset of the writes since (a real disk persists some
 //! of them, in any order), throws the rest away, and fences the crashed store's
 //! handles, so whatever the dropped store writes on its way down goes nowhere.
+//!
+//! Faults can be armed on the disk (and outlive every incarnation of the host
+//! until healed): see [`DiskFault`]. A refused call changes nothing.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +22,42 @@ use ww_sched::sched::StorageBackend;
 /// Largest image a simulated disk holds, in bytes: a runaway store fails
 /// its write instead of eating the machine's memory.
 pub const DISK_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// A fault armed on a [`SimDisk`] until [`SimDisk::heal`]. Reads and `len`
+/// keep working under every fault; each refused call is counted
+/// ([`SimDisk::failures`]) and changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskFault {
+    /// The device fails: `write`, `set_len` and `sync_data` fail with EIO
+    /// (raw os error 5). A device that refuses writes flushes nothing either,
+    /// so `sync_data` fails as under [`DiskFault::FsyncFail`].
+    Eio,
+    /// The disk is full: every `write` and every `set_len` that grows the file
+    /// fail with ENOSPC (raw os error 28); shrinking and `sync_data` work.
+    Full,
+    /// `sync_data` fails with EIO (raw os error 5) and makes nothing durable.
+    /// As Linux may after a failed fsync, the writes it should have flushed
+    /// are dropped from writeback: reads still see them, but no later sync
+    /// makes them durable, so the next crash loses them even after a heal and
+    /// a successful sync. (An unsynced change of length stays pending.)
+    FsyncFail,
+}
+
+impl DiskFault {
+    /// The fault's name in timelines.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFault::Eio => "eio",
+            DiskFault::Full => "enospc",
+            DiskFault::FsyncFail => "fsync failure",
+        }
+    }
+}
+
+/// Raw os error of an I/O error (EIO).
+const EIO: i32 = 5;
+/// Raw os error of a full disk (ENOSPC).
+const ENOSPC: i32 = 28;
 
 #[derive(Debug, Default)]
 struct Image {
@@ -37,6 +76,21 @@ struct Image {
     syncs: u64,
     /// Unsynced bytes thrown away by crashes (all generations).
     bytes_lost: u64,
+    /// Writes a failed sync dropped from writeback: still in `live`, never
+    /// made durable, lost in the next crash.
+    dropped: Vec<(usize, Vec<u8>)>,
+    /// The fault armed now, if any.
+    fault: Option<DiskFault>,
+    /// Calls refused by an armed fault (all generations).
+    failures: u64,
+}
+
+impl Image {
+    /// Refuses the call (counting it) with raw os error `code`.
+    fn refuse(&mut self, code: i32) -> io::Error {
+        self.failures += 1;
+        io::Error::from_raw_os_error(code)
+    }
 }
 
 /// A disk shared by every incarnation of one simulated host; cheap to clone.
@@ -83,7 +137,7 @@ impl SimDisk {
                 image.synced.resize(len, 0);
             }
         }
-        let mut lost = 0u64;
+        let mut lost: u64 = image.dropped.drain(..).map(|(_, d)| d.len() as u64).sum();
         for (start, data) in image.dirty.drain(..) {
             let end = (start + data.len()).min(image.synced.len());
             if start < end && persisted() {
@@ -102,6 +156,27 @@ impl SimDisk {
     pub fn stats(&self) -> (u64, u64) {
         let image = self.lock();
         (image.syncs, image.bytes_lost)
+    }
+
+    /// Arms `fault` (replacing any armed one) until [`SimDisk::heal`]; it holds
+    /// for every handle, across crashes.
+    pub fn inject(&self, fault: DiskFault) {
+        self.lock().fault = Some(fault);
+    }
+
+    /// Clears the armed fault, if any (what a failed sync dropped stays dropped).
+    pub fn heal(&self) {
+        self.lock().fault = None;
+    }
+
+    /// The fault armed now.
+    pub fn fault(&self) -> Option<DiskFault> {
+        self.lock().fault
+    }
+
+    /// Calls refused by injected faults so far (all generations).
+    pub fn failures(&self) -> u64 {
+        self.lock().failures
     }
 }
 
@@ -151,6 +226,11 @@ impl StorageBackend for DiskBackend {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut image = self.image()?;
         let (_, end) = range(len, 0)?;
+        match image.fault {
+            Some(DiskFault::Eio) => return Err(image.refuse(EIO)),
+            Some(DiskFault::Full) if end > image.live.len() => return Err(image.refuse(ENOSPC)),
+            _ => {}
+        }
         image.live.resize(end, 0);
         image.unsynced_len = Some(end);
         Ok(())
@@ -159,6 +239,11 @@ impl StorageBackend for DiskBackend {
     fn sync_data(&self, _eventual: bool) -> io::Result<()> {
         let mut image = self.image()?;
         let image = &mut *image;
+        if matches!(image.fault, Some(DiskFault::Eio | DiskFault::FsyncFail)) {
+            let dropped: Vec<(usize, Vec<u8>)> = image.dirty.drain(..).collect();
+            image.dropped.extend(dropped);
+            return Err(image.refuse(EIO));
+        }
         image.synced.resize(image.live.len(), 0);
         image.unsynced_len = None;
         for (start, data) in image.dirty.drain(..) {
@@ -174,6 +259,11 @@ impl StorageBackend for DiskBackend {
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut image = self.image()?;
         let (start, end) = range(offset, data.len())?;
+        match image.fault {
+            Some(DiskFault::Eio) => return Err(image.refuse(EIO)),
+            Some(DiskFault::Full) => return Err(image.refuse(ENOSPC)),
+            _ => {}
+        }
         if image.live.len() < end {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -243,6 +333,124 @@ mod tests {
             outcomes.insert(kept);
         }
         assert_eq!(outcomes.len(), 4, "32 seeds should reach every subset");
+    }
+
+    /// A disk holding "dura" durably and "lost" unsynced after it, and a handle.
+    fn disk_with_unsynced_tail() -> (SimDisk, DiskBackend) {
+        let disk = SimDisk::new();
+        let handle = disk.backend();
+        handle.set_len(8).unwrap();
+        handle.write(0, b"dura").unwrap();
+        handle.sync_data(false).unwrap();
+        handle.write(4, b"lost").unwrap();
+        (disk, handle)
+    }
+
+    fn raw(result: io::Result<()>) -> Option<i32> {
+        result
+            .expect_err("the fault should refuse the call")
+            .raw_os_error()
+    }
+
+    #[test]
+    fn eio_refuses_writes_and_syncs_and_keeps_reads() {
+        let (disk, handle) = disk_with_unsynced_tail();
+        disk.inject(DiskFault::Eio);
+        assert_eq!(disk.fault(), Some(DiskFault::Eio));
+        assert_eq!(raw(handle.write(0, b"XXXX")), Some(EIO));
+        assert_eq!(raw(handle.set_len(16)), Some(EIO));
+        assert_eq!(raw(handle.set_len(2)), Some(EIO));
+        assert_eq!(raw(handle.sync_data(false)), Some(EIO));
+        assert_eq!(raw(handle.write(0, b"XXXX")), Some(EIO));
+        // Nothing refused changed the image; reads see what was accepted.
+        assert_eq!(handle.len().unwrap(), 8);
+        assert_eq!(handle.read(0, 8).unwrap(), b"duralost");
+        assert_eq!(disk.failures(), 5);
+        assert_eq!(disk.stats().0, 1, "the failed sync is not counted as one");
+
+        disk.heal();
+        assert_eq!(disk.fault(), None);
+        handle.write(0, b"DURA").unwrap();
+        handle.sync_data(false).unwrap();
+        disk.crash();
+        // The failed sync dropped "lost" from writeback; "DURA" came after.
+        assert_eq!(disk.backend().read(0, 8).unwrap(), b"DURA\0\0\0\0");
+        assert_eq!(disk.failures(), 5);
+    }
+
+    #[test]
+    fn a_full_disk_refuses_writes_and_growth_but_shrinks() {
+        let (disk, handle) = disk_with_unsynced_tail();
+        disk.inject(DiskFault::Full);
+        let full = handle.write(0, b"XX").unwrap_err();
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(full.raw_os_error(), Some(ENOSPC));
+        assert_eq!(raw(handle.set_len(9)), Some(ENOSPC));
+        assert_eq!(handle.read(0, 8).unwrap(), b"duralost");
+        assert_eq!(handle.len().unwrap(), 8);
+        assert_eq!(disk.failures(), 2);
+        // Shrinking frees space, and a sync still flushes what was accepted.
+        handle.set_len(6).unwrap();
+        handle.sync_data(false).unwrap();
+        disk.crash();
+        let after = disk.backend();
+        assert_eq!(after.read(0, 6).unwrap(), b"duralo");
+        assert_eq!(after.len().unwrap(), 6);
+
+        disk.heal();
+        after.set_len(8).unwrap();
+        after.write(6, b"ok").unwrap();
+        after.sync_data(false).unwrap();
+        assert_eq!(after.read(0, 8).unwrap(), b"duralook");
+        assert_eq!(disk.failures(), 2);
+    }
+
+    #[test]
+    fn a_failed_fsync_makes_nothing_durable_and_a_crash_loses_it() {
+        let (disk, handle) = disk_with_unsynced_tail();
+        disk.inject(DiskFault::FsyncFail);
+        // Writes are accepted (into the page cache); the sync fails.
+        handle.write(0, b"DURA").unwrap();
+        assert_eq!(raw(handle.sync_data(false)), Some(EIO));
+        assert_eq!(
+            handle.read(0, 8).unwrap(),
+            b"DURAlost",
+            "reads still see them"
+        );
+        assert_eq!(disk.failures(), 1);
+        assert_eq!(
+            disk.crash(),
+            8,
+            "both writes the failed sync covered are lost"
+        );
+        assert_eq!(disk.backend().read(0, 8).unwrap(), b"dura\0\0\0\0");
+    }
+
+    #[test]
+    fn writes_dropped_by_a_failed_fsync_stay_lost_after_a_heal_and_a_sync() {
+        let (disk, handle) = disk_with_unsynced_tail();
+        disk.inject(DiskFault::FsyncFail);
+        assert!(handle.sync_data(false).is_err());
+        disk.heal();
+        // A store that retries the sync and believes it is durable now is wrong.
+        handle.sync_data(false).unwrap();
+        handle.write(0, b"DU").unwrap();
+        handle.sync_data(false).unwrap();
+        assert_eq!(handle.read(0, 8).unwrap(), b"DUralost");
+        assert_eq!(disk.crash(), 4);
+        assert_eq!(disk.backend().read(0, 8).unwrap(), b"DUra\0\0\0\0");
+    }
+
+    #[test]
+    fn faults_outlive_crashes_until_healed() {
+        let (disk, _) = disk_with_unsynced_tail();
+        disk.inject(DiskFault::Eio);
+        disk.crash();
+        let next = disk.backend();
+        assert_eq!(raw(next.write(0, b"x")), Some(EIO));
+        assert_eq!(next.read(0, 4).unwrap(), b"dura");
+        disk.heal();
+        next.write(0, b"x").unwrap();
     }
 
     #[test]

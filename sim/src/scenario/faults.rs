@@ -1,10 +1,11 @@
 //! Applying faults to a running simulation, and remembering what they disturbed
-//! so that a leave can be judged excused or not.
+//! so that a leave (or a refused request) can be judged excused or not.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::format::{Fault, FaultKind};
+use crate::disk::{DiskFault, SimDisk};
 
 /// A time interval during which a host, or a link between two hosts, was disturbed.
 #[derive(Clone, Copy, Debug)]
@@ -23,16 +24,52 @@ impl Span {
 /// that late is as good as lost).
 const LATENCY_DISTURBS: Duration = Duration::from_millis(500);
 
-/// What the faults did, to judge leaves by.
+/// What disturbed a host or a link, as a workload's checks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cause {
+    /// The host was down (from a crash to its restart; a restart of a running
+    /// host is a zero-length span at the restart).
+    Down,
+    /// The host's disk had a fault armed (from the fault to `disk_heal`).
+    Disk,
+    /// The link was partitioned (either way), held, lossy or slow (>= 500 ms),
+    /// or the whole network was lossy.
+    Link,
+}
+
+impl Cause {
+    /// A word for violation lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::Down => "crash/restart",
+            Cause::Disk => "disk fault",
+            Cause::Link => "link",
+        }
+    }
+}
+
+/// One disturbance: its cause and when (`until` is `None` while it lasts).
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// What it was.
+    pub cause: Cause,
+    /// When it began.
+    pub from: Duration,
+    /// When it ended, if it did.
+    pub until: Option<Duration>,
+}
+
+/// What the faults did, to judge leaves (and refused requests) by.
 #[derive(Default)]
 pub struct Disturbances {
-    /// Per host: spans while it was down (a restart closes the span at the restart,
-    /// and a restart of a running host is a zero-length span).
-    node: BTreeMap<String, Vec<Span>>,
+    /// Per host and cause (down, disk): spans while it was in effect.
+    node: BTreeMap<(String, Cause), Vec<Span>>,
     /// Per unordered pair and kind of link disturbance (partition, one-way,
     /// hold, loss, latency): spans while it was in effect. Kept apart so that
     /// ending one kind (say, latency back to normal) does not end another.
     link: BTreeMap<((String, String), &'static str), Vec<Span>>,
+    /// Spans of network-wide random loss (`[network] fail_rate`, `loss`).
+    loss: Vec<Span>,
 }
 
 fn pair(x: &str, y: &str) -> (String, String) {
@@ -61,6 +98,13 @@ fn close(spans: &mut [Span], at: Duration) {
 }
 
 impl Disturbances {
+    /// Records the network-wide loss of the whole run (`[network] fail_rate`).
+    pub fn network_loss(&mut self, fail_rate: f64) {
+        if fail_rate > 0.0 {
+            open(&mut self.loss, Duration::ZERO);
+        }
+    }
+
     /// Records `fault`, applied at `at`.
     pub fn record(&mut self, fault: &Fault, at: Duration) {
         let (class, opens) = match fault.kind {
@@ -77,19 +121,38 @@ impl Disturbances {
             ),
             FaultKind::Crash => {
                 for n in &fault.nodes {
-                    open(self.node.entry(n.clone()).or_default(), at);
+                    open(self.node.entry((n.clone(), Cause::Down)).or_default(), at);
                 }
                 return;
             }
             FaultKind::Restart => {
                 for n in &fault.nodes {
-                    let spans = self.node.entry(n.clone()).or_default();
+                    let spans = self.node.entry((n.clone(), Cause::Down)).or_default();
                     open(spans, at);
                     close(spans, at);
                 }
                 return;
             }
-            FaultKind::Loss => return,
+            FaultKind::DiskEio | FaultKind::DiskFull | FaultKind::DiskFsyncFail => {
+                for n in &fault.nodes {
+                    open(self.node.entry((n.clone(), Cause::Disk)).or_default(), at);
+                }
+                return;
+            }
+            FaultKind::DiskHeal => {
+                for n in &fault.nodes {
+                    close(self.node.entry((n.clone(), Cause::Disk)).or_default(), at);
+                }
+                return;
+            }
+            FaultKind::Loss => {
+                if fault.fail_rate.unwrap_or_default() > 0.0 {
+                    open(&mut self.loss, at);
+                } else {
+                    close(&mut self.loss, at);
+                }
+                return;
+            }
         };
         for x in &fault.a {
             for y in &fault.b {
@@ -110,18 +173,53 @@ impl Disturbances {
             spans.is_some_and(|spans| spans.iter().any(|s| s.overlaps(from, until)))
         };
         let link = pair(observer, peer);
-        hit(self.node.get(peer))
-            || ["partition", "oneway", "hold", "loss", "latency"]
+        hit(self.node.get(&(peer.to_owned(), Cause::Down)))
+            || LINK_CLASSES
                 .iter()
                 .any(|class| hit(self.link.get(&(link.clone(), *class))))
     }
+
+    /// Every disturbance of `host` itself (down, disk) and of its link with
+    /// `peer` (network-wide loss included), ordered by cause and start.
+    pub fn windows(&self, host: &str, peer: &str) -> Vec<Window> {
+        let window = |cause: Cause| {
+            move |span: &Span| Window {
+                cause,
+                from: span.from,
+                until: span.until,
+            }
+        };
+        let mut windows = Vec::new();
+        for cause in [Cause::Down, Cause::Disk] {
+            if let Some(spans) = self.node.get(&(host.to_owned(), cause)) {
+                windows.extend(spans.iter().map(window(cause)));
+            }
+        }
+        let link = pair(host, peer);
+        for class in LINK_CLASSES {
+            if let Some(spans) = self.link.get(&(link.clone(), class)) {
+                windows.extend(spans.iter().map(window(Cause::Link)));
+            }
+        }
+        windows.extend(self.loss.iter().map(window(Cause::Link)));
+        windows.sort_by_key(|w| (w.cause, w.from));
+        windows
+    }
 }
+
+/// The kinds of link disturbance, as recorded.
+const LINK_CLASSES: [&str; 5] = ["partition", "oneway", "hold", "loss", "latency"];
 
 /// One line describing `fault`.
 pub fn describe(fault: &Fault) -> String {
     let kind = fault.kind.name();
     match fault.kind {
-        FaultKind::Crash | FaultKind::Restart => format!("{kind} {}", fault.nodes.join(",")),
+        FaultKind::Crash
+        | FaultKind::Restart
+        | FaultKind::DiskEio
+        | FaultKind::DiskFull
+        | FaultKind::DiskFsyncFail
+        | FaultKind::DiskHeal => format!("{kind} {}", fault.nodes.join(",")),
         FaultKind::Loss => format!("{kind} fail_rate={}", fault.fail_rate.unwrap_or_default()),
         FaultKind::LinkLoss => format!(
             "{kind} fail_rate={} [{}] x [{}]",
@@ -142,8 +240,8 @@ pub fn describe(fault: &Fault) -> String {
     }
 }
 
-/// Applies `fault` to `sim` now.
-pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault) {
+/// Applies `fault` to `sim` now (a disk fault to the gateway's `disk`).
+pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault, disk: &SimDisk) {
     let pairs: Vec<(&str, &str)> = fault
         .a
         .iter()
@@ -165,13 +263,17 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault) {
             FaultKind::LinkLoss => {
                 sim.set_link_fail_rate(x, y, fault.fail_rate.unwrap_or_default())
             }
-            FaultKind::Crash | FaultKind::Restart | FaultKind::Loss => {}
+            _ => {}
         }
     }
     match fault.kind {
         FaultKind::Crash => fault.nodes.iter().for_each(|n| sim.crash(n.as_str())),
         FaultKind::Restart => fault.nodes.iter().for_each(|n| sim.bounce(n.as_str())),
         FaultKind::Loss => sim.set_fail_rate(fault.fail_rate.unwrap_or_default()),
+        FaultKind::DiskEio => disk.inject(DiskFault::Eio),
+        FaultKind::DiskFull => disk.inject(DiskFault::Full),
+        FaultKind::DiskFsyncFail => disk.inject(DiskFault::FsyncFail),
+        FaultKind::DiskHeal => disk.heal(),
         _ => {}
     }
 }

@@ -228,6 +228,17 @@ pub enum FaultKind {
     Restart,
     /// Set the global per-message link failure rate to `fail_rate`.
     Loss,
+    /// The gateway's disk fails every write, length change and sync (EIO)
+    /// until `disk_heal`.
+    DiskEio,
+    /// The gateway's disk is full: writes and growth fail (ENOSPC) until
+    /// `disk_heal`.
+    DiskFull,
+    /// The gateway's fsyncs fail (EIO) and lose what they should have made
+    /// durable, until `disk_heal`.
+    DiskFsyncFail,
+    /// Clears the gateway's disk fault.
+    DiskHeal,
 }
 
 impl FaultKind {
@@ -245,6 +256,10 @@ impl FaultKind {
             FaultKind::Crash => "crash",
             FaultKind::Restart => "restart",
             FaultKind::Loss => "loss",
+            FaultKind::DiskEio => "disk_eio",
+            FaultKind::DiskFull => "disk_full",
+            FaultKind::DiskFsyncFail => "disk_fsync_fail",
+            FaultKind::DiskHeal => "disk_heal",
         }
     }
 
@@ -253,7 +268,23 @@ impl FaultKind {
         !matches!(
             self,
             FaultKind::Crash | FaultKind::Restart | FaultKind::Loss
+        ) && !self.is_disk()
+    }
+
+    /// Whether it acts on the gateway's disk (`nodes = ["gateway"]`).
+    pub fn is_disk(self) -> bool {
+        matches!(
+            self,
+            FaultKind::DiskEio
+                | FaultKind::DiskFull
+                | FaultKind::DiskFsyncFail
+                | FaultKind::DiskHeal
         )
+    }
+
+    /// Whether it acts on `nodes` (crash, restart, disk faults).
+    pub fn takes_nodes(self) -> bool {
+        matches!(self, FaultKind::Crash | FaultKind::Restart) || self.is_disk()
     }
 
     /// The kind that undoes this one, if it is a disturbance with an end.
@@ -263,6 +294,9 @@ impl FaultKind {
             FaultKind::PartitionOneway => Some(FaultKind::RepairOneway),
             FaultKind::Hold => Some(FaultKind::Release),
             FaultKind::Crash => Some(FaultKind::Restart),
+            FaultKind::DiskEio | FaultKind::DiskFull | FaultKind::DiskFsyncFail => {
+                Some(FaultKind::DiskHeal)
+            }
             _ => None,
         }
     }
@@ -282,7 +316,7 @@ pub struct Fault {
     /// The other side of a link fault.
     #[serde(default)]
     pub b: Vec<String>,
-    /// The hosts (crash, restart).
+    /// The hosts (crash, restart; `["gateway"]` for disk faults).
     #[serde(default)]
     pub nodes: Vec<String>,
     /// The new failure rate (loss, link_loss).
@@ -311,6 +345,11 @@ pub struct Invariants {
     /// Safety: a task whose cancel was acknowledged starts no run after it.
     #[serde(default)]
     pub cancel_stops_runs: bool,
+    /// Safety: every request the gateway did not serve (5xx, no answer, a
+    /// refused submission) is explained by a disturbance of the gateway or of
+    /// the client's link with it.
+    #[serde(default)]
+    pub refusals_explained: bool,
     /// Liveness: every task is final this long after the later of the last fault
     /// and its last due run.
     pub runs_finish_within_s: Option<f64>,

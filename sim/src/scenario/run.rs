@@ -11,7 +11,7 @@ use ww_sched::sabotage::{self, Sabotage};
 use ww_sched::transport::PeerId;
 
 use super::faults::{apply, describe, Disturbances};
-use super::format::{node_names, secs, FaultKind, Scenario, GATEWAY_HOST};
+use super::format::{node_names, secs, FaultKind, Scenario, CLIENT_HOST, GATEWAY_HOST};
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
 use crate::cluster::{add_members, peer_of, SharedObservations, SAMPLE_INTERVAL};
@@ -149,11 +149,15 @@ pub fn run_with(
     let trace = Trace::new();
     let mut verdict = Verdict::default();
     let mut disturbances = Disturbances::default();
+    disturbances.network_loss(scenario.network.fail_rate);
+    // Calls the gateway's disk had refused when its current fault was armed.
+    let mut failures_before_fault = 0u64;
     let mut running: BTreeSet<String> = names.iter().cloned().collect();
     let quiet = scenario.quiet_from();
     let end = secs(scenario.duration_s);
     let inv = &scenario.invariants;
 
+    tasks::take_livelock();
     let armed = Armed::new(options.sabotage);
     let outcome = trace.capture(|| -> Result<(), ScenarioError> {
         for fault in &scenario.faults {
@@ -176,7 +180,21 @@ pub fn run_with(
                     stamp(at)
                 ));
             }
-            apply(&mut sim, fault);
+            if fault.kind.is_disk() && fault.kind != FaultKind::DiskHeal {
+                failures_before_fault = disk.failures();
+            }
+            if fault.kind == FaultKind::DiskHeal {
+                if let Some(armed) = disk.fault() {
+                    let refused = disk.failures() - failures_before_fault;
+                    tracing::info!(target: "ww_sim::scenario", refused, "gateway disk healed");
+                    verdict.timeline.push(format!(
+                        "{} gateway disk refused {refused} calls under {}",
+                        stamp(at),
+                        armed.name()
+                    ));
+                }
+            }
+            apply(&mut sim, fault, &disk);
             for n in &fault.nodes {
                 if n.starts_with("node-") {
                     match fault.kind {
@@ -233,14 +251,19 @@ pub fn run_with(
         }
         if let Some(obs) = &task_obs {
             let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
+            let excuses =
+                tasks_check::Excuses::new(&disturbances.windows(GATEWAY_HOST, CLIENT_HOST), at);
             if inv.no_task_lost {
-                verdict.record(at, tasks_check::no_task_lost(&obs));
+                verdict.record(at, tasks_check::no_task_lost(&obs, &excuses, at));
             }
             if inv.one_terminal_status {
                 verdict.record(at, tasks_check::one_terminal_status(&obs));
             }
             if inv.cancel_stops_runs {
                 verdict.record(at, tasks_check::cancel_stops_runs(&obs));
+            }
+            if inv.refusals_explained {
+                verdict.record(at, tasks_check::refusals_explained(&obs, &excuses));
             }
             if let Some(bound) = inv.runs_finish_within_s {
                 verdict.record(
@@ -281,6 +304,9 @@ pub fn run_with(
     verdict.simulated = sim.elapsed();
     drop(sim);
     outcome?;
+    if let Some(livelock) = tasks::take_livelock() {
+        return Err(ScenarioError(livelock));
+    }
     verdict.digest = trace.digest();
     Ok(verdict)
 }

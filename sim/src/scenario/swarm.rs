@@ -12,9 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use super::format::{FaultKind, Scenario};
 use crate::derive_seed;
 
-/// Kinds a seed may switch off. Closing kinds (repair, release) stay: on a
-/// link that is not disturbed they do nothing.
-const OPTIONAL_KINDS: [FaultKind; 8] = [
+/// Kinds a seed may switch off. Closing kinds (repair, release, disk_heal)
+/// stay: on a link (or disk) that is not disturbed they do nothing, and a disk
+/// fault that stays keeps the heal after it (order is kept).
+const OPTIONAL_KINDS: [FaultKind; 11] = [
     FaultKind::Partition,
     FaultKind::PartitionOneway,
     FaultKind::Hold,
@@ -23,6 +24,9 @@ const OPTIONAL_KINDS: [FaultKind; 8] = [
     FaultKind::Loss,
     FaultKind::Crash,
     FaultKind::Restart,
+    FaultKind::DiskEio,
+    FaultKind::DiskFull,
+    FaultKind::DiskFsyncFail,
 ];
 /// Largest pull of a fault earlier, in milliseconds.
 const JITTER_MS_MAX: u64 = 500;
@@ -114,5 +118,66 @@ views_complete_within_s = 20
             shapes.insert(how);
         }
         assert!(shapes.len() >= 4, "too few distinct variations: {shapes:?}");
+    }
+
+    const DISK: &str = r#"
+name = "d"
+duration_s = 40
+[gateway]
+workers = 1
+[[faults]]
+at_s = 5
+kind = "disk_eio"
+nodes = ["gateway"]
+[[faults]]
+at_s = 5.2
+kind = "disk_heal"
+nodes = ["gateway"]
+[[faults]]
+at_s = 5.3
+kind = "disk_fsync_fail"
+nodes = ["gateway"]
+[[faults]]
+at_s = 5.4
+kind = "disk_heal"
+nodes = ["gateway"]
+[[faults]]
+at_s = 9
+kind = "disk_full"
+nodes = ["gateway"]
+[[faults]]
+at_s = 12
+kind = "disk_heal"
+nodes = ["gateway"]
+[invariants]
+"#;
+
+    #[test]
+    fn variations_keep_a_heal_after_every_disk_fault() {
+        let scenario = Scenario::from_toml_str(DISK).expect("parse");
+        let mut kept = std::collections::BTreeSet::new();
+        for seed in 0..64 {
+            let (varied, how) = vary(&scenario, seed);
+            varied
+                .validate()
+                .unwrap_or_else(|e| panic!("seed {seed} ({how}): {e}"));
+            let kinds: Vec<FaultKind> = varied.faults.iter().map(|f| f.kind).collect();
+            assert_eq!(
+                kinds.iter().filter(|k| **k == FaultKind::DiskHeal).count(),
+                3,
+                "seed {seed} ({how}): heals are never dropped"
+            );
+            for (i, kind) in kinds.iter().enumerate() {
+                if kind.undone_by() == Some(FaultKind::DiskHeal) {
+                    assert_eq!(
+                        kinds.get(i + 1),
+                        Some(&FaultKind::DiskHeal),
+                        "seed {seed} ({how}): {kinds:?}"
+                    );
+                }
+            }
+            kept.insert(kinds.len());
+        }
+        assert!(kept.len() >= 3, "too few distinct variations: {kept:?}");
     }
 }

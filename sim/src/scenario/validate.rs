@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::format::{receiver_name, secs, FaultKind, Scenario, CHANNEL_HOST, CLIENT_HOST};
+use super::format::{
+    receiver_name, secs, FaultKind, Scenario, CHANNEL_HOST, CLIENT_HOST, GATEWAY_HOST,
+};
 use super::ScenarioError;
 use crate::cluster::SAMPLE_INTERVAL;
 
@@ -153,6 +155,7 @@ impl Scenario {
     fn validate_faults(&self, hosts: &BTreeSet<String>) -> Result<(), ScenarioError> {
         let mut running = hosts.clone();
         let mut last = 0.0;
+        let mut disk_fault: Option<FaultKind> = None;
         let receivers: BTreeSet<String> = self
             .channel
             .as_ref()
@@ -170,6 +173,30 @@ impl Scenario {
                 return err(format!("{at}: after duration_s {}", self.duration_s));
             }
             last = fault.at_s;
+            if fault.kind.is_disk() {
+                if self.gateway.is_none() {
+                    return err(format!(
+                        "{at}: disk faults act on the gateway's disk and need a [gateway] section"
+                    ));
+                }
+                if fault.nodes != [GATEWAY_HOST] {
+                    return err(format!(
+                        "{at}: disk faults need nodes = [\"{GATEWAY_HOST}\"] (only the gateway \
+                         has a disk), got {:?}",
+                        fault.nodes
+                    ));
+                }
+                match (fault.kind, disk_fault) {
+                    (FaultKind::DiskHeal, _) => disk_fault = None,
+                    (_, Some(armed)) => {
+                        return err(format!(
+                            "{at}: the gateway's disk already has {} armed: disk_heal first",
+                            armed.name()
+                        ))
+                    }
+                    (kind, None) => disk_fault = Some(kind),
+                }
+            }
             for name in fault.a.iter().chain(&fault.b).chain(&fault.nodes) {
                 if !hosts.contains(name) {
                     return err(format!(
@@ -179,7 +206,7 @@ impl Scenario {
                 }
             }
             let link = fault.kind.is_link();
-            let node = matches!(fault.kind, FaultKind::Crash | FaultKind::Restart);
+            let node = fault.kind.takes_nodes();
             if link && (fault.a.is_empty() || fault.b.is_empty()) {
                 return err(format!("{at}: needs non-empty `a` and `b`"));
             }
@@ -193,7 +220,9 @@ impl Scenario {
                 return err(format!("{at}: needs non-empty `nodes`"));
             }
             if !node && !fault.nodes.is_empty() {
-                return err(format!("{at}: `nodes` only applies to crash and restart"));
+                return err(format!(
+                    "{at}: `nodes` only applies to crash, restart and disk faults"
+                ));
             }
             let takes_rate = matches!(fault.kind, FaultKind::Loss | FaultKind::LinkLoss);
             match (takes_rate, fault.fail_rate) {
@@ -283,6 +312,7 @@ impl Scenario {
                     (inv.no_task_lost, "no_task_lost"),
                     (inv.one_terminal_status, "one_terminal_status"),
                     (inv.cancel_stops_runs, "cancel_stops_runs"),
+                    (inv.refusals_explained, "refusals_explained"),
                     (inv.runs_finish_within_s.is_some(), "runs_finish_within_s"),
                 ],
             ),

@@ -4,7 +4,7 @@
 //! channel, and a client host that submits tasks at seeded times, cancels some,
 //! and polls every task, recording what it saw for the checks in `tasks_check`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,8 +42,51 @@ const FUEL_PER_SIM_MS: u64 = 5_000;
 /// How often the client polls every task.
 const POLL: Duration = Duration::from_millis(250);
 
+/// Clock reads at one instant of simulated time beyond which a host is taken
+/// to be spinning: a loop that never waits never lets simulated time advance,
+/// so the run would hang instead of failing. A busy tick reads the clock a few
+/// thousand times at most.
+const CLOCK_READS_PER_INSTANT_MAX: u64 = 1_000_000;
+
+thread_local! {
+    /// The instant of the latest clock read on this thread, and reads at it.
+    static CLOCK_READS: std::cell::Cell<(Duration, u64)> =
+        const { std::cell::Cell::new((Duration::ZERO, 0)) };
+    /// The livelock found on this thread, until the runner takes it.
+    static LIVELOCK: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The livelock a clock read found on this thread since the last call, if any
+/// (the runner reports it as a failed run).
+pub fn take_livelock() -> Option<String> {
+    CLOCK_READS.with(|cell| cell.set((Duration::ZERO, 0)));
+    LIVELOCK.with(|l| l.borrow_mut().take())
+}
+
+/// Simulated milliseconds: the gateway's clock and the client's. Read
+/// [`CLOCK_READS_PER_INSTANT_MAX`] times without time advancing (a livelock),
+/// it records the livelock for [`take_livelock`] and panics, which ends the
+/// spinning task (tokio catches the panic).
 fn now_ms() -> u64 {
-    u64::try_from(now().as_millis()).unwrap_or(u64::MAX)
+    let at = now();
+    let reads = CLOCK_READS.with(|cell| {
+        let (last, reads) = cell.get();
+        let reads = if last == at { reads + 1 } else { 1 };
+        cell.set((at, reads));
+        reads
+    });
+    if reads > CLOCK_READS_PER_INSTANT_MAX {
+        CLOCK_READS.with(|cell| cell.set((Duration::ZERO, 0)));
+        let message = format!(
+            "livelock: the clock was read {reads} times at {:.3}s of simulated time without \
+             time advancing (a loop that never waits, e.g. the gateway retrying a failing \
+             store without delay)",
+            at.as_secs_f64()
+        );
+        LIVELOCK.with(|l| l.borrow_mut().get_or_insert(message.clone()).clone());
+        panic!("{message}");
+    }
+    u64::try_from(at.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn now_ns() -> u64 {
@@ -124,11 +167,36 @@ pub struct TaskSeen {
     pub run_changes: Vec<(u64, Value, Value)>,
     /// The latest record polled.
     pub latest: Option<Value>,
+    /// When a poll first answered for the task.
+    pub first_at: Option<Duration>,
     /// When the task was first seen final.
     pub final_at: Option<Duration>,
     /// When a poll first answered 404 for it, if ever.
     pub missing_at: Option<Duration>,
 }
+
+/// A request the gateway did not serve: a 5xx answer, no answer at all (a
+/// transport error or a timeout), or a submission refused with a 4xx other
+/// than 409.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    /// When the request was sent.
+    pub sent: Duration,
+    /// When its answer, or its failure, came.
+    pub at: Duration,
+    /// The request's method.
+    pub method: String,
+    /// The request's path.
+    pub path: String,
+    /// The answer's status; `None` when no answer came.
+    pub status: Option<u16>,
+    /// The answer's body, or why no answer came (at most [`REFUSAL_TEXT_MAX`]
+    /// characters).
+    pub body: String,
+}
+
+/// Characters of a refusal's body kept.
+pub const REFUSAL_TEXT_MAX: usize = 200;
 
 /// What the task workload observed.
 #[derive(Default)]
@@ -147,7 +215,12 @@ pub struct TaskObservations {
     pub seen: BTreeMap<String, TaskSeen>,
     /// Requests that got no definite answer (retried).
     pub retries: u64,
-    /// Starts of the gateway (1 + restarts).
+    /// Requests sent (every attempt).
+    pub requests: u64,
+    /// Every request the gateway did not serve, in time order.
+    pub refusals: Vec<Refusal>,
+    /// Starts of the gateway: the first, restarts by the scenario, and
+    /// restarts by its supervisor after a fail-stop.
     pub gateway_starts: u64,
 }
 
@@ -298,8 +371,11 @@ async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>)
 }
 
 /// One request to the gateway; `None` when no definite answer came (the gateway
-/// is down, cut off or slow), which the caller retries.
+/// is down, cut off or slow), which the caller retries. Every answer that is
+/// not a success is recorded as a [`Refusal`]: a 5xx or no answer for any
+/// request, and a 4xx other than 409 for a submission (`POST /tasks`).
 async fn call(
+    shared: &SharedTasks,
     method: &str,
     path: &str,
     idempotency_key: Option<&str>,
@@ -310,7 +386,8 @@ async fn call(
     if let Some(key) = idempotency_key {
         headers.push(("idempotency-key", key));
     }
-    match request(
+    let sent = now();
+    let result = request(
         GATEWAY_HOST,
         HTTP_PORT,
         method,
@@ -319,18 +396,40 @@ async fn call(
         body,
         HTTP_TIMEOUT,
     )
-    .await
-    {
-        Ok(response) if response.status < 500 => Some(response),
-        Ok(response) => {
+    .await;
+    let submission = method == "POST" && path == "/tasks";
+    let (status, text) = match &result {
+        Ok(response) if response.status >= 500 => {
             tracing::debug!(target: "ww_sim::workload", method, path, status = response.status, "retrying");
-            None
+            (
+                Some(response.status),
+                String::from_utf8_lossy(&response.body).into_owned(),
+            )
         }
+        Ok(response) if submission && response.status >= 400 && response.status != 409 => (
+            Some(response.status),
+            String::from_utf8_lossy(&response.body).into_owned(),
+        ),
+        Ok(_) => (None, String::new()),
         Err(e) => {
             tracing::debug!(target: "ww_sim::workload", method, path, error = %e, "retrying");
-            None
+            (None, e.to_string())
         }
+    };
+    let mut obs = lock(shared);
+    obs.requests += 1;
+    if status.is_some() || result.is_err() {
+        obs.refusals.push(Refusal {
+            sent,
+            at: now(),
+            method: method.to_string(),
+            path: path.to_string(),
+            status,
+            body: text.chars().take(REFUSAL_TEXT_MAX).collect(),
+        });
     }
+    drop(obs);
+    result.ok().filter(|response| response.status < 500)
 }
 
 /// Repeats a request until it gets a definite answer.
@@ -343,8 +442,15 @@ async fn call_until_answered(
     body: &[u8],
 ) -> HttpResponse {
     loop {
-        if let Some(response) =
-            call(method, path, idempotency_key, content_type, body.to_vec()).await
+        if let Some(response) = call(
+            shared,
+            method,
+            path,
+            idempotency_key,
+            content_type,
+            body.to_vec(),
+        )
+        .await
         {
             return response;
         }
@@ -443,12 +549,29 @@ async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResu
     Ok(())
 }
 
-/// Polls every acknowledged task, forever.
+/// The next task a poll round visits: one acknowledged since the round began
+/// (or not yet answered for) before the rest, each once per round, by id.
+fn next_to_poll(obs: &TaskObservations, polled: &BTreeSet<String>) -> Option<String> {
+    let unpolled = || obs.acked.keys().filter(|id| !polled.contains(*id));
+    unpolled()
+        .find(|id| obs.seen.get(*id).is_none_or(|s| s.latest.is_none()))
+        .or_else(|| unpolled().next())
+        .cloned()
+}
+
+/// Polls every acknowledged task, forever (to the end of the run), in rounds
+/// [`POLL`] apart; a task not yet seen goes first, even one acknowledged
+/// while a round is under way.
 async fn poll_tasks(shared: SharedTasks) {
     loop {
-        let ids: Vec<String> = lock(&shared).acked.keys().cloned().collect();
-        for id in ids {
+        let mut polled = BTreeSet::new();
+        loop {
+            // The guard must be gone before the request (it locks again).
+            let next = next_to_poll(&lock(&shared), &polled);
+            let Some(id) = next else { break };
+            polled.insert(id.clone());
             let Some(answer) = call(
+                &shared,
                 "GET",
                 &format!("/tasks/{id}"),
                 None,
@@ -481,6 +604,7 @@ pub fn note_task(seen: &mut TaskSeen, task: Value, at: Duration) {
     if seen.history.last() != Some(&status) {
         seen.history.push(status.clone());
     }
+    seen.first_at.get_or_insert(at);
     if is_final(&status) {
         seen.final_at.get_or_insert(at);
     }

@@ -6,17 +6,171 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use ww_sched::tasks::hash_puzzle;
 
-use super::tasks::{is_final, TaskObservations, TaskSeen};
-use crate::scenario::{Check, Class};
+use super::tasks::{is_final, Refusal, TaskObservations, TaskSeen};
+use crate::scenario::{Cause, Check, Class, Window};
+
+/// How long after it starts (at 0 and at each restart) the gateway may refuse
+/// or not answer: a (re)starting gateway opens its store before it answers.
+pub const RESTART_GRACE: Duration = Duration::from_secs(5);
+/// How long after `disk_heal` the gateway may still refuse: a gateway that
+/// stopped on a store error answers again only once restarted on a healthy disk.
+pub const DISK_HEAL_GRACE: Duration = Duration::from_secs(5);
+/// How long after a disturbance of the client's link ends a request may still
+/// fail for it (a broken link mends on the next message).
+pub const LINK_GRACE: Duration = Duration::from_secs(1);
+/// An acknowledged task no poll has yet answered for is not judged lost if it
+/// was acknowledged this recently before the check: the poller visits a task
+/// not yet seen next (one request, well under a second without faults; the
+/// slowest first sight is in the check's summary).
+pub const UNSEEN_GRACE: Duration = Duration::from_secs(3);
+/// Violation lines a check lists before summing up the rest.
+const VIOLATIONS_LISTED_MAX: usize = 20;
+
+/// The disturbances of the gateway and of its link with the client, each
+/// widened by its grace, judged against what the client saw.
+pub struct Excuses {
+    /// (cause, from, until), closed.
+    windows: Vec<(Cause, Duration, Duration)>,
+}
+
+impl Excuses {
+    /// From the gateway's and the client link's `windows` (see
+    /// `Disturbances::windows`), open ones lasting to `end`; the gateway's
+    /// start at 0 counts as a restart.
+    pub fn new(windows: &[Window], end: Duration) -> Excuses {
+        let start = (Cause::Down, Duration::ZERO, RESTART_GRACE);
+        let widened = windows.iter().map(|w| {
+            let grace = match w.cause {
+                Cause::Down => RESTART_GRACE,
+                Cause::Disk => DISK_HEAL_GRACE,
+                Cause::Link => LINK_GRACE,
+            };
+            (w.cause, w.from, w.until.unwrap_or(end).max(w.from) + grace)
+        });
+        Excuses {
+            windows: std::iter::once(start).chain(widened).collect(),
+        }
+    }
+
+    /// The first disturbance of one of `causes` overlapping `[from, until]`.
+    fn overlapping(&self, causes: &[Cause], from: Duration, until: Duration) -> Option<Cause> {
+        self.windows
+            .iter()
+            .find(|(cause, start, end)| causes.contains(cause) && *start <= until && *end >= from)
+            .map(|(cause, _, _)| *cause)
+    }
+
+    /// Whether every moment of `[from, until]` lies within some disturbance
+    /// (an empty interval does).
+    pub fn covers(&self, from: Duration, until: Duration) -> bool {
+        let mut windows: Vec<(Duration, Duration)> =
+            self.windows.iter().map(|(_, a, b)| (*a, *b)).collect();
+        windows.sort();
+        let mut reached = from;
+        for (start, end) in windows {
+            if reached >= until {
+                break;
+            }
+            if start <= reached {
+                reached = reached.max(end);
+            }
+        }
+        reached >= until
+    }
+
+    /// What explains `refusal`: an answer (5xx) only a crash, restart or disk
+    /// fault of the gateway; no answer also a disturbance of the client's link;
+    /// a 4xx refusal of a submission nothing.
+    pub fn explain(&self, refusal: &Refusal) -> Option<Cause> {
+        match refusal.status {
+            Some(status) if status < 500 => None,
+            Some(_) => self.overlapping(&[Cause::Down, Cause::Disk], refusal.sent, refusal.at),
+            None => self.overlapping(
+                &[Cause::Down, Cause::Disk, Cause::Link],
+                refusal.sent,
+                refusal.at,
+            ),
+        }
+    }
+}
+
+/// `lines`, at most [`VIOLATIONS_LISTED_MAX`] of them, and a line for the rest.
+fn listed(mut lines: Vec<String>) -> Vec<String> {
+    if lines.len() > VIOLATIONS_LISTED_MAX {
+        let more = lines.len() - VIOLATIONS_LISTED_MAX;
+        lines.truncate(VIOLATIONS_LISTED_MAX);
+        lines.push(format!("... and {more} more"));
+    }
+    lines
+}
+
+/// Safety `refusals_explained`: every request the gateway did not serve (see
+/// [`Refusal`]) falls within a disturbance that explains it ([`Excuses::explain`]).
+pub fn refusals_explained(obs: &TaskObservations, excuses: &Excuses) -> Check {
+    let mut wrong = Vec::new();
+    let mut by_cause = std::collections::BTreeMap::<Cause, usize>::new();
+    for refusal in &obs.refusals {
+        if let Some(cause) = excuses.explain(refusal) {
+            *by_cause.entry(cause).or_default() += 1;
+            continue;
+        }
+        let answer = match refusal.status {
+            Some(status) => format!(
+                "answered {status} at {:.3}s: {}",
+                refusal.at.as_secs_f64(),
+                refusal.body
+            ),
+            None => format!(
+                "no answer by {:.3}s ({})",
+                refusal.at.as_secs_f64(),
+                refusal.body
+            ),
+        };
+        let why = match refusal.status {
+            Some(status) if status < 500 => "the workload sends only valid submissions",
+            Some(_) => "no crash, restart or disk fault of the gateway overlaps it",
+            None => "neither the gateway nor its link with the client was disturbed",
+        };
+        wrong.push(format!(
+            "{} {} sent at {:.3}s, {answer}; {why}",
+            refusal.method,
+            refusal.path,
+            refusal.sent.as_secs_f64()
+        ));
+    }
+    let causes: Vec<String> = by_cause
+        .iter()
+        .map(|(cause, n)| format!("{n} by {}", cause.name()))
+        .collect();
+    let summary = format!(
+        "{} requests, {} not served, {} explained ({})",
+        obs.requests,
+        obs.refusals.len(),
+        obs.refusals.len() - wrong.len(),
+        if causes.is_empty() {
+            "none needed".to_string()
+        } else {
+            causes.join(", ")
+        }
+    );
+    Check::new("refusals_explained", Class::Safety, listed(wrong), summary)
+}
 
 /// Safety `no_task_lost`: every acknowledged task stays listed (no poll ever
-/// answers 404) and none of its runs disappears: indexes are 0.. without gaps,
-/// never more than its repeats, and all of them once the task is final (unless
-/// cancelled).
-pub fn no_task_lost(obs: &TaskObservations) -> Check {
+/// answers 404, and a poll has answered for it by `at`, the check, unless it
+/// was acknowledged within [`UNSEEN_GRACE`] of the check or the gateway or
+/// the client's link was disturbed all the time since) and none of its runs
+/// disappears: indexes are 0.. without gaps, never more than its repeats, and
+/// all of them once the task is final (unless cancelled).
+pub fn no_task_lost(obs: &TaskObservations, excuses: &Excuses, at: Duration) -> Check {
     let mut wrong = Vec::new();
+    let mut unseen = 0usize;
+    let mut first_sight = Duration::ZERO;
     for (id, (plan, acked_at)) in &obs.acked {
         let seen = obs.seen.get(id);
+        if let Some(first) = seen.and_then(|s| s.first_at) {
+            first_sight = first_sight.max(first.saturating_sub(*acked_at));
+        }
         if let Some(at) = seen.and_then(|s| s.missing_at) {
             wrong.push(format!(
                 "{id}: acknowledged at {:.3}s, answered 404 at {:.3}s",
@@ -26,6 +180,16 @@ pub fn no_task_lost(obs: &TaskObservations) -> Check {
             continue;
         }
         let Some(task) = seen.and_then(|s| s.latest.as_ref()) else {
+            if excuses.covers(*acked_at, at.saturating_sub(UNSEEN_GRACE)) {
+                unseen += 1;
+            } else {
+                wrong.push(format!(
+                    "{id}: acknowledged at {:.3}s, never seen by a poll by {:.3}s (nothing \
+                     disturbed the gateway or its link with the client all that time)",
+                    acked_at.as_secs_f64(),
+                    at.as_secs_f64()
+                ));
+            }
             continue;
         };
         let runs = task["runs"].as_array().cloned().unwrap_or_default();
@@ -46,10 +210,13 @@ pub fn no_task_lost(obs: &TaskObservations) -> Check {
         }
     }
     let summary = format!(
-        "{} acknowledged, {} refused, {} requests retried",
+        "{} acknowledged, {} refused, {} requests retried, slowest first sight {:.3}s after \
+         the ack, {unseen} not seen yet (excused), gateway started {} times",
         obs.acked.len(),
         obs.refused.len(),
-        obs.retries
+        obs.retries,
+        first_sight.as_secs_f64(),
+        obs.gateway_starts
     );
     Check::new("no_task_lost", Class::Safety, wrong, summary)
 }
@@ -255,4 +422,158 @@ pub fn runs_finish_within(
         slowest.as_secs_f64()
     );
     Check::new("runs_finish_within_s", Class::Liveness, wrong, summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    fn refusal(sent: f64, at: f64, status: Option<u16>) -> Refusal {
+        Refusal {
+            sent: s(sent),
+            at: s(at),
+            method: "POST".into(),
+            path: "/tasks".into(),
+            status,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn refusals_are_explained_only_by_what_can_cause_them() {
+        let windows = [
+            // Crashed at 20 s, restarted at 24 s.
+            Window {
+                cause: Cause::Down,
+                from: s(20.0),
+                until: Some(s(24.0)),
+            },
+            // The client's link cut from 40 s to 42 s.
+            Window {
+                cause: Cause::Link,
+                from: s(40.0),
+                until: Some(s(42.0)),
+            },
+            // A disk fault from 60 s, never healed.
+            Window {
+                cause: Cause::Disk,
+                from: s(60.0),
+                until: None,
+            },
+        ];
+        let excuses = Excuses::new(&windows, s(80.0));
+        let cases = [
+            // The start counts as a restart.
+            (refusal(0.0, 0.1, None), Some(Cause::Down)),
+            (refusal(4.9, 5.2, Some(503)), Some(Cause::Down)),
+            (refusal(5.1, 5.2, Some(500)), None),
+            (refusal(10.0, 13.0, None), None),
+            // Down, and the restart's grace.
+            (refusal(19.0, 22.0, None), Some(Cause::Down)),
+            (refusal(28.0, 28.5, Some(503)), Some(Cause::Down)),
+            (refusal(29.5, 29.6, Some(503)), None),
+            // A cut link explains no answer, not an answer.
+            (refusal(39.0, 42.0, None), Some(Cause::Link)),
+            (refusal(42.9, 43.0, None), Some(Cause::Link)),
+            (refusal(41.0, 41.1, Some(500)), None),
+            (refusal(43.5, 44.0, None), None),
+            // A disk fault, to the end.
+            (refusal(70.0, 70.1, Some(503)), Some(Cause::Disk)),
+            // A 4xx refusal of a submission, never.
+            (refusal(21.0, 21.0, Some(400)), None),
+            (refusal(70.0, 70.1, Some(422)), None),
+        ];
+        for (refusal, expected) in cases {
+            assert_eq!(excuses.explain(&refusal), expected, "{refusal:?}");
+        }
+    }
+
+    #[test]
+    fn an_acknowledged_task_never_polled_is_lost_unless_recent_or_excused() {
+        use crate::workload::tasks::Plan;
+        let plan = Plan {
+            id: String::new(),
+            at_ms: 0,
+            input: 1,
+            difficulty: 0,
+            start_ms: 0,
+            delay_ms: 200,
+            repeats: 1,
+            cancel_after_ms: None,
+        };
+        // The gateway down from 10 s to the end; its link cut from `cut` to 10 s.
+        let windows = |cut: f64| {
+            [
+                Window {
+                    cause: Cause::Down,
+                    from: s(10.0),
+                    until: None,
+                },
+                Window {
+                    cause: Cause::Link,
+                    from: s(cut),
+                    until: Some(s(10.0)),
+                },
+            ]
+        };
+        let end = s(40.0);
+        let gap = Excuses::new(&windows(7.0), end);
+        assert!(
+            !gap.covers(s(4.0), s(7.5)),
+            "5 s (the start's grace) to 7 s is not"
+        );
+        assert!(gap.covers(s(7.0), end));
+        assert!(gap.covers(s(6.0), s(6.0)), "an empty interval is");
+        let excuses = Excuses::new(&windows(4.0), end);
+        assert!(
+            excuses.covers(Duration::ZERO, end),
+            "the start's grace, the cut, down"
+        );
+        let mut obs = TaskObservations::default();
+        for (id, acked) in [("early", 1.0), ("cut", 3.5)] {
+            obs.acked.insert(id.into(), (plan.clone(), s(acked)));
+        }
+        let check = no_task_lost(&obs, &excuses, end);
+        assert!(check.held(), "{:?}", check.violations);
+
+        // Healthy all the time: only a task acknowledged within the grace is excused.
+        let excuses = Excuses::new(&[], end);
+        obs.acked
+            .insert("recent".into(), (plan, end - UNSEEN_GRACE / 2));
+        let check = no_task_lost(&obs, &excuses, end);
+        assert_eq!(check.violations.len(), 2, "{:?}", check.violations);
+        assert!(
+            check.violations[0].starts_with("cut: acknowledged at 3.500s, never seen by a poll"),
+            "{:?}",
+            check.violations
+        );
+        assert!(check.summary.contains("1 not seen yet (excused)"));
+    }
+
+    #[test]
+    fn unexplained_refusals_are_named_and_listed_up_to_a_bound() {
+        let excuses = Excuses::new(&[], s(80.0));
+        let obs = TaskObservations {
+            requests: 40,
+            refusals: (0..30)
+                .map(|i| refusal(10.0 + f64::from(i), 10.5 + f64::from(i), Some(500)))
+                .collect(),
+            ..TaskObservations::default()
+        };
+        let check = refusals_explained(&obs, &excuses);
+        assert_eq!(check.violations.len(), VIOLATIONS_LISTED_MAX + 1);
+        assert_eq!(
+            check.violations[0],
+            "POST /tasks sent at 10.000s, answered 500 at 10.500s: ; no crash, restart or \
+             disk fault of the gateway overlaps it"
+        );
+        assert_eq!(check.violations[VIOLATIONS_LISTED_MAX], "... and 10 more");
+        assert!(check
+            .summary
+            .starts_with("40 requests, 30 not served, 0 explained"));
+    }
 }
