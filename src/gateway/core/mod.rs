@@ -433,19 +433,29 @@ impl Core {
         }
         self.modules.committed();
         for held in released.answers {
-            self.answer(held, &report.purged);
+            self.answer(held, &report.purged, &released.written);
         }
     }
 
-    /// Sends a held answer, rendered from the store (committed state only).
-    fn answer(&mut self, held: Held, purged: &[(TaskId, PurgeOutcome)]) {
+    /// Sends a held answer, showing committed state only: the header the
+    /// batch wrote, or else the store's.
+    fn answer(
+        &mut self,
+        held: Held,
+        purged: &[(TaskId, PurgeOutcome)],
+        written: &BTreeMap<TaskId, TaskHeader>,
+    ) {
+        let committed = |core: &mut Core, id: &TaskId| match written.get(id) {
+            Some(header) => Ok(header.clone()),
+            None => core.committed_header(id),
+        };
         match held {
             Held::Submit { reply, id, created } => {
-                let header = self.committed_header(&id);
+                let header = committed(self, &id);
                 let _ = reply.send(header.map(|h| (h, created)));
             }
             Held::Cancel { reply, id } => {
-                let _ = reply.send(self.committed_header(&id));
+                let _ = reply.send(committed(self, &id));
             }
             Held::Purge { reply, id } => {
                 let outcome = purged.iter().find(|(p, _)| *p == id).map(|(_, o)| *o);
@@ -468,8 +478,8 @@ impl Core {
         }
     }
 
-    /// The task's header as committed; missing or unreadable trips fail-stop,
-    /// since an acknowledgement is about to show it.
+    /// The task's header as the store holds it; missing or unreadable trips
+    /// fail-stop, since an acknowledgement is about to show it.
     fn committed_header(&mut self, id: &TaskId) -> Result<TaskHeader, ApiError> {
         match self.store.header(id) {
             Ok(Some(header)) => Ok(header),

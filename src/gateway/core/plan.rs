@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::sched::{BatchReport, Op, Run, Task, TaskId};
+use crate::sched::{BatchReport, Op, Run, Task, TaskHeader, TaskId};
 
 /// What the store holds of one run, as of the batches formed so far.
 #[derive(Debug)]
@@ -57,6 +57,8 @@ struct InFlight<A> {
     answers: Vec<A>,
     /// Tasks this batch writes final.
     finished: Vec<TaskId>,
+    /// The header of each task this batch writes.
+    written: BTreeMap<TaskId, TaskHeader>,
 }
 
 /// A batch to commit, numbered.
@@ -77,6 +79,9 @@ pub struct Released<A> {
     pub answers: Vec<A>,
     /// Tasks now stored final: forget them.
     pub finished: Vec<TaskId>,
+    /// The header of each task the batch wrote, as committed: an answer about
+    /// one of them shows it without reading the store.
+    pub written: BTreeMap<TaskId, TaskHeader>,
     /// What the store reported.
     pub report: BatchReport,
 }
@@ -171,6 +176,7 @@ impl<A> Planner<A> {
         }
         let mut ops = std::mem::take(&mut self.ops);
         let mut finished = Vec::new();
+        let mut written = BTreeMap::new();
         for id in std::mem::take(&mut self.dirty) {
             #[cfg(feature = "sabotage")]
             if self.unwritten.contains(&id) {
@@ -197,8 +203,10 @@ impl<A> Planner<A> {
                 }
                 self.stored.insert(id.clone(), now);
             }
+            let header = task.header();
+            written.insert(id.clone(), header.clone());
             ops.push(Op::PutTask {
-                header: Box::new(task.header()),
+                header: Box::new(header),
                 runs,
             });
         }
@@ -210,6 +218,7 @@ impl<A> Planner<A> {
             seq,
             answers,
             finished,
+            written,
         });
         Some(Formed {
             seq,
@@ -230,6 +239,7 @@ impl<A> Planner<A> {
         Released {
             answers: flight.answers,
             finished: flight.finished,
+            written: flight.written,
             report,
         }
     }

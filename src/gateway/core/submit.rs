@@ -108,15 +108,16 @@ impl Core {
             }
         };
         let id = match new.id {
-            Some(id) => id,
+            // A generated id is checked unused as it is generated.
             None => self.generate_id()?,
+            Some(id) if self.sched.task(&id).is_some() || self.stored(&id)? => {
+                return Err(ApiError::Conflict(format!(
+                    "a task with id {:?} exists",
+                    id.0
+                )));
+            }
+            Some(id) => id,
         };
-        if self.sched.task(&id).is_some() || self.stored(&id)? {
-            return Err(ApiError::Conflict(format!(
-                "a task with id {:?} exists",
-                id.0
-            )));
-        }
         let spec = TaskSpec {
             id: id.clone(),
             description: new.description,
