@@ -1,0 +1,190 @@
+//! The core's side of the commit pipeline: forming and sending batches,
+//! taking their results, releasing or refusing held answers, retention, and
+//! the fail-stop.
+
+use std::collections::BTreeMap;
+
+use super::{internal, Core, Held, Released, EXPIRE_DELETE_MAX, MODULES_COLLECT_MAX};
+use crate::gateway::ApiError;
+use crate::sched::{Op, PurgeOutcome, StoreError, TaskHeader, TaskId};
+
+impl Core {
+    /// Queues retention: finished tasks past their time or beyond the most
+    /// kept, and modules unused past their grace.
+    pub(super) fn expire(&mut self, now_ms: u64) {
+        let retention = self.config.retention;
+        self.plan.queue(Op::Expire {
+            now_ms,
+            retain_ms: retention.retain_ms,
+            finished_max: retention.finished_max,
+            delete_max: EXPIRE_DELETE_MAX,
+        });
+        let unused = self
+            .modules
+            .collect(now_ms, retention.module_grace_ms, MODULES_COLLECT_MAX);
+        if !unused.is_empty() {
+            tracing::info!(modules = unused.len(), "deleting modules no task refers to");
+            self.plan.queue(Op::DeleteModules { hashes: unused });
+        }
+        self.next_expire_ms = now_ms.saturating_add(retention.interval_ms.max(1));
+    }
+
+    /// Forms the next batch and sends it, if none is in flight.
+    pub(super) fn send_batch(&mut self) {
+        let sched = &self.sched;
+        let Some(formed) = self.plan.form(|id| sched.task(id)) else {
+            return;
+        };
+        self.modules.formed();
+        #[allow(unused_mut)]
+        let mut durable = true;
+        #[cfg(feature = "sabotage")]
+        if !formed.answers_waiting
+            && crate::sabotage::armed(crate::sabotage::Sabotage::ShowUnsyncedResults)
+        {
+            // Progress nobody waits for is committed without an fsync, yet
+            // readers see it: a crash then takes back a result already shown.
+            durable = false;
+        }
+        self.in_flight_since = Some(tokio::time::Instant::now());
+        self.committer.send(formed.seq, formed.batch, durable);
+    }
+
+    pub(super) fn commit_done(
+        &mut self,
+        seq: u64,
+        result: Result<crate::sched::BatchReport, StoreError>,
+    ) {
+        self.in_flight_since = None;
+        match result {
+            Ok(report) => {
+                self.commits += 1;
+                let released = self.plan.committed(seq, report);
+                self.released(released);
+            }
+            Err(e) => {
+                let cause = match e.os_error() {
+                    Some(code) => format!("{e} (os error {code})"),
+                    None => e.to_string(),
+                };
+                self.fail(cause);
+            }
+        }
+    }
+
+    /// The store failed: refuse everything held (the batch in flight too),
+    /// trip the health switch.
+    pub(super) fn fail(&mut self, cause: String) {
+        if self.plan.failure().is_some() {
+            return;
+        }
+        let seq = self.plan.in_flight().unwrap_or(0);
+        self.in_flight_since = None;
+        for held in self.plan.failed(seq, cause.clone()) {
+            held.refuse(&cause);
+        }
+        self.health.trip(cause);
+    }
+
+    pub(super) fn released(&mut self, released: Released<Held>) {
+        let now = (self.clock)();
+        let report = released.report;
+        for deleted in &report.deleted {
+            self.modules.released(&deleted.module_hash, now);
+        }
+        if !report.deleted.is_empty() {
+            tracing::debug!(tasks = report.deleted.len(), "finished tasks deleted");
+        }
+        for hash in &report.modules_kept {
+            match self.store.module_refs() {
+                Ok(refs) => {
+                    if let Some(refs) = refs.get(hash) {
+                        self.modules.kept(*hash, *refs);
+                    }
+                }
+                Err(e) => return self.fail(e.to_string()),
+            }
+        }
+        if report.expire_more {
+            self.next_expire_ms = now;
+        }
+        for id in released.finished {
+            match self.sched.forget(&id) {
+                Ok(task) => {
+                    if let Some(key) = &task.spec.idempotency_key {
+                        self.keys.remove(key);
+                    }
+                }
+                Err(e) => debug_assert!(false, "a task stored final could not be forgotten: {e}"),
+            }
+        }
+        self.modules.committed();
+        for held in released.answers {
+            self.answer(held, &report.purged, &released.written);
+        }
+    }
+
+    /// Sends a held answer, showing committed state only: the header the
+    /// batch wrote, or else the store's.
+    pub(super) fn answer(
+        &mut self,
+        held: Held,
+        purged: &[(TaskId, PurgeOutcome)],
+        written: &BTreeMap<TaskId, TaskHeader>,
+    ) {
+        let committed = |core: &mut Core, id: &TaskId| match written.get(id) {
+            Some(header) => Ok(header.clone()),
+            None => core.committed_header(id),
+        };
+        match held {
+            Held::Submit { reply, id, created } => {
+                let header = committed(self, &id);
+                let _ = reply.send(header.map(|h| (h, created)));
+            }
+            Held::Cancel { reply, id } => {
+                let _ = reply.send(committed(self, &id));
+            }
+            Held::Purge { reply, id } => {
+                let outcome = purged.iter().find(|(p, _)| *p == id).map(|(_, o)| *o);
+                let answer = match outcome {
+                    Some(PurgeOutcome::Purged) => Ok(()),
+                    Some(PurgeOutcome::NotFound) => {
+                        Err(ApiError::NotFound(format!("no task {:?}", id.0)))
+                    }
+                    Some(PurgeOutcome::NotFinished) => Err(ApiError::Conflict(format!(
+                        "task {:?} is not finished; cancel it and purge it once final",
+                        id.0
+                    ))),
+                    None => Err(internal(format!("purge of {id} not carried out"))),
+                };
+                let _ = reply.send(answer);
+            }
+            Held::Module { reply, hash } => {
+                let _ = reply.send(Ok(hash));
+            }
+        }
+    }
+
+    /// The task's header as the store holds it; missing or unreadable trips
+    /// fail-stop, since an acknowledgement is about to show it.
+    pub(super) fn committed_header(&mut self, id: &TaskId) -> Result<TaskHeader, ApiError> {
+        match self.store.header(id) {
+            Ok(Some(header)) => Ok(header),
+            Ok(None) => {
+                #[cfg(feature = "sabotage")]
+                if self.plan.unwritten.contains(id) {
+                    if let Some(task) = self.sched.task(id) {
+                        return Ok(task.header());
+                    }
+                }
+                let cause = format!("task {id} was committed but is not in the store");
+                self.fail(cause.clone());
+                Err(ApiError::Storage(cause))
+            }
+            Err(e) => {
+                self.fail(e.to_string());
+                Err(ApiError::Storage(e.to_string()))
+            }
+        }
+    }
+}
