@@ -29,6 +29,7 @@ enum Command {
     /// Start workers on loopback, send them hash-puzzle tasks, print checked results.
     Demo(cli::demo::DemoArgs),
     /// Start the gateway: REST API, scheduler and task store; workers register with it.
+    /// On a storage error it stops acknowledging and exits 1, for a supervisor to restart it.
     Gateway(cli::gateway::GatewayArgs),
     /// Start a worker node: print its peer id and addresses, then serve until Ctrl-C.
     Worker(cli::worker::WorkerArgs),
