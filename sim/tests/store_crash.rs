@@ -1,12 +1,13 @@
 //! The gateway's store on the simulated disk: what a crash keeps is exactly what
-//! was made durable, and the store reopens cleanly after any crash.
+//! was made durable, the store reopens cleanly after any crash, and a write the
+//! disk refuses (an injected fault) is an error, never a panic.
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ww_sched::sched::{
     RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec,
 };
-use ww_sim::disk::SimDisk;
+use ww_sim::disk::{DiskFault, SimDisk};
 
 /// The module the tasks refer to; the store keeps no task without its module.
 const MODULE: &[u8] = b"\0asm\x01\0\0\0";
@@ -164,5 +165,44 @@ fn the_store_reopens_after_a_torn_crash_at_every_step() {
     // still come back at its last durable commit.
     for seed in 0..16 {
         crash_at_every_step(Some(seed));
+    }
+}
+
+#[test]
+fn a_refused_write_is_an_error_and_a_reopen_keeps_the_durable_commits() {
+    let mut sched = Scheduler::new(SchedConfig::default());
+    sched.worker_joined(0, "w", 4);
+    let (kept, refused, later) = (
+        running_task(&mut sched, "kept"),
+        running_task(&mut sched, "refused"),
+        running_task(&mut sched, "later"),
+    );
+    let names = |store: &Store| -> Vec<String> {
+        statuses(store).into_iter().map(|(name, _)| name).collect()
+    };
+    for fault in [DiskFault::Eio, DiskFault::Full, DiskFault::FsyncFail] {
+        let disk = SimDisk::new();
+        {
+            let store = open(&disk);
+            store.put_task(&kept).expect("durable put");
+            disk.inject(fault);
+            assert!(
+                store.put_task(&refused).is_err(),
+                "{fault:?}: the write was not refused"
+            );
+            assert!(disk.failures() > 0, "{fault:?}: no call was refused");
+            disk.crash();
+        }
+        // Still faulty: opening (which must repair after the crash) fails cleanly.
+        assert!(
+            Store::open_on(disk.backend(), "disk").is_err(),
+            "{fault:?}: opened on a faulty disk"
+        );
+        disk.crash();
+        disk.heal();
+        let store = Store::open_on(disk.backend(), "disk").expect("reopen after heal");
+        assert_eq!(names(&store), ["kept"], "{fault:?}");
+        store.put_task(&later).expect("put after heal");
+        assert_eq!(names(&store), ["kept", "later"], "{fault:?}");
     }
 }
