@@ -3,7 +3,27 @@
 //! from the gateway, whose lost requests the cut must explain.
 
 use ww_sim::root_seed;
-use ww_sim::scenario::{run, Scenario};
+use ww_sim::scenario::{run, Scenario, Verdict};
+
+/// Fails unless the run held every invariant; `seed` names it.
+fn assert_clean(verdict: &Verdict, seed: u64) {
+    assert!(
+        verdict.is_clean(),
+        "seed {seed}: {:?} {:?}",
+        verdict.safety_violations,
+        verdict.liveness_violations
+    );
+}
+
+/// The summary of `invariant`'s check, which must have run.
+fn summary<'v>(verdict: &'v Verdict, invariant: &str) -> &'v str {
+    verdict
+        .checks
+        .iter()
+        .find(|c| c.invariant == invariant)
+        .map(|c| c.summary.as_str())
+        .unwrap_or_else(|| panic!("{invariant} was not checked"))
+}
 
 /// Each disk fault for a while, then a heal and a restart (a store that met
 /// an I/O error stays failed until reopened). The only worker is down from the
@@ -76,24 +96,14 @@ fn disk_faults_reach_the_gateways_store() {
                 "seed {seed}: {fault} refused nothing: {line}"
             );
         }
-        assert!(
-            verdict.is_clean(),
-            "seed {seed}: {:?} {:?}",
-            verdict.safety_violations,
-            verdict.liveness_violations
-        );
-        let lost = verdict
-            .checks
-            .iter()
-            .find(|c| c.invariant == "no_task_lost")
-            .expect("checked");
+        assert_clean(&verdict, seed);
+        let lost = summary(&verdict, "no_task_lost");
         let starts: u64 = lost
-            .summary
             .rsplit("gateway started ")
             .next()
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no start count in {:?}", lost.summary));
+            .unwrap_or_else(|| panic!("no start count in {lost:?}"));
         assert!(
             starts >= 4,
             "seed {seed}: the gateway fail-stopped {} times, not 3",
@@ -137,18 +147,9 @@ runs_finish_within_s = 25
     let scenario = Scenario::from_toml_str(text).expect("parse");
     let seed = root_seed(13);
     let verdict = run(&scenario, seed).expect("run");
-    assert!(
-        verdict.is_clean(),
-        "seed {seed}: {:?} {:?}",
-        verdict.safety_violations,
-        verdict.liveness_violations
-    );
-    let check = verdict
-        .checks
-        .iter()
-        .find(|c| c.invariant == "refusals_explained")
-        .expect("checked");
-    assert!(check.summary.contains("by link"), "{}", check.summary);
+    assert_clean(&verdict, seed);
+    let explained = summary(&verdict, "refusals_explained");
+    assert!(explained.contains("by link"), "{explained}");
 }
 
 /// The runner arms each disk fault on the gateway's disk and heals it (the

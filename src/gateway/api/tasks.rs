@@ -111,10 +111,8 @@ pub(super) async fn run(
     let run = state
         .reader
         .read(move |store| {
-            Ok(match store.header(&wanted)? {
-                None => None,
-                Some(_) => Some(store.run(&wanted, index)?),
-            })
+            let page = store.task_page(&wanted, index, 1)?;
+            Ok(page.map(|(_, runs)| runs.into_iter().find(|r| r.index == index)))
         })
         .await?;
     match run {

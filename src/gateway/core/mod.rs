@@ -147,6 +147,17 @@ pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
+impl Core {
+    /// A store read failed: the disk may no longer hold what it says, so the
+    /// gateway fail-stops (the health switch stops the core on its next turn)
+    /// and the request is refused with 503.
+    pub(super) fn read_failed(&self, e: StoreError) -> ApiError {
+        let cause = format!("store read failed: {e}");
+        self.health.trip(cause.clone());
+        ApiError::Storage(cause)
+    }
+}
+
 /// The core's state.
 pub struct Core {
     sched: Scheduler,
@@ -371,7 +382,7 @@ impl Core {
                     let answer = match self.store.header(&id) {
                         Ok(Some(header)) => Ok(header),
                         Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
-                        Err(e) => Err(ApiError::Storage(e.to_string())),
+                        Err(e) => Err(self.read_failed(e)),
                     };
                     let _ = reply.send(answer);
                 }

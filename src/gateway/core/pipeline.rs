@@ -95,14 +95,15 @@ impl Core {
         if !report.deleted.is_empty() {
             tracing::debug!(tasks = report.deleted.len(), "finished tasks deleted");
         }
-        for hash in &report.modules_kept {
-            match self.store.module_refs() {
-                Ok(refs) => {
-                    if let Some(refs) = refs.get(hash) {
-                        self.modules.kept(*hash, *refs);
-                    }
+        if !report.modules_kept.is_empty() {
+            let refs = match self.store.module_refs() {
+                Ok(refs) => refs,
+                Err(e) => return self.fail(format!("store read failed: {e}")),
+            };
+            for hash in &report.modules_kept {
+                if let Some(refs) = refs.get(hash) {
+                    self.modules.kept(*hash, *refs);
                 }
-                Err(e) => return self.fail(e.to_string()),
             }
         }
         if report.expire_more {

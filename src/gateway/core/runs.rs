@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Core, RunDone};
 use crate::gateway::pool::PoolEvent;
 use crate::gateway::runner::run_on_worker;
-use crate::sched::{Effect, RunOutcome, TaskId, TaskSpec};
+use crate::sched::{Effect, RunOutcome, StoreError, TaskId, TaskSpec};
 
 impl Core {
     pub(super) fn run_done(&mut self, done: RunDone) {
@@ -75,33 +75,35 @@ impl Core {
     ) {
         // Failing before any call is reported like any other end of an
         // attempt, after this command: the scheduler hears every end once.
-        let mut fail_now = |outcome: RunOutcome| {
-            self.failed_at_start.push_back(RunDone {
-                task: task.clone(),
-                index,
-                attempt,
-                outcome,
-            });
-        };
-        let Some(client) = self.pool.client(&worker) else {
-            fail_now(RunOutcome::TransportFailed {
+        let ready = match self.pool.client(&worker) {
+            None => Err(RunOutcome::TransportFailed {
                 message: format!("worker {worker} is not in the pool"),
-            });
-            return;
+            }),
+            Some(client) => match self.module_bytes(&spec.module_hash) {
+                Ok(Some(module)) => Ok((client, module)),
+                Ok(None) => Err(RunOutcome::TaskFailed {
+                    kind: "unknown_module".into(),
+                    message: "module missing from the store".into(),
+                    stdout: String::new(),
+                    fuel_used: 0,
+                }),
+                Err(e) => {
+                    // The disk failed: stop; the run is retried after the restart.
+                    self.fail(format!("store read failed: {e}"));
+                    Err(RunOutcome::TransportFailed {
+                        message: format!("module not read: {e}"),
+                    })
+                }
+            },
         };
-        let module = match self.module_bytes(&spec.module_hash) {
-            Ok(bytes) => bytes,
-            Err(reason) => {
+        let (client, module) = match ready {
+            Ok(ready) => ready,
+            Err(outcome) => {
                 self.failed_at_start.push_back(RunDone {
                     task,
                     index,
                     attempt,
-                    outcome: RunOutcome::TaskFailed {
-                        kind: "unknown_module".into(),
-                        message: format!("module missing: {reason}"),
-                        stdout: String::new(),
-                        fuel_used: 0,
-                    },
+                    outcome,
                 });
                 return;
             }
@@ -121,19 +123,19 @@ impl Core {
         self.running.insert(key, handle);
     }
 
-    /// The module's bytes, from memory or the store.
-    pub(super) fn module_bytes(&mut self, hash: &[u8; 32]) -> Result<Arc<Vec<u8>>, String> {
+    /// The module's bytes, from memory or the store (`None`: not stored).
+    pub(super) fn module_bytes(
+        &mut self,
+        hash: &[u8; 32],
+    ) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
         if let Some(bytes) = self.modules.bytes(hash) {
-            return Ok(bytes);
+            return Ok(Some(bytes));
         }
-        match self.store.module(hash) {
-            Ok(Some(bytes)) => {
-                let bytes = Arc::new(bytes);
-                self.modules.cache_insert(*hash, bytes.clone());
-                Ok(bytes)
-            }
-            Ok(None) => Err("not in the store".into()),
-            Err(e) => Err(e.to_string()),
-        }
+        let Some(bytes) = self.store.module(hash)? else {
+            return Ok(None);
+        };
+        let bytes = Arc::new(bytes);
+        self.modules.cache_insert(*hash, bytes.clone());
+        Ok(Some(bytes))
     }
 }

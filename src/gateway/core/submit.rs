@@ -63,14 +63,11 @@ impl Core {
         let Some(id) = self
             .store
             .idempotency(key)
-            .map_err(|e| ApiError::Storage(e.to_string()))?
+            .map_err(|e| self.read_failed(e))?
         else {
             return Ok(None);
         };
-        let header = self
-            .store
-            .header(&id)
-            .map_err(|e| ApiError::Storage(e.to_string()))?;
+        let header = self.store.header(&id).map_err(|e| self.read_failed(e))?;
         Ok(header.map(|h| h.spec))
     }
 
@@ -168,7 +165,7 @@ impl Core {
         self.store
             .header(id)
             .map(|h| h.is_some())
-            .map_err(|e| ApiError::Storage(e.to_string()))
+            .map_err(|e| self.read_failed(e))
     }
 
     fn generate_id(&mut self) -> Result<TaskId, ApiError> {
