@@ -43,6 +43,11 @@ enum Command {
     Tasks(cli::submit::TasksArgs),
     /// Run a module in the local sandbox, without a network.
     RunLocal(cli::run_local::RunLocalArgs),
+    /// Print a new swarm key (libp2p PSK v1 format): give the file to every node
+    /// of a cluster with --swarm-key, and only nodes holding it can connect.
+    SwarmKey(cli::keys::SwarmKeyArgs),
+    /// Print the peer id of a node's key file, creating the key if it is missing.
+    Id(cli::keys::IdArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +73,8 @@ fn main() -> std::process::ExitCode {
         Command::Call(args) => cli::on_node_thread(cli::call::run(args)),
         Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
         Command::RunLocal(args) => cli::run_local::run(args),
+        Command::SwarmKey(args) => cli::keys::swarm_key(args),
+        Command::Id(args) => cli::keys::id(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Args;
 use ww_sched::rpc::RpcConfig;
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
 use ww_sched::worker::RemoteWorker;
 
 /// Flags of `ww-sched call`.
@@ -27,6 +27,13 @@ pub struct CallArgs {
     /// Give up on connecting, or on the answer, after this many milliseconds.
     #[arg(long, default_value_t = 60_000)]
     timeout_ms: u64,
+    /// Key file of the caller's identity (`ww-sched id --key FILE` prints its
+    /// peer id, for the worker's --allow). Without it the caller is anonymous.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The cluster's swarm key file, to reach a keyed worker.
+    #[arg(long, env = "WW_SCHED_SWARM_KEY", value_name = "FILE")]
+    swarm_key: Option<PathBuf>,
 }
 
 /// Calls `assign` and prints the result.
@@ -39,7 +46,12 @@ pub async fn run(args: CallArgs) -> Result<()> {
             args.peer
         );
     };
-    let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+    let identity = match &args.key {
+        Some(path) => Identity::load_or_create(path)?,
+        None => Identity::generate(),
+    };
+    let swarm_key = args.swarm_key.as_deref().map(SwarmKey::load).transpose()?;
+    let transport = Libp2pTransport::new(Libp2pConfig::new(identity).with_swarm_key(swarm_key))?;
     transport.add_peer_address(peer, address)?;
     let timeout = Duration::from_millis(args.timeout_ms);
     let config = RpcConfig {

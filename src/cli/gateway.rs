@@ -10,7 +10,7 @@ use clap::Args;
 use ww_sched::cluster::Membership;
 use ww_sched::gateway::{clock::host_clock, Gateway, GatewayConfig, Retention};
 use ww_sched::sched::OPEN_TASKS_MAX_DEFAULT;
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+use ww_sched::transport::{Identity, Libp2pTransport, Transport};
 
 use super::ClusterArgs;
 
@@ -23,8 +23,9 @@ pub struct GatewayArgs {
     /// Directory of the task database (and of the key file); created if missing.
     #[arg(long, default_value = "ww-sched-data")]
     data: PathBuf,
-    /// Multiaddr workers reach the gateway on (repeatable).
-    #[arg(long = "listen", default_value = "/ip4/0.0.0.0/tcp/0")]
+    /// Multiaddr workers reach the gateway on (repeatable). Defaults to every
+    /// interface with --swarm-key, loopback without one.
+    #[arg(long = "listen")]
     listen: Vec<String>,
     /// Key file of the gateway's identity; defaults to DATA/gateway.key, so a
     /// restarted gateway keeps its peer id and workers find it again.
@@ -157,9 +158,11 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| args.data.join("gateway.key"));
     let identity = Identity::load_or_create(&key)?;
-    let transport = Libp2pTransport::new(Libp2pConfig::new(identity.clone()))?;
-    for listen in &args.listen {
-        transport.listen(Address::new(listen.clone())).await?;
+    let network = &args.cluster.network;
+    let listen = network.listen_addresses(&args.listen)?;
+    let transport = Libp2pTransport::new(network.libp2p_config(identity.clone())?)?;
+    for address in listen {
+        transport.listen(address).await?;
     }
     let membership = Rc::new(
         super::join_cluster(

@@ -4,13 +4,15 @@ pub mod call;
 pub mod demo;
 pub mod gateway;
 pub mod http;
+pub mod keys;
 pub mod peers;
 pub mod run_local;
 pub mod submit;
 pub mod worker;
 
 use std::future::Future;
-use std::path::Path;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -18,7 +20,7 @@ use ww_sched::boot::{AnyDiscovery, DiscoverySpec, DEFAULT_DISCOVER};
 use ww_sched::cluster::{parse_meta, Membership, MembershipConfig};
 use ww_sched::exec::Limits;
 use ww_sched::pubsub::PubSub;
-use ww_sched::transport::{Identity, Transport};
+use ww_sched::transport::{Address, Identity, Libp2pConfig, SwarmKey, Transport};
 
 /// Largest module file the CLI reads.
 const MODULE_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -67,6 +69,98 @@ impl LimitArgs {
     }
 }
 
+/// Who may connect: the cluster's swarm key, or the explicit choice to run open.
+#[derive(Args, Clone, Debug, Default)]
+pub struct NetworkArgs {
+    /// The cluster's swarm key file (make one with `ww-sched swarm-key`). Every
+    /// node of a cluster needs the same one: connections are encrypted under it
+    /// and discovery packets and heartbeats are authenticated with it, so a node
+    /// without it can neither connect, nor be discovered, nor join the view.
+    /// Without a key a node listens on loopback only (see --insecure-open).
+    #[arg(long, env = "WW_SCHED_SWARM_KEY", value_name = "FILE")]
+    pub swarm_key: Option<PathBuf>,
+    /// Listen beyond loopback without a swarm key: anyone who can reach this
+    /// node can then connect, call it and join its cluster. For trusted networks only.
+    #[arg(long)]
+    pub insecure_open: bool,
+}
+
+impl NetworkArgs {
+    /// Reads the swarm key, if one was given.
+    pub fn swarm_key(&self) -> Result<Option<SwarmKey>> {
+        let Some(path) = &self.swarm_key else {
+            return Ok(None);
+        };
+        let key = SwarmKey::load(path)?;
+        tracing::info!(fingerprint = %key.fingerprint(), "private network");
+        Ok(Some(key))
+    }
+
+    /// The transport's settings for `identity` under these flags.
+    pub fn libp2p_config(&self, identity: Identity) -> Result<Libp2pConfig> {
+        Ok(Libp2pConfig::new(identity).with_swarm_key(self.swarm_key()?))
+    }
+
+    /// The addresses to listen on: `given`, or by default every interface with a
+    /// swarm key and loopback without one. Refuses a non-loopback address
+    /// without a key unless --insecure-open was given.
+    pub fn listen_addresses(&self, given: &[String]) -> Result<Vec<Address>> {
+        if given.is_empty() {
+            let default = if self.swarm_key.is_some() {
+                "/ip4/0.0.0.0/tcp/0"
+            } else {
+                "/ip4/127.0.0.1/tcp/0"
+            };
+            return Ok(vec![Address::new(default)]);
+        }
+        let mut addresses = Vec::with_capacity(given.len());
+        for text in given {
+            if self.swarm_key.is_none() && !self.insecure_open && !is_loopback_multiaddr(text) {
+                bail!(
+                    "refusing to listen on {text} without a swarm key: anyone who can reach \
+                     it could join the cluster. Give every node --swarm-key FILE (make one \
+                     with `ww-sched swarm-key > swarm.key`), or --insecure-open on a \
+                     trusted network"
+                );
+            }
+            addresses.push(Address::new(text.clone()));
+        }
+        Ok(addresses)
+    }
+
+    /// Refuses discovery beyond this machine (multicast on another interface, a
+    /// CIDR crawl) without a swarm key unless --insecure-open was given: its
+    /// packets could not be authenticated.
+    pub fn check_discovery(&self, spec: &DiscoverySpec) -> Result<()> {
+        if self.swarm_key.is_some() || self.insecure_open {
+            return Ok(());
+        }
+        let local = match spec {
+            DiscoverySpec::None | DiscoverySpec::Static(_) => true,
+            DiscoverySpec::Multicast { interface, .. } => interface.is_loopback(),
+            DiscoverySpec::Cidr { network, .. } => network.is_loopback(),
+        };
+        if !local {
+            bail!(
+                "refusing discovery beyond this machine without a swarm key (its packets \
+                 could not be authenticated). Give every node --swarm-key FILE, or \
+                 --insecure-open on a trusted network"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Whether a multiaddr's host is a loopback IP (`/ip4/127.x`, `/ip6/::1`);
+/// wildcards, other IPs and DNS names are not.
+pub fn is_loopback_multiaddr(text: &str) -> bool {
+    let mut parts = text.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some("ip4" | "ip6"), Some(ip)) => ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        _ => false,
+    }
+}
+
 /// How a node finds and joins the cluster.
 #[derive(Args)]
 pub struct ClusterArgs {
@@ -88,6 +182,8 @@ pub struct ClusterArgs {
     /// The host name others see; defaults to this machine's.
     #[arg(long)]
     pub host: Option<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
 }
 
 /// This machine's host name, or `localhost` when it cannot be read.
@@ -112,6 +208,7 @@ pub async fn join_cluster<T: Transport>(
         .discover
         .parse()
         .with_context(|| format!("--discover {}", args.discover))?;
+    args.network.check_discovery(&spec)?;
     let seed: u64 = rand::random();
     let discovery = AnyDiscovery::from_spec(&spec, transport, identity, seed).await?;
     let mut meta = Vec::new();

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 use ww_sched::cluster::{parse_selector, Query, Record};
-use ww_sched::transport::{Identity, Libp2pConfig, Libp2pTransport, Transport};
+use ww_sched::transport::{Identity, Libp2pTransport, Transport};
 
 use super::ClusterArgs;
 
@@ -57,7 +57,7 @@ pub async fn run(args: PeersArgs) -> Result<()> {
     let selector =
         parse_selector(&args.select).with_context(|| format!("--select {}", args.select))?;
     let identity = Identity::generate();
-    let transport = Libp2pTransport::new(Libp2pConfig::new(identity.clone()))?;
+    let transport = Libp2pTransport::new(args.cluster.network.libp2p_config(identity.clone())?)?;
     let membership = super::join_cluster(&transport, identity, &args.cluster, false, &[]).await?;
     tokio::time::sleep(Duration::from_millis(args.wait_ms)).await;
     let mut query = Query::new(selector);

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use ww_sched::exec::{Sandbox, SandboxConfig};
 use ww_sched::node::WorkerNode;
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
+use ww_sched::transport::{Address, Identity, Libp2pTransport};
 use ww_sched::worker::WorkerConfig;
 
 use super::{ClusterArgs, LimitArgs};
@@ -21,8 +21,9 @@ use ww_sched::transport::{PeerId, Transport};
 /// Flags of `ww-sched worker`.
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// Multiaddr to listen on (repeatable). Port 0 picks a free port.
-    #[arg(long = "listen", default_value = "/ip4/0.0.0.0/tcp/0")]
+    /// Multiaddr to listen on (repeatable); port 0 picks a free port. Defaults
+    /// to every interface with --swarm-key, loopback without one.
+    #[arg(long = "listen")]
     listen: Vec<String>,
     /// Key file holding the node's identity, created if missing, so a restart keeps the
     /// peer id. Without it every start gets a new id.
@@ -58,9 +59,10 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         }
         config.slots = slots;
     }
-    let transport = Libp2pTransport::new(Libp2pConfig::new(identity.clone()))?;
+    let network = &args.cluster.network;
+    let listen = network.listen_addresses(&args.listen)?;
+    let transport = Libp2pTransport::new(network.libp2p_config(identity.clone())?)?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
-    let listen: Vec<Address> = args.listen.iter().map(Address::new).collect();
     let node = WorkerNode::start(transport, sandbox, config, &listen).await?;
     // Wildcard listeners report one address per interface just after binding.
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -30,7 +30,7 @@ pub use views::{run_row, task_detail, task_summary};
 
 use crate::cluster::Membership;
 use crate::csp::{ChanConfig, ChannelServer};
-use crate::rpc::{export_protocol, serve_per_peer, ServeHandle};
+use crate::rpc::{export_protocol, serve_per_peer, ServeHandle, ServeLimits};
 use crate::sched::{SchedConfig, Store, StoreError};
 use crate::transport::Transport;
 
@@ -146,8 +146,10 @@ impl Gateway {
         let protocol = export_protocol(REGISTRATION_CHANNEL)
             .map_err(|e| GatewayError::Export(e.to_string()))?;
         let facets = channel.clone();
-        let serving = serve_per_peer(transport, &protocol, move |peer| {
-            facets.sender_for(peer).client
+        // Every peer that can connect may register: on a keyed cluster that is a
+        // holder of the swarm key (docs/SECURITY.md).
+        let serving = serve_per_peer(transport, &protocol, ServeLimits::default(), move |peer| {
+            Some(facets.sender_for(peer).client)
         })
         .map_err(|e| GatewayError::Export(e.to_string()))?;
         let mut pool = Pool::new(config.pool);

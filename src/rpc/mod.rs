@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use connection::{connect, Connection};
 pub use error::RpcError;
-pub use serve::{export_protocol, serve, serve_per_peer, ServeHandle};
+pub use serve::{export_protocol, serve, serve_per_peer, ServeHandle, ServeLimits};
 
 /// Timeouts for connecting and calling.
 #[derive(Clone, Copy, Debug)]

@@ -70,6 +70,7 @@ mod id;
 mod p2p;
 #[cfg(feature = "sim")]
 mod sim;
+mod swarm_key;
 mod topic;
 mod udp;
 
@@ -81,9 +82,10 @@ use futures::Stream;
 
 pub use error::TransportError;
 pub use id::{Address, Identity, PeerId, Protocol};
-pub use p2p::{Libp2pConfig, Libp2pTransport};
+pub use p2p::{ConnectionBounds, Libp2pConfig, Libp2pTransport};
 #[cfg(feature = "sim")]
 pub use sim::{SimConfig, SimTransport};
+pub use swarm_key::{SwarmKey, SwarmKeyError, SWARM_KEY_BYTES, TAG_BYTES};
 pub use topic::{TopicMessage, TopicReceiver, TOPIC_PAYLOAD_MAX, TOPIC_QUEUE_MAX};
 pub use udp::UdpDatagram;
 

@@ -8,15 +8,22 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{Boxed, Transport as _};
+use libp2p::core::upgrade::Version;
+use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{gossipsub, identify, noise, tcp, yamux, Multiaddr, StreamProtocol, Swarm};
+use libp2p::{
+    connection_limits, gossipsub, identify, memory_connection_limits, noise, tcp, yamux, Multiaddr,
+    StreamProtocol, Swarm,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_book::AddressBook;
 use super::topic::{check_topic, TopicMessage, TopicSubscribers, TOPIC_PAYLOAD_MAX};
 use super::{
-    lock, Address, Identity, PeerId, Protocol, TopicReceiver, Transport, TransportError,
+    lock, Address, Identity, PeerId, Protocol, SwarmKey, TopicReceiver, Transport, TransportError,
     UdpDatagram,
 };
 
@@ -34,21 +41,68 @@ pub struct Libp2pConfig {
     pub dial_timeout: Duration,
     /// How long a connection with no open stream is kept.
     pub idle_connection_timeout: Duration,
+    /// The private network's key: with it every connection is encrypted under
+    /// the key first (libp2p pnet), so only holders can connect.
+    pub swarm_key: Option<SwarmKey>,
+    /// Connections the node accepts and opens.
+    pub connection_bounds: ConnectionBounds,
 }
 
 impl Libp2pConfig {
-    /// Defaults that work on a laptop: 10 s dial timeout, 60 s idle connections.
+    /// Defaults that work on a laptop: 10 s dial timeout, 60 s idle connections,
+    /// no swarm key, [`ConnectionBounds::default`].
     pub fn new(identity: Identity) -> Self {
         Libp2pConfig {
             identity,
             dial_timeout: Duration::from_secs(10),
             idle_connection_timeout: Duration::from_secs(60),
+            swarm_key: None,
+            connection_bounds: ConnectionBounds::default(),
+        }
+    }
+
+    /// The same settings inside the private network of `key`.
+    pub fn with_swarm_key(mut self, key: Option<SwarmKey>) -> Self {
+        self.swarm_key = key;
+        self
+    }
+}
+
+/// Limits on connections, so a flood of dialers cannot exhaust the node:
+/// beyond them new connections are refused and existing ones are kept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConnectionBounds {
+    /// Connections established at once, both directions.
+    pub established_max: u32,
+    /// Connections established with one peer at once.
+    pub established_per_peer_max: u32,
+    /// Inbound connections still in their handshake.
+    pub pending_incoming_max: u32,
+    /// Outbound connections still in their handshake.
+    pub pending_outgoing_max: u32,
+    /// Share of the machine's memory above which the process refuses new
+    /// connections (libp2p's memory-connection-limits), 0.0 to 1.0.
+    pub memory_fraction_max: f64,
+}
+
+impl Default for ConnectionBounds {
+    /// 1,024 connections, 4 per peer (a peer needs one; redials may briefly
+    /// overlap), 128 pending each way, and 90% of memory.
+    fn default() -> Self {
+        ConnectionBounds {
+            established_max: 1_024,
+            established_per_peer_max: 4,
+            pending_incoming_max: 128,
+            pending_outgoing_max: 128,
+            memory_fraction_max: 0.9,
         }
     }
 }
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
     addresses: AddressBook,
     stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
@@ -113,17 +167,15 @@ impl Libp2pTransport {
             detail: e.to_string(),
         };
         let peer_id = config.identity.peer_id();
+        let swarm_key = config.swarm_key.clone();
         let builder = libp2p::SwarmBuilder::with_existing_identity(config.identity.0.clone())
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
+            .with_other_transport(|key| tcp_transport(key, swarm_key.as_ref()))
             .map_err(|e| build_error(&e))?;
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
         let idle = config.idle_connection_timeout;
+        let bounds = config.connection_bounds;
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
             .max_transmit_size(TOPIC_PAYLOAD_MAX + 1024)
@@ -131,6 +183,10 @@ impl Libp2pTransport {
             .map_err(|e| build_error(&e))?;
         let swarm = builder
             .with_behaviour(|key| Behaviour {
+                limits: connection_limits::Behaviour::new(connection_limits(&bounds)),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(
+                    bounds.memory_fraction_max,
+                ),
                 // Strict validation with signed messages authenticates every origin.
                 gossipsub: gossipsub::Behaviour::new(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
@@ -180,6 +236,44 @@ impl Libp2pTransport {
             .await
             .map_err(|_| TransportError::Shutdown)
     }
+}
+
+/// TCP, then (with a swarm key) the pnet layer, then noise and yamux. pnet goes
+/// under noise, as in every libp2p: without the key, noise reads noise-encrypted
+/// garbage and the connection fails before any protocol runs.
+fn tcp_transport(
+    key: &libp2p::identity::Keypair,
+    swarm_key: Option<&SwarmKey>,
+) -> Result<Boxed<(libp2p::PeerId, StreamMuxerBox)>, Box<dyn std::error::Error + Send + Sync>> {
+    let noise = noise::Config::new(key)?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let upgraded = match swarm_key {
+        Some(swarm_key) => {
+            let pnet = PnetConfig::new(PreSharedKey::new(swarm_key.secret()));
+            tcp.and_then(move |socket, _| pnet.handshake(socket))
+                .upgrade(Version::V1)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default())
+                .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+                .boxed()
+        }
+        None => tcp
+            .upgrade(Version::V1)
+            .authenticate(noise)
+            .multiplex(yamux::Config::default())
+            .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+            .boxed(),
+    };
+    Ok(upgraded)
+}
+
+/// libp2p's connection limits from ours.
+fn connection_limits(bounds: &ConnectionBounds) -> connection_limits::ConnectionLimits {
+    connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(bounds.established_max))
+        .with_max_established_per_peer(Some(bounds.established_per_peer_max))
+        .with_max_pending_incoming(Some(bounds.pending_incoming_max))
+        .with_max_pending_outgoing(Some(bounds.pending_outgoing_max))
 }
 
 fn parse_multiaddr(address: &Address) -> Result<Multiaddr, TransportError> {
