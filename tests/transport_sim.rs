@@ -155,3 +155,76 @@ fn simulated_topic_broadcast_reaches_other_subscribers_only() {
     });
     sim.run().unwrap();
 }
+
+/// A node of the simulated cluster, in the private network of `key` if any.
+fn sim_node(seed: u64, name: &str, key: Option<&ww_sched::transport::SwarmKey>) -> SimTransport {
+    let mut config = SimConfig::from_seed(seed, name);
+    config.swarm_key = key.cloned();
+    SimTransport::new(config)
+}
+
+#[test]
+fn simulated_private_network_admits_only_holders_of_the_key() {
+    use ww_sched::transport::SwarmKey;
+    let seed = 17;
+    let key = SwarmKey::from_bytes([3; 32]);
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(20))
+        .build();
+    let server_key = key.clone();
+    let heard_by_server = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let heard_log = heard_by_server.clone();
+    sim.host("server", move || {
+        let key = server_key.clone();
+        let heard_log = heard_log.clone();
+        async move {
+            let node = sim_node(seed, "server", Some(&key));
+            let mut incoming = node.accept(&echo_protocol())?;
+            node.listen(Address::new("/ip4/0.0.0.0/tcp/4001")).await?;
+            let mut heard = node.subscribe_topic("ww").await?;
+            tokio::task::spawn(async move {
+                while let Some(message) = heard.recv().await {
+                    heard_log.lock().unwrap().push(message.payload);
+                }
+            });
+            while let Some((_, mut stream)) = incoming.next().await {
+                let mut buf = [0u8; 4];
+                stream.read_exact(&mut buf).await?;
+                stream.write_all(&buf).await?;
+            }
+            Ok(())
+        }
+    });
+    let server = sim_node(seed, "server", Some(&key)).local_peer_id();
+    let other = SwarmKey::from_bytes([4; 32]);
+    for (name, key, admitted) in [
+        ("member", Some(key.clone()), true),
+        ("outsider", None, false),
+        ("other-network", Some(other), false),
+    ] {
+        sim.client(name, async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let node = sim_node(seed, name, key.as_ref());
+            node.add_peer_address(server, Address::new("/dns4/server/tcp/4001"))?;
+            node.publish_topic("ww", name.as_bytes().to_vec()).await?;
+            let dialed = node.dial(server, &echo_protocol()).await;
+            assert_eq!(dialed.is_ok(), admitted, "{name}: {:?}", dialed.err());
+            if let Ok(mut stream) = dialed {
+                stream.write_all(b"ping").await?;
+                let mut buf = [0u8; 4];
+                stream.read_exact(&mut buf).await?;
+                assert_eq!(&buf, b"ping");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        });
+    }
+    sim.run().unwrap();
+    let heard = heard_by_server.lock().unwrap().clone();
+    assert_eq!(
+        heard,
+        vec![b"member".to_vec()],
+        "only the member may be heard"
+    );
+}

@@ -1,15 +1,19 @@
 //! The simulated transport's stream handshake, as a sans-IO codec.
 //!
 //! Every simulated stream starts with one frame each way. The dialer sends
-//! `hello{its peer id, protocol}`; the listener answers `ack{status, its peer id}`.
-//! A frame is a big-endian u16 length, then `WWS1`, then the fields, each byte
-//! string prefixed with a u8 length.
+//! `hello{its peer id, protocol, proof}`; the listener answers `ack{status, its
+//! peer id, proof}`. A frame is a big-endian u16 length, then `WWS1`, then the
+//! fields, each byte string prefixed with a u8 length. The proof stands in for
+//! libp2p's pnet: empty on an open network, else the swarm key's tag of the
+//! frame's other fields, and each side closes the stream unless the other's proof
+//! matches its own key (or both have none).
 
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::{PeerId, Protocol, TransportError};
+use super::{PeerId, Protocol, SwarmKey, TransportError};
 
 const MAGIC: &[u8; 4] = b"WWS1";
+const PROOF_DOMAIN: &[u8] = b"ww-sched/sim/handshake/v1";
 /// No handshake frame is longer than this; longer length prefixes are refused.
 pub const FRAME_LEN_MAX: usize = 512;
 
@@ -31,6 +35,8 @@ pub struct Hello {
     pub dialer: PeerId,
     /// What it wants to speak.
     pub protocol: Protocol,
+    /// The swarm key's tag of the fields above; empty on an open network.
+    pub proof: Vec<u8>,
 }
 
 /// The listener's answer.
@@ -40,6 +46,22 @@ pub struct Ack {
     pub status: AckStatus,
     /// Who is listening, so the dialer can check it reached the right node.
     pub listener: PeerId,
+    /// The swarm key's tag of the fields above; empty on an open network.
+    pub proof: Vec<u8>,
+}
+
+/// The proof of `fields` under `key`: its tag, or nothing without a key.
+fn prove(fields: &[u8], key: Option<&SwarmKey>) -> Vec<u8> {
+    key.map(|k| k.tag(PROOF_DOMAIN, fields).to_vec())
+        .unwrap_or_default()
+}
+
+/// Whether `proof` of `fields` shows the same network as `key`.
+fn proven(fields: &[u8], proof: &[u8], key: Option<&SwarmKey>) -> bool {
+    match key {
+        None => proof.is_empty(),
+        Some(key) => key.verify(PROOF_DOMAIN, fields, proof),
+    }
 }
 
 fn malformed(detail: &str) -> TransportError {
@@ -85,11 +107,33 @@ fn unframe(frame: &[u8]) -> Result<&[u8], TransportError> {
 }
 
 impl Hello {
-    /// The hello as one frame.
-    pub fn encode(&self) -> Vec<u8> {
+    /// A hello from `dialer` for `protocol`, proven under `key`.
+    pub fn new(dialer: PeerId, protocol: Protocol, key: Option<&SwarmKey>) -> Self {
+        let mut hello = Hello {
+            dialer,
+            protocol,
+            proof: Vec::new(),
+        };
+        hello.proof = prove(&hello.fields(), key);
+        hello
+    }
+
+    fn fields(&self) -> Vec<u8> {
         let mut body = Vec::new();
         push_bytes(&mut body, &self.dialer.to_bytes());
         push_bytes(&mut body, self.protocol.as_str().as_bytes());
+        body
+    }
+
+    /// Whether the dialer is on the same network as a node holding `key`.
+    pub fn proven(&self, key: Option<&SwarmKey>) -> bool {
+        proven(&self.fields(), &self.proof, key)
+    }
+
+    /// The hello as one frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = self.fields();
+        push_bytes(&mut body, &self.proof);
         frame(body)
     }
 
@@ -100,18 +144,45 @@ impl Hello {
         let protocol = std::str::from_utf8(take_bytes(&mut body)?)
             .map_err(|_| malformed("protocol is not UTF-8"))?;
         let protocol = Protocol::new(protocol)?;
+        let proof = take_bytes(&mut body)?.to_vec();
         if !body.is_empty() {
             return Err(malformed("trailing bytes"));
         }
-        Ok(Hello { dialer, protocol })
+        Ok(Hello {
+            dialer,
+            protocol,
+            proof,
+        })
     }
 }
 
 impl Ack {
-    /// The ack as one frame.
-    pub fn encode(&self) -> Vec<u8> {
+    /// An answer from `listener`, proven under `key`.
+    pub fn new(status: AckStatus, listener: PeerId, key: Option<&SwarmKey>) -> Self {
+        let mut ack = Ack {
+            status,
+            listener,
+            proof: Vec::new(),
+        };
+        ack.proof = prove(&ack.fields(), key);
+        ack
+    }
+
+    fn fields(&self) -> Vec<u8> {
         let mut body = vec![self.status as u8];
         push_bytes(&mut body, &self.listener.to_bytes());
+        body
+    }
+
+    /// Whether the listener is on the same network as a node holding `key`.
+    pub fn proven(&self, key: Option<&SwarmKey>) -> bool {
+        proven(&self.fields(), &self.proof, key)
+    }
+
+    /// The ack as one frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = self.fields();
+        push_bytes(&mut body, &self.proof);
         frame(body)
     }
 
@@ -127,10 +198,15 @@ impl Ack {
             _ => return Err(malformed("unknown status")),
         };
         let listener = PeerId::from_bytes(take_bytes(&mut body)?)?;
+        let proof = take_bytes(&mut body)?.to_vec();
         if !body.is_empty() {
             return Err(malformed("trailing bytes"));
         }
-        Ok(Ack { status, listener })
+        Ok(Ack {
+            status,
+            listener,
+            proof,
+        })
     }
 }
 
@@ -179,27 +255,40 @@ mod tests {
 
     #[test]
     fn hello_and_ack_round_trip() {
-        let hello = Hello {
-            dialer: peer(1),
-            protocol: Protocol::new("/ww-sched/0.1/worker").unwrap(),
-        };
-        let bytes = hello.encode();
-        assert_eq!(Hello::decode(&bytes[2..]).unwrap(), hello);
-        let ack = Ack {
-            status: AckStatus::Busy,
-            listener: peer(2),
-        };
-        let bytes = ack.encode();
-        assert_eq!(Ack::decode(&bytes[2..]).unwrap(), ack);
+        let key = SwarmKey::from_bytes([5; 32]);
+        for key in [None, Some(&key)] {
+            let hello = Hello::new(peer(1), Protocol::new("/ww-sched/0.1/worker").unwrap(), key);
+            let bytes = hello.encode();
+            assert_eq!(Hello::decode(&bytes[2..]).unwrap(), hello);
+            let ack = Ack::new(AckStatus::Busy, peer(2), key);
+            let bytes = ack.encode();
+            assert_eq!(Ack::decode(&bytes[2..]).unwrap(), ack);
+        }
+    }
+
+    #[test]
+    fn proofs_hold_only_between_nodes_of_one_network() {
+        let key = SwarmKey::from_bytes([5; 32]);
+        let other = SwarmKey::from_bytes([6; 32]);
+        let protocol = Protocol::new("/p").unwrap();
+        let keyed = Hello::new(peer(1), protocol.clone(), Some(&key));
+        assert!(keyed.proven(Some(&key)));
+        assert!(!keyed.proven(Some(&other)));
+        assert!(!keyed.proven(None), "an open node took a keyed dialer");
+        let open = Hello::new(peer(1), protocol.clone(), None);
+        assert!(open.proven(None));
+        assert!(!open.proven(Some(&key)), "a keyed node took an open dialer");
+        // A proof does not carry over to another dialer or protocol.
+        let mut moved = keyed.clone();
+        moved.dialer = peer(9);
+        assert!(!moved.proven(Some(&key)));
+        let ack = Ack::new(AckStatus::Accepted, peer(2), Some(&key));
+        assert!(ack.proven(Some(&key)) && !ack.proven(Some(&other)) && !ack.proven(None));
     }
 
     #[test]
     fn malformed_frames_are_refused_not_panicked_on() {
-        let good = Hello {
-            dialer: peer(3),
-            protocol: Protocol::new("/p").unwrap(),
-        }
-        .encode();
+        let good = Hello::new(peer(3), Protocol::new("/p").unwrap(), None).encode();
         for cut in 2..good.len() {
             assert!(
                 Hello::decode(&good[2..cut]).is_err(),

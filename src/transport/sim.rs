@@ -16,7 +16,8 @@ use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 use super::handshake::{read_frame, write_frame, Ack, AckStatus, Hello};
 use super::topic::{check_topic, sim_frame, TopicSubscribers, TOPIC_PAYLOAD_MAX};
 use super::{
-    lock, Address, Datagram, Identity, PeerId, Protocol, TopicReceiver, Transport, TransportError,
+    lock, Address, Datagram, Identity, PeerId, Protocol, SwarmKey, TopicReceiver, Transport,
+    TransportError,
 };
 
 /// The multicast group that carries every simulated topic; receivers filter by topic.
@@ -31,6 +32,9 @@ pub struct SimConfig {
     pub dial_timeout: Duration,
     /// Inbound streams waiting per protocol; further dialers get `Busy`.
     pub accept_queue_max: usize,
+    /// The private network's key: only nodes holding the same one (or, without
+    /// one, only open nodes) complete a handshake or hear each other's topics.
+    pub swarm_key: Option<SwarmKey>,
 }
 
 impl SimConfig {
@@ -46,6 +50,7 @@ impl SimConfig {
             identity: Identity::from_secret(secret),
             dial_timeout: Duration::from_secs(5),
             accept_queue_max: 64,
+            swarm_key: None,
         }
     }
 }
@@ -117,6 +122,7 @@ impl SimTransport {
                     socket.clone(),
                     self.inner.peer_id,
                     self.inner.topics.clone(),
+                    self.inner.config.swarm_key.clone(),
                 ));
                 lock(&self.inner.listeners).push(task);
                 Ok::<_, TransportError>(socket)
@@ -131,6 +137,7 @@ async fn receive_broadcasts(
     socket: Arc<SimDatagram>,
     local: PeerId,
     topics: Arc<Mutex<TopicSubscribers>>,
+    key: Option<SwarmKey>,
 ) {
     let mut buffer = vec![0u8; TOPIC_PAYLOAD_MAX + 512];
     loop {
@@ -141,7 +148,7 @@ async fn receive_broadcasts(
                 return;
             }
         };
-        match sim_frame::decode(&buffer[..len]) {
+        match sim_frame::decode(&buffer[..len], key.as_ref()) {
             Some(message) if message.origin != local => lock(&topics).deliver(&message),
             Some(_) => {}
             None => tracing::debug!(len, "malformed sim broadcast dropped"),
@@ -201,6 +208,7 @@ impl Transport for SimTransport {
             self.inner.peer_id,
             self.inner.accept_queues.clone(),
             self.inner.config.dial_timeout,
+            self.inner.config.swarm_key.clone(),
         ));
         lock(&self.inner.listeners).push(task);
         lock(&self.inner.listen_addresses).push(bound.clone());
@@ -234,14 +242,12 @@ impl Transport for SimTransport {
             return Err(TransportError::NoAddress(peer.to_string()));
         }
         let what = format!("dial {peer} for {protocol}");
-        let hello = Hello {
-            dialer: self.inner.peer_id,
-            protocol: protocol.clone(),
-        };
+        let key = self.inner.config.swarm_key.as_ref();
+        let hello = Hello::new(self.inner.peer_id, protocol.clone(), key);
         super::with_timeout(&what, self.inner.config.dial_timeout, async {
             let mut last_error = TransportError::NoAddress(peer.to_string());
             for address in &addresses {
-                match dial_address(address, peer, &hello).await {
+                match dial_address(address, peer, &hello, key).await {
                     Ok(stream) => {
                         tracing::debug!(%peer, %protocol, %address, "sim dial ok");
                         return Ok(stream);
@@ -281,7 +287,8 @@ impl Transport for SimTransport {
     async fn publish_topic(&self, topic: &str, payload: Vec<u8>) -> Result<(), TransportError> {
         check_topic(topic, payload.len())?;
         let socket = self.pubsub_socket().await?;
-        let frame = sim_frame::encode(&self.inner.peer_id, topic, &payload);
+        let key = self.inner.config.swarm_key.as_ref();
+        let frame = sim_frame::encode(&self.inner.peer_id, topic, &payload, key);
         socket.send_to(&frame, PUBSUB_GROUP.into()).await?;
         Ok(())
     }
@@ -315,6 +322,7 @@ async fn dial_address(
     address: &Address,
     peer: PeerId,
     hello: &Hello,
+    key: Option<&SwarmKey>,
 ) -> Result<SimStream, TransportError> {
     let target = parse_address(address)?;
     let dial_error = |detail: String| TransportError::Dial {
@@ -328,6 +336,11 @@ async fn dial_address(
     let mut stream = SimStream(tcp.compat());
     write_frame(&mut stream, &hello.encode()).await?;
     let ack = Ack::decode(&read_frame(&mut stream).await?)?;
+    if !ack.proven(key) {
+        return Err(dial_error(
+            "the listener is not on this private network".into(),
+        ));
+    }
     if ack.listener != peer {
         return Err(TransportError::PeerMismatch {
             expected: peer.to_string(),
@@ -351,6 +364,7 @@ async fn accept_connections(
     local: PeerId,
     queues: Arc<Mutex<AcceptQueues>>,
     handshake_timeout: Duration,
+    key: Option<SwarmKey>,
 ) {
     loop {
         let (tcp, from) = match listener.accept().await {
@@ -361,8 +375,9 @@ async fn accept_connections(
             }
         };
         let queues = queues.clone();
+        let key = key.clone();
         tokio::spawn(async move {
-            let handshake = answer_handshake(SimStream(tcp.compat()), local, &queues);
+            let handshake = answer_handshake(SimStream(tcp.compat()), local, &queues, key.as_ref());
             match tokio::time::timeout(handshake_timeout, handshake).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(%from, error = %e, "sim handshake refused"),
@@ -376,8 +391,19 @@ async fn answer_handshake(
     mut stream: SimStream,
     local: PeerId,
     queues: &Mutex<AcceptQueues>,
+    key: Option<&SwarmKey>,
 ) -> Result<(), TransportError> {
     let hello = Hello::decode(&read_frame(&mut stream).await?)?;
+    if !hello.proven(key) {
+        // As with pnet, an outsider gets nothing back: the stream just closes.
+        return Err(TransportError::io(
+            "simulated handshake",
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{} is not on this private network", hello.dialer),
+            ),
+        ));
+    }
     let queue = lock(queues).get(&hello.protocol).cloned();
     let permit = match &queue {
         None => Err(AckStatus::Unsupported),
@@ -390,15 +416,7 @@ async fn answer_handshake(
         Ok(_) => AckStatus::Accepted,
         Err(status) => *status,
     };
-    write_frame(
-        &mut stream,
-        &Ack {
-            status,
-            listener: local,
-        }
-        .encode(),
-    )
-    .await?;
+    write_frame(&mut stream, &Ack::new(status, local, key).encode()).await?;
     if let Ok(permit) = permit {
         tracing::debug!(dialer = %hello.dialer, protocol = %hello.protocol, "sim stream accepted");
         permit.send((hello.dialer, stream));

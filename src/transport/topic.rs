@@ -100,30 +100,61 @@ pub(crate) fn check_topic(topic: &str, payload_len: usize) -> Result<(), super::
     Ok(())
 }
 
-/// The simulated broadcast's datagram: `WWP1`, origin, topic, payload.
+/// The simulated broadcast's datagram: `WWP1`, origin, topic, payload; in a
+/// private network `WWP2`, the same fields, then the swarm key's tag of all that
+/// precedes it (the simulation's stand-in for pnet: a node without the key can
+/// neither be heard nor forge a member's messages).
 #[cfg(feature = "sim")]
 pub(crate) mod sim_frame {
     use super::{PeerId, TopicMessage};
+    use crate::transport::{SwarmKey, TAG_BYTES};
 
-    const MAGIC: &[u8; 4] = b"WWP1";
+    const MAGIC_OPEN: &[u8; 4] = b"WWP1";
+    const MAGIC_KEYED: &[u8; 4] = b"WWP2";
+    const TAG_DOMAIN: &[u8] = b"ww-sched/sim/topic/v1";
 
-    /// Encodes one message as one datagram.
-    pub(crate) fn encode(origin: &PeerId, topic: &str, payload: &[u8]) -> Vec<u8> {
+    /// Encodes one message as one datagram, tagged under `key` if there is one.
+    pub(crate) fn encode(
+        origin: &PeerId,
+        topic: &str,
+        payload: &[u8],
+        key: Option<&SwarmKey>,
+    ) -> Vec<u8> {
         let origin = origin.to_bytes();
-        let mut out = Vec::with_capacity(6 + origin.len() + topic.len() + payload.len());
-        out.extend_from_slice(MAGIC);
+        let mut out =
+            Vec::with_capacity(6 + origin.len() + topic.len() + payload.len() + TAG_BYTES);
+        out.extend_from_slice(if key.is_some() {
+            MAGIC_KEYED
+        } else {
+            MAGIC_OPEN
+        });
         // Both lengths are checked against u8 by `check_topic` and PeerId's size.
         out.push(origin.len() as u8);
         out.extend_from_slice(&origin);
         out.push(topic.len() as u8);
         out.extend_from_slice(topic.as_bytes());
         out.extend_from_slice(payload);
+        if let Some(key) = key {
+            let tag = key.tag(TAG_DOMAIN, &out);
+            out.extend_from_slice(&tag);
+        }
         out
     }
 
-    /// Decodes a datagram; `None` for anything malformed.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<TopicMessage> {
-        let rest = bytes.strip_prefix(MAGIC.as_slice())?;
+    /// Decodes a datagram; `None` for anything malformed, or not proven under
+    /// `key` (or proven under some key when this node has none).
+    pub(crate) fn decode(bytes: &[u8], key: Option<&SwarmKey>) -> Option<TopicMessage> {
+        let rest = match key {
+            None => bytes.strip_prefix(MAGIC_OPEN.as_slice())?,
+            Some(key) => {
+                let split = bytes.len().checked_sub(TAG_BYTES)?;
+                let (signed, tag) = bytes.split_at(split);
+                if !key.verify(TAG_DOMAIN, signed, tag) {
+                    return None;
+                }
+                signed.strip_prefix(MAGIC_KEYED.as_slice())?
+            }
+        };
         let (&origin_len, rest) = rest.split_first()?;
         let origin_len = usize::from(origin_len);
         if rest.len() < origin_len {
@@ -147,14 +178,14 @@ pub(crate) mod sim_frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::Identity;
+    use crate::transport::{Identity, TAG_BYTES};
 
     #[cfg(feature = "sim")]
     #[test]
     fn sim_frames_round_trip_and_reject_garbage() {
         let origin = Identity::from_secret([4; 32]).peer_id();
-        let bytes = sim_frame::encode(&origin, "ww", b"beat");
-        let message = sim_frame::decode(&bytes).unwrap();
+        let bytes = sim_frame::encode(&origin, "ww", b"beat", None);
+        let message = sim_frame::decode(&bytes, None).unwrap();
         assert_eq!(message.origin, origin);
         assert_eq!(
             (message.topic.as_str(), message.payload.as_slice()),
@@ -162,11 +193,33 @@ mod tests {
         );
         for cut in 0..bytes.len() - 4 {
             // Every cut before the payload is malformed; cuts inside it shorten it.
-            if let Some(m) = sim_frame::decode(&bytes[..cut]) {
+            if let Some(m) = sim_frame::decode(&bytes[..cut], None) {
                 assert!(m.payload.len() < 4);
             }
         }
-        assert!(sim_frame::decode(b"nope").is_none());
+        assert!(sim_frame::decode(b"nope", None).is_none());
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn keyed_sim_frames_are_heard_only_by_holders_of_the_key() {
+        use crate::transport::SwarmKey;
+        let origin = Identity::from_secret([4; 32]).peer_id();
+        let key = SwarmKey::from_bytes([1; 32]);
+        let other = SwarmKey::from_bytes([2; 32]);
+        let keyed = sim_frame::encode(&origin, "ww", b"beat", Some(&key));
+        assert_eq!(
+            sim_frame::decode(&keyed, Some(&key)).unwrap().payload,
+            b"beat"
+        );
+        assert!(sim_frame::decode(&keyed, Some(&other)).is_none());
+        assert!(sim_frame::decode(&keyed, None).is_none());
+        let open = sim_frame::encode(&origin, "ww", b"beat", None);
+        assert!(sim_frame::decode(&open, Some(&key)).is_none());
+        let mut forged = keyed.clone();
+        let last_payload = forged.len() - TAG_BYTES - 1;
+        forged[last_payload] ^= 1;
+        assert!(sim_frame::decode(&forged, Some(&key)).is_none());
     }
 
     #[test]
