@@ -42,7 +42,7 @@ use tokio::task::LocalSet;
 use tower::ServiceExt;
 use ww_sched::exec::{Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
 use ww_sched::gateway::{Clock, Gateway, GatewayConfig, STORE_FILE};
-use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
+use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::types::REPEATS_MAX;
 use ww_sched::sched::{
@@ -364,6 +364,7 @@ async fn start_cluster(root: &Path, workers: usize) -> Cluster {
                 sandbox.clone(),
                 config,
                 std::slice::from_ref(&loopback),
+                Callers::Only(Default::default()),
             )
             .await
             .unwrap(),

@@ -2,6 +2,7 @@
 //! `Worker` capability served on its protocol) and its registration with a
 //! gateway (through membership or a known peer id).
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use crate::cluster::{Match, Membership, Query, Selector};
 use crate::exec::Sandbox;
 use crate::gateway::REGISTRATION_CHANNEL;
-use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle};
+use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle, ServeLimits};
 use crate::schema::channel_capnp::sender;
 use crate::schema::worker_capnp::worker;
 use crate::transport::{Address, PeerId, Transport, TransportError};
@@ -26,6 +27,27 @@ pub enum NodeError {
     Rpc(#[from] RpcError),
 }
 
+/// Who may call a worker directly on its protocol. Its gateway needs no entry:
+/// it calls the capability the worker sent down the registration channel, over
+/// that connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Callers {
+    /// Every peer that can connect (the loopback-only development default).
+    Open,
+    /// Only these peers (`--allow`); none at all when empty.
+    Only(BTreeSet<PeerId>),
+}
+
+impl Callers {
+    /// Whether `peer` may call the worker directly.
+    pub fn admits(&self, peer: &PeerId) -> bool {
+        match self {
+            Callers::Open => true,
+            Callers::Only(allowed) => allowed.contains(peer),
+        }
+    }
+}
+
 /// A running worker node. Dropping it stops serving; the transport stops when its
 /// last clone is dropped.
 pub struct WorkerNode<T: Transport> {
@@ -37,19 +59,33 @@ pub struct WorkerNode<T: Transport> {
 }
 
 impl<T: Transport> WorkerNode<T> {
-    /// Serves a worker over `sandbox` on `transport`, then listens on `listen`.
-    /// Must be called inside a `LocalSet`.
+    /// Serves a worker over `sandbox` on `transport` to `callers`, then listens
+    /// on `listen`. Must be called inside a `LocalSet`.
     pub async fn start(
         transport: T,
         sandbox: Arc<Sandbox>,
         config: WorkerConfig,
         listen: &[Address],
+        callers: Callers,
     ) -> Result<Self, NodeError> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
         let server = WorkerServer::new(sandbox, config);
         let last_ping = server.last_ping();
         let client = server.into_client();
-        let serving = rpc::serve(&transport, &worker_protocol(), client.client.clone())?;
+        let direct = client.client.clone();
+        let serving = rpc::serve_per_peer(
+            &transport,
+            &worker_protocol(),
+            ServeLimits::default(),
+            move |peer| {
+                if callers.admits(&peer) {
+                    Some(direct.clone())
+                } else {
+                    tracing::info!(%peer, "refused a direct call: not an allowed caller");
+                    None
+                }
+            },
+        )?;
         for address in listen {
             transport.listen(address.clone()).await?;
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ww_sched::exec::{ErrorKind, Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
-use ww_sched::node::WorkerNode;
+use ww_sched::node::{Callers, WorkerNode};
 use ww_sched::rpc::{self, RpcConfig, RpcError};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
@@ -22,9 +22,15 @@ async fn start_worker() -> Node {
         slots: 2,
         ..WorkerConfig::default()
     };
-    WorkerNode::start(transport, sandbox, config, &[Address::new(LOOPBACK)])
-        .await
-        .unwrap()
+    WorkerNode::start(
+        transport,
+        sandbox,
+        config,
+        &[Address::new(LOOPBACK)],
+        Callers::Open,
+    )
+    .await
+    .unwrap()
 }
 
 async fn connect(worker: &Node, config: RpcConfig) -> (Libp2pTransport, RemoteWorker) {

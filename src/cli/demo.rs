@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
+use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
@@ -93,6 +93,8 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
                 sandbox.clone(),
                 config,
                 std::slice::from_ref(&loopback),
+                // The gateway calls over the registration; nobody else needs to.
+                Callers::Only(Default::default()),
             )
             .await?,
         );

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use std::collections::BTreeSet;
+
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use ww_sched::exec::{Sandbox, SandboxConfig};
 use ww_sched::node::WorkerNode;
@@ -14,7 +16,7 @@ use ww_sched::worker::WorkerConfig;
 use super::{ClusterArgs, LimitArgs};
 use std::rc::Rc;
 use ww_sched::cluster::ViewEvent;
-use ww_sched::node::{keep_registered, GatewayLocator};
+use ww_sched::node::{keep_registered, Callers, GatewayLocator};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::transport::{PeerId, Transport};
 
@@ -31,9 +33,16 @@ pub struct WorkerArgs {
     key: Option<PathBuf>,
     /// The gateway to register with: its peer id, or its address ending in
     /// /p2p/<peer id>. Without it, the worker registers with whichever node the
-    /// membership view shows with meta role=gateway.
-    #[arg(long)]
+    /// membership view shows with meta role=gateway (on a keyed cluster only key
+    /// holders are in the view).
+    #[arg(long, visible_alias = "gateway")]
     dial: Option<String>,
+    /// A peer id that may call this worker directly (`ww-sched call --key`;
+    /// `ww-sched id --key FILE` prints a key's id); repeatable. The gateway needs
+    /// none: it calls over the worker's registration. With --swarm-key only these
+    /// peers may call; without a key (loopback only) any local caller may.
+    #[arg(long = "allow", value_name = "PEER_ID")]
+    allow: Vec<String>,
     /// Runs at once; more calls wait. Defaults to the number of cores.
     #[arg(long)]
     slots: Option<usize>,
@@ -63,7 +72,19 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let listen = network.listen_addresses(&args.listen)?;
     let transport = Libp2pTransport::new(network.libp2p_config(identity.clone())?)?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
-    let node = WorkerNode::start(transport, sandbox, config, &listen).await?;
+    let mut allowed = BTreeSet::new();
+    for text in &args.allow {
+        allowed.insert(
+            text.parse::<PeerId>()
+                .with_context(|| format!("--allow {text}: expected a peer id"))?,
+        );
+    }
+    let callers = if network.swarm_key.is_none() && allowed.is_empty() {
+        Callers::Open
+    } else {
+        Callers::Only(allowed)
+    };
+    let node = WorkerNode::start(transport, sandbox, config, &listen, callers).await?;
     // Wildcard listeners report one address per interface just after binding.
     tokio::time::sleep(Duration::from_millis(100)).await;
     println!("peer id: {}", node.peer_id());

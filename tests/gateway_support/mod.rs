@@ -17,7 +17,7 @@ use tower::ServiceExt as _;
 use ww_sched::exec::{Sandbox, SandboxConfig};
 use ww_sched::gateway::clock::host_clock;
 use ww_sched::gateway::{Gateway, GatewayConfig};
-use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
+use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
@@ -128,9 +128,15 @@ impl Harness {
             ..WorkerConfig::default()
         };
         let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
-        let node = WorkerNode::start(transport, sandbox, config, &[Address::new(LOOPBACK)])
-            .await
-            .unwrap();
+        let node = WorkerNode::start(
+            transport,
+            sandbox,
+            config,
+            &[Address::new(LOOPBACK)],
+            Callers::Open,
+        )
+        .await
+        .unwrap();
         let worker_peer = node.peer_id().to_string();
         let registration = tokio::task::spawn_local(keep_registered(
             Rc::new(node),

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
 use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
-use ww_sched::node::{keep_registered, GatewayLocator, WorkerNode};
+use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::Store;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
@@ -356,7 +356,10 @@ async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>)
         slots: slots as usize,
         ..WorkerConfig::default()
     };
-    let node = WorkerNode::start(transport, sandbox, config, &[address(&name)]).await?;
+    // Least authority, as on a keyed cluster: the gateway reaches the worker
+    // only through its registration, and no peer may call it directly.
+    let callers = Callers::Only(Default::default());
+    let node = WorkerNode::start(transport, sandbox, config, &[address(&name)], callers).await?;
     keep_registered(
         Rc::new(node),
         GatewayLocator::Peer(gateway_peer(seed)),
