@@ -1,5 +1,6 @@
 //! Sequential round trip of a no-op call (`Worker.ping`): bare capnp-rpc over
-//! loopback TCP versus the same call through the libp2p transport (noise + yamux).
+//! loopback TCP versus the same call through the libp2p transport (noise + yamux),
+//! and through it inside a private network (pnet under noise).
 //!
 //! Both run in one process on one current-thread runtime, client and server
 //! alike, so the ratio isolates what the transport adds.
@@ -12,13 +13,14 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::AsyncReadExt;
-use support::{serve_on_loopback, LoopbackPair};
+use support::{serve_on_loopback_keyed, LoopbackPair};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 use ww_sched::exec::{Sandbox, SandboxConfig};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::schema::worker_capnp::worker;
+use ww_sched::transport::SwarmKey;
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
 fn worker_client() -> worker::Client {
@@ -48,10 +50,15 @@ async fn bare_tcp_client() -> worker::Client {
     client
 }
 
-/// The same capability behind two libp2p transports on loopback.
-async fn libp2p_worker() -> (LoopbackPair, RemoteWorker) {
-    let pair =
-        serve_on_loopback(&ww_sched::worker::worker_protocol(), worker_client().client).await;
+/// The same capability behind two libp2p transports on loopback, in the
+/// private network of `key` if there is one (pnet under noise).
+async fn libp2p_worker(key: Option<SwarmKey>) -> (LoopbackPair, RemoteWorker) {
+    let pair = serve_on_loopback_keyed(
+        &ww_sched::worker::worker_protocol(),
+        worker_client().client,
+        key,
+    )
+    .await;
     let remote = RemoteWorker::connect(&pair.caller, pair.server_peer, RpcConfig::default())
         .await
         .unwrap();
@@ -62,7 +69,8 @@ async fn libp2p_worker() -> (LoopbackPair, RemoteWorker) {
 fn bench(c: &mut Criterion) {
     let (runtime, local) = support::node_runtime();
     let bare = local.block_on(&runtime, bare_tcp_client());
-    let (_keep, remote) = local.block_on(&runtime, libp2p_worker());
+    let (_keep, remote) = local.block_on(&runtime, libp2p_worker(None));
+    let (_keep_keyed, keyed) = local.block_on(&runtime, libp2p_worker(Some(SwarmKey::generate())));
 
     let mut group = c.benchmark_group("ping_round_trip");
     group.measurement_time(Duration::from_secs(5));
@@ -83,6 +91,17 @@ fn bench(c: &mut Criterion) {
                 let started = Instant::now();
                 for _ in 0..iters {
                     remote.ping().await.unwrap();
+                }
+                started.elapsed()
+            })
+        })
+    });
+    group.bench_function("libp2p_transport_pnet", |b| {
+        b.iter_custom(|iters| {
+            run(&runtime, &local, async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    keyed.ping().await.unwrap();
                 }
                 started.elapsed()
             })

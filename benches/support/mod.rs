@@ -3,7 +3,7 @@
 
 use ww_sched::rpc::{self, ServeHandle};
 use ww_sched::transport::{
-    Address, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, Transport,
+    Address, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, SwarmKey, Transport,
 };
 
 /// Keeps a served capability's nodes alive.
@@ -18,17 +18,31 @@ pub struct LoopbackPair {
 
 /// Serves `capability` on `protocol` on a new node listening on loopback, and
 /// returns a second node that knows its address. Call inside a `LocalSet`.
+// Each bench compiles this module on its own and uses only some of it.
+#[allow(dead_code)]
 pub async fn serve_on_loopback(
     protocol: &Protocol,
     capability: capnp::capability::Client,
 ) -> LoopbackPair {
-    let server = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    serve_on_loopback_keyed(protocol, capability, None).await
+}
+
+/// Like [`serve_on_loopback`], both nodes in the private network of `key`.
+#[allow(dead_code)]
+pub async fn serve_on_loopback_keyed(
+    protocol: &Protocol,
+    capability: capnp::capability::Client,
+    key: Option<SwarmKey>,
+) -> LoopbackPair {
+    let config =
+        |key: Option<SwarmKey>| Libp2pConfig::new(Identity::generate()).with_swarm_key(key);
+    let server = Libp2pTransport::new(config(key.clone())).unwrap();
     let serving = rpc::serve(&server, protocol, capability).unwrap();
     let bound = server
         .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
         .await
         .unwrap();
-    let caller = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    let caller = Libp2pTransport::new(config(key)).unwrap();
     caller
         .add_peer_address(server.local_peer_id(), bound)
         .unwrap();

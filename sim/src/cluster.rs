@@ -52,6 +52,8 @@ pub struct Observations {
     /// Pubsub traffic: every message received: (observer, payload) -> origin peer
     /// and time of the first receipt, plus how many times it came.
     pub delivered: BTreeMap<(String, String), (PeerId, Duration, u32)>,
+    /// Every peer that ever joined a view: its first join, by whom and when.
+    pub joined: BTreeMap<PeerId, (String, Duration)>,
 }
 
 /// Shared, lockable observations.
@@ -81,6 +83,7 @@ pub async fn run_member(
     publish_every: Option<Duration>,
     observations: SharedObservations,
     restarts: Arc<AtomicU64>,
+    keyed: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let start = restarts.fetch_add(1, Ordering::SeqCst);
     {
@@ -90,7 +93,7 @@ pub async fn run_member(
         // must not stand in for it.
         observations.views.remove(&name);
     }
-    let config = SimConfig::from_seed(seed, &name);
+    let config = crate::host_config(seed, &name, keyed);
     let identity = config.identity.clone();
     let transport = SimTransport::new(config);
     transport.listen(node_address(&name)).await?;
@@ -139,6 +142,14 @@ pub async fn run_member(
                 }
             }
             event = events.next() => {
+                if let Some(ViewEvent::Joined(record)) = &event {
+                    observations
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .joined
+                        .entry(record.peer)
+                        .or_insert_with(|| (name.clone(), now()));
+                }
                 if let Some(ViewEvent::Left { peer, reason, .. }) = event {
                     tracing::debug!(observer = %name, %peer, ?reason, "sim: leave seen");
                     observations.lock().unwrap_or_else(|p| p.into_inner()).leaves.push(LeaveSeen {
@@ -170,6 +181,18 @@ pub fn add_members(
     ttl_ms: u32,
     publish_every: Option<Duration>,
 ) -> SharedObservations {
+    add_members_keyed(sim, seed, names, ttl_ms, publish_every, false)
+}
+
+/// [`add_members`], every member holding the seed's swarm key when `keyed`.
+pub fn add_members_keyed(
+    sim: &mut turmoil::Sim<'_>,
+    seed: u64,
+    names: &[String],
+    ttl_ms: u32,
+    publish_every: Option<Duration>,
+    keyed: bool,
+) -> SharedObservations {
     let observations = SharedObservations::default();
     for name in names {
         let restarts = Arc::new(AtomicU64::new(0));
@@ -183,6 +206,7 @@ pub fn add_members(
                 publish_every,
                 observations.clone(),
                 restarts.clone(),
+                keyed,
             )
         });
     }

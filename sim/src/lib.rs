@@ -13,5 +13,5 @@ mod seed;
 mod trace;
 pub mod workload;
 
-pub use seed::{derive_seed, parse_seed, root_seed, SEED_ENV};
+pub use seed::{cluster_key, derive_seed, host_config, parse_seed, root_seed, SEED_ENV};
 pub use trace::Trace;

@@ -2,6 +2,7 @@
 //! derived from it.
 
 use sha2::{Digest, Sha256};
+use ww_sched::transport::{SimConfig, SwarmKey};
 
 /// The environment variable that overrides a test's root seed.
 pub const SEED_ENV: &str = "WW_SIM_SEED";
@@ -33,6 +34,24 @@ pub fn derive_seed(root: u64, purpose: &str) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(bytes)
+}
+
+/// The cluster's swarm key in a keyed scenario: derived from the root seed, so
+/// the same seed gives the same key.
+pub fn cluster_key(root: u64) -> SwarmKey {
+    let digest = Sha256::new()
+        .chain_update(root.to_le_bytes())
+        .chain_update(b"ww-sim swarm key")
+        .finalize();
+    SwarmKey::from_bytes(digest.into())
+}
+
+/// Host `name`'s transport settings under `root`: its seeded identity, and the
+/// cluster's key when the scenario is keyed.
+pub fn host_config(root: u64, name: &str, keyed: bool) -> SimConfig {
+    let mut config = SimConfig::from_seed(root, name);
+    config.swarm_key = keyed.then(|| cluster_key(root));
+    config
 }
 
 #[cfg(test)]

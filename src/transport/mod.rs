@@ -84,7 +84,7 @@ pub use error::TransportError;
 pub use id::{Address, Identity, PeerId, Protocol};
 pub use p2p::{ConnectionBounds, Libp2pConfig, Libp2pTransport};
 #[cfg(feature = "sim")]
-pub use sim::{SimConfig, SimTransport};
+pub use sim::{SimConfig, SimTransport, PUBSUB_GROUP as SIM_BROADCAST_GROUP};
 pub use swarm_key::{SwarmKey, SwarmKeyError, SWARM_KEY_BYTES, TAG_BYTES};
 pub use topic::{TopicMessage, TopicReceiver, TOPIC_PAYLOAD_MAX, TOPIC_QUEUE_MAX};
 pub use udp::UdpDatagram;

@@ -21,7 +21,8 @@ use super::{
 };
 
 /// The multicast group that carries every simulated topic; receivers filter by topic.
-const PUBSUB_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 77), 7946);
+/// (Public so adversarial simulations can tap and flood it.)
+pub const PUBSUB_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 77), 7946);
 
 /// Settings of a [`SimTransport`].
 #[derive(Clone)]

@@ -178,7 +178,7 @@ pub(crate) mod sim_frame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{Identity, TAG_BYTES};
+    use crate::transport::Identity;
 
     #[cfg(feature = "sim")]
     #[test]
@@ -203,7 +203,7 @@ mod tests {
     #[cfg(feature = "sim")]
     #[test]
     fn keyed_sim_frames_are_heard_only_by_holders_of_the_key() {
-        use crate::transport::SwarmKey;
+        use crate::transport::{SwarmKey, TAG_BYTES};
         let origin = Identity::from_secret([4; 32]).peer_id();
         let key = SwarmKey::from_bytes([1; 32]);
         let other = SwarmKey::from_bytes([2; 32]);

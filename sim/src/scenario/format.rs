@@ -40,6 +40,9 @@ pub struct Scenario {
     pub channel: Option<ChannelSpec>,
     /// Pubsub traffic among the membership nodes.
     pub pubsub: Option<PubsubSpec>,
+    /// The cluster's swarm key and hostile hosts.
+    #[serde(default)]
+    pub security: SecuritySpec,
     /// Faults, in time order.
     #[serde(default)]
     pub faults: Vec<Fault>,
@@ -201,6 +204,44 @@ pub struct PubsubSpec {
     /// How often each node publishes, in milliseconds.
     pub interval_ms: u64,
 }
+
+/// `[security]`: a private cluster and the hosts that attack it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySpec {
+    /// Every cluster host (membership nodes, gateway, workers) holds the seed's
+    /// swarm key.
+    #[serde(default)]
+    pub swarm_key: bool,
+    /// Hosts `outsider-0` .. without the key (odd ones with another key): each
+    /// joins membership claiming `role=gateway` and `role=worker` and keeps
+    /// trying to register as a worker with the gateway.
+    #[serde(default)]
+    pub outsiders: usize,
+    /// Host `tap` (no key): hears the cluster's broadcasts and replays each
+    /// captured datagram `replay_after_ms` later, and sends `flood_per_s`
+    /// garbage datagrams a second to the discovery and broadcast groups.
+    #[serde(default)]
+    pub tap: bool,
+    /// How long the tap holds a captured datagram before replaying it.
+    #[serde(default = "default_replay_after_ms")]
+    pub replay_after_ms: u64,
+    /// Garbage datagrams the tap sends per second (0: none).
+    #[serde(default)]
+    pub flood_per_s: u32,
+}
+
+fn default_replay_after_ms() -> u64 {
+    15_000
+}
+
+/// Host name of outsider `i`.
+pub fn outsider_name(i: usize) -> String {
+    format!("outsider-{i}")
+}
+
+/// The tap's host name.
+pub const TAP_HOST: &str = "tap";
 
 /// The kinds of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -370,6 +411,10 @@ pub struct Invariants {
     /// Liveness: a message published this long after the last fault reaches
     /// every running node within this bound.
     pub pubsub_delivery_within_s: Option<f64>,
+    /// Safety: no outsider (a host without the key) ever joins a member's view
+    /// or gets a run.
+    #[serde(default)]
+    pub outsiders_excluded: bool,
 }
 
 /// The scenario files (`*.toml`) in `dir`, sorted by name.
@@ -447,6 +492,10 @@ impl Scenario {
         }
         if self.tasks.is_some() {
             hosts.insert(CLIENT_HOST.into());
+        }
+        hosts.extend((0..self.security.outsiders).map(outsider_name));
+        if self.security.tap {
+            hosts.insert(TAP_HOST.into());
         }
         if let Some(channel) = &self.channel {
             hosts.insert(CHANNEL_HOST.into());

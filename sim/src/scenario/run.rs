@@ -11,13 +11,15 @@ use ww_sched::sabotage::{self, Sabotage};
 use ww_sched::transport::PeerId;
 
 use super::faults::{apply, describe, Disturbances};
-use super::format::{node_names, secs, FaultKind, Scenario, CLIENT_HOST, GATEWAY_HOST};
+use super::format::{
+    node_names, outsider_name, secs, FaultKind, Scenario, CLIENT_HOST, GATEWAY_HOST, TAP_HOST,
+};
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
-use crate::cluster::{add_members, peer_of, SharedObservations, SAMPLE_INTERVAL};
+use crate::cluster::{add_members_keyed, peer_of, SharedObservations, SAMPLE_INTERVAL};
 use crate::derive_seed;
 use crate::disk::SimDisk;
-use crate::workload::{channel, channel_check, pubsub_check, tasks, tasks_check};
+use crate::workload::{adversary, channel, channel_check, pubsub_check, tasks, tasks_check};
 use crate::Trace;
 
 /// The simulation's tick.
@@ -123,12 +125,14 @@ pub fn run_with(
         .pubsub
         .as_ref()
         .map(|p| Duration::from_millis(p.interval_ms));
-    let members = add_members(
+    let keyed = scenario.security.swarm_key;
+    let members = add_members_keyed(
         &mut sim,
         seed,
         &names,
         scenario.cluster.ttl_ms,
         publish_every,
+        keyed,
     );
     let disk = SimDisk::new();
     let mut disk_crashes = 0u32;
@@ -139,8 +143,17 @@ pub fn run_with(
             gateway,
             scenario.tasks.as_ref(),
             disk.clone(),
+            keyed,
         )
     });
+    let security = &scenario.security;
+    let adversaries = (security.outsiders > 0 || security.tap)
+        .then(|| adversary::add_hosts(&mut sim, seed, security, scenario.gateway.is_some()));
+    let hostile: BTreeMap<PeerId, String> = (0..security.outsiders)
+        .map(outsider_name)
+        .chain(security.tap.then(|| TAP_HOST.to_string()))
+        .map(|n| (peer_of(seed, &n), n))
+        .collect();
     let channel_log = scenario
         .channel
         .as_ref()
@@ -287,6 +300,15 @@ pub fn run_with(
                     channel_check::drains_within(&log, spec.senders, deadline),
                 );
             }
+        }
+        if let (true, Some(log)) = (inv.outsiders_excluded, &adversaries) {
+            let members = members.lock().unwrap_or_else(|p| p.into_inner());
+            let tasks = task_obs
+                .as_ref()
+                .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
+            let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let check = adversary::outsiders_excluded(&members, tasks.as_deref(), &hostile, &log);
+            verdict.record(at, check);
         }
         if scenario.pubsub.is_some() {
             let obs = members.lock().unwrap_or_else(|p| p.into_inner());

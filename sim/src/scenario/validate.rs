@@ -68,6 +68,9 @@ impl Scenario {
         rate("network.fail_rate", self.network.fail_rate)?;
         rate("network.repair_rate", self.network.repair_rate)?;
         self.validate_workloads()?;
+        if self.security.outsiders > 16 || self.security.flood_per_s > 10_000 {
+            return err("security.outsiders must be at most 16 and flood_per_s at most 10000");
+        }
         let hosts = self.hosts();
         if hosts.is_empty() {
             return err("nothing to simulate: give [cluster] nodes, [gateway] or [channel]");
@@ -293,7 +296,12 @@ impl Scenario {
 
     fn validate_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
-        let workloads: [Workload<'_>; 4] = [
+        let workloads: [Workload<'_>; 5] = [
+            (
+                "[security] outsiders or tap",
+                self.security.outsiders > 0 || self.security.tap,
+                &[(inv.outsiders_excluded, "outsiders_excluded")],
+            ),
             (
                 "[cluster] nodes",
                 self.cluster.nodes > 0,

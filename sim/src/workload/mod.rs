@@ -2,6 +2,7 @@
 //! through the gateway, channel traffic, pubsub traffic) and the invariants
 //! judged on what they observed.
 
+pub mod adversary;
 pub mod channel;
 pub mod channel_check;
 pub mod pubsub_check;

@@ -19,7 +19,7 @@ use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::Store;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
-use ww_sched::transport::{PeerId, SimConfig, SimTransport, Transport};
+use ww_sched::transport::{PeerId, SimTransport, Transport};
 use ww_sched::worker::{ExecMode, WorkerConfig};
 
 use crate::cluster::{node_address as address, now, peer_of};
@@ -93,7 +93,8 @@ fn now_ns() -> u64 {
     u64::try_from(now().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn gateway_peer(seed: u64) -> PeerId {
+/// The gateway's peer id under `seed`.
+pub fn gateway_peer(seed: u64) -> PeerId {
     peer_of(seed, GATEWAY_HOST)
 }
 
@@ -243,12 +244,13 @@ pub fn add_hosts(
     gateway: &GatewaySpec,
     tasks: Option<&TasksSpec>,
     disk: SimDisk,
+    keyed: bool,
 ) -> SharedTasks {
     let shared = SharedTasks::default();
     {
         let shared = shared.clone();
         sim.host(GATEWAY_HOST, move || {
-            run_gateway(seed, disk.clone(), shared.clone())
+            run_gateway(seed, disk.clone(), shared.clone(), keyed)
         });
     }
     for i in 0..gateway.workers {
@@ -256,7 +258,7 @@ pub fn add_hosts(
         let starts = Arc::new(AtomicU64::new(0));
         let slots = gateway.slots;
         sim.host(name.clone(), move || {
-            run_worker(seed, name.clone(), slots, starts.clone())
+            run_worker(seed, name.clone(), slots, starts.clone(), keyed)
         });
     }
     if let Some(tasks) = tasks {
@@ -276,8 +278,8 @@ pub const GATEWAY_RESTART_DELAY: Duration = Duration::from_secs(1);
 /// fail-stops, starts it again on the same disk after `GATEWAY_RESTART_DELAY`.
 /// A fail-stop loses what the disk had not synced (after a failed fsync the
 /// kernel may drop dirty pages): the strictest model of a process exit.
-async fn run_gateway(seed: u64, disk: SimDisk, shared: SharedTasks) -> HostResult {
-    let transport = SimTransport::new(SimConfig::from_seed(seed, GATEWAY_HOST));
+async fn run_gateway(seed: u64, disk: SimDisk, shared: SharedTasks, keyed: bool) -> HostResult {
+    let transport = SimTransport::new(crate::host_config(seed, GATEWAY_HOST, keyed));
     transport.listen(address(GATEWAY_HOST)).await?;
     loop {
         let start = {
@@ -337,9 +339,15 @@ async fn run_gateway_once(
     cause
 }
 
-async fn run_worker(seed: u64, name: String, slots: u32, starts: Arc<AtomicU64>) -> HostResult {
+async fn run_worker(
+    seed: u64,
+    name: String,
+    slots: u32,
+    starts: Arc<AtomicU64>,
+    keyed: bool,
+) -> HostResult {
     let start = starts.fetch_add(1, Ordering::SeqCst);
-    let transport = SimTransport::new(SimConfig::from_seed(seed, &name));
+    let transport = SimTransport::new(crate::host_config(seed, &name, keyed));
     transport.add_peer_address(gateway_peer(seed), address(GATEWAY_HOST))?;
     let host = SeededHost::new(
         derive_seed(seed, &format!("{name}/sandbox/{start}")),
