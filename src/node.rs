@@ -208,17 +208,37 @@ async fn register<T: Transport>(
     gateway: PeerId,
     config: RpcConfig,
 ) -> Result<Connection<sender::Client>, RpcError> {
+    register_worker(
+        &node.transport,
+        gateway,
+        node.worker_client(),
+        node.slots,
+        config,
+    )
+    .await
+}
+
+/// Sends `worker` (taking `slots` runs at once) down `gateway`'s registration
+/// channel; the gateway calls it over the returned connection, which must be
+/// kept open.
+pub async fn register_worker<T: Transport>(
+    transport: &T,
+    gateway: PeerId,
+    worker: worker::Client,
+    slots: u32,
+    config: RpcConfig,
+) -> Result<Connection<sender::Client>, RpcError> {
     let protocol = rpc::export_protocol(REGISTRATION_CHANNEL)?;
     let connection: Connection<sender::Client> =
-        rpc::connect(&node.transport, gateway, &protocol, config).await?;
+        rpc::connect(transport, gateway, &protocol, config).await?;
     let mut request = connection.client().send_request();
     {
         let mut registration = request
             .get()
             .init_value()
             .init_as::<crate::schema::worker_capnp::registration::Builder>();
-        registration.set_worker(node.worker_client());
-        registration.set_slots(node.slots);
+        registration.set_worker(worker);
+        registration.set_slots(slots);
     }
     connection.call("register", request.send().promise).await?;
     Ok(connection)

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::exec::{ErrorKind, Limits, ModuleRef, RunSpec};
+use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec};
 use crate::sched::{RunOutcome, TaskSpec};
 use crate::worker::RemoteWorker;
 
@@ -37,6 +37,14 @@ pub(super) async fn run_on_worker(
         Err(e) => RunOutcome::TransportFailed {
             message: e.to_string(),
         },
+        Ok(report) if implausible(&report, &run.limits).is_some() => {
+            let why = implausible(&report, &run.limits).unwrap_or_default();
+            tracing::warn!(worker = ?worker.peer(), %why, "a worker's report cannot be true; the run is retried");
+            // Retried like a lost attempt: the report is not recorded.
+            RunOutcome::TransportFailed {
+                message: format!("implausible report: {why}"),
+            }
+        }
         Ok(report) => {
             let stdout = truncate_text(
                 String::from_utf8_lossy(&report.stdout).into_owned(),
@@ -57,6 +65,31 @@ pub(super) async fn run_on_worker(
             }
         }
     }
+}
+
+/// Most results an export can return that the gateway records.
+pub const RESULTS_MAX: usize = 64;
+
+/// Why `report` cannot be an honest worker's report of a run under `limits`, if
+/// it cannot: key holders are trusted to run tasks faithfully (docs/SECURITY.md),
+/// so this catches broken or careless workers, not clever forgeries.
+pub(crate) fn implausible(report: &RunReport, limits: &Limits) -> Option<String> {
+    // Zero asks for the worker's default, which the gateway does not know.
+    if limits.fuel_max > 0 && report.fuel_used > limits.fuel_max {
+        return Some(format!(
+            "burnt {} fuel of at most {}",
+            report.fuel_used, limits.fuel_max
+        ));
+    }
+    if let Ok(results) = &report.outcome {
+        if results.len() > RESULTS_MAX {
+            return Some(format!(
+                "{} results, more than {RESULTS_MAX}",
+                results.len()
+            ));
+        }
+    }
+    None
 }
 
 /// Cuts `text` to at most `bytes_max` bytes on a character boundary.

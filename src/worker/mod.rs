@@ -3,7 +3,7 @@
 
 mod client;
 mod server;
-mod wire;
+pub mod wire;
 
 pub use client::RemoteWorker;
 pub use server::{ExecMode, LastPing, WorkerConfig, WorkerServer};
