@@ -150,6 +150,8 @@ struct Inner {
     listen_addresses: Arc<Mutex<Vec<Multiaddr>>>,
     topics: Arc<Mutex<TopicSubscribers>>,
     dial_timeout: Duration,
+    /// Whether connections must carry the swarm key (TCP with pnet only).
+    private: bool,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -168,12 +170,13 @@ impl Libp2pTransport {
         };
         let peer_id = config.identity.peer_id();
         let swarm_key = config.swarm_key.clone();
-        let builder = libp2p::SwarmBuilder::with_existing_identity(config.identity.0.clone())
-            .with_tokio()
-            .with_other_transport(|key| tcp_transport(key, swarm_key.as_ref()))
-            .map_err(|e| build_error(&e))?;
+        let builder =
+            libp2p::SwarmBuilder::with_existing_identity(config.identity.0.clone()).with_tokio();
         #[cfg(feature = "quic")]
         let builder = builder.with_quic();
+        let builder = builder
+            .with_other_transport(|key| tcp_transport(key, swarm_key.as_ref()))
+            .map_err(|e| build_error(&e))?;
         let idle = config.idle_connection_timeout;
         let bounds = config.connection_bounds;
         let gossip_config = gossipsub::ConfigBuilder::default()
@@ -221,6 +224,7 @@ impl Libp2pTransport {
                 listen_addresses,
                 topics,
                 dial_timeout: config.dial_timeout,
+                private: config.swarm_key.is_some(),
                 driver,
             }),
         })
@@ -267,6 +271,16 @@ fn tcp_transport(
     Ok(upgraded)
 }
 
+/// Whether `address` runs over QUIC.
+fn is_quic(address: &Multiaddr) -> bool {
+    address.iter().any(|p| {
+        matches!(
+            p,
+            libp2p::multiaddr::Protocol::Quic | libp2p::multiaddr::Protocol::QuicV1
+        )
+    })
+}
+
 /// libp2p's connection limits from ours.
 fn connection_limits(bounds: &ConnectionBounds) -> connection_limits::ConnectionLimits {
     connection_limits::ConnectionLimits::default()
@@ -301,6 +315,15 @@ impl Transport for Libp2pTransport {
 
     async fn listen(&self, address: Address) -> Result<Address, TransportError> {
         let multiaddr = parse_multiaddr(&address)?;
+        if self.inner.private && is_quic(&multiaddr) {
+            // pnet wraps byte streams; QUIC brings its own encryption and would
+            // let anyone without the key in.
+            return Err(TransportError::Listen {
+                address: address.to_string(),
+                detail: "a private network runs over TCP only; QUIC cannot carry the swarm key"
+                    .into(),
+            });
+        }
         let (reply, answer) = oneshot::channel();
         self.inner
             .commands
@@ -328,6 +351,10 @@ impl Transport for Libp2pTransport {
 
     fn add_peer_address(&self, peer: PeerId, address: Address) -> Result<(), TransportError> {
         let multiaddr = parse_multiaddr(&address)?;
+        if self.inner.private && is_quic(&multiaddr) {
+            // Unreachable inside a private network; not an error for the caller.
+            return Ok(());
+        }
         self.inner
             .commands
             .try_send(Command::AddAddress {
