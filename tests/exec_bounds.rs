@@ -1,5 +1,5 @@
 //! Resource bounds against hostile guests: host calls pay fuel per byte and check
-//! the deadline and cancellation.
+//! the deadline and cancellation; compilation is bounded.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -185,4 +185,66 @@ fn a_cancel_is_seen_in_the_next_host_call() {
     let report = sandbox.run_cancellable(&s, Some(flag));
     assert_eq!(kind(&report), Some(ErrorKind::Cancelled), "{report:?}");
     assert_eq!(host.fills.load(Ordering::SeqCst), 1);
+}
+
+/// A module of `count` functions, each `body` repeated `repeat` times.
+fn many_functions(count: usize, params: usize, body: &str, repeat: usize) -> Vec<u8> {
+    let params = " i32".repeat(params);
+    let body = body.repeat(repeat);
+    let funcs: String = (0..count)
+        .map(|_| format!("(func (param{params}) {body})\n"))
+        .collect();
+    wasm(&format!("(module {funcs})"))
+}
+
+fn compile_kind(bytes: &[u8]) -> Option<ErrorKind> {
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    sandbox.insert_module(bytes).err().map(|e| e.kind())
+}
+
+#[test]
+fn modules_over_the_compilation_limits_are_bad_modules() {
+    // Each body is about 45 bytes, above the 40-byte average the limits require.
+    let body = "(drop (i32.const 1))";
+    assert_eq!(compile_kind(&many_functions(100, 0, body, 15)), None);
+    assert_eq!(
+        compile_kind(&many_functions(10_001, 0, body, 15)),
+        Some(ErrorKind::BadModule),
+        "more than 10,000 functions"
+    );
+    assert_eq!(compile_kind(&many_functions(1, 32, body, 15)), None);
+    assert_eq!(
+        compile_kind(&many_functions(1, 33, body, 15)),
+        Some(ErrorKind::BadModule),
+        "more than 32 parameters"
+    );
+    // Many near-empty functions: cheap to send, costly to compile one by one.
+    assert_eq!(
+        compile_kind(&many_functions(1_000, 0, "", 0)),
+        Some(ErrorKind::BadModule),
+        "average function body under 40 bytes"
+    );
+    let globals: String = (0..1_001)
+        .map(|i| format!("(global $g{i} i32 (i32.const 0))"))
+        .collect();
+    assert_eq!(
+        compile_kind(&wasm(&format!("(module {globals})"))),
+        Some(ErrorKind::BadModule),
+        "more than 1,000 globals"
+    );
+}
+
+#[test]
+fn deeply_nested_blocks_compile_or_fail_without_crashing() {
+    let depth = 20_000;
+    let text = format!(
+        "(module (func (export \"f\") {}{}))",
+        "(block ".repeat(depth),
+        ")".repeat(depth)
+    );
+    let kind = compile_kind(&wasm(&text));
+    assert!(
+        matches!(kind, None | Some(ErrorKind::BadModule)),
+        "{kind:?}"
+    );
 }

@@ -12,8 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmi::errors::{ErrorKind as WasmiKind, InstantiationError, MemoryError};
 use wasmi::{
-    CompilationMode, Config, Engine, ExternType, Func, FuncType, Linker, Module, ResumableCall,
-    Store, TrapCode, Val, ValType,
+    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Func, FuncType, Linker, Module,
+    ResumableCall, Store, TrapCode, Val, ValType,
 };
 
 /// Fuel for a module's `start` section, which wasmi cannot pause to check the deadline.
@@ -97,7 +97,14 @@ impl Sandbox {
             // One memory per instance keeps the page limit a per-run total.
             .wasm_multi_memory(false)
             // Eager compilation keeps fuel_used independent of what was run before.
-            .compilation_mode(CompilationMode::Eager);
+            .compilation_mode(CompilationMode::Eager)
+            // Bounds what a hostile module can make compilation cost: at most 10,000
+            // functions, 1,000 globals, data and element segments, 32 parameters and
+            // results, 40 body bytes per function on average (see `EnforcedLimits::strict`).
+            // With `module_bytes_max` and wasmparser's own caps (50,000 locals per function)
+            // this keeps compile time and memory linear in a bounded input. Execution
+            // stacks keep wasmi's defaults: 1,000 nested calls, 1M value cells.
+            .enforced_limits(EnforcedLimits::strict());
         let engine = Engine::new(&wasm_config);
         let base_linker = match base_linker(&engine) {
             Ok(linker) => linker,
