@@ -1,13 +1,17 @@
-//! Resource bounds against hostile guests: host calls pay fuel per byte and check
-//! the deadline and cancellation; compilation is bounded.
+//! Resource bounds against hostile guests and callers: host calls pay fuel per byte
+//! and check the deadline and cancellation; compilation is bounded; a worker's slot
+//! and its module copies follow the thread that runs the guest.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use ww_sched::exec::{
-    ErrorKind, HostEnv, Limits, ModuleRef, RunReport, RunSpec, Sandbox, SandboxConfig,
+    ErrorKind, HostEnv, Limits, ModuleRef, RealHost, RunReport, RunSpec, Sandbox, SandboxConfig,
     HOST_CHUNK_BYTES, HOST_FUEL_PER_BYTE,
 };
+use ww_sched::rpc;
+use ww_sched::worker::{ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
 
 fn wasm(text: &str) -> Vec<u8> {
     wat::parse_str(text).expect("test WAT must parse")
@@ -247,4 +251,174 @@ fn deeply_nested_blocks_compile_or_fail_without_crashing() {
         matches!(kind, None | Some(ErrorKind::BadModule)),
         "{kind:?}"
     );
+}
+
+/// A host whose `random_get` blocks until the test opens the gate: a guest stuck
+/// in a host call, as a slow or hostile one might be.
+#[derive(Default)]
+struct GateHost {
+    open: Mutex<bool>,
+    opened: Condvar,
+    entered: AtomicU64,
+}
+
+impl GateHost {
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl HostEnv for GateHost {
+    fn wall_clock_ns(&self) -> u64 {
+        RealHost.wall_clock_ns()
+    }
+
+    fn monotonic_ns(&self) -> u64 {
+        RealHost.monotonic_ns()
+    }
+
+    fn fill_random(&self, buf: &mut [u8]) {
+        self.entered.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        buf.fill(1);
+    }
+}
+
+/// `run` calls random_get once (blocking at the gate), then loops until stopped
+/// when `spin` is 1 or returns 7 when it is 0.
+const GATED: &str = r#"(module
+    (import "wasi_snapshot_preview1" "random_get" (func $r (param i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "run") (param $spin i32) (result i32)
+        (drop (call $r (i32.const 0) (i32.const 8)))
+        (if (local.get $spin) (then (loop br 0)))
+        (i32.const 7)))"#;
+
+const ADD: &str = r#"(module (func (export "run") (result i32) (i32.const 42)))"#;
+
+fn worker(gate: &Arc<GateHost>, slots: usize) -> WorkerServer {
+    let sandbox = Sandbox::new(SandboxConfig {
+        host: gate.clone(),
+        ..SandboxConfig::default()
+    });
+    WorkerServer::new(
+        Arc::new(sandbox),
+        WorkerConfig {
+            mode: ExecMode::Blocking,
+            slots,
+            ..WorkerConfig::default()
+        },
+    )
+}
+
+fn gated(spin: i64) -> RunSpec {
+    spec(&wasm(GATED), "run", &[spin], Limits::default())
+}
+
+/// Polls `done` every few ms for up to `patience`, driving nothing else.
+async fn wait_for(patience: Duration, done: impl Fn() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + patience;
+    while !done() {
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+#[test]
+fn a_cancelled_run_keeps_its_slot_until_its_thread_ends() {
+    rpc::block_on_local(async {
+        let gate = Arc::new(GateHost::default());
+        let server = worker(&gate, 1);
+        let gauges = server.gauges();
+        let cancelled = server.runs_cancelled();
+        let remote =
+            RemoteWorker::from_capability(server.into_client(), None, Duration::from_secs(60));
+        // The first run gets stuck inside random_get...
+        let first = gated(1);
+        let mut call = Box::pin(remote.run(&first));
+        let stuck = wait_for(Duration::from_secs(10), || {
+            gate.entered.load(Ordering::SeqCst) == 1
+        });
+        tokio::select! {
+            _ = &mut call => panic!("the stuck run returned"),
+            stuck = stuck => assert!(stuck, "the first run never reached the host call"),
+        }
+        // ...and its caller gives up, as the gateway does on cancel or timeout.
+        drop(call);
+        let second_spec = spec(&wasm(ADD), "run", &[], Limits::default());
+        let mut second = Box::pin(remote.run(&second_spec));
+        // Give the second run every chance to start while the first thread lives.
+        let started = wait_for(Duration::from_millis(300), || gauges.runs_started() > 1);
+        tokio::select! {
+            _ = &mut second => {}
+            _ = started => {}
+        }
+        let started_while_stuck = gauges.runs_started();
+        let peak_while_stuck = gauges.guests_running_peak();
+        gate.open();
+        let report = second.await.expect("the second run is answered");
+        assert_eq!(report.outcome, Ok(vec![42]));
+        assert_eq!(
+            started_while_stuck, 1,
+            "a run started while the cancelled one ran"
+        );
+        assert_eq!(peak_while_stuck, 1);
+        assert_eq!(gauges.guests_running_peak(), 1);
+        assert_eq!(gauges.guests_running(), 0);
+        // The first run was stopped by its cancel once out of the host call.
+        assert_eq!(cancelled.load(Ordering::Relaxed), 1);
+    })
+    .unwrap();
+}
+
+#[test]
+fn calls_waiting_for_a_slot_hold_no_module_copy() {
+    rpc::block_on_local(async {
+        let slots = 2;
+        let gate = Arc::new(GateHost::default());
+        let server = worker(&gate, slots);
+        let gauges = server.gauges();
+        let remote =
+            RemoteWorker::from_capability(server.into_client(), None, Duration::from_secs(60));
+        // Ten calls carrying module bytes at once, against two slots held at the gate.
+        let specs: Vec<RunSpec> = (0..10).map(|_| gated(0)).collect();
+        let mut calls = Box::pin(futures::future::join_all(
+            specs.iter().map(|s| remote.run(s)),
+        ));
+        let crowded = wait_for(Duration::from_secs(10), || {
+            gate.entered.load(Ordering::SeqCst) == slots as u64 && gauges.modules_held() > slots
+        });
+        let both_stuck = wait_for(Duration::from_secs(10), || {
+            gate.entered.load(Ordering::SeqCst) == slots as u64
+        });
+        tokio::select! {
+            _ = &mut calls => panic!("calls returned while the gate was shut"),
+            stuck = both_stuck => assert!(stuck, "the slots never filled"),
+        }
+        // Give the other eight every chance to copy their modules while they wait.
+        tokio::select! {
+            _ = &mut calls => panic!("calls returned while the gate was shut"),
+            _ = tokio::time::timeout(Duration::from_millis(300), crowded) => {}
+        }
+        let held_while_waiting = gauges.modules_held_peak();
+        gate.open();
+        for report in calls.await {
+            assert_eq!(report.expect("answered").outcome, Ok(vec![7]));
+        }
+        assert_eq!(gauges.runs_started(), 10);
+        assert!(
+            held_while_waiting <= slots,
+            "{held_while_waiting} module copies held with {slots} slots"
+        );
+        assert!(gauges.modules_held_peak() <= slots);
+        assert_eq!(gauges.modules_held(), 0);
+    })
+    .unwrap();
 }
