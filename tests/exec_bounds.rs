@@ -1,14 +1,14 @@
 //! Resource bounds against hostile guests and callers: host calls pay fuel per byte
-//! and check the deadline and cancellation; compilation is bounded; a worker's slot
-//! and its module copies follow the thread that runs the guest.
+//! and check the deadline and cancellation; compilation and the module cache are
+//! bounded; a worker's slot and its module copies follow the thread that runs the guest.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use ww_sched::exec::{
-    ErrorKind, HostEnv, Limits, ModuleRef, RealHost, RunReport, RunSpec, Sandbox, SandboxConfig,
-    HOST_CHUNK_BYTES, HOST_FUEL_PER_BYTE,
+    ErrorKind, HostEnv, Limits, ModuleHash, ModuleRef, RealHost, RunReport, RunSpec, Sandbox,
+    SandboxConfig, HOST_CHUNK_BYTES, HOST_FUEL_PER_BYTE,
 };
 use ww_sched::rpc;
 use ww_sched::worker::{ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
@@ -251,6 +251,35 @@ fn deeply_nested_blocks_compile_or_fail_without_crashing() {
         matches!(kind, None | Some(ErrorKind::BadModule)),
         "{kind:?}"
     );
+}
+
+#[test]
+fn the_module_cache_is_bounded_in_bytes() {
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_modules_max: 64,
+        cache_bytes_max: 250_000,
+        ..SandboxConfig::default()
+    });
+    // Three distinct modules of about 100 kB each (a passive data segment).
+    let modules: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let data = format!("{i}").repeat(100_000);
+            wasm(&format!("(module (memory 2) (data \"{data}\"))"))
+        })
+        .collect();
+    for module in &modules {
+        sandbox.insert_module(module).expect("compiles");
+        assert!(
+            sandbox.cache_stats().bytes <= 250_000,
+            "{:?}",
+            sandbox.cache_stats()
+        );
+    }
+    let stats = sandbox.cache_stats();
+    assert_eq!((stats.entries, stats.misses), (2, 3));
+    // The least recently used went; the newest two stay.
+    assert!(!sandbox.has_module(&ModuleHash::of(&modules[0])));
+    assert!(sandbox.has_module(&ModuleHash::of(&modules[2])));
 }
 
 /// A host whose `random_get` blocks until the test opens the gate: a guest stuck

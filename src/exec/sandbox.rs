@@ -24,6 +24,10 @@ pub const START_SECTION_FUEL: u64 = 100_000_000;
 pub struct SandboxConfig {
     /// Compiled modules kept; the least recently used is evicted beyond this.
     pub cache_modules_max: usize,
+    /// Module bytes (as sent) the cache keeps in all: with `cache_modules_max` this
+    /// bounds what callers can make a worker hold compiled. Compiled code is a few
+    /// times larger than its module.
+    pub cache_bytes_max: usize,
     /// Largest module accepted, in bytes.
     pub module_bytes_max: usize,
     /// Bytes kept per output stream (stdout, stderr); the rest is dropped.
@@ -36,6 +40,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             cache_modules_max: 64,
+            cache_bytes_max: 128 * 1024 * 1024,
             module_bytes_max: 16 * 1024 * 1024,
             output_bytes_max: 64 * 1024,
             host: Arc::new(RealHost),
@@ -47,6 +52,7 @@ impl std::fmt::Debug for SandboxConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxConfig")
             .field("cache_modules_max", &self.cache_modules_max)
+            .field("cache_bytes_max", &self.cache_bytes_max)
             .field("module_bytes_max", &self.module_bytes_max)
             .field("output_bytes_max", &self.output_bytes_max)
             .finish_non_exhaustive()
@@ -114,7 +120,10 @@ impl Sandbox {
                 Linker::new(&engine)
             }
         };
-        let cache = Mutex::new(LruCache::new(config.cache_modules_max));
+        let cache = Mutex::new(LruCache::new(
+            config.cache_modules_max,
+            config.cache_bytes_max,
+        ));
         Self {
             engine,
             base_linker,
@@ -172,7 +181,7 @@ impl Sandbox {
             .map_err(|e| ExecError::new(ErrorKind::BadModule, e.to_string()))?;
         let linker = Arc::new(module_linker(&self.base_linker, &module)?);
         let compiled = Compiled { module, linker };
-        lock(&self.cache).insert(hash, compiled.clone());
+        lock(&self.cache).insert(hash, compiled.clone(), bytes.len());
         tracing::debug!(module = %hash, bytes = bytes.len(), "compiled module");
         Ok((hash, compiled))
     }
