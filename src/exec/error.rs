@@ -115,6 +115,10 @@ impl ExecError {
     }
 }
 
+// Lets a host call end the run with a typed limit (fuel, deadline, cancel) that
+// `classify` recovers intact from wasmi's error.
+impl wasmi::errors::HostError for ExecError {}
+
 /// Truncates `text` to at most `max` bytes on a char boundary, marking the cut.
 pub fn cap_text(mut text: String, max: usize) -> String {
     if text.len() <= max {

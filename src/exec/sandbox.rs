@@ -4,19 +4,17 @@
 use super::cache::{CacheStats, LruCache};
 use super::error::{ErrorKind, ExecError};
 use super::host::{HostEnv, RealHost};
+use super::meter::{Meter, FUEL_SLICE};
 use super::spec::{ModuleHash, ModuleRef, RunReport, RunSpec};
 use super::wasi::{base_linker, module_linker, HostState};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use wasmi::errors::{ErrorKind as WasmiKind, InstantiationError, MemoryError};
 use wasmi::{
-    CompilationMode, Config, Engine, ExternType, Func, FuncType, Linker, Module, ResumableCall,
-    Store, TrapCode, Val, ValType,
+    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Func, FuncType, Linker, Module,
+    ResumableCall, Store, TrapCode, Val, ValType,
 };
-
-/// Fuel handed out per slice; the deadline is checked between slices (a few ms of work).
-pub const FUEL_SLICE: u64 = 4_000_000;
 
 /// Fuel for a module's `start` section, which wasmi cannot pause to check the deadline.
 pub const START_SECTION_FUEL: u64 = 100_000_000;
@@ -26,6 +24,10 @@ pub const START_SECTION_FUEL: u64 = 100_000_000;
 pub struct SandboxConfig {
     /// Compiled modules kept; the least recently used is evicted beyond this.
     pub cache_modules_max: usize,
+    /// Module bytes (as sent) the cache keeps in all: with `cache_modules_max` this
+    /// bounds what callers can make a worker hold compiled. Compiled code is a few
+    /// times larger than its module.
+    pub cache_bytes_max: usize,
     /// Largest module accepted, in bytes.
     pub module_bytes_max: usize,
     /// Bytes kept per output stream (stdout, stderr); the rest is dropped.
@@ -38,6 +40,7 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             cache_modules_max: 64,
+            cache_bytes_max: 128 * 1024 * 1024,
             module_bytes_max: 16 * 1024 * 1024,
             output_bytes_max: 64 * 1024,
             host: Arc::new(RealHost),
@@ -49,6 +52,7 @@ impl std::fmt::Debug for SandboxConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxConfig")
             .field("cache_modules_max", &self.cache_modules_max)
+            .field("cache_bytes_max", &self.cache_bytes_max)
             .field("module_bytes_max", &self.module_bytes_max)
             .field("output_bytes_max", &self.output_bytes_max)
             .finish_non_exhaustive()
@@ -85,61 +89,6 @@ enum Stop {
     Limit(ExecError),
 }
 
-/// Hands out fuel in slices, enforcing `fuel_max` and the deadline between slices.
-struct Meter {
-    fuel_max: u64,
-    granted: u64,
-    deadline_ns: u64,
-    host: Arc<dyn HostEnv>,
-    /// Set by the caller to stop the run at the next fuel slice.
-    cancel: Option<Arc<AtomicBool>>,
-}
-
-impl Meter {
-    fn used(&self, store: &Store<HostState>) -> u64 {
-        self.granted.saturating_sub(store.get_fuel().unwrap_or(0))
-    }
-
-    fn check_deadline(&self) -> Result<(), ExecError> {
-        if self
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
-            return Err(ExecError::new(
-                ErrorKind::Cancelled,
-                "stopped at the caller's request",
-            ));
-        }
-        if self.host.monotonic_ns() >= self.deadline_ns {
-            return Err(ExecError::new(
-                ErrorKind::Deadline,
-                "wall-clock time limit exceeded",
-            ));
-        }
-        Ok(())
-    }
-
-    /// Adds a slice (at least `required`) of fuel, or says which limit is exhausted.
-    fn refill(&mut self, store: &mut Store<HostState>, required: u64) -> Result<(), ExecError> {
-        let left = store.get_fuel().unwrap_or(0);
-        let budget = self.fuel_max.saturating_sub(self.granted);
-        if budget == 0 || budget.saturating_add(left) < required {
-            return Err(ExecError::new(
-                ErrorKind::FuelExhausted,
-                format!("fuel limit of {} exhausted", self.fuel_max),
-            ));
-        }
-        self.check_deadline()?;
-        let add = budget.min(FUEL_SLICE.max(required));
-        store
-            .set_fuel(left.saturating_add(add))
-            .map_err(|e| ExecError::new(ErrorKind::Internal, e.to_string()))?;
-        self.granted += add;
-        Ok(())
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Cache state stays consistent even if a holder panicked: every update is one insert.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -154,7 +103,14 @@ impl Sandbox {
             // One memory per instance keeps the page limit a per-run total.
             .wasm_multi_memory(false)
             // Eager compilation keeps fuel_used independent of what was run before.
-            .compilation_mode(CompilationMode::Eager);
+            .compilation_mode(CompilationMode::Eager)
+            // Bounds what a hostile module can make compilation cost: at most 10,000
+            // functions, 1,000 globals, data and element segments, 32 parameters and
+            // results, 40 body bytes per function on average (see `EnforcedLimits::strict`).
+            // With `module_bytes_max` and wasmparser's own caps (50,000 locals per function)
+            // this keeps compile time and memory linear in a bounded input. Execution
+            // stacks keep wasmi's defaults: 1,000 nested calls, 1M value cells.
+            .enforced_limits(EnforcedLimits::strict());
         let engine = Engine::new(&wasm_config);
         let base_linker = match base_linker(&engine) {
             Ok(linker) => linker,
@@ -164,7 +120,10 @@ impl Sandbox {
                 Linker::new(&engine)
             }
         };
-        let cache = Mutex::new(LruCache::new(config.cache_modules_max));
+        let cache = Mutex::new(LruCache::new(
+            config.cache_modules_max,
+            config.cache_bytes_max,
+        ));
         Self {
             engine,
             base_linker,
@@ -222,7 +181,7 @@ impl Sandbox {
             .map_err(|e| ExecError::new(ErrorKind::BadModule, e.to_string()))?;
         let linker = Arc::new(module_linker(&self.base_linker, &module)?);
         let compiled = Compiled { module, linker };
-        lock(&self.cache).insert(hash, compiled.clone());
+        lock(&self.cache).insert(hash, compiled.clone(), bytes.len());
         tracing::debug!(module = %hash, bytes = bytes.len(), "compiled module");
         Ok((hash, compiled))
     }
@@ -237,8 +196,9 @@ impl Sandbox {
         self.run_cancellable(spec, None)
     }
 
-    /// Like [`Sandbox::run`], but setting `cancel` stops the run within one fuel
-    /// slice with [`ErrorKind::Cancelled`].
+    /// Like [`Sandbox::run`], but setting `cancel` stops the run with
+    /// [`ErrorKind::Cancelled`] within one fuel slice, or at its next host call (or
+    /// host-call chunk) if it is inside one.
     pub fn run_cancellable(&self, spec: &RunSpec, cancel: Option<Arc<AtomicBool>>) -> RunReport {
         match catch_unwind(AssertUnwindSafe(|| self.run_inner(spec, cancel))) {
             Ok(report) => report,
@@ -276,26 +236,22 @@ impl Sandbox {
             Err(error) => return RunReport::failed(error),
         };
         let limits = spec.limits;
+        let meter = Meter::new(
+            limits.fuel_max,
+            limits.wall_time_ns(),
+            self.config.host.clone(),
+            cancel,
+        );
         let state = HostState::new(
             self.config.host.clone(),
             self.config.output_bytes_max,
             limits.memory_bytes_max(),
+            meter,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        let mut meter = Meter {
-            fuel_max: limits.fuel_max,
-            granted: 0,
-            deadline_ns: self
-                .config
-                .host
-                .monotonic_ns()
-                .saturating_add(limits.wall_time_ns()),
-            host: self.config.host.clone(),
-            cancel,
-        };
-        let outcome = execute(&mut store, &mut meter, &compiled, &spec.export, &inputs);
-        let fuel_used = meter.used(&store);
+        let outcome = execute(&mut store, &compiled, &spec.export, &inputs);
+        let fuel_used = store.data().meter.used(store.get_fuel().unwrap_or(0));
         let state = store.into_data();
         tracing::debug!(export = %spec.export, fuel_used, ok = outcome.is_ok(), "run finished");
         RunReport {
@@ -310,14 +266,13 @@ impl Sandbox {
 /// Instantiates, runs `_start`/`_initialize` if present, then the export.
 fn execute(
     store: &mut Store<HostState>,
-    meter: &mut Meter,
     compiled: &Compiled,
     export: &str,
     inputs: &[Val],
 ) -> Result<Vec<i64>, ExecError> {
-    let start_fuel = meter.fuel_max.min(START_SECTION_FUEL);
+    let start_fuel = store.data().meter.fuel_max().min(START_SECTION_FUEL);
     set_fuel(store, start_fuel)?;
-    meter.granted = start_fuel;
+    store.data_mut().meter.grant_all(start_fuel);
     let instance = compiled
         .linker
         .instantiate_and_start(&mut *store, &compiled.module)
@@ -326,9 +281,9 @@ fn execute(
     let left = store.get_fuel().unwrap_or(0);
     if left > FUEL_SLICE {
         set_fuel(store, FUEL_SLICE)?;
-        meter.granted -= left - FUEL_SLICE;
+        store.data_mut().meter.give_back(left - FUEL_SLICE);
     }
-    meter.check_deadline()?;
+    store.data().meter.check_stop()?;
 
     let init = if export == "_start" {
         None
@@ -338,7 +293,7 @@ fn execute(
             .or_else(|| instance.get_func(&*store, "_initialize"))
     };
     if let Some(init) = init {
-        match drive(store, meter, &init, &[], &mut []) {
+        match drive(store, &init, &[], &mut []) {
             Ok(()) => {}
             Err(Stop::Wasm(e)) if e.i32_exit_status() == Some(0) => {}
             Err(stop) => return Err(stop_error(stop)),
@@ -349,7 +304,7 @@ fn execute(
     };
     let ty = target.ty(&*store);
     let mut outputs: Vec<Val> = ty.results().iter().map(|t| zero(*t)).collect();
-    match drive(store, meter, &target, inputs, &mut outputs) {
+    match drive(store, &target, inputs, &mut outputs) {
         Ok(()) => {}
         Err(Stop::Wasm(e)) if export == "_start" && e.i32_exit_status() == Some(0) => {
             return Ok(Vec::new())
@@ -378,7 +333,6 @@ fn set_fuel(store: &mut Store<HostState>, fuel: u64) -> Result<(), ExecError> {
 /// Calls `func` resumably, refilling fuel slice by slice until it finishes or a limit hits.
 fn drive(
     store: &mut Store<HostState>,
-    meter: &mut Meter,
     func: &Func,
     inputs: &[Val],
     outputs: &mut [Val],
@@ -390,12 +344,16 @@ fn drive(
         match call {
             ResumableCall::Finished => return Ok(()),
             // Host functions never ask to be resumed: their errors (proc_exit, unsupported
-            // WASI calls) end the run.
+            // WASI calls, a limit hit inside a host call) end the run.
             ResumableCall::HostTrap(trap) => return Err(Stop::Wasm(trap.into_host_error())),
             ResumableCall::OutOfFuel(paused) => {
-                meter
-                    .refill(store, paused.required_fuel())
+                let left = store.get_fuel().unwrap_or(0);
+                let fuel = store
+                    .data_mut()
+                    .meter
+                    .refill(left, paused.required_fuel())
                     .map_err(Stop::Limit)?;
+                set_fuel(store, fuel).map_err(Stop::Limit)?;
                 call = paused.resume(&mut *store, outputs).map_err(Stop::Wasm)?;
             }
         }
@@ -411,6 +369,10 @@ fn stop_error(stop: Stop) -> ExecError {
 
 /// Maps a wasmi error to our kinds; `fallback` is BadModule while instantiating, else Trap.
 fn classify(error: wasmi::Error, fallback: ErrorKind) -> ExecError {
+    // A limit hit inside a host call comes back as our own error, kind intact.
+    if let Some(limit) = error.downcast_ref::<ExecError>() {
+        return limit.clone();
+    }
     if let Some(code) = error.i32_exit_status() {
         return ExecError::new(ErrorKind::Exit, format!("exit code {code}"));
     }

@@ -1,10 +1,10 @@
 //! The worker's side of the `Worker` interface.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use capnp::capability::Rc;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::wire;
 use crate::exec::{Limits, ModuleRef, RunReport, RunSpec, Sandbox};
@@ -52,7 +52,7 @@ pub struct WorkerServer {
     sandbox: Arc<Sandbox>,
     config: WorkerConfig,
     slots: Arc<Semaphore>,
-    runs_started: AtomicU64,
+    gauges: Arc<WorkerGauges>,
     runs_cancelled: Arc<AtomicU64>,
     last_ping: LastPing,
 }
@@ -82,7 +82,7 @@ impl WorkerServer {
             sandbox,
             config,
             slots,
-            runs_started: AtomicU64::new(0),
+            gauges: Arc::default(),
             runs_cancelled: Arc::new(AtomicU64::new(0)),
             last_ping: LastPing::default(),
         }
@@ -90,7 +90,12 @@ impl WorkerServer {
 
     /// Runs started since the worker began (including failed ones).
     pub fn runs_started(&self) -> u64 {
-        self.runs_started.load(Ordering::Relaxed)
+        self.gauges.runs_started()
+    }
+
+    /// Live counts of this worker's runs (shared; see [`WorkerGauges`]).
+    pub fn gauges(&self) -> Arc<WorkerGauges> {
+        self.gauges.clone()
     }
 
     /// When this worker was last pinged (shared; see [`LastPing`]).
@@ -122,19 +127,35 @@ impl WorkerServer {
         }
     }
 
-    /// Runs one spec in a free slot, on or off the RPC thread as configured.
-    async fn execute(&self, spec: RunSpec) -> Result<RunReport, capnp::Error> {
-        let _slot = self
-            .slots
+    /// Waits for a free slot. Callers take it before reading a request's module,
+    /// so calls queued for a slot hold no copy of their module bytes.
+    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, capnp::Error> {
+        self.slots
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| capnp::Error::failed("worker is shutting down".into()))?;
-        self.runs_started.fetch_add(1, Ordering::Relaxed);
+            .map_err(|_| capnp::Error::failed("worker is shutting down".into()))
+    }
+
+    /// Runs one spec in its slot, on or off the RPC thread as configured.
+    ///
+    /// The lease (the slot, and the count of module copies) goes with the guest and is
+    /// released only when the code running the guest has finished, even if the caller
+    /// went away first: a cancelled run's thread keeps its slot until it has stopped.
+    async fn execute(&self, mut lease: Lease, spec: RunSpec) -> Result<RunReport, capnp::Error> {
+        self.gauges.runs_started.fetch_add(1, Ordering::Relaxed);
         match self.config.mode {
-            ExecMode::Inline => Ok(self.sandbox.run(&spec)),
-            ExecMode::Simulated { fuel_per_ms } => {
+            ExecMode::Inline => {
+                lease.guest = Some(Held::new(&self.gauges, Gauge::Guests));
                 let report = self.sandbox.run(&spec);
+                drop(spec);
+                drop(lease);
+                Ok(report)
+            }
+            ExecMode::Simulated { fuel_per_ms } => {
+                lease.guest = Some(Held::new(&self.gauges, Gauge::Guests));
+                let report = self.sandbox.run(&spec);
+                drop(spec);
                 let busy_ms = report.fuel_used / fuel_per_ms.max(1);
                 tokio::time::sleep(std::time::Duration::from_millis(busy_ms)).await;
                 Ok(report)
@@ -146,16 +167,120 @@ impl WorkerServer {
                 let cancel = stop.0.clone();
                 let sandbox = self.sandbox.clone();
                 let cancelled = self.runs_cancelled.clone();
+                let gauges = self.gauges.clone();
                 tokio::task::spawn_blocking(move || {
+                    lease.guest = Some(Held::new(&gauges, Gauge::Guests));
                     let report = sandbox.run_cancellable(&spec, Some(cancel));
                     if matches!(&report.outcome, Err(e) if e.kind() == crate::exec::ErrorKind::Cancelled) {
                         cancelled.fetch_add(1, Ordering::Relaxed);
                     }
+                    // The module copy goes first, then the lease; the slot is freed last.
+                    drop(spec);
+                    drop(lease);
                     report
                 })
                 .await
                     .map_err(|e| capnp::Error::failed(format!("sandbox thread failed: {e}")))
             }
+        }
+    }
+}
+
+/// Live counts of a worker's runs, shared with the threads that update them.
+#[derive(Debug, Default)]
+pub struct WorkerGauges {
+    runs_started: AtomicU64,
+    guests: AtomicUsize,
+    guests_peak: AtomicUsize,
+    modules: AtomicUsize,
+    modules_peak: AtomicUsize,
+}
+
+impl WorkerGauges {
+    /// Runs started since the worker began (including failed ones).
+    pub fn runs_started(&self) -> u64 {
+        self.runs_started.load(Ordering::Relaxed)
+    }
+
+    /// Guests running now; each counts until the thread running it has finished.
+    pub fn guests_running(&self) -> usize {
+        self.guests.load(Ordering::SeqCst)
+    }
+
+    /// The most guests ever running at once; never more than the worker's slots.
+    pub fn guests_running_peak(&self) -> usize {
+        self.guests_peak.load(Ordering::SeqCst)
+    }
+
+    /// Copies of module bytes taken from requests and not yet freed.
+    pub fn modules_held(&self) -> usize {
+        self.modules.load(Ordering::SeqCst)
+    }
+
+    /// The most module copies ever held at once; never more than the worker's slots.
+    pub fn modules_held_peak(&self) -> usize {
+        self.modules_peak.load(Ordering::SeqCst)
+    }
+
+    fn gauge(&self, gauge: Gauge) -> (&AtomicUsize, &AtomicUsize) {
+        match gauge {
+            Gauge::Guests => (&self.guests, &self.guests_peak),
+            Gauge::Modules => (&self.modules, &self.modules_peak),
+        }
+    }
+}
+
+/// Which of [`WorkerGauges`]' level counters a [`Held`] counts in.
+#[derive(Clone, Copy)]
+enum Gauge {
+    Guests,
+    Modules,
+}
+
+/// One unit on a gauge, counted while this value lives.
+struct Held {
+    gauges: Arc<WorkerGauges>,
+    gauge: Gauge,
+}
+
+impl Held {
+    fn new(gauges: &Arc<WorkerGauges>, gauge: Gauge) -> Self {
+        let (now, peak) = gauges.gauge(gauge);
+        let level = now.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(level, Ordering::SeqCst);
+        Held {
+            gauges: gauges.clone(),
+            gauge,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauges
+            .gauge(self.gauge)
+            .0
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a run holds until its guest has finished. Fields drop in order, so the
+/// counts fall before the slot is freed and never exceed the slots in use.
+struct Lease {
+    guest: Option<Held>,
+    _module: Option<Held>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// A lease on `slot` for `spec`, counting its module copy if it carries bytes.
+    fn new(slot: OwnedSemaphorePermit, gauges: &Arc<WorkerGauges>, spec: &RunSpec) -> Self {
+        let module =
+            matches!(spec.module, ModuleRef::Bytes(_)).then(|| Held::new(gauges, Gauge::Modules));
+        Lease {
+            guest: None,
+            _module: module,
+            _slot: slot,
         }
     }
 }
@@ -175,6 +300,14 @@ impl worker::Server for WorkerServer {
         params: worker::AssignParams,
         mut results: worker::AssignResults,
     ) -> Result<(), capnp::Error> {
+        let size = params.get()?.get_wasm()?.len();
+        if size > wire::MODULE_BYTES_MAX {
+            return Err(capnp::Error::failed(format!(
+                "module_too_large: {size} bytes, at most {}",
+                wire::MODULE_BYTES_MAX
+            )));
+        }
+        let slot = self.acquire_slot().await?;
         let params = params.get()?;
         let spec = RunSpec {
             module: ModuleRef::Bytes(params.get_wasm()?.to_vec()),
@@ -186,7 +319,8 @@ impl worker::Server for WorkerServer {
                 wall_time_ms: 0,
             }),
         };
-        let report = self.execute(spec).await?;
+        let lease = Lease::new(slot, &self.gauges, &spec);
+        let report = self.execute(lease, spec).await?;
         match report.outcome {
             Ok(values) => {
                 let first = values.first().ok_or_else(|| {
@@ -208,9 +342,13 @@ impl worker::Server for WorkerServer {
         params: worker::RunParams,
         mut results: worker::RunResults,
     ) -> Result<(), capnp::Error> {
+        // Refuse a bad request at once, but copy its module only once a slot is ours.
+        wire::check_spec(params.get()?.get_spec()?)?;
+        let slot = self.acquire_slot().await?;
         let mut spec = wire::read_spec(params.get()?.get_spec()?)?;
+        let lease = Lease::new(slot, &self.gauges, &spec);
         spec.limits = self.clamp(spec.limits);
-        let report = self.execute(spec).await?;
+        let report = self.execute(lease, spec).await?;
         wire::write_report(&report, results.get().init_report());
         Ok(())
     }

@@ -63,19 +63,30 @@ pub fn write_spec(spec: &RunSpec, mut out: task_spec::Builder<'_>) {
     limits.set_wall_time_ms(spec.limits.wall_time_ms);
 }
 
+/// Checks a `TaskSpec`'s module size and argument count without copying anything.
+pub fn check_spec(spec: task_spec::Reader<'_>) -> Result<(), capnp::Error> {
+    if let task_spec::module::Bytes(bytes) = spec.get_module().which()? {
+        let size = bytes?.len();
+        if size > MODULE_BYTES_MAX {
+            return Err(capnp::Error::failed(format!(
+                "module_too_large: {size} bytes, at most {MODULE_BYTES_MAX}"
+            )));
+        }
+    }
+    let args = spec.get_args()?.len();
+    if args > ARGS_MAX {
+        return Err(capnp::Error::failed(format!(
+            "{args} arguments, at most {ARGS_MAX}"
+        )));
+    }
+    Ok(())
+}
+
 /// Reads a `TaskSpec`, refusing oversized modules and argument lists.
 pub fn read_spec(spec: task_spec::Reader<'_>) -> Result<RunSpec, capnp::Error> {
+    check_spec(spec)?;
     let module = match spec.get_module().which()? {
-        task_spec::module::Bytes(bytes) => {
-            let bytes = bytes?;
-            if bytes.len() > MODULE_BYTES_MAX {
-                return Err(capnp::Error::failed(format!(
-                    "module_too_large: {} bytes, at most {MODULE_BYTES_MAX}",
-                    bytes.len()
-                )));
-            }
-            ModuleRef::Bytes(bytes.to_vec())
-        }
+        task_spec::module::Bytes(bytes) => ModuleRef::Bytes(bytes?.to_vec()),
         task_spec::module::Hash(hash) => {
             let hash: [u8; 32] = hash?.try_into().map_err(|_| {
                 capnp::Error::failed("module hash must be 32 bytes (SHA-256)".into())
@@ -84,12 +95,6 @@ pub fn read_spec(spec: task_spec::Reader<'_>) -> Result<RunSpec, capnp::Error> {
         }
     };
     let args = spec.get_args()?;
-    if args.len() > ARGS_MAX {
-        return Err(capnp::Error::failed(format!(
-            "{} arguments, at most {ARGS_MAX}",
-            args.len()
-        )));
-    }
     let limits = spec.get_limits()?;
     Ok(RunSpec {
         module,
