@@ -109,6 +109,26 @@ pub trait Discovery {
     fn stats(&self) -> DiscoveryStats;
 }
 
+/// A shared discovery, so a caller can keep a handle (e.g. for its counters)
+/// while membership drives it.
+impl<D: Discovery> Discovery for std::rc::Rc<D> {
+    async fn advertise(&self, namespace: &str, ttl: Duration) -> Result<Duration, BootError> {
+        (**self).advertise(namespace, ttl).await
+    }
+
+    async fn find_peers(
+        &self,
+        namespace: &str,
+        limit: Option<usize>,
+    ) -> Result<PeerStream, BootError> {
+        (**self).find_peers(namespace, limit).await
+    }
+
+    fn stats(&self) -> DiscoveryStats {
+        (**self).stats()
+    }
+}
+
 /// A seed for the next result stream of a discovery: each stream jitters (or
 /// orders its crawl) differently, yet reproducibly from `seed`.
 pub(crate) fn stream_seed(seed: u64, streams_started: &std::cell::Cell<u64>) -> u64 {
