@@ -10,7 +10,7 @@ use ww_sched::boot::{
     CidrCrawl, CrawlConfig, Discovery, DiscoverySpec, MulticastSurvey, PeerInfo, StaticPeers,
     SurveyConfig,
 };
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
 
 /// Runs `future` on one thread inside a `LocalSet`, as a node does.
 fn run_local<F: Future>(future: F) -> F::Output {
@@ -37,9 +37,10 @@ async fn libp2p_node() -> anyhow::Result<(Libp2pTransport, Identity)> {
 }
 
 #[test]
-fn two_multicast_surveys_find_each_other() -> anyhow::Result<()> {
+fn two_keyed_multicast_surveys_find_each_other_and_hear_no_unicast() -> anyhow::Result<()> {
     run_local(async {
         let config = SurveyConfig {
+            swarm_key: Some(SwarmKey::generate()),
             group: SocketAddrV4::new(
                 Ipv4Addr::new(228, 8, 8, 8),
                 free_udp_port(Ipv4Addr::LOCALHOST),
@@ -50,6 +51,7 @@ fn two_multicast_surveys_find_each_other() -> anyhow::Result<()> {
         let (ta, ia) = libp2p_node().await?;
         let (tb, ib) = libp2p_node().await?;
         let a = MulticastSurvey::start(&ta, ia, config.clone()).await?;
+        let config_port = config.group.port();
         let b = MulticastSurvey::start(&tb, ib, config).await?;
         a.advertise("ww", Duration::from_secs(60)).await?;
         b.advertise("ww", Duration::from_secs(60)).await?;
@@ -70,6 +72,18 @@ fn two_multicast_surveys_find_each_other() -> anyhow::Result<()> {
         assert_eq!(by_a[0].addresses, tb.listen_addresses());
         // Multicast loopback brings our own packets back; they are dropped, not found.
         assert!(a.stats().dropped_self > 0);
+        // The socket is bound to the group: unicast to its port never reaches it
+        // (on unix; elsewhere it listens on every address).
+        if cfg!(unix) {
+            // The probe is not a packet: had it arrived, it would count as malformed.
+            // With reuse-port, unicast reaches one socket of the two: count both.
+            let malformed = || a.stats().dropped_malformed + b.stats().dropped_malformed;
+            let before = malformed();
+            let prober = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+            prober.send_to(b"unicast probe", (Ipv4Addr::LOCALHOST, config_port))?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(malformed(), before, "a unicast datagram got in");
+        }
         Ok(())
     })
 }

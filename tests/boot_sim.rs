@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use ww_sched::boot::packet::{self, Body, Envelope, Packet};
 use ww_sched::boot::{
     within_distance, CidrCrawl, CrawlConfig, Discovery, GradualConfig, GradualSurvey,
-    MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
+    MulticastSurvey, SurveyConfig, WallClock, DEFAULT_GROUP,
 };
 use ww_sched::transport::{
     Address, Datagram, Identity, PeerId, SimConfig, SimTransport, Transport,
@@ -32,6 +32,24 @@ async fn node(
         .listen(Address::new(format!("/dns4/{name}/tcp/7000")))
         .await?;
     Ok((transport, identity))
+}
+
+/// The simulated wall clock: a fixed epoch plus simulated time, on every host.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+fn sim_clock() -> WallClock {
+    WallClock::new(|| {
+        let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_millis();
+        EPOCH_MS + u64::try_from(elapsed).unwrap_or(u64::MAX)
+    })
+}
+
+/// The default survey on the simulated clock.
+fn survey_config() -> SurveyConfig {
+    SurveyConfig {
+        wall_clock: sim_clock(),
+        ..SurveyConfig::default()
+    }
 }
 
 fn peer_of(seed: u64, name: &str) -> PeerId {
@@ -59,7 +77,7 @@ fn thirty_two_nodes_find_each_other_by_multicast_survey() -> SimResult {
     let outsider = peer_of(SEED, "outsider");
     sim.host("outsider", || async {
         let (transport, identity) = node(SEED, "outsider").await?;
-        let survey = MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+        let survey = MulticastSurvey::start(&transport, identity, survey_config()).await?;
         survey.advertise("other", Duration::from_secs(600)).await?;
         let _others = survey.find_peers("other", None).await?;
         std::future::pending::<()>().await;
@@ -76,8 +94,7 @@ fn thirty_two_nodes_find_each_other_by_multicast_survey() -> SimResult {
             let start = Instant::now();
             let (transport, identity) = node(SEED, &name).await?;
             let me = identity.peer_id();
-            let survey =
-                MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+            let survey = MulticastSurvey::start(&transport, identity, survey_config()).await?;
             let mut peers = survey.find_peers("ww", None).await?;
             survey.advertise("ww", Duration::from_secs(600)).await?;
             let mut found = BTreeSet::new();
@@ -156,8 +173,7 @@ fn gradual_survey_climbs_distances_and_stops_after_a_find() -> SimResult {
     for name in responders {
         sim.host(name, move || async move {
             let (transport, identity) = node(SEED, name).await?;
-            let survey =
-                MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+            let survey = MulticastSurvey::start(&transport, identity, survey_config()).await?;
             survey.advertise("ww", Duration::from_secs(600)).await?;
             std::future::pending::<()>().await;
             Ok(())
@@ -182,7 +198,7 @@ fn gradual_survey_climbs_distances_and_stops_after_a_find() -> SimResult {
         // Start after the responders' announcements, so only answers to surveys count.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (transport, identity) = node(SEED, "searcher").await?;
-        let survey = MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+        let survey = MulticastSurvey::start(&transport, identity, survey_config()).await?;
         let config = GradualConfig {
             backoff_min_ms: 100,
             backoff_max_ms: 1_000,
@@ -219,7 +235,10 @@ fn cidr_crawl_finds_advertised_nodes_by_unicast() -> SimResult {
     for name in names {
         sim.host(name, move || async move {
             let (transport, identity) = node(SEED, name).await?;
-            let config = CrawlConfig::new(Ipv4Addr::new(192, 168, 0, 0), 24, PORT);
+            let config = CrawlConfig {
+                wall_clock: sim_clock(),
+                ..CrawlConfig::new(Ipv4Addr::new(192, 168, 0, 0), 24, PORT)
+            };
             let crawl = CidrCrawl::start(&transport, identity, config).await?;
             crawl.advertise("ww", Duration::from_secs(600)).await?;
             std::future::pending::<()>().await;
@@ -234,6 +253,7 @@ fn cidr_crawl_finds_advertised_nodes_by_unicast() -> SimResult {
         let (transport, identity) = node(SEED, "crawler").await?;
         let config = CrawlConfig {
             seed: SEED,
+            wall_clock: sim_clock(),
             ..CrawlConfig::new(Ipv4Addr::new(192, 168, 0, 0), 24, PORT)
         };
         let crawl = CidrCrawl::start(&transport, identity, config).await?;
@@ -263,7 +283,7 @@ fn bad_packets_are_dropped_and_counted() -> SimResult {
     let mut sim = sim(SEED, Duration::from_secs(20));
     sim.client("target", async move {
         let (transport, identity) = node(SEED, "target").await?;
-        let survey = MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+        let survey = MulticastSurvey::start(&transport, identity, survey_config()).await?;
         survey.advertise("ww", Duration::from_secs(600)).await?;
         let mut peers = survey.find_peers("ww", None).await?;
         let rogue = Identity::from_secret([9; 32]).peer_id();
@@ -299,26 +319,27 @@ fn bad_packets_are_dropped_and_counted() -> SimResult {
         let stranger = Identity::from_secret([10; 32]);
         let response = |ns: &str, peer: PeerId| Packet {
             namespace: ns.into(),
+            sent_ms: sim_clock().now_ms(),
             body: Body::Response {
                 peer,
                 addresses: vec![Address::new("/dns4/rogue/tcp/1")],
             },
         };
         let good = response("ww", me.peer_id());
-        let mut mis_signed = Envelope::seal(&me, good.encode()?);
+        let mut mis_signed = Envelope::seal(&me, None, good.encode()?)?;
         mis_signed.signature[3] ^= 0x40;
         let unsigned = Envelope {
             signature: Vec::new(),
-            ..Envelope::seal(&me, good.encode()?)
+            ..Envelope::seal(&me, None, good.encode()?)?
         };
         let datagrams: Vec<Vec<u8>> = vec![
             b"garbage, not an envelope".to_vec(),
             mis_signed.encode()?,
             unsigned.encode()?,
             vec![0u8; 3000],
-            packet::seal(&stranger, &good)?,
-            packet::seal(&me, &response("elsewhere", me.peer_id()))?,
-            packet::seal(&me, &good)?,
+            packet::seal(&stranger, None, &good)?,
+            packet::seal(&me, None, &response("elsewhere", me.peer_id()))?,
+            packet::seal(&me, None, &good)?,
         ];
         for datagram in datagrams {
             socket.send_to(&datagram, group).await?;

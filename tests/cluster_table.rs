@@ -1,5 +1,6 @@
-//! The routing table against a plain reference model, plus table and query
-//! tests (the heartbeat codec is in `cluster_codec.rs`).
+//! The routing table against a plain reference model (freshness and tombstones
+//! included), plus table and query tests (the heartbeat codec is in
+//! `cluster_codec.rs`).
 
 use std::collections::BTreeMap;
 
@@ -21,10 +22,16 @@ fn meta(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A heartbeat sent at time 0 (fresh for tests that stay within the window).
 fn hb(ttl_ms: u32, instance: u64, seq: u64) -> Heartbeat {
     let host = format!("h{instance}s{seq}");
     let pairs = vec![("seq".to_string(), seq.to_string())];
     Heartbeat::new(ttl_ms, instance, seq, host, pairs).expect("valid heartbeat")
+}
+
+/// A heartbeat sent at `sent_ms`.
+fn hb_at(sent_ms: u64, ttl_ms: u32, instance: u64, seq: u64) -> Heartbeat {
+    hb(ttl_ms, instance, seq).with_sent_ms(sent_ms)
 }
 
 // ---------- the reference model ----------
@@ -33,15 +40,56 @@ const PEERS: u8 = 5;
 const INSTANCES: [u64; 3] = [0x1111_2222_3333_4444, 7, u64::MAX];
 const TTLS: [u32; 3] = [1000, 3000, 10000];
 const MODEL_PEERS_MAX: usize = 4;
+const MODEL_TOMBSTONES_MAX: usize = 3;
+const WINDOW_MS: u64 = 30_000;
+/// Where the model's clock starts, so senders may be behind it by a window.
+const START_MS: u64 = 1_000_000;
+/// Sender clock offsets: within the window (both edges) and beyond it.
+const SKEWS: [i64; 6] = [0, -5_000, 30_000, -30_000, 30_001, -45_000];
 
 #[derive(Default)]
 struct Model {
     // peer text -> (record, retired instances oldest first)
     peers: BTreeMap<String, (Record, Vec<u64>)>,
+    // (peer text, instance) -> (highest refused seq, until, burial order)
+    tombs: BTreeMap<(String, u64), (u64, u64, u64)>,
+    burials: u64,
 }
 
 impl Model {
+    fn bury(&mut self, key: (String, u64), seq_max: u64, until: u64) {
+        let (seq_max, until) = match self.tombs.remove(&key) {
+            Some((s, u, _)) => (seq_max.max(s), until.max(u)),
+            None => (seq_max, until),
+        };
+        while self.tombs.len() >= MODEL_TOMBSTONES_MAX {
+            let oldest = (self.tombs.iter())
+                .min_by_key(|(_, (_, _, order))| *order)
+                .map(|(k, _)| k.clone())
+                .expect("not empty");
+            self.tombs.remove(&oldest);
+        }
+        self.burials += 1;
+        self.tombs.insert(key, (seq_max, until, self.burials));
+    }
+
     fn apply(&mut self, now: u64, peer: PeerId, h: Heartbeat) -> Result<Applied, Rejected> {
+        if h.sent_ms().abs_diff(now) > WINDOW_MS {
+            let sent_ms = h.sent_ms();
+            return Err(Rejected::NotFresh {
+                sent_ms,
+                now_ms: now,
+            });
+        }
+        let tomb_key = (peer.to_string(), h.instance());
+        let buried = (self.tombs.get(&tomb_key))
+            .filter(|(seq_max, _, _)| h.seq() <= *seq_max)
+            .map(|(seq_max, _, _)| *seq_max);
+        let tombstoned = |seq_max| Rejected::Tombstoned {
+            instance: h.instance(),
+            seq: h.seq(),
+            seq_max,
+        };
         let deadline_ms = now + u64::from(h.ttl_ms());
         let fresh = |h: Heartbeat| Record {
             peer,
@@ -52,11 +100,15 @@ impl Model {
         };
         let full = self.peers.len() >= MODEL_PEERS_MAX;
         let Some((rec, retired)) = self.peers.get_mut(&peer.to_string()) else {
+            if let Some(seq_max) = buried {
+                return Err(tombstoned(seq_max));
+            }
             if full {
                 return Err(Rejected::TableFull {
                     peers_max: MODEL_PEERS_MAX,
                 });
             }
+            self.tombs.remove(&tomb_key);
             self.peers.insert(peer.to_string(), (fresh(h), Vec::new()));
             return Ok(Applied::Joined);
         };
@@ -79,17 +131,27 @@ impl Model {
             let instance = h.instance();
             return Err(Rejected::RetiredInstance { instance });
         }
+        if let Some(seq_max) = buried {
+            return Err(tombstoned(seq_max));
+        }
         retired.push(old.instance());
         if retired.len() > 8 {
             retired.remove(0);
         }
         *rec = fresh(h);
+        self.bury(
+            (peer.to_string(), old.instance()),
+            u64::MAX,
+            now + 2 * WINDOW_MS,
+        );
+        self.tombs.remove(&tomb_key);
         Ok(Applied::Replaced {
             old_instance: old.instance(),
         })
     }
 
     fn expire(&mut self, now: u64) -> Vec<Left> {
+        self.tombs.retain(|_, (_, until, _)| *until > now);
         let due: Vec<String> = (self.peers.iter())
             .filter(|(_, (r, _))| r.deadline_ms <= now)
             .map(|(k, _)| k.clone())
@@ -98,6 +160,8 @@ impl Model {
         for key in due {
             if let Some((r, _)) = self.peers.remove(&key) {
                 let (peer, instance) = (r.peer, r.heartbeat.instance());
+                let seq = r.heartbeat.seq();
+                self.bury((key.clone(), instance), seq, now + 2 * WINDOW_MS);
                 let reason = LeaveReason::Expired;
                 left.push(Left {
                     peer,
@@ -139,14 +203,17 @@ fn replay(view: &mut BTreeMap<String, Record>, events: Vec<ViewEvent>) {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Apply(u8, usize, u64, usize),
+    /// Peer, instance, seq, ttl and sender skew (indexes into the constants).
+    Apply(u8, usize, u64, usize, usize),
     Expire,
     Advance(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
+    let skew = prop_oneof![4 => Just(0usize), 1 => 1..SKEWS.len()];
     prop_oneof![
-        6 => (0..PEERS, 0..3usize, 0..6u64, 0..3usize).prop_map(|(p, i, s, t)| Op::Apply(p, i, s, t)),
+        6 => (0..PEERS, 0..3usize, 0..6u64, 0..3usize, skew)
+            .prop_map(|(p, i, s, t, k)| Op::Apply(p, i, s, t, k)),
         2 => Just(Op::Expire),
         3 => (0..5000u64).prop_map(Op::Advance),
     ]
@@ -157,15 +224,21 @@ proptest! {
 
     #[test]
     fn table_matches_model(ops in prop::collection::vec(op(), 1..60)) {
-        let config = TableConfig { peers_max: MODEL_PEERS_MAX, ..TableConfig::default() };
+        let config = TableConfig {
+            peers_max: MODEL_PEERS_MAX,
+            tombstones_max: MODEL_TOMBSTONES_MAX,
+            freshness_window_ms: WINDOW_MS,
+            ..TableConfig::default()
+        };
         let mut table = RoutingTable::new(config);
         let mut model = Model::default();
         let mut view = BTreeMap::new();
-        let mut now = 0u64;
+        let mut now = START_MS;
         for op in ops {
             match op {
-                Op::Apply(p, i, seq, t) => {
-                    let h = hb(TTLS[t], INSTANCES[i], seq);
+                Op::Apply(p, i, seq, t, k) => {
+                    let sent_ms = now.saturating_add_signed(SKEWS[k]);
+                    let h = hb_at(sent_ms, TTLS[t], INSTANCES[i], seq);
                     let got = table.apply(now, peer(p), h.clone());
                     prop_assert_eq!(got, model.apply(now, peer(p), h));
                 }
@@ -177,6 +250,7 @@ proptest! {
             }
             prop_assert_eq!(table.query(&Query::all()), model.records());
             prop_assert_eq!(table.len(), model.peers.len());
+            prop_assert_eq!(table.tombstones(), model.tombs.len());
             for p in 0..PEERS {
                 let want = model.peers.get(&peer(p).to_string()).map(|(r, _)| r);
                 prop_assert_eq!(table.get(&peer(p)), want);
@@ -196,6 +270,8 @@ proptest! {
         let mut table = RoutingTable::default();
         table.apply(0, live, hb(1000, 9, 0)).expect("join");
         table.apply(0, silent, hb(1000, 9, 0)).expect("join");
+        // The live peer's clock is its own: a little ahead, within the window.
+        let skew = 2_000;
         let (mut last, mut seq) = (0u64, 0u64);
         for (interval, expiries) in steps {
             for at in expiries {
@@ -205,7 +281,8 @@ proptest! {
             }
             last += interval;
             seq += 1;
-            prop_assert_eq!(table.apply(last, live, hb(1000, 9, seq)), Ok(Applied::Updated));
+            let beat = hb_at(last + skew, 1000, 9, seq);
+            prop_assert_eq!(table.apply(last, live, beat), Ok(Applied::Updated));
         }
         table.expire(last.max(1000));
         prop_assert!(table.contains(&live));
@@ -219,7 +296,7 @@ proptest! {
         ttl_ms in 100..=3_600_000u32, instance: u64, seq: u64, host in "\\PC{0,40}",
         pairs in prop::collection::vec(("[a-z0-9._-]{1,64}", "\\PC{0,20}"), 0..=20),
     ) {
-        let h = Heartbeat::new(ttl_ms, instance, seq, host, pairs).expect("valid");
+        let h = Heartbeat::new(ttl_ms, instance, seq, host, pairs).expect("valid").with_sent_ms(seq ^ instance);
         let bytes = h.encode();
         prop_assert_eq!(bytes.len(), h.encoded_len());
         prop_assert_eq!(Heartbeat::decode(&bytes), Ok(h));
@@ -281,10 +358,112 @@ fn only_the_last_eight_retired_instances_are_remembered() {
     // Retired now: 1..=8 (0 was pushed out); the current instance is 9.
     let got = table.apply(20, p, hb(1000, 1, 0));
     assert_eq!(got, Err(Rejected::RetiredInstance { instance: 1 }));
+    // 0 left the retired list, but its tombstone still refuses it...
     assert_eq!(
         table.apply(20, p, hb(1000, 0, 0)),
+        Err(Rejected::Tombstoned {
+            instance: 0,
+            seq: 0,
+            seq_max: u64::MAX
+        })
+    );
+    // ...until the tombstone's time (buried at 1, kept 2 × 30 s) has passed.
+    let later = 60_010;
+    table.apply(later, p, hb_at(later, 1000, 9, 1)).unwrap();
+    table.expire(later);
+    assert_eq!(table.tombstones(), 0);
+    let got = table.apply(later, p, hb_at(later, 1000, 1, 0));
+    assert_eq!(got, Err(Rejected::RetiredInstance { instance: 1 }));
+    assert_eq!(
+        table.apply(later, p, hb_at(later, 1000, 0, 0)),
         Ok(Applied::Replaced { old_instance: 9 })
     );
+}
+
+#[test]
+fn a_replayed_heartbeat_cannot_revive_an_expired_instance() {
+    let mut table = RoutingTable::default();
+    let p = peer(1);
+    let captured = hb_at(0, 1000, 7, 3);
+    for seq in 1..=3 {
+        table.apply(0, p, hb_at(0, 1000, 7, seq)).unwrap();
+    }
+    assert_eq!(table.expire(1000).len(), 1);
+    assert_eq!(table.tombstones(), 1);
+    // Replayed after expiry, still inside the freshness window: refused.
+    let replay = table.apply(1500, p, captured.clone());
+    let buried = Rejected::Tombstoned {
+        instance: 7,
+        seq: 3,
+        seq_max: 3,
+    };
+    assert_eq!(replay, Err(buried));
+    assert!(replay.unwrap_err().to_string().contains("unchanged"));
+    assert!(table.is_empty());
+    // The same instance's newer heartbeat (a partition healed) is welcome, and
+    // lifts the tombstone.
+    assert_eq!(
+        table.apply(2000, p, hb_at(2000, 1000, 7, 4)),
+        Ok(Applied::Joined)
+    );
+    assert_eq!(table.tombstones(), 0);
+    // Once the tombstone is gone, freshness refuses the old heartbeat instead.
+    table.expire(3000);
+    table.expire(3000 + 60_000);
+    assert_eq!(table.tombstones(), 0);
+    assert_eq!(
+        table.apply(63_001, p, captured),
+        Err(Rejected::NotFresh {
+            sent_ms: 0,
+            now_ms: 63_001
+        })
+    );
+}
+
+#[test]
+fn heartbeats_outside_the_freshness_window_are_refused_either_way() {
+    let mut table = RoutingTable::default();
+    let now = 1_000_000;
+    for sent_ms in [now - 30_001, now + 30_001, 0, u64::MAX] {
+        let got = table.apply(now, peer(1), hb_at(sent_ms, 1000, 1, 1));
+        assert_eq!(
+            got,
+            Err(Rejected::NotFresh {
+                sent_ms,
+                now_ms: now
+            })
+        );
+    }
+    assert!(table.is_empty() && table.drain_events().is_empty());
+    for (seq, sent_ms) in [(1, now - 30_000), (2, now + 30_000)] {
+        assert!(table
+            .apply(now, peer(1), hb_at(sent_ms, 1000, 1, seq))
+            .is_ok());
+    }
+}
+
+#[test]
+fn tombstones_are_bounded_oldest_first() {
+    let mut table = RoutingTable::new(TableConfig {
+        tombstones_max: 2,
+        ..TableConfig::default()
+    });
+    for n in 1..=3 {
+        table.apply(u64::from(n), peer(n), hb(1000, 1, 5)).unwrap();
+    }
+    table.expire(1001);
+    table.expire(1002);
+    table.expire(1003);
+    assert_eq!((table.tombstones(), table.tombstones_evicted()), (2, 1));
+    // Peer 1's tombstone was evicted first: its replay gets in, the others' do not.
+    assert_eq!(
+        table.apply(1003, peer(1), hb(1000, 1, 5)),
+        Ok(Applied::Joined)
+    );
+    assert!(matches!(
+        table.apply(1003, peer(2), hb(1000, 1, 5)),
+        Err(Rejected::Tombstoned { .. })
+    ));
 }
 
 #[test]

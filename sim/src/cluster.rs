@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ww_sched::boot::{MulticastSurvey, SurveyConfig};
+use ww_sched::boot::{MulticastSurvey, SurveyConfig, WallClock};
 use ww_sched::cluster::{LeaveReason, Membership, MembershipConfig, Query, ViewEvent};
 use ww_sched::pubsub::PubSub;
 use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
@@ -74,6 +74,18 @@ pub fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
 }
 
+/// The wall clock (Unix ms) when a simulation starts: fixed, so runs repeat.
+pub const SIM_EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// Every simulated node's wall clock: [`SIM_EPOCH_MS`] plus simulated time, so
+/// packet and heartbeat stamps are a function of the seed, never the host's clock.
+pub fn sim_wall_clock() -> WallClock {
+    WallClock::new(|| {
+        let elapsed = u64::try_from(now().as_millis()).unwrap_or(u64::MAX);
+        SIM_EPOCH_MS.saturating_add(elapsed)
+    })
+}
+
 /// Runs one membership node as the body of turmoil host `name`. Each start
 /// (including after a crash) is a new instance with its own derived seed.
 pub async fn run_member(
@@ -97,10 +109,15 @@ pub async fn run_member(
     let identity = config.identity.clone();
     let transport = SimTransport::new(config);
     transport.listen(node_address(&name)).await?;
-    let discovery = MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+    let survey_config = SurveyConfig {
+        wall_clock: sim_wall_clock(),
+        ..SurveyConfig::default()
+    };
+    let discovery = MulticastSurvey::start(&transport, identity, survey_config).await?;
     let pubsub = PubSub::new(transport.clone());
     let membership_config = MembershipConfig {
         ttl_ms,
+        wall_clock: sim_wall_clock(),
         ..MembershipConfig::new(
             name.clone(),
             derive_seed(seed, &format!("{name}/start/{start}")),

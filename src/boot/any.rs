@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::clock::WallClock;
 use super::crawl::{CidrCrawl, CrawlConfig};
 use super::gradual::{GradualConfig, GradualSurvey};
 use super::spec::DiscoverySpec;
@@ -9,7 +10,7 @@ use super::static_list::StaticPeers;
 use super::stream::PeerStream;
 use super::survey::{MulticastSurvey, SurveyConfig};
 use super::{BootError, Discovery, DiscoveryStats};
-use crate::transport::{Identity, Transport};
+use crate::transport::{Identity, SwarmKey, Transport};
 
 /// The built-in discoveries behind one type, dispatching each call to the one inside.
 pub enum AnyDiscovery {
@@ -26,12 +27,16 @@ pub enum AnyDiscovery {
 }
 
 impl AnyDiscovery {
-    /// Starts what `spec` names with default settings; `seed` drives jitter and crawl order.
+    /// Starts what `spec` names with default settings; `seed` drives jitter and
+    /// crawl order; packets are tagged with `swarm_key` (if any) and stamped by
+    /// `wall_clock`.
     pub async fn from_spec<T: Transport>(
         spec: &DiscoverySpec,
         transport: &T,
         identity: Identity,
         seed: u64,
+        swarm_key: Option<SwarmKey>,
+        wall_clock: WallClock,
     ) -> Result<Self, BootError> {
         match spec {
             DiscoverySpec::None => Ok(AnyDiscovery::None),
@@ -43,6 +48,8 @@ impl AnyDiscovery {
                 let config = SurveyConfig {
                     group: *group,
                     interface: *interface,
+                    swarm_key,
+                    wall_clock,
                     ..SurveyConfig::default()
                 };
                 let survey = MulticastSurvey::start(transport, identity, config).await?;
@@ -62,6 +69,8 @@ impl AnyDiscovery {
             } => {
                 let config = CrawlConfig {
                     seed,
+                    swarm_key,
+                    wall_clock,
                     ..CrawlConfig::new(*network, *prefix_len, *port)
                 };
                 Ok(AnyDiscovery::Crawl(

@@ -4,11 +4,13 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use super::cidr::CidrHosts;
+use super::clock::WallClock;
 use super::node::{Node, NodeConfig};
 use super::packet::{Body, DATAGRAM_MAX_BYTES};
+use super::rate::{SOURCE_BURST, SOURCE_RATE_PER_S};
 use super::stream::PeerStream;
 use super::{BootError, Discovery, DiscoveryStats};
-use crate::transport::{Identity, Transport};
+use crate::transport::{Identity, SwarmKey, Transport};
 
 /// Settings of a [`CidrCrawl`].
 #[derive(Clone, Debug)]
@@ -27,6 +29,16 @@ pub struct CrawlConfig {
     pub burst: u32,
     /// The largest datagram sent or accepted.
     pub datagram_max_bytes: usize,
+    /// Incoming datagrams per second one source IP may send, on average; more are dropped.
+    pub source_rate_per_s: u32,
+    /// Incoming datagrams one source IP may send at once.
+    pub source_burst: u32,
+    /// The cluster's key: every packet is tagged with it and must carry its tag;
+    /// without one, packets are untagged (loopback and trusted networks only).
+    pub swarm_key: Option<SwarmKey>,
+    /// Stamps outgoing packets and judges incoming ones' freshness (simulations
+    /// pass virtual time; real hosts [`WallClock::host`]).
+    pub wall_clock: WallClock,
     /// Outgoing packets waiting for the rate limiter.
     pub send_queue_max: usize,
     /// Seeds the crawl order (each stream derives its own order from it).
@@ -45,6 +57,10 @@ impl CrawlConfig {
             burst: 8,
             datagram_max_bytes: DATAGRAM_MAX_BYTES,
             send_queue_max: 64,
+            source_rate_per_s: SOURCE_RATE_PER_S,
+            source_burst: SOURCE_BURST,
+            swarm_key: None,
+            wall_clock: WallClock::host(),
             seed: 0,
         }
     }
@@ -87,6 +103,10 @@ impl CidrCrawl {
                 burst: config.burst,
                 datagram_max_bytes: config.datagram_max_bytes,
                 send_queue_max: config.send_queue_max,
+                source_rate_per_s: config.source_rate_per_s,
+                source_burst: config.source_burst,
+                swarm_key: config.swarm_key.clone(),
+                wall_clock: config.wall_clock.clone(),
             },
         )?;
         tracing::info!(

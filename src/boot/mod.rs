@@ -10,11 +10,16 @@
 //! - [`StaticPeers`]: a fixed list.
 //! - Any user type implementing [`Discovery`]; [`AnyDiscovery`] covers the built-ins.
 //!
-//! Every packet travels in a signed envelope ([`packet`]); received packets that are
-//! oversized, malformed, unsigned, mis-signed, signed by someone other than the peer
-//! they name, for a namespace we neither advertise nor search, or our own, are
-//! dropped and counted in [`DiscoveryStats`]. Outgoing packets are rate-limited by a
-//! token bucket behind a bounded queue; a full queue drops and counts.
+//! Every packet travels in a signed envelope ([`packet`]), tagged with the swarm
+//! key when the cluster has one, and carries its sender's wall-clock time. Each
+//! source IP has a token bucket; received datagrams over their source's rate,
+//! oversized, malformed, without the right tag (or with a tag when we have no
+//! key), unsigned, mis-signed, signed by someone other than the peer they name,
+//! sent outside the freshness window of our clock ([`FRESHNESS_WINDOW_MS`]), for
+//! a namespace we neither advertise nor search, or our own, are dropped and
+//! counted in [`DiscoveryStats`]; nothing dropped is answered, so a node without
+//! the key gets no answer. Outgoing packets are rate-limited by a token bucket
+//! behind a bounded queue; a full queue drops and counts.
 //!
 //! # `--discover` grammar
 //!
@@ -39,6 +44,7 @@
 
 mod any;
 mod cidr;
+mod clock;
 mod crawl;
 mod distance;
 mod error;
@@ -60,12 +66,13 @@ use crate::transport::{Address, PeerId};
 
 pub use any::AnyDiscovery;
 pub use cidr::CidrHosts;
+pub use clock::{WallClock, FRESHNESS_WINDOW_MS};
 pub use crawl::{CidrCrawl, CrawlConfig};
 pub use distance::{id_tail, should_answer, within_distance};
 pub use error::{BootError, SpecError};
 pub use gradual::{Backoff, GradualConfig, GradualSchedule, GradualSurvey};
 pub use node::STREAMS_MAX;
-pub use rate::TokenBucket;
+pub use rate::{SourceLimits, TokenBucket, SOURCES_MAX, SOURCE_BURST, SOURCE_RATE_PER_S};
 pub use spec::{DiscoverySpec, DEFAULT_DISCOVER, STATIC_ADDRESSES_MAX};
 pub use static_list::StaticPeers;
 pub use stats::{DiscoveryStats, DropReason};
@@ -100,6 +107,26 @@ pub trait Discovery {
 
     /// Counters (received, sent, and each drop reason).
     fn stats(&self) -> DiscoveryStats;
+}
+
+/// A shared discovery, so a caller can keep a handle (e.g. for its counters)
+/// while membership drives it.
+impl<D: Discovery> Discovery for std::rc::Rc<D> {
+    async fn advertise(&self, namespace: &str, ttl: Duration) -> Result<Duration, BootError> {
+        (**self).advertise(namespace, ttl).await
+    }
+
+    async fn find_peers(
+        &self,
+        namespace: &str,
+        limit: Option<usize>,
+    ) -> Result<PeerStream, BootError> {
+        (**self).find_peers(namespace, limit).await
+    }
+
+    fn stats(&self) -> DiscoveryStats {
+        (**self).stats()
+    }
 }
 
 /// A seed for the next result stream of a discovery: each stream jitters (or

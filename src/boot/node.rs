@@ -10,14 +10,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::clock::{WallClock, FRESHNESS_WINDOW_MS};
 use super::distance::should_answer;
-use super::packet::{self, Body, Packet, ADDRESSES_MAX, ADDRESS_MAX_BYTES};
-use super::rate::TokenBucket;
+use super::packet::{self, Body, Checks, Packet, ADDRESSES_MAX, ADDRESS_MAX_BYTES};
+use super::rate::{SourceLimits, TokenBucket, SOURCES_MAX};
 use super::stats::{DiscoveryStats, DropReason, StatsCell};
 use super::stream::{Offer, PeerSink, PeerStream, SinkProgress, TaskGuard};
 use super::tracker::{check_namespace, Advertised, Granted};
 use super::{BootError, PeerInfo};
-use crate::transport::{Address, Datagram, Identity, PeerId, Transport};
+use crate::transport::{Address, Datagram, Identity, PeerId, SwarmKey, Transport};
 
 /// How many `find_peers` streams may be open on one socket at once.
 pub const STREAMS_MAX: usize = 64;
@@ -39,6 +40,14 @@ pub(crate) struct NodeConfig {
     pub burst: u32,
     pub datagram_max_bytes: usize,
     pub send_queue_max: usize,
+    /// Incoming datagrams per second one source IP may send, on average.
+    pub source_rate_per_s: u32,
+    /// Incoming datagrams one source IP may send at once.
+    pub source_burst: u32,
+    /// The cluster's key: packets are tagged with it and must carry its tag.
+    pub swarm_key: Option<SwarmKey>,
+    /// Stamps outgoing packets and judges the freshness of incoming ones.
+    pub wall_clock: WallClock,
 }
 
 /// One outgoing datagram.
@@ -76,6 +85,10 @@ pub(crate) struct Shared {
     datagram_max_bytes: usize,
     /// Namespaces with an answer to the group queued and not yet sent.
     group_answers_pending: RefCell<BTreeSet<String>>,
+    swarm_key: Option<SwarmKey>,
+    wall_clock: WallClock,
+    /// Incoming rate limits, checked before anything else is spent on a datagram.
+    sources: RefCell<SourceLimits>,
 }
 
 /// A running socket: its tasks stop when this is dropped.
@@ -95,6 +108,10 @@ impl Node {
         check_identity(transport, &identity)?;
         let bucket = TokenBucket::new(config.rate_per_s, config.burst, Instant::now())
             .ok_or_else(|| BootError::Config("rate_per_s and burst must be positive".into()))?;
+        let sources = SourceLimits::new(config.source_rate_per_s, config.source_burst, SOURCES_MAX)
+            .ok_or_else(|| {
+                BootError::Config("source_rate_per_s and source_burst must be positive".into())
+            })?;
         if !(256..=65_507).contains(&config.datagram_max_bytes) {
             return Err(BootError::Config(format!(
                 "datagram_max_bytes {} is outside 256..=65507",
@@ -114,6 +131,9 @@ impl Node {
             group: config.group,
             datagram_max_bytes: config.datagram_max_bytes,
             group_answers_pending: RefCell::new(BTreeSet::new()),
+            swarm_key: config.swarm_key,
+            wall_clock: config.wall_clock,
+            sources: RefCell::new(sources),
         });
         let socket = Rc::new(socket);
         let receiver = tokio::task::spawn_local(receive_loop(socket.clone(), shared.clone()));
@@ -183,11 +203,7 @@ impl Shared {
 
     /// Seals `body` for `namespace` and queues it without waiting; a full queue drops it.
     pub(crate) fn try_send(&self, namespace: &str, body: Body, target: SocketAddr) {
-        let packet = Packet {
-            namespace: namespace.to_string(),
-            body,
-        };
-        match packet::seal(&self.identity, &packet) {
+        match self.seal_bytes(namespace, body) {
             Ok(bytes) => self.try_queue(bytes, target),
             Err(e) => tracing::warn!(error = %e, "boot packet not encodable; not sent"),
         }
@@ -200,11 +216,7 @@ impl Shared {
 
     /// Seals `body` for `namespace` as an [`Outgoing`] datagram to `target`.
     pub(crate) fn seal(&self, namespace: &str, body: Body, target: SocketAddr) -> Option<Outgoing> {
-        let packet = Packet {
-            namespace: namespace.to_string(),
-            body,
-        };
-        match packet::seal(&self.identity, &packet) {
+        match self.seal_bytes(namespace, body) {
             Ok(bytes) => Some(Outgoing::now(bytes, target)),
             Err(e) => {
                 tracing::warn!(error = %e, "boot packet not encodable; not sent");
@@ -246,6 +258,16 @@ impl Shared {
             .insert(namespace.to_string());
     }
 
+    /// Stamps `body` for `namespace` with our clock, signs it and tags it.
+    fn seal_bytes(&self, namespace: &str, body: Body) -> Result<Vec<u8>, packet::PacketError> {
+        let packet = Packet {
+            namespace: namespace.to_string(),
+            sent_ms: self.wall_clock.now_ms(),
+            body,
+        };
+        packet::seal(&self.identity, self.swarm_key.as_ref(), &packet)
+    }
+
     fn try_queue(&self, bytes: Vec<u8>, target: SocketAddr) {
         if self
             .outbound
@@ -264,14 +286,11 @@ impl Shared {
             .take(ADDRESSES_MAX)
             .collect();
         loop {
-            let packet = Packet {
-                namespace: namespace.to_string(),
-                body: Body::Response {
-                    peer: self.local,
-                    addresses: addresses.clone(),
-                },
+            let body = Body::Response {
+                peer: self.local,
+                addresses: addresses.clone(),
             };
-            match packet::seal(&self.identity, &packet) {
+            match self.seal_bytes(namespace, body) {
                 Ok(bytes) if bytes.len() <= self.datagram_max_bytes => return Some(bytes),
                 Ok(_) if !addresses.is_empty() => {
                     addresses.pop();
@@ -291,11 +310,22 @@ impl Shared {
     /// Checks one received datagram and acts on it.
     fn handle(&self, datagram: &[u8], source: SocketAddr, now: Instant) {
         self.stats.received();
-        let packet = match packet::open(datagram, self.datagram_max_bytes) {
+        if !self.sources.borrow_mut().allow(source.ip(), now) {
+            return self.drop_packet(DropReason::SourceRateLimited, source);
+        }
+        let checks = Checks {
+            max_bytes: self.datagram_max_bytes,
+            key: self.swarm_key.as_ref(),
+            now_ms: self.wall_clock.now_ms(),
+            freshness_window_ms: FRESHNESS_WINDOW_MS,
+        };
+        let packet = match packet::open(datagram, &checks) {
             Ok(packet) => packet,
             Err(reason) => return self.drop_packet(reason, source),
         };
-        let Packet { namespace, body } = packet;
+        let Packet {
+            namespace, body, ..
+        } = packet;
         match body {
             Body::Request { from } => self.answer(&namespace, from, None, source, now),
             Body::Survey { from, distance } => {

@@ -1,15 +1,22 @@
-//! The discovery wire format: a compact, versioned packet inside a signed envelope.
+//! The discovery wire format: a compact, versioned packet inside a signed,
+//! optionally authenticated envelope.
 //!
 //! Packet (all integers big-endian):
-//! `version:u8=1 | kind:u8 | ns_len:u8 | ns | id_len:u8 | peer id bytes | body`, where
-//! kind 1 (request) has no body, kind 2 (survey) has `distance:u8`, and kind 3
-//! (response) has `count:u8 | (len:u16 | multiaddr text)*count`.
+//! `version:u8=2 | kind:u8 | sent_ms:u64 | ns_len:u8 | ns | id_len:u8 | peer id bytes |
+//! body`, where `sent_ms` is the sender's wall clock (Unix ms), kind 1 (request) has
+//! no body, kind 2 (survey) has `distance:u8`, and kind 3 (response) has
+//! `count:u8 | (len:u16 | multiaddr text)*count`.
 //!
-//! Envelope: `"WWB" | version:u8=1 | len:u16 | payload | len:u8 | signer peer id |
-//! len:u8 | signature`, the signature being the signer's over
-//! [`SIGNATURE_DOMAIN`] followed by the payload. Trailing bytes are refused everywhere.
+//! Envelope: `"WWB" | version:u8=2 | len:u16 | payload | len:u8 | signer peer id |
+//! len:u8 | signature | len:u8 | tag`, the signature being the signer's over
+//! [`SIGNATURE_DOMAIN`] followed by the payload, and the tag (empty, or 32 bytes)
+//! the swarm key's HMAC ([`TAG_DOMAIN`]) of every envelope byte before the tag's
+//! length. Trailing bytes are refused everywhere.
+//!
+//! Only version 2 is read: discovery is cluster-internal and every node of a
+//! cluster runs the same release, so an old node is simply not found.
 
-use crate::transport::{Address, Identity, PeerId};
+use crate::transport::{Address, Identity, PeerId, SwarmKey, TAG_BYTES};
 
 use super::stats::DropReason;
 
@@ -22,10 +29,12 @@ pub const ADDRESSES_MAX: usize = 16;
 /// The longest single address a response carries.
 pub const ADDRESS_MAX_BYTES: usize = 512;
 /// Prefixed to the payload before signing, so a boot signature means nothing elsewhere.
-pub const SIGNATURE_DOMAIN: &[u8] = b"ww-sched/boot/packet/v1\0";
+pub const SIGNATURE_DOMAIN: &[u8] = b"ww-sched/boot/packet/v2\0";
+/// The swarm-key tag's domain, so a discovery tag never verifies as a heartbeat's.
+pub const TAG_DOMAIN: &[u8] = b"ww-sched/boot/v2";
 
-const PACKET_VERSION: u8 = 1;
-const ENVELOPE_MAGIC: &[u8; 4] = b"WWB\x01";
+const PACKET_VERSION: u8 = 2;
+const ENVELOPE_MAGIC: &[u8; 4] = b"WWB\x02";
 const KIND_REQUEST: u8 = 1;
 const KIND_SURVEY: u8 = 2;
 const KIND_RESPONSE: u8 = 3;
@@ -69,6 +78,8 @@ impl Body {
 pub struct Packet {
     /// The namespace asked or answered for.
     pub namespace: String,
+    /// When the sender sent it, by its wall clock (Unix ms); checked for freshness.
+    pub sent_ms: u64,
     /// The question or answer.
     pub body: Body,
 }
@@ -116,6 +127,7 @@ impl Packet {
             Body::Response { .. } => KIND_RESPONSE,
         };
         out.extend_from_slice(&[PACKET_VERSION, kind]);
+        out.extend_from_slice(&self.sent_ms.to_be_bytes());
         put_u8_bytes(&mut out, "namespace", self.namespace.as_bytes())?;
         put_u8_bytes(&mut out, "peer id", &self.body.sender().to_bytes())?;
         match &self.body {
@@ -154,6 +166,7 @@ impl Packet {
             return Err(PacketError::UnknownVersion);
         }
         let kind = r.u8("kind")?;
+        let sent_ms = u64::from_be_bytes(r.array("sent_ms")?);
         let namespace = r.u8_len_bytes("namespace")?;
         let namespace = std::str::from_utf8(namespace)
             .map_err(|_| PacketError::NotUtf8("namespace"))?
@@ -200,7 +213,11 @@ impl Packet {
             other => return Err(PacketError::UnknownKind(other)),
         };
         r.finish()?;
-        Ok(Packet { namespace, body })
+        Ok(Packet {
+            namespace,
+            sent_ms,
+            body,
+        })
     }
 }
 
@@ -213,21 +230,39 @@ pub struct Envelope {
     pub signer: Vec<u8>,
     /// The signature over [`SIGNATURE_DOMAIN`] ‖ payload (empty: unsigned).
     pub signature: Vec<u8>,
+    /// The swarm key's tag of the bytes before it (empty: no key).
+    pub tag: Vec<u8>,
 }
 
 impl Envelope {
-    /// Signs `payload` with `identity`.
-    pub fn seal(identity: &Identity, payload: Vec<u8>) -> Self {
+    /// Signs `payload` with `identity` and, given a key, tags it.
+    pub fn seal(
+        identity: &Identity,
+        key: Option<&SwarmKey>,
+        payload: Vec<u8>,
+    ) -> Result<Self, PacketError> {
         let signature = identity.sign(&signed_message(&payload));
-        Envelope {
+        let mut envelope = Envelope {
             payload,
             signer: identity.peer_id().to_bytes(),
             signature,
+            tag: Vec::new(),
+        };
+        if let Some(key) = key {
+            envelope.tag = key.tag(TAG_DOMAIN, &envelope.authenticated()?).to_vec();
         }
+        Ok(envelope)
     }
 
     /// Encodes the envelope; fails if a field exceeds the format's limits.
     pub fn encode(&self) -> Result<Vec<u8>, PacketError> {
+        let mut out = self.authenticated()?;
+        put_u8_bytes(&mut out, "tag", &self.tag)?;
+        Ok(out)
+    }
+
+    /// The bytes the tag covers: everything before the tag's length.
+    fn authenticated(&self) -> Result<Vec<u8>, PacketError> {
         let mut out = Vec::with_capacity(self.payload.len() + 128);
         out.extend_from_slice(ENVELOPE_MAGIC);
         let len = u16::try_from(self.payload.len()).map_err(|_| PacketError::TooLong {
@@ -255,28 +290,61 @@ impl Envelope {
         let payload = r.take(len, "payload")?.to_vec();
         let signer = r.u8_len_bytes("signer")?.to_vec();
         let signature = r.u8_len_bytes("signature")?.to_vec();
+        let tag = r.u8_len_bytes("tag")?.to_vec();
         r.finish()?;
         Ok(Envelope {
             payload,
             signer,
             signature,
+            tag,
         })
     }
 }
 
-/// Encodes `packet` and seals it with `identity`, ready to send.
-pub fn seal(identity: &Identity, packet: &Packet) -> Result<Vec<u8>, PacketError> {
-    Envelope::seal(identity, packet.encode()?).encode()
+/// Encodes `packet`, seals it with `identity` and tags it with `key`, ready to send.
+pub fn seal(
+    identity: &Identity,
+    key: Option<&SwarmKey>,
+    packet: &Packet,
+) -> Result<Vec<u8>, PacketError> {
+    Envelope::seal(identity, key, packet.encode()?)?.encode()
 }
 
-/// Checks a received datagram in order (size, envelope, signature, packet, signer)
-/// and returns the packet, or the reason to drop it. Namespace and self checks are
-/// the caller's, since they depend on the node's state.
-pub fn open(datagram: &[u8], max_bytes: usize) -> Result<Packet, DropReason> {
-    if datagram.len() > max_bytes {
+/// What a receiver checks a datagram against.
+#[derive(Clone, Copy, Debug)]
+pub struct Checks<'a> {
+    /// The largest datagram accepted.
+    pub max_bytes: usize,
+    /// The cluster's key: with one, only tagged envelopes are accepted; without,
+    /// only untagged ones (a tag we cannot check is no better than none).
+    pub key: Option<&'a SwarmKey>,
+    /// The receiver's wall clock now (Unix ms).
+    pub now_ms: u64,
+    /// How far `sent_ms` may be from `now_ms`, either way.
+    pub freshness_window_ms: u64,
+}
+
+/// Checks a received datagram in order (size, envelope, tag, signature, packet,
+/// signer, freshness) and returns the packet, or the reason to drop it. The tag
+/// goes before the signature: an HMAC is cheap, so a flood without the key costs
+/// no ed25519 verification. Namespace and self checks are the caller's, since
+/// they depend on the node's state.
+pub fn open(datagram: &[u8], checks: &Checks<'_>) -> Result<Packet, DropReason> {
+    if datagram.len() > checks.max_bytes {
         return Err(DropReason::Oversized);
     }
     let envelope = Envelope::decode(datagram).map_err(|_| DropReason::Malformed)?;
+    // The envelope decoded exactly, so the tag's length byte and the tag end it.
+    let authenticated = &datagram[..datagram.len() - 1 - envelope.tag.len()];
+    let tag_ok = match checks.key {
+        Some(key) => {
+            envelope.tag.len() == TAG_BYTES && key.verify(TAG_DOMAIN, authenticated, &envelope.tag)
+        }
+        None => envelope.tag.is_empty(),
+    };
+    if !tag_ok {
+        return Err(DropReason::Unauthenticated);
+    }
     if envelope.signer.is_empty() || envelope.signature.is_empty() {
         return Err(DropReason::Unsigned);
     }
@@ -291,6 +359,9 @@ pub fn open(datagram: &[u8], max_bytes: usize) -> Result<Packet, DropReason> {
     let packet = Packet::decode(&envelope.payload).map_err(|_| DropReason::Malformed)?;
     if *packet.body.sender() != signer {
         return Err(DropReason::SignerMismatch);
+    }
+    if packet.sent_ms.abs_diff(checks.now_ms) > checks.freshness_window_ms {
+        return Err(DropReason::NotFresh);
     }
     Ok(packet)
 }
@@ -379,6 +450,12 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self, what: &'static str) -> Result<u8, PacketError> {
         Ok(self.take(1, what)?[0])
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], PacketError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N, what)?);
+        Ok(out)
     }
 
     fn u8_len_bytes(&mut self, what: &'static str) -> Result<&'a [u8], PacketError> {

@@ -15,12 +15,19 @@ pub struct DiscoveryStats {
     pub dropped_oversized: u64,
     /// Received datagrams that do not decode as an envelope or packet.
     pub dropped_malformed: u64,
+    /// Received datagrams from a source over its rate (before any other check).
+    pub dropped_source_rate_limited: u64,
+    /// Received envelopes whose swarm-key tag is missing, wrong, or present when
+    /// this node has no key.
+    pub dropped_unauthenticated: u64,
     /// Received envelopes without a signer or signature.
     pub dropped_unsigned: u64,
     /// Received envelopes whose signature does not verify.
     pub dropped_bad_signature: u64,
     /// Received packets signed by someone other than the peer they name.
     pub dropped_signer_mismatch: u64,
+    /// Received packets whose `sent_ms` is outside the freshness window of our clock.
+    pub dropped_not_fresh: u64,
     /// Received packets for a namespace we neither advertise (requests, surveys)
     /// nor search (responses).
     pub dropped_namespace: u64,
@@ -41,12 +48,18 @@ pub enum DropReason {
     Oversized,
     /// Not a well-formed envelope or packet.
     Malformed,
+    /// The source sent more than its rate allows.
+    SourceRateLimited,
+    /// The swarm-key tag is missing or wrong (or present when we have no key).
+    Unauthenticated,
     /// No signer or no signature.
     Unsigned,
     /// The signature does not verify.
     BadSignature,
     /// Signed by another peer than the packet names.
     SignerMismatch,
+    /// Sent too long ago, or too far ahead, by our clock.
+    NotFresh,
     /// A namespace we neither advertise nor search.
     Namespace,
     /// Our own packet.
@@ -99,6 +112,9 @@ impl StatsCell {
             let counter = match reason {
                 DropReason::Oversized => &mut s.dropped_oversized,
                 DropReason::Malformed => &mut s.dropped_malformed,
+                DropReason::SourceRateLimited => &mut s.dropped_source_rate_limited,
+                DropReason::Unauthenticated => &mut s.dropped_unauthenticated,
+                DropReason::NotFresh => &mut s.dropped_not_fresh,
                 DropReason::Unsigned => &mut s.dropped_unsigned,
                 DropReason::BadSignature => &mut s.dropped_bad_signature,
                 DropReason::SignerMismatch => &mut s.dropped_signer_mismatch,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::boot::{AnyDiscovery, DiscoverySpec, DEFAULT_DISCOVER};
+use ww_sched::boot::{AnyDiscovery, DiscoverySpec, WallClock, DEFAULT_DISCOVER};
 use ww_sched::cluster::{parse_meta, Membership, MembershipConfig};
 use ww_sched::exec::Limits;
 use ww_sched::pubsub::PubSub;
@@ -210,7 +210,17 @@ pub async fn join_cluster<T: Transport>(
         .with_context(|| format!("--discover {}", args.discover))?;
     args.network.check_discovery(&spec)?;
     let seed: u64 = rand::random();
-    let discovery = AnyDiscovery::from_spec(&spec, transport, identity, seed).await?;
+    let swarm_key = args.network.swarm_key()?;
+    let wall_clock = WallClock::host();
+    let discovery = AnyDiscovery::from_spec(
+        &spec,
+        transport,
+        identity,
+        seed,
+        swarm_key.clone(),
+        wall_clock.clone(),
+    )
+    .await?;
     let mut meta = Vec::new();
     for text in &args.meta {
         meta.push(parse_meta(text).with_context(|| format!("--meta {text}"))?);
@@ -225,6 +235,8 @@ pub async fn join_cluster<T: Transport>(
         meta,
         seed,
         announce,
+        swarm_key,
+        wall_clock,
     };
     let pubsub = PubSub::new(transport.clone());
     Ok(Membership::start(transport.clone(), &pubsub, discovery, config).await?)

@@ -1,20 +1,31 @@
 //! The heartbeat a node publishes to announce itself, and its compact binary codec.
 //!
-//! Wire format, version 1 (all integers big-endian):
+//! Wire format, version 2 (all integers big-endian):
 //!
 //! ```text
-//! version u8 (= 1) | ttl_ms u32 | instance u64 | seq u64
+//! version u8 (= 2) | ttl_ms u32 | instance u64 | seq u64 | sent_ms u64
 //! host_len u8 | host (UTF-8)
 //! meta_count u8 | meta_count × ( key_len u8 | key | value_len u16 | value )
+//! tag_len u8 (0 or 32) | tag
 //! ```
 //!
-//! Nothing may follow the last pair. A value length is two bytes so a later version
-//! may raise [`META_VALUE_BYTES_MAX`] without changing the layout.
+//! `sent_ms` is the sender's wall clock (Unix ms), so receivers can refuse a stale
+//! or replayed heartbeat. The tag, present when the cluster has a swarm key, is the
+//! key's HMAC ([`HEARTBEAT_TAG_DOMAIN`]) of the publisher's peer id (length first)
+//! followed by every byte before `tag_len`: a key holder's heartbeat cannot be
+//! passed off as another peer's. Nothing may follow the tag. A value length is two
+//! bytes so a later version may raise [`META_VALUE_BYTES_MAX`] without changing
+//! the layout. Only version 2 is read: heartbeats are cluster-internal and every
+//! node of a cluster runs the same release.
 
 use thiserror::Error;
 
+use crate::transport::{PeerId, SwarmKey, TAG_BYTES};
+
 /// The codec version this build writes and the only one it reads.
-pub const HEARTBEAT_VERSION: u8 = 1;
+pub const HEARTBEAT_VERSION: u8 = 2;
+/// The swarm-key tag's domain, so a heartbeat tag never verifies as a discovery packet's.
+pub const HEARTBEAT_TAG_DOMAIN: &[u8] = b"ww-sched/heartbeat/v2";
 /// Largest encoded heartbeat, in bytes (it must fit one pubsub message comfortably).
 pub const HEARTBEAT_BYTES_MAX: usize = 2048;
 /// Longest host name, in bytes of UTF-8.
@@ -30,8 +41,8 @@ pub const TTL_MS_MIN: u32 = 100;
 /// Longest accepted time to live (one hour), so a dead node cannot linger for days.
 pub const TTL_MS_MAX: u32 = 3_600_000;
 
-/// Bytes before the host: version, ttl, instance, seq.
-const FIXED_HEAD_BYTES: usize = 1 + 4 + 8 + 8;
+/// Bytes before the host: version, ttl, instance, seq, sent_ms.
+const FIXED_HEAD_BYTES: usize = 1 + 4 + 8 + 8 + 8;
 
 /// Why a heartbeat could not be built, decoded or parsed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -102,6 +113,16 @@ pub enum HeartbeatError {
     /// A metadata value is not UTF-8.
     #[error("heartbeat metadata value is not valid UTF-8")]
     MetaValueNotUtf8,
+    /// The tag is neither absent nor [`TAG_BYTES`] long.
+    #[error("heartbeat tag is {len_bytes} bytes (expected 0 or {TAG_BYTES})")]
+    TagLength {
+        /// Its length in bytes.
+        len_bytes: usize,
+    },
+    /// The swarm-key tag is missing or wrong for its publisher, or present when
+    /// this node has no key.
+    #[error("heartbeat not authenticated: swarm-key tag missing, wrong, or unexpected")]
+    Unauthenticated,
     /// Bytes follow the last field.
     #[error("heartbeat has {count} trailing bytes after the last field")]
     TrailingBytes {
@@ -125,6 +146,7 @@ pub struct Heartbeat {
     ttl_ms: u32,
     instance: u64,
     seq: u64,
+    sent_ms: u64,
     host: String,
     meta: Vec<(String, String)>,
 }
@@ -163,10 +185,12 @@ impl Heartbeat {
             ttl_ms,
             instance,
             seq,
+            sent_ms: 0,
             host,
             meta,
         };
-        let len_bytes = heartbeat.encoded_len();
+        // Room for a tag is kept, so a heartbeat valid here is valid sealed.
+        let len_bytes = heartbeat.encoded_len() + TAG_BYTES;
         if len_bytes > HEARTBEAT_BYTES_MAX {
             return Err(HeartbeatError::MessageTooLarge { len_bytes });
         }
@@ -177,6 +201,17 @@ impl Heartbeat {
     pub fn with_seq(mut self, seq: u64) -> Self {
         self.seq = seq;
         self
+    }
+
+    /// The same heartbeat stamped with another send time (the size does not change).
+    pub fn with_sent_ms(mut self, sent_ms: u64) -> Self {
+        self.sent_ms = sent_ms;
+        self
+    }
+
+    /// When the sender sent it, by its wall clock (Unix ms).
+    pub fn sent_ms(&self) -> u64 {
+        self.sent_ms
     }
 
     /// How long a receiver keeps this node after this heartbeat, in milliseconds.
@@ -209,23 +244,69 @@ impl Heartbeat {
         format!("{:016x}", self.instance)
     }
 
-    /// The exact size [`Heartbeat::encode`] produces.
+    /// The exact size [`Heartbeat::encode`] produces (a tag adds [`TAG_BYTES`]).
     pub fn encoded_len(&self) -> usize {
         let meta_bytes: usize = self
             .meta
             .iter()
             .map(|(key, value)| 1 + key.len() + 2 + value.len())
             .sum();
-        FIXED_HEAD_BYTES + 1 + self.host.len() + 1 + meta_bytes
+        FIXED_HEAD_BYTES + 1 + self.host.len() + 1 + meta_bytes + 1
     }
 
-    /// Writes the version-1 wire form.
+    /// Writes the version-2 wire form without a tag (a cluster without a key).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
+        let mut out = self.encode_body();
+        out.push(0);
+        out
+    }
+
+    /// Writes the version-2 wire form as `origin` publishes it: tagged under
+    /// `key` if the cluster has one, else as [`Heartbeat::encode`].
+    pub fn seal(&self, key: Option<&SwarmKey>, origin: &PeerId) -> Vec<u8> {
+        let mut out = self.encode_body();
+        match key {
+            Some(key) => {
+                let tag = key.tag(HEARTBEAT_TAG_DOMAIN, &tagged_message(origin, &out));
+                out.push(TAG_BYTES as u8);
+                out.extend_from_slice(&tag);
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    /// Reads a heartbeat published by `origin`, refusing it unless its tag is
+    /// `key`'s tag for `origin` (with a key) or it has no tag (without one).
+    pub fn open(
+        bytes: &[u8],
+        key: Option<&SwarmKey>,
+        origin: &PeerId,
+    ) -> Result<Heartbeat, HeartbeatError> {
+        let (heartbeat, tag) = Self::decode_parts(bytes)?;
+        // decode_parts succeeded, so the tag and its length byte end the input.
+        let body = &bytes[..bytes.len() - 1 - tag.len()];
+        let authentic = match key {
+            Some(key) => {
+                !tag.is_empty()
+                    && key.verify(HEARTBEAT_TAG_DOMAIN, &tagged_message(origin, body), tag)
+            }
+            None => tag.is_empty(),
+        };
+        if !authentic {
+            return Err(HeartbeatError::Unauthenticated);
+        }
+        Ok(heartbeat)
+    }
+
+    /// Everything before the tag's length byte.
+    fn encode_body(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len() + TAG_BYTES);
         out.push(HEARTBEAT_VERSION);
         out.extend_from_slice(&self.ttl_ms.to_be_bytes());
         out.extend_from_slice(&self.instance.to_be_bytes());
         out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.sent_ms.to_be_bytes());
         // The casts cannot truncate: `new` and `decode` enforce the limits, all < 256.
         out.push(self.host.len() as u8);
         out.extend_from_slice(self.host.as_bytes());
@@ -239,8 +320,14 @@ impl Heartbeat {
         out
     }
 
-    /// Reads a wire-form heartbeat, checking every limit; never panics.
+    /// Reads a wire-form heartbeat, checking every limit but not authenticating
+    /// it (receivers use [`Heartbeat::open`]); never panics.
     pub fn decode(bytes: &[u8]) -> Result<Heartbeat, HeartbeatError> {
+        Self::decode_parts(bytes).map(|(heartbeat, _)| heartbeat)
+    }
+
+    /// The heartbeat and its tag (empty if none).
+    fn decode_parts(bytes: &[u8]) -> Result<(Heartbeat, &[u8]), HeartbeatError> {
         if bytes.len() > HEARTBEAT_BYTES_MAX {
             return Err(HeartbeatError::MessageTooLarge {
                 len_bytes: bytes.len(),
@@ -255,6 +342,7 @@ impl Heartbeat {
         check_ttl(ttl_ms)?;
         let instance = u64::from_be_bytes(reader.array("instance")?);
         let seq = u64::from_be_bytes(reader.array("seq")?);
+        let sent_ms = u64::from_be_bytes(reader.array("sent_ms")?);
         let host_len = usize::from(reader.u8("host length")?);
         let host = std::str::from_utf8(reader.take(host_len, "host")?)
             .map_err(|_| HeartbeatError::HostNotUtf8)?
@@ -282,6 +370,11 @@ impl Heartbeat {
                 .map_err(|_| HeartbeatError::MetaValueNotUtf8)?;
             meta.push((key.to_string(), value.to_string()));
         }
+        let tag_len = usize::from(reader.u8("tag length")?);
+        if tag_len != 0 && tag_len != TAG_BYTES {
+            return Err(HeartbeatError::TagLength { len_bytes: tag_len });
+        }
+        let tag = reader.take(tag_len, "tag")?;
         if !reader.rest.is_empty() {
             return Err(HeartbeatError::TrailingBytes {
                 count: reader.rest.len(),
@@ -289,14 +382,27 @@ impl Heartbeat {
         }
         meta.sort();
         meta.dedup();
-        Ok(Heartbeat {
+        let heartbeat = Heartbeat {
             ttl_ms,
             instance,
             seq,
+            sent_ms,
             host,
             meta,
-        })
+        };
+        Ok((heartbeat, tag))
     }
+}
+
+/// What a heartbeat tag covers: the publisher's id (length first), then the body.
+fn tagged_message(origin: &PeerId, body: &[u8]) -> Vec<u8> {
+    let origin = origin.to_bytes();
+    let mut message = Vec::with_capacity(1 + origin.len() + body.len());
+    // A peer id is at most 64 bytes, so its length fits one byte.
+    message.push(origin.len() as u8);
+    message.extend_from_slice(&origin);
+    message.extend_from_slice(body);
+    message
 }
 
 /// Splits a `--meta` argument `key=value` on its first `=`; the value may be empty

@@ -1,8 +1,10 @@
 //! The membership driver: the thin async code around the sans-IO [`RoutingTable`].
 //!
-//! It publishes this node's heartbeat on the namespace's topic, applies every
-//! heartbeat it hears, expires silent peers, and keeps discovery feeding the
-//! transport with peer addresses (real hosts need connections for gossip).
+//! It publishes this node's heartbeat on the namespace's topic (stamped with the
+//! wall clock and, with a swarm key, tagged for this node's peer id), applies every
+//! heartbeat it hears that is authentic for its publisher, expires silent peers,
+//! and keeps discovery feeding the transport with peer addresses (real hosts need
+//! connections for gossip).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,10 +16,12 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Heartbeat, HeartbeatError, Query, Record, RoutingTable, TableConfig, ViewEvent};
-use crate::boot::Discovery;
+use super::{
+    Heartbeat, HeartbeatError, Query, Record, Rejected, RoutingTable, TableConfig, ViewEvent,
+};
+use crate::boot::{Discovery, WallClock};
 use crate::pubsub::{PubSub, PubSubError};
-use crate::transport::{PeerId, Transport};
+use crate::transport::{PeerId, SwarmKey, Transport};
 
 /// Heartbeats sent per TTL, on average. With the +-10% jitter six intervals span
 /// at most 0.943 TTL, so five heartbeats lost in a row never expire a live peer,
@@ -53,6 +57,13 @@ pub struct MembershipConfig {
     pub seed: u64,
     /// Whether to send heartbeats; an observer (`ww-sched peers`) only listens.
     pub announce: bool,
+    /// The cluster's key: our heartbeats carry its tag, and only heartbeats
+    /// carrying its tag for their publisher are admitted to the view. Without
+    /// one, heartbeats are untagged (loopback and trusted networks only).
+    pub swarm_key: Option<SwarmKey>,
+    /// The clock heartbeats are stamped with and the view is kept in (simulations
+    /// pass virtual time; real hosts [`WallClock::host`]).
+    pub wall_clock: WallClock,
 }
 
 impl MembershipConfig {
@@ -65,6 +76,8 @@ impl MembershipConfig {
             meta: Vec::new(),
             seed,
             announce: true,
+            swarm_key: None,
+            wall_clock: WallClock::host(),
         }
     }
 
@@ -85,11 +98,54 @@ pub enum MembershipError {
     PubSub(#[from] PubSubError),
 }
 
+/// What happened to the heartbeats a membership heard, since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MembershipStats {
+    /// Heartbeats heard (our own included), before any check.
+    pub received: u64,
+    /// Applied to the view (joined, updated or replaced a record).
+    pub applied: u64,
+    /// Refused: not a well-formed heartbeat.
+    pub malformed: u64,
+    /// Refused: the swarm-key tag is missing, wrong for the publisher, or unexpected.
+    pub unauthenticated: u64,
+    /// Refused: `sent_ms` outside the freshness window of our clock.
+    pub not_fresh: u64,
+    /// Refused: not newer than the instance's last (duplicate or reordered).
+    pub stale: u64,
+    /// Refused: from an instance that left the view (retired or buried), i.e. a replay.
+    pub replayed: u64,
+    /// Refused: the view is full.
+    pub table_full: u64,
+}
+
+impl MembershipStats {
+    /// Every refused heartbeat, whatever the reason.
+    pub fn rejected(&self) -> u64 {
+        self.malformed
+            + self.unauthenticated
+            + self.not_fresh
+            + self.stale
+            + self.replayed
+            + self.table_full
+    }
+
+    fn count(&mut self, rejected: &Rejected) {
+        let counter = match rejected {
+            Rejected::Stale { .. } => &mut self.stale,
+            Rejected::RetiredInstance { .. } | Rejected::Tombstoned { .. } => &mut self.replayed,
+            Rejected::NotFresh { .. } => &mut self.not_fresh,
+            Rejected::TableFull { .. } => &mut self.table_full,
+        };
+        *counter += 1;
+    }
+}
+
 struct Shared {
     table: RoutingTable,
     watchers: Vec<mpsc::Sender<ViewEvent>>,
     lagged: u64,
-    rejected: u64,
+    stats: MembershipStats,
 }
 
 impl Shared {
@@ -114,7 +170,7 @@ impl Shared {
 /// A node's live membership view. Dropping it stops heartbeats and discovery.
 pub struct Membership {
     shared: Rc<RefCell<Shared>>,
-    started: Instant,
+    clock: WallClock,
     local: PeerId,
     instance: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -153,47 +209,57 @@ impl Membership {
         )?;
         let topic = pubsub.join(&config.namespace);
         let mut heartbeats = topic.subscribe(RECEIVE_BUFFER).await?;
-        let started = Instant::now();
         let shared = Rc::new(RefCell::new(Shared {
             table: RoutingTable::new(TableConfig::default()),
             watchers: Vec::new(),
             lagged: 0,
-            rejected: 0,
+            stats: MembershipStats::default(),
         }));
-        let now_ms = move || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let clock = config.wall_clock.clone();
+        let local = transport.local_peer_id();
         let mut tasks = Vec::new();
 
         let receiving = shared.clone();
+        let (key, now) = (config.swarm_key.clone(), clock.clone());
         tasks.push(tokio::task::spawn_local(async move {
             while let Some(message) = heartbeats.recv().await {
-                let heartbeat = match Heartbeat::decode(&message.payload) {
+                let mut shared = receiving.borrow_mut();
+                shared.stats.received += 1;
+                let origin = message.origin;
+                let heartbeat = match Heartbeat::open(&message.payload, key.as_ref(), &origin) {
                     Ok(heartbeat) => heartbeat,
                     Err(e) => {
-                        tracing::debug!(origin = %message.origin, error = %e, "bad heartbeat dropped");
-                        receiving.borrow_mut().rejected += 1;
+                        tracing::debug!(%origin, error = %e, "heartbeat dropped");
+                        match e {
+                            HeartbeatError::Unauthenticated => shared.stats.unauthenticated += 1,
+                            _ => shared.stats.malformed += 1,
+                        }
                         continue;
                     }
                 };
-                let mut shared = receiving.borrow_mut();
-                if let Err(e) = shared.table.apply(now_ms(), message.origin, heartbeat) {
-                    tracing::trace!(origin = %message.origin, error = %e, "heartbeat not applied");
-                    shared.rejected += 1;
+                match shared.table.apply(now.now_ms(), origin, heartbeat) {
+                    Ok(_) => shared.stats.applied += 1,
+                    Err(e) => {
+                        tracing::trace!(%origin, error = %e, "heartbeat not applied");
+                        shared.stats.count(&e);
+                    }
                 }
                 shared.publish_events();
             }
         }));
 
         let expiring = shared.clone();
+        let now = clock.clone();
         tasks.push(tokio::task::spawn_local(async move {
             loop {
-                let now = now_ms();
+                let now_ms = now.now_ms();
                 let next = expiring.borrow().table.next_deadline_ms();
-                let wake_ms = next.map_or(now + EXPIRY_TICK_MS, |deadline| {
-                    deadline.clamp(now, now + EXPIRY_TICK_MS)
+                let wait_ms = next.map_or(EXPIRY_TICK_MS, |deadline| {
+                    deadline.saturating_sub(now_ms).min(EXPIRY_TICK_MS)
                 });
-                tokio::time::sleep_until(started + Duration::from_millis(wake_ms)).await;
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
                 let mut shared = expiring.borrow_mut();
-                let left = shared.table.expire(now_ms());
+                let left = shared.table.expire(now.now_ms());
                 if !left.is_empty() {
                     shared.publish_events();
                 }
@@ -203,11 +269,16 @@ impl Membership {
         if config.announce {
             let interval_ms = u64::from(config.ttl_ms / HEARTBEATS_PER_TTL);
             let namespace = config.namespace.clone();
+            let (key, now) = (config.swarm_key.clone(), clock.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 let mut seq: u64 = 0;
                 loop {
                     seq += 1;
-                    let beat = template.clone().with_seq(seq).encode();
+                    let beat = template
+                        .clone()
+                        .with_seq(seq)
+                        .with_sent_ms(now.now_ms())
+                        .seal(key.as_ref(), &local);
                     if let Err(e) = topic.publish(beat).await {
                         tracing::debug!(%namespace, error = %e, "heartbeat not sent");
                     }
@@ -228,16 +299,16 @@ impl Membership {
 
         Ok(Membership {
             shared,
-            started,
-            local: transport.local_peer_id(),
+            clock,
+            local,
             instance,
             tasks,
         })
     }
 
-    /// Milliseconds since this membership started: the clock records are kept in.
+    /// The wall clock (Unix ms) records are kept in.
     pub fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.now_ms()
     }
 
     /// This node's peer id.
@@ -274,9 +345,19 @@ impl Membership {
         self.shared.borrow().lagged
     }
 
-    /// Heartbeats dropped as malformed, stale or from a retired instance.
+    /// Heartbeats refused for any reason ([`Membership::stats`] says which).
     pub fn heartbeats_rejected(&self) -> u64 {
-        self.shared.borrow().rejected
+        self.shared.borrow().stats.rejected()
+    }
+
+    /// What happened to the heartbeats heard so far.
+    pub fn stats(&self) -> MembershipStats {
+        self.shared.borrow().stats
+    }
+
+    /// How many left instances are remembered so their replays are refused.
+    pub fn tombstones(&self) -> usize {
+        self.shared.borrow().table.tombstones()
     }
 }
 

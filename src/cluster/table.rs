@@ -1,14 +1,24 @@
 //! The routing table: soft membership state built from heartbeats, with TTL leases.
 //!
 //! Sans-IO: every method takes `now_ms` from the caller's clock, so a driver (or a
-//! test) decides what time it is. A record stays until [`RoutingTable::expire`]
-//! removes it, even past its deadline; drivers call `expire` before reading.
+//! test) decides what time it is. That clock is a wall clock (Unix ms, as
+//! heartbeats' `sent_ms`): a heartbeat sent further than the freshness window from
+//! `now_ms` is refused. A record stays until [`RoutingTable::expire`] removes it,
+//! even past its deadline; drivers call `expire` before reading.
+//!
+//! An instance that leaves (expired or replaced) is buried: a tombstone refuses
+//! its heartbeats up to the highest seq seen, for twice the freshness window, by
+//! when freshness refuses them anyway. So a captured heartbeat replayed after the
+//! node died cannot revive it, while the same instance's newer heartbeats (after a
+//! partition heals) are accepted.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use thiserror::Error;
 
+use super::tombstones::{Tombstones, TOMBSTONES_MAX};
 use super::Heartbeat;
+use crate::boot::FRESHNESS_WINDOW_MS;
 use crate::transport::PeerId;
 
 /// Default bound on how many peers the table holds.
@@ -25,6 +35,10 @@ pub struct TableConfig {
     pub peers_max: usize,
     /// Most undrained events; beyond this the oldest are dropped and counted.
     pub events_max: usize,
+    /// How far a heartbeat's `sent_ms` may be from `now_ms`, either way.
+    pub freshness_window_ms: u64,
+    /// Most buried instances; beyond this the oldest tombstone is forgotten.
+    pub tombstones_max: usize,
 }
 
 impl Default for TableConfig {
@@ -32,7 +46,18 @@ impl Default for TableConfig {
         TableConfig {
             peers_max: PEERS_MAX_DEFAULT,
             events_max: EVENTS_MAX_DEFAULT,
+            freshness_window_ms: FRESHNESS_WINDOW_MS,
+            tombstones_max: TOMBSTONES_MAX,
         }
+    }
+}
+
+impl TableConfig {
+    /// How long a tombstone is kept. A heartbeat accepted at `r` has `sent_ms <=
+    /// r + window`, so from `sent_ms + window <= r + 2 × window` on, freshness
+    /// refuses its replay; every accepted heartbeat was accepted before burial.
+    pub fn tombstone_ms(&self) -> u64 {
+        self.freshness_window_ms.saturating_mul(2)
     }
 }
 
@@ -83,6 +108,24 @@ pub enum Rejected {
     RetiredInstance {
         /// The retired instance.
         instance: u64,
+    },
+    /// `sent_ms` is further than the freshness window from our clock.
+    #[error("heartbeat sent at {sent_ms} ms is outside the freshness window of now ({now_ms} ms); table unchanged")]
+    NotFresh {
+        /// The heartbeat's send time.
+        sent_ms: u64,
+        /// The receiver's time.
+        now_ms: u64,
+    },
+    /// The instance left the view and this heartbeat is no newer than its last (a replay).
+    #[error("heartbeat from buried instance {instance:016x} seq {seq} (at most {seq_max} refused); table unchanged")]
+    Tombstoned {
+        /// The buried instance.
+        instance: u64,
+        /// The refused sequence number.
+        seq: u64,
+        /// The highest refused sequence number.
+        seq_max: u64,
     },
     /// The peer is unknown and the table already holds `peers_max` peers.
     #[error("routing table full ({peers_max} peers); new peer refused, table unchanged")]
@@ -148,6 +191,7 @@ pub struct RoutingTable {
     deadlines: BTreeSet<(u64, String)>,
     events: VecDeque<ViewEvent>,
     events_dropped: u64,
+    tombstones: Tombstones,
 }
 
 impl Default for RoutingTable {
@@ -165,6 +209,7 @@ impl RoutingTable {
             deadlines: BTreeSet::new(),
             events: VecDeque::new(),
             events_dropped: 0,
+            tombstones: Tombstones::new(config.tombstones_max),
         }
     }
 
@@ -180,9 +225,24 @@ impl RoutingTable {
         peer: PeerId,
         heartbeat: Heartbeat,
     ) -> Result<Applied, Rejected> {
+        if heartbeat.sent_ms().abs_diff(now_ms) > self.config.freshness_window_ms {
+            return Err(Rejected::NotFresh {
+                sent_ms: heartbeat.sent_ms(),
+                now_ms,
+            });
+        }
         let key = peer.to_string();
         let deadline_ms = now_ms.saturating_add(u64::from(heartbeat.ttl_ms()));
+        let (instance, seq) = (heartbeat.instance(), heartbeat.seq());
+        let buried = self.tombstones.refuses(&key, instance, seq);
         let Some(entry) = self.entries.get_mut(&key) else {
+            if let Some(seq_max) = buried {
+                return Err(Rejected::Tombstoned {
+                    instance,
+                    seq,
+                    seq_max,
+                });
+            }
             if self.entries.len() >= self.config.peers_max {
                 return Err(Rejected::TableFull {
                     peers_max: self.config.peers_max,
@@ -195,6 +255,7 @@ impl RoutingTable {
                 joined_ms: now_ms,
                 updated_ms: now_ms,
             };
+            self.tombstones.lift(&key, instance);
             self.deadlines.insert((deadline_ms, key.clone()));
             self.entries.insert(
                 key,
@@ -226,6 +287,13 @@ impl RoutingTable {
                     instance: heartbeat.instance(),
                 });
             }
+            if let Some(seq_max) = buried {
+                return Err(Rejected::Tombstoned {
+                    instance,
+                    seq,
+                    seq_max,
+                });
+            }
             // Any other instance is a restart: seq counters of different runs are
             // unrelated, so (unlike the Go original) the seq is not compared.
             let old_instance = stored.instance();
@@ -233,6 +301,11 @@ impl RoutingTable {
                 entry.retired.pop_front();
             }
             entry.retired.push_back(old_instance);
+            // The old run is over: none of its heartbeats may bring it back,
+            // even after this entry (and its retired list) expires.
+            let until_ms = now_ms.saturating_add(self.config.tombstone_ms());
+            self.tombstones.bury(&key, old_instance, u64::MAX, until_ms);
+            self.tombstones.lift(&key, instance);
             entry.record = Record {
                 peer,
                 heartbeat,
@@ -259,7 +332,8 @@ impl RoutingTable {
         Ok(applied)
     }
 
-    /// Removes every record whose deadline is at or before `now_ms`, in peer order.
+    /// Removes every record whose deadline is at or before `now_ms`, in peer
+    /// order, burying each instance; forgets tombstones whose time has come.
     pub fn expire(&mut self, now_ms: u64) -> Vec<Left> {
         let mut due = Vec::new();
         while let Some(first) = self.deadlines.first() {
@@ -272,8 +346,13 @@ impl RoutingTable {
         }
         due.sort();
         let mut left = Vec::with_capacity(due.len());
+        let until_ms = now_ms.saturating_add(self.config.tombstone_ms());
+        self.tombstones.expire(now_ms);
         for key in due {
             if let Some(entry) = self.entries.remove(&key) {
+                let heartbeat = &entry.record.heartbeat;
+                self.tombstones
+                    .bury(&key, heartbeat.instance(), heartbeat.seq(), until_ms);
                 let gone = Left {
                     peer: entry.record.peer,
                     instance: entry.record.heartbeat.instance(),
@@ -298,6 +377,16 @@ impl RoutingTable {
     /// Events discarded because the queue was full (the view must then be re-read).
     pub fn events_dropped(&self) -> u64 {
         self.events_dropped
+    }
+
+    /// How many left instances are buried (their replays refused).
+    pub fn tombstones(&self) -> usize {
+        self.tombstones.len()
+    }
+
+    /// Tombstones forgotten early to stay within `tombstones_max`.
+    pub fn tombstones_evicted(&self) -> u64 {
+        self.tombstones.evicted()
     }
 
     /// How many peers the table holds.

@@ -16,7 +16,7 @@ impl UdpDatagram {
             .map_err(|e| TransportError::io(format!("bind udp {address}"), e))
     }
 
-    /// Binds `0.0.0.0:<group port>` with address reuse, so every node on a host can
+    /// Binds `<group>:<port>` (`0.0.0.0:<port>` off unix) with address reuse, so every node on a host can
     /// listen to the group, joins the group on `interface`, and sends through it.
     pub fn bind_multicast(
         group: SocketAddrV4,
@@ -30,6 +30,12 @@ impl UdpDatagram {
         #[cfg(unix)]
         socket.set_reuse_port(true).map_err(io)?;
         socket.set_nonblocking(true).map_err(io)?;
+        // Bound to the group itself, the socket takes only datagrams sent to the
+        // group: unicast to this port from any host never reaches discovery.
+        // Windows cannot bind a multicast address, so it listens on every address.
+        #[cfg(unix)]
+        let bind: SocketAddr = SocketAddr::V4(group);
+        #[cfg(not(unix))]
         let bind: SocketAddr = (Ipv4Addr::UNSPECIFIED, group.port()).into();
         socket.bind(&bind.into()).map_err(io)?;
         socket
