@@ -107,10 +107,12 @@ pub async fn run_member(
     }
     let config = crate::host_config(seed, &name, keyed);
     let identity = config.identity.clone();
+    let swarm_key = config.swarm_key.clone();
     let transport = SimTransport::new(config);
     transport.listen(node_address(&name)).await?;
     let survey_config = SurveyConfig {
         wall_clock: sim_wall_clock(),
+        swarm_key: swarm_key.clone(),
         ..SurveyConfig::default()
     };
     let discovery = MulticastSurvey::start(&transport, identity, survey_config).await?;
@@ -118,6 +120,7 @@ pub async fn run_member(
     let membership_config = MembershipConfig {
         ttl_ms,
         wall_clock: sim_wall_clock(),
+        swarm_key,
         ..MembershipConfig::new(
             name.clone(),
             derive_seed(seed, &format!("{name}/start/{start}")),

@@ -26,7 +26,7 @@ use ww_sched::transport::{
 use ww_sched::worker::WorkerConfig;
 
 use super::tasks::{gateway_peer, TaskObservations};
-use crate::cluster::{node_address, now, Observations};
+use crate::cluster::{node_address, now, sim_wall_clock, Observations};
 use crate::derive_seed;
 use crate::scenario::{outsider_name, Check, Class, SecuritySpec, GATEWAY_HOST, TAP_HOST};
 use ww_sched::transport::PeerId;
@@ -92,11 +92,19 @@ async fn run_outsider(
     let mut config = SimConfig::from_seed(seed, &name);
     config.swarm_key = outsider_key(seed, i);
     let identity = config.identity.clone();
+    let swarm_key = config.swarm_key.clone();
     let transport = SimTransport::new(config);
     transport.listen(node_address(&name)).await?;
-    let discovery = MulticastSurvey::start(&transport, identity, SurveyConfig::default()).await?;
+    let survey_config = SurveyConfig {
+        wall_clock: sim_wall_clock(),
+        swarm_key: swarm_key.clone(),
+        ..SurveyConfig::default()
+    };
+    let discovery = MulticastSurvey::start(&transport, identity, survey_config).await?;
     let pubsub = PubSub::new(transport.clone());
     let membership_config = MembershipConfig {
+        wall_clock: sim_wall_clock(),
+        swarm_key,
         // Both roles a real node could trust it for.
         meta: vec![
             ("role".into(), "gateway".into()),
