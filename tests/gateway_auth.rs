@@ -1,6 +1,7 @@
 //! The locked REST API: the bearer token off loopback, the Host and Origin
 //! checks everywhere, `/healthz` open, the in-flight limit and the request
-//! deadline (in-process through the locked router); then real `ww-sched`
+//! deadline (in-process through the locked router); the server's header
+//! timeout and connection limit (`serve` on loopback); then real `ww-sched`
 //! processes: a gateway on 0.0.0.0 that wants the token from its data
 //! directory (reached on 127.0.0.1 only), the CLI sending it, a loopback
 //! gateway taking the README's multipart curl as it is, and a token file
@@ -21,7 +22,7 @@ use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt as _;
 use ww_sched::gateway::{
-    constant_time_eq, lock, ApiAccess, ApiToken, HttpLimits, TokenError, API_TOKEN_FILE,
+    constant_time_eq, lock, serve, ApiAccess, ApiToken, HttpLimits, TokenError, API_TOKEN_FILE,
 };
 use ww_sched::rpc;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
@@ -376,6 +377,92 @@ async fn a_request_past_its_deadline_is_answered_503() {
         "timeout",
     );
     assert_eq!(answer.1[header::RETRY_AFTER], "1");
+}
+
+/// `router` locked for loopback and served by [`serve`] on 127.0.0.1:0 with
+/// `limits`; its port.
+async fn serve_on_loopback(router: Router, limits: HttpLimits) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listen = listener.local_addr().unwrap();
+    let api = lock(router, ApiAccess::new(listen, token()), limits);
+    tokio::spawn(serve(listener, api, limits));
+    listen.port()
+}
+
+/// Reads from `stream` until it closes or `within` passes: what came, and
+/// whether it closed.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn a_client_slow_to_send_its_headers_is_cut_off() {
+    use tokio::io::AsyncWriteExt as _;
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_millis(300),
+        ..HttpLimits::default()
+    };
+    let port = serve_on_loopback(slow_router(Arc::new(tokio::sync::Notify::new())), limits).await;
+    let mut trickle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    trickle
+        .write_all(b"GET /fast HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut trickle, Duration::from_secs(10)).await;
+    assert!(closed, "a half-sent head is cut off");
+    // A kept-alive connection left idle after its answer is closed too.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!("GET /fast HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    idle.write_all(head.as_bytes()).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(closed, "an idle kept-alive connection is closed");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_for_one_to_close() {
+    use tokio::io::AsyncWriteExt as _;
+    let limits = HttpLimits {
+        connections_max: 1,
+        ..HttpLimits::default()
+    };
+    let port = serve_on_loopback(slow_router(Arc::new(tokio::sync::Notify::new())), limits).await;
+    let holder = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    // Accepted (and so counted) before the next connects.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut waiting = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!("GET /fast HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    waiting.write_all(head.as_bytes()).await.unwrap();
+    let (answer, closed) = read_until_closed(&mut waiting, Duration::from_millis(500)).await;
+    assert!(
+        answer.is_empty() && !closed,
+        "served past the limit: {answer:?}"
+    );
+    drop(holder);
+    let (answer, closed) = read_until_closed(&mut waiting, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(closed);
 }
 
 #[test]

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ww_sched::cluster::Membership;
 use ww_sched::gateway::{
-    clock::host_clock, lock, ApiAccess, ApiToken, Gateway, GatewayConfig, HttpLimits, Retention,
-    API_TOKEN_FILE,
+    clock::host_clock, lock, serve, ApiAccess, ApiToken, Gateway, GatewayConfig, HttpLimits,
+    Retention, API_TOKEN_FILE,
 };
 use ww_sched::sched::OPEN_TASKS_MAX_DEFAULT;
 use ww_sched::transport::{Identity, Libp2pTransport, Transport};
@@ -204,8 +204,9 @@ pub async fn start_with(
             .map_err(|e| anyhow::anyhow!("--api-host: {e}"))?;
     }
     let token_required = access.token_required();
-    let router = lock(gateway.router(), access, HttpLimits::default());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let limits = HttpLimits::default();
+    let router = lock(gateway.router(), access, limits);
+    let server = tokio::spawn(serve(listener, router, limits));
     Ok(RunningGateway {
         gateway,
         http,

@@ -23,8 +23,10 @@ pub use self::core::{
 };
 pub use api::guard::{
     constant_time_eq, lock, ApiAccess, ApiToken, HttpLimits, TokenError, API_TOKEN_BYTES,
-    API_TOKEN_FILE, API_TOKEN_MIN_CHARS, IN_FLIGHT_MAX, REQUEST_TIMEOUT, UPLOAD_TIMEOUT,
+    API_TOKEN_FILE, API_TOKEN_MIN_CHARS, CONNECTIONS_MAX, HEADER_READ_TIMEOUT, IN_FLIGHT_MAX,
+    REQUEST_TIMEOUT, UPLOAD_TIMEOUT,
 };
+pub use api::serve::serve;
 pub use api::{router, StoreReader, PAGE_DEFAULT, PAGE_MAX};
 pub use error::{ApiError, RETRY_AFTER_S};
 pub use health::Health;

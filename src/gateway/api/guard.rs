@@ -45,6 +45,12 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(180);
 /// Requests served at once; the next one is answered 503 at once.
 pub const IN_FLIGHT_MAX: usize = 256;
+/// Longest a client may take to send a request's head, or to start the
+/// next request on a kept-alive connection, before it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open HTTP connections at once; more wait in the kernel's backlog. Well
+/// under the usual 1,024 file descriptors, which libp2p and the store share.
+pub const CONNECTIONS_MAX: usize = 512;
 
 /// Why the API token could not be read or made; the gateway does not start.
 #[derive(Debug, thiserror::Error)]
@@ -508,15 +514,22 @@ pub struct HttpLimits {
     pub upload_timeout: Duration,
     /// Requests in the handlers at once.
     pub in_flight_max: usize,
+    /// Longest wait for a request's head (and between kept-alive requests).
+    pub header_read_timeout: Duration,
+    /// Open connections at once (see [`serve`](super::serve::serve)).
+    pub connections_max: usize,
 }
 
 impl Default for HttpLimits {
-    /// [`REQUEST_TIMEOUT`], [`UPLOAD_TIMEOUT`], [`IN_FLIGHT_MAX`].
+    /// [`REQUEST_TIMEOUT`], [`UPLOAD_TIMEOUT`], [`IN_FLIGHT_MAX`],
+    /// [`HEADER_READ_TIMEOUT`], [`CONNECTIONS_MAX`].
     fn default() -> Self {
         HttpLimits {
             request_timeout: REQUEST_TIMEOUT,
             upload_timeout: UPLOAD_TIMEOUT,
             in_flight_max: IN_FLIGHT_MAX,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            connections_max: CONNECTIONS_MAX,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! crash could take back, and reads never wait for the core or a commit.
 
 pub mod guard;
+pub mod serve;
 mod submit;
 mod tasks;
 
