@@ -310,19 +310,19 @@ fn cross_origin_requests_are_forbidden() {
     .unwrap();
 }
 
-/// A router whose `/slow` waits for `release` (or for ever).
+/// A router whose `GET /slow` and `POST /modules` wait for `release` (or
+/// for ever).
 fn slow_router(release: Arc<tokio::sync::Notify>) -> Router {
+    let wait = move || {
+        let release = release.clone();
+        async move {
+            release.notified().await;
+            "done"
+        }
+    };
     Router::new()
-        .route(
-            "/slow",
-            get(move || {
-                let release = release.clone();
-                async move {
-                    release.notified().await;
-                    "done"
-                }
-            }),
-        )
+        .route("/slow", get(wait.clone()))
+        .route("/modules", axum::routing::post(wait))
         .route("/fast", get(|| async { "fast" }))
 }
 
@@ -377,6 +377,44 @@ async fn a_request_past_its_deadline_is_answered_503() {
         "timeout",
     );
     assert_eq!(answer.1[header::RETRY_AFTER], "1");
+}
+
+#[tokio::test]
+async fn uploads_have_their_own_deadline() {
+    let limits = HttpLimits {
+        request_timeout: Duration::from_secs(3600),
+        upload_timeout: Duration::from_millis(100),
+        ..HttpLimits::default()
+    };
+    let access = ApiAccess::new("127.0.0.1:8080".parse().unwrap(), token());
+    let api = lock(
+        slow_router(Arc::new(tokio::sync::Notify::new())),
+        access,
+        limits,
+    );
+    let upload = Request::post("/modules")
+        .header("Host", "127.0.0.1:8080")
+        .body(Body::from(HASH_PUZZLE_WASM))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), send(&api, upload))
+        .await
+        .expect("the upload deadline ends the request");
+    assert_refused(
+        "slow upload",
+        &answer,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "timeout",
+    );
+    // A read goes by the other, longer deadline.
+    let read = tokio::time::timeout(
+        Duration::from_millis(500),
+        send(&api, get_with("/slow", &[("Host", "127.0.0.1:8080")])),
+    )
+    .await;
+    assert!(
+        read.is_err(),
+        "a read was cut off by the upload deadline: {read:?}"
+    );
 }
 
 /// `router` locked for loopback and served by [`serve`] on 127.0.0.1:0 with
