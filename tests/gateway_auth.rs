@@ -750,12 +750,33 @@ fn a_token_file_others_may_read_stops_the_gateway() {
     let path = data.0.join(API_TOKEN_FILE);
     std::fs::write(&path, "0123456789abcdef0123456789abcdef0123456789abcdef").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ww-sched"))
         .args(["gateway", "--http", "127.0.0.1:0", "--data", data.path()])
         .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--discover", "none"])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // A gateway that starts anyway would serve for ever: wait a bounded time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
 }
