@@ -21,9 +21,11 @@ use super::ClusterArgs;
 #[derive(Args)]
 pub struct GatewayArgs {
     /// Address of the REST API. On a loopback address (the default) no token
-    /// is needed; on any other, every request but GET /healthz needs
+    /// is needed; on any other, every request but /healthz needs
     /// `Authorization: Bearer <token>` with the token in DATA/api-token
-    /// (generated, mode 0600, on first start) or --api-token-file.
+    /// (generated, mode 0600, on first start) or --api-token-file. On every
+    /// address a request for another Host (see --api-host) or from another
+    /// Origin is refused (403).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Directory of the task database (and of the key file); created if missing.
