@@ -8,7 +8,10 @@ use std::rc::Rc;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ww_sched::cluster::Membership;
-use ww_sched::gateway::{clock::host_clock, Gateway, GatewayConfig, Retention};
+use ww_sched::gateway::{
+    clock::host_clock, lock, serve, ApiAccess, ApiToken, Gateway, GatewayConfig, HttpLimits,
+    Retention, API_TOKEN_FILE,
+};
 use ww_sched::sched::OPEN_TASKS_MAX_DEFAULT;
 use ww_sched::transport::{Identity, Libp2pTransport, Transport};
 
@@ -17,7 +20,12 @@ use super::ClusterArgs;
 /// Flags of `ww-sched gateway`.
 #[derive(Args)]
 pub struct GatewayArgs {
-    /// Address of the REST API.
+    /// Address of the REST API. On a loopback address (the default) no token
+    /// is needed; on any other, every request but /healthz needs
+    /// `Authorization: Bearer <token>` with the token in DATA/api-token
+    /// (generated, mode 0600, on first start) or --api-token-file. On every
+    /// address a request for another Host (see --api-host) or from another
+    /// Origin is refused (403).
     #[arg(long, default_value = "127.0.0.1:8080")]
     http: SocketAddr,
     /// Directory of the task database (and of the key file); created if missing.
@@ -35,9 +43,25 @@ pub struct GatewayArgs {
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     body_bytes_max: usize,
     #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
     limits: GatewayLimits,
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// Who may use the REST API (`ww-sched gateway`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ApiArgs {
+    /// Read the API token from FILE (mode 0600 or stricter, at least 32
+    /// characters) instead of generating DATA/api-token.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// Also accept requests whose Host (or Origin) is NAME, e.g. the DNS name
+    /// clients or a reverse proxy use; NAME:PORT accepts that port only
+    /// (repeatable). Other names are refused with 403 (DNS rebinding).
+    #[arg(long = "api-host", value_name = "NAME")]
+    pub api_hosts: Vec<String>,
 }
 
 /// How long a gateway that fail-stopped keeps answering 503 before it exits.
@@ -111,11 +135,15 @@ pub struct RunningGateway {
     pub gateway: Gateway,
     /// Where its REST API listens.
     pub http: SocketAddr,
+    /// The file the API token was read from (or written to).
+    pub token_file: PathBuf,
+    /// Whether requests need the token (the API is not on loopback).
+    pub token_required: bool,
     /// The HTTP server task.
     pub server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts a gateway over `transport` and serves its API.
+/// Starts a gateway over `transport` and serves its API, its token in DATA.
 pub async fn start(
     transport: &Libp2pTransport,
     membership: Option<Rc<Membership>>,
@@ -123,6 +151,28 @@ pub async fn start(
     http: SocketAddr,
     body_bytes_max: usize,
     limits: &GatewayLimits,
+) -> Result<RunningGateway> {
+    start_with(
+        transport,
+        membership,
+        data,
+        http,
+        body_bytes_max,
+        limits,
+        &ApiArgs::default(),
+    )
+    .await
+}
+
+/// [`start`], with who may use the API said by `api`.
+pub async fn start_with(
+    transport: &Libp2pTransport,
+    membership: Option<Rc<Membership>>,
+    data: &Path,
+    http: SocketAddr,
+    body_bytes_max: usize,
+    limits: &GatewayLimits,
+    api: &ApiArgs,
 ) -> Result<RunningGateway> {
     let mut config = GatewayConfig::new(data.to_path_buf());
     config.body_bytes_max = body_bytes_max;
@@ -139,11 +189,31 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot serve HTTP on {http}"))?;
     let http = listener.local_addr()?;
-    let router = gateway.router();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    // After the store is open: its lock keeps a second gateway on this
+    // directory from generating a token at the same time.
+    let token_file = match &api.api_token_file {
+        Some(file) => file.clone(),
+        None => data.join(API_TOKEN_FILE),
+    };
+    let token = match &api.api_token_file {
+        Some(file) => ApiToken::read(file)?,
+        None => ApiToken::load_or_create(data)?,
+    };
+    let mut access = ApiAccess::new(http, token);
+    for name in &api.api_hosts {
+        access = access
+            .allow_host(name)
+            .map_err(|e| anyhow::anyhow!("--api-host: {e}"))?;
+    }
+    let token_required = access.token_required();
+    let limits = HttpLimits::default();
+    let router = lock(gateway.router(), access, limits);
+    let server = tokio::spawn(serve(listener, router, limits));
     Ok(RunningGateway {
         gateway,
         http,
+        token_file,
+        token_required,
         server,
     })
 }
@@ -174,13 +244,14 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         )
         .await?,
     );
-    let mut running = start(
+    let mut running = start_with(
         &transport,
         Some(membership),
         &args.data,
         args.http,
         args.body_bytes_max,
         &args.limits,
+        &args.api,
     )
     .await?;
     // Wildcard listeners report one address per interface just after binding.
@@ -191,6 +262,17 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         println!("listening on {}", address.with_peer(&peer));
     }
     println!("http on http://{}", running.http);
+    if running.token_required {
+        println!(
+            "api token in {} (required: the API is not on loopback)",
+            running.token_file.display()
+        );
+    } else {
+        println!(
+            "api token in {} (not required on loopback)",
+            running.token_file.display()
+        );
+    }
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         cause = running.gateway.stopped() => {

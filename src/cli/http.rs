@@ -1,14 +1,91 @@
 //! A small blocking HTTP client for the gateway's REST API (CLI only).
 
+use std::path::Path;
+
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
+use ww_sched::gateway::API_TOKEN_FILE;
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(60)))
-        .build()
-        .into()
+/// The environment variable a client's API token is read from first.
+pub const TOKEN_ENV: &str = "WW_SCHED_TOKEN";
+
+/// The API token to send: `WW_SCHED_TOKEN` if set, else `DATA/api-token` if
+/// readable, else none (enough for a gateway on loopback).
+pub fn find_token(data: &Path) -> Option<String> {
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        let token = token.trim();
+        if !token.is_empty() {
+            return Some(token.to_string());
+        }
+    }
+    let path = data.join(API_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().to_string()).filter(|t| !t.is_empty()),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "no API token file");
+            None
+        }
+    }
+}
+
+/// Calls to one gateway, with its token when there is one.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client sending `Authorization: Bearer <token>` when `token` is some.
+    pub fn new(token: Option<String>) -> Client {
+        Client { token }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .into()
+    }
+
+    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) => request.header("Authorization", format!("Bearer {token}")),
+            None => request,
+        }
+    }
+
+    /// `GET url` as JSON.
+    pub fn get_json(&self, url: &str) -> Result<Value> {
+        answer(url, self.authorize(Self::agent().get(url)).call())
+    }
+
+    /// `POST url` with a JSON body.
+    pub fn post_json(&self, url: &str, body: &Value) -> Result<Value> {
+        answer(url, self.authorize(Self::agent().post(url)).send_json(body))
+    }
+
+    /// `POST url` with raw bytes.
+    pub fn post_bytes(&self, url: &str, content_type: &str, bytes: &[u8]) -> Result<Value> {
+        let request = self
+            .authorize(Self::agent().post(url))
+            .header("Content-Type", content_type);
+        answer(url, request.send(bytes))
+    }
+
+    /// `DELETE url`.
+    pub fn delete(&self, url: &str) -> Result<Value> {
+        answer(url, self.authorize(Self::agent().delete(url)).call())
+    }
+
+    /// Uploads a module and returns its hex hash.
+    pub fn upload_module(&self, gateway: &str, wasm: &[u8]) -> Result<String> {
+        let answer = self.post_bytes(&format!("{gateway}/modules"), "application/wasm", wasm)?;
+        answer["hash"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("the gateway returned no module hash"))
+    }
 }
 
 fn answer(
@@ -25,44 +102,30 @@ fn answer(
     if !status.is_success() {
         let kind = body["error"].as_str().unwrap_or("error");
         let detail = body["detail"].as_str().unwrap_or("");
+        if status == ureq::http::StatusCode::UNAUTHORIZED {
+            bail!(
+                "{url}: {status} {kind}: set {TOKEN_ENV}, or --data to the gateway's data \
+                 directory, so that its api-token is sent"
+            );
+        }
         bail!("{url}: {status} {kind}: {detail}");
     }
     Ok(body)
 }
 
-/// `GET url` as JSON.
+/// `GET url` as JSON, without a token (a gateway on loopback).
 pub fn get_json(url: &str) -> Result<Value> {
-    answer(url, agent().get(url).call())
+    Client::default().get_json(url)
 }
 
-/// `POST url` with a JSON body.
+/// `POST url` with a JSON body, without a token (a gateway on loopback).
 pub fn post_json(url: &str, body: &Value) -> Result<Value> {
-    answer(url, agent().post(url).send_json(body))
+    Client::default().post_json(url, body)
 }
 
-/// `POST url` with raw bytes.
-pub fn post_bytes(url: &str, content_type: &str, bytes: &[u8]) -> Result<Value> {
-    answer(
-        url,
-        agent()
-            .post(url)
-            .header("Content-Type", content_type)
-            .send(bytes),
-    )
-}
-
-/// `DELETE url`.
-pub fn delete(url: &str) -> Result<Value> {
-    answer(url, agent().delete(url).call())
-}
-
-/// Uploads a module and returns its hex hash.
+/// Uploads a module without a token (a gateway on loopback); its hex hash.
 pub fn upload_module(gateway: &str, wasm: &[u8]) -> Result<String> {
-    let answer = post_bytes(&format!("{gateway}/modules"), "application/wasm", wasm)?;
-    answer["hash"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("the gateway returned no module hash"))
+    Client::default().upload_module(gateway, wasm)
 }
 
 /// Whether a task status is final.

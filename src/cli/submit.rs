@@ -44,6 +44,23 @@ pub struct SubmitArgs {
     /// Print the task id and return without following it.
     #[arg(long)]
     no_follow: bool,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+/// Where `submit` and `tasks` find the gateway's API token.
+#[derive(Args)]
+pub struct AuthArgs {
+    /// The gateway's data directory: its api-token is sent when readable and
+    /// WW_SCHED_TOKEN is not set (a gateway on loopback needs none).
+    #[arg(long, default_value = "ww-sched-data")]
+    data: PathBuf,
+}
+
+impl AuthArgs {
+    fn client(&self) -> http::Client {
+        http::Client::new(http::find_token(&self.data))
+    }
 }
 
 /// Flags of `ww-sched tasks`.
@@ -63,13 +80,16 @@ pub struct TasksArgs {
     /// The gateway's HTTP address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     gateway: String,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// Submits, prints the id, then follows the task to the end.
 pub fn submit(args: SubmitArgs) -> Result<()> {
     let wasm = super::read_module(&args.wasm)?;
     let gateway = args.gateway.trim_end_matches('/');
-    let module = http::upload_module(gateway, &wasm)?;
+    let client = args.auth.client();
+    let module = client.upload_module(gateway, &wasm)?;
     let mut body = json!({
         "module": module,
         "export": args.export,
@@ -82,14 +102,14 @@ pub fn submit(args: SubmitArgs) -> Result<()> {
     if let Some(id) = &args.id {
         body["id"] = json!(id);
     }
-    let task = http::post_json(&format!("{gateway}/tasks"), &body)?;
+    let task = client.post_json(&format!("{gateway}/tasks"), &body)?;
     let id = task["id"].as_str().unwrap_or_default().to_string();
     println!("{id}");
     if args.no_follow {
         return Ok(());
     }
-    let task = follow(gateway, &id)?;
-    print_runs(&all_runs(gateway, &id)?);
+    let task = follow(&client, gateway, &id)?;
+    print_runs(&all_runs(&client, gateway, &id)?);
     if task["status"] != "succeeded" {
         bail!("task {id} ended {}", task["status"]);
     }
@@ -97,10 +117,10 @@ pub fn submit(args: SubmitArgs) -> Result<()> {
 }
 
 /// Polls the task, printing a progress line whenever it changes, until it ends.
-pub fn follow(gateway: &str, id: &str) -> Result<Value> {
+pub fn follow(client: &http::Client, gateway: &str, id: &str) -> Result<Value> {
     let mut last = String::new();
     loop {
-        let task = http::get_json(&format!("{gateway}/tasks/{id}?runs_limit=1"))?;
+        let task = client.get_json(&format!("{gateway}/tasks/{id}?runs_limit=1"))?;
         let status = task["status"].as_str().unwrap_or("?").to_string();
         let line = format!(
             "{id}: {status}, {}/{} runs due so far, {} completions",
@@ -118,14 +138,14 @@ pub fn follow(gateway: &str, id: &str) -> Result<Value> {
 }
 
 /// Every run of a task, page by page.
-pub fn all_runs(gateway: &str, id: &str) -> Result<Vec<Value>> {
+pub fn all_runs(client: &http::Client, gateway: &str, id: &str) -> Result<Vec<Value>> {
     let mut runs = Vec::new();
     loop {
         let url = format!(
             "{gateway}/tasks/{id}?runs_offset={}&runs_limit={RUNS_PAGE}",
             runs.len()
         );
-        let page = http::get_json(&url)?;
+        let page = client.get_json(&url)?;
         let got = page["runs"].as_array().cloned().unwrap_or_default();
         let last = got.len() < RUNS_PAGE;
         runs.extend(got);
@@ -163,17 +183,18 @@ pub fn print_runs(runs: &[Value]) {
 /// Lists tasks, shows one, or cancels one.
 pub fn tasks(args: TasksArgs) -> Result<()> {
     let gateway = args.gateway.trim_end_matches('/');
+    let client = args.auth.client();
     match (&args.id, args.cancel) {
         (Some(id), _) if args.purge => {
-            http::delete(&format!("{gateway}/tasks/{id}?purge=true"))?;
+            client.delete(&format!("{gateway}/tasks/{id}?purge=true"))?;
             println!("{id}: purged");
         }
         (Some(id), true) => {
-            let task = http::delete(&format!("{gateway}/tasks/{id}"))?;
+            let task = client.delete(&format!("{gateway}/tasks/{id}"))?;
             println!("{id}: {}", task["status"].as_str().unwrap_or("?"));
         }
         (Some(id), false) => {
-            let task = http::get_json(&format!("{gateway}/tasks/{id}"))?;
+            let task = client.get_json(&format!("{gateway}/tasks/{id}"))?;
             println!("{}", serde_json::to_string_pretty(&task)?);
         }
         (None, _) => {
@@ -188,7 +209,7 @@ pub fn tasks(args: TasksArgs) -> Result<()> {
                 if let Some(status) = &args.status {
                     url.push_str(&format!("&status={status}"));
                 }
-                let tasks = http::get_json(&url)?;
+                let tasks = client.get_json(&url)?;
                 let page = tasks.as_array().cloned().unwrap_or_default();
                 for task in &page {
                     println!(

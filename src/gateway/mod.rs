@@ -21,6 +21,12 @@ pub use self::core::{
     Planner, Released, Retention, StorageMode, COMMAND_QUEUE_MAX, COMMIT_STALL_MAX,
     EXPIRE_INTERVAL_MS,
 };
+pub use api::guard::{
+    constant_time_eq, lock, ApiAccess, ApiToken, HttpLimits, TokenError, API_TOKEN_BYTES,
+    API_TOKEN_FILE, API_TOKEN_MIN_CHARS, CONNECTIONS_MAX, HEADER_READ_TIMEOUT, IN_FLIGHT_MAX,
+    REQUEST_TIMEOUT, UPLOAD_TIMEOUT,
+};
+pub use api::serve::serve;
 pub use api::{router, StoreReader, PAGE_DEFAULT, PAGE_MAX};
 pub use error::{ApiError, RETRY_AFTER_S};
 pub use health::Health;

@@ -4,6 +4,8 @@
 //! runs): the store holds only committed state, so a read never shows what a
 //! crash could take back, and reads never wait for the core or a commit.
 
+pub mod guard;
+pub mod serve;
 mod submit;
 mod tasks;
 

@@ -1,0 +1,678 @@
+//! Who may use the REST API, and how much of the server one client may hold.
+//!
+//! [`lock`] wraps the router in three checks, outermost first:
+//!
+//! 1. **Host and Origin** (every address, every path): a `Host` that is not
+//!    the listen address, `localhost`, an IP literal of the right kind, or a
+//!    configured name is 403, so a page whose DNS name was rebound to this
+//!    machine cannot read or drive the API; an `Origin` that is not
+//!    `http://<an accepted host>`, or `Sec-Fetch-Site: cross-site/same-site`,
+//!    is 403, so another site's page cannot post a task (CSRF). A request
+//!    without any `Host` is 400 (RFC 9112 requires one).
+//! 2. **Bearer token** (every path but `/healthz`, and only when the API
+//!    listens on a non-loopback address): `Authorization: Bearer <token>`,
+//!    compared in constant time, else 401 with `WWW-Authenticate: Bearer`.
+//! 3. **Load**: at most [`HttpLimits::in_flight_max`] requests in the
+//!    handlers at once (the next is 503 `overloaded` with `Retry-After`, not
+//!    queued), each bounded by a deadline covering its body and its answer
+//!    (503 `timeout` with `Retry-After`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::gateway::RETRY_AFTER_S;
+
+/// The token's file inside the gateway's data directory.
+pub const API_TOKEN_FILE: &str = "api-token";
+/// Bytes of OS randomness in a generated token (written as hex).
+pub const API_TOKEN_BYTES: usize = 32;
+/// Shortest token accepted from a file: 128 bits as hex.
+pub const API_TOKEN_MIN_CHARS: usize = 32;
+/// Deadline of a request without a body to upload (reads, cancels).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of a submission or module upload: a 16 MiB body takes about
+/// 130 s at 1 Mbit/s, and the answer waits for a commit on top.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(180);
+/// Requests served at once; the next one is answered 503 at once.
+pub const IN_FLIGHT_MAX: usize = 256;
+/// Longest a client may take to send a request's head, or to start the
+/// next request on a kept-alive connection, before it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open HTTP connections at once; more wait in the kernel's backlog. Well
+/// under the usual 1,024 file descriptors, which libp2p and the store share.
+pub const CONNECTIONS_MAX: usize = 512;
+
+/// Why the API token could not be read or made; the gateway does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Reading, writing or syncing the file failed.
+    #[error("API token file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file may be read or written by others than its owner.
+    #[error(
+        "API token file {path} has mode {mode:o}: others than its owner may read it; \
+         run `chmod 600 {path}` (or delete it to make a new token) and start again"
+    )]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file does not hold a usable token.
+    #[error("API token file {path}: {detail}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The OS gave no randomness.
+    #[error("no OS randomness for the API token: {0}")]
+    Random(String),
+}
+
+/// The secret a client shows as `Authorization: Bearer <token>`.
+#[derive(Clone)]
+pub struct ApiToken {
+    text: String,
+    // Compared digest to digest, so the time taken says nothing about the
+    // presented token's length or its common prefix with this one.
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(..)")
+    }
+}
+
+impl ApiToken {
+    /// A token from its text: at least [`API_TOKEN_MIN_CHARS`] visible ASCII
+    /// characters, no spaces (it travels in a header).
+    pub fn new(text: &str) -> Result<ApiToken, String> {
+        if text.len() < API_TOKEN_MIN_CHARS {
+            return Err(format!(
+                "a token needs at least {API_TOKEN_MIN_CHARS} characters, this one has {}",
+                text.len()
+            ));
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token must be visible ASCII without spaces".into());
+        }
+        Ok(ApiToken {
+            text: text.to_string(),
+            digest: Sha256::digest(text.as_bytes()).into(),
+        })
+    }
+
+    /// A fresh token: [`API_TOKEN_BYTES`] bytes from the OS, as hex.
+    pub fn generate() -> Result<ApiToken, TokenError> {
+        use rand::TryRng as _;
+        let mut bytes = [0u8; API_TOKEN_BYTES];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut bytes)
+            .map_err(|e| TokenError::Random(e.to_string()))?;
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        ApiToken::new(&text).map_err(TokenError::Random)
+    }
+
+    /// Reads a token file (surrounding whitespace ignored); refused if group
+    /// or others have any permission on it.
+    pub fn read(path: &Path) -> Result<ApiToken, TokenError> {
+        let io = |source| TokenError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        check_private(path, &std::fs::metadata(path).map_err(io)?)?;
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        ApiToken::new(text.trim()).map_err(|detail| TokenError::Malformed {
+            path: path.to_path_buf(),
+            detail,
+        })
+    }
+
+    /// Reads `DIR/api-token`, or, when there is none, generates one and
+    /// writes it there with mode 0600 (temp file, fsync, rename, fsync of
+    /// the directory), so a crash leaves either no file or the whole token.
+    pub fn load_or_create(data_dir: &Path) -> Result<ApiToken, TokenError> {
+        let path = data_dir.join(API_TOKEN_FILE);
+        match std::fs::metadata(&path) {
+            Ok(_) => return ApiToken::read(&path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(TokenError::Io { path, source }),
+        }
+        let token = ApiToken::generate()?;
+        let temp = data_dir.join(format!(".{API_TOKEN_FILE}.{}.tmp", std::process::id()));
+        let written = write_private(&temp, token.text.as_bytes())
+            .and_then(|()| std::fs::rename(&temp, &path))
+            .and_then(|()| sync_dir(data_dir));
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(TokenError::Io { path, source });
+        }
+        tracing::info!(path = %path.display(), "generated a new API token");
+        Ok(token)
+    }
+
+    /// The token's text, for a client to send.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `presented` is this token, in time independent of where they differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented).into();
+        constant_time_eq(&digest, &self.digest)
+    }
+}
+
+/// Whether `a == b`, looking at every byte whatever the first difference
+/// (a length mismatch returns at once: lengths are not secret here).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // black_box keeps the optimiser from turning the fold into an early exit.
+    std::hint::black_box(difference) == 0
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path, metadata: &std::fs::Metadata) -> Result<(), TokenError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(TokenError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &std::fs::Metadata) -> Result<(), TokenError> {
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Private from the first byte: never readable by others, even briefly.
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// A name the API may be reached by besides its listen address (`--api-host`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct HostName {
+    name: String,
+    /// `None`: any port (a reverse proxy in front may use its own).
+    port: Option<u16>,
+}
+
+/// What [`lock`] lets through: the listen address, extra host names, the token.
+#[derive(Clone, Debug)]
+pub struct ApiAccess {
+    listen: SocketAddr,
+    names: Vec<HostName>,
+    token: ApiToken,
+    token_required: bool,
+}
+
+impl ApiAccess {
+    /// Access to an API listening on `listen` (its real port, not 0): the
+    /// token is required unless `listen` is a loopback address.
+    pub fn new(listen: SocketAddr, token: ApiToken) -> ApiAccess {
+        ApiAccess {
+            listen,
+            names: Vec::new(),
+            token,
+            token_required: !listen.ip().is_loopback(),
+        }
+    }
+
+    /// Also accepts `name` (`NAME`: any port; `NAME:PORT`: that port) as the
+    /// request's host, e.g. the DNS name clients or a reverse proxy use.
+    pub fn allow_host(mut self, name: &str) -> Result<ApiAccess, String> {
+        let (host, port) =
+            split_host(name).ok_or_else(|| format!("{name:?} is not a host name or host:port"))?;
+        let valid = host.parse::<IpAddr>().is_ok()
+            || (!host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+        if !valid {
+            return Err(format!("{name:?} is not a host name or host:port"));
+        }
+        self.names.push(HostName { name: host, port });
+        Ok(self)
+    }
+
+    /// Whether requests (but `/healthz`) must carry the token.
+    pub fn token_required(&self) -> bool {
+        self.token_required
+    }
+
+    /// Whether a request's `Host` (or an `Origin`'s authority) names this API.
+    fn host_allowed(&self, authority: &str) -> bool {
+        let Some((host, port)) = split_host(authority) else {
+            return false;
+        };
+        if self
+            .names
+            .iter()
+            .any(|n| n.name == host && (n.port.is_none() || n.port == Some(port.unwrap_or(80))))
+        {
+            return true;
+        }
+        if port.unwrap_or(80) != self.listen.port() {
+            return false;
+        }
+        if host == "localhost" {
+            // Browsers resolve `localhost` to loopback themselves, so no
+            // attacker's DNS can stand behind it.
+            return true;
+        }
+        match host.parse::<IpAddr>() {
+            // An IP literal cannot be rebound by DNS, so on a wildcard
+            // listener any of the machine's addresses is fine.
+            Ok(ip) => {
+                ip == self.listen.ip()
+                    || self.listen.ip().is_unspecified()
+                    || (self.listen.ip().is_loopback() && ip.is_loopback())
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether `origin` (`scheme://host[:port]`) is this API's own.
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let (scheme, authority) = match origin.split_once("://") {
+            Some(parts) => parts,
+            None => return false,
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "http" => self.host_allowed(authority),
+            // A TLS-terminating proxy in front serves the API as
+            // https://<configured name>.
+            "https" => split_host(authority).is_some_and(|(host, port)| {
+                self.names.iter().any(|n| {
+                    n.name == host && (n.port.is_none() || n.port == Some(port.unwrap_or(443)))
+                })
+            }),
+            _ => false,
+        }
+    }
+
+    /// `Ok` or the refusal for a request with `headers` to `path`.
+    fn check(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), Refusal> {
+        let mut hosts = headers.get_all(header::HOST).iter();
+        let host = match (hosts.next(), hosts.next()) {
+            (Some(host), None) => Some(host.to_str().map_err(|_| Refusal::BadHost)?),
+            (None, _) => None,
+            (Some(_), Some(_)) => return Err(Refusal::BadHost),
+        };
+        // HTTP/2 carries the host in the URI (`:authority`), and an HTTP/1.1
+        // absolute-form target names one too: each one given must be ours.
+        let authority = uri.authority().map(|a| a.as_str());
+        if host.is_none() && authority.is_none() {
+            return Err(Refusal::NoHost);
+        }
+        for host in host.into_iter().chain(authority) {
+            if !self.host_allowed(host) {
+                return Err(Refusal::ForeignHost(host.to_string()));
+            }
+        }
+        for origin in headers.get_all(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            if !self.origin_allowed(origin) {
+                return Err(Refusal::ForeignOrigin(origin.to_string()));
+            }
+        }
+        if let Some(site) = headers.get("sec-fetch-site") {
+            let site = site.to_str().unwrap_or("");
+            // `same-site` is still another origin (another port, a sibling
+            // subdomain); only the API's own pages and typed URLs pass.
+            if !matches!(site, "same-origin" | "none") {
+                return Err(Refusal::CrossSite(site.to_string()));
+            }
+        }
+        if !self.token_required || uri.path() == "/healthz" {
+            return Ok(());
+        }
+        match headers.get(header::AUTHORIZATION).map(bearer) {
+            None => Err(Refusal::NoToken),
+            Some(Some(token)) if self.token.matches(token) => Ok(()),
+            Some(_) => Err(Refusal::WrongToken),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` value, if that is its form.
+fn bearer(value: &HeaderValue) -> Option<&[u8]> {
+    let value = value.as_bytes();
+    let scheme = value.get(..7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = value[7..].trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Splits `host[:port]` (`[v6]` bracketed) into a lower-case host and port.
+fn split_host(authority: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        ip.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        };
+        (ip, port)
+    } else {
+        let (host, port) = match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        };
+        if host.is_empty() || host.contains(['/', '@', ':', '[', ']']) {
+            return None;
+        }
+        (host, port)
+    };
+    let port = match port {
+        Some(port) => Some(port.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host.to_ascii_lowercase(), port))
+}
+
+/// Why [`ApiAccess::check`] turned a request away.
+#[derive(Debug)]
+enum Refusal {
+    NoHost,
+    BadHost,
+    ForeignHost(String),
+    ForeignOrigin(String),
+    CrossSite(String),
+    NoToken,
+    WrongToken,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let (status, kind, detail) = match &self {
+            Refusal::NoHost => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request has no Host header".to_string(),
+            ),
+            Refusal::BadHost => (
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request's Host header is malformed or repeated".to_string(),
+            ),
+            Refusal::ForeignHost(host) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "Host {host:?} is not this API's address; \
+                     a gateway reached by a DNS name must be started with --api-host NAME"
+                ),
+            ),
+            Refusal::ForeignOrigin(origin) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("cross-origin request from {origin:?} refused"),
+            ),
+            Refusal::CrossSite(site) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("cross-origin request (Sec-Fetch-Site: {site}) refused"),
+            ),
+            Refusal::NoToken | Refusal::WrongToken => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this API needs `Authorization: Bearer <token>`; the token is in the \
+                 gateway's DATA/api-token (or its --api-token-file)"
+                    .to_string(),
+            ),
+        };
+        let mut response = json_error(status, kind, detail);
+        let challenge = match self {
+            Refusal::NoToken => Some("Bearer realm=\"ww-sched\""),
+            Refusal::WrongToken => Some("Bearer realm=\"ww-sched\", error=\"invalid_token\""),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+/// The API's error shape, `{"error": kind, "detail": text}`.
+fn json_error(status: StatusCode, kind: &str, detail: String) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": kind, "detail": detail })),
+    )
+        .into_response()
+}
+
+/// A 503 that tells the client to come back in [`RETRY_AFTER_S`].
+fn retry_later(kind: &str, detail: String) -> Response {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, kind, detail);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    response
+}
+
+/// How much of the server requests may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    /// Deadline of a request without an upload, body and answer included.
+    pub request_timeout: Duration,
+    /// Deadline of `POST /tasks` and `POST /modules`.
+    pub upload_timeout: Duration,
+    /// Requests in the handlers at once.
+    pub in_flight_max: usize,
+    /// Longest wait for a request's head (and between kept-alive requests).
+    pub header_read_timeout: Duration,
+    /// Open connections at once (see [`serve`](super::serve::serve)).
+    pub connections_max: usize,
+}
+
+impl Default for HttpLimits {
+    /// [`REQUEST_TIMEOUT`], [`UPLOAD_TIMEOUT`], [`IN_FLIGHT_MAX`],
+    /// [`HEADER_READ_TIMEOUT`], [`CONNECTIONS_MAX`].
+    fn default() -> Self {
+        HttpLimits {
+            request_timeout: REQUEST_TIMEOUT,
+            upload_timeout: UPLOAD_TIMEOUT,
+            in_flight_max: IN_FLIGHT_MAX,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            connections_max: CONNECTIONS_MAX,
+        }
+    }
+}
+
+/// `router` behind the Host/Origin check, the token check (if `access`
+/// requires it) and `limits`: what a real HTTP server serves.
+pub fn lock(router: Router, access: ApiAccess, limits: HttpLimits) -> Router {
+    let slots = Arc::new(Semaphore::new(limits.in_flight_max));
+    // The last layer added runs first: the cheap checks turn strangers away
+    // before they take a slot.
+    router
+        .layer(middleware::from_fn_with_state(limits, time_limit))
+        .layer(middleware::from_fn_with_state(slots, in_flight_limit))
+        .layer(middleware::from_fn_with_state(Arc::new(access), guard))
+}
+
+async fn guard(State(access): State<Arc<ApiAccess>>, request: Request, next: Next) -> Response {
+    match access.check(request.uri(), request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => {
+            tracing::debug!(?refusal, path = request.uri().path(), "API request refused");
+            refusal.into_response()
+        }
+    }
+}
+
+async fn in_flight_limit(
+    State(slots): State<Arc<Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Refused rather than queued: a queue would grow without bound under a
+    // flood and every waiter would time out anyway.
+    let Ok(_slot) = slots.try_acquire_owned() else {
+        return retry_later(
+            "overloaded",
+            "too many requests in flight; retry shortly".into(),
+        );
+    };
+    next.run(request).await
+}
+
+async fn time_limit(State(limits): State<HttpLimits>, request: Request, next: Next) -> Response {
+    let upload =
+        request.method() == Method::POST && matches!(request.uri().path(), "/tasks" | "/modules");
+    let deadline = if upload {
+        limits.upload_timeout
+    } else {
+        limits.request_timeout
+    };
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        // A submission cut off here may still commit: retrying it with the
+        // same Idempotency-Key is safe.
+        Err(_) => retry_later(
+            "timeout",
+            format!("the request took longer than {} s", deadline.as_secs()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(listen: &str) -> ApiAccess {
+        ApiAccess::new(
+            listen.parse().unwrap(),
+            ApiToken::new(&"t".repeat(40)).unwrap(),
+        )
+    }
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"xbc"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn hosts_of_a_loopback_listener() {
+        let a = access("127.0.0.1:8080");
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+        ] {
+            assert!(a.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "127.0.0.1:8081",
+            "127.0.0.1",
+            "10.0.0.1:8080",
+            "localhost",
+            "",
+            "127.0.0.1:8080:1",
+            "user@127.0.0.1:8080",
+        ] {
+            assert!(!a.host_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hosts_of_a_wildcard_listener_and_names() {
+        let a = access("0.0.0.0:8080")
+            .allow_host("api.example")
+            .unwrap()
+            .allow_host("other.example:9000")
+            .unwrap();
+        for ok in [
+            "10.1.2.3:8080",
+            "[fe80::1]:8080",
+            "api.example",
+            "api.example:443",
+            "other.example:9000",
+        ] {
+            assert!(a.host_allowed(ok), "{ok}");
+        }
+        for bad in ["10.1.2.3:80", "other.example", "evil.example:8080"] {
+            assert!(!a.host_allowed(bad), "{bad}");
+        }
+        assert!(a.origin_allowed("http://10.1.2.3:8080"));
+        assert!(a.origin_allowed("https://api.example"));
+        assert!(!a.origin_allowed("https://10.1.2.3:8080"));
+        assert!(!a.origin_allowed("null"));
+        assert!(a.allow_host("bad host").is_err());
+    }
+
+    #[test]
+    fn bearer_values() {
+        assert_eq!(
+            bearer(&HeaderValue::from_static("Bearer abc")),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(
+            bearer(&HeaderValue::from_static("bearer  abc ")),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(bearer(&HeaderValue::from_static("Basic abc")), None);
+        assert_eq!(bearer(&HeaderValue::from_static("Bearer ")), None);
+    }
+}
