@@ -71,8 +71,10 @@ impl<T: Transport> WorkerNode<T> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
         let server = WorkerServer::new(sandbox, config);
         let last_ping = server.last_ping();
+        // Direct callers share the slots but not the gateway's liveness: only
+        // pings over the registration say the gateway still holds this worker.
+        let direct = server.for_direct_callers().into_client().client;
         let client = server.into_client();
-        let direct = client.client.clone();
         let serving = rpc::serve_per_peer(
             &transport,
             &worker_protocol(),
@@ -121,6 +123,12 @@ impl<T: Transport> WorkerNode<T> {
     /// The worker's capability, to hand to a gateway.
     pub fn worker_client(&self) -> worker::Client {
         self.client.clone()
+    }
+
+    /// When the gateway (the holder of [`WorkerNode::worker_client`]) last
+    /// pinged this worker; direct callers' pings do not count.
+    pub fn last_gateway_ping(&self) -> Option<tokio::time::Instant> {
+        self.last_ping.get()
     }
 
     /// Runs the worker takes at once.

@@ -217,3 +217,22 @@ fn a_dropped_call_stops_its_run_on_the_worker() {
     })
     .unwrap();
 }
+
+#[test]
+fn only_the_registration_capability_s_pings_count_as_the_gateway_s() {
+    rpc::block_on_local(async {
+        let worker = start_worker().await;
+        let (_caller, remote) = connect(&worker, RpcConfig::default()).await;
+        remote.ping().await.unwrap();
+        assert_eq!(
+            worker.last_gateway_ping(),
+            None,
+            "a direct caller's ping kept the worker believing in its gateway"
+        );
+        // The capability sent down the registration channel is the gateway's.
+        let registered = worker.worker_client();
+        registered.ping_request().send().promise.await.unwrap();
+        assert!(worker.last_gateway_ping().is_some());
+    })
+    .unwrap();
+}

@@ -108,6 +108,20 @@ impl WorkerServer {
         self.runs_cancelled.clone()
     }
 
+    /// The same worker (sandbox, slots, counters) for direct callers: a ping
+    /// from one of them proves nothing about the gateway, so it does not count
+    /// in [`WorkerServer::last_ping`].
+    pub fn for_direct_callers(&self) -> Self {
+        WorkerServer {
+            sandbox: self.sandbox.clone(),
+            config: self.config.clone(),
+            slots: self.slots.clone(),
+            gauges: self.gauges.clone(),
+            runs_cancelled: self.runs_cancelled.clone(),
+            last_ping: LastPing::default(),
+        }
+    }
+
     /// Wraps the server as a capability client that can be served or passed around.
     pub fn into_client(self) -> worker::Client {
         capnp_rpc::new_client(self)
