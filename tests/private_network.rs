@@ -109,3 +109,59 @@ fn connections_beyond_the_bound_are_refused_and_earlier_ones_kept() {
     })
     .unwrap();
 }
+
+#[test]
+fn an_rpc_server_holds_at_most_its_limit_of_connections_per_peer_and_in_all() {
+    use std::sync::Arc;
+    use ww_sched::exec::{Sandbox, SandboxConfig};
+    use ww_sched::rpc::{RpcConfig, ServeLimits};
+    use ww_sched::worker::{worker_protocol, RemoteWorker, WorkerConfig, WorkerServer};
+    rpc::block_on_local(async {
+        let server = node(None);
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+        let worker = WorkerServer::new(sandbox, WorkerConfig::default()).into_client();
+        let limits = ServeLimits {
+            connections_max: 2,
+            connections_per_peer_max: 1,
+        };
+        let _serving = rpc::serve_per_peer(&server, &worker_protocol(), limits, move |_| {
+            Some(worker.client.clone())
+        })
+        .unwrap();
+        let address = server
+            .listen(Address::new("/ip4/127.0.0.1/tcp/0"))
+            .await
+            .unwrap();
+        let config = RpcConfig {
+            connect_timeout: Duration::from_secs(3),
+            call_timeout: Duration::from_secs(3),
+        };
+        // Whether a new RPC connection from `client` answers a ping.
+        let answers = |client: Libp2pTransport| {
+            let address = address.clone();
+            let server_peer = server.local_peer_id();
+            async move {
+                client.add_peer_address(server_peer, address).unwrap();
+                let remote = RemoteWorker::connect(&client, server_peer, config).await;
+                let ok = match &remote {
+                    Ok(remote) => remote.ping().await.is_ok(),
+                    Err(_) => false,
+                };
+                (ok, remote, client)
+            }
+        };
+        let first = node(None);
+        let (ok, _keep_first, first) = answers(first).await;
+        assert!(ok, "the first connection was refused");
+        let (ok, _, _) = answers(first.clone()).await;
+        assert!(
+            !ok,
+            "a second connection from one peer was served with 1 per peer"
+        );
+        let (ok, _keep_second, _second_node) = answers(node(None)).await;
+        assert!(ok, "another peer was refused below the total limit");
+        let (ok, _, _) = answers(node(None)).await;
+        assert!(!ok, "a third connection was served with 2 in all");
+    })
+    .unwrap();
+}
