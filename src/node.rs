@@ -71,9 +71,11 @@ impl<T: Transport> WorkerNode<T> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
         let server = WorkerServer::new(sandbox, config);
         let last_ping = server.last_ping();
-        // Direct callers share the slots but not the gateway's liveness: only
-        // pings over the registration say the gateway still holds this worker.
-        let direct = server.for_direct_callers().into_client().client;
+        // Direct callers share the slots but not the gateway's liveness (only
+        // pings over the registration say the gateway still holds this
+        // worker); each connection gets its own facet, with its own bound on
+        // calls in flight.
+        let direct = server.for_direct_callers();
         let client = server.into_client();
         let serving = rpc::serve_per_peer(
             &transport,
@@ -81,7 +83,7 @@ impl<T: Transport> WorkerNode<T> {
             ServeLimits::default(),
             move |peer| {
                 if callers.admits(&peer) {
-                    Some(direct.clone())
+                    Some(direct.for_direct_callers().into_client().client)
                 } else {
                     tracing::info!(%peer, "refused a direct call: not an allowed caller");
                     None

@@ -236,3 +236,46 @@ fn only_the_registration_capability_s_pings_count_as_the_gateway_s() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_caller_s_calls_beyond_its_slots_and_waiting_room_are_refused_at_once() {
+    use ww_sched::worker::CALLS_WAITING_MAX;
+    rpc::block_on_local(async {
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+        let config = WorkerConfig {
+            mode: ExecMode::Blocking,
+            slots: 1,
+            ..WorkerConfig::default()
+        };
+        let worker = RemoteWorker::from_capability(
+            WorkerServer::new(sandbox, config).into_client(),
+            None,
+            Duration::from_secs(30),
+        );
+        let worker = std::rc::Rc::new(worker);
+        let extra = 5;
+        let calls: Vec<_> = (0..1 + CALLS_WAITING_MAX + extra)
+            .map(|_| {
+                let worker = worker.clone();
+                tokio::task::spawn_local(async move { worker.run(&spin_for(100)).await })
+            })
+            .collect();
+        let mut refused = 0;
+        let mut served = 0;
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(_) => served += 1,
+                Err(e) => {
+                    assert!(e.to_string().contains("overloaded"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(
+            refused, extra,
+            "calls beyond 1 slot + {CALLS_WAITING_MAX} waiting"
+        );
+        assert_eq!(served, 1 + CALLS_WAITING_MAX);
+    })
+    .unwrap();
+}

@@ -6,7 +6,7 @@ mod server;
 pub mod wire;
 
 pub use client::RemoteWorker;
-pub use server::{ExecMode, LastPing, WorkerConfig, WorkerGauges, WorkerServer};
+pub use server::{ExecMode, LastPing, WorkerConfig, WorkerGauges, WorkerServer, CALLS_WAITING_MAX};
 
 use crate::transport::Protocol;
 

@@ -47,6 +47,35 @@ impl Default for WorkerConfig {
     }
 }
 
+/// Calls one capability (one caller's facet) may have waiting for a slot
+/// beyond the worker's slots; more are refused at once as overloaded, so a
+/// caller cannot make the worker hold an unbounded number of requests.
+pub const CALLS_WAITING_MAX: usize = 16;
+
+/// One call counted in its facet's calls in flight, until dropped.
+struct CallGuard(Arc<AtomicUsize>);
+
+impl CallGuard {
+    /// Counts a call, or refuses it when `max` are already in flight.
+    fn enter(in_flight: &Arc<AtomicUsize>, max: usize) -> Result<CallGuard, capnp::Error> {
+        let before = in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = CallGuard(in_flight.clone());
+        if before >= max {
+            return Err(capnp::Error::overloaded(format!(
+                "overloaded: {max} calls already in flight from this caller"
+            )));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let before = self.0.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "a call left that was never counted");
+    }
+}
+
 /// Serves the `Worker` interface over a shared [`Sandbox`].
 pub struct WorkerServer {
     sandbox: Arc<Sandbox>,
@@ -55,6 +84,8 @@ pub struct WorkerServer {
     gauges: Arc<WorkerGauges>,
     runs_cancelled: Arc<AtomicU64>,
     last_ping: LastPing,
+    /// Calls in flight through this facet (each facet counts its own).
+    calls_in_flight: Arc<AtomicUsize>,
 }
 
 /// When a caller last pinged this worker (tokio's clock: virtual in simulations).
@@ -85,6 +116,7 @@ impl WorkerServer {
             gauges: Arc::default(),
             runs_cancelled: Arc::new(AtomicU64::new(0)),
             last_ping: LastPing::default(),
+            calls_in_flight: Arc::default(),
         }
     }
 
@@ -119,7 +151,13 @@ impl WorkerServer {
             gauges: self.gauges.clone(),
             runs_cancelled: self.runs_cancelled.clone(),
             last_ping: LastPing::default(),
+            calls_in_flight: Arc::default(),
         }
+    }
+
+    /// Calls this facet may have in flight: its slots, plus [`CALLS_WAITING_MAX`].
+    fn calls_in_flight_max(&self) -> usize {
+        self.config.slots.max(1) + CALLS_WAITING_MAX
     }
 
     /// Wraps the server as a capability client that can be served or passed around.
@@ -314,6 +352,7 @@ impl worker::Server for WorkerServer {
         params: worker::AssignParams,
         mut results: worker::AssignResults,
     ) -> Result<(), capnp::Error> {
+        let _call = CallGuard::enter(&self.calls_in_flight, self.calls_in_flight_max())?;
         let size = params.get()?.get_wasm()?.len();
         if size > wire::MODULE_BYTES_MAX {
             return Err(capnp::Error::failed(format!(
@@ -356,6 +395,7 @@ impl worker::Server for WorkerServer {
         params: worker::RunParams,
         mut results: worker::RunResults,
     ) -> Result<(), capnp::Error> {
+        let _call = CallGuard::enter(&self.calls_in_flight, self.calls_in_flight_max())?;
         // Refuse a bad request at once, but copy its module only once a slot is ours.
         wire::check_spec(params.get()?.get_spec()?)?;
         let slot = self.acquire_slot().await?;
