@@ -19,6 +19,9 @@ pub enum Sabotage {
     /// The gateway answers every submission with 500 (stays armed for the
     /// whole run): a refusal no fault explains.
     RefuseSubmissions,
+    /// The gateway records every worker report, even one that cannot be true
+    /// (stays armed for the whole run).
+    AcceptImpossibleReports,
 }
 
 impl Sabotage {
@@ -28,6 +31,7 @@ impl Sabotage {
             Sabotage::LoseAckedTask => "lose-acked-task",
             Sabotage::ShowUnsyncedResults => "show-unsynced-results",
             Sabotage::RefuseSubmissions => "refuse-submissions",
+            Sabotage::AcceptImpossibleReports => "accept-impossible-reports",
         }
     }
 
@@ -37,6 +41,7 @@ impl Sabotage {
             Sabotage::LoseAckedTask,
             Sabotage::ShowUnsyncedResults,
             Sabotage::RefuseSubmissions,
+            Sabotage::AcceptImpossibleReports,
         ]
         .into_iter()
         .find(|s| s.name() == name)

@@ -36,7 +36,8 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        (lose-acked-task: the gateway acknowledges one task but never stores it;
        show-unsynced-results: it answers reads with run outcomes not yet fsynced,
        so a crash can take back a result a client saw;
-       refuse-submissions: it answers every POST /tasks with 500).
+       refuse-submissions: it answers every POST /tasks with 500;
+       accept-impossible-reports: it records worker reports that cannot be true).
 
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 

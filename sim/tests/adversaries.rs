@@ -1,13 +1,16 @@
 //! Adversarial simulations: the keyed cluster of
 //! `scenarios/keyed-cluster-under-attack.toml` keeps outsiders, replays and a
-//! datagram flood out (every scenario file also runs in `scenarios.rs`); here,
-//! the same attack on an open cluster shows that the checks catch what the key
-//! prevents, so they are not checks that cannot fail.
+//! datagram flood out and pins every false result on the rogue worker that made
+//! it (every scenario file also runs in `scenarios.rs`); here, the same attack on
+//! an open cluster, and on a gateway that records impossible reports, shows that
+//! the checks catch what the defences prevent, so they are not checks that
+//! cannot fail.
 
 use std::path::Path;
 
+use ww_sched::sabotage::Sabotage;
 use ww_sim::root_seed;
-use ww_sim::scenario::{run, Scenario};
+use ww_sim::scenario::{run, run_with, RunOptions, Scenario};
 
 fn attack() -> Scenario {
     let path =
@@ -59,4 +62,21 @@ fn the_keyed_cluster_keeps_every_outsider_out() {
     for word in ["captured 0", "replayed 0", "flooded 0"] {
         assert!(!summary.contains(word), "seed {seed}: {summary}");
     }
+}
+
+#[test]
+fn a_gateway_that_records_impossible_reports_is_caught() {
+    let seed = root_seed(3);
+    let options = RunOptions {
+        sabotage: Some(Sabotage::AcceptImpossibleReports),
+    };
+    let verdict = run_with(&attack(), seed, options).expect("the simulation runs");
+    assert!(
+        verdict
+            .safety_violations
+            .iter()
+            .any(|v| v.starts_with("forgeries_attributed") && v.contains("65 results")),
+        "seed {seed}: the recorded impossible reports went unnoticed: {:?}",
+        verdict.safety_violations
+    );
 }

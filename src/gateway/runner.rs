@@ -4,7 +4,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec};
-use crate::sched::{RunOutcome, TaskSpec};
+use crate::sched::{RunOutcome, TaskSpec, RESULTS_MAX};
 use crate::worker::RemoteWorker;
 
 /// Stdout kept per run.
@@ -67,13 +67,14 @@ pub(super) async fn run_on_worker(
     }
 }
 
-/// Most results an export can return that the gateway records.
-pub const RESULTS_MAX: usize = 64;
-
 /// Why `report` cannot be an honest worker's report of a run under `limits`, if
 /// it cannot: key holders are trusted to run tasks faithfully (docs/SECURITY.md),
 /// so this catches broken or careless workers, not clever forgeries.
 pub(crate) fn implausible(report: &RunReport, limits: &Limits) -> Option<String> {
+    #[cfg(feature = "sabotage")]
+    if crate::sabotage::armed(crate::sabotage::Sabotage::AcceptImpossibleReports) {
+        return None;
+    }
     // Zero asks for the worker's default, which the gateway does not know.
     if limits.fuel_max > 0 && report.fuel_used > limits.fuel_max {
         return Some(format!(

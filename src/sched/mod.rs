@@ -26,5 +26,5 @@ pub use store::{
 };
 pub use types::{
     Run, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus, WorkerLoad,
-    IDEMPOTENCY_KEY_BYTES_MAX,
+    IDEMPOTENCY_KEY_BYTES_MAX, RESULTS_MAX,
 };

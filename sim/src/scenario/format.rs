@@ -229,6 +229,11 @@ pub struct SecuritySpec {
     /// Garbage datagrams the tap sends per second (0: none).
     #[serde(default)]
     pub flood_per_s: u32,
+    /// Hosts `rogue-0` .. holding the key (needs `[gateway]`): each registers
+    /// a worker that runs nothing and answers every other run with a report
+    /// that cannot be true (65 results) and the rest with a false result.
+    #[serde(default)]
+    pub rogue_workers: usize,
 }
 
 fn default_replay_after_ms() -> u64 {
@@ -238,6 +243,11 @@ fn default_replay_after_ms() -> u64 {
 /// Host name of outsider `i`.
 pub fn outsider_name(i: usize) -> String {
     format!("outsider-{i}")
+}
+
+/// Host name of rogue worker `i`.
+pub fn rogue_name(i: usize) -> String {
+    format!("rogue-{i}")
 }
 
 /// The tap's host name.
@@ -415,6 +425,10 @@ pub struct Invariants {
     /// or gets a run.
     #[serde(default)]
     pub outsiders_excluded: bool,
+    /// Safety: every recorded result that is not the true answer came from a
+    /// rogue worker, and no report that cannot be true was recorded.
+    #[serde(default)]
+    pub forgeries_attributed: bool,
 }
 
 /// The scenario files (`*.toml`) in `dir`, sorted by name.
@@ -494,6 +508,7 @@ impl Scenario {
             hosts.insert(CLIENT_HOST.into());
         }
         hosts.extend((0..self.security.outsiders).map(outsider_name));
+        hosts.extend((0..self.security.rogue_workers).map(rogue_name));
         if self.security.tap {
             hosts.insert(TAP_HOST.into());
         }

@@ -12,7 +12,8 @@ use ww_sched::transport::PeerId;
 
 use super::faults::{apply, describe, Disturbances};
 use super::format::{
-    node_names, outsider_name, secs, FaultKind, Scenario, CLIENT_HOST, GATEWAY_HOST, TAP_HOST,
+    node_names, outsider_name, rogue_name, secs, FaultKind, Scenario, CLIENT_HOST, GATEWAY_HOST,
+    TAP_HOST,
 };
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
@@ -147,13 +148,18 @@ pub fn run_with(
         )
     });
     let security = &scenario.security;
-    let adversaries = (security.outsiders > 0 || security.tap)
+    let adversaries = (security.outsiders > 0 || security.tap || security.rogue_workers > 0)
         .then(|| adversary::add_hosts(&mut sim, seed, security, scenario.gateway.is_some()));
     let hostile: BTreeMap<PeerId, String> = (0..security.outsiders)
         .map(outsider_name)
         .chain(security.tap.then(|| TAP_HOST.to_string()))
         .map(|n| (peer_of(seed, &n), n))
         .collect();
+    let forgers: BTreeMap<PeerId, String> = (0..security.rogue_workers)
+        .map(rogue_name)
+        .map(|n| (peer_of(seed, &n), n))
+        .collect();
+    let forger_ids: BTreeSet<String> = forgers.keys().map(|p| p.to_string()).collect();
     let channel_log = scenario
         .channel
         .as_ref()
@@ -270,7 +276,7 @@ pub fn run_with(
                 verdict.record(at, tasks_check::no_task_lost(&obs, &excuses, at));
             }
             if inv.one_terminal_status {
-                verdict.record(at, tasks_check::one_terminal_status(&obs));
+                verdict.record(at, tasks_check::one_terminal_status(&obs, &forger_ids));
             }
             if inv.cancel_stops_runs {
                 verdict.record(at, tasks_check::cancel_stops_runs(&obs));
@@ -300,6 +306,11 @@ pub fn run_with(
                     channel_check::drains_within(&log, spec.senders, deadline),
                 );
             }
+        }
+        if let (true, Some(log), Some(obs)) = (inv.forgeries_attributed, &adversaries, &task_obs) {
+            let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
+            let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            verdict.record(at, adversary::forgeries_attributed(&obs, &forgers, &log));
         }
         if let (true, Some(log)) = (inv.outsiders_excluded, &adversaries) {
             let members = members.lock().unwrap_or_else(|p| p.into_inner());

@@ -68,8 +68,16 @@ impl Scenario {
         rate("network.fail_rate", self.network.fail_rate)?;
         rate("network.repair_rate", self.network.repair_rate)?;
         self.validate_workloads()?;
-        if self.security.outsiders > 16 || self.security.flood_per_s > 10_000 {
-            return err("security.outsiders must be at most 16 and flood_per_s at most 10000");
+        if self.security.outsiders > 16
+            || self.security.rogue_workers > 16
+            || self.security.flood_per_s > 10_000
+        {
+            return err(
+                "security.outsiders and rogue_workers must be at most 16, flood_per_s at most 10000",
+            );
+        }
+        if self.security.rogue_workers > 0 && self.gateway.is_none() {
+            return err("security.rogue_workers needs a [gateway]");
         }
         let hosts = self.hosts();
         if hosts.is_empty() {
@@ -296,7 +304,12 @@ impl Scenario {
 
     fn validate_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
-        let workloads: [Workload<'_>; 5] = [
+        let workloads: [Workload<'_>; 6] = [
+            (
+                "[security] rogue_workers and [tasks]",
+                self.security.rogue_workers > 0 && self.tasks.is_some(),
+                &[(inv.forgeries_attributed, "forgeries_attributed")],
+            ),
             (
                 "[security] outsiders or tap",
                 self.security.outsiders > 0 || self.security.tap,

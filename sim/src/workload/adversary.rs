@@ -16,19 +16,25 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ww_sched::boot::{MulticastSurvey, SurveyConfig, DEFAULT_GROUP};
 use ww_sched::cluster::{Membership, MembershipConfig};
+use ww_sched::exec::RunReport;
 use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
+use ww_sched::node::{keep_registered, register_worker, Callers, GatewayLocator, WorkerNode};
 use ww_sched::pubsub::PubSub;
 use ww_sched::rpc::RpcConfig;
+use ww_sched::schema::worker_capnp::worker;
+use ww_sched::tasks::hash_puzzle;
 use ww_sched::transport::{
     Datagram, SimConfig, SimTransport, SwarmKey, Transport, SIM_BROADCAST_GROUP,
 };
+use ww_sched::worker::wire;
 use ww_sched::worker::WorkerConfig;
 
 use super::tasks::{gateway_peer, TaskObservations};
 use crate::cluster::{node_address, now, sim_wall_clock, Observations};
 use crate::derive_seed;
-use crate::scenario::{outsider_name, Check, Class, SecuritySpec, GATEWAY_HOST, TAP_HOST};
+use crate::scenario::{
+    outsider_name, rogue_name, Check, Class, SecuritySpec, GATEWAY_HOST, TAP_HOST,
+};
 use ww_sched::transport::PeerId;
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
@@ -47,6 +53,10 @@ pub struct AdversaryLog {
     pub replayed: u64,
     /// Garbage datagrams it sent.
     pub flooded: u64,
+    /// Runs the rogue workers answered with a report that cannot be true.
+    pub impossible_reports: u64,
+    /// Runs the rogue workers answered with a false result.
+    pub forged_reports: u64,
 }
 
 /// The log, shared between the hosts and the runner.
@@ -57,7 +67,7 @@ fn outsider_key(seed: u64, i: usize) -> Option<SwarmKey> {
     (i % 2 == 1).then(|| crate::cluster_key(derive_seed(seed, "another cluster")))
 }
 
-/// Adds the outsiders and the tap `spec` asks for.
+/// Adds the outsiders, rogue workers and the tap `spec` asks for.
 pub fn add_hosts(
     sim: &mut turmoil::Sim<'_>,
     seed: u64,
@@ -65,6 +75,13 @@ pub fn add_hosts(
     has_gateway: bool,
 ) -> SharedAdversaryLog {
     let log = SharedAdversaryLog::default();
+    for i in 0..spec.rogue_workers {
+        let name = rogue_name(i);
+        let (keyed, log) = (spec.swarm_key, log.clone());
+        sim.host(name.clone(), move || {
+            run_rogue(seed, name.clone(), keyed, log.clone())
+        });
+    }
     for i in 0..spec.outsiders {
         let name = outsider_name(i);
         let starts = Arc::new(AtomicU64::new(0));
@@ -146,6 +163,90 @@ async fn run_outsider(
     )
     .await;
     Ok(())
+}
+
+/// Results in a report that cannot be true: more than the gateway records.
+const IMPOSSIBLE_RESULTS: usize = 65;
+/// The false answer a rogue worker gives.
+pub const FORGED_RESULT: i64 = -7;
+/// How long a rogue waits without a ping before it registers again.
+const ROGUE_SILENCE_MAX: Duration = Duration::from_secs(10);
+
+/// A worker that runs nothing: every other run gets a report that cannot be
+/// true, the others a false result with a plausible fuel count.
+struct Rogue {
+    log: SharedAdversaryLog,
+    runs: std::cell::Cell<u64>,
+    last_ping: Rc<std::cell::Cell<tokio::time::Instant>>,
+}
+
+impl worker::Server for Rogue {
+    async fn run(
+        self: Rc<Self>,
+        _: worker::RunParams,
+        mut results: worker::RunResults,
+    ) -> Result<(), capnp::Error> {
+        let n = self.runs.get();
+        self.runs.set(n + 1);
+        let impossible = n.is_multiple_of(2);
+        let report = RunReport {
+            outcome: Ok(if impossible {
+                vec![0; IMPOSSIBLE_RESULTS]
+            } else {
+                vec![FORGED_RESULT]
+            }),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 1_000,
+        };
+        {
+            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            if impossible {
+                log.impossible_reports += 1;
+            } else {
+                log.forged_reports += 1;
+            }
+        }
+        wire::write_report(&report, results.get().init_report());
+        Ok(())
+    }
+
+    async fn ping(
+        self: Rc<Self>,
+        _: worker::PingParams,
+        _: worker::PingResults,
+    ) -> Result<(), capnp::Error> {
+        self.last_ping.set(tokio::time::Instant::now());
+        Ok(())
+    }
+}
+
+/// A rogue worker: a key holder (in a keyed scenario) that registers a
+/// [`Rogue`] with 2 slots and registers again when the gateway goes silent.
+async fn run_rogue(seed: u64, name: String, keyed: bool, log: SharedAdversaryLog) -> HostResult {
+    let transport = SimTransport::new(crate::host_config(seed, &name, keyed));
+    transport.add_peer_address(gateway_peer(seed), node_address(GATEWAY_HOST))?;
+    let rpc = RpcConfig {
+        connect_timeout: Duration::from_secs(2),
+        call_timeout: Duration::from_secs(5),
+    };
+    loop {
+        let last_ping = Rc::new(std::cell::Cell::new(tokio::time::Instant::now()));
+        let rogue = Rogue {
+            log: log.clone(),
+            runs: std::cell::Cell::new(0),
+            last_ping: last_ping.clone(),
+        };
+        let client: worker::Client = capnp_rpc::new_client(rogue);
+        if let Ok(connection) =
+            register_worker(&transport, gateway_peer(seed), client, 2, rpc).await
+        {
+            while !connection.is_lost() && last_ping.get().elapsed() < ROGUE_SILENCE_MAX {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The tap: captures every broadcast it hears (heartbeats, discovery), replays
@@ -271,6 +372,57 @@ pub fn outsiders_excluded(
             log.captured,
             log.replayed,
             log.flooded
+        ),
+    )
+}
+
+/// Safety `forgeries_attributed`: every recorded result that is not the task's
+/// true answer was run by one of `forgers` and is their plausible forgery
+/// ([`FORGED_RESULT`]): their reports that cannot be true were never recorded.
+pub fn forgeries_attributed(
+    tasks: &TaskObservations,
+    forgers: &BTreeMap<PeerId, String>,
+    log: &AdversaryLog,
+) -> Check {
+    let forger_ids: BTreeMap<String, &String> =
+        forgers.iter().map(|(p, n)| (p.to_string(), n)).collect();
+    let mut wrong = Vec::new();
+    let (mut forged_recorded, mut checked) = (0usize, 0usize);
+    for (id, seen) in &tasks.seen {
+        let Some((plan, _)) = tasks.acked.get(id) else {
+            continue;
+        };
+        let answer = serde_json::json!([i64::from(hash_puzzle(plan.input, plan.difficulty))]);
+        for (index, run) in &seen.final_runs {
+            checked += 1;
+            if run["status"] != "succeeded" || run["results"] == answer {
+                continue;
+            }
+            let worker = run["worker"].as_str().unwrap_or("");
+            let results = run["results"].as_array().map_or(0, Vec::len);
+            match forger_ids.get(worker) {
+                Some(_) if run["results"] == serde_json::json!([FORGED_RESULT]) => {
+                    forged_recorded += 1
+                }
+                Some(rogue) => wrong.push(format!(
+                    "{id}/{index}: {rogue}'s report that cannot be true was recorded \
+                     ({results} of the {IMPOSSIBLE_RESULTS} results it sent)"
+                )),
+                None => wrong.push(format!(
+                    "{id}/{index}: results {} (true answer {answer}) from {worker}, not a rogue",
+                    run["results"]
+                )),
+            }
+        }
+    }
+    Check::new(
+        "forgeries_attributed",
+        Class::Safety,
+        wrong,
+        format!(
+            "{checked} terminal runs; rogues sent {} impossible and {} false reports, \
+             {forged_recorded} false results recorded, each with its rogue",
+            log.impossible_reports, log.forged_reports
         ),
     )
 }
