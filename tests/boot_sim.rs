@@ -7,63 +7,26 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::rc::Rc;
 use std::time::Duration;
 
+mod sim_support;
+
 use futures::StreamExt;
+use sim_support::{clock, node, peer_of, sim, SimResult};
 use tokio::time::Instant;
 use ww_sched::boot::packet::{self, Body, Envelope, Packet};
 use ww_sched::boot::{
     within_distance, CidrCrawl, CrawlConfig, Discovery, GradualConfig, GradualSurvey,
-    MulticastSurvey, SurveyConfig, WallClock, DEFAULT_GROUP,
+    MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
 };
 use ww_sched::transport::{
     Address, Datagram, Identity, PeerId, SimConfig, SimTransport, Transport,
 };
 
-type SimResult = Result<(), Box<dyn std::error::Error>>;
-
-/// A simulated node listening on `/dns4/<name>/tcp/7000`.
-async fn node(
-    seed: u64,
-    name: &str,
-) -> Result<(SimTransport, Identity), Box<dyn std::error::Error>> {
-    let config = SimConfig::from_seed(seed, name);
-    let identity = config.identity.clone();
-    let transport = SimTransport::new(config);
-    transport
-        .listen(Address::new(format!("/dns4/{name}/tcp/7000")))
-        .await?;
-    Ok((transport, identity))
-}
-
-/// The simulated wall clock: a fixed epoch plus simulated time, on every host.
-const EPOCH_MS: u64 = 1_700_000_000_000;
-
-fn sim_clock() -> WallClock {
-    WallClock::new(|| {
-        let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_millis();
-        EPOCH_MS + u64::try_from(elapsed).unwrap_or(u64::MAX)
-    })
-}
-
 /// The default survey on the simulated clock.
 fn survey_config() -> SurveyConfig {
     SurveyConfig {
-        wall_clock: sim_clock(),
+        wall_clock: clock(0),
         ..SurveyConfig::default()
     }
-}
-
-fn peer_of(seed: u64, name: &str) -> PeerId {
-    SimConfig::from_seed(seed, name).identity.peer_id()
-}
-
-fn sim(seed: u64, duration: Duration) -> turmoil::Sim<'static> {
-    turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(duration)
-        // A real socket buffers a few hundred KB; 64 datagrams would model a tiny one
-        // and turn the 32-node burst into loss.
-        .udp_capacity(4096)
-        .build()
 }
 
 #[test]
@@ -236,7 +199,7 @@ fn cidr_crawl_finds_advertised_nodes_by_unicast() -> SimResult {
         sim.host(name, move || async move {
             let (transport, identity) = node(SEED, name).await?;
             let config = CrawlConfig {
-                wall_clock: sim_clock(),
+                wall_clock: clock(0),
                 ..CrawlConfig::new(Ipv4Addr::new(192, 168, 0, 0), 24, PORT)
             };
             let crawl = CidrCrawl::start(&transport, identity, config).await?;
@@ -253,7 +216,7 @@ fn cidr_crawl_finds_advertised_nodes_by_unicast() -> SimResult {
         let (transport, identity) = node(SEED, "crawler").await?;
         let config = CrawlConfig {
             seed: SEED,
-            wall_clock: sim_clock(),
+            wall_clock: clock(0),
             ..CrawlConfig::new(Ipv4Addr::new(192, 168, 0, 0), 24, PORT)
         };
         let crawl = CidrCrawl::start(&transport, identity, config).await?;
@@ -319,7 +282,7 @@ fn bad_packets_are_dropped_and_counted() -> SimResult {
         let stranger = Identity::from_secret([10; 32]);
         let response = |ns: &str, peer: PeerId| Packet {
             namespace: ns.into(),
-            sent_ms: sim_clock().now_ms(),
+            sent_ms: clock(0).now_ms(),
             body: Body::Response {
                 peer,
                 addresses: vec![Address::new("/dns4/rogue/tcp/1")],

@@ -10,23 +10,21 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::rc::Rc;
 use std::time::Duration;
 
+mod sim_support;
+
 use futures::StreamExt;
+use sim_support::{clock, node, peer_of, sim, SimResult};
 use tokio::time::Instant;
 use ww_sched::boot::packet::{self, Body, Packet};
 use ww_sched::boot::{
-    CidrCrawl, CrawlConfig, Discovery, DiscoveryStats, MulticastSurvey, SurveyConfig, WallClock,
-    DEFAULT_GROUP,
+    CidrCrawl, CrawlConfig, Discovery, DiscoveryStats, MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
 };
 use ww_sched::cluster::{Membership, MembershipConfig, MembershipStats, Query};
 use ww_sched::pubsub::PubSub;
 use ww_sched::transport::{
-    Address, Datagram, Identity, PeerId, SimConfig, SimTransport, SwarmKey, Transport,
+    Datagram, Identity, PeerId, SimConfig, SimTransport, SwarmKey, Transport,
 };
 
-type SimResult = Result<(), Box<dyn std::error::Error>>;
-
-/// The simulated wall clock's reading at the start of every run.
-const EPOCH_MS: u64 = 1_700_000_000_000;
 /// Heartbeat TTL of every member: short, so expiry happens within a run.
 const TTL_MS: u32 = 2_000;
 /// How often a member samples its view.
@@ -42,40 +40,6 @@ fn cluster_key() -> SwarmKey {
 
 fn other_key() -> SwarmKey {
     SwarmKey::from_bytes([0x07; 32])
-}
-
-/// Simulated time plus `skew_ms` from a fixed epoch: deterministic, never the host's clock.
-fn clock(skew_ms: i64) -> WallClock {
-    WallClock::new(move || {
-        let elapsed = turmoil::sim_elapsed().unwrap_or_default().as_millis();
-        let now = EPOCH_MS + u64::try_from(elapsed).unwrap_or(u64::MAX);
-        now.saturating_add_signed(skew_ms)
-    })
-}
-
-fn peer_of(seed: u64, name: &str) -> PeerId {
-    SimConfig::from_seed(seed, name).identity.peer_id()
-}
-
-fn sim(seed: u64, duration: Duration) -> turmoil::Sim<'static> {
-    turmoil::Builder::new()
-        .rng_seed(seed)
-        .simulation_duration(duration)
-        .udp_capacity(4096)
-        .build()
-}
-
-async fn node(
-    seed: u64,
-    name: &str,
-) -> Result<(SimTransport, Identity), Box<dyn std::error::Error>> {
-    let config = SimConfig::from_seed(seed, name);
-    let identity = config.identity.clone();
-    let transport = SimTransport::new(config);
-    transport
-        .listen(Address::new(format!("/dns4/{name}/tcp/7000")))
-        .await?;
-    Ok((transport, identity))
 }
 
 /// What one member saw: its sampled views (time, peers) and final counters.

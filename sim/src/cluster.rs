@@ -105,28 +105,14 @@ pub async fn run_member(
         // must not stand in for it.
         observations.views.remove(&name);
     }
-    let config = crate::host_config(seed, &name, keyed);
-    let identity = config.identity.clone();
-    let swarm_key = config.swarm_key.clone();
-    let transport = SimTransport::new(config);
-    transport.listen(node_address(&name)).await?;
-    let survey_config = SurveyConfig {
-        wall_clock: sim_wall_clock(),
-        swarm_key: swarm_key.clone(),
-        ..SurveyConfig::default()
-    };
-    let discovery = MulticastSurvey::start(&transport, identity, survey_config).await?;
-    let pubsub = PubSub::new(transport.clone());
-    let membership_config = MembershipConfig {
-        ttl_ms,
-        wall_clock: sim_wall_clock(),
-        swarm_key,
-        ..MembershipConfig::new(
-            name.clone(),
-            derive_seed(seed, &format!("{name}/start/{start}")),
-        )
-    };
-    let membership = Membership::start(transport, &pubsub, discovery, membership_config).await?;
+    let (_transport, pubsub, membership) = join_cluster(
+        seed,
+        &name,
+        start,
+        crate::host_config(seed, &name, keyed),
+        |config| config.ttl_ms = ttl_ms,
+    )
+    .await?;
     let mut events = membership.watch();
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let topic = pubsub.join(TRAFFIC_TOPIC);
@@ -191,6 +177,39 @@ pub async fn run_member(
             }
         }
     }
+}
+
+/// Starts host `name`'s node (start number `start`) on `config`, listening on
+/// [`node_address`], with multicast-survey discovery, pubsub and membership on the
+/// simulation's wall clock and the transport's swarm key; `adjust` changes the
+/// membership settings before it starts.
+pub async fn join_cluster(
+    seed: u64,
+    name: &str,
+    start: u64,
+    config: SimConfig,
+    adjust: impl FnOnce(&mut MembershipConfig),
+) -> Result<(SimTransport, PubSub<SimTransport>, Membership), Box<dyn std::error::Error>> {
+    let identity = config.identity.clone();
+    let swarm_key = config.swarm_key.clone();
+    let transport = SimTransport::new(config);
+    transport.listen(node_address(name)).await?;
+    let survey_config = SurveyConfig {
+        wall_clock: sim_wall_clock(),
+        swarm_key: swarm_key.clone(),
+        ..SurveyConfig::default()
+    };
+    let discovery = MulticastSurvey::start(&transport, identity, survey_config).await?;
+    let pubsub = PubSub::new(transport.clone());
+    let mut membership_config = MembershipConfig {
+        wall_clock: sim_wall_clock(),
+        swarm_key,
+        ..MembershipConfig::new(name, derive_seed(seed, &format!("{name}/start/{start}")))
+    };
+    adjust(&mut membership_config);
+    let membership =
+        Membership::start(transport.clone(), &pubsub, discovery, membership_config).await?;
+    Ok((transport, pubsub, membership))
 }
 
 /// Adds `names` as membership hosts to `sim`, returning the shared observations.

@@ -14,13 +14,10 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ww_sched::boot::{MulticastSurvey, SurveyConfig, DEFAULT_GROUP};
-use ww_sched::cluster::{Membership, MembershipConfig};
+use ww_sched::boot::DEFAULT_GROUP;
 use ww_sched::exec::RunReport;
 use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::node::{keep_registered, register_worker, Callers, GatewayLocator, WorkerNode};
-use ww_sched::pubsub::PubSub;
-use ww_sched::rpc::RpcConfig;
+use ww_sched::node::{register_worker, Callers, WorkerNode};
 use ww_sched::schema::worker_capnp::worker;
 use ww_sched::tasks::hash_puzzle;
 use ww_sched::transport::{
@@ -29,8 +26,8 @@ use ww_sched::transport::{
 use ww_sched::worker::wire;
 use ww_sched::worker::WorkerConfig;
 
-use super::tasks::{gateway_peer, TaskObservations};
-use crate::cluster::{node_address, now, sim_wall_clock, Observations};
+use super::tasks::{gateway_peer, stay_registered, TaskObservations, WORKER_RPC};
+use crate::cluster::{join_cluster, node_address, now, Observations};
 use crate::derive_seed;
 use crate::scenario::{
     outsider_name, rogue_name, Check, Class, SecuritySpec, GATEWAY_HOST, TAP_HOST,
@@ -108,32 +105,14 @@ async fn run_outsider(
     let start = starts.fetch_add(1, Ordering::SeqCst);
     let mut config = SimConfig::from_seed(seed, &name);
     config.swarm_key = outsider_key(seed, i);
-    let identity = config.identity.clone();
-    let swarm_key = config.swarm_key.clone();
-    let transport = SimTransport::new(config);
-    transport.listen(node_address(&name)).await?;
-    let survey_config = SurveyConfig {
-        wall_clock: sim_wall_clock(),
-        swarm_key: swarm_key.clone(),
-        ..SurveyConfig::default()
-    };
-    let discovery = MulticastSurvey::start(&transport, identity, survey_config).await?;
-    let pubsub = PubSub::new(transport.clone());
-    let membership_config = MembershipConfig {
-        wall_clock: sim_wall_clock(),
-        swarm_key,
+    let (transport, _pubsub, _membership) = join_cluster(seed, &name, start, config, |config| {
         // Both roles a real node could trust it for.
-        meta: vec![
+        config.meta = vec![
             ("role".into(), "gateway".into()),
             ("role".into(), "worker".into()),
-        ],
-        ..MembershipConfig::new(
-            name.clone(),
-            derive_seed(seed, &format!("{name}/start/{start}")),
-        )
-    };
-    let _membership =
-        Membership::start(transport.clone(), &pubsub, discovery, membership_config).await?;
+        ];
+    })
+    .await?;
     if !has_gateway {
         return std::future::pending().await;
     }
@@ -152,16 +131,7 @@ async fn run_outsider(
         Callers::Only(Default::default()),
     )
     .await?;
-    keep_registered(
-        Rc::new(node),
-        GatewayLocator::Peer(gateway_peer(seed)),
-        None,
-        RpcConfig {
-            connect_timeout: Duration::from_secs(2),
-            call_timeout: Duration::from_secs(5),
-        },
-    )
-    .await;
+    stay_registered(node, seed).await;
     Ok(())
 }
 
@@ -226,10 +196,6 @@ impl worker::Server for Rogue {
 async fn run_rogue(seed: u64, name: String, keyed: bool, log: SharedAdversaryLog) -> HostResult {
     let transport = SimTransport::new(crate::host_config(seed, &name, keyed));
     transport.add_peer_address(gateway_peer(seed), node_address(GATEWAY_HOST))?;
-    let rpc = RpcConfig {
-        connect_timeout: Duration::from_secs(2),
-        call_timeout: Duration::from_secs(5),
-    };
     loop {
         let last_ping = Rc::new(std::cell::Cell::new(tokio::time::Instant::now()));
         let rogue = Rogue {
@@ -239,7 +205,7 @@ async fn run_rogue(seed: u64, name: String, keyed: bool, log: SharedAdversaryLog
         };
         let client: worker::Client = capnp_rpc::new_client(rogue);
         if let Ok(connection) =
-            register_worker(&transport, gateway_peer(seed), client, 2, rpc).await
+            register_worker(&transport, gateway_peer(seed), client, 2, WORKER_RPC).await
         {
             while !connection.is_lost() && last_ping.get().elapsed() < ROGUE_SILENCE_MAX {
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -368,17 +368,26 @@ async fn run_worker(
     // only through its registration, and no peer may call it directly.
     let callers = Callers::Only(Default::default());
     let node = WorkerNode::start(transport, sandbox, config, &[address(&name)], callers).await?;
+    stay_registered(node, seed).await;
+    Ok(())
+}
+
+/// How simulated workers reach the gateway: short timeouts, so that a
+/// partition is noticed and the worker registers again soon after it heals.
+pub const WORKER_RPC: RpcConfig = RpcConfig {
+    connect_timeout: Duration::from_secs(2),
+    call_timeout: Duration::from_secs(5),
+};
+
+/// Keeps `node` registered with the gateway for as long as its host runs.
+pub async fn stay_registered(node: WorkerNode<SimTransport>, seed: u64) {
     keep_registered(
         Rc::new(node),
         GatewayLocator::Peer(gateway_peer(seed)),
         None,
-        RpcConfig {
-            connect_timeout: Duration::from_secs(2),
-            call_timeout: Duration::from_secs(5),
-        },
+        WORKER_RPC,
     )
-    .await;
-    Ok(())
+    .await
 }
 
 /// One request to the gateway; `None` when no definite answer came (the gateway
