@@ -8,6 +8,7 @@ pub mod guard;
 pub mod serve;
 mod submit;
 mod tasks;
+pub mod token;
 
 use std::sync::Arc;
 
