@@ -112,4 +112,9 @@ pub enum Command {
         /// The answer.
         reply: oneshot::Sender<HealthReport>,
     },
+    /// The levels a metrics scrape shows (tasks, workers, slots, membership).
+    Metrics {
+        /// Where the snapshot goes.
+        reply: oneshot::Sender<super::metrics::MetricsSnapshot>,
+    },
 }

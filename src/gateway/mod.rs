@@ -8,6 +8,7 @@ mod commands;
 mod core;
 mod error;
 mod health;
+pub mod metrics;
 mod pool;
 mod runner;
 mod views;
@@ -30,6 +31,7 @@ pub use api::serve::serve;
 pub use api::{router, StoreReader, PAGE_DEFAULT, PAGE_MAX};
 pub use error::{ApiError, RETRY_AFTER_S};
 pub use health::Health;
+pub use metrics::{GatewayMetrics, MetricsSnapshot, METRICS_CONTENT_TYPE};
 pub use pool::{Pool, PoolConfig, PoolEvent};
 pub use runner::RUN_STDOUT_MAX;
 pub use views::{run_row, task_detail, task_summary};
@@ -160,6 +162,7 @@ impl Gateway {
         .map_err(|e| GatewayError::Export(e.to_string()))?;
         let mut pool = Pool::new(config.pool);
         pool.take_registrations_from(channel);
+        let metrics = Arc::new(GatewayMetrics::new());
         let core_config = CoreConfig {
             sched: config.sched.clone(),
             module_bytes_max: config.body_bytes_max,
@@ -173,6 +176,7 @@ impl Gateway {
             core_config,
             membership,
             health.clone(),
+            metrics.clone(),
         )
         .map_err(GatewayError::Restore)?;
         let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_QUEUE_MAX);
@@ -183,6 +187,7 @@ impl Gateway {
                 store,
                 config.storage,
                 health.clone(),
+                metrics,
                 config.body_bytes_max,
             ),
             health,

@@ -12,7 +12,9 @@ pub mod token;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{extract::DefaultBodyLimit, extract::State, Json, Router};
@@ -20,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::core::{Command, StorageMode};
 use super::health::Health;
+use super::metrics::{GatewayMetrics, HttpLabels, METRICS_CONTENT_TYPE};
 use super::ApiError;
 use crate::sched::{Store, StoreError};
 
@@ -73,6 +76,7 @@ pub struct ApiState {
     commands: mpsc::Sender<Command>,
     reader: StoreReader,
     health: Arc<Health>,
+    metrics: Arc<GatewayMetrics>,
 }
 
 /// Builds the router; `body_bytes_max` bounds every request body.
@@ -81,6 +85,7 @@ pub fn router(
     store: Arc<Store>,
     mode: StorageMode,
     health: Arc<Health>,
+    metrics: Arc<GatewayMetrics>,
     body_bytes_max: usize,
 ) -> Router {
     let reader = StoreReader {
@@ -96,18 +101,26 @@ pub fn router(
         .route("/workers", get(workers))
         .route("/cluster", get(cluster))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(scrape))
         .fallback(|| async {
             ApiError::NotFound(
                 "no such endpoint: see /tasks, /tasks/{id}, /tasks/{id}/runs/{index}, \
-                 /modules, /workers, /cluster, /healthz"
+                 /modules, /workers, /cluster, /healthz, /metrics"
                     .into(),
             )
         })
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        // Inside `guard::lock`'s layers: a request the guard refuses is not
+        // counted (it never reached the API).
+        .layer(middleware::from_fn_with_state(
+            metrics.clone(),
+            count_requests,
+        ))
         .with_state(ApiState {
             commands,
             reader,
             health,
+            metrics,
         })
 }
 
@@ -160,4 +173,35 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Counts each answered request by route template (never the raw path, so
+/// task ids do not become label values) and status code.
+async fn count_requests(
+    State(metrics): State<Arc<GatewayMetrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let response = next.run(request).await;
+    metrics
+        .http
+        .get_or_create(&HttpLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+/// Every metric in OpenMetrics text; the levels come from the core (a round
+/// trip, like `/healthz`), so a gateway that failed answers 503.
+async fn scrape(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let snapshot = state.ask(|reply| Command::Metrics { reply }).await?;
+    let text = state.metrics.scrape(&snapshot);
+    Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }

@@ -24,13 +24,16 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use super::commands::{Acked, Command, HealthReport, ModuleInput, NewTask};
 pub use commit::StorageMode;
-pub use plan::{Formed, PlanFailed, Planner, Released};
+pub use plan::{Formed, PlanFailed, Planner, Released, RunEnded};
 
 use super::health::Health;
+use super::metrics::{GatewayMetrics, MetricsSnapshot};
 use super::pool::Pool;
 use super::ApiError;
 use crate::cluster::{Membership, Query, ViewEvent};
-use crate::sched::{Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader, TaskId};
+use crate::sched::{
+    Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader, TaskId, TaskStatus,
+};
 use commit::Committer;
 use modules::Modules;
 
@@ -171,6 +174,7 @@ pub struct Core {
     clock: Clock,
     config: CoreConfig,
     health: Arc<Health>,
+    metrics: Arc<GatewayMetrics>,
     membership: Option<Rc<Membership>>,
     running: BTreeMap<(TaskId, u32, u32), tokio::task::JoinHandle<()>>,
     /// Run results; at most one per attempt in flight, so bounded by the pool's slots.
@@ -196,6 +200,7 @@ impl Core {
         config: CoreConfig,
         membership: Option<Rc<Membership>>,
         health: Arc<Health>,
+        metrics: Arc<GatewayMetrics>,
     ) -> Result<Self, StoreError> {
         let tasks = store.open_tasks()?;
         let modules = Modules::new(store.module_refs()?);
@@ -213,9 +218,11 @@ impl Core {
             "unfinished tasks restored from the store"
         );
         let committer =
-            Committer::start(store.clone(), config.storage).map_err(|e| StoreError::Corrupt {
-                what: "commit thread".into(),
-                reason: format!("not started: {e}"),
+            Committer::start(store.clone(), config.storage, metrics.clone()).map_err(|e| {
+                StoreError::Corrupt {
+                    what: "commit thread".into(),
+                    reason: format!("not started: {e}"),
+                }
             })?;
         let (done_sender, done) = mpsc::unbounded_channel();
         let mut core = Core {
@@ -229,6 +236,7 @@ impl Core {
             clock,
             config,
             health,
+            metrics,
             membership,
             running: BTreeMap::new(),
             done_sender,
@@ -358,6 +366,38 @@ impl Core {
         }
     }
 
+    /// The levels a scrape shows, as the core knows them now.
+    fn metrics_snapshot(&mut self) -> MetricsSnapshot {
+        let mut snapshot = MetricsSnapshot::default();
+        for task in self.sched.tasks() {
+            match task.status {
+                TaskStatus::Pending => snapshot.tasks_pending += 1,
+                TaskStatus::Running => snapshot.tasks_running += 1,
+                // Final, being stored: not yet in the store's count (it is
+                // forgotten on the same turn as the commit that counts it).
+                _ => snapshot.tasks_finished += 1,
+            }
+        }
+        snapshot.tasks_finished += match self.store.finished_count() {
+            Ok(count) => count,
+            Err(e) => {
+                self.fail(format!("store read failed: {e}"));
+                0
+            }
+        };
+        for worker in self.sched.workers() {
+            let (slots, busy) = (u64::from(worker.slots), u64::from(worker.in_flight));
+            snapshot.workers += 1;
+            snapshot.slots_busy += busy.min(slots);
+            snapshot.slots_free += slots.saturating_sub(busy);
+        }
+        if let Some(membership) = &self.membership {
+            let peers = membership.view(&Query::all()).len() as u64;
+            snapshot.membership = Some((peers, membership.stats()));
+        }
+        snapshot
+    }
+
     fn handle(&mut self, command: Command) {
         match command {
             Command::Submit {
@@ -439,6 +479,9 @@ impl Core {
             }
             Command::Health { reply } => {
                 let _ = reply.send(self.health_report());
+            }
+            Command::Metrics { reply } => {
+                let _ = reply.send(self.metrics_snapshot());
             }
         }
     }

@@ -109,9 +109,13 @@ impl Core {
         if report.expire_more {
             self.next_expire_ms = now;
         }
+        for ended in &released.ended {
+            self.metrics.run_ended(ended);
+        }
         for id in released.finished {
             match self.sched.forget(&id) {
                 Ok(task) => {
+                    self.metrics.task_finished(task.status);
                     if let Some(key) = &task.spec.idempotency_key {
                         self.keys.remove(key);
                     }
@@ -140,6 +144,9 @@ impl Core {
         match held {
             Held::Submit { reply, id, created } => {
                 let header = committed(self, &id);
+                if created && header.is_ok() {
+                    self.metrics.tasks_submitted.inc();
+                }
                 let _ = reply.send(header.map(|h| (h, created)));
             }
             Held::Cancel { reply, id } => {

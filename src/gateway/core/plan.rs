@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::sched::{BatchReport, Op, Run, Task, TaskHeader, TaskId};
+use crate::sched::{BatchReport, Op, Run, RunStatus, Task, TaskHeader, TaskId};
 
 /// What the store holds of one run, as of the batches formed so far.
 #[derive(Debug)]
@@ -59,6 +59,8 @@ struct InFlight<A> {
     finished: Vec<TaskId>,
     /// The header of each task this batch writes.
     written: BTreeMap<TaskId, TaskHeader>,
+    /// Runs this batch writes final (each run once: a final run is not written again).
+    ended: Vec<RunEnded>,
 }
 
 /// A batch to commit, numbered.
@@ -84,6 +86,29 @@ pub struct Released<A> {
     pub written: BTreeMap<TaskId, TaskHeader>,
     /// What the store reported.
     pub report: BatchReport,
+    /// Runs now stored final, each handed back once (for metrics).
+    pub ended: Vec<RunEnded>,
+}
+
+/// How a run stored final ended: what a metric needs of it (not its stdout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunEnded {
+    /// Its final status.
+    pub status: RunStatus,
+    /// When its last attempt started, if one did.
+    pub started_ms: Option<u64>,
+    /// When it ended.
+    pub finished_ms: Option<u64>,
+}
+
+impl RunEnded {
+    fn of(run: &Run) -> Self {
+        RunEnded {
+            status: run.status,
+            started_ms: run.started_ms,
+            finished_ms: run.finished_ms,
+        }
+    }
 }
 
 /// The planner; `A` is whatever an answer is (the model test uses its own).
@@ -177,6 +202,7 @@ impl<A> Planner<A> {
         let mut ops = std::mem::take(&mut self.ops);
         let mut finished = Vec::new();
         let mut written = BTreeMap::new();
+        let mut ended = Vec::new();
         for id in std::mem::take(&mut self.dirty) {
             #[cfg(feature = "sabotage")]
             if self.unwritten.contains(&id) {
@@ -193,6 +219,11 @@ impl<A> Planner<A> {
                 .filter(|r| !stored.get(r.index as usize).is_some_and(|s| s.holds(r)))
                 .cloned()
                 .collect();
+            ended.extend(
+                runs.iter()
+                    .filter(|r| r.status.is_final())
+                    .map(RunEnded::of),
+            );
             if task.status.is_final() {
                 finished.push(id.clone());
             } else {
@@ -219,6 +250,7 @@ impl<A> Planner<A> {
             answers,
             finished,
             written,
+            ended,
         });
         Some(Formed {
             seq,
@@ -241,6 +273,7 @@ impl<A> Planner<A> {
             finished: flight.finished,
             written: flight.written,
             report,
+            ended: flight.ended,
         }
     }
 

@@ -48,7 +48,18 @@ impl Core {
                     attempt,
                     worker,
                     spec,
-                } => self.start_run(task, index, attempt, worker, *spec),
+                } => {
+                    if let Some(run) = self
+                        .sched
+                        .task(&task)
+                        .and_then(|t| t.runs.get(index as usize))
+                    {
+                        let started = run.started_ms.unwrap_or(run.scheduled_ms);
+                        self.metrics
+                            .run_dispatched(attempt, run.scheduled_ms, started);
+                    }
+                    self.start_run(task, index, attempt, worker, *spec)
+                }
                 Effect::StopRun {
                     task,
                     index,

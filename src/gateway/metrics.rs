@@ -1,0 +1,373 @@
+//! The gateway's Prometheus metrics (`GET /metrics`, OpenMetrics text).
+//!
+//! Counters and histograms are updated where their events happen (the core:
+//! submissions acknowledged, runs stored final, retries dispatched, commits;
+//! the API: requests) with prometheus-client's atomics, so an update is a
+//! few relaxed atomic adds and never influences what the core does. Levels
+//! (tasks by status, workers, slots, membership) are not kept incrementally:
+//! the core already knows them exactly, so a scrape asks it for a
+//! [`MetricsSnapshot`] (one round trip, like `/healthz`) and sets the gauges
+//! from it. An incremental gauge would need a hook on every transition in
+//! the sans-IO scheduler and would restart from zero after a restart.
+//!
+//! No label takes an unbounded set of values: statuses, states and outcomes
+//! are fixed lists, a route is axum's template (`/tasks/{id}`, never the raw
+//! path) and a status an HTTP code.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::core::RunEnded;
+use crate::boot::DiscoveryStats;
+use crate::cluster::MembershipStats;
+use crate::sched::{RunStatus, TaskStatus};
+
+/// The content type of a scrape (OpenMetrics text, which Prometheus reads).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A `status` label (task or run status, a fixed list).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The status, in snake case.
+    pub status: &'static str,
+}
+
+/// A `state` label (busy or free slots).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `busy` or `free`.
+    pub state: &'static str,
+}
+
+/// An `outcome` label (what became of a heartbeat or a discovery datagram).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// A fixed name per counter of the underlying stats.
+    pub outcome: &'static str,
+}
+
+/// The labels of an HTTP request counted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route template (`/tasks/{id}`), or `unmatched`.
+    pub route: String,
+    /// The answer's status code.
+    pub status: u16,
+}
+
+/// What the core knows at the moment of a scrape.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSnapshot {
+    /// Unfinished tasks with no run started.
+    pub tasks_pending: u64,
+    /// Unfinished tasks with a run started.
+    pub tasks_running: u64,
+    /// Finished tasks kept (in the store, or final and being stored).
+    pub tasks_finished: u64,
+    /// Workers in the scheduler's pool.
+    pub workers: u64,
+    /// Slots of those workers with a run in flight.
+    pub slots_busy: u64,
+    /// Their other slots.
+    pub slots_free: u64,
+    /// The membership view's size and heartbeat counts, when the gateway has one.
+    pub membership: Option<(u64, MembershipStats)>,
+    /// The discovery counts, when the gateway was given a way to read them.
+    pub discovery: Option<DiscoveryStats>,
+}
+
+/// Every metric of a gateway, and the registry that encodes them.
+pub struct GatewayMetrics {
+    registry: Registry,
+    /// One scrape at a time: gauges and snapshot counters are set, then encoded.
+    scrape: Mutex<()>,
+    pub(crate) tasks_submitted: Counter,
+    pub(crate) tasks_finished: Family<StatusLabel, Counter>,
+    pub(crate) runs: Family<StatusLabel, Counter>,
+    pub(crate) run_duration: Histogram,
+    pub(crate) queue_wait: Histogram,
+    pub(crate) commit_seconds: Histogram,
+    pub(crate) fsyncs: Counter,
+    pub(crate) http: Family<HttpLabels, Counter>,
+    tasks: Family<StatusLabel, Gauge>,
+    workers: Gauge,
+    slots: Family<StateLabel, Gauge>,
+    membership_peers: Gauge,
+    heartbeats: Family<OutcomeLabel, Counter>,
+    discovery: Family<OutcomeLabel, Counter>,
+}
+
+impl std::fmt::Debug for GatewayMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayMetrics").finish_non_exhaustive()
+    }
+}
+
+/// A run status as a label value.
+pub fn run_status_label(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Scheduled => "scheduled",
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::TimedOut => "timed_out",
+        RunStatus::Cancelled => "cancelled",
+        RunStatus::Retrying => "retrying",
+    }
+}
+
+fn seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GatewayMetrics {
+    /// Every metric at zero, registered under the `ww_sched` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ww_sched");
+        let tasks_submitted = Counter::default();
+        // prometheus-client adds `_total` to a counter's name.
+        registry.register(
+            "tasks_submitted",
+            "Tasks acknowledged as created (an idempotent retry is not counted)",
+            tasks_submitted.clone(),
+        );
+        let tasks_finished = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "tasks_finished",
+            "Tasks stored final since start, by final status",
+            tasks_finished.clone(),
+        );
+        let runs = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "runs",
+            "Runs stored final since start, by status; `retried` counts attempts dispatched again",
+            runs.clone(),
+        );
+        // 1 ms to about 9 min.
+        let run_duration = Histogram::new(exponential_buckets(0.001, 2.0, 20));
+        registry.register(
+            "run_duration_seconds",
+            "From a run's last start to its end, for runs stored final that started",
+            run_duration.clone(),
+        );
+        let queue_wait = Histogram::new(exponential_buckets(0.001, 2.0, 20));
+        registry.register(
+            "run_queue_wait_seconds",
+            "From a run falling due to its first dispatch to a worker",
+            queue_wait.clone(),
+        );
+        // 0.1 ms to about 3 s.
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "store_commit_seconds",
+            "Time one batch takes to commit (durably: with its fsync)",
+            commit_seconds.clone(),
+        );
+        let fsyncs = Counter::default();
+        registry.register(
+            "store_fsyncs",
+            "Durable commits, each fsynced before readers see it",
+            fsyncs.clone(),
+        );
+        let http = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "API requests answered, by route template and status code",
+            http.clone(),
+        );
+        let tasks = Family::<StatusLabel, Gauge>::default();
+        registry.register(
+            "tasks",
+            "Tasks now: pending and running (held), finished (kept)",
+            tasks.clone(),
+        );
+        let workers = Gauge::default();
+        registry.register("workers", "Workers in the pool", workers.clone());
+        let slots = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "worker_slots",
+            "Slots of the pool's workers, busy or free",
+            slots.clone(),
+        );
+        let membership_peers = Gauge::default();
+        registry.register(
+            "membership_peers",
+            "Nodes in the membership view (this one included)",
+            membership_peers.clone(),
+        );
+        let heartbeats = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "membership_heartbeats",
+            "Heartbeats heard, by outcome (received counts all)",
+            heartbeats.clone(),
+        );
+        let discovery = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "discovery_datagrams",
+            "Discovery datagrams, by outcome (received and sent count all)",
+            discovery.clone(),
+        );
+        let metrics = GatewayMetrics {
+            registry,
+            scrape: Mutex::new(()),
+            tasks_submitted,
+            tasks_finished,
+            runs,
+            run_duration,
+            queue_wait,
+            commit_seconds,
+            fsyncs,
+            http,
+            tasks,
+            workers,
+            slots,
+            membership_peers,
+            heartbeats,
+            discovery,
+        };
+        // Every fixed label shows from the start, at zero, so a rate() over
+        // a series that has not moved yet is 0, not absent.
+        for status in ["succeeded", "failed", "timed_out", "cancelled", "retried"] {
+            let _ = metrics.runs.get_or_create(&StatusLabel { status });
+        }
+        for status in ["succeeded", "failed", "cancelled"] {
+            let _ = metrics
+                .tasks_finished
+                .get_or_create(&StatusLabel { status });
+        }
+        metrics
+    }
+
+    /// A run was stored final (counted once: the planner writes a final run once).
+    pub(crate) fn run_ended(&self, run: &RunEnded) {
+        let status = run_status_label(run.status);
+        self.runs.get_or_create(&StatusLabel { status }).inc();
+        if let (Some(started), Some(finished)) = (run.started_ms, run.finished_ms) {
+            self.run_duration
+                .observe(seconds(finished.saturating_sub(started)));
+        }
+    }
+
+    /// A task was stored final and forgotten.
+    pub(crate) fn task_finished(&self, status: TaskStatus) {
+        let status = match status {
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+            // Only final tasks are forgotten.
+            TaskStatus::Pending | TaskStatus::Running => return,
+        };
+        self.tasks_finished
+            .get_or_create(&StatusLabel { status })
+            .inc();
+    }
+
+    /// A batch committed in `elapsed`; `durable`: with an fsync.
+    pub(crate) fn committed(&self, elapsed: std::time::Duration, durable: bool) {
+        self.commit_seconds.observe(elapsed.as_secs_f64());
+        if durable {
+            self.fsyncs.inc();
+        }
+    }
+
+    /// An attempt was dispatched to a worker: its first waited since the run
+    /// fell due; a later one is a retry.
+    pub(crate) fn run_dispatched(&self, attempt: u32, scheduled_ms: u64, started_ms: u64) {
+        if attempt <= 1 {
+            self.queue_wait
+                .observe(seconds(started_ms.saturating_sub(scheduled_ms)));
+        } else {
+            self.runs
+                .get_or_create(&StatusLabel { status: "retried" })
+                .inc();
+        }
+    }
+
+    /// Encodes every metric, the levels set from `snapshot` first.
+    pub fn scrape(&self, snapshot: &MetricsSnapshot) -> String {
+        let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        let level = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (status, n) in [
+            ("pending", snapshot.tasks_pending),
+            ("running", snapshot.tasks_running),
+            ("finished", snapshot.tasks_finished),
+        ] {
+            self.tasks
+                .get_or_create(&StatusLabel { status })
+                .set(level(n));
+        }
+        self.workers.set(level(snapshot.workers));
+        for (state, n) in [("busy", snapshot.slots_busy), ("free", snapshot.slots_free)] {
+            self.slots
+                .get_or_create(&StateLabel { state })
+                .set(level(n));
+        }
+        if let Some((peers, stats)) = &snapshot.membership {
+            self.membership_peers.set(level(*peers));
+            for (outcome, n) in [
+                ("received", stats.received),
+                ("applied", stats.applied),
+                ("malformed", stats.malformed),
+                ("unauthenticated", stats.unauthenticated),
+                ("not_fresh", stats.not_fresh),
+                ("stale", stats.stale),
+                ("replayed", stats.replayed),
+                ("table_full", stats.table_full),
+            ] {
+                catch_up(&self.heartbeats.get_or_create(&OutcomeLabel { outcome }), n);
+            }
+        }
+        if let Some(stats) = &snapshot.discovery {
+            for (outcome, n) in [
+                ("received", stats.received),
+                ("sent", stats.sent),
+                ("send_failed", stats.send_failed),
+                ("dropped_oversized", stats.dropped_oversized),
+                ("dropped_malformed", stats.dropped_malformed),
+                (
+                    "dropped_source_rate_limited",
+                    stats.dropped_source_rate_limited,
+                ),
+                ("dropped_unauthenticated", stats.dropped_unauthenticated),
+                ("dropped_unsigned", stats.dropped_unsigned),
+                ("dropped_bad_signature", stats.dropped_bad_signature),
+                ("dropped_signer_mismatch", stats.dropped_signer_mismatch),
+                ("dropped_not_fresh", stats.dropped_not_fresh),
+                ("dropped_namespace", stats.dropped_namespace),
+                ("dropped_self", stats.dropped_self),
+                ("dropped_rate_limited", stats.dropped_rate_limited),
+                ("dropped_stream_full", stats.dropped_stream_full),
+                ("answers_suppressed", stats.answers_suppressed),
+            ] {
+                catch_up(&self.discovery.get_or_create(&OutcomeLabel { outcome }), n);
+            }
+        }
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            // Writing to a String fails only on a bug in an encoder.
+            tracing::error!(error = %e, "metrics not encoded");
+        }
+        text
+    }
+}
+
+/// Moves a counter mirroring a monotonic count up to `total` (scrapes are
+/// serialised, so nothing else moves it meanwhile).
+fn catch_up(counter: &Counter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
+    }
+}

@@ -1,0 +1,229 @@
+//! Prometheus metrics: a known workload through a gateway (and a real worker
+//! over libp2p on loopback), then the scrape's exact values; no label naming
+//! a task or a peer; a worker's own metrics after a few runs.
+
+mod gateway_support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, StatusCode};
+use gateway_support::{form, multipart, submit_pending, Harness, BOUNDARY};
+use ww_sched::rpc;
+use ww_sched::tasks::HASH_PUZZLE_WASM;
+use ww_sched::transport::Transport as _;
+
+/// A scrape's samples: `name{labels}` (as written) to value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("a sample line");
+            (series.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// The value of `series`, or 0 when it is absent.
+fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
+    samples.get(series).copied().unwrap_or(0.0)
+}
+
+async fn scrape(h: &Harness) -> String {
+    let (status, headers, body) = h
+        .send(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{headers:?}"
+    );
+    body.as_str().expect("text").to_string()
+}
+
+/// Scrapes until `series` reaches `want`: a task shows final once its commit
+/// is durable, and the core takes that commit's result (and counts) on its
+/// next turn.
+async fn scrape_until(h: &Harness, series: &str, want: f64) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = scrape(h).await;
+        let samples = samples(&text);
+        if value(&samples, series) == want {
+            return samples;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never reached {want}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Three tasks of one run each that succeed, one idempotent retry, one
+/// pending task cancelled, one unknown path; returns the task ids.
+async fn workload(h: &Harness) -> Vec<String> {
+    let ids: Vec<String> = ["metric-a", "metric-b", "metric-c"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for id in &ids {
+        let (status, _, task) = h
+            .post(
+                "/tasks",
+                Some(&format!("multipart/form-data; boundary={BOUNDARY}")),
+                &[("Idempotency-Key", id.as_str())],
+                multipart(&form(id, &[]), Some(HASH_PUZZLE_WASM)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+    }
+    // The same request again: the same task, not a new one.
+    let (status, _, task) = h
+        .post(
+            "/tasks",
+            Some(&format!("multipart/form-data; boundary={BOUNDARY}")),
+            &[("Idempotency-Key", "metric-a")],
+            multipart(&form("metric-a", &[]), Some(HASH_PUZZLE_WASM)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    submit_pending(h, "metric-pending").await;
+    let (status, task) = h.delete("/tasks/metric-pending").await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    for id in &ids {
+        let task = h.wait_final(id).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+    let (status, _) = h.get("/no/such/thing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mut all = ids;
+    all.push("metric-pending".into());
+    all
+}
+
+#[test]
+fn a_known_workload_shows_exact_values() {
+    rpc::block_on_local(async {
+        let h = Harness::start("metrics-values", None).await;
+        let (_worker, registration) = h.start_worker(2).await;
+        workload(&h).await;
+        let s = scrape_until(&h, "ww_sched_runs_total{status=\"succeeded\"}", 3.0).await;
+
+        assert_eq!(value(&s, "ww_sched_tasks_submitted_total"), 4.0, "{s:?}");
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"failed\"}"), 0.0);
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"timed_out\"}"), 0.0);
+        // The cancelled task never had a run fall due.
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"cancelled\"}"), 0.0);
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"retried\"}"), 0.0);
+        assert_eq!(
+            value(&s, "ww_sched_tasks_finished_total{status=\"succeeded\"}"),
+            3.0
+        );
+        assert_eq!(
+            value(&s, "ww_sched_tasks_finished_total{status=\"cancelled\"}"),
+            1.0
+        );
+        assert_eq!(value(&s, "ww_sched_tasks{status=\"pending\"}"), 0.0);
+        assert_eq!(value(&s, "ww_sched_tasks{status=\"running\"}"), 0.0);
+        assert_eq!(value(&s, "ww_sched_tasks{status=\"finished\"}"), 4.0);
+        assert_eq!(value(&s, "ww_sched_run_duration_seconds_count"), 3.0);
+        assert_eq!(value(&s, "ww_sched_run_queue_wait_seconds_count"), 3.0);
+        // Every bucket bound is cumulative: +Inf holds all three.
+        assert_eq!(
+            value(&s, "ww_sched_run_duration_seconds_bucket{le=\"+Inf\"}"),
+            3.0
+        );
+        assert_eq!(value(&s, "ww_sched_workers"), 1.0);
+        assert_eq!(value(&s, "ww_sched_worker_slots{state=\"busy\"}"), 0.0);
+        assert_eq!(value(&s, "ww_sched_worker_slots{state=\"free\"}"), 2.0);
+        // Every commit here is durable: one fsync each.
+        let commits = value(&s, "ww_sched_store_commit_seconds_count");
+        assert!(commits >= 4.0, "{commits} commits");
+        assert_eq!(value(&s, "ww_sched_store_fsyncs_total"), commits);
+        let http = |route: &str, status: u16| {
+            value(
+                &s,
+                &format!("ww_sched_http_requests_total{{route=\"{route}\",status=\"{status}\"}}"),
+            )
+        };
+        assert_eq!(http("/tasks", 201), 4.0);
+        assert_eq!(http("/tasks", 200), 1.0);
+        assert!(http("/tasks/{id}", 200) >= 4.0, "{s:?}");
+        assert_eq!(http("unmatched", 404), 1.0);
+        // A request is counted once answered: the next scrape shows this one.
+        let again = samples(&scrape(&h).await);
+        let scrapes = |s: &BTreeMap<String, f64>| {
+            value(
+                s,
+                "ww_sched_http_requests_total{route=\"/metrics\",status=\"200\"}",
+            )
+        };
+        assert_eq!(scrapes(&again), scrapes(&s) + 1.0);
+        registration.abort();
+        h.finish();
+    })
+    .unwrap();
+}
+
+#[test]
+fn no_label_names_a_task_or_a_peer() {
+    rpc::block_on_local(async {
+        let h = Harness::start("metrics-labels", None).await;
+        let (worker, registration) = h.start_worker(1).await;
+        let ids = workload(&h).await;
+        // Raw paths that name tasks and runs, and ones that match nothing.
+        for id in &ids {
+            let _ = h.get(&format!("/tasks/{id}/runs/0")).await;
+            let _ = h.get(&format!("/{id}")).await;
+        }
+        let text = scrape(&h).await;
+        let gateway = h.transport.local_peer_id().to_string();
+        for name in ids.iter().chain([&worker, &gateway]) {
+            assert!(!text.contains(name.as_str()), "{name} in\n{text}");
+        }
+        // Every label is one of a few names, each with a bounded set of values.
+        let routes = [
+            "/tasks",
+            "/tasks/{id}",
+            "/tasks/{id}/runs/{index}",
+            "/modules",
+            "/workers",
+            "/cluster",
+            "/healthz",
+            "/metrics",
+            "unmatched",
+        ];
+        for series in samples(&text).keys() {
+            let Some((_, labels)) = series.split_once('{') else {
+                continue;
+            };
+            for label in labels.trim_end_matches('}').split(',') {
+                let (name, value) = label.split_once('=').expect("name=value");
+                let value = value.trim_matches('"');
+                let bounded = match name {
+                    "route" => routes.contains(&value),
+                    "status" => {
+                        value.parse::<u16>().is_ok()
+                            || value.chars().all(|c| c == '_' || c.is_ascii_lowercase())
+                    }
+                    "le" => value == "+Inf" || value.parse::<f64>().is_ok(),
+                    "state" => ["busy", "free"].contains(&value),
+                    "outcome" => value.chars().all(|c| c == '_' || c.is_ascii_lowercase()),
+                    _ => false,
+                };
+                assert!(bounded, "label {name}={value} in {series}");
+            }
+        }
+        registration.abort();
+        h.finish();
+    })
+    .unwrap();
+}
