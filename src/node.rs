@@ -14,7 +14,7 @@ use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle, ServeLimits
 use crate::schema::channel_capnp::sender;
 use crate::schema::worker_capnp::worker;
 use crate::transport::{Address, PeerId, Transport, TransportError};
-use crate::worker::{worker_protocol, LastPing, WorkerConfig, WorkerServer};
+use crate::worker::{worker_protocol, LastPing, WorkerConfig, WorkerGauges, WorkerServer};
 
 /// Why a node could not start; nothing is left listening.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,7 @@ pub struct WorkerNode<T: Transport> {
     client: worker::Client,
     slots: u32,
     last_ping: LastPing,
+    gauges: Arc<WorkerGauges>,
     _serving: ServeHandle,
 }
 
@@ -71,6 +72,7 @@ impl<T: Transport> WorkerNode<T> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
         let server = WorkerServer::new(sandbox, config);
         let last_ping = server.last_ping();
+        let gauges = server.gauges();
         // Direct callers share the slots but not the gateway's liveness (only
         // pings over the registration say the gateway still holds this
         // worker); each connection gets its own facet, with its own bound on
@@ -98,6 +100,7 @@ impl<T: Transport> WorkerNode<T> {
             client,
             slots,
             last_ping,
+            gauges,
             _serving: serving,
         })
     }
@@ -131,6 +134,11 @@ impl<T: Transport> WorkerNode<T> {
     /// pinged this worker; direct callers' pings do not count.
     pub fn last_gateway_ping(&self) -> Option<tokio::time::Instant> {
         self.last_ping.get()
+    }
+
+    /// The worker's live counts (shared; what `worker --metrics` shows).
+    pub fn gauges(&self) -> Arc<WorkerGauges> {
+        self.gauges.clone()
     }
 
     /// Runs the worker takes at once.

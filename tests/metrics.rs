@@ -227,3 +227,109 @@ fn no_label_names_a_task_or_a_peer() {
     })
     .unwrap();
 }
+
+/// A module whose `ok` export returns 7 and whose `trap` export traps.
+const OK_AND_TRAP: &str = r#"(module
+  (func (export "ok") (result i32) i32.const 7)
+  (func (export "trap") unreachable))"#;
+
+#[test]
+fn a_worker_serves_its_own_runs_fuel_errors_and_cache() {
+    use std::sync::Arc;
+    use ww_sched::exec::{ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+    use ww_sched::node::{Callers, WorkerNode};
+    use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
+    use ww_sched::worker::{RemoteWorker, WorkerConfig};
+
+    rpc::block_on_local(async {
+        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+        let node = WorkerNode::start(
+            transport,
+            sandbox.clone(),
+            WorkerConfig {
+                slots: 2,
+                ..WorkerConfig::default()
+            },
+            &[Address::new(gateway_support::LOOPBACK)],
+            Callers::Open,
+        )
+        .await
+        .unwrap();
+        let (bound, server) = ww_sched::worker::metrics::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            node.gauges(),
+            sandbox,
+            2,
+        )
+        .await
+        .unwrap();
+        let worker =
+            RemoteWorker::from_capability(node.worker_client(), None, Duration::from_secs(30));
+        let module = wat::parse_str(OK_AND_TRAP).unwrap();
+        let spec = |export: &str| RunSpec {
+            module: ModuleRef::Bytes(module.clone()),
+            export: export.into(),
+            args: vec![],
+            limits: Limits::default(),
+        };
+        let mut fuel = 0;
+        for export in ["ok", "ok", "ok", "trap"] {
+            let report = worker.run(&spec(export)).await.unwrap();
+            assert_eq!(report.outcome.is_ok(), export == "ok", "{report:?}");
+            fuel += report.fuel_used;
+        }
+        assert!(fuel > 0);
+        // Over real HTTP, as Prometheus would scrape it.
+        let text = tokio::task::spawn_blocking(move || {
+            ureq::get(&format!("http://{bound}/metrics"))
+                .call()
+                .unwrap()
+                .body_mut()
+                .read_to_string()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let s = samples(&text);
+        assert_eq!(
+            value(&s, "ww_sched_worker_runs_started_total"),
+            4.0,
+            "{text}"
+        );
+        assert_eq!(
+            value(&s, "ww_sched_worker_runs_total{status=\"succeeded\"}"),
+            3.0
+        );
+        assert_eq!(
+            value(&s, "ww_sched_worker_runs_total{status=\"failed\"}"),
+            1.0
+        );
+        assert_eq!(value(&s, "ww_sched_worker_fuel_burnt_total"), fuel as f64);
+        assert_eq!(
+            value(&s, "ww_sched_worker_sandbox_errors_total{kind=\"trap\"}"),
+            1.0
+        );
+        let errors: f64 = ErrorKind::ALL
+            .iter()
+            .map(|k| {
+                value(
+                    &s,
+                    &format!(
+                        "ww_sched_worker_sandbox_errors_total{{kind=\"{}\"}}",
+                        k.as_str()
+                    ),
+                )
+            })
+            .sum();
+        assert_eq!(errors, 1.0);
+        // One compilation, then three runs found it compiled.
+        assert_eq!(value(&s, "ww_sched_worker_module_cache_misses_total"), 1.0);
+        assert_eq!(value(&s, "ww_sched_worker_module_cache_hits_total"), 3.0);
+        assert_eq!(value(&s, "ww_sched_worker_module_cache_entries"), 1.0);
+        assert_eq!(value(&s, "ww_sched_worker_slots"), 2.0);
+        assert!(!text.contains(&node.peer_id().to_string()));
+        server.abort();
+    })
+    .unwrap();
+}

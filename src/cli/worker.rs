@@ -46,6 +46,11 @@ pub struct WorkerArgs {
     /// Runs at once; more calls wait. Defaults to the number of cores.
     #[arg(long)]
     slots: Option<usize>,
+    /// Serve this worker's Prometheus metrics at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9101; port 0 picks one). Read-only and without a token: keep
+    /// it on loopback or a network only the scraper reaches.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -84,7 +89,19 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     } else {
         Callers::Only(allowed)
     };
-    let node = WorkerNode::start(transport, sandbox, config, &listen, callers).await?;
+    let slots = config.slots;
+    let node = WorkerNode::start(transport, sandbox.clone(), config, &listen, callers).await?;
+    let _metrics = match args.metrics {
+        None => None,
+        Some(address) => {
+            let (bound, task) =
+                ww_sched::worker::metrics::serve(address, node.gauges(), sandbox, slots)
+                    .await
+                    .with_context(|| format!("cannot serve metrics on {address}"))?;
+            println!("metrics on http://{bound}/metrics");
+            Some(AbortOnDrop(task))
+        }
+    };
     // Wildcard listeners report one address per interface just after binding.
     tokio::time::sleep(Duration::from_millis(100)).await;
     println!("peer id: {}", node.peer_id());
@@ -174,5 +191,14 @@ fn print_event(event: &ViewEvent) {
             reason,
         } => println!("peer left: {peer} instance={instance:016x} reason={reason:?}"),
         ViewEvent::Updated(_) => {}
+    }
+}
+
+/// Stops the metrics server when the worker's `run` returns.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -2,6 +2,7 @@
 //! peer asks, over Cap'n Proto RPC.
 
 mod client;
+pub mod metrics;
 mod server;
 pub mod wire;
 

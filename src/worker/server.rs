@@ -7,7 +7,7 @@ use capnp::capability::Rc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::wire;
-use crate::exec::{Limits, ModuleRef, RunReport, RunSpec, Sandbox};
+use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec, Sandbox};
 use crate::schema::worker_capnp::worker;
 
 /// Where WASM runs relative to the RPC thread.
@@ -200,6 +200,7 @@ impl WorkerServer {
             ExecMode::Inline => {
                 lease.guest = Some(Held::new(&self.gauges, Gauge::Guests));
                 let report = self.sandbox.run(&spec);
+                self.gauges.record(&report);
                 drop(spec);
                 drop(lease);
                 Ok(report)
@@ -207,6 +208,7 @@ impl WorkerServer {
             ExecMode::Simulated { fuel_per_ms } => {
                 lease.guest = Some(Held::new(&self.gauges, Gauge::Guests));
                 let report = self.sandbox.run(&spec);
+                self.gauges.record(&report);
                 drop(spec);
                 let busy_ms = report.fuel_used / fuel_per_ms.max(1);
                 tokio::time::sleep(std::time::Duration::from_millis(busy_ms)).await;
@@ -223,6 +225,7 @@ impl WorkerServer {
                 tokio::task::spawn_blocking(move || {
                     lease.guest = Some(Held::new(&gauges, Gauge::Guests));
                     let report = sandbox.run_cancellable(&spec, Some(cancel));
+                    gauges.record(&report);
                     if matches!(&report.outcome, Err(e) if e.kind() == crate::exec::ErrorKind::Cancelled) {
                         cancelled.fetch_add(1, Ordering::Relaxed);
                     }
@@ -242,6 +245,11 @@ impl WorkerServer {
 #[derive(Debug, Default)]
 pub struct WorkerGauges {
     runs_started: AtomicU64,
+    runs_succeeded: AtomicU64,
+    runs_failed: AtomicU64,
+    fuel_burnt: AtomicU64,
+    /// Failed runs by [`ErrorKind`], in the order of [`ErrorKind::ALL`].
+    errors: [AtomicU64; ErrorKind::ALL.len()],
     guests: AtomicUsize,
     guests_peak: AtomicUsize,
     modules: AtomicUsize,
@@ -272,6 +280,46 @@ impl WorkerGauges {
     /// The most module copies ever held at once; never more than the worker's slots.
     pub fn modules_held_peak(&self) -> usize {
         self.modules_peak.load(Ordering::SeqCst)
+    }
+
+    /// Runs that returned results since the worker began.
+    pub fn runs_succeeded(&self) -> u64 {
+        self.runs_succeeded.load(Ordering::Relaxed)
+    }
+
+    /// Runs that ended in a sandbox error since the worker began.
+    pub fn runs_failed(&self) -> u64 {
+        self.runs_failed.load(Ordering::Relaxed)
+    }
+
+    /// Fuel the sandbox burnt in every run since the worker began.
+    pub fn fuel_burnt(&self) -> u64 {
+        self.fuel_burnt.load(Ordering::Relaxed)
+    }
+
+    /// Runs that ended with an error of `kind` since the worker began.
+    pub fn sandbox_errors(&self, kind: ErrorKind) -> u64 {
+        ErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.errors[i].load(Ordering::Relaxed))
+    }
+
+    /// Counts a finished run: its outcome, its error's kind and its fuel.
+    fn record(&self, report: &RunReport) {
+        self.fuel_burnt
+            .fetch_add(report.fuel_used, Ordering::Relaxed);
+        match &report.outcome {
+            Ok(_) => {
+                self.runs_succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.runs_failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(i) = ErrorKind::ALL.iter().position(|k| *k == e.kind()) {
+                    self.errors[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     fn gauge(&self, gauge: Gauge) -> (&AtomicUsize, &AtomicUsize) {
