@@ -333,3 +333,45 @@ fn a_worker_serves_its_own_runs_fuel_errors_and_cache() {
     })
     .unwrap();
 }
+
+#[test]
+fn metrics_go_through_the_api_guard() {
+    use tower::ServiceExt as _;
+    use ww_sched::gateway::{lock, ApiAccess, ApiToken, HttpLimits};
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef-metrics";
+    rpc::block_on_local(async {
+        let h = Harness::start("metrics-guard", None).await;
+        // An API off loopback: every request but /healthz needs the token.
+        let api = lock(
+            h.router.clone(),
+            ApiAccess::new(
+                "10.1.2.3:8080".parse().unwrap(),
+                ApiToken::new(TOKEN).unwrap(),
+            ),
+            HttpLimits::default(),
+        );
+        let ask = |headers: &[(&str, &str)]| {
+            let mut request = axum::http::Request::get("/metrics").header("host", "10.1.2.3:8080");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            api.clone()
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        };
+        let bearer = format!("Bearer {TOKEN}");
+        let refused = ask(&[]).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let foreign = ask(&[
+            ("authorization", &bearer),
+            ("origin", "http://evil.example"),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+        let allowed = ask(&[("authorization", &bearer)]).await.unwrap();
+        assert_eq!(allowed.status(), StatusCode::OK);
+        h.finish();
+    })
+    .unwrap();
+}
