@@ -375,3 +375,73 @@ fn metrics_go_through_the_api_guard() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_gateway_in_a_cluster_shows_its_membership_and_discovery() {
+    use std::rc::Rc;
+    use ww_sched::boot::StaticPeers;
+    use ww_sched::cluster::{Membership, MembershipConfig};
+    use ww_sched::gateway::clock::host_clock;
+    use ww_sched::gateway::{Gateway, GatewayConfig};
+    use ww_sched::pubsub::PubSub;
+    use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+
+    rpc::block_on_local(async {
+        let dir = gateway_support::TempDir::new("metrics-cluster");
+        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        transport
+            .listen(Address::new(gateway_support::LOOPBACK))
+            .await
+            .unwrap();
+        let pubsub = PubSub::new(transport.clone());
+        let membership = Membership::start(
+            transport.clone(),
+            &pubsub,
+            StaticPeers::new(Vec::new()),
+            MembershipConfig::new("metrics-gateway", 7),
+        )
+        .await
+        .unwrap();
+        let gateway = Gateway::start(
+            &transport,
+            Some(Rc::new(membership)),
+            host_clock(),
+            GatewayConfig::new(dir.path()),
+        )
+        .await
+        .unwrap();
+        let h = Harness {
+            router: gateway.router(),
+            gateway: Some(gateway),
+            transport,
+            address: Address::new(gateway_support::LOOPBACK),
+            config: GatewayConfig::new(dir.path()),
+            dir,
+        };
+        // The gateway hears its own heartbeat: a view of one.
+        let s = scrape_until(&h, "ww_sched_membership_peers", 1.0).await;
+        assert!(
+            value(
+                &s,
+                "ww_sched_membership_heartbeats_total{outcome=\"applied\"}"
+            ) >= 1.0,
+            "{s:?}"
+        );
+        assert!(
+            value(
+                &s,
+                "ww_sched_membership_heartbeats_total{outcome=\"received\"}"
+            ) >= value(
+                &s,
+                "ww_sched_membership_heartbeats_total{outcome=\"applied\"}"
+            )
+        );
+        // A static list sends and receives nothing, but the series are there.
+        for outcome in ["received", "sent", "dropped_bad_signature"] {
+            let series = format!("ww_sched_discovery_datagrams_total{{outcome=\"{outcome}\"}}");
+            assert_eq!(s.get(&series), Some(&0.0), "{series} in {s:?}");
+        }
+        h.finish();
+    })
+    .unwrap();
+}

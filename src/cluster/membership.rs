@@ -174,6 +174,8 @@ pub struct Membership {
     local: PeerId,
     instance: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Reads the discovery's counters (it is shared with the task that drives it).
+    discovery_stats: Box<dyn Fn() -> crate::boot::DiscoveryStats>,
 }
 
 impl Drop for Membership {
@@ -290,6 +292,8 @@ impl Membership {
             }));
         }
 
+        let discovery = Rc::new(discovery);
+        let counted = discovery.clone();
         tasks.push(tokio::task::spawn_local(keep_discovering(
             transport.clone(),
             discovery,
@@ -303,7 +307,13 @@ impl Membership {
             local,
             instance,
             tasks,
+            discovery_stats: Box::new(move || counted.stats()),
         })
+    }
+
+    /// What the discovery this membership drives has counted (for metrics).
+    pub fn discovery_stats(&self) -> crate::boot::DiscoveryStats {
+        (self.discovery_stats)()
     }
 
     /// The wall clock (Unix ms) records are kept in.
@@ -375,7 +385,7 @@ impl Watch {
 /// transport, resurveying now and then for nodes that started after us.
 async fn keep_discovering<T: Transport, D: Discovery>(
     transport: T,
-    discovery: D,
+    discovery: Rc<D>,
     namespace: String,
     announce: bool,
 ) {

@@ -78,7 +78,7 @@ pub struct MetricsSnapshot {
     pub slots_free: u64,
     /// The membership view's size and heartbeat counts, when the gateway has one.
     pub membership: Option<(u64, MembershipStats)>,
-    /// The discovery counts, when the gateway was given a way to read them.
+    /// The discovery counts of that membership.
     pub discovery: Option<DiscoveryStats>,
 }
 

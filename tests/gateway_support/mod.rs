@@ -53,6 +53,11 @@ impl TempDir {
             std::process::id()
         )))
     }
+
+    /// The directory's path.
+    pub fn path(&self) -> PathBuf {
+        self.0.clone()
+    }
 }
 
 impl Drop for TempDir {

@@ -394,6 +394,7 @@ impl Core {
         if let Some(membership) = &self.membership {
             let peers = membership.view(&Query::all()).len() as u64;
             snapshot.membership = Some((peers, membership.stats()));
+            snapshot.discovery = Some(membership.discovery_stats());
         }
         snapshot
     }
