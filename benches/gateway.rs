@@ -13,8 +13,9 @@
 //!   `GET /tasks/{id}` the same way until it is `succeeded`.
 //! - `gateway_parts`: what one run costs the gateway: a durable `Store::put_task`
 //!   of a task like the one above (disk and tmpfs); for a task of `REPEATS_MAX`
-//!   runs, a whole write against a header-and-one-run write (tmpfs); and one
-//!   `Worker.run` of the no-op module over the transport.
+//!   runs, a whole write against a header-and-one-run write (tmpfs); one
+//!   `Worker.run` of the no-op module over the transport; and the metric
+//!   updates one run costs at most (`metrics_per_run`).
 //!
 //! One current-thread runtime with a `LocalSet` carries the gateway, its core and
 //! every worker, as on a node's RPC thread; sandbox runs go to tokio's blocking
@@ -41,12 +42,13 @@ use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tower::ServiceExt;
 use ww_sched::exec::{Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
-use ww_sched::gateway::{Clock, Gateway, GatewayConfig, STORE_FILE};
+use ww_sched::gateway::{Clock, Gateway, GatewayConfig, GatewayMetrics, RunEnded, STORE_FILE};
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::types::REPEATS_MAX;
 use ww_sched::sched::{
-    Batch, Op, RunOutcome, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec,
+    Batch, Op, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, Task, TaskId,
+    TaskSpec,
 };
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
@@ -562,6 +564,23 @@ fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
     assert!(sandbox.run(&with_bytes).outcome.is_ok());
     group.bench_function("sandbox_run_noop", |b| {
         b.iter(|| assert!(sandbox.run(&spec).outcome.is_ok()))
+    });
+    // What metrics add to one run, at most: its dispatch (queue wait), its
+    // end (status, duration), one API request and one commit counted (the
+    // runs bench has fewer requests and commits than runs).
+    let metrics = GatewayMetrics::new();
+    let ended = RunEnded {
+        status: RunStatus::Succeeded,
+        started_ms: Some(1_000),
+        finished_ms: Some(1_003),
+    };
+    group.bench_function("metrics_per_run", |b| {
+        b.iter(|| {
+            metrics.run_dispatched(1, 998, 1_000);
+            metrics.run_ended(std::hint::black_box(&ended));
+            metrics.request_answered("/tasks/{id}", 200);
+            metrics.committed(Duration::from_micros(300), true);
+        })
     });
     group.finish();
 }

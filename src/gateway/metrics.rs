@@ -94,7 +94,7 @@ pub struct GatewayMetrics {
     pub(crate) queue_wait: Histogram,
     pub(crate) commit_seconds: Histogram,
     pub(crate) fsyncs: Counter,
-    pub(crate) http: Family<HttpLabels, Counter>,
+    http: Family<HttpLabels, Counter>,
     tasks: Family<StatusLabel, Gauge>,
     workers: Gauge,
     slots: Family<StateLabel, Gauge>,
@@ -251,7 +251,7 @@ impl GatewayMetrics {
     }
 
     /// A run was stored final (counted once: the planner writes a final run once).
-    pub(crate) fn run_ended(&self, run: &RunEnded) {
+    pub fn run_ended(&self, run: &RunEnded) {
         let status = run_status_label(run.status);
         self.runs.get_or_create(&StatusLabel { status }).inc();
         if let (Some(started), Some(finished)) = (run.started_ms, run.finished_ms) {
@@ -261,7 +261,7 @@ impl GatewayMetrics {
     }
 
     /// A task was stored final and forgotten.
-    pub(crate) fn task_finished(&self, status: TaskStatus) {
+    pub fn task_finished(&self, status: TaskStatus) {
         let status = match status {
             TaskStatus::Succeeded => "succeeded",
             TaskStatus::Failed => "failed",
@@ -275,7 +275,7 @@ impl GatewayMetrics {
     }
 
     /// A batch committed in `elapsed`; `durable`: with an fsync.
-    pub(crate) fn committed(&self, elapsed: std::time::Duration, durable: bool) {
+    pub fn committed(&self, elapsed: std::time::Duration, durable: bool) {
         self.commit_seconds.observe(elapsed.as_secs_f64());
         if durable {
             self.fsyncs.inc();
@@ -284,7 +284,7 @@ impl GatewayMetrics {
 
     /// An attempt was dispatched to a worker: its first waited since the run
     /// fell due; a later one is a retry.
-    pub(crate) fn run_dispatched(&self, attempt: u32, scheduled_ms: u64, started_ms: u64) {
+    pub fn run_dispatched(&self, attempt: u32, scheduled_ms: u64, started_ms: u64) {
         if attempt <= 1 {
             self.queue_wait
                 .observe(seconds(started_ms.saturating_sub(scheduled_ms)));
@@ -293,6 +293,16 @@ impl GatewayMetrics {
                 .get_or_create(&StatusLabel { status: "retried" })
                 .inc();
         }
+    }
+
+    /// An API request on `route` (a template, never a raw path) was answered with `status`.
+    pub fn request_answered(&self, route: &str, status: u16) {
+        self.http
+            .get_or_create(&HttpLabels {
+                route: route.to_string(),
+                status,
+            })
+            .inc();
     }
 
     /// Encodes every metric, the levels set from `snapshot` first.

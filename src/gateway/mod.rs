@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 pub use self::core::{
     Acked, Clock, Command, CoreConfig, Formed, HealthReport, ModuleInput, NewTask, PlanFailed,
-    Planner, Released, Retention, StorageMode, COMMAND_QUEUE_MAX, COMMIT_STALL_MAX,
+    Planner, Released, Retention, RunEnded, StorageMode, COMMAND_QUEUE_MAX, COMMIT_STALL_MAX,
     EXPIRE_INTERVAL_MS,
 };
 pub use api::guard::{

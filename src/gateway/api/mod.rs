@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::core::{Command, StorageMode};
 use super::health::Health;
-use super::metrics::{GatewayMetrics, HttpLabels, METRICS_CONTENT_TYPE};
+use super::metrics::{GatewayMetrics, METRICS_CONTENT_TYPE};
 use super::ApiError;
 use crate::sched::{Store, StoreError};
 
@@ -188,13 +188,7 @@ async fn count_requests(
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
     let response = next.run(request).await;
-    metrics
-        .http
-        .get_or_create(&HttpLabels {
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    metrics.request_answered(&route, response.status().as_u16());
     response
 }
 
