@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use axum::http::{header, StatusCode};
+use base64::Engine as _;
 use gateway_support::{form, multipart, submit_pending, Harness, BOUNDARY};
+use serde_json::json;
 use ww_sched::rpc;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 use ww_sched::transport::Transport as _;
@@ -68,7 +70,8 @@ async fn scrape_until(h: &Harness, series: &str, want: f64) -> BTreeMap<String, 
 }
 
 /// Three tasks of one run each that succeed, one idempotent retry, one
-/// pending task cancelled, one unknown path; returns the task ids.
+/// pending task cancelled, runs that fail, time out and are cancelled, one
+/// unknown path; returns the task ids.
 async fn workload(h: &Harness) -> Vec<String> {
     let ids: Vec<String> = ["metric-a", "metric-b", "metric-c"]
         .iter()
@@ -102,10 +105,51 @@ async fn workload(h: &Harness) -> Vec<String> {
         let task = h.wait_final(id).await;
         assert_eq!(task["status"], "succeeded", "{task}");
     }
+    // One run out of fuel (failed, not retried), one past its time limit, one
+    // cancelled while it runs: difficulty 8 takes far longer than the test.
+    let wasm = base64::engine::general_purpose::STANDARD.encode(HASH_PUZZLE_WASM);
+    for (id, extra) in [
+        ("metric-fuel", json!({ "fuel_max": 1000 })),
+        ("metric-slow", json!({ "duration_ms": 300 })),
+        ("metric-stopped", json!({})),
+    ] {
+        let mut body = json!({ "id": id, "wasm_base64": wasm, "args": [7, 8] });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, _, task) = h.post_json(&body, &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, task) = h.get("/tasks/metric-stopped").await;
+        if task["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ran: {task}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (status, task) = h.delete("/tasks/metric-stopped").await;
+    assert_eq!(status, StatusCode::OK, "{task}");
+    for (id, want) in [
+        ("metric-fuel", "failed"),
+        ("metric-slow", "failed"),
+        ("metric-stopped", "cancelled"),
+    ] {
+        let task = h.wait_final(id).await;
+        assert_eq!(task["status"], want, "{task}");
+    }
     let (status, _) = h.get("/no/such/thing").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let mut all = ids;
-    all.push("metric-pending".into());
+    for id in [
+        "metric-pending",
+        "metric-fuel",
+        "metric-slow",
+        "metric-stopped",
+    ] {
+        all.push(id.into());
+    }
     all
 }
 
@@ -115,32 +159,41 @@ fn a_known_workload_shows_exact_values() {
         let h = Harness::start("metrics-values", None).await;
         let (_worker, registration) = h.start_worker(2).await;
         workload(&h).await;
-        let s = scrape_until(&h, "ww_sched_runs_total{status=\"succeeded\"}", 3.0).await;
+        let s = scrape_until(
+            &h,
+            "ww_sched_tasks_finished_total{status=\"cancelled\"}",
+            2.0,
+        )
+        .await;
 
-        assert_eq!(value(&s, "ww_sched_tasks_submitted_total"), 4.0, "{s:?}");
-        assert_eq!(value(&s, "ww_sched_runs_total{status=\"failed\"}"), 0.0);
-        assert_eq!(value(&s, "ww_sched_runs_total{status=\"timed_out\"}"), 0.0);
-        // The cancelled task never had a run fall due.
-        assert_eq!(value(&s, "ww_sched_runs_total{status=\"cancelled\"}"), 0.0);
+        assert_eq!(value(&s, "ww_sched_tasks_submitted_total"), 7.0, "{s:?}");
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"succeeded\"}"), 3.0);
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"failed\"}"), 1.0);
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"timed_out\"}"), 1.0);
+        // The pending task never had a run fall due; the other was stopped.
+        assert_eq!(value(&s, "ww_sched_runs_total{status=\"cancelled\"}"), 1.0);
         assert_eq!(value(&s, "ww_sched_runs_total{status=\"retried\"}"), 0.0);
-        assert_eq!(
-            value(&s, "ww_sched_tasks_finished_total{status=\"succeeded\"}"),
-            3.0
-        );
-        assert_eq!(
-            value(&s, "ww_sched_tasks_finished_total{status=\"cancelled\"}"),
-            1.0
-        );
+        let finished = |status: &str| {
+            value(
+                &s,
+                &format!("ww_sched_tasks_finished_total{{status=\"{status}\"}}"),
+            )
+        };
+        assert_eq!(finished("succeeded"), 3.0);
+        assert_eq!(finished("failed"), 2.0);
+        assert_eq!(finished("cancelled"), 2.0);
         assert_eq!(value(&s, "ww_sched_tasks{status=\"pending\"}"), 0.0);
         assert_eq!(value(&s, "ww_sched_tasks{status=\"running\"}"), 0.0);
-        assert_eq!(value(&s, "ww_sched_tasks{status=\"finished\"}"), 4.0);
-        assert_eq!(value(&s, "ww_sched_run_duration_seconds_count"), 3.0);
-        assert_eq!(value(&s, "ww_sched_run_queue_wait_seconds_count"), 3.0);
-        // Every bucket bound is cumulative: +Inf holds all three.
+        assert_eq!(value(&s, "ww_sched_tasks{status=\"finished\"}"), 7.0);
+        // Six runs started and ended; the timed-out one took at least its 0.3 s.
+        assert_eq!(value(&s, "ww_sched_run_duration_seconds_count"), 6.0);
+        assert_eq!(value(&s, "ww_sched_run_queue_wait_seconds_count"), 6.0);
         assert_eq!(
             value(&s, "ww_sched_run_duration_seconds_bucket{le=\"+Inf\"}"),
-            3.0
+            6.0
         );
+        assert!(value(&s, "ww_sched_run_duration_seconds_bucket{le=\"0.256\"}") <= 5.0);
+        assert!(value(&s, "ww_sched_run_duration_seconds_sum") >= 0.3);
         assert_eq!(value(&s, "ww_sched_workers"), 1.0);
         assert_eq!(value(&s, "ww_sched_worker_slots{state=\"busy\"}"), 0.0);
         assert_eq!(value(&s, "ww_sched_worker_slots{state=\"free\"}"), 2.0);
@@ -154,9 +207,9 @@ fn a_known_workload_shows_exact_values() {
                 &format!("ww_sched_http_requests_total{{route=\"{route}\",status=\"{status}\"}}"),
             )
         };
-        assert_eq!(http("/tasks", 201), 4.0);
+        assert_eq!(http("/tasks", 201), 7.0);
         assert_eq!(http("/tasks", 200), 1.0);
-        assert!(http("/tasks/{id}", 200) >= 4.0, "{s:?}");
+        assert!(http("/tasks/{id}", 200) >= 7.0, "{s:?}");
         assert_eq!(http("unmatched", 404), 1.0);
         // A request is counted once answered: the next scrape shows this one.
         let again = samples(&scrape(&h).await);
