@@ -498,3 +498,50 @@ fn a_gateway_in_a_cluster_shows_its_membership_and_discovery() {
     })
     .unwrap();
 }
+
+/// Waits until run 0 of `metric-lost` is running its attempt `want`.
+async fn attempt_running(h: &Harness, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = h.get("/tasks/metric-lost/runs/0").await;
+        if run["attempt"] == want && run["status"] == "running" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "attempt {want} never ran: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn a_run_lost_with_its_worker_counts_as_retried() {
+    rpc::block_on_local(async {
+        let h = Harness::start("metrics-retried", None).await;
+        let (_, first) = h.start_worker(1).await;
+        let wasm = base64::engine::general_purpose::STANDARD.encode(HASH_PUZZLE_WASM);
+        // Difficulty 8 runs far longer than the test: it is in flight when
+        // its worker goes away.
+        let body = json!({ "id": "metric-lost", "wasm_base64": wasm, "args": [7, 8] });
+        let (status, _, task) = h.post_json(&body, &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{task}");
+        attempt_running(&h, 1).await;
+        // The worker leaves: its registration (and the node it holds) dropped.
+        first.abort();
+        let _ = first.await;
+        let (_, second) = h.start_worker(1).await;
+        attempt_running(&h, 2).await;
+        let (status, task) = h.delete("/tasks/metric-lost").await;
+        assert_eq!(status, StatusCode::OK, "{task}");
+        let s = scrape_until(&h, "ww_sched_runs_total{status=\"cancelled\"}", 1.0).await;
+        assert_eq!(
+            value(&s, "ww_sched_runs_total{status=\"retried\"}"),
+            1.0,
+            "{s:?}"
+        );
+        // Its queue wait is counted once, at its first dispatch.
+        assert_eq!(value(&s, "ww_sched_run_queue_wait_seconds_count"), 1.0);
+        assert_eq!(value(&s, "ww_sched_run_duration_seconds_count"), 1.0);
+        second.abort();
+        h.finish();
+    })
+    .unwrap();
+}
