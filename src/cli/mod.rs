@@ -91,14 +91,16 @@ impl NetworkArgs {
         let Some(path) = &self.swarm_key else {
             return Ok(None);
         };
-        let key = SwarmKey::load(path)?;
-        tracing::info!(fingerprint = %key.fingerprint(), "private network");
-        Ok(Some(key))
+        Ok(Some(SwarmKey::load(path)?))
     }
 
     /// The transport's settings for `identity` under these flags.
     pub fn libp2p_config(&self, identity: Identity) -> Result<Libp2pConfig> {
-        Ok(Libp2pConfig::new(identity).with_swarm_key(self.swarm_key()?))
+        let key = self.swarm_key()?;
+        if let Some(key) = &key {
+            tracing::info!(fingerprint = %key.fingerprint(), "private network");
+        }
+        Ok(Libp2pConfig::new(identity).with_swarm_key(key))
     }
 
     /// The addresses to listen on: `given`, or by default every interface with a
