@@ -4,6 +4,12 @@
 //! gateway's `--log-format json` stderr.
 
 mod gateway_support;
+mod support;
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
@@ -12,13 +18,18 @@ use ww_sched::rpc;
 
 use gateway_support::*;
 
-/// Writes "out:" and the low byte of its first argument plus '0', then a
-/// newline, to stdout, and returns its first argument.
+/// Spins its second argument times (about a second per 10^8), writes "out:"
+/// and its first argument as one digit, then a newline, to stdout, and
+/// returns its first argument.
 const ECHO_WAT: &str = r#"(module
     (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
     (memory (export "memory") 1)
     (data (i32.const 100) "out:?\n")
-    (func (export "run") (param i64 i64) (result i64)
+    (func (export "run") (param i64 i64) (result i64) (local i64)
+        (block $done (loop $spin
+            (br_if $done (i64.ge_u (local.get 2) (local.get 1)))
+            (local.set 2 (i64.add (local.get 2) (i64.const 1)))
+            br $spin))
         (i32.store8 (i32.const 104) (i32.add (i32.const 48) (i32.wrap_i64 (local.get 0))))
         (i32.store (i32.const 0) (i32.const 100))
         (i32.store (i32.const 4) (i32.const 6))
@@ -97,4 +108,243 @@ fn stdout_route_serves_each_runs_text_and_404s_the_unknown() {
         h.finish();
     })
     .unwrap();
+}
+
+/// A gateway process logging JSON at debug level to a file; killed when dropped.
+struct JsonGateway {
+    child: Child,
+    stderr: std::path::PathBuf,
+    dial: String,
+    http: String,
+}
+
+impl Drop for JsonGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next stdout line of `lines` starting with `prefix`, without it.
+fn line_after(lines: &Receiver<String>, prefix: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the gateway printed no {prefix:?} line"));
+        if let Some(rest) = line.strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+}
+
+/// Starts `ww-sched --log-format json gateway` on `data`, stderr into a file.
+fn start_json_gateway(data: &support::TempDir) -> JsonGateway {
+    let stderr = data.0.join("gateway.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+        .args([
+            "--log-format",
+            "json",
+            "gateway",
+            "--http",
+            "127.0.0.1:0",
+            "--data",
+            &data.0.join("store").to_string_lossy(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--discover",
+            "none",
+        ])
+        .env("RUST_LOG", "warn,ww_sched=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .spawn()
+        .expect("start the gateway");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut gateway = JsonGateway {
+        child,
+        stderr,
+        dial: String::new(),
+        http: String::new(),
+    };
+    gateway.dial = line_after(&lines, "listening on ");
+    gateway.http = line_after(&lines, "http on ");
+    gateway
+}
+
+/// `ww-sched ARGS` run to its end with stdout and stderr piped.
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+        .args(args)
+        .env_remove("WW_SCHED_TOKEN")
+        .output()
+        .expect("run ww-sched")
+}
+
+/// Text with a control character other than a newline, if any.
+fn control_characters(text: &str) -> Vec<char> {
+    text.chars()
+        .filter(|c| c.is_control() && *c != '\n')
+        .collect()
+}
+
+#[test]
+fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
+    let dir = support::TempDir::new("run-logs");
+    let gateway = start_json_gateway(&dir);
+    let worker = support::start_worker("none", &["--dial", &gateway.dial]);
+    let wasm_path = dir.0.join("echo.wasm");
+    std::fs::write(&wasm_path, echo_wasm()).unwrap();
+    let wasm = wasm_path.to_str().unwrap();
+    let data = dir.0.join("store");
+    let data = data.to_str().unwrap();
+    let http = gateway.http.as_str();
+
+    // `submit` piped: the id on stdout, then plain progress lines, no bar.
+    let out = cli(&[
+        "submit",
+        wasm,
+        "--input",
+        "2",
+        "--difficulty",
+        "0",
+        "--repeats",
+        "2",
+        "--id",
+        "piped",
+        "--gateway",
+        http,
+        "--data",
+        data,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "submit failed: {stdout} {stderr}");
+    assert_eq!(
+        control_characters(&stdout),
+        Vec::<char>::new(),
+        "{stdout:?}"
+    );
+    assert_eq!(
+        control_characters(&stderr),
+        Vec::<char>::new(),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "piped: succeeded, 2/2 runs done, 0 failed"),
+        "no final progress line: {stderr}"
+    );
+
+    // `logs --follow` on a task whose runs fall due a second apart and take
+    // a while each (so the follower sees them running): each run's header
+    // and stdout once, in index order, then exit 0.
+    let out = cli(&[
+        "submit",
+        wasm,
+        "--input",
+        "7",
+        "--difficulty",
+        "40000000",
+        "--repeats",
+        "3",
+        "--delay",
+        "1",
+        "--id",
+        "spaced",
+        "--no-follow",
+        "--gateway",
+        http,
+        "--data",
+        data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&[
+        "logs",
+        "spaced",
+        "--follow",
+        "--poll-ms",
+        "100",
+        "--gateway",
+        http,
+        "--data",
+        data,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "logs failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    for (index, pair) in lines.chunks(2).enumerate() {
+        let header = format!(
+            "==> run {index} succeeded (attempt 1, worker {}",
+            worker.peer
+        );
+        assert!(pair[0].starts_with(&header), "{index}: {stdout}");
+        assert_eq!(pair[1], "out:7", "{index}: {stdout}");
+    }
+
+    // `logs` of an unknown task fails naming it.
+    let out = cli(&["logs", "nope", "--gateway", http, "--data", data]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no task"));
+
+    // `tasks --output json`: one JSON array with both tasks.
+    let out = cli(&[
+        "tasks",
+        "--output",
+        "json",
+        "--gateway",
+        http,
+        "--data",
+        data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(ids(&list), ["piped", "spaced"], "{list}");
+
+    // The gateway's stderr: every line a JSON object, and run events carry
+    // the task and run index as fields of their own.
+    let log = std::fs::read_to_string(&gateway.stderr).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    assert!(events.iter().all(|e| e.is_object()), "{log}");
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["message"] == "run succeeded")
+        .collect();
+    assert_eq!(finished.len(), 5, "{log}");
+    for event in finished {
+        assert!(
+            event["task"] == "piped" || event["task"] == "spaced",
+            "{event}"
+        );
+        assert!(event["index"].is_u64(), "{event}");
+        assert_eq!(event["worker"], worker.peer.as_str(), "{event}");
+    }
 }
