@@ -139,26 +139,32 @@ fn line_after(lines: &Receiver<String>, prefix: &str) -> String {
     }
 }
 
-/// Starts `ww-sched --log-format json gateway` on `data`, stderr into a file.
-fn start_json_gateway(data: &support::TempDir) -> JsonGateway {
+/// Starts `ww-sched --log-format json gateway` on `data`, its API on
+/// `http` and libp2p on `listen`, stderr appended to a file.
+fn start_json_gateway(data: &support::TempDir, http: &str, listen: &str) -> JsonGateway {
     let stderr = data.0.join("gateway.stderr");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr)
+        .expect("stderr file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
         .args([
             "--log-format",
             "json",
             "gateway",
             "--http",
-            "127.0.0.1:0",
+            http,
             "--data",
             &data.0.join("store").to_string_lossy(),
             "--listen",
-            "/ip4/127.0.0.1/tcp/0",
+            listen,
             "--discover",
             "none",
         ])
         .env("RUST_LOG", "warn,ww_sched=debug")
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+        .stderr(log)
         .spawn()
         .expect("start the gateway");
     let stdout = child.stdout.take().expect("piped stdout");
@@ -200,7 +206,7 @@ fn control_characters(text: &str) -> Vec<char> {
 #[test]
 fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
     let dir = support::TempDir::new("run-logs");
-    let gateway = start_json_gateway(&dir);
+    let gateway = start_json_gateway(&dir, "127.0.0.1:0", "/ip4/127.0.0.1/tcp/0");
     let worker = support::start_worker("none", &["--dial", &gateway.dial]);
     let wasm_path = dir.0.join("echo.wasm");
     std::fs::write(&wasm_path, echo_wasm()).unwrap();
@@ -347,4 +353,112 @@ fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
         assert!(event["index"].is_u64(), "{event}");
         assert_eq!(event["worker"], worker.peer.as_str(), "{event}");
     }
+}
+
+/// Submits the echo module from `dir` as task `id` without following it.
+fn submit_echo(dir: &support::TempDir, http: &str, id: &str, extra: &[&str]) {
+    let wasm_path = dir.0.join("echo.wasm");
+    std::fs::write(&wasm_path, echo_wasm()).unwrap();
+    let mut args = vec![
+        "submit",
+        wasm_path.to_str().unwrap(),
+        "--input",
+        "7",
+        "--id",
+        id,
+        "--no-follow",
+        "--gateway",
+        http,
+    ];
+    args.extend_from_slice(extra);
+    let out = cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn logs_follow_outlives_a_gateway_restart() {
+    let dir = support::TempDir::new("run-logs-restart");
+    // Fixed ports, so the restarted gateway is where the follower and the worker look.
+    let http = format!("127.0.0.1:{}", support::free_tcp_port());
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", support::free_tcp_port());
+    let mut gateway = start_json_gateway(&dir, &http, &listen);
+    let _worker = support::start_worker("none", &["--dial", &gateway.dial]);
+    let url = gateway.http.clone();
+    submit_echo(
+        &dir,
+        &url,
+        "restart",
+        &["--difficulty", "20000000", "--repeats", "4", "--delay", "1"],
+    );
+    let mut logs = support::Proc::start(&[
+        "logs",
+        "restart",
+        "--follow",
+        "--poll-ms",
+        "100",
+        "--gateway",
+        &url,
+    ]);
+    logs.wait_for("==> run 0 ", Duration::from_secs(30));
+    // The gateway dies and is back about a second later, on the same store.
+    drop(gateway);
+    std::thread::sleep(Duration::from_secs(1));
+    gateway = start_json_gateway(&dir, &http, &listen);
+    assert_eq!(gateway.http, url);
+    let status = logs
+        .wait_exit(Duration::from_secs(90))
+        .expect("logs --follow did not end");
+    while logs
+        .next_line(Instant::now() + Duration::from_secs(1))
+        .is_some()
+    {}
+    assert!(status.success(), "logs failed: {:?}", logs.seen);
+    let headers: Vec<&String> = logs.seen.iter().filter(|l| l.starts_with("==> ")).collect();
+    assert_eq!(headers.len(), 4, "{:?}", logs.seen);
+    for (index, header) in headers.iter().enumerate() {
+        assert!(
+            header.starts_with(&format!("==> run {index} succeeded")),
+            "{:?}",
+            logs.seen
+        );
+    }
+    let outputs = logs.seen.iter().filter(|l| *l == "out:7").count();
+    assert_eq!(outputs, 4, "{:?}", logs.seen);
+}
+
+#[test]
+fn tasks_watch_piped_prints_a_table_only_when_it_changes() {
+    let dir = support::TempDir::new("run-logs-watch");
+    let gateway = start_json_gateway(&dir, "127.0.0.1:0", "/ip4/127.0.0.1/tcp/0");
+    let mut watch = support::Proc::start(&["tasks", "--watch", "--gateway", &gateway.http]);
+    watch.wait_for("ID ", Duration::from_secs(30));
+    // Nothing changes: nothing more is printed across three redraws.
+    assert_eq!(
+        watch.next_line(Instant::now() + Duration::from_secs(3)),
+        None,
+        "{:?}",
+        watch.seen
+    );
+    // A new task (pending for a day: no worker needed) brings a new table.
+    submit_echo(
+        &dir,
+        &gateway.http,
+        "watched",
+        &["--difficulty", "0", "--start", "86400"],
+    );
+    watch.wait_for("ID ", Duration::from_secs(10));
+    let row = watch.wait_for("watched ", Duration::from_secs(5));
+    assert!(row.contains("pending"), "{:?}", watch.seen);
+    assert!(
+        watch
+            .seen
+            .iter()
+            .all(|line| control_characters(line).is_empty()),
+        "{:?}",
+        watch.seen
+    );
 }
