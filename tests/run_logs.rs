@@ -462,3 +462,51 @@ fn tasks_watch_piped_prints_a_table_only_when_it_changes() {
         watch.seen
     );
 }
+
+#[test]
+fn submit_on_a_terminal_draws_a_progress_bar() {
+    let dir = support::TempDir::new("run-logs-bar");
+    let gateway = start_json_gateway(&dir, "127.0.0.1:0", "/ip4/127.0.0.1/tcp/0");
+    let _worker = support::start_worker("none", &["--dial", &gateway.dial]);
+    let wasm_path = dir.0.join("echo.wasm");
+    std::fs::write(&wasm_path, echo_wasm()).unwrap();
+    // util-linux `script` runs the command on a pseudo-terminal and copies
+    // what it wrote to its own stdout.
+    let command = format!(
+        "{} submit {} --input 1 --difficulty 0 --repeats 2 --id bar --gateway {}",
+        env!("CARGO_BIN_EXE_ww-sched"),
+        wasm_path.display(),
+        gateway.http
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("WW_SCHED_TOKEN")
+        .output()
+        .expect("run script (util-linux)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    // The bar is redrawn in place (carriage return, clear to end of line)
+    // and ends full; no plain progress line is printed.
+    assert!(
+        screen.contains(&format!(
+            "\rbar [{}] 2/2 runs, 0 failed, succeeded\x1b[K",
+            "#".repeat(30)
+        )),
+        "{screen:?}"
+    );
+    assert!(!screen.contains("runs done"), "{screen:?}");
+
+    // `tasks --watch` on a terminal clears and redraws every second, changed or not.
+    let command = format!(
+        "timeout 2.5 {} tasks --watch --gateway {}",
+        env!("CARGO_BIN_EXE_ww-sched"),
+        gateway.http
+    );
+    let out = Command::new("script")
+        .args(["-qc", &command, "/dev/null"])
+        .output()
+        .expect("run script (util-linux)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    let redraws = screen.matches("\x1b[H\x1b[2JID ").count();
+    assert!(redraws >= 2, "{redraws} redraws: {screen:?}");
+}
