@@ -353,6 +353,13 @@ fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
         assert!(event["index"].is_u64(), "{event}");
         assert_eq!(event["worker"], worker.peer.as_str(), "{event}");
     }
+    // A task's end carries its id as a field too.
+    let ended: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["message"] == "task finished")
+        .collect();
+    assert_eq!(ended.len(), 2, "{log}");
+    assert!(ended.iter().all(|e| e["task"].is_string()), "{log}");
 }
 
 /// Submits the echo module from `dir` as task `id` without following it.
@@ -464,7 +471,7 @@ fn tasks_watch_piped_prints_a_table_only_when_it_changes() {
 }
 
 #[test]
-fn submit_on_a_terminal_draws_a_progress_bar() {
+fn on_a_terminal_submit_draws_a_bar_and_watch_redraws() {
     let dir = support::TempDir::new("run-logs-bar");
     let gateway = start_json_gateway(&dir, "127.0.0.1:0", "/ip4/127.0.0.1/tcp/0");
     let _worker = support::start_worker("none", &["--dial", &gateway.dial]);
