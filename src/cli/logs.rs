@@ -93,7 +93,8 @@ fn print_run(out: &mut impl std::io::Write, run: &Value, stdout: &str) -> std::i
         header.push_str(&format!(", worker {worker}"));
     }
     if let Some(error) = run["error"].as_str() {
-        header.push_str(&format!(", {error}"));
+        // One line per header, whatever the error text holds.
+        header.push_str(&format!(", {}", error.replace(['\n', '\r'], " ")));
     }
     writeln!(out, "{header}) <==")?;
     out.write_all(stdout.as_bytes())?;

@@ -170,7 +170,8 @@ pub fn follow(client: &http::Client, gateway: &str, id: &str) -> Result<Value> {
     let terminal = std::io::stderr().is_terminal();
     let mut shown: Option<Progress> = None;
     // Runs below `cursor` are final, `failed_below` of them not succeeded:
-    // each poll reads one page from the first unfinished run on.
+    // each poll reads one page from the first unfinished run on (a run more
+    // than a page past it is counted once the cursor comes near).
     let mut cursor: u64 = 0;
     let mut failed_below: u64 = 0;
     loop {
