@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use tower::ServiceExt as _;
+use ww_sched::gateway::{lock, ApiAccess, ApiToken, HttpLimits};
 use ww_sched::rpc;
 
 use gateway_support::*;
@@ -104,6 +105,34 @@ fn stdout_route_serves_each_runs_text_and_404s_the_unknown() {
                 needle,
             );
         }
+        // Like every route, it sits behind the API guard: off loopback, no
+        // token is 401 and the token is 200.
+        let token = "0123456789abcdef0123456789abcdef-test";
+        let locked = lock(
+            h.router.clone(),
+            ApiAccess::new(
+                "10.0.0.1:8080".parse().unwrap(),
+                ApiToken::new(token).unwrap(),
+            ),
+            HttpLimits::default(),
+        );
+        for (authorization, expected) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some(format!("Bearer {token}")), StatusCode::OK),
+        ] {
+            let mut request =
+                Request::get("/tasks/echo/runs/0/stdout").header(header::HOST, "10.0.0.1:8080");
+            if let Some(value) = &authorization {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            let response = locked
+                .clone()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), expected, "{authorization:?}");
+        }
+
         registration.abort();
         h.finish();
     })
