@@ -546,3 +546,24 @@ fn on_a_terminal_submit_draws_a_bar_and_watch_redraws() {
     let redraws = screen.matches("\x1b[H\x1b[2JID ").count();
     assert!(redraws >= 2, "{redraws} redraws: {screen:?}");
 }
+
+#[test]
+fn peers_output_json_is_a_json_array() {
+    let out = cli(&[
+        "peers",
+        "--discover",
+        "none",
+        "--wait-ms",
+        "100",
+        "--output",
+        "json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(view, serde_json::json!([]), "alone, nobody is in view");
+}
