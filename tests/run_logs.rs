@@ -1,7 +1,9 @@
 //! Run logs and the CLI that follows: `GET /tasks/{id}/runs/{index}/stdout`
-//! in-process through the router (and its 404s), then real processes:
-//! `ww-sched logs --follow`, `tasks --output json`, `submit` piped, and a
-//! gateway's `--log-format json` stderr.
+//! in-process through the router (its 404s, behind the API guard), then real
+//! processes: `ww-sched logs --follow` (in order, once each, through a
+//! gateway restart), `tasks --output json`, `tasks --watch` piped and on a
+//! pseudo-terminal, `submit` piped and on a pseudo-terminal, `peers --output
+//! json`, and a gateway's `--log-format json` stderr.
 
 mod gateway_support;
 mod support;
