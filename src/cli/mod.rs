@@ -5,6 +5,7 @@ pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod keys;
+pub mod logs;
 pub mod peers;
 pub mod run_local;
 pub mod submit;
@@ -24,6 +25,15 @@ use ww_sched::transport::{Address, Identity, Libp2pConfig, SwarmKey, Transport};
 
 /// Largest module file the CLI reads.
 const MODULE_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// How a listing command prints: a table for people, JSON for programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns with a header line.
+    Table,
+    /// One JSON array.
+    Json,
+}
 
 /// Runs a node's async work on a current-thread runtime with a `LocalSet`.
 pub fn on_node_thread(work: impl Future<Output = Result<()>>) -> Result<()> {

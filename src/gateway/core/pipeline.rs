@@ -112,6 +112,7 @@ impl Core {
         for id in released.finished {
             match self.sched.forget(&id) {
                 Ok(task) => {
+                    tracing::info!(task = %id, status = ?task.status, completions = task.completions, "task finished");
                     if let Some(key) = &task.spec.idempotency_key {
                         self.keys.remove(key);
                     }
