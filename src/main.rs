@@ -2,6 +2,8 @@
 
 mod cli;
 
+use std::io::IsTerminal as _;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -17,11 +19,25 @@ use clap::{Parser, Subcommand};
         tasks/hash-puzzle/hash-puzzle.wasm --input 7 --difficulty 3` runs the module's \
         `run(input, difficulty)` export on it. `ww-sched run-local` runs a module in \
         the sandbox without any network.\n\n\
-        Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more."
+        Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=debug) for more, and \
+        --log-format json for one JSON object a line."
 )]
 struct Cli {
+    /// How log lines on stderr look: `text` for people, `json` for machines
+    /// (one JSON object a line, with task, index, peer and worker as fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--log-format` choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// tracing's human-readable lines.
+    Text,
+    /// One JSON object a line (tracing-subscriber's json format).
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -39,8 +55,11 @@ enum Command {
     Call(cli::call::CallArgs),
     /// Submit a task to the gateway, print its id, follow it, print the results.
     Submit(cli::submit::SubmitArgs),
-    /// List the gateway's tasks, or show (or cancel) one.
+    /// List the gateway's tasks (or watch the list), or show (or cancel) one.
     Tasks(cli::submit::TasksArgs),
+    /// Print each run's stdout in index order; with --follow, as runs finish,
+    /// until the task is final.
+    Logs(cli::logs::LogsArgs),
     /// Run a module in the local sandbox, without a network.
     RunLocal(cli::run_local::RunLocalArgs),
     /// Print a new swarm key (libp2p PSK v1 format): give the file to every node
@@ -57,19 +76,26 @@ fn main() -> std::process::ExitCode {
         Command::Demo(_) => "warn",
         _ => "warn,ww_sched=info",
     };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .init();
+        // Colour codes only for a person at a terminal, never into a pipe or file.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // Fields at the top level, beside the message, so a log pipeline can
+        // filter on `task` or `peer` without digging into a nested object.
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let outcome = match cli.command {
         Command::Demo(args) => cli::on_node_thread(cli::demo::run(args)),
         Command::Gateway(args) => cli::on_node_thread(cli::gateway::run(args)),
         Command::Worker(args) => cli::on_node_thread(cli::worker::run(args)),
         Command::Submit(args) => cli::submit::submit(args),
         Command::Tasks(args) => cli::submit::tasks(args),
+        Command::Logs(args) => cli::logs::run(args),
         Command::Call(args) => cli::on_node_thread(cli::call::run(args)),
         Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
         Command::RunLocal(args) => cli::run_local::run(args),

@@ -191,7 +191,7 @@ pub async fn keep_registered<T: Transport>(
         };
         match register(&node, gateway, config).await {
             Ok(connection) => {
-                tracing::info!(%gateway, "registered with the gateway");
+                tracing::info!(%gateway, worker = %node.peer_id(), "registered with the gateway");
                 let registered_at = tokio::time::Instant::now();
                 loop {
                     tokio::time::sleep(REGISTRATION_CHECK).await;
@@ -209,12 +209,14 @@ pub async fn keep_registered<T: Transport>(
                         .map_or(registered_at, |t| t.max(registered_at));
                     let silent = heard.elapsed() > REGISTRATION_SILENCE_MAX;
                     if connection.is_lost() || gone || silent {
-                        tracing::info!(%gateway, "lost the gateway; registering again");
+                        tracing::info!(%gateway, worker = %node.peer_id(), "lost the gateway; registering again");
                         break;
                     }
                 }
             }
-            Err(e) => tracing::debug!(%gateway, error = %e, "registration failed"),
+            Err(e) => {
+                tracing::debug!(%gateway, worker = %node.peer_id(), error = %e, "registration failed")
+            }
         }
         tokio::time::sleep(REGISTRATION_RETRY).await;
     }

@@ -247,6 +247,7 @@ fn no_label_names_a_task_or_a_peer() {
             "/tasks",
             "/tasks/{id}",
             "/tasks/{id}/runs/{index}",
+            "/tasks/{id}/runs/{index}/stdout",
             "/modules",
             "/workers",
             "/cluster",

@@ -1,8 +1,9 @@
 //! A small blocking HTTP client for the gateway's REST API (CLI only).
 
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
 use ww_sched::gateway::API_TOKEN_FILE;
 
@@ -60,6 +61,29 @@ impl Client {
         answer(url, self.authorize(Self::agent().get(url)).call())
     }
 
+    /// `GET url` as text (a run's stdout); an error answer is still JSON.
+    pub fn get_text(&self, url: &str) -> Result<String> {
+        let mut response = reach(url, self.authorize(Self::agent().get(url)).call())?;
+        if !response.status().is_success() {
+            return Err(refusal(url, &mut response));
+        }
+        response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("{url}: cannot read the answer"))
+    }
+
+    /// `GET url` as JSON, retried while the gateway is unreachable or
+    /// answers 503 (a restart, a burst of load): a follower outlives a blip.
+    pub fn get_json_patiently(&self, url: &str) -> Result<Value> {
+        patiently(|| self.get_json(url))
+    }
+
+    /// `GET url` as text, retried like [`Client::get_json_patiently`].
+    pub fn get_text_patiently(&self, url: &str) -> Result<String> {
+        patiently(|| self.get_text(url))
+    }
+
     /// `POST url` with a JSON body.
     pub fn post_json(&self, url: &str, body: &Value) -> Result<Value> {
         answer(url, self.authorize(Self::agent().post(url)).send_json(body))
@@ -88,29 +112,79 @@ impl Client {
     }
 }
 
+/// The gateway could not be reached, or answered 503: worth trying again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(String);
+
+/// Attempts before a transient failure is given up on (about 30 s in all).
+const ATTEMPTS: u32 = 12;
+
+/// Calls `call` until it succeeds, fails for good, or [`ATTEMPTS`] transient
+/// failures in a row, waiting longer after each (250 ms doubling to 4 s).
+fn patiently<T>(mut call: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut wait = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(e) if e.downcast_ref::<Unavailable>().is_some() && attempt < ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "gateway unavailable; retrying");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(4));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The response, or [`Unavailable`] when the gateway could not be reached.
+fn reach(
+    url: &str,
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<ureq::http::Response<ureq::Body>> {
+    response.map_err(|e| {
+        anyhow::Error::new(Unavailable(format!(
+            "cannot reach {url} (is `ww-sched gateway` running?): {e}"
+        )))
+    })
+}
+
+/// The error a non-success answer stands for (its JSON `error` and `detail`).
+fn refusal(url: &str, response: &mut ureq::http::Response<ureq::Body>) -> anyhow::Error {
+    let status = response.status();
+    let body: Value = match response.body_mut().read_json() {
+        Ok(body) => body,
+        Err(_) => return anyhow!("{url} answered {status} without JSON"),
+    };
+    let kind = body["error"].as_str().unwrap_or("error");
+    let detail = body["detail"].as_str().unwrap_or("");
+    if status == ureq::http::StatusCode::UNAUTHORIZED {
+        return anyhow!(
+            "{url}: {status} {kind}: set {TOKEN_ENV}, or --data to the gateway's data \
+             directory, so that its api-token is sent"
+        );
+    }
+    let message = format!("{url}: {status} {kind}: {detail}");
+    if status == ureq::http::StatusCode::SERVICE_UNAVAILABLE {
+        return anyhow::Error::new(Unavailable(message));
+    }
+    anyhow!(message)
+}
+
 fn answer(
     url: &str,
     response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<Value> {
-    let mut response =
-        response.with_context(|| format!("cannot reach {url} (is `ww-sched gateway` running?)"))?;
+    let mut response = reach(url, response)?;
     let status = response.status();
-    let body: Value = response
+    if !status.is_success() {
+        return Err(refusal(url, &mut response));
+    }
+    response
         .body_mut()
         .read_json()
-        .with_context(|| format!("{url} answered {status} without JSON"))?;
-    if !status.is_success() {
-        let kind = body["error"].as_str().unwrap_or("error");
-        let detail = body["detail"].as_str().unwrap_or("");
-        if status == ureq::http::StatusCode::UNAUTHORIZED {
-            bail!(
-                "{url}: {status} {kind}: set {TOKEN_ENV}, or --data to the gateway's data \
-                 directory, so that its api-token is sent"
-            );
-        }
-        bail!("{url}: {status} {kind}: {detail}");
-    }
-    Ok(body)
+        .with_context(|| format!("{url} answered {status} without JSON"))
 }
 
 /// `GET url` as JSON, without a token (a gateway on loopback).

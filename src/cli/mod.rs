@@ -5,6 +5,7 @@ pub mod demo;
 pub mod gateway;
 pub mod http;
 pub mod keys;
+pub mod logs;
 pub mod peers;
 pub mod run_local;
 pub mod submit;
@@ -24,6 +25,15 @@ use ww_sched::transport::{Address, Identity, Libp2pConfig, SwarmKey, Transport};
 
 /// Largest module file the CLI reads.
 const MODULE_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// How a listing command prints: a table for people, JSON for programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns with a header line.
+    Table,
+    /// One JSON array.
+    Json,
+}
 
 /// Runs a node's async work on a current-thread runtime with a `LocalSet`.
 pub fn on_node_thread(work: impl Future<Output = Result<()>>) -> Result<()> {
@@ -91,14 +101,16 @@ impl NetworkArgs {
         let Some(path) = &self.swarm_key else {
             return Ok(None);
         };
-        let key = SwarmKey::load(path)?;
-        tracing::info!(fingerprint = %key.fingerprint(), "private network");
-        Ok(Some(key))
+        Ok(Some(SwarmKey::load(path)?))
     }
 
     /// The transport's settings for `identity` under these flags.
     pub fn libp2p_config(&self, identity: Identity) -> Result<Libp2pConfig> {
-        Ok(Libp2pConfig::new(identity).with_swarm_key(self.swarm_key()?))
+        let key = self.swarm_key()?;
+        if let Some(key) = &key {
+            tracing::info!(fingerprint = %key.fingerprint(), "private network");
+        }
+        Ok(Libp2pConfig::new(identity).with_swarm_key(key))
     }
 
     /// The addresses to listen on: `given`, or by default every interface with a

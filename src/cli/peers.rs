@@ -8,7 +8,7 @@ use serde::Serialize;
 use ww_sched::cluster::{parse_selector, Query, Record};
 use ww_sched::transport::{Identity, Libp2pTransport, Transport};
 
-use super::ClusterArgs;
+use super::{ClusterArgs, OutputFormat};
 
 /// Flags of `ww-sched peers`.
 #[derive(Args)]
@@ -26,9 +26,12 @@ pub struct PeersArgs {
     /// Print at most this many records.
     #[arg(long)]
     limit: Option<usize>,
-    /// Print JSON (one array of records) instead of a table.
+    /// Print JSON (one array of records) instead of a table; the same as `--output json`.
     #[arg(long)]
     json: bool,
+    /// How to print the view: a table, or one JSON array.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
 }
 
 #[derive(Serialize)]
@@ -71,7 +74,7 @@ pub async fn run(args: PeersArgs) -> Result<()> {
         .filter(|r| r.peer != transport.local_peer_id())
         .map(|r| row(r, now_ms))
         .collect();
-    if args.json {
+    if args.json || args.output == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }

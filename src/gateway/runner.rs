@@ -39,7 +39,7 @@ pub(super) async fn run_on_worker(
         },
         Ok(report) if implausible(&report, &run.limits).is_some() => {
             let why = implausible(&report, &run.limits).unwrap_or_default();
-            tracing::warn!(worker = ?worker.peer(), %why, "a worker's report cannot be true; the run is retried");
+            tracing::warn!(task = %spec.id, worker = ?worker.peer(), %why, "a worker's report cannot be true; the run is retried");
             // Retried like a lost attempt: the report is not recorded.
             RunOutcome::TransportFailed {
                 message: format!("implausible report: {why}"),

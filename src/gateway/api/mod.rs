@@ -97,6 +97,7 @@ pub fn router(
         .route("/tasks", post(submit::submit).get(tasks::list))
         .route("/tasks/{id}", get(tasks::detail).delete(tasks::delete))
         .route("/tasks/{id}/runs/{index}", get(tasks::run))
+        .route("/tasks/{id}/runs/{index}/stdout", get(tasks::run_stdout))
         .route("/modules", post(submit::upload_module))
         .route("/workers", get(workers))
         .route("/cluster", get(cluster))
@@ -105,7 +106,8 @@ pub fn router(
         .fallback(|| async {
             ApiError::NotFound(
                 "no such endpoint: see /tasks, /tasks/{id}, /tasks/{id}/runs/{index}, \
-                 /modules, /workers, /cluster, /healthz, /metrics"
+                 /tasks/{id}/runs/{index}/stdout, /modules, /workers, /cluster, /healthz, \
+                 /metrics"
                     .into(),
             )
         })

@@ -3,6 +3,7 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -11,7 +12,7 @@ use super::{bad, ApiState, PAGE_DEFAULT, PAGE_MAX};
 use crate::gateway::commands::Command;
 use crate::gateway::views::{task_detail, task_summary};
 use crate::gateway::ApiError;
-use crate::sched::{TaskId, TaskStatus};
+use crate::sched::{Run, TaskId, TaskStatus};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,12 +99,9 @@ pub(super) async fn detail(
     Ok(Json(task_detail(&header, Some((offset, &runs)))).into_response())
 }
 
-/// `GET /tasks/{id}/runs/{index}`: one run, with its stdout.
-pub(super) async fn run(
-    State(state): State<ApiState>,
-    Path((id, index)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let id = task_id(&id)?;
+/// Reads run `index` of task `id` from the store; 404 for an unknown task or run.
+async fn find_run(state: &ApiState, id: &str, index: &str) -> Result<Run, ApiError> {
+    let id = task_id(id)?;
     let index: u32 = index
         .parse()
         .map_err(|_| ApiError::NotFound(format!("run {index:?}: not a run index")))?;
@@ -121,8 +119,31 @@ pub(super) async fn run(
             "task {:?} has no run {index} (yet)",
             id.0
         ))),
-        Some(Some(run)) => Ok(Json(run).into_response()),
+        Some(Some(run)) => Ok(run),
     }
+}
+
+/// `GET /tasks/{id}/runs/{index}`: one run, with its stdout.
+pub(super) async fn run(
+    State(state): State<ApiState>,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    Ok(Json(find_run(&state, &id, &index).await?).into_response())
+}
+
+/// `GET /tasks/{id}/runs/{index}/stdout`: the run's stdout as text, so a
+/// shell can pipe it without unpicking JSON (what the store holds so far:
+/// empty until the run has reported).
+pub(super) async fn run_stdout(
+    State(state): State<ApiState>,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let run = find_run(&state, &id, &index).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        run.stdout,
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -116,6 +116,7 @@ impl Core {
             match self.sched.forget(&id) {
                 Ok(task) => {
                     self.metrics.task_finished(task.status);
+                    tracing::info!(task = %id, status = ?task.status, completions = task.completions, "task finished");
                     if let Some(key) = &task.spec.idempotency_key {
                         self.keys.remove(key);
                     }

@@ -121,8 +121,10 @@ impl Core {
         };
         let key = (task.clone(), index, attempt);
         let done = self.done_sender.clone();
+        tracing::debug!(%task, index, attempt, %worker, "run started");
         let handle = tokio::task::spawn_local(async move {
             let outcome = run_on_worker(&client, &spec, module).await;
+            log_attempt_end(&task, index, attempt, &worker, &outcome);
             // The core outlives its runs; if it is gone, nobody needs the result.
             let _ = done.send(RunDone {
                 task,
@@ -148,5 +150,27 @@ impl Core {
         let bytes = Arc::new(bytes);
         self.modules.cache_insert(*hash, bytes.clone());
         Ok(Some(bytes))
+    }
+}
+
+/// One event per attempt that came back, with the task, run index, attempt and
+/// worker as fields: successes at debug (a task may have thousands), failures
+/// at info.
+fn log_attempt_end(task: &TaskId, index: u32, attempt: u32, worker: &str, outcome: &RunOutcome) {
+    match outcome {
+        RunOutcome::Succeeded { fuel_used, .. } => {
+            tracing::debug!(%task, index, attempt, worker, fuel_used, "run succeeded");
+        }
+        RunOutcome::TaskFailed {
+            kind,
+            message,
+            fuel_used,
+            ..
+        } => {
+            tracing::info!(%task, index, attempt, worker, kind = %kind, error = %message, fuel_used, "run failed");
+        }
+        RunOutcome::TransportFailed { message } => {
+            tracing::info!(%task, index, attempt, worker, error = %message, "run attempt lost; it may be retried");
+        }
     }
 }
