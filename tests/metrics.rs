@@ -396,13 +396,15 @@ fn metrics_go_through_the_api_guard() {
     const TOKEN: &str = "0123456789abcdef0123456789abcdef-metrics";
     rpc::block_on_local(async {
         let h = Harness::start("metrics-guard", None).await;
+        let metrics = h.gateway.as_ref().expect("running").metrics();
         // An API off loopback: every request but /healthz needs the token.
         let api = lock(
             h.router.clone(),
             ApiAccess::new(
                 "10.1.2.3:8080".parse().unwrap(),
                 ApiToken::new(TOKEN).unwrap(),
-            ),
+            )
+            .with_metrics(metrics),
             HttpLimits::default(),
         );
         let ask = |headers: &[(&str, &str)]| {
@@ -423,8 +425,25 @@ fn metrics_go_through_the_api_guard() {
         .await
         .unwrap();
         assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+        let wrong = ask(&[("authorization", "Bearer nope")]).await.unwrap();
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
         let allowed = ask(&[("authorization", &bearer)]).await.unwrap();
         assert_eq!(allowed.status(), StatusCode::OK);
+        // The guard's refusals are counted by reason, and only they.
+        let body = axum::body::to_bytes(allowed.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for (reason, count) in [
+            ("no_token", 1),
+            ("wrong_token", 1),
+            ("foreign_origin", 1),
+            ("foreign_host", 0),
+        ] {
+            let line = format!("ww_sched_http_refused_total{{reason=\"{reason}\"}} {count}");
+            let present = text.lines().any(|l| l == line);
+            assert_eq!(present, count > 0, "{line} in:\n{text}");
+        }
         h.finish();
     })
     .unwrap();

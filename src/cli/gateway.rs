@@ -199,7 +199,7 @@ pub async fn start_with(
         Some(file) => ApiToken::read(file)?,
         None => ApiToken::load_or_create(data)?,
     };
-    let mut access = ApiAccess::new(http, token);
+    let mut access = ApiAccess::new(http, token).with_metrics(gateway.metrics());
     for name in &api.api_hosts {
         access = access
             .allow_host(name)

@@ -52,6 +52,14 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Why the API guard refused a request (a fixed set of names).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `no_host`, `bad_host`, `foreign_host`, `foreign_origin`, `cross_site`,
+    /// `no_token` or `wrong_token`.
+    pub reason: &'static str,
+}
+
 /// The labels of an HTTP request counted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -95,6 +103,7 @@ pub struct GatewayMetrics {
     pub(crate) commit_seconds: Histogram,
     pub(crate) fsyncs: Counter,
     http: Family<HttpLabels, Counter>,
+    refused: Family<ReasonLabel, Counter>,
     tasks: Family<StatusLabel, Gauge>,
     workers: Gauge,
     slots: Family<StateLabel, Gauge>,
@@ -219,6 +228,12 @@ impl GatewayMetrics {
             "Discovery datagrams, by outcome (received and sent count all)",
             discovery.clone(),
         );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "http_refused",
+            "API requests the guard refused before they reached a route, by reason",
+            refused.clone(),
+        );
         let metrics = GatewayMetrics {
             registry,
             scrape: Mutex::new(()),
@@ -230,6 +245,7 @@ impl GatewayMetrics {
             commit_seconds,
             fsyncs,
             http,
+            refused,
             tasks,
             workers,
             slots,
@@ -303,6 +319,12 @@ impl GatewayMetrics {
                 status,
             })
             .inc();
+    }
+
+    /// The API guard refused a request for `reason` (see [`ReasonLabel`]):
+    /// probes from outside show here, not among the routes' answers.
+    pub fn request_refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Encodes every metric, the levels set from `snapshot` first.

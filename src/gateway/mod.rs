@@ -106,6 +106,7 @@ pub enum GatewayError {
 pub struct Gateway {
     router: axum::Router,
     health: Arc<Health>,
+    metrics: Arc<GatewayMetrics>,
     core: tokio::task::JoinHandle<()>,
     serving: Option<ServeHandle>,
 }
@@ -187,10 +188,11 @@ impl Gateway {
                 store,
                 config.storage,
                 health.clone(),
-                metrics,
+                metrics.clone(),
                 config.body_bytes_max,
             ),
             health,
+            metrics,
             core,
             serving: Some(serving),
         })
@@ -215,6 +217,11 @@ impl Gateway {
     /// The gateway's fail-stop switch.
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
+    }
+
+    /// The gateway's metrics (what `/metrics` serves).
+    pub fn metrics(&self) -> Arc<GatewayMetrics> {
+        self.metrics.clone()
     }
 
     /// Resolves, with the cause, when the gateway can no longer keep its

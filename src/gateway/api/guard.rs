@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 pub use super::token::{
     constant_time_eq, ApiToken, TokenError, API_TOKEN_BYTES, API_TOKEN_FILE, API_TOKEN_MIN_CHARS,
 };
-use crate::gateway::RETRY_AFTER_S;
+use crate::gateway::{GatewayMetrics, RETRY_AFTER_S};
 
 /// Deadline of a request without a body to upload (reads, cancels).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +62,8 @@ pub struct ApiAccess {
     names: Vec<HostName>,
     token: ApiToken,
     token_required: bool,
+    /// Where refusals are counted, if anywhere.
+    metrics: Option<Arc<GatewayMetrics>>,
 }
 
 impl ApiAccess {
@@ -73,7 +75,15 @@ impl ApiAccess {
             names: Vec::new(),
             token,
             token_required: !listen.ip().is_loopback(),
+            metrics: None,
         }
+    }
+
+    /// The same access, counting every refusal in `metrics`
+    /// (`ww_sched_http_refused_total{reason}`).
+    pub fn with_metrics(mut self, metrics: Arc<GatewayMetrics>) -> ApiAccess {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Also accepts `name` (`NAME`: any port; `NAME:PORT`: that port) as the
@@ -243,6 +253,21 @@ enum Refusal {
     WrongToken,
 }
 
+impl Refusal {
+    /// The refusal's name as a metrics label.
+    fn reason(&self) -> &'static str {
+        match self {
+            Refusal::NoHost => "no_host",
+            Refusal::BadHost => "bad_host",
+            Refusal::ForeignHost(_) => "foreign_host",
+            Refusal::ForeignOrigin(_) => "foreign_origin",
+            Refusal::CrossSite(_) => "cross_site",
+            Refusal::NoToken => "no_token",
+            Refusal::WrongToken => "wrong_token",
+        }
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, kind, detail) = match &self {
@@ -362,6 +387,9 @@ async fn guard(State(access): State<Arc<ApiAccess>>, request: Request, next: Nex
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             tracing::debug!(?refusal, path = request.uri().path(), "API request refused");
+            if let Some(metrics) = &access.metrics {
+                metrics.request_refused(refusal.reason());
+            }
             refusal.into_response()
         }
     }
