@@ -33,19 +33,22 @@ pub(super) async fn run_on_worker(
         run.module = ModuleRef::Bytes(Vec::clone(&module));
         report = worker.run(&run).await;
     }
+    let report = report.map(|r| {
+        let why = implausible(&r, &run.limits);
+        (r, why)
+    });
     match report {
         Err(e) => RunOutcome::TransportFailed {
             message: e.to_string(),
         },
-        Ok(report) if implausible(&report, &run.limits).is_some() => {
-            let why = implausible(&report, &run.limits).unwrap_or_default();
+        Ok((_, Some(why))) => {
             tracing::warn!(task = %spec.id, worker = ?worker.peer(), %why, "a worker's report cannot be true; the run is retried");
             // Retried like a lost attempt: the report is not recorded.
             RunOutcome::TransportFailed {
                 message: format!("implausible report: {why}"),
             }
         }
-        Ok(report) => {
+        Ok((report, None)) => {
             let stdout = truncate_text(
                 String::from_utf8_lossy(&report.stdout).into_owned(),
                 RUN_STDOUT_MAX,
