@@ -67,6 +67,9 @@ enum Command {
     SwarmKey(cli::keys::SwarmKeyArgs),
     /// Print the peer id of a node's key file, creating the key if it is missing.
     Id(cli::keys::IdArgs),
+    /// Print the gateway's OpenAPI 3.1 document (what `GET /openapi.json`
+    /// serves), e.g. to generate a client; needs no running gateway.
+    Openapi,
 }
 
 fn main() -> std::process::ExitCode {
@@ -101,6 +104,9 @@ fn main() -> std::process::ExitCode {
         Command::RunLocal(args) => cli::run_local::run(args),
         Command::SwarmKey(args) => cli::keys::swarm_key(args),
         Command::Id(args) => cli::keys::id(args),
+        Command::Openapi => serde_json::to_string_pretty(&ww_sched::gateway::openapi())
+            .map(|text| println!("{text}"))
+            .map_err(anyhow::Error::from),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -45,7 +45,7 @@ pub struct NewTask {
 pub type Acked = (TaskHeader, bool);
 
 /// The core's view of its own health, as `/healthz` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthReport {
     /// `ok`, or `failed` once a store error stopped acknowledgements.
     pub status: &'static str,
@@ -100,12 +100,12 @@ pub enum Command {
     /// The worker pool and each worker's load.
     Workers {
         /// The answer.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
+        reply: oneshot::Sender<Vec<super::views::WorkerRow>>,
     },
     /// The membership view.
     Cluster {
         /// The answer.
-        reply: oneshot::Sender<Vec<serde_json::Value>>,
+        reply: oneshot::Sender<Vec<super::views::MemberRow>>,
     },
     /// The core's health: answering at all shows that the core runs.
     Health {

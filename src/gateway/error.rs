@@ -38,22 +38,64 @@ pub enum ApiError {
 /// Seconds a client told `busy` should wait before retrying.
 pub const RETRY_AFTER_S: u64 = 1;
 
+/// What went wrong, as the `error` field of every error body names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiErrorKind {
+    /// The request is malformed (400).
+    BadRequest,
+    /// No such task, run, module or endpoint (404).
+    NotFound,
+    /// A task with this id exists already (409).
+    Conflict,
+    /// The body is over the limit (413).
+    TooLarge,
+    /// Well-formed but unusable, e.g. not a WASM module (422).
+    Unprocessable,
+    /// Too many unfinished tasks; retry after `Retry-After` seconds (503).
+    Busy,
+    /// The store failed and the gateway is stopping (503).
+    Storage,
+    /// The gateway itself failed (500).
+    Internal,
+    /// The request's `Host` or `Origin` is not this API's (403).
+    Forbidden,
+    /// No or wrong bearer token (401).
+    Unauthorized,
+    /// Too many requests in flight; retry shortly (503).
+    Overloaded,
+    /// The request took longer than its deadline (503).
+    Timeout,
+}
+
+/// The body of every error answer: `{"error": kind, "detail": text}`.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for programs.
+    pub error: ApiErrorKind,
+    /// What went wrong, for people.
+    pub detail: String,
+}
+
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str) {
+    fn parts(&self) -> (StatusCode, ApiErrorKind) {
         match self {
-            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            ApiError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
-            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            ApiError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, ApiErrorKind::BadRequest),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ApiErrorKind::NotFound),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ApiErrorKind::Conflict),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ApiErrorKind::TooLarge),
+            ApiError::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ApiErrorKind::Unprocessable,
+            ),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, ApiErrorKind::Busy),
+            ApiError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, ApiErrorKind::Storage),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ApiErrorKind::Internal),
         }
     }
 
     /// The error's kind as the JSON body names it.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ApiErrorKind {
         self.parts().1
     }
 }
@@ -61,7 +103,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind) = self.parts();
-        let body = serde_json::json!({ "error": kind, "detail": self.to_string() });
+        let body = ErrorBody {
+            error: kind,
+            detail: self.to_string(),
+        };
         let mut response = (status, Json(body)).into_response();
         if matches!(self, ApiError::Busy(_) | ApiError::Storage(_)) {
             response.headers_mut().insert(

@@ -28,13 +28,16 @@ pub use api::guard::{
     REQUEST_TIMEOUT, UPLOAD_TIMEOUT,
 };
 pub use api::serve::serve;
-pub use api::{router, StoreReader, PAGE_DEFAULT, PAGE_MAX};
-pub use error::{ApiError, RETRY_AFTER_S};
+pub use api::{openapi, router, StoreReader, PAGE_DEFAULT, PAGE_MAX};
+pub use error::{ApiError, ApiErrorKind, ErrorBody, RETRY_AFTER_S};
 pub use health::Health;
 pub use metrics::{GatewayMetrics, MetricsSnapshot, METRICS_CONTENT_TYPE};
 pub use pool::{Pool, PoolConfig, PoolEvent};
 pub use runner::RUN_STDOUT_MAX;
-pub use views::{run_row, task_detail, task_summary};
+pub use views::{
+    run_row, task_detail, task_summary, MemberRow, ModuleStored, Purged, RunRow, TaskDetail,
+    TaskSummary, WorkerRow,
+};
 
 use crate::cluster::Membership;
 use crate::csp::{ChanConfig, ChannelServer};

@@ -112,7 +112,7 @@ impl TaskSpec {
 }
 
 /// A task's state as the user sees it.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// No run has started yet.
@@ -160,7 +160,7 @@ impl TaskStatus {
 }
 
 /// One run's state.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Due, waiting for a worker slot.
@@ -199,7 +199,7 @@ pub struct RunId {
 }
 
 /// One run of a task, created when it falls due.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Run {
     /// k in 0..repeats.
     pub index: u32,

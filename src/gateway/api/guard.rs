@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 pub use super::token::{
     constant_time_eq, ApiToken, TokenError, API_TOKEN_BYTES, API_TOKEN_FILE, API_TOKEN_MIN_CHARS,
 };
-use crate::gateway::{GatewayMetrics, RETRY_AFTER_S};
+use crate::gateway::{ApiErrorKind, ErrorBody, GatewayMetrics, RETRY_AFTER_S};
 
 /// Deadline of a request without a body to upload (reads, cancels).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -273,17 +273,17 @@ impl IntoResponse for Refusal {
         let (status, kind, detail) = match &self {
             Refusal::NoHost => (
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ApiErrorKind::BadRequest,
                 "the request has no Host header".to_string(),
             ),
             Refusal::BadHost => (
                 StatusCode::BAD_REQUEST,
-                "bad_request",
+                ApiErrorKind::BadRequest,
                 "the request's Host header is malformed or repeated".to_string(),
             ),
             Refusal::ForeignHost(host) => (
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ApiErrorKind::Forbidden,
                 format!(
                     "Host {host:?} is not this API's address; \
                      a gateway reached by a DNS name must be started with --api-host NAME"
@@ -291,17 +291,17 @@ impl IntoResponse for Refusal {
             ),
             Refusal::ForeignOrigin(origin) => (
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ApiErrorKind::Forbidden,
                 format!("cross-origin request from {origin:?} refused"),
             ),
             Refusal::CrossSite(site) => (
                 StatusCode::FORBIDDEN,
-                "forbidden",
+                ApiErrorKind::Forbidden,
                 format!("cross-origin request (Sec-Fetch-Site: {site}) refused"),
             ),
             Refusal::NoToken | Refusal::WrongToken => (
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ApiErrorKind::Unauthorized,
                 "this API needs `Authorization: Bearer <token>`; the token is in the \
                  gateway's DATA/api-token (or its --api-token-file)"
                     .to_string(),
@@ -324,16 +324,19 @@ impl IntoResponse for Refusal {
 }
 
 /// The API's error shape, `{"error": kind, "detail": text}`.
-fn json_error(status: StatusCode, kind: &str, detail: String) -> Response {
+fn json_error(status: StatusCode, kind: ApiErrorKind, detail: String) -> Response {
     (
         status,
-        Json(serde_json::json!({ "error": kind, "detail": detail })),
+        Json(ErrorBody {
+            error: kind,
+            detail,
+        }),
     )
         .into_response()
 }
 
 /// A 503 that tells the client to come back in [`RETRY_AFTER_S`].
-fn retry_later(kind: &str, detail: String) -> Response {
+fn retry_later(kind: ApiErrorKind, detail: String) -> Response {
     let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, kind, detail);
     response
         .headers_mut()
@@ -404,7 +407,7 @@ async fn in_flight_limit(
     // flood and every waiter would time out anyway.
     let Ok(_slot) = slots.try_acquire_owned() else {
         return retry_later(
-            "overloaded",
+            ApiErrorKind::Overloaded,
             "too many requests in flight; retry shortly".into(),
         );
     };
@@ -424,7 +427,7 @@ async fn time_limit(State(limits): State<HttpLimits>, request: Request, next: Ne
         // A submission cut off here may still commit: retrying it with the
         // same Idempotency-Key is safe.
         Err(_) => retry_later(
-            "timeout",
+            ApiErrorKind::Timeout,
             format!("the request took longer than {} s", deadline.as_secs()),
         ),
     }

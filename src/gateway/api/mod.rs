@@ -5,6 +5,7 @@
 //! crash could take back, and reads never wait for the core or a commit.
 
 pub mod guard;
+mod openapi;
 pub mod serve;
 mod submit;
 mod tasks;
@@ -16,14 +17,19 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{extract::DefaultBodyLimit, extract::State, Json, Router};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::commands::HealthReport;
 use super::core::{Command, StorageMode};
 use super::health::Health;
 use super::metrics::{GatewayMetrics, METRICS_CONTENT_TYPE};
-use super::ApiError;
+use super::views::{MemberRow, WorkerRow};
+use super::{ApiError, ErrorBody};
 use crate::sched::{Store, StoreError};
 
 /// Most tasks (or runs) one page returns.
@@ -77,6 +83,29 @@ pub struct ApiState {
     reader: StoreReader,
     health: Arc<Health>,
     metrics: Arc<GatewayMetrics>,
+    /// The OpenAPI document, serialised once.
+    openapi: axum::body::Bytes,
+}
+
+/// Every route of the API with its part of the OpenAPI document: a route
+/// registered here cannot be missing from `GET /openapi.json`.
+fn api_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit::submit, tasks::list))
+        .routes(routes!(tasks::detail, tasks::delete))
+        .routes(routes!(tasks::run))
+        .routes(routes!(tasks::run_stdout))
+        .routes(routes!(submit::upload_module))
+        .routes(routes!(workers))
+        .routes(routes!(cluster))
+        .routes(routes!(healthz))
+        .routes(routes!(scrape))
+        .routes(routes!(openapi::document))
+}
+
+/// The OpenAPI 3.1 document of the API, as `GET /openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(api_routes().into_openapi())
 }
 
 /// Builds the router; `body_bytes_max` bounds every request body.
@@ -93,21 +122,15 @@ pub fn router(
         mode,
         health: health.clone(),
     };
-    Router::new()
-        .route("/tasks", post(submit::submit).get(tasks::list))
-        .route("/tasks/{id}", get(tasks::detail).delete(tasks::delete))
-        .route("/tasks/{id}/runs/{index}", get(tasks::run))
-        .route("/tasks/{id}/runs/{index}/stdout", get(tasks::run_stdout))
-        .route("/modules", post(submit::upload_module))
-        .route("/workers", get(workers))
-        .route("/cluster", get(cluster))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(scrape))
+    let (routes, api) = api_routes().split_for_parts();
+    let openapi = serde_json::to_vec(&openapi::finish(api))
+        .expect("an OpenAPI document always serialises to JSON");
+    routes
         .fallback(|| async {
             ApiError::NotFound(
-                "no such endpoint: see /tasks, /tasks/{id}, /tasks/{id}/runs/{index}, \
-                 /tasks/{id}/runs/{index}/stdout, /modules, /workers, /cluster, /healthz, \
-                 /metrics"
+                "no such endpoint: see /openapi.json for the routes (/tasks, /tasks/{id}, \
+                 /tasks/{id}/runs/{index}, /tasks/{id}/runs/{index}/stdout, /modules, \
+                 /workers, /cluster, /healthz, /metrics)"
                     .into(),
             )
         })
@@ -123,6 +146,7 @@ pub fn router(
             reader,
             health,
             metrics,
+            openapi: openapi.into(),
         })
 }
 
@@ -154,26 +178,56 @@ fn bad(detail: impl Into<String>) -> ApiError {
     ApiError::BadRequest(detail.into())
 }
 
+/// `GET /workers`: the pool, each worker with its slots and load.
+#[utoipa::path(get, path = "/workers", tag = "cluster",
+    responses((status = 200, description = "The workers of the pool", body = Vec<WorkerRow>)))]
 async fn workers(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let rows = state.ask(|reply| Command::Workers { reply }).await?;
     Ok(Json(rows).into_response())
 }
 
+/// `GET /cluster`: the gateway's membership view.
+#[utoipa::path(get, path = "/cluster", tag = "cluster",
+    responses((status = 200, description = "The members the gateway sees", body = Vec<MemberRow>)))]
 async fn cluster(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let rows = state.ask(|reply| Command::Cluster { reply }).await?;
     Ok(Json(rows).into_response())
 }
 
-/// 200 with the core's report when the core answers and the store works;
-/// 503 naming the cause otherwise.
+/// What `/healthz` answers 503 with: the core's report when it answered,
+/// the error otherwise.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum Unhealthy {
+    /// The core answered, with a failed store.
+    Report(HealthReport),
+    /// The core did not answer, or the store had failed already.
+    Error(ErrorBody),
+}
+
+/// `GET /healthz`: 200 with the core's report when the core answers and the
+/// store works; 503 naming the cause otherwise. Needs no token.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses(
+        (status = 200, description = "The gateway works", body = HealthReport),
+        (status = 503, description = "The gateway failed or is stopping", body = Unhealthy),
+    ))]
 async fn healthz(State(state): State<ApiState>) -> Response {
+    // Whatever the cause, an unhealthy gateway is 503: probes key on it.
+    let unhealthy = |body| (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    let failed = |e: ApiError| {
+        unhealthy(Unhealthy::Error(ErrorBody {
+            error: e.kind(),
+            detail: e.to_string(),
+        }))
+    };
     if let Err(e) = state.health.check() {
-        return e.into_response();
+        return failed(e);
     }
     match state.ask(|reply| Command::Health { reply }).await {
         Ok(report) if report.status == "ok" => Json(report).into_response(),
-        Ok(report) => (StatusCode::SERVICE_UNAVAILABLE, Json(report)).into_response(),
-        Err(e) => e.into_response(),
+        Ok(report) => unhealthy(Unhealthy::Report(report)),
+        Err(e) => failed(e),
     }
 }
 
@@ -194,8 +248,12 @@ async fn count_requests(
     response
 }
 
-/// Every metric in OpenMetrics text; the levels come from the core (a round
-/// trip, like `/healthz`), so a gateway that failed answers 503.
+/// `GET /metrics`: every metric in OpenMetrics text; the levels come from
+/// the core (a round trip, like `/healthz`), so a gateway that failed answers 503.
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus/OpenMetrics text",
+               content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
+               body = String)))]
 async fn scrape(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let snapshot = state.ask(|reply| Command::Metrics { reply }).await?;
     let text = state.metrics.scrape(&snapshot);

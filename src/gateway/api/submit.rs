@@ -7,44 +7,93 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::{bad, ApiState};
 use crate::gateway::commands::{Command, ModuleInput, NewTask};
-use crate::gateway::views::task_detail;
-use crate::gateway::ApiError;
+use crate::gateway::views::{task_detail, ModuleStored, TaskDetail};
+use crate::gateway::{ApiError, ErrorBody};
 use crate::sched::{Schedule, TaskId, IDEMPOTENCY_KEY_BYTES_MAX};
 
-/// The JSON form of a submission.
-#[derive(Deserialize)]
+/// The JSON form of a submission: exactly one of `module` and `wasm_base64`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TaskJson {
+pub(super) struct TaskJson {
+    /// The task's id (letters, digits, `-`, `_`, `.`); generated when absent.
     id: Option<String>,
+    /// Free text.
     #[serde(default)]
     description: String,
     /// Hex SHA-256 of a module uploaded with `POST /modules`.
     module: Option<String>,
     /// The module itself, base64.
     wasm_base64: Option<String>,
+    /// The export each run calls.
     #[serde(default = "default_export")]
+    #[schema(default = "run")]
     export: String,
+    /// The export's integer arguments.
     #[serde(default)]
     args: Vec<i64>,
+    /// Fuel per run (0: the worker's maximum).
     #[serde(default)]
     fuel_max: u64,
+    /// Memory pages (64 KiB) per run (0: the worker's maximum).
     #[serde(default)]
     memory_pages_max: u32,
     /// Per-run time limit.
     #[serde(default = "default_duration_ms")]
+    #[schema(default = 30000, minimum = 1)]
     duration_ms: u64,
+    /// When the first run falls due, after submission.
     #[serde(default)]
     start_ms: u64,
+    /// Between runs.
     #[serde(default)]
     delay_ms: u64,
+    /// Runs to make.
     #[serde(default = "one")]
+    #[schema(default = 1, minimum = 1)]
     repeats: u32,
+    /// Completions already counted (runs to skip).
     #[serde(default)]
     completions: u64,
 }
+
+/// The original's multipart form (times in seconds; `input` and
+/// `difficulty` are the export's two arguments). `parse_form` reads it
+/// field by field, by these names.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the form is streamed, not deserialised.
+pub(super) struct TaskForm {
+    /// The module file.
+    #[schema(value_type = String, format = Binary)]
+    wasm: Vec<u8>,
+    /// The first argument.
+    input: i64,
+    /// The second argument.
+    difficulty: i64,
+    /// The task's id; generated when absent.
+    id: Option<String>,
+    /// Free text.
+    description: Option<String>,
+    /// Time limit per run, in seconds (default 30).
+    duration: Option<u64>,
+    /// When the first run falls due, in seconds after submission.
+    start: Option<u64>,
+    /// Seconds between runs.
+    delay: Option<u64>,
+    /// Runs to make (default 1).
+    repeats: Option<u32>,
+    /// Completions already counted.
+    complete: Option<u64>,
+}
+
+/// A WebAssembly module's bytes.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // Only its schema is used: the body is read as bytes.
+pub(super) struct ModuleBytes(Vec<u8>);
 
 fn default_export() -> String {
     "run".into()
@@ -69,6 +118,22 @@ fn parse_task_id(id: Option<String>) -> Result<Option<TaskId>, ApiError> {
 
 /// `POST /tasks`: 201 with the task once it is committed (200 for a retry
 /// with the same `Idempotency-Key`).
+#[utoipa::path(post, path = "/tasks", tag = "tasks",
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Makes a retried submission return the task the first one made (1 to 256 visible ASCII characters)")),
+    request_body(content(
+        (TaskJson = "application/json"),
+        (TaskForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, description = "Committed; `Location` names the task", body = TaskDetail,
+         headers(("Location" = String, description = "/tasks/{id}"))),
+        (status = 200, description = "A retry with the same Idempotency-Key: the task it made", body = TaskDetail),
+        (status = 409, description = "A task with this id exists already", body = ErrorBody),
+        (status = 413, description = "The body is over the limit", body = ErrorBody),
+        (status = 422, description = "The module is not valid WebAssembly, or `module` names none uploaded",
+         body = ErrorBody),
+    ))]
 pub(super) async fn submit(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -257,6 +322,15 @@ fn multipart_error(context: &str, e: axum::extract::multipart::MultipartError) -
 }
 
 /// `POST /modules`: the module's hash once it is committed.
+#[utoipa::path(post, path = "/modules", tag = "tasks",
+    request_body(content = ModuleBytes, content_type = "application/wasm",
+                 description = "The module's bytes (any content type is read as bytes)"),
+    responses(
+        (status = 201, description = "Committed; `module` in a submission may name its hash",
+         body = ModuleStored),
+        (status = 413, description = "The module is over the limit", body = ErrorBody),
+        (status = 422, description = "Not a WebAssembly module", body = ErrorBody),
+    ))]
 pub(super) async fn upload_module(
     State(state): State<ApiState>,
     body: Result<axum::body::Bytes, BytesRejection>,
@@ -278,7 +352,10 @@ pub(super) async fn upload_module(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/modules/{hex}"))],
-        Json(serde_json::json!({ "hash": hex, "bytes": body.len() })),
+        Json(ModuleStored {
+            hash: hex,
+            bytes: body.len(),
+        }),
     )
         .into_response())
 }

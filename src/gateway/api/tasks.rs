@@ -1,28 +1,36 @@
 //! Tasks and runs: lists and pages read from the store, cancels and purges
 //! through the core.
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{bad, ApiState, PAGE_DEFAULT, PAGE_MAX};
 use crate::gateway::commands::Command;
-use crate::gateway::views::{task_detail, task_summary};
-use crate::gateway::ApiError;
+use crate::gateway::views::{task_detail, task_summary, Purged, TaskDetail, TaskSummary};
+use crate::gateway::{ApiError, ErrorBody};
 use crate::sched::{Run, TaskId, TaskStatus};
 
-#[derive(Deserialize)]
+/// The query of `GET /tasks`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only tasks with this status (empty: all).
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
     /// Only tasks whose id sorts after this one (a cursor: the last id of the
     /// previous page).
     after: Option<String>,
+    /// Tasks to skip (after the cursor).
     #[serde(default)]
     offset: usize,
+    /// Tasks in the page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -42,6 +50,8 @@ fn task_id(text: &str) -> Result<TaskId, ApiError> {
 }
 
 /// `GET /tasks`: summaries ordered by id, built from the task headers only.
+#[utoipa::path(get, path = "/tasks", tag = "tasks", params(ListQuery),
+    responses((status = 200, description = "A page of tasks, ordered by id", body = Vec<TaskSummary>)))]
 pub(super) async fn list(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -68,24 +78,59 @@ pub(super) async fn list(
         .reader
         .read(move |store| store.list(status, after.as_ref(), offset, limit))
         .await?;
-    let rows: Vec<serde_json::Value> = headers.iter().map(task_summary).collect();
+    let rows: Vec<TaskSummary> = headers.iter().map(task_summary).collect();
     Ok(Json(rows).into_response())
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /tasks/{id}`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DetailQuery {
+    /// Index of the first run in the page.
     #[serde(default)]
     runs_offset: u32,
+    /// Runs in the page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     runs_limit: Option<usize>,
 }
 
+/// The path of a task.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct TaskPath {
+    /// The task's id.
+    id: String,
+}
+
+/// The path of a run.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct RunPath {
+    /// The task's id.
+    id: String,
+    /// The run's index, 0 to repeats - 1.
+    #[param(value_type = u32)]
+    index: String,
+}
+
+/// A path that does not decode (bad percent-encoding, not UTF-8) names no task.
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::NotFound(format!("path: {}", e.body_text()))
+}
+
 /// `GET /tasks/{id}`: the task with a page of its runs (without stdout).
+#[utoipa::path(get, path = "/tasks/{id}", tag = "tasks", params(TaskPath, DetailQuery),
+    responses(
+        (status = 200, description = "The task and a page of its runs", body = TaskDetail),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ))]
 pub(super) async fn detail(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    path: Result<Path<TaskPath>, PathRejection>,
     query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(TaskPath { id }) = path.map_err(path_error)?;
     let id = task_id(&id)?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let limit = page_limit(query.runs_limit)?;
@@ -124,20 +169,33 @@ async fn find_run(state: &ApiState, id: &str, index: &str) -> Result<Run, ApiErr
 }
 
 /// `GET /tasks/{id}/runs/{index}`: one run, with its stdout.
+#[utoipa::path(get, path = "/tasks/{id}/runs/{index}", tag = "tasks", params(RunPath),
+    responses(
+        (status = 200, description = "The run, with its stdout", body = Run),
+        (status = 404, description = "No such task or run (yet)", body = ErrorBody),
+    ))]
 pub(super) async fn run(
     State(state): State<ApiState>,
-    Path((id, index)): Path<(String, String)>,
+    path: Result<Path<RunPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(RunPath { id, index }) = path.map_err(path_error)?;
     Ok(Json(find_run(&state, &id, &index).await?).into_response())
 }
 
 /// `GET /tasks/{id}/runs/{index}/stdout`: the run's stdout as text, so a
 /// shell can pipe it without unpicking JSON (what the store holds so far:
 /// empty until the run has reported).
+#[utoipa::path(get, path = "/tasks/{id}/runs/{index}/stdout", tag = "tasks", params(RunPath),
+    responses(
+        (status = 200, description = "The run's stdout so far",
+         content_type = "text/plain; charset=utf-8", body = String),
+        (status = 404, description = "No such task or run (yet)", body = ErrorBody),
+    ))]
 pub(super) async fn run_stdout(
     State(state): State<ApiState>,
-    Path((id, index)): Path<(String, String)>,
+    path: Result<Path<RunPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(RunPath { id, index }) = path.map_err(path_error)?;
     let run = find_run(&state, &id, &index).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -146,27 +204,52 @@ pub(super) async fn run_stdout(
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// The query of `DELETE /tasks/{id}`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DeleteQuery {
+    /// Delete the (finished) task and its runs instead of cancelling it.
     #[serde(default)]
     purge: bool,
 }
 
+/// What `DELETE /tasks/{id}` answers.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(super) enum Deleted {
+    /// A cancel: the task as committed after it.
+    Cancelled(Box<TaskDetail>),
+    /// A purge.
+    Purged(Purged),
+}
+
 /// `DELETE /tasks/{id}` cancels (durably: no new run starts);
 /// `DELETE /tasks/{id}?purge=true` deletes a finished task and its runs now.
+#[utoipa::path(delete, path = "/tasks/{id}", tag = "tasks", params(TaskPath, DeleteQuery),
+    responses(
+        (status = 200, description = "Cancelled (the task as committed) or purged", body = Deleted),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "Purge of a task that has not finished", body = ErrorBody),
+    ))]
 pub(super) async fn delete(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    path: Result<Path<TaskPath>, PathRejection>,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(TaskPath { id }) = path.map_err(path_error)?;
     let id = task_id(&id)?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    if query.purge {
+    let answer = if query.purge {
         let shown = id.0.clone();
         state.ask(|reply| Command::Purge { id, reply }).await??;
-        return Ok(Json(serde_json::json!({ "id": shown, "purged": true })).into_response());
-    }
-    let task = state.ask(|reply| Command::Cancel { id, reply }).await??;
-    Ok(Json(task_detail(&task, None)).into_response())
+        Deleted::Purged(Purged {
+            id: shown,
+            purged: true,
+        })
+    } else {
+        let task = state.ask(|reply| Command::Cancel { id, reply }).await??;
+        Deleted::Cancelled(Box::new(task_detail(&task, None)))
+    };
+    Ok(Json(answer).into_response())
 }

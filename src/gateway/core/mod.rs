@@ -19,7 +19,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 pub use super::commands::{Acked, Command, HealthReport, ModuleInput, NewTask};
@@ -29,6 +28,7 @@ pub use plan::{Formed, PlanFailed, Planner, Released, RunEnded};
 use super::health::Health;
 use super::metrics::{GatewayMetrics, MetricsSnapshot};
 use super::pool::Pool;
+use super::views::{MemberRow, WorkerRow};
 use super::ApiError;
 use crate::cluster::{Membership, Query, ViewEvent};
 use crate::sched::{
@@ -471,7 +471,11 @@ impl Core {
                     .sched
                     .workers()
                     .into_iter()
-                    .map(|w| json!({ "worker": w.worker, "slots": w.slots, "in_flight": w.in_flight }))
+                    .map(|w| WorkerRow {
+                        worker: w.worker,
+                        slots: w.slots,
+                        in_flight: w.in_flight,
+                    })
                     .collect();
                 let _ = reply.send(rows);
             }
@@ -494,7 +498,7 @@ impl Core {
         }
     }
 
-    fn cluster_rows(&self) -> Vec<serde_json::Value> {
+    fn cluster_rows(&self) -> Vec<MemberRow> {
         let Some(membership) = &self.membership else {
             return Vec::new();
         };
@@ -504,13 +508,13 @@ impl Core {
             .iter()
             .map(|r| {
                 let meta: BTreeMap<_, _> = r.heartbeat.meta().iter().cloned().collect();
-                json!({
-                    "peer": r.peer.to_string(),
-                    "host": r.heartbeat.host(),
-                    "instance": r.heartbeat.instance_hex(),
-                    "meta": meta,
-                    "expires_in_ms": r.deadline_ms.saturating_sub(now),
-                })
+                MemberRow {
+                    peer: r.peer.to_string(),
+                    host: r.heartbeat.host().to_string(),
+                    instance: r.heartbeat.instance_hex(),
+                    meta,
+                    expires_in_ms: r.deadline_ms.saturating_sub(now),
+                }
             })
             .collect()
     }
