@@ -37,7 +37,8 @@ impl Default for RpcConfig {
 /// Words a received message may traverse: 64 MiB, room for a 16 MiB module twice over.
 pub const TRAVERSAL_LIMIT_WORDS: usize = 8 * 1024 * 1024;
 
-fn reader_options() -> capnp::message::ReaderOptions {
+/// How every RPC connection reads messages: bounded by [`TRAVERSAL_LIMIT_WORDS`].
+pub fn reader_options() -> capnp::message::ReaderOptions {
     let mut options = capnp::message::ReaderOptions::new();
     options.traversal_limit_in_words(Some(TRAVERSAL_LIMIT_WORDS));
     options

@@ -1,0 +1,4 @@
+//! `cargo fuzz run --features libfuzzer discovery_packet`: see [`ww_sched_fuzz::discovery_packet`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ww_sched_fuzz::discovery_packet(data));

@@ -1,0 +1,4 @@
+//! `cargo fuzz run --features libfuzzer rpc_channel`: see [`ww_sched_fuzz::rpc_channel`].
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ww_sched_fuzz::rpc_channel(data));
