@@ -75,7 +75,7 @@ fn spec(name: &str, delay_ms: u64, repeats: u32) -> TaskSpec {
 /// Persists every changed task, as the gateway does before acknowledging.
 fn persist(store: &Store, sched: &Scheduler, effects: &[Effect]) {
     for e in effects {
-        if let Effect::TaskChanged(tid) = e {
+        if let Effect::TaskChanged { task: tid, .. } = e {
             store
                 .put_task(sched.task(tid).expect("task"))
                 .expect("put_task");

@@ -34,12 +34,13 @@ impl Scheduler {
             }
             // Due time, not now: a late tick does not shift the schedule.
             task.runs.push(Run::due(index, due_ms));
+            self.tallies.entry(id.clone()).or_default().open += 1;
             if index + 1 < task.spec.schedule.repeats {
                 self.upcoming.insert((task.due_ms(index + 1), id.clone()));
             }
             self.waiting.insert((due_ms, id.clone(), index));
             self.ready_at.insert((id.clone(), index), due_ms);
-            out.changed.insert(id);
+            out.run_changed(&id, index);
         }
     }
 
@@ -66,7 +67,7 @@ impl Scheduler {
                 run.error_kind = Some("timeout".into());
                 run.error = Some(format!("run exceeded duration_ms = {limit_ms}; stopped"));
             }
-            self.settle(now_ms, &id, out);
+            self.settle(now_ms, &id, index, out);
         }
     }
 
@@ -134,6 +135,7 @@ impl Scheduler {
         run.started_ms = Some(now_ms);
         run.status = RunStatus::Running;
         let attempt = run.attempt;
+        self.tallies.entry(id.clone()).or_default().started = true;
         if let Some(w) = self.workers.get_mut(&worker) {
             w.in_flight.insert((id.clone(), index));
         }
@@ -146,7 +148,7 @@ impl Scheduler {
             worker,
             spec,
         });
-        out.changed.insert(id.clone());
+        out.run_changed(id, index);
     }
 
     /// Removes a Running run from its worker and the deadline index.
@@ -205,7 +207,7 @@ impl Scheduler {
             ));
             self.wait(id, index, ready_ms);
         }
-        self.settle(now_ms, id, out);
+        self.settle(now_ms, id, index, out);
     }
 
     /// Backoff after failed attempt `attempt` (1-based): `min(max, base * 2^(attempt-1))`,
@@ -285,7 +287,7 @@ impl Scheduler {
             }
             RunOutcome::TransportFailed { .. } => {}
         }
-        self.settle(now_ms, id, out);
+        self.settle(now_ms, id, index, out);
     }
 
     /// Marks a task Cancelled: stops its running attempts, drops its waiting runs and
@@ -321,24 +323,35 @@ impl Scheduler {
                 run.status = RunStatus::Cancelled;
                 run.finished_ms = Some(now_ms);
             }
+            out.run_changed(id, index);
         }
         if let Some(task) = self.tasks.get_mut(id) {
             task.status = TaskStatus::Cancelled;
             task.finished_ms.get_or_insert(now_ms);
         }
         tracing::debug!(task = %id, "task cancelled");
-        out.changed.insert(id.clone());
+        out.task_changed(id);
     }
 
-    /// Recomputes a task's status from its runs and reports the change; a task
-    /// that became final is stamped with `now_ms`.
-    pub(super) fn settle(&mut self, now_ms: u64, id: &TaskId, out: &mut Out) {
-        out.changed.insert(id.clone());
-        if let Some(task) = self.tasks.get_mut(id) {
-            task.status = derived_status(task);
-            if task.status.is_final() {
-                task.finished_ms.get_or_insert(now_ms);
-            }
+    /// Recomputes a task's status after its run `index` changed and reports
+    /// both; a task that became final is stamped with `now_ms`.
+    pub(super) fn settle(&mut self, now_ms: u64, id: &TaskId, index: u32, out: &mut Out) {
+        out.run_changed(id, index);
+        let Some(task) = self.tasks.get_mut(id) else {
+            return;
+        };
+        let tally = self.tallies.entry(id.clone()).or_default();
+        if let Some(run) = task.runs.get(index as usize) {
+            tally.settled(run.status);
+        }
+        debug_assert!(
+            task.runs.len() > TALLY_CHECKED_RUNS_MAX || *tally == RunTally::of(task),
+            "task {id}: the tally {tally:?} disagrees with its runs {:?}",
+            RunTally::of(task)
+        );
+        task.status = derived_status(task, *tally);
+        if task.status.is_final() {
+            task.finished_ms.get_or_insert(now_ms);
         }
     }
 
@@ -360,21 +373,65 @@ impl Scheduler {
 }
 
 /// A task's status as its runs imply it (Cancelled is kept).
-pub(super) fn derived_status(task: &Task) -> TaskStatus {
+pub(super) fn derived_status(task: &Task, tally: RunTally) -> TaskStatus {
     if task.status == TaskStatus::Cancelled {
         return TaskStatus::Cancelled;
     }
     let to_come = task.runs.len() < task.spec.schedule.repeats as usize;
-    if to_come || task.runs.iter().any(|r| !r.status.is_final()) {
-        return if task.runs.iter().any(|r| r.started_ms.is_some()) {
+    if to_come || tally.open > 0 {
+        return if tally.started {
             TaskStatus::Running
         } else {
             TaskStatus::Pending
         };
     }
-    if task.runs.iter().all(|r| r.status == RunStatus::Succeeded) {
+    if tally.unsuccessful == 0 {
         TaskStatus::Succeeded
     } else {
         TaskStatus::Failed
+    }
+}
+
+/// Tasks up to this many runs have their tally checked against a scan in
+/// debug builds (beyond, the scan would make tests quadratic).
+const TALLY_CHECKED_RUNS_MAX: usize = 4096;
+
+/// A task's runs counted by what its status depends on, kept up to date as
+/// runs are created, started and settled, so that settling a run costs
+/// O(log n) rather than a scan of every run of its task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct RunTally {
+    /// Runs not in a final state.
+    pub(super) open: u32,
+    /// Final runs that did not succeed.
+    pub(super) unsuccessful: u32,
+    /// Whether any run has been handed to a worker.
+    pub(super) started: bool,
+}
+
+impl RunTally {
+    /// Counts `task`'s runs (a scan: at restore, and in debug checks).
+    pub(super) fn of(task: &Task) -> RunTally {
+        let mut tally = RunTally::default();
+        for run in &task.runs {
+            if !run.status.is_final() {
+                tally.open += 1;
+            } else if run.status != RunStatus::Succeeded {
+                tally.unsuccessful += 1;
+            }
+            tally.started |= run.started_ms.is_some();
+        }
+        tally
+    }
+
+    /// A run of the task settled in `status`.
+    pub(super) fn settled(&mut self, status: RunStatus) {
+        if status.is_final() {
+            debug_assert!(self.open > 0, "a run settled that was not open");
+            self.open = self.open.saturating_sub(1);
+            if status != RunStatus::Succeeded {
+                self.unsuccessful += 1;
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Taking stored tasks back after a restart (at-least-once for in-flight runs).
 
-use super::engine::derived_status;
+use super::engine::{derived_status, RunTally};
 use super::scheduler::{Out, Scheduler};
 use super::types::{RunStatus, Task, TaskStatus};
 
@@ -20,7 +20,7 @@ impl Scheduler {
         let cancelled = task.status == TaskStatus::Cancelled;
         let mut requeue = Vec::new();
         for run in task.runs.iter_mut().filter(|r| !r.status.is_final()) {
-            out.changed.insert(id.clone());
+            out.run_changed(&id, run.index);
             if cancelled {
                 run.status = RunStatus::Cancelled;
                 run.finished_ms = Some(now_ms);
@@ -33,11 +33,13 @@ impl Scheduler {
         if !task.status.is_final() && next < task.spec.schedule.repeats {
             self.upcoming.insert((task.due_ms(next), id.clone()));
         }
+        let tally = RunTally::of(&task);
+        self.tallies.insert(id.clone(), tally);
         if !cancelled {
-            let status = derived_status(&task);
+            let status = derived_status(&task, tally);
             if status != task.status {
                 task.status = status;
-                out.changed.insert(id.clone());
+                out.task_changed(&id);
             }
             if status.is_final() {
                 task.finished_ms.get_or_insert(now_ms);

@@ -11,6 +11,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::engine::RunTally;
 use super::error::SchedError;
 use super::types::{Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};
 
@@ -111,8 +112,15 @@ pub enum Effect {
         worker: String,
     },
     /// The task changed: persist it (`Scheduler::task`) before any answer
-    /// that shows the change.
-    TaskChanged(TaskId),
+    /// that shows the change. `runs` lists the indexes of the runs that
+    /// changed (ascending; empty when only the task's own fields did), so
+    /// that persisting costs what changed, not the task's size.
+    TaskChanged {
+        /// The task.
+        task: TaskId,
+        /// Its runs that changed.
+        runs: Vec<u32>,
+    },
 }
 
 /// One run, as a key of the indexes.
@@ -140,6 +148,8 @@ pub struct Scheduler {
     pub(super) ready_at: BTreeMap<RunKey, u64>,
     /// Running runs, by the time they exceed `duration_ms`.
     pub(super) deadlines: BTreeSet<(u64, TaskId, u32)>,
+    /// Each held task's runs counted for its status (one entry per task).
+    pub(super) tallies: BTreeMap<TaskId, RunTally>,
 }
 
 impl Scheduler {
@@ -156,6 +166,7 @@ impl Scheduler {
             waiting: BTreeSet::new(),
             ready_at: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            tallies: BTreeMap::new(),
         }
     }
 
@@ -186,8 +197,9 @@ impl Scheduler {
         };
         self.upcoming.insert((task.due_ms(0), id.clone()));
         self.tasks.insert(id.clone(), task);
+        self.tallies.insert(id.clone(), RunTally::default());
         let mut out = Out::default();
-        out.changed.insert(id);
+        out.task_changed(&id);
         self.advance(now_ms, &mut out);
         Ok(out.into_effects())
     }
@@ -332,10 +344,12 @@ impl Scheduler {
         match self.tasks.get(id) {
             None => Err(SchedError::NotFound { id: id.clone() }),
             Some(t) if !t.status.is_final() => Err(SchedError::NotFinished { id: id.clone() }),
-            Some(_) => self
-                .tasks
-                .remove(id)
-                .ok_or_else(|| SchedError::NotFound { id: id.clone() }),
+            Some(_) => {
+                self.tallies.remove(id);
+                self.tasks
+                    .remove(id)
+                    .ok_or_else(|| SchedError::NotFound { id: id.clone() })
+            }
         }
     }
 
@@ -368,17 +382,44 @@ impl WorkerState {
     }
 }
 
-/// Effects gathered during one command; each changed task is reported once, at the end.
+/// Effects gathered during one command; each changed task is reported once,
+/// at the end, with the runs of it that changed.
 #[derive(Default)]
 pub(super) struct Out {
     pub(super) effects: Vec<Effect>,
-    pub(super) changed: BTreeSet<TaskId>,
+    changed: BTreeMap<TaskId, BTreeSet<u32>>,
 }
 
 impl Out {
+    /// The task's own fields changed (status, completions, times).
+    pub(super) fn task_changed(&mut self, id: &TaskId) {
+        if !self.changed.contains_key(id) {
+            self.changed.insert(id.clone(), BTreeSet::new());
+        }
+    }
+
+    /// Run `index` of the task changed (and so, maybe, the task).
+    pub(super) fn run_changed(&mut self, id: &TaskId, index: u32) {
+        match self.changed.get_mut(id) {
+            Some(runs) => {
+                runs.insert(index);
+            }
+            None => {
+                self.changed.insert(id.clone(), BTreeSet::from([index]));
+            }
+        }
+    }
+
     fn into_effects(self) -> Vec<Effect> {
         let mut effects = self.effects;
-        effects.extend(self.changed.into_iter().map(Effect::TaskChanged));
+        effects.extend(
+            self.changed
+                .into_iter()
+                .map(|(task, runs)| Effect::TaskChanged {
+                    task,
+                    runs: runs.into_iter().collect(),
+                }),
+        );
         effects
     }
 }

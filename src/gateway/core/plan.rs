@@ -50,6 +50,22 @@ impl StoredRun {
     }
 }
 
+/// The first run of `task` that differs from what the store holds but is
+/// not among the reported `indexes`: a scheduler bug that would lose the
+/// change. Scans every run, so it is only asked in debug builds and of
+/// tasks small enough that the scan stays cheap.
+fn unreported_change(task: &Task, stored: &[StoredRun], indexes: &BTreeSet<u32>) -> Option<u32> {
+    const SCANNED_RUNS_MAX: usize = 4096;
+    if task.runs.len() > SCANNED_RUNS_MAX {
+        return None;
+    }
+    task.runs
+        .iter()
+        .filter(|r| !indexes.contains(&r.index))
+        .find(|r| !stored.get(r.index as usize).is_some_and(|s| s.holds(r)))
+        .map(|r| r.index)
+}
+
 /// The batch being committed.
 #[derive(Debug)]
 struct InFlight<A> {
@@ -114,7 +130,8 @@ impl RunEnded {
 /// The planner; `A` is whatever an answer is (the model test uses its own).
 #[derive(Debug)]
 pub struct Planner<A> {
-    dirty: BTreeSet<TaskId>,
+    /// Changed tasks, each with the indexes of its runs that changed.
+    dirty: BTreeMap<TaskId, BTreeSet<u32>>,
     ops: Vec<Op>,
     stored: BTreeMap<TaskId, Vec<StoredRun>>,
     waiting: Vec<A>,
@@ -144,7 +161,7 @@ impl<A> Planner<A> {
             })
             .collect();
         Planner {
-            dirty: BTreeSet::new(),
+            dirty: BTreeMap::new(),
             ops: Vec::new(),
             stored,
             waiting: Vec::new(),
@@ -156,9 +173,11 @@ impl<A> Planner<A> {
         }
     }
 
-    /// The task changed: write it in the next batch.
-    pub fn changed(&mut self, id: TaskId) {
-        self.dirty.insert(id);
+    /// The task changed, and with it its runs `runs`: write them in the
+    /// next batch. Only those runs are looked at, so a batch costs what
+    /// changed, not the size of the tasks it touches.
+    pub fn changed(&mut self, id: TaskId, runs: impl IntoIterator<Item = u32>) {
+        self.dirty.entry(id).or_default().extend(runs);
     }
 
     /// Adds an operation (module, purge, retention) to the next batch.
@@ -203,7 +222,7 @@ impl<A> Planner<A> {
         let mut finished = Vec::new();
         let mut written = BTreeMap::new();
         let mut ended = Vec::new();
-        for id in std::mem::take(&mut self.dirty) {
+        for (id, indexes) in std::mem::take(&mut self.dirty) {
             #[cfg(feature = "sabotage")]
             if self.unwritten.contains(&id) {
                 continue;
@@ -213,12 +232,17 @@ impl<A> Planner<A> {
                 continue;
             };
             let stored = self.stored.remove(&id).unwrap_or_default();
-            let runs: Vec<Run> = task
-                .runs
+            let runs: Vec<Run> = indexes
                 .iter()
+                .filter_map(|&index| task.runs.get(index as usize))
                 .filter(|r| !stored.get(r.index as usize).is_some_and(|s| s.holds(r)))
                 .cloned()
                 .collect();
+            debug_assert!(
+                unreported_change(task, &stored, &indexes).is_none(),
+                "task {id}: run {:?} changed but the scheduler did not report it",
+                unreported_change(task, &stored, &indexes)
+            );
             ended.extend(
                 runs.iter()
                     .filter(|r| r.status.is_final())
@@ -228,7 +252,9 @@ impl<A> Planner<A> {
                 finished.push(id.clone());
             } else {
                 let mut now = stored;
-                now.resize_with(task.runs.len(), || StoredRun::Unwritten);
+                if now.len() < task.runs.len() {
+                    now.resize_with(task.runs.len(), || StoredRun::Unwritten);
+                }
                 for run in &runs {
                     now[run.index as usize] = StoredRun::of(run);
                 }

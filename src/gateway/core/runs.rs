@@ -41,7 +41,7 @@ impl Core {
     pub(super) fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::TaskChanged(id) => self.plan.changed(id),
+                Effect::TaskChanged { task, runs } => self.plan.changed(task, runs),
                 Effect::StartRun {
                     task,
                     index,
