@@ -4,11 +4,13 @@
 //! runs): the store holds only committed state, so a read never shows what a
 //! crash could take back, and reads never wait for the core or a commit.
 
+mod events;
 pub mod guard;
 pub mod serve;
 mod submit;
 mod tasks;
 pub mod token;
+mod ui;
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use axum::{extract::DefaultBodyLimit, extract::State, Json, Router};
 use tokio::sync::{mpsc, oneshot};
 
 use super::core::{Command, StorageMode};
+use super::events::EventBus;
 use super::health::Health;
 use super::metrics::{GatewayMetrics, METRICS_CONTENT_TYPE};
 use super::ApiError;
@@ -77,6 +80,7 @@ pub struct ApiState {
     reader: StoreReader,
     health: Arc<Health>,
     metrics: Arc<GatewayMetrics>,
+    events: Arc<EventBus>,
 }
 
 /// Builds the router; `body_bytes_max` bounds every request body.
@@ -86,6 +90,7 @@ pub fn router(
     mode: StorageMode,
     health: Arc<Health>,
     metrics: Arc<GatewayMetrics>,
+    events: Arc<EventBus>,
     body_bytes_max: usize,
 ) -> Router {
     let reader = StoreReader {
@@ -103,11 +108,12 @@ pub fn router(
         .route("/cluster", get(cluster))
         .route("/healthz", get(healthz))
         .route("/metrics", get(scrape))
+        .merge(ui::routes())
         .fallback(|| async {
             ApiError::NotFound(
                 "no such endpoint: see /tasks, /tasks/{id}, /tasks/{id}/runs/{index}, \
                  /tasks/{id}/runs/{index}/stdout, /modules, /workers, /cluster, /healthz, \
-                 /metrics"
+                 /metrics, /events, / (the dashboard)"
                     .into(),
             )
         })
@@ -123,6 +129,7 @@ pub fn router(
             reader,
             health,
             metrics,
+            events,
         })
 }
 
