@@ -129,7 +129,7 @@ fn dashboard_submits_follows_live_and_cancels() {
     let began = Instant::now();
     let server = Server::start(true);
     let mut page = Browser::launch(1400, 1300);
-    let long = Duration::from_secs(60);
+    let long = Duration::from_secs(30);
 
     // The shell loads without the token; the first data request asks for it.
     page.navigate(&server.url("/"));
@@ -231,6 +231,7 @@ fn dashboard_submits_follows_live_and_cancels() {
         long,
     );
     assert_eq!(page.eval("window.__marker"), json!(1), "the page reloaded");
+    assert!(page.exceptions.is_empty(), "{:?}", page.exceptions);
     assert_eq!(
         page.eval("document.querySelector('#live').textContent"),
         json!("live")
@@ -260,6 +261,30 @@ fn dashboard_submits_follows_live_and_cancels() {
         began.elapsed().as_secs_f64(),
         shot.display()
     );
+}
+
+#[test]
+fn dashboard_on_loopback_needs_no_token() {
+    let server = Server::start(false);
+    let mut page = Browser::launch(1000, 800);
+    let long = Duration::from_secs(30);
+    page.navigate(&server.url("/"));
+    page.wait_for(
+        "the live stream",
+        "document.querySelector('#live').textContent === 'live'",
+        long,
+    );
+    page.wait_for(
+        "the worker in the pool table",
+        "document.querySelectorAll('#workers tbody tr').length === 1",
+        long,
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#token-dialog').open"),
+        json!(false),
+        "a loopback gateway needs no token"
+    );
+    assert!(page.exceptions.is_empty(), "{:?}", page.exceptions);
 }
 
 fn base64_of(bytes: &[u8]) -> String {

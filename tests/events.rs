@@ -1,9 +1,10 @@
 //! `GET /events` read as a client reads it (SSE frames off the response
-//! body), and the dashboard's assets: a task's events arrive once its changes
-//! are committed; pool changes arrive; a lagging subscriber gets `resync`;
-//! subscribers are capped (503); the stream needs the token off loopback,
-//! outlives the per-request deadline, and ends at a fail-stop; the assets'
-//! content types, security headers, and 404 for an unknown file.
+//! body), and the dashboard's assets: a task's events arrive once its
+//! changes are committed; a worker's joining and leaving arrive; a lagging
+//! subscriber gets `resync`; subscribers are capped (503); the stream needs
+//! the token off loopback, outlives the per-request deadline, and ends at a
+//! fail-stop; the assets' content types, security headers, and 404 for an
+//! unknown file.
 
 mod gateway_support;
 
@@ -106,7 +107,7 @@ fn a_tasks_events_follow_its_commits() {
     rpc::block_on_local(async {
         let h = Harness::start("events-commits", None).await;
         let mut sse = subscribed(&h).await;
-        let (worker, _registration) = h.start_worker(2).await;
+        let (worker, registration) = h.start_worker(2).await;
         let joined = sse.next_within(Duration::from_secs(10)).await.unwrap();
         assert_eq!(joined["type"], "worker_joined", "{joined}");
         assert_eq!(joined["peer"], worker.as_str());
@@ -118,7 +119,7 @@ fn a_tasks_events_follow_its_commits() {
             "id": "ev-1",
             "wasm_base64": base64_of(&wasm),
             "args": [3],
-            "repeats": 3,
+            "repeats": 20,
         });
         let (status, _, task) = h.post_json(&body, &[]).await;
         assert_eq!(status, StatusCode::CREATED, "{task}");
@@ -162,12 +163,24 @@ fn a_tasks_events_follow_its_commits() {
                 other => panic!("unexpected event {other}: {event}"),
             }
         }
-        assert_eq!(final_runs.len(), 3, "every run's end was announced");
+        assert_eq!(final_runs.len(), 20, "every run's end was announced");
         assert_eq!(task_events.last().map(String::as_str), Some("succeeded"));
         assert!(
             task_events.len() >= 2,
             "the task's submission and its end: {task_events:?}"
         );
+
+        // The worker goes away: its pings fail and the pool announces it.
+        registration.abort();
+        loop {
+            let event = sse.next_within(Duration::from_secs(20)).await.unwrap();
+            if event["type"] == "worker_left" {
+                assert_eq!(event["peer"], worker.as_str(), "{event}");
+                break;
+            }
+        }
+        let (_, workers) = h.get("/workers").await;
+        assert_eq!(workers, json!([]));
     })
     .unwrap();
 }
@@ -205,15 +218,26 @@ fn subscribers_are_capped() {
             open_streams.push(sse);
         }
         let request = Request::get("/events").body(Body::empty()).unwrap();
-        let (status, headers, body) = h.send(request).await;
+        let response = h.router.clone().oneshot(request).await.unwrap();
+        // Checked before the body is read: an accepted stream never ends.
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stream {} over the cap was accepted",
+            SUBSCRIBERS_MAX + 1
+        );
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
         assert_error(
             "over the cap",
-            (status, &body),
+            (StatusCode::SERVICE_UNAVAILABLE, &body),
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
             "event streams",
         );
-        assert!(headers.contains_key(header::RETRY_AFTER));
         // A stream that goes away frees its place.
         open_streams.pop();
         let (status, _sse) = open(&h).await;
@@ -386,8 +410,14 @@ fn the_assets_are_served_with_their_types_and_policy() {
         assert_eq!(status, StatusCode::NOT_FOUND);
         // Data still needs the token; a foreign Host is refused even for the shell.
         for path in ["/workers", "/tasks", "/events"] {
-            let (status, _, _) = fetch(&api, path, host).await;
-            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+            // The status only: an accepted event stream would never end.
+            let request = Request::get(path).header(header::HOST, "10.1.2.3:8080");
+            let response = api
+                .clone()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
         }
         let (status, _, _) = fetch(&api, "/", Some("evil.example:8080")).await;
         assert_eq!(status, StatusCode::FORBIDDEN);

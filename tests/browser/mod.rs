@@ -49,6 +49,8 @@ pub struct Browser {
     next_id: u64,
     session: String,
     profile: PathBuf,
+    /// Uncaught exceptions the page has thrown so far.
+    pub exceptions: Vec<String>,
 }
 
 impl Drop for Browser {
@@ -143,6 +145,7 @@ impl Browser {
             next_id: 0,
             session: String::new(),
             profile,
+            exceptions: Vec::new(),
         };
         let targets = browser.call_on(None, "Target.getTargets", json!({}));
         let page = targets["targetInfos"]
@@ -187,7 +190,14 @@ impl Browser {
                     }
                     return answer["result"].clone();
                 }
-                // Events (and answers to nothing we wait for) are not needed.
+                Ok(event) if event["method"] == "Runtime.exceptionThrown" => {
+                    let details = &event["params"]["exceptionDetails"];
+                    self.exceptions.push(format!(
+                        "{} {}",
+                        details["text"], details["exception"]["description"]
+                    ));
+                }
+                // Other events (and answers to nothing we wait for) are not needed.
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => panic!("{method}: no answer in {CALL_TIMEOUT:?}"),
                 Err(RecvTimeoutError::Disconnected) => panic!("{method}: chromium went away"),
