@@ -67,7 +67,7 @@ impl Server {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             rpc::block_on_local(async move {
-                let h = Harness::start("dashboard", None).await;
+                let h = harness_in_a_cluster().await;
                 let (_worker, registration) = h.start_worker(2).await;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let local = listener.local_addr().unwrap();
@@ -105,6 +105,65 @@ impl Server {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
+}
+
+/// A gateway with a membership view (it hears its own heartbeats), so the
+/// cluster view has a row; answers once the view shows it.
+async fn harness_in_a_cluster() -> Harness {
+    use std::rc::Rc;
+    use ww_sched::boot::StaticPeers;
+    use ww_sched::cluster::{Membership, MembershipConfig};
+    use ww_sched::gateway::clock::host_clock;
+    use ww_sched::gateway::{Gateway, GatewayConfig};
+    use ww_sched::pubsub::PubSub;
+    use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+
+    let dir = TempDir::new("dashboard");
+    let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+    let address = transport
+        .listen(Address::new(gateway_support::LOOPBACK))
+        .await
+        .unwrap();
+    let pubsub = PubSub::new(transport.clone());
+    let mut config = MembershipConfig::new("dashboard-gateway", 12);
+    config.meta = vec![("role".into(), "gateway".into())];
+    let membership = Membership::start(
+        transport.clone(),
+        &pubsub,
+        StaticPeers::new(Vec::new()),
+        config,
+    )
+    .await
+    .unwrap();
+    let gateway_config = GatewayConfig::new(dir.path());
+    let gateway = Gateway::start(
+        &transport,
+        Some(Rc::new(membership)),
+        host_clock(),
+        gateway_config.clone(),
+    )
+    .await
+    .unwrap();
+    let h = Harness {
+        router: gateway.router(),
+        gateway: Some(gateway),
+        transport,
+        address,
+        dir,
+        config: gateway_config,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h
+        .get("/cluster")
+        .await
+        .1
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "the gateway never saw itself");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h
 }
 
 /// Where the screenshot is kept: `target/dashboard.png`.
@@ -150,6 +209,11 @@ fn dashboard_submits_follows_live_and_cancels() {
     page.wait_for(
         "the worker in the pool table",
         "document.querySelectorAll('#workers tbody tr').length === 1",
+        long,
+    );
+    page.wait_for(
+        "the gateway in the cluster view",
+        "document.querySelector('#cluster tbody').textContent.includes('dashboard-gateway')",
         long,
     );
     assert_eq!(
@@ -246,6 +310,16 @@ fn dashboard_submits_follows_live_and_cancels() {
         "the detail again",
         &format!("{runs} === 'succeeded,succeeded'"),
         long,
+    );
+    page.eval("document.querySelector('#runs tbody tr button').click(); true");
+    page.wait_for(
+        "run 0's stdout again",
+        "!document.querySelector('#stdout').hidden",
+        long,
+    );
+    assert_eq!(
+        page.eval("document.querySelector('#runs-info').textContent"),
+        json!("runs 0-1 of 2")
     );
     let shot = screenshot_path();
     page.screenshot(&shot);

@@ -7,6 +7,8 @@
 
 const TOKEN_KEY = "ww-sched-token";
 const PAGE_SIZE = 20;
+const RUNS_PAGE = 100;
+const CLUSTER_REFRESH_MS = 10000;
 const FINAL = new Set(["succeeded", "failed", "cancelled"]);
 
 const state = {
@@ -15,6 +17,7 @@ const state = {
   cursors: [""],
   lastId: "",
   detail: null, // id of the task shown in detail
+  runsOffset: 0, // first run shown in detail
   pendingTasks: new Set(),
   flushTimer: null,
   streamAbort: null,
@@ -130,7 +133,8 @@ async function loadCluster() {
         el("td", {}, (r.meta && r.meta.role) || ""),
         el("td", {}, Math.round(r.expires_in_ms / 1000) + " s")));
   }
-  $("#cluster-summary").textContent = rows.length ? `${rows.length} peers` : "(no membership view)";
+  const peers = rows.length === 1 ? "1 peer" : `${rows.length} peers`;
+  $("#cluster-summary").textContent = rows.length ? peers : "(no membership view)";
 }
 
 // ---- tasks ----
@@ -237,6 +241,7 @@ async function cancelTask(id) {
 
 async function showDetail(id) {
   state.detail = id;
+  state.runsOffset = 0;
   $("#stdout").hidden = true;
   await loadDetail().catch(report);
 }
@@ -244,8 +249,15 @@ async function showDetail(id) {
 async function loadDetail() {
   const id = state.detail;
   if (!id) return;
-  const task = await apiJson("/tasks/" + encodeURIComponent(id) + "?runs_limit=1000");
+  const query = `?runs_offset=${state.runsOffset}&runs_limit=${RUNS_PAGE}`;
+  const task = await apiJson("/tasks/" + encodeURIComponent(id) + query);
   if (state.detail !== id) return;
+  const shownRuns = (task.runs || []).length;
+  $("#runs-info").textContent = shownRuns
+    ? `runs ${state.runsOffset}-${state.runsOffset + shownRuns - 1} of ${task.runs_total}`
+    : `${task.runs_total} runs`;
+  $("#runs-prev").disabled = state.runsOffset === 0;
+  $("#runs-next").disabled = state.runsOffset + RUNS_PAGE >= task.runs_total;
   $("#detail-section").hidden = false;
   $("#detail-id").textContent = task.id;
   const status = $("#detail-status");
@@ -482,12 +494,25 @@ function init() {
   $("#detail-cancel").addEventListener("click", () => {
     if (state.detail) cancelTask(state.detail);
   });
+  $("#runs-prev").addEventListener("click", () => {
+    state.runsOffset = Math.max(0, state.runsOffset - RUNS_PAGE);
+    loadDetail().catch(report);
+  });
+  $("#runs-next").addEventListener("click", () => {
+    state.runsOffset += RUNS_PAGE;
+    loadDetail().catch(report);
+  });
   $("#detail-close").addEventListener("click", () => {
     state.detail = null;
     $("#detail-section").hidden = true;
   });
   // The stream's first event (hello) loads everything.
   startStream();
+  // The membership view changes without events (heartbeats): refresh it,
+  // and only it, now and then.
+  setInterval(() => {
+    if (state.token || !$("#token-dialog").open) loadCluster().catch(report);
+  }, CLUSTER_REFRESH_MS);
 }
 
 document.addEventListener("DOMContentLoaded", init);
