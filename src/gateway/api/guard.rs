@@ -423,6 +423,8 @@ async fn time_limit(State(limits): State<HttpLimits>, request: Request, next: Ne
     } else {
         limits.request_timeout
     };
+    // The deadline covers the answer's head: a streamed body (`/events`)
+    // outlives it, holding its connection, not an in-flight slot.
     match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         // A submission cut off here may still commit: retrying it with the
