@@ -186,6 +186,8 @@ fn task_status(id: &str) -> String {
 #[test]
 fn dashboard_submits_follows_live_and_cancels() {
     let began = Instant::now();
+    // Fails at once, naming the package, when there is no browser.
+    browser::chromium_path();
     let server = Server::start(true);
     let mut page = Browser::launch(1400, 1300);
     let long = Duration::from_secs(30);
@@ -339,6 +341,7 @@ fn dashboard_submits_follows_live_and_cancels() {
 
 #[test]
 fn dashboard_on_loopback_needs_no_token() {
+    browser::chromium_path();
     let server = Server::start(false);
     let mut page = Browser::launch(1000, 800);
     let long = Duration::from_secs(30);
