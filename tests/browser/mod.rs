@@ -55,9 +55,22 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Asked to close, Chromium ends its helper processes too, which
+        // would otherwise still write into the profile as it is removed.
+        let close = b"{\"id\":0,\"method\":\"Browser.close\",\"params\":{}}\0";
+        let _ = self.to.write_all(close);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.profile);
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
