@@ -253,6 +253,11 @@ fn no_label_names_a_task_or_a_peer() {
             "/cluster",
             "/healthz",
             "/metrics",
+            "/events",
+            "/",
+            "/ui",
+            "/ui/",
+            "/ui/{file}",
             "unmatched",
         ];
         for series in samples(&text).keys() {

@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
+use futures::StreamExt as _;
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError, TestRunner};
 use rand::SeedableRng as _;
@@ -116,10 +117,20 @@ async fn send(router: &Router, request: Request<Body>) -> Answer {
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("?").to_string())
         .unwrap_or_default();
-    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
+    // An event stream never ends: its first frame (`hello`) stands for it.
+    let body = if content_type.starts_with("text/event-stream") {
+        let mut frames = response.into_body().into_data_stream();
+        tokio::time::timeout(std::time::Duration::from_secs(10), frames.next())
+            .await
+            .expect("an event stream's first frame")
+            .map(|frame| frame.expect("a frame").to_vec())
+            .unwrap_or_default()
+    } else {
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec()
+    };
     Answer {
         status,
         content_type,

@@ -7,6 +7,7 @@ pub mod clock;
 mod commands;
 mod core;
 mod error;
+pub mod events;
 mod health;
 pub mod metrics;
 mod pool;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 
 pub use self::core::{
     Acked, Clock, Command, CoreConfig, Formed, HealthReport, ModuleInput, NewTask, PlanFailed,
-    Planner, Released, Retention, RunEnded, StorageMode, COMMAND_QUEUE_MAX, COMMIT_STALL_MAX,
-    EXPIRE_INTERVAL_MS,
+    Planner, Released, Retention, RunEnded, RunWritten, StorageMode, COMMAND_QUEUE_MAX,
+    COMMIT_STALL_MAX, EXPIRE_INTERVAL_MS,
 };
 pub use api::guard::{
     constant_time_eq, lock, ApiAccess, ApiToken, HttpLimits, TokenError, API_TOKEN_BYTES,
@@ -30,6 +31,7 @@ pub use api::guard::{
 pub use api::serve::serve;
 pub use api::{openapi, router, StoreReader, PAGE_DEFAULT, PAGE_MAX};
 pub use error::{ApiError, ApiErrorKind, ErrorBody, RETRY_AFTER_S};
+pub use events::{Event, EventBus, Subscription, EVENTS_CAPACITY, SUBSCRIBERS_MAX};
 pub use health::Health;
 pub use metrics::{GatewayMetrics, MetricsSnapshot, METRICS_CONTENT_TYPE};
 pub use pool::{Pool, PoolConfig, PoolEvent};
@@ -110,6 +112,7 @@ pub struct Gateway {
     router: axum::Router,
     health: Arc<Health>,
     metrics: Arc<GatewayMetrics>,
+    events: Arc<EventBus>,
     core: tokio::task::JoinHandle<()>,
     serving: Option<ServeHandle>,
 }
@@ -167,6 +170,7 @@ impl Gateway {
         let mut pool = Pool::new(config.pool);
         pool.take_registrations_from(channel);
         let metrics = Arc::new(GatewayMetrics::new());
+        let events = EventBus::new();
         let core_config = CoreConfig {
             sched: config.sched.clone(),
             module_bytes_max: config.body_bytes_max,
@@ -181,6 +185,7 @@ impl Gateway {
             membership,
             health.clone(),
             metrics.clone(),
+            events.clone(),
         )
         .map_err(GatewayError::Restore)?;
         let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_QUEUE_MAX);
@@ -192,10 +197,12 @@ impl Gateway {
                 config.storage,
                 health.clone(),
                 metrics.clone(),
+                events.clone(),
                 config.body_bytes_max,
             ),
             health,
             metrics,
+            events,
             core,
             serving: Some(serving),
         })
@@ -225,6 +232,11 @@ impl Gateway {
     /// The gateway's metrics (what `/metrics` serves).
     pub fn metrics(&self) -> Arc<GatewayMetrics> {
         self.metrics.clone()
+    }
+
+    /// The gateway's live events (what `/events` streams).
+    pub fn events(&self) -> Arc<EventBus> {
+        self.events.clone()
     }
 
     /// Resolves, with the cause, when the gateway can no longer keep its

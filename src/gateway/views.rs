@@ -113,6 +113,8 @@ pub struct WorkerRow {
     pub slots: u32,
     /// Runs it holds now.
     pub in_flight: u32,
+    /// When it joined the pool (the gateway's clock, ms since the epoch).
+    pub joined_ms: Option<u64>,
 }
 
 /// A member of the gateway's cluster view.

@@ -9,7 +9,8 @@
 //!    `http://<an accepted host>`, or `Sec-Fetch-Site: cross-site/same-site`,
 //!    is 403, so another site's page cannot post a task (CSRF). A request
 //!    without any `Host` is 400 (RFC 9112 requires one).
-//! 2. **Bearer token** (every path but `/healthz`, and only when the API
+//! 2. **Bearer token** (every path but `/healthz` and the dashboard's page
+//!    shell, `/` and `/ui/...`, and only when the API
 //!    listens on a non-loopback address): `Authorization: Bearer <token>`,
 //!    compared in constant time, else 401 with `WWW-Authenticate: Bearer`.
 //! 3. **Load**: at most [`HttpLimits::in_flight_max`] requests in the
@@ -192,7 +193,10 @@ impl ApiAccess {
                 return Err(Refusal::CrossSite(site.to_string()));
             }
         }
-        if !self.token_required || uri.path() == "/healthz" {
+        // The dashboard's shell holds no data (`api/ui.rs`): a browser loads
+        // it first, then asks for the token.
+        if !self.token_required || uri.path() == "/healthz" || super::ui::is_page_shell(uri.path())
+        {
             return Ok(());
         }
         match headers.get(header::AUTHORIZATION).map(bearer) {
@@ -422,6 +426,8 @@ async fn time_limit(State(limits): State<HttpLimits>, request: Request, next: Ne
     } else {
         limits.request_timeout
     };
+    // The deadline covers the answer's head: a streamed body (`/events`)
+    // outlives it, holding its connection, not an in-flight slot.
     match tokio::time::timeout(deadline, next.run(request)).await {
         Ok(response) => response,
         // A submission cut off here may still commit: retrying it with the

@@ -4,12 +4,14 @@
 //! runs): the store holds only committed state, so a read never shows what a
 //! crash could take back, and reads never wait for the core or a commit.
 
+mod events;
 pub mod guard;
 mod openapi;
 pub mod serve;
 mod submit;
 mod tasks;
 pub mod token;
+mod ui;
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ use utoipa_axum::routes;
 
 use super::commands::HealthReport;
 use super::core::{Command, StorageMode};
+use super::events::EventBus;
 use super::health::Health;
 use super::metrics::{GatewayMetrics, METRICS_CONTENT_TYPE};
 use super::views::{MemberRow, WorkerRow};
@@ -83,6 +86,7 @@ pub struct ApiState {
     reader: StoreReader,
     health: Arc<Health>,
     metrics: Arc<GatewayMetrics>,
+    events: Arc<EventBus>,
     /// The OpenAPI document, serialised once.
     openapi: axum::body::Bytes,
 }
@@ -101,6 +105,7 @@ fn api_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(healthz))
         .routes(routes!(scrape))
         .routes(routes!(openapi::document))
+        .merge(ui::routes())
 }
 
 /// The OpenAPI 3.1 document of the API, as `GET /openapi.json` serves it.
@@ -115,6 +120,7 @@ pub fn router(
     mode: StorageMode,
     health: Arc<Health>,
     metrics: Arc<GatewayMetrics>,
+    events: Arc<EventBus>,
     body_bytes_max: usize,
 ) -> Router {
     let reader = StoreReader {
@@ -130,7 +136,7 @@ pub fn router(
             ApiError::NotFound(
                 "no such endpoint: see /openapi.json for the routes (/tasks, /tasks/{id}, \
                  /tasks/{id}/runs/{index}, /tasks/{id}/runs/{index}/stdout, /modules, \
-                 /workers, /cluster, /healthz, /metrics)"
+                 /workers, /cluster, /healthz, /metrics, /events; the dashboard at /)"
                     .into(),
             )
         })
@@ -146,6 +152,7 @@ pub fn router(
             reader,
             health,
             metrics,
+            events,
             openapi: openapi.into(),
         })
 }

@@ -51,6 +51,11 @@ pub(super) fn finish(mut api: OpenApi) -> OpenApi {
             .into(),
     );
     let components = api.components.get_or_insert_with(Default::default);
+    // What `/events` streams, one per `data:` line.
+    components.schemas.insert(
+        "Event".to_string(),
+        <crate::gateway::events::Event as utoipa::PartialSchema>::schema(),
+    );
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),

@@ -23,8 +23,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use super::commands::{Acked, Command, HealthReport, ModuleInput, NewTask};
 pub use commit::StorageMode;
-pub use plan::{Formed, PlanFailed, Planner, Released, RunEnded};
+pub use plan::{Formed, PlanFailed, Planner, Released, RunEnded, RunWritten};
 
+use super::events::EventBus;
 use super::health::Health;
 use super::metrics::{GatewayMetrics, MetricsSnapshot};
 use super::pool::Pool;
@@ -175,6 +176,10 @@ pub struct Core {
     config: CoreConfig,
     health: Arc<Health>,
     metrics: Arc<GatewayMetrics>,
+    /// Where committed changes and pool changes are announced.
+    events: Arc<EventBus>,
+    /// When each worker in the pool joined (clock ms).
+    joined: BTreeMap<String, u64>,
     membership: Option<Rc<Membership>>,
     running: BTreeMap<(TaskId, u32, u32), tokio::task::JoinHandle<()>>,
     /// Run results; at most one per attempt in flight, so bounded by the pool's slots.
@@ -193,6 +198,7 @@ pub struct Core {
 impl Core {
     /// Restores the unfinished tasks from the store (runs that were in flight at
     /// the last stop are retried: at-least-once) and starts the committer.
+    #[allow(clippy::too_many_arguments)]
     pub fn restore(
         store: Arc<Store>,
         pool: Pool,
@@ -201,6 +207,7 @@ impl Core {
         membership: Option<Rc<Membership>>,
         health: Arc<Health>,
         metrics: Arc<GatewayMetrics>,
+        events: Arc<EventBus>,
     ) -> Result<Self, StoreError> {
         let tasks = store.open_tasks()?;
         let modules = Modules::new(store.module_refs()?);
@@ -237,6 +244,8 @@ impl Core {
             config,
             health,
             metrics,
+            events,
+            joined: BTreeMap::new(),
             membership,
             running: BTreeMap::new(),
             done_sender,
@@ -276,6 +285,7 @@ impl Core {
                     if let ViewEvent::Left { peer, .. } = event {
                         // A worker that left the membership view leaves the pool.
                         if self.pool.remove(&peer.to_string()) {
+                            self.worker_left(peer.to_string(), "left the membership view".into());
                             let effects = self.sched.worker_lost((self.clock)(), &peer.to_string());
                             self.apply(effects);
                         }
@@ -472,6 +482,7 @@ impl Core {
                     .workers()
                     .into_iter()
                     .map(|w| WorkerRow {
+                        joined_ms: self.joined.get(&w.worker).copied(),
                         worker: w.worker,
                         slots: w.slots,
                         in_flight: w.in_flight,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{internal, Core, Held, Released, EXPIRE_DELETE_MAX, MODULES_COLLECT_MAX};
+use crate::gateway::events::Event;
 use crate::gateway::ApiError;
 use crate::sched::{Op, PurgeOutcome, StoreError, TaskHeader, TaskId};
 
@@ -111,6 +112,21 @@ impl Core {
         }
         for ended in &released.ended {
             self.metrics.run_ended(ended);
+        }
+        // Committed now: what the events announce is on disk.
+        for run in &released.runs {
+            self.events.publish(Event::Run {
+                task: run.task.0.clone(),
+                index: run.index,
+                attempt: run.attempt,
+                status: run.status,
+            });
+        }
+        for (id, header) in &released.written {
+            self.events.publish(Event::Task {
+                id: id.0.clone(),
+                status: header.status,
+            });
         }
         for id in released.finished {
             match self.sched.forget(&id) {

@@ -77,6 +77,8 @@ struct InFlight<A> {
     written: BTreeMap<TaskId, TaskHeader>,
     /// Runs this batch writes final (each run once: a final run is not written again).
     ended: Vec<RunEnded>,
+    /// Every run this batch writes, in its written state.
+    runs: Vec<RunWritten>,
 }
 
 /// A batch to commit, numbered.
@@ -104,6 +106,21 @@ pub struct Released<A> {
     pub report: BatchReport,
     /// Runs now stored final, each handed back once (for metrics).
     pub ended: Vec<RunEnded>,
+    /// Every run the batch wrote, in its committed state (for live events).
+    pub runs: Vec<RunWritten>,
+}
+
+/// A run a batch wrote: which, and in what state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunWritten {
+    /// Its task.
+    pub task: TaskId,
+    /// Its index.
+    pub index: u32,
+    /// Its attempt.
+    pub attempt: u32,
+    /// Its status as written.
+    pub status: RunStatus,
 }
 
 /// How a run stored final ended: what a metric needs of it (not its stdout).
@@ -222,6 +239,7 @@ impl<A> Planner<A> {
         let mut finished = Vec::new();
         let mut written = BTreeMap::new();
         let mut ended = Vec::new();
+        let mut runs_written = Vec::new();
         for (id, indexes) in std::mem::take(&mut self.dirty) {
             #[cfg(feature = "sabotage")]
             if self.unwritten.contains(&id) {
@@ -248,6 +266,12 @@ impl<A> Planner<A> {
                     .filter(|r| r.status.is_final())
                     .map(RunEnded::of),
             );
+            runs_written.extend(runs.iter().map(|r| RunWritten {
+                task: id.clone(),
+                index: r.index,
+                attempt: r.attempt,
+                status: r.status,
+            }));
             if task.status.is_final() {
                 finished.push(id.clone());
             } else {
@@ -277,6 +301,7 @@ impl<A> Planner<A> {
             finished,
             written,
             ended,
+            runs: runs_written,
         });
         Some(Formed {
             seq,
@@ -300,6 +325,7 @@ impl<A> Planner<A> {
             written: flight.written,
             report,
             ended: flight.ended,
+            runs: flight.runs,
         }
     }
 

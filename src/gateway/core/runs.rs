@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Core, RunDone};
+use crate::gateway::events::Event;
 use crate::gateway::pool::PoolEvent;
 use crate::gateway::runner::run_on_worker;
 use crate::sched::{Effect, RunOutcome, StoreError, TaskId, TaskSpec};
@@ -27,14 +28,30 @@ impl Core {
         let effects = match event {
             PoolEvent::Joined { worker, slots } => {
                 tracing::info!(%worker, slots, "worker joined the pool");
+                self.joined.insert(worker.clone(), now);
+                self.events.publish(Event::WorkerJoined {
+                    peer: worker.clone(),
+                    slots,
+                });
                 self.sched.worker_joined(now, &worker, slots)
             }
             PoolEvent::Left { worker, reason } => {
                 tracing::info!(%worker, %reason, "worker left the pool");
-                self.sched.worker_lost(now, &worker)
+                let effects = self.sched.worker_lost(now, &worker);
+                self.worker_left(worker, reason);
+                effects
             }
         };
         self.apply(effects);
+    }
+
+    /// Forgets when `worker` joined and announces that it left.
+    pub(super) fn worker_left(&mut self, worker: String, reason: String) {
+        self.joined.remove(&worker);
+        self.events.publish(Event::WorkerLeft {
+            peer: worker,
+            reason,
+        });
     }
 
     /// Carries out scheduler effects.
