@@ -348,7 +348,7 @@ fn reader(client: Client, known: Arc<Mutex<Known>>, stop: Arc<AtomicBool>, seed:
     let mut round = 0u64;
     while !stop.load(Ordering::SeqCst) {
         round += 1;
-        let op = if round % 25 == 0 {
+        let op = if round.is_multiple_of(25) {
             client.list_op(1)
         } else {
             let id = {
@@ -358,7 +358,8 @@ fn reader(client: Client, known: Arc<Mutex<Known>>, stop: Arc<AtomicBool>, seed:
                 } else {
                     // Mostly recent tasks, where things change.
                     let len = known.acked.len() as u64;
-                    let back = rng.next_u64() % len.min(if round % 3 == 0 { len } else { 20 });
+                    let back =
+                        rng.next_u64() % len.min(if round.is_multiple_of(3) { len } else { 20 });
                     Some(known.acked[(len - 1 - back) as usize].clone())
                 }
             };
