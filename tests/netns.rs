@@ -19,16 +19,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use netns_support::client::Client;
 use netns_support::{clean_leftovers, preflight, Lan, NsProc, PREFIX};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-use ww_sched::history::{
-    check, is_terminal, task_view_from_json, CheckConfig, History, Listed, Observed, OpKind,
-    Operation, Outcome,
-};
+use ww_sched::history::{check, is_terminal, CheckConfig, History, OpKind, Operation, Outcome};
 
 /// The gateway's clock (wall clock at its start, advanced by the monotonic
 /// clock) against the client's (the system clock): both read the one host
@@ -38,13 +36,6 @@ const CLOCK_TOLERANCE: Duration = Duration::from_millis(250);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(4);
 /// How long, after the chaos, every acknowledged task has to finish.
 const DRAIN: Duration = Duration::from_secs(120);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -125,159 +116,6 @@ impl Cluster {
     fn kill(&mut self, n: usize) {
         if let Some(mut proc) = self.nodes[n].take() {
             proc.kill();
-        }
-    }
-}
-
-/// The test's HTTP client: the gateway's LAN address, from the bridge.
-#[derive(Clone)]
-struct Client {
-    base: String,
-    token: String,
-    agent: ureq::Agent,
-    history: Arc<Mutex<History>>,
-}
-
-/// An answer: status and JSON body, or why none came.
-type Answer = Result<(u16, Value), String>;
-
-impl Client {
-    fn send(&self, method: &str, path: &str, key: Option<&str>, body: Option<&Value>) -> Answer {
-        let url = format!("{}{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let result = match (method, body) {
-            ("POST", Some(body)) => {
-                let mut req = self.agent.post(&url).header("Authorization", &auth);
-                if let Some(key) = key {
-                    req = req.header("Idempotency-Key", key);
-                }
-                req.header("Content-Type", "application/json")
-                    .send(body.to_string().as_bytes())
-            }
-            ("POST", None) => unreachable!("a POST has a body"),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &auth)
-                .call(),
-            _ => self.agent.get(&url).header("Authorization", &auth).call(),
-        };
-        let mut response = result.map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| e.to_string())?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
-    }
-
-    fn record(&self, client: u32, kind: OpKind, invoked_ms: u64, outcome: Outcome) -> usize {
-        let completed_ms = (!matches!(outcome, Outcome::Unknown)).then(now_ms);
-        self.history.lock().unwrap().record(Operation {
-            client,
-            kind,
-            invoked_ms,
-            completed_ms,
-            outcome,
-        })
-    }
-
-    /// One submission attempt; the id acknowledged, if any.
-    fn submit(&self, key: &str, body: &Value) -> Option<String> {
-        let at = now_ms();
-        let answer = self.send("POST", "/tasks", Some(key), Some(body));
-        let (outcome, id) = match answer {
-            Ok((200 | 201, v)) => {
-                let id = v["id"].as_str().unwrap_or_default().to_string();
-                (
-                    Outcome::Ok(Observed::Submitted { id: id.clone() }),
-                    Some(id),
-                )
-            }
-            Ok((status, v)) => (Outcome::Failed(format!("{status} {v}")), None),
-            Err(_) => (Outcome::Unknown, None),
-        };
-        let kind = OpKind::Submit {
-            id: None,
-            idempotency_key: key.to_string(),
-        };
-        self.record(0, kind, at, outcome);
-        id
-    }
-
-    /// One cancel attempt; whether it was answered.
-    fn cancel(&self, id: &str) -> bool {
-        let at = now_ms();
-        let outcome = match self.send("DELETE", &format!("/tasks/{id}"), None, None) {
-            Ok((200, v)) => Outcome::Ok(Observed::Cancelled {
-                status: v["status"].as_str().unwrap_or_default().to_string(),
-            }),
-            Ok((status, v)) => Outcome::Failed(format!("{status} {v}")),
-            Err(_) => Outcome::Unknown,
-        };
-        let answered = !matches!(outcome, Outcome::Unknown);
-        self.record(0, OpKind::Cancel { id: id.into() }, at, outcome);
-        answered
-    }
-
-    /// A read of one task, not recorded.
-    fn read_op(&self, client: u32, id: &str) -> Operation {
-        let at = now_ms();
-        let outcome = match self.send("GET", &format!("/tasks/{id}"), None, None) {
-            Ok((200, v)) => match task_view_from_json(&v) {
-                Some(view) => Outcome::Ok(Observed::Task(view)),
-                None => Outcome::Failed(format!("unreadable task {v}")),
-            },
-            Ok((404, _)) => Outcome::Ok(Observed::NotFound),
-            Ok((status, v)) => Outcome::Failed(format!("{status} {v}")),
-            Err(_) => Outcome::Unknown,
-        };
-        Operation {
-            client,
-            kind: OpKind::Read { id: id.into() },
-            invoked_ms: at,
-            completed_ms: (!matches!(outcome, Outcome::Unknown)).then(now_ms),
-            outcome,
-        }
-    }
-
-    /// Every task, page by page, as one operation, not recorded.
-    fn list_op(&self, client: u32) -> Operation {
-        let at = now_ms();
-        let mut items = Vec::new();
-        let mut after = String::new();
-        let outcome = loop {
-            let path = format!("/tasks?limit=1000&after={after}");
-            match self.send("GET", &path, None, None) {
-                Ok((200, Value::Array(rows))) => {
-                    for row in &rows {
-                        let id = row["id"].as_str().unwrap_or_default().to_string();
-                        let key = row["description"]
-                            .as_str()
-                            .and_then(|d| d.strip_prefix("netns "))
-                            .map(str::to_string);
-                        items.push(Listed { id, key });
-                    }
-                    match rows.last() {
-                        Some(last) if rows.len() == 1000 => {
-                            after = last["id"].as_str().unwrap_or_default().to_string();
-                        }
-                        _ => break Outcome::Ok(Observed::Listing(items)),
-                    }
-                }
-                Ok((status, v)) => break Outcome::Failed(format!("{status} {v}")),
-                Err(_) => break Outcome::Unknown,
-            }
-        };
-        Operation {
-            client,
-            kind: OpKind::List,
-            invoked_ms: at,
-            completed_ms: (!matches!(outcome, Outcome::Unknown)).then(now_ms),
-            outcome,
         }
     }
 }
