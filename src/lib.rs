@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod csp;
 pub mod exec;
 pub mod gateway;
+pub mod history;
 pub mod node;
 pub mod pubsub;
 pub mod rpc;

@@ -466,3 +466,24 @@ fn fuel_used_is_reported_on_success() {
     let again = sandbox.run(&spec(&wasm(ADD), "add", &[1, 2]));
     assert_eq!(again.fuel_used, report.fuel_used);
 }
+
+/// Found by fuzzing (`fuzz/regressions/rpc_worker/`): a code section that
+/// declares no function but holds 1,000 bytes or more made wasmi divide by
+/// zero (a panic caught as an `internal` error, or an abort under a panic
+/// hook that aborts). It is a bad module, refused before wasmi parses it.
+#[test]
+fn a_code_section_with_no_function_but_many_bytes_is_a_bad_module() {
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    let payload_len: u32 = 1 + 1100; // the count 0, then 1,100 bytes
+    bytes.push(10); // the code section
+                    // The size as LEB128 (1101 = 0x44D).
+    bytes.extend_from_slice(&[0x80 | (payload_len & 0x7f) as u8, (payload_len >> 7) as u8]);
+    bytes.push(0); // count 0
+    bytes.extend(std::iter::repeat_n(0u8, 1100));
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    let err = sandbox.insert_module(&bytes).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadModule, "{err}");
+    let report = sandbox.run(&spec(&bytes, "run", &[]));
+    assert_eq!(kind(&report), Some(ErrorKind::BadModule));
+    assert_still_healthy(&sandbox);
+}

@@ -210,6 +210,23 @@ fn a_result_shown_before_it_is_durable_is_caught_after_a_crash() {
     );
 }
 
+/// The history checker catches both broken builds on its own: the lost task
+/// as an acknowledged task answered 404, the unsynced result as a terminal
+/// run read two ways (`ww_sched::history`, rules (a) and (b)).
+#[test]
+fn the_history_checker_catches_a_lost_task_and_a_changed_result() {
+    assert_sabotage_caught(
+        Sabotage::LoseAckedTask,
+        "history_checked",
+        "acknowledged, then answered 404",
+    );
+    assert_sabotage_caught(
+        Sabotage::ShowUnsyncedResults,
+        "history_checked",
+        "results_stable",
+    );
+}
+
 /// Seeds the refused-submissions sabotage must be caught on, every one.
 const REFUSE_SEEDS: u64 = 8;
 

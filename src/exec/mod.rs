@@ -5,6 +5,7 @@ mod error;
 mod host;
 mod limits;
 mod meter;
+mod precheck;
 mod sandbox;
 mod spec;
 mod wasi;

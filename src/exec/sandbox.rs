@@ -177,6 +177,7 @@ impl Sandbox {
         // Compiled outside the lock so one large module does not stall every run;
         // two threads may then compile the same module, which is only wasted work.
         lock(&self.cache).record_miss();
+        super::precheck::check_code_section(bytes)?;
         let module = Module::new(&self.engine, bytes)
             .map_err(|e| ExecError::new(ErrorKind::BadModule, e.to_string()))?;
         let linker = Arc::new(module_linker(&self.base_linker, &module)?);

@@ -396,6 +396,10 @@ pub struct Invariants {
     /// Safety: a task whose cancel was acknowledged starts no run after it.
     #[serde(default)]
     pub cancel_stops_runs: bool,
+    /// Safety: the client's history of submissions, cancels and reads passes
+    /// the history checker (`ww_sched::history`).
+    #[serde(default)]
+    pub history_checked: bool,
     /// Safety: every request the gateway did not serve (5xx, no answer, a
     /// refused submission) is explained by a disturbance of the gateway or of
     /// the client's link with it.

@@ -281,6 +281,9 @@ pub fn run_with(
             if inv.cancel_stops_runs {
                 verdict.record(at, tasks_check::cancel_stops_runs(&obs));
             }
+            if inv.history_checked {
+                verdict.record(at, tasks_check::history_checked(&obs));
+            }
             if inv.refusals_explained {
                 verdict.record(at, tasks_check::refusals_explained(&obs, &excuses));
             }

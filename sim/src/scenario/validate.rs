@@ -333,6 +333,7 @@ impl Scenario {
                     (inv.no_task_lost, "no_task_lost"),
                     (inv.one_terminal_status, "one_terminal_status"),
                     (inv.cancel_stops_runs, "cancel_stops_runs"),
+                    (inv.history_checked, "history_checked"),
                     (inv.refusals_explained, "refusals_explained"),
                     (inv.runs_finish_within_s.is_some(), "runs_finish_within_s"),
                 ],

@@ -8,3 +8,4 @@ pub mod channel_check;
 pub mod pubsub_check;
 pub mod tasks;
 pub mod tasks_check;
+pub mod tasks_history;

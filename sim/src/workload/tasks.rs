@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
 use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
+use ww_sched::history::History;
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::Store;
@@ -223,6 +224,9 @@ pub struct TaskObservations {
     /// Starts of the gateway: the first, restarts by the scenario, and
     /// restarts by its supervisor after a fail-stop.
     pub gateway_starts: u64,
+    /// Every submission, cancel and read the client made, with simulated
+    /// invocation and completion times, for `ww_sched::history::check`.
+    pub history: History,
 }
 
 /// Shared, lockable task observations.
@@ -438,6 +442,10 @@ async fn call(
     };
     let mut obs = lock(shared);
     obs.requests += 1;
+    if let Some(op) = super::tasks_history::operation(method, path, idempotency_key, sent, &result)
+    {
+        obs.history.record(op);
+    }
     if status.is_some() || result.is_err() {
         obs.refusals.push(Refusal {
             sent,

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use ww_sched::history::{check, CheckConfig};
 use ww_sched::tasks::hash_puzzle;
 
 use super::tasks::{is_final, Refusal, TaskObservations, TaskSeen};
@@ -354,6 +355,28 @@ pub fn cancel_stops_runs(obs: &TaskObservations) -> Check {
         obs.cancels.len()
     );
     Check::new("cancel_stops_runs", Class::Safety, wrong, summary)
+}
+
+/// Safety `history_checked`: the client's whole history (every submission,
+/// cancel and read, with simulated invocation and completion times) passes
+/// `ww_sched::history::check`: one terminal state per task and never left,
+/// a run's outcome once read never changes, no run starts after an
+/// acknowledged cancel, one submission is at most one task. The gateway and
+/// the client read one simulated clock (tolerance 0); the run may end with
+/// tasks unfinished, so finishing is left to `runs_finish_within_s`.
+pub fn history_checked(obs: &TaskObservations) -> Check {
+    let config = CheckConfig {
+        clock_tolerance_ms: 0,
+        require_final: false,
+    };
+    let report = check(&obs.history, &[], &config);
+    let wrong = report.violations.iter().map(ToString::to_string).collect();
+    let summary = format!(
+        "{} operations checked, {} violations",
+        report.operations_checked,
+        report.violations.len()
+    );
+    Check::new("history_checked", Class::Safety, listed(wrong), summary)
 }
 
 /// When a task became final by the gateway's clock (its latest run's
