@@ -485,5 +485,9 @@ fn a_code_section_with_no_function_but_many_bytes_is_a_bad_module() {
     assert_eq!(err.kind(), ErrorKind::BadModule, "{err}");
     let report = sandbox.run(&spec(&bytes, "run", &[]));
     assert_eq!(kind(&report), Some(ErrorKind::BadModule));
+    // The same section cut short: declared, not present (found by fuzzing too).
+    bytes.truncate(bytes.len() - 1000);
+    let err = sandbox.insert_module(&bytes).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadModule, "{err}");
     assert_still_healthy(&sandbox);
 }
