@@ -8,10 +8,20 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
-use ww_sched::exec::{ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+use ww_sched::exec::{
+    probe_native_stack, ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig,
+};
 
 /// One sandbox for all inputs, as a worker has (its module cache included).
-static SANDBOX: LazyLock<Sandbox> = LazyLock::new(|| Sandbox::new(SandboxConfig::default()));
+/// Before the first input it runs the worker's start-up probe: a build whose
+/// interpreter grows the native stack per instruction (cargo-fuzz's default
+/// debug assertions do that to wasmi; `scripts/fuzz` builds this target with
+/// `-O`) aborts there, naming the probe's thread, instead of on some later
+/// input with no artifact saved.
+static SANDBOX: LazyLock<Sandbox> = LazyLock::new(|| {
+    probe_native_stack().expect("the sandbox's start-up probe");
+    Sandbox::new(SandboxConfig::default())
+});
 
 /// Wall-clock slack beyond a run's budget: the deadline is checked between
 /// fuel slices and at host calls, so a guest may run one slice past it

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
-use ww_sched::exec::{Sandbox, SandboxConfig};
+use ww_sched::exec::{probe_native_stack, Sandbox, SandboxConfig};
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
@@ -78,6 +78,7 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
         short(&gateway_peer.to_string())
     );
 
+    probe_native_stack().context("the sandbox's start-up check failed")?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
     let mut registrations = Vec::new();
     for _ in 0..args.workers {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::exec::{Sandbox, SandboxConfig};
+use ww_sched::exec::{probe_native_stack, EngineKind, Sandbox, SandboxConfig};
 use ww_sched::node::WorkerNode;
 use ww_sched::transport::{Address, Identity, Libp2pTransport};
 use ww_sched::worker::WorkerConfig;
@@ -46,6 +46,11 @@ pub struct WorkerArgs {
     /// Runs at once; more calls wait. Defaults to the number of cores.
     #[arg(long)]
     slots: Option<usize>,
+    /// The WebAssembly engine: wasmi (an interpreter, quick to start) or
+    /// wasmtime (a JIT, several times faster on long computations; only in a
+    /// build with `--features jit`). Limits, WASI and errors are the same.
+    #[arg(long, default_value = "wasmi", value_name = "ENGINE")]
+    engine: EngineKind,
     /// Serve this worker's Prometheus metrics at http://ADDR/metrics (e.g.
     /// 127.0.0.1:9101; port 0 picks one). Read-only and without a token: keep
     /// it on loopback or a network only the scraper reaches.
@@ -76,7 +81,13 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let network = &args.cluster.network;
     let listen = network.listen_addresses(&args.listen)?;
     let transport = Libp2pTransport::new(network.libp2p_config(identity.clone())?)?;
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
+    // A build whose interpreter leaks native stack per instruction would die at the
+    // first long task; stop here instead, saying why.
+    probe_native_stack().context("the sandbox's start-up check failed")?;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        engine: args.engine,
+        ..SandboxConfig::default()
+    }));
     let mut allowed = BTreeSet::new();
     for text in &args.allow {
         allowed.insert(
@@ -105,6 +116,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     // Wildcard listeners report one address per interface just after binding.
     tokio::time::sleep(Duration::from_millis(100)).await;
     println!("peer id: {}", node.peer_id());
+    println!("engine: {}", args.engine);
     for address in node.dial_addresses() {
         println!("listening on {address}");
     }

@@ -4,24 +4,64 @@
 use super::cache::{CacheStats, LruCache};
 use super::error::{ErrorKind, ExecError};
 use super::host::{HostEnv, RealHost};
-use super::meter::{Meter, FUEL_SLICE};
+use super::interp::{self, Interp};
+use super::meter::Meter;
 use super::spec::{ModuleHash, ModuleRef, RunReport, RunSpec};
-use super::wasi::{base_linker, module_linker, HostState};
+use super::wasi::HostState;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
-use wasmi::errors::{ErrorKind as WasmiKind, InstantiationError, MemoryError};
-use wasmi::{
-    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Func, FuncType, Linker, Module,
-    ResumableCall, Store, TrapCode, Val, ValType,
-};
 
 /// Fuel for a module's `start` section, which wasmi cannot pause to check the deadline.
 pub const START_SECTION_FUEL: u64 = 100_000_000;
 
+/// The engine that compiles and runs modules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EngineKind {
+    /// wasmi, an interpreter: fast to start, the default and the only engine in simulation.
+    #[default]
+    Wasmi,
+    /// wasmtime with cranelift, a JIT compiler: slower to compile a module, several
+    /// times faster on compute-bound guests (cargo feature `jit`).
+    #[cfg(feature = "jit")]
+    Wasmtime,
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Wasmi => "wasmi",
+            #[cfg(feature = "jit")]
+            Self::Wasmtime => "wasmtime",
+        })
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    /// `wasmi` or `wasmtime` (the latter only in a build with the `jit` feature).
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "wasmi" => Ok(Self::Wasmi),
+            #[cfg(feature = "jit")]
+            "wasmtime" => Ok(Self::Wasmtime),
+            #[cfg(not(feature = "jit"))]
+            "wasmtime" => Err("this ww-sched was built without the JIT: rebuild it with \
+                 `cargo build --release --features jit`"
+                .into()),
+            other => Err(format!(
+                "unknown engine {other:?}: expected wasmi or wasmtime"
+            )),
+        }
+    }
+}
+
 /// Sandbox-wide settings.
 #[derive(Clone)]
 pub struct SandboxConfig {
+    /// The engine that compiles and runs modules.
+    pub engine: EngineKind,
     /// Compiled modules kept; the least recently used is evicted beyond this.
     pub cache_modules_max: usize,
     /// Module bytes (as sent) the cache keeps in all: with `cache_modules_max` this
@@ -39,6 +79,7 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
+            engine: EngineKind::default(),
             cache_modules_max: 64,
             cache_bytes_max: 128 * 1024 * 1024,
             module_bytes_max: 16 * 1024 * 1024,
@@ -51,6 +92,7 @@ impl Default for SandboxConfig {
 impl std::fmt::Debug for SandboxConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxConfig")
+            .field("engine", &self.engine)
             .field("cache_modules_max", &self.cache_modules_max)
             .field("cache_bytes_max", &self.cache_bytes_max)
             .field("module_bytes_max", &self.module_bytes_max)
@@ -59,17 +101,24 @@ impl std::fmt::Debug for SandboxConfig {
     }
 }
 
-/// A compiled module with the linker that satisfies its imports.
+/// A compiled module, by engine.
 #[derive(Clone)]
-struct Compiled {
-    module: Module,
-    linker: Arc<Linker<HostState>>,
+enum Compiled {
+    Interp(interp::Compiled),
+    #[cfg(feature = "jit")]
+    Jit(super::jit::Compiled),
+}
+
+/// The engine of a sandbox.
+enum Backend {
+    Interp(Interp),
+    #[cfg(feature = "jit")]
+    Jit(super::jit::Jit),
 }
 
 /// Runs WASM exports in isolation; shareable across threads (`Send + Sync`).
 pub struct Sandbox {
-    engine: Engine,
-    base_linker: Linker<HostState>,
+    backend: Backend,
     cache: Mutex<LruCache<Compiled>>,
     config: SandboxConfig,
 }
@@ -83,12 +132,6 @@ impl std::fmt::Debug for Sandbox {
     }
 }
 
-/// Why guest execution stopped early: an engine error, or a limit this module enforced.
-enum Stop {
-    Wasm(wasmi::Error),
-    Limit(ExecError),
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Cache state stays consistent even if a holder panicked: every update is one insert.
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -97,36 +140,17 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Sandbox {
     /// Creates a sandbox with its own engine and module cache.
     pub fn new(config: SandboxConfig) -> Self {
-        let mut wasm_config = Config::default();
-        wasm_config
-            .consume_fuel(true)
-            // One memory per instance keeps the page limit a per-run total.
-            .wasm_multi_memory(false)
-            // Eager compilation keeps fuel_used independent of what was run before.
-            .compilation_mode(CompilationMode::Eager)
-            // Bounds what a hostile module can make compilation cost: at most 10,000
-            // functions, 1,000 globals, data and element segments, 32 parameters and
-            // results, 40 body bytes per function on average (see `EnforcedLimits::strict`).
-            // With `module_bytes_max` and wasmparser's own caps (50,000 locals per function)
-            // this keeps compile time and memory linear in a bounded input. Execution
-            // stacks keep wasmi's defaults: 1,000 nested calls, 1M value cells.
-            .enforced_limits(EnforcedLimits::strict());
-        let engine = Engine::new(&wasm_config);
-        let base_linker = match base_linker(&engine) {
-            Ok(linker) => linker,
-            Err(error) => {
-                // Only a duplicate name in our own table can cause this; fall back to no WASI.
-                tracing::error!(%error, "building the WASI linker failed");
-                Linker::new(&engine)
-            }
+        let backend = match config.engine {
+            EngineKind::Wasmi => Backend::Interp(Interp::new()),
+            #[cfg(feature = "jit")]
+            EngineKind::Wasmtime => Backend::Jit(super::jit::Jit::new()),
         };
         let cache = Mutex::new(LruCache::new(
             config.cache_modules_max,
             config.cache_bytes_max,
         ));
         Self {
-            engine,
-            base_linker,
+            backend,
             cache,
             config,
         }
@@ -178,10 +202,11 @@ impl Sandbox {
         // two threads may then compile the same module, which is only wasted work.
         lock(&self.cache).record_miss();
         super::precheck::check_code_section(bytes)?;
-        let module = Module::new(&self.engine, bytes)
-            .map_err(|e| ExecError::new(ErrorKind::BadModule, e.to_string()))?;
-        let linker = Arc::new(module_linker(&self.base_linker, &module)?);
-        let compiled = Compiled { module, linker };
+        let compiled = match &self.backend {
+            Backend::Interp(engine) => Compiled::Interp(engine.compile(bytes)?),
+            #[cfg(feature = "jit")]
+            Backend::Jit(engine) => Compiled::Jit(engine.compile(bytes)?),
+        };
         lock(&self.cache).insert(hash, compiled.clone(), bytes.len());
         tracing::debug!(module = %hash, bytes = bytes.len(), "compiled module");
         Ok((hash, compiled))
@@ -232,10 +257,6 @@ impl Sandbox {
             Ok(compiled) => compiled,
             Err(error) => return RunReport::failed(error),
         };
-        let inputs = match check_export(&compiled.module, &spec.export, &spec.args) {
-            Ok(inputs) => inputs,
-            Err(error) => return RunReport::failed(error),
-        };
         let limits = spec.limits;
         let meter = Meter::new(
             limits.fuel_max,
@@ -246,14 +267,20 @@ impl Sandbox {
         let state = HostState::new(
             self.config.host.clone(),
             self.config.output_bytes_max,
-            limits.memory_bytes_max(),
             meter,
         );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
-        let outcome = execute(&mut store, &compiled, &spec.export, &inputs);
-        let fuel_used = store.data().meter.used(store.get_fuel().unwrap_or(0));
-        let state = store.into_data();
+        let memory_bytes_max = limits.memory_bytes_max();
+        let (outcome, fuel_used, state) = match (&self.backend, &compiled) {
+            (Backend::Interp(engine), Compiled::Interp(module)) => {
+                engine.run(module, &spec.export, &spec.args, state, memory_bytes_max)
+            }
+            #[cfg(feature = "jit")]
+            (Backend::Jit(engine), Compiled::Jit(module)) => {
+                engine.run(module, &spec.export, &spec.args, state, memory_bytes_max)
+            }
+            #[cfg(feature = "jit")]
+            _ => unreachable!("a sandbox caches only modules of its own engine"),
+        };
         tracing::debug!(export = %spec.export, fuel_used, ok = outcome.is_ok(), "run finished");
         RunReport {
             outcome,
@@ -262,191 +289,6 @@ impl Sandbox {
             fuel_used,
         }
     }
-}
-
-/// Instantiates, runs `_start`/`_initialize` if present, then the export.
-fn execute(
-    store: &mut Store<HostState>,
-    compiled: &Compiled,
-    export: &str,
-    inputs: &[Val],
-) -> Result<Vec<i64>, ExecError> {
-    let start_fuel = store.data().meter.fuel_max().min(START_SECTION_FUEL);
-    set_fuel(store, start_fuel)?;
-    store.data_mut().meter.grant_all(start_fuel);
-    let instance = compiled
-        .linker
-        .instantiate_and_start(&mut *store, &compiled.module)
-        .map_err(|e| classify(e, ErrorKind::BadModule))?;
-    // Give back what the start section left beyond one slice so the deadline is checked soon.
-    let left = store.get_fuel().unwrap_or(0);
-    if left > FUEL_SLICE {
-        set_fuel(store, FUEL_SLICE)?;
-        store.data_mut().meter.give_back(left - FUEL_SLICE);
-    }
-    store.data().meter.check_stop()?;
-
-    let init = if export == "_start" {
-        None
-    } else {
-        instance
-            .get_func(&*store, "_start")
-            .or_else(|| instance.get_func(&*store, "_initialize"))
-    };
-    if let Some(init) = init {
-        match drive(store, &init, &[], &mut []) {
-            Ok(()) => {}
-            Err(Stop::Wasm(e)) if e.i32_exit_status() == Some(0) => {}
-            Err(stop) => return Err(stop_error(stop)),
-        }
-    }
-    let Some(target) = instance.get_func(&*store, export) else {
-        return Err(ExecError::new(ErrorKind::MissingExport, "export vanished"));
-    };
-    let ty = target.ty(&*store);
-    let mut outputs: Vec<Val> = ty.results().iter().map(|t| zero(*t)).collect();
-    match drive(store, &target, inputs, &mut outputs) {
-        Ok(()) => {}
-        Err(Stop::Wasm(e)) if export == "_start" && e.i32_exit_status() == Some(0) => {
-            return Ok(Vec::new())
-        }
-        Err(stop) => return Err(stop_error(stop)),
-    }
-    outputs
-        .iter()
-        .map(|v| match v {
-            Val::I32(x) => Ok(i64::from(*x as u32)),
-            Val::I64(x) => Ok(*x),
-            other => Err(ExecError::new(
-                ErrorKind::Internal,
-                format!("unexpected result type {:?}", other.ty()),
-            )),
-        })
-        .collect()
-}
-
-fn set_fuel(store: &mut Store<HostState>, fuel: u64) -> Result<(), ExecError> {
-    store
-        .set_fuel(fuel)
-        .map_err(|e| ExecError::new(ErrorKind::Internal, e.to_string()))
-}
-
-/// Calls `func` resumably, refilling fuel slice by slice until it finishes or a limit hits.
-fn drive(
-    store: &mut Store<HostState>,
-    func: &Func,
-    inputs: &[Val],
-    outputs: &mut [Val],
-) -> Result<(), Stop> {
-    let mut call = func
-        .call_resumable(&mut *store, inputs, outputs)
-        .map_err(Stop::Wasm)?;
-    loop {
-        match call {
-            ResumableCall::Finished => return Ok(()),
-            // Host functions never ask to be resumed: their errors (proc_exit, unsupported
-            // WASI calls, a limit hit inside a host call) end the run.
-            ResumableCall::HostTrap(trap) => return Err(Stop::Wasm(trap.into_host_error())),
-            ResumableCall::OutOfFuel(paused) => {
-                let left = store.get_fuel().unwrap_or(0);
-                let fuel = store
-                    .data_mut()
-                    .meter
-                    .refill(left, paused.required_fuel())
-                    .map_err(Stop::Limit)?;
-                set_fuel(store, fuel).map_err(Stop::Limit)?;
-                call = paused.resume(&mut *store, outputs).map_err(Stop::Wasm)?;
-            }
-        }
-    }
-}
-
-fn stop_error(stop: Stop) -> ExecError {
-    match stop {
-        Stop::Limit(error) => error,
-        Stop::Wasm(error) => classify(error, ErrorKind::Trap),
-    }
-}
-
-/// Maps a wasmi error to our kinds; `fallback` is BadModule while instantiating, else Trap.
-fn classify(error: wasmi::Error, fallback: ErrorKind) -> ExecError {
-    // A limit hit inside a host call comes back as our own error, kind intact.
-    if let Some(limit) = error.downcast_ref::<ExecError>() {
-        return limit.clone();
-    }
-    if let Some(code) = error.i32_exit_status() {
-        return ExecError::new(ErrorKind::Exit, format!("exit code {code}"));
-    }
-    let kind = match error.kind() {
-        WasmiKind::TrapCode(TrapCode::OutOfFuel) => ErrorKind::FuelExhausted,
-        WasmiKind::TrapCode(TrapCode::GrowthOperationLimited)
-        | WasmiKind::Memory(MemoryError::ResourceLimiterDeniedAllocation)
-        | WasmiKind::Instantiation(InstantiationError::FailedToInstantiateMemory(
-            MemoryError::ResourceLimiterDeniedAllocation,
-        )) => ErrorKind::MemoryLimit,
-        WasmiKind::Fuel(_) => ErrorKind::FuelExhausted,
-        WasmiKind::TrapCode(_) | WasmiKind::Host(_) | WasmiKind::Message(_) => ErrorKind::Trap,
-        WasmiKind::Func(_) => ErrorKind::WrongSignature,
-        WasmiKind::Linker(_) | WasmiKind::Instantiation(_) => ErrorKind::BadModule,
-        _ => fallback,
-    };
-    ExecError::new(kind, error.to_string())
-}
-
-fn zero(ty: ValType) -> Val {
-    match ty {
-        ValType::I64 => Val::I64(0),
-        _ => Val::I32(0),
-    }
-}
-
-/// Checks the export's signature and converts the arguments.
-fn check_export(module: &Module, export: &str, args: &[i64]) -> Result<Vec<Val>, ExecError> {
-    let ty: FuncType = match module.get_export(export) {
-        Some(ExternType::Func(ty)) => ty,
-        Some(_) => {
-            return Err(ExecError::new(
-                ErrorKind::MissingExport,
-                format!("export {export:?} is not a function"),
-            ))
-        }
-        None => {
-            return Err(ExecError::new(
-                ErrorKind::MissingExport,
-                format!("no export named {export:?}"),
-            ))
-        }
-    };
-    let wrong = |message: String| ExecError::new(ErrorKind::WrongSignature, message);
-    let int = |t: &ValType| matches!(t, ValType::I32 | ValType::I64);
-    if !ty.params().iter().all(int) || !ty.results().iter().all(int) {
-        return Err(wrong(format!(
-            "export {export:?} has type {:?} -> {:?}; only i32/i64 are supported",
-            ty.params(),
-            ty.results()
-        )));
-    }
-    if ty.params().len() != args.len() {
-        return Err(wrong(format!(
-            "export {export:?} takes {} arguments, {} given",
-            ty.params().len(),
-            args.len()
-        )));
-    }
-    ty.params()
-        .iter()
-        .zip(args)
-        .enumerate()
-        .map(|(i, (t, &arg))| match t {
-            ValType::I64 => Ok(Val::I64(arg)),
-            _ => match i32::try_from(arg) {
-                Ok(v) => Ok(Val::I32(v)),
-                Err(_) => u32::try_from(arg)
-                    .map(|v| Val::I32(v as i32))
-                    .map_err(|_| wrong(format!("argument {i} ({arg}) does not fit in i32"))),
-            },
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -460,6 +302,22 @@ mod tests {
     fn sandbox_is_send_and_sync() {
         assert_send_sync::<Sandbox>();
         assert_send_sync::<SandboxConfig>();
+    }
+
+    #[test]
+    fn engines_parse_by_name() {
+        assert_eq!("wasmi".parse::<EngineKind>(), Ok(EngineKind::Wasmi));
+        assert!("v8"
+            .parse::<EngineKind>()
+            .unwrap_err()
+            .contains("expected wasmi or wasmtime"));
+        #[cfg(feature = "jit")]
+        assert_eq!("wasmtime".parse::<EngineKind>(), Ok(EngineKind::Wasmtime));
+        #[cfg(not(feature = "jit"))]
+        assert!("wasmtime"
+            .parse::<EngineKind>()
+            .unwrap_err()
+            .contains("--features jit"));
     }
 
     #[test]
