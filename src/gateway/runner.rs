@@ -41,20 +41,18 @@ pub(super) async fn run_on_worker(
     finish(worker, spec, &run, &module, report).await
 }
 
-/// Runs `count` attempts of `spec`'s task in one `runMany` call; their
-/// outcomes in order. A worker that predates `runMany` gets one `run` call
-/// per attempt, side by side.
+/// Runs attempts, each of its task's spec with the task's module, in one
+/// `runMany` call; their outcomes in order. A worker that predates `runMany`
+/// gets one `run` call per attempt, side by side.
 pub(super) async fn run_many_on_worker(
     worker: &RemoteWorkerHandle,
-    spec: &TaskSpec,
-    module: Arc<Vec<u8>>,
-    count: usize,
+    runs: &[(TaskSpec, Arc<Vec<u8>>)],
 ) -> Vec<RunOutcome> {
-    let run = run_spec(spec);
-    match worker.run_many(&vec![run.clone(); count]).await {
+    let specs: Vec<RunSpec> = runs.iter().map(|(spec, _)| run_spec(spec)).collect();
+    match worker.run_many(&specs).await {
         Err(e) => {
             let message = e.to_string();
-            (0..count)
+            runs.iter()
                 .map(|_| RunOutcome::TransportFailed {
                     message: message.clone(),
                 })
@@ -62,16 +60,15 @@ pub(super) async fn run_many_on_worker(
         }
         Ok(None) => {
             futures::future::join_all(
-                (0..count).map(|_| run_on_worker(worker, spec, module.clone())),
+                runs.iter()
+                    .map(|(spec, module)| run_on_worker(worker, spec, module.clone())),
             )
             .await
         }
         Ok(Some(reports)) => {
-            futures::future::join_all(
-                reports
-                    .into_iter()
-                    .map(|report| finish(worker, spec, &run, &module, Ok(report))),
-            )
+            futures::future::join_all(runs.iter().zip(&specs).zip(reports).map(
+                |(((spec, module), run), report)| finish(worker, spec, run, module, Ok(report)),
+            ))
             .await
         }
     }

@@ -123,25 +123,22 @@ impl Core {
         }
     }
 
-    /// Sends the runs started this turn: those of one task on one worker
-    /// go together in `runMany` calls of at most [`RUN_MANY_MAX`], so a
-    /// worker with many slots gets one message for many runs.
+    /// Sends the runs started this turn: those on one worker go together
+    /// in `runMany` calls of at most [`RUN_MANY_MAX`] (whatever their tasks),
+    /// so a worker with many slots gets one message for many runs.
     pub(super) fn send_starts(&mut self) {
         if self.starts.is_empty() {
             return;
         }
-        // Ordered by worker and task, then as started: the same every time.
-        let mut groups: BTreeMap<(String, TaskId), Vec<Start>> = BTreeMap::new();
+        // Ordered by worker, then as started: the same every time.
+        let mut groups: BTreeMap<String, Vec<Start>> = BTreeMap::new();
         for start in self.starts.drain(..) {
-            groups
-                .entry((start.worker.clone(), start.task.clone()))
-                .or_default()
-                .push(start);
+            groups.entry(start.worker.clone()).or_default().push(start);
         }
-        for (_, mut group) in groups {
+        for (worker, mut group) in groups {
             while !group.is_empty() {
                 let rest = group.split_off(group.len().min(RUN_MANY_MAX as usize));
-                self.start_runs(std::mem::replace(&mut group, rest));
+                self.start_runs(&worker, std::mem::replace(&mut group, rest));
             }
         }
     }
@@ -176,56 +173,49 @@ impl Core {
         }
     }
 
-    /// Starts runs of one task on one worker: `run` for one, `runMany` for more.
-    fn start_runs(&mut self, mut starts: Vec<Start>) {
-        let Some(first) = starts.first() else {
+    /// Starts runs on one worker: `run` for one, `runMany` for more.
+    fn start_runs(&mut self, worker: &str, starts: Vec<Start>) {
+        let mut client = None;
+        let mut runs = Vec::with_capacity(starts.len());
+        for start in starts {
+            match self.ready(worker, &start.spec) {
+                Ok((ready, module)) => {
+                    client = Some(ready);
+                    tracing::debug!(task = %start.task, index = start.index, attempt = start.attempt, worker, "run started");
+                    runs.push(((start.task, start.index, start.attempt), start.spec, module));
+                }
+                // Failing before any call is reported like any other end of
+                // an attempt, after this command: the scheduler hears every
+                // end once.
+                Err(outcome) => self.failed_at_start.push_back(RunDone {
+                    task: start.task,
+                    index: start.index,
+                    attempt: start.attempt,
+                    outcome,
+                }),
+            }
+        }
+        let Some(client) = client else {
             return;
         };
-        let (worker, spec) = (first.worker.clone(), first.spec.clone());
-        // Failing before any call is reported like any other end of an
-        // attempt, after this command: the scheduler hears every end once.
-        let (client, module) = match self.ready(&worker, &spec) {
-            Ok(ready) => ready,
-            Err(outcome) => {
-                for start in starts {
-                    self.failed_at_start.push_back(RunDone {
-                        task: start.task,
-                        index: start.index,
-                        attempt: start.attempt,
-                        outcome: outcome.clone(),
-                    });
-                }
+        let done = self.done_sender.clone();
+        let keys: Vec<(TaskId, u32, u32)> = runs.iter().map(|(key, _, _)| key.clone()).collect();
+        let worker = worker.to_string();
+        let handle = tokio::task::spawn_local(async move {
+            if let [(key, spec, module)] = &runs[..] {
+                let outcome = run_on_worker(&client, spec, module.clone()).await;
+                report_end(&done, &worker, key.clone(), outcome);
                 return;
             }
-        };
-        let done = self.done_sender.clone();
-        let keys: Vec<(TaskId, u32, u32)> = starts
-            .iter()
-            .map(|s| (s.task.clone(), s.index, s.attempt))
-            .collect();
-        for (task, index, attempt) in &keys {
-            tracing::debug!(%task, index, attempt, %worker, "run started");
-        }
-        let handle = if starts.len() == 1 {
-            let start = starts.remove(0);
-            tokio::task::spawn_local(async move {
-                let outcome = run_on_worker(&client, &spec, module).await;
-                report_end(
-                    &done,
-                    &worker,
-                    (start.task, start.index, start.attempt),
-                    outcome,
-                );
-            })
-        } else {
-            let runs = keys.clone();
-            tokio::task::spawn_local(async move {
-                let outcomes = run_many_on_worker(&client, &spec, module, runs.len()).await;
-                for (key, outcome) in runs.into_iter().zip(outcomes) {
-                    report_end(&done, &worker, key, outcome);
-                }
-            })
-        };
+            let (keys, specs): (Vec<_>, Vec<_>) = runs
+                .into_iter()
+                .map(|(key, spec, module)| (key, (spec, module)))
+                .unzip();
+            let outcomes = run_many_on_worker(&client, &specs).await;
+            for (key, outcome) in keys.into_iter().zip(outcomes) {
+                report_end(&done, &worker, key, outcome);
+            }
+        });
         let call = Rc::new(RunCall(handle));
         for key in keys {
             self.running.insert(key, call.clone());
