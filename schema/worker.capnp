@@ -15,6 +15,13 @@ interface Worker {
 
   # A call that does nothing: liveness checks and round-trip benchmarks.
   ping @2 () -> ();
+
+  # Run several tasks in one call: one message each way instead of one per
+  # run. Each spec takes its own slot, as `run` does, and may run beside the
+  # others; the reports come back in the order of the specs. At most 64
+  # specs. A worker that predates this method answers `unimplemented`, and
+  # the caller falls back to `run`.
+  runMany @3 (specs :List(TaskSpec)) -> (reports :List(RunReport));
 }
 
 # Resource limits of one run. Zero means "the worker's default".

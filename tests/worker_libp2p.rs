@@ -279,3 +279,105 @@ fn a_caller_s_calls_beyond_its_slots_and_waiting_room_are_refused_at_once() {
     })
     .unwrap();
 }
+
+#[test]
+fn run_many_answers_each_spec_in_order_and_refuses_a_batch_too_large() {
+    rpc::block_on_local(async {
+        let worker = start_worker().await;
+        let (_caller, remote) = connect(&worker, RpcConfig::default()).await;
+        let puzzle = |input: i64| RunSpec {
+            module: ModuleRef::Bytes(HASH_PUZZLE_WASM.to_vec()),
+            export: "run".into(),
+            args: vec![input, 2],
+            limits: Limits::default(),
+        };
+        let trap = RunSpec {
+            module: ModuleRef::Bytes(wat("(module (func (export \"run\") unreachable))")),
+            export: "run".into(),
+            args: vec![],
+            limits: Limits::default(),
+        };
+        let unknown = RunSpec {
+            module: ModuleRef::Hash(ModuleHash([7; 32])),
+            ..puzzle(0)
+        };
+        // More runs than the worker's 2 slots, failures among them.
+        let specs = vec![
+            puzzle(1),
+            trap.clone(),
+            puzzle(2),
+            unknown,
+            puzzle(3),
+            trap,
+            puzzle(4),
+        ];
+        let reports = remote.run_many(&specs).await.unwrap().unwrap();
+        assert_eq!(reports.len(), specs.len());
+        for (index, input) in [(0, 1), (2, 2), (4, 3), (6, 4)] {
+            assert_eq!(
+                reports[index].outcome.clone().unwrap(),
+                vec![i64::from(hash_puzzle(input, 2))],
+                "report {index}"
+            );
+        }
+        for (index, kind) in [
+            (1, ErrorKind::Trap),
+            (3, ErrorKind::UnknownModule),
+            (5, ErrorKind::Trap),
+        ] {
+            assert_eq!(
+                reports[index].outcome.clone().unwrap_err().kind(),
+                kind,
+                "report {index}"
+            );
+        }
+        // Both slots free again, guests counted within them.
+        assert_eq!(worker.gauges().guests_running(), 0);
+        assert!(worker.gauges().guests_running_peak() <= 2);
+        // Empty and oversized batches are refused, and nothing runs.
+        let started = worker.gauges().runs_started();
+        assert!(remote.run_many(&[]).await.is_err());
+        let too_many = vec![puzzle(1); 65];
+        assert!(remote.run_many(&too_many).await.is_err());
+        assert_eq!(worker.gauges().runs_started(), started);
+        remote.ping().await.unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_dropped_run_many_stops_every_run_of_its_batch() {
+    rpc::block_on_local(async {
+        let worker = start_worker().await;
+        let (_caller, remote) = connect(&worker, RpcConfig::default()).await;
+        let endless = [spin_for(600_000), spin_for(600_000)];
+        let batch = remote.run_many(&endless);
+        // Long runs of one batch go side by side, each in its own slot: both
+        // guests run at once (the deadline only guards against a hang).
+        let both_running = async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while worker.gauges().guests_running() < 2 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the batch's second run never started beside the first"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::select! {
+            _ = batch => panic!("endless runs returned"),
+            () = both_running => {}
+        }
+        // The call is dropped (as the gateway drops it on cancel or timeout).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while worker.gauges().guests_running() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the batch's runs were not stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        remote.ping().await.unwrap();
+    })
+    .unwrap();
+}

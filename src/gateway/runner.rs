@@ -4,20 +4,16 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec};
+use crate::rpc::RpcError;
 use crate::sched::{RunOutcome, TaskSpec, RESULTS_MAX};
 use crate::worker::RemoteWorker;
 
 /// Stdout kept per run.
 pub const RUN_STDOUT_MAX: usize = 64 * 1024;
 
-/// Runs one attempt: by hash first, sending the module's bytes only if the
-/// worker does not have it yet.
-pub(super) async fn run_on_worker(
-    worker: &RemoteWorkerHandle,
-    spec: &TaskSpec,
-    module: Arc<Vec<u8>>,
-) -> RunOutcome {
-    let mut run = RunSpec {
+/// The spec of a run of `spec`'s task, the module named by its hash.
+fn run_spec(spec: &TaskSpec) -> RunSpec {
+    RunSpec {
         module: ModuleRef::Hash(crate::exec::ModuleHash(spec.module_hash)),
         export: spec.export.clone(),
         args: spec.args.clone(),
@@ -26,11 +22,70 @@ pub(super) async fn run_on_worker(
             memory_pages_max: spec.memory_pages_max,
             wall_time_ms: spec.duration_ms,
         },
-    };
-    let mut report = worker.run(&run).await;
-    if matches!(&report, Ok(r) if matches!(&r.outcome, Err(e) if e.kind() == ErrorKind::UnknownModule))
-    {
-        run.module = ModuleRef::Bytes(Vec::clone(&module));
+    }
+}
+
+fn unknown_module(report: &Result<RunReport, RpcError>) -> bool {
+    matches!(report, Ok(r) if matches!(&r.outcome, Err(e) if e.kind() == ErrorKind::UnknownModule))
+}
+
+/// Runs one attempt: by hash first, sending the module's bytes only if the
+/// worker does not have it yet.
+pub(super) async fn run_on_worker(
+    worker: &RemoteWorkerHandle,
+    spec: &TaskSpec,
+    module: Arc<Vec<u8>>,
+) -> RunOutcome {
+    let run = run_spec(spec);
+    let report = worker.run(&run).await;
+    finish(worker, spec, &run, &module, report).await
+}
+
+/// Runs attempts, each of its task's spec with the task's module, in one
+/// `runMany` call; their outcomes in order. A worker that predates `runMany`
+/// gets one `run` call per attempt, side by side.
+pub(super) async fn run_many_on_worker(
+    worker: &RemoteWorkerHandle,
+    runs: &[(TaskSpec, Arc<Vec<u8>>)],
+) -> Vec<RunOutcome> {
+    let specs: Vec<RunSpec> = runs.iter().map(|(spec, _)| run_spec(spec)).collect();
+    match worker.run_many(&specs).await {
+        Err(e) => {
+            let message = e.to_string();
+            runs.iter()
+                .map(|_| RunOutcome::TransportFailed {
+                    message: message.clone(),
+                })
+                .collect()
+        }
+        Ok(None) => {
+            futures::future::join_all(
+                runs.iter()
+                    .map(|(spec, module)| run_on_worker(worker, spec, module.clone())),
+            )
+            .await
+        }
+        Ok(Some(reports)) => {
+            futures::future::join_all(runs.iter().zip(&specs).zip(reports).map(
+                |(((spec, module), run), report)| finish(worker, spec, run, module, Ok(report)),
+            ))
+            .await
+        }
+    }
+}
+
+/// Turns a worker's answer into the attempt's outcome; an answer of
+/// `unknown_module` is asked again with the module's bytes.
+async fn finish(
+    worker: &RemoteWorkerHandle,
+    spec: &TaskSpec,
+    run: &RunSpec,
+    module: &Arc<Vec<u8>>,
+    mut report: Result<RunReport, RpcError>,
+) -> RunOutcome {
+    let mut run = std::borrow::Cow::Borrowed(run);
+    if unknown_module(&report) {
+        run.to_mut().module = ModuleRef::Bytes(Vec::clone(module));
         report = worker.run(&run).await;
     }
     let report = report.map(|r| {

@@ -17,6 +17,9 @@ pub struct RemoteWorker {
     peer: Option<PeerId>,
     call_timeout: Duration,
     lost: Rc<Cell<bool>>,
+    /// The worker answered `runMany` with `unimplemented` (an older build):
+    /// later batches go as `run` calls without asking again.
+    no_run_many: Cell<bool>,
     /// Keeps our own connection open when we dialed the worker ourselves.
     connection: Option<Connection<worker::Client>>,
 }
@@ -35,6 +38,7 @@ impl RemoteWorker {
             peer: Some(peer),
             call_timeout: config.call_timeout,
             lost: Rc::new(Cell::new(false)),
+            no_run_many: Cell::new(false),
             connection: Some(connection),
         })
     }
@@ -50,6 +54,7 @@ impl RemoteWorker {
             peer,
             call_timeout,
             lost: Rc::new(Cell::new(false)),
+            no_run_many: Cell::new(false),
             connection: None,
         }
     }
@@ -104,6 +109,60 @@ impl RemoteWorker {
             .get()
             .and_then(|r| r.get_report())
             .and_then(wire::read_report)
+            .map_err(|e| RpcError::BadAnswer(e.to_string()))
+    }
+
+    /// Runs several specs in one call (`runMany`); the reports in the order
+    /// of `specs`. `Ok(None)`: the worker predates `runMany` (it answered
+    /// `unimplemented`), so the caller should send `run` calls instead.
+    pub async fn run_many(&self, specs: &[RunSpec]) -> Result<Option<Vec<RunReport>>, RpcError> {
+        let count = u32::try_from(specs.len())
+            .ok()
+            .filter(|n| (1..=wire::RUN_MANY_MAX).contains(n))
+            .ok_or_else(|| {
+                RpcError::BadAnswer(format!(
+                    "runMany takes 1 to {} specs, not {}",
+                    wire::RUN_MANY_MAX,
+                    specs.len()
+                ))
+            })?;
+        if self.no_run_many.get() {
+            return Ok(None);
+        }
+        let mut request = self.client.run_many_request();
+        {
+            let mut list = request.get().init_specs(count);
+            for (index, spec) in specs.iter().enumerate() {
+                wire::write_spec(spec, list.reborrow().get(index as u32));
+            }
+        }
+        let promise = request.send().promise;
+        let call = async {
+            match promise.await {
+                Ok(response) => Ok(Some(response)),
+                Err(e) if e.kind == capnp::ErrorKind::Unimplemented => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let Some(response) = self.call("runMany", call).await? else {
+            self.no_run_many.set(true);
+            return Ok(None);
+        };
+        let reports = response
+            .get()
+            .and_then(|r| r.get_reports())
+            .map_err(|e| RpcError::BadAnswer(e.to_string()))?;
+        if reports.len() != count {
+            return Err(RpcError::BadAnswer(format!(
+                "runMany answered {} reports for {count} specs",
+                reports.len()
+            )));
+        }
+        reports
+            .iter()
+            .map(wire::read_report)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
             .map_err(|e| RpcError::BadAnswer(e.to_string()))
     }
 

@@ -1,14 +1,16 @@
 //! The worker's side of the `Worker` interface.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use capnp::capability::Rc;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::wire;
 use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec, Sandbox};
-use crate::schema::worker_capnp::worker;
+use crate::schema::worker_capnp::{task_spec, worker};
 
 /// Where WASM runs relative to the RPC thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,6 +243,184 @@ impl WorkerServer {
     }
 }
 
+/// How long a run of a `runMany` batch may wait in the batch's queue before it
+/// gets a blocking thread of its own. One thread takes a batch's runs one
+/// after another, so a batch of short runs costs one hand-off to the blocking
+/// pool instead of one per run; a long run delays the rest of its batch by at
+/// most about this much before they go side by side, each in its own slot.
+pub const BATCH_HELP_AFTER: Duration = Duration::from_millis(1);
+
+/// A `runMany` batch on the blocking pool: runs waiting for a thread, the
+/// threads taking them, and the reports so far.
+struct Batch {
+    state: Mutex<BatchState>,
+    /// Told when the last thread leaves (all runs done, or a thread panicked).
+    idle: Notify,
+}
+
+struct BatchState {
+    queue: VecDeque<(usize, Lease, RunSpec)>,
+    threads: usize,
+    reports: Vec<Option<RunReport>>,
+    panicked: bool,
+}
+
+impl Batch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a batch thread shares with the worker.
+#[derive(Clone)]
+struct BatchThread {
+    batch: Arc<Batch>,
+    sandbox: Arc<Sandbox>,
+    gauges: Arc<WorkerGauges>,
+    cancelled: Arc<AtomicU64>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl BatchThread {
+    /// Takes queued runs until none is left (on a blocking-pool thread).
+    fn work(self) {
+        // Leaves the count if a guest's run panics, so the waiter wakes.
+        struct Panicked<'a>(&'a Batch);
+        impl Drop for Panicked<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut state = self.0.lock();
+                    state.threads -= 1;
+                    state.panicked = true;
+                    self.0.idle.notify_one();
+                }
+            }
+        }
+        let _panicked = Panicked(&self.batch);
+        loop {
+            let next = {
+                let mut state = self.batch.lock();
+                let next = state.queue.pop_front();
+                if next.is_none() {
+                    // Under the same lock as the empty queue was seen: a run
+                    // queued after this finds no thread and starts one.
+                    state.threads -= 1;
+                    if state.threads == 0 {
+                        self.batch.idle.notify_one();
+                    }
+                }
+                next
+            };
+            let Some((index, mut lease, spec)) = next else {
+                return;
+            };
+            lease.guest = Some(Held::new(&self.gauges, Gauge::Guests));
+            let report = self
+                .sandbox
+                .run_cancellable(&spec, Some(self.cancel.clone()));
+            self.gauges.record(&report);
+            if matches!(&report.outcome, Err(e) if e.kind() == ErrorKind::Cancelled) {
+                self.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+            // As for one run: the module copy goes first, the slot last.
+            drop(spec);
+            drop(lease);
+            self.batch.lock().reports[index] = Some(report);
+        }
+    }
+
+    /// Starts one more thread on the blocking pool.
+    fn spawn(&self) {
+        self.batch.lock().threads += 1;
+        let thread = self.clone();
+        // Its result comes back through the batch, not the handle.
+        drop(tokio::task::spawn_blocking(move || thread.work()));
+    }
+}
+
+impl WorkerServer {
+    /// Runs one spec of a request: waits for a slot, then copies it and runs it.
+    async fn run_one(&self, spec: task_spec::Reader<'_>) -> Result<RunReport, capnp::Error> {
+        let slot = self.acquire_slot().await?;
+        let mut spec = wire::read_spec(spec)?;
+        let lease = Lease::new(slot, &self.gauges, &spec);
+        spec.limits = self.clamp(spec.limits);
+        self.execute(lease, spec).await
+    }
+
+    /// Runs a `runMany` batch on the blocking pool (see [`BATCH_HELP_AFTER`]).
+    /// Each run takes its own slot before its spec is copied, as in `run`.
+    async fn execute_batch(
+        &self,
+        specs: capnp::struct_list::Reader<'_, task_spec::Owned>,
+    ) -> Result<Vec<RunReport>, capnp::Error> {
+        let count = specs.len() as usize;
+        let batch = Arc::new(Batch {
+            state: Mutex::new(BatchState {
+                queue: VecDeque::with_capacity(count),
+                threads: 0,
+                reports: vec![None; count],
+                panicked: false,
+            }),
+            idle: Notify::new(),
+        });
+        // If the caller drops the call, this future is dropped and every run
+        // of the batch, running or queued, stops.
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let thread = BatchThread {
+            batch: batch.clone(),
+            sandbox: self.sandbox.clone(),
+            gauges: self.gauges.clone(),
+            cancelled: self.runs_cancelled.clone(),
+            cancel: stop.0.clone(),
+        };
+        for (index, spec) in specs.iter().enumerate() {
+            let slot = self.acquire_slot().await?;
+            let mut spec = wire::read_spec(spec)?;
+            let lease = Lease::new(slot, &self.gauges, &spec);
+            spec.limits = self.clamp(spec.limits);
+            self.gauges.runs_started.fetch_add(1, Ordering::Relaxed);
+            let idle = {
+                let mut state = batch.lock();
+                state.queue.push_back((index, lease, spec));
+                state.threads == 0
+            };
+            if idle {
+                thread.spawn();
+            }
+        }
+        loop {
+            let idle = batch.idle.notified();
+            {
+                let mut state = batch.lock();
+                if state.panicked {
+                    return Err(capnp::Error::failed("sandbox thread failed".into()));
+                }
+                if state.threads == 0 && state.queue.is_empty() {
+                    let reports: Option<Vec<RunReport>> =
+                        state.reports.iter_mut().map(Option::take).collect();
+                    return reports
+                        .ok_or_else(|| capnp::Error::failed("a run of the batch was lost".into()));
+                }
+            }
+            tokio::select! {
+                _ = idle => {}
+                _ = tokio::time::sleep(BATCH_HELP_AFTER) => {
+                    // Runs still queued: a thread is busy with a long one.
+                    // Each gets a thread of its own (at most one per run).
+                    let (waiting, threads) = {
+                        let state = batch.lock();
+                        (state.queue.len(), state.threads)
+                    };
+                    for _ in 0..waiting.min(count.saturating_sub(threads)) {
+                        thread.spawn();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Live counts of a worker's runs, shared with the threads that update them.
 #[derive(Debug, Default)]
 pub struct WorkerGauges {
@@ -446,12 +626,41 @@ impl worker::Server for WorkerServer {
         let _call = CallGuard::enter(&self.calls_in_flight, self.calls_in_flight_max())?;
         // Refuse a bad request at once, but copy its module only once a slot is ours.
         wire::check_spec(params.get()?.get_spec()?)?;
-        let slot = self.acquire_slot().await?;
-        let mut spec = wire::read_spec(params.get()?.get_spec()?)?;
-        let lease = Lease::new(slot, &self.gauges, &spec);
-        spec.limits = self.clamp(spec.limits);
-        let report = self.execute(lease, spec).await?;
+        let report = self.run_one(params.get()?.get_spec()?).await?;
         wire::write_report(&report, results.get().init_report());
+        Ok(())
+    }
+
+    async fn run_many(
+        self: Rc<Self>,
+        params: worker::RunManyParams,
+        mut results: worker::RunManyResults,
+    ) -> Result<(), capnp::Error> {
+        let _call = CallGuard::enter(&self.calls_in_flight, self.calls_in_flight_max())?;
+        let specs = params.get()?.get_specs()?;
+        let count = specs.len();
+        if count == 0 || count > wire::RUN_MANY_MAX {
+            return Err(capnp::Error::failed(format!(
+                "runMany takes 1 to {} specs, not {count}",
+                wire::RUN_MANY_MAX
+            )));
+        }
+        // Refuse a bad request whole before anything runs.
+        for spec in specs.iter() {
+            wire::check_spec(spec)?;
+        }
+        let reports = match self.config.mode {
+            ExecMode::Blocking => self.execute_batch(specs).await?,
+            // Inline and simulated runs stay on the RPC thread, each in its
+            // slot, side by side as `run` calls would be.
+            ExecMode::Inline | ExecMode::Simulated { .. } => {
+                futures::future::try_join_all(specs.iter().map(|spec| self.run_one(spec))).await?
+            }
+        };
+        let mut out = results.get().init_reports(count);
+        for (index, report) in reports.iter().enumerate() {
+            wire::write_report(report, out.reborrow().get(index as u32));
+        }
         Ok(())
     }
 

@@ -7,6 +7,9 @@ use crate::schema::worker_capnp::{self as wire, run_report, task_spec};
 pub const MODULE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Integer arguments a spec may carry.
 pub const ARGS_MAX: u32 = 64;
+/// Specs one `runMany` call may carry: 64 reports of at most 128 KiB of
+/// output each stay far inside a message's traversal limit.
+pub const RUN_MANY_MAX: u32 = 64;
 
 fn kind_to_wire(kind: ErrorKind) -> wire::ErrorKind {
     match kind {

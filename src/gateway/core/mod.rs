@@ -181,7 +181,10 @@ pub struct Core {
     /// When each worker in the pool joined (clock ms).
     joined: BTreeMap<String, u64>,
     membership: Option<Rc<Membership>>,
-    running: BTreeMap<(TaskId, u32, u32), tokio::task::JoinHandle<()>>,
+    /// The call carrying each run in flight (several runs may share one).
+    running: BTreeMap<(TaskId, u32, u32), Rc<runs::RunCall>>,
+    /// Runs started this turn, sent together when it ends.
+    starts: Vec<runs::Start>,
     /// Run results; at most one per attempt in flight, so bounded by the pool's slots.
     done_sender: mpsc::UnboundedSender<RunDone>,
     done: mpsc::UnboundedReceiver<RunDone>,
@@ -248,6 +251,7 @@ impl Core {
             joined: BTreeMap::new(),
             membership,
             running: BTreeMap::new(),
+            starts: Vec::new(),
             done_sender,
             done,
             failed_at_start: VecDeque::new(),
@@ -257,6 +261,7 @@ impl Core {
             next_expire_ms: now_ms,
         };
         core.apply(effects);
+        core.send_starts();
         core.send_batch();
         Ok(core)
     }
@@ -306,8 +311,17 @@ impl Core {
                 };
                 self.run_done(done);
             }
-            while let Some(done) = self.failed_at_start.pop_front() {
+            // Runs started this turn go out together; any that could not
+            // start end at once, which may start others.
+            loop {
+                self.send_starts();
+                let Some(done) = self.failed_at_start.pop_front() else {
+                    break;
+                };
                 self.run_done(done);
+                while let Some(done) = self.failed_at_start.pop_front() {
+                    self.run_done(done);
+                }
             }
             // A handler's failed read trips the switch too: stop here as well.
             if let (Some(cause), None) = (self.health.fatal(), self.plan.failure()) {

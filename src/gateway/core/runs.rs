@@ -1,13 +1,28 @@
 //! The core's side of runs: scheduler effects carried out, attempts started on
 //! workers and their ends taken back, pool changes.
 
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use super::{Core, RunDone};
 use crate::gateway::events::Event;
 use crate::gateway::pool::PoolEvent;
-use crate::gateway::runner::run_on_worker;
+use crate::gateway::runner::{run_many_on_worker, run_on_worker, RemoteWorkerHandle};
 use crate::sched::{Effect, RunOutcome, StoreError, TaskId, TaskSpec};
+use crate::worker::wire::RUN_MANY_MAX;
+
+/// A run the scheduler started this turn, sent when the turn ends.
+pub(super) struct Start {
+    task: TaskId,
+    index: u32,
+    attempt: u32,
+    worker: String,
+    spec: TaskSpec,
+}
+
+/// The call carrying one or more runs; shared by the runs of a `runMany`.
+pub(super) struct RunCall(tokio::task::JoinHandle<()>);
 
 impl Core {
     pub(super) fn run_done(&mut self, done: RunDone) {
@@ -75,7 +90,15 @@ impl Core {
                         self.metrics
                             .run_dispatched(attempt, run.scheduled_ms, started);
                     }
-                    self.start_run(task, index, attempt, worker, *spec)
+                    // Sent when the turn ends, with the task's other runs
+                    // started on the same worker in this turn.
+                    self.starts.push(Start {
+                        task,
+                        index,
+                        attempt,
+                        worker,
+                        spec: *spec,
+                    });
                 }
                 Effect::StopRun {
                     task,
@@ -83,9 +106,16 @@ impl Core {
                     attempt,
                     worker,
                 } => {
-                    // Dropping the call cancels it on the worker, which stops the run.
-                    if let Some(handle) = self.running.remove(&(task.clone(), index, attempt)) {
-                        handle.abort();
+                    // Not sent yet: it never will be.
+                    self.starts
+                        .retain(|s| (&s.task, s.index, s.attempt) != (&task, index, attempt));
+                    // Dropping the call cancels it on the worker, which stops
+                    // the run; a call carrying other runs goes on for them and
+                    // is dropped with the last one stopped.
+                    if let Some(call) = self.running.remove(&(task.clone(), index, attempt)) {
+                        if Rc::strong_count(&call) == 1 {
+                            call.0.abort();
+                        }
                         tracing::debug!(%task, index, attempt, %worker, "run stopped");
                     }
                 }
@@ -93,17 +123,34 @@ impl Core {
         }
     }
 
-    pub(super) fn start_run(
+    /// Sends the runs started this turn: those on one worker go together
+    /// in `runMany` calls of at most [`RUN_MANY_MAX`] (whatever their tasks),
+    /// so a worker with many slots gets one message for many runs.
+    pub(super) fn send_starts(&mut self) {
+        if self.starts.is_empty() {
+            return;
+        }
+        // Ordered by worker, then as started: the same every time.
+        let mut groups: BTreeMap<String, Vec<Start>> = BTreeMap::new();
+        for start in self.starts.drain(..) {
+            groups.entry(start.worker.clone()).or_default().push(start);
+        }
+        for (worker, mut group) in groups {
+            while !group.is_empty() {
+                let rest = group.split_off(group.len().min(RUN_MANY_MAX as usize));
+                self.start_runs(&worker, std::mem::replace(&mut group, rest));
+            }
+        }
+    }
+
+    /// The worker's capability and the module for a run on it, or the
+    /// outcome of an attempt that cannot start.
+    fn ready(
         &mut self,
-        task: TaskId,
-        index: u32,
-        attempt: u32,
-        worker: String,
-        spec: TaskSpec,
-    ) {
-        // Failing before any call is reported like any other end of an
-        // attempt, after this command: the scheduler hears every end once.
-        let ready = match self.pool.client(&worker) {
+        worker: &str,
+        spec: &TaskSpec,
+    ) -> Result<(RemoteWorkerHandle, Arc<Vec<u8>>), RunOutcome> {
+        match self.pool.client(worker) {
             None => Err(RunOutcome::TransportFailed {
                 message: format!("worker {worker} is not in the pool"),
             }),
@@ -123,34 +170,56 @@ impl Core {
                     })
                 }
             },
-        };
-        let (client, module) = match ready {
-            Ok(ready) => ready,
-            Err(outcome) => {
-                self.failed_at_start.push_back(RunDone {
-                    task,
-                    index,
-                    attempt,
+        }
+    }
+
+    /// Starts runs on one worker: `run` for one, `runMany` for more.
+    fn start_runs(&mut self, worker: &str, starts: Vec<Start>) {
+        let mut client = None;
+        let mut runs = Vec::with_capacity(starts.len());
+        for start in starts {
+            match self.ready(worker, &start.spec) {
+                Ok((ready, module)) => {
+                    client = Some(ready);
+                    tracing::debug!(task = %start.task, index = start.index, attempt = start.attempt, worker, "run started");
+                    runs.push(((start.task, start.index, start.attempt), start.spec, module));
+                }
+                // Failing before any call is reported like any other end of
+                // an attempt, after this command: the scheduler hears every
+                // end once.
+                Err(outcome) => self.failed_at_start.push_back(RunDone {
+                    task: start.task,
+                    index: start.index,
+                    attempt: start.attempt,
                     outcome,
-                });
+                }),
+            }
+        }
+        let Some(client) = client else {
+            return;
+        };
+        let done = self.done_sender.clone();
+        let keys: Vec<(TaskId, u32, u32)> = runs.iter().map(|(key, _, _)| key.clone()).collect();
+        let worker = worker.to_string();
+        let handle = tokio::task::spawn_local(async move {
+            if let [(key, spec, module)] = &runs[..] {
+                let outcome = run_on_worker(&client, spec, module.clone()).await;
+                report_end(&done, &worker, key.clone(), outcome);
                 return;
             }
-        };
-        let key = (task.clone(), index, attempt);
-        let done = self.done_sender.clone();
-        tracing::debug!(%task, index, attempt, %worker, "run started");
-        let handle = tokio::task::spawn_local(async move {
-            let outcome = run_on_worker(&client, &spec, module).await;
-            log_attempt_end(&task, index, attempt, &worker, &outcome);
-            // The core outlives its runs; if it is gone, nobody needs the result.
-            let _ = done.send(RunDone {
-                task,
-                index,
-                attempt,
-                outcome,
-            });
+            let (keys, specs): (Vec<_>, Vec<_>) = runs
+                .into_iter()
+                .map(|(key, spec, module)| (key, (spec, module)))
+                .unzip();
+            let outcomes = run_many_on_worker(&client, &specs).await;
+            for (key, outcome) in keys.into_iter().zip(outcomes) {
+                report_end(&done, &worker, key, outcome);
+            }
         });
-        self.running.insert(key, handle);
+        let call = Rc::new(RunCall(handle));
+        for key in keys {
+            self.running.insert(key, call.clone());
+        }
     }
 
     /// The module's bytes, from memory or the store (`None`: not stored).
@@ -168,6 +237,23 @@ impl Core {
         self.modules.cache_insert(*hash, bytes.clone());
         Ok(Some(bytes))
     }
+}
+
+/// Logs an attempt's end and hands it to the core.
+fn report_end(
+    done: &tokio::sync::mpsc::UnboundedSender<RunDone>,
+    worker: &str,
+    (task, index, attempt): (TaskId, u32, u32),
+    outcome: RunOutcome,
+) {
+    log_attempt_end(&task, index, attempt, worker, &outcome);
+    // The core outlives its runs; if it is gone, nobody needs the result.
+    let _ = done.send(RunDone {
+        task,
+        index,
+        attempt,
+        outcome,
+    });
 }
 
 /// One event per attempt that came back, with the task, run index, attempt and
