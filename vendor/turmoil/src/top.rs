@@ -3,6 +3,7 @@ use crate::host::Host;
 use crate::rt::Rt;
 use crate::{config, TRACING_TARGET};
 
+use crate::fast_map::FastMap;
 use indexmap::IndexMap;
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Exp};
@@ -17,7 +18,7 @@ pub(crate) struct Topology {
     config: config::Link,
 
     /// Specific configuration overrides between specific hosts.
-    links: IndexMap<Pair, Link>,
+    links: FastMap<Pair, Link>,
 
     /// ww-sched patch: the network's clock as of the last `tick_by`. A link's
     /// own `now` is brought up to it whenever the link is touched, so a link
@@ -32,7 +33,7 @@ pub(crate) struct Topology {
     /// holding messages ready for it. Ascending position is insertion order,
     /// the order of upstream's scan, so delivery (and the random draws a
     /// refused delivery makes) happens in exactly upstream's order.
-    ready_for: IndexMap<IpAddr, BTreeSet<usize>>,
+    ready_for: FastMap<IpAddr, BTreeSet<usize>>,
 
     /// ww-sched patch: by position in `links`, what `in_flight` and
     /// `ready_for` hold for the link ([`IN_FLIGHT`], [`READY_A`], [`READY_B`]),
@@ -204,10 +205,10 @@ impl Topology {
         let rt = Rt::no_software();
         Topology {
             config,
-            links: IndexMap::new(),
+            links: FastMap::default(),
             now: rt.now(),
             in_flight: BTreeSet::new(),
-            ready_for: IndexMap::new(),
+            ready_for: FastMap::default(),
             marks: Vec::new(),
             rt,
         }
