@@ -374,7 +374,10 @@ impl<'a> Sim<'a> {
     pub fn links(&self, f: impl FnOnce(LinksIter)) {
         let top = &mut self.world.borrow_mut().topology;
 
-        f(top.iter_mut())
+        f(top.iter_mut());
+        // ww-sched patch: `f` may have scheduled deliveries the topology's
+        // index of due links does not know of yet.
+        top.refresh_all();
     }
 
     /// Run the simulation until all client hosts have completed.

@@ -25,9 +25,13 @@ pub(crate) struct Topology {
     /// with nothing in flight needs no visit on a step (upstream visits all n^2).
     now: Instant,
 
-    /// ww-sched patch: positions in `links` (stable: links are never removed)
-    /// of the links with messages in flight, the only ones `tick_by` visits.
-    in_flight: BTreeSet<usize>,
+    /// ww-sched patch: (when, position in `links`) of each link with a message
+    /// to deliver, at the earliest such message's time: `tick_by` visits only
+    /// the links due by then (positions are stable: links are never removed).
+    due: BTreeSet<(Instant, usize)>,
+
+    /// ww-sched patch: by position in `links`, the time the link has in `due`.
+    due_at: Vec<Option<Instant>>,
 
     /// ww-sched patch: for each host, the positions in `links` of the links
     /// holding messages ready for it. Ascending position is insertion order,
@@ -35,9 +39,9 @@ pub(crate) struct Topology {
     /// refused delivery makes) happens in exactly upstream's order.
     ready_for: FastMap<IpAddr, BTreeSet<usize>>,
 
-    /// ww-sched patch: by position in `links`, what `in_flight` and
-    /// `ready_for` hold for the link ([`IN_FLIGHT`], [`READY_A`], [`READY_B`]),
-    /// so `refresh` touches those sets only when something changed.
+    /// ww-sched patch: by position in `links`, what `ready_for` holds for the
+    /// link ([`READY_A`], [`READY_B`]), so `refresh` touches it only when
+    /// something changed.
     marks: Vec<u8>,
 
     /// We don't use a Rt for async. Right now, we just use it to tick time
@@ -46,8 +50,6 @@ pub(crate) struct Topology {
     rt: Rt<'static>,
 }
 
-/// ww-sched patch: a mark of a link with messages in flight.
-const IN_FLIGHT: u8 = 1;
 /// ww-sched patch: a mark of a link with messages ready for its lower address.
 const READY_A: u8 = 2;
 /// ww-sched patch: a mark of a link with messages ready for its higher address.
@@ -207,7 +209,8 @@ impl Topology {
             config,
             links: FastMap::default(),
             now: rt.now(),
-            in_flight: BTreeSet::new(),
+            due: BTreeSet::new(),
+            due_at: Vec::new(),
             ready_for: FastMap::default(),
             marks: Vec::new(),
             rt,
@@ -221,12 +224,14 @@ impl Topology {
         assert!(previous.is_none());
         debug_assert_eq!(position, self.marks.len());
         self.marks.push(0);
+        self.due_at.push(None);
     }
 
-    /// ww-sched patch: records whether the link at `position` has messages in
-    /// flight and, for each of its ends, messages ready; called after anything
-    /// that may change either, so `tick_by` and `deliver_messages` need only
-    /// look at the links these sets name.
+    /// ww-sched patch: records when the link at `position` next has a message
+    /// to deliver and, for each of its ends, whether messages are ready; called
+    /// after anything that may change either, so `tick_by` and
+    /// `deliver_messages` need only look at the links `due` and `ready_for`
+    /// name.
     fn refresh(&mut self, position: usize) {
         let Some((pair, link)) = self.links.get_index(position) else {
             return;
@@ -237,10 +242,24 @@ impl Topology {
                 .iter()
                 .any(|(dst, queue)| *dst == end && !queue.is_empty())
         };
-        let mut mark = 0;
-        if !link.sent.is_empty() {
-            mark |= IN_FLIGHT;
+        let earliest = link
+            .sent
+            .iter()
+            .filter_map(|sent| match sent.status {
+                DeliveryStatus::DeliverAfter(time) => Some(time),
+                DeliveryStatus::Hold => None,
+            })
+            .min();
+        if earliest != self.due_at[position] {
+            if let Some(time) = self.due_at[position] {
+                self.due.remove(&(time, position));
+            }
+            if let Some(time) = earliest {
+                self.due.insert((time, position));
+            }
+            self.due_at[position] = earliest;
         }
+        let mut mark = 0;
         if ready(pair.0) {
             mark |= READY_A;
         }
@@ -252,13 +271,6 @@ impl Topology {
             return;
         }
         self.marks[position] = mark;
-        if changed & IN_FLIGHT != 0 {
-            if mark & IN_FLIGHT != 0 {
-                self.in_flight.insert(position);
-            } else {
-                self.in_flight.remove(&position);
-            }
-        }
         for (end, bit) in [(pair.0, READY_A), (pair.1, READY_B)] {
             if changed & bit == 0 {
                 continue;
@@ -273,7 +285,7 @@ impl Topology {
 
     /// ww-sched patch: runs `f` on the link between `a` and `b`, its clock
     /// brought up to the network's first, then refreshes the link's entries in
-    /// `in_flight` and `ready_for`.
+    /// `due` and `ready_for`.
     fn with_link<R>(&mut self, a: IpAddr, b: IpAddr, f: impl FnOnce(&mut Link) -> R) -> R {
         let pair = Pair::new(a, b);
         let (position, _, link) = self
@@ -401,14 +413,26 @@ impl Topology {
     pub(crate) fn tick_by(&mut self, duration: Duration) {
         let _ = self.rt.tick(duration);
         self.now = self.rt.now();
-        // A link with nothing in flight has nothing to move; its clock catches
-        // up when it is next touched. The order links are ticked in does not
+        // A link with nothing due has nothing to move; its clock catches up
+        // when it is next touched. The order links are ticked in does not
         // matter: ticking draws no randomness and touches only its own link.
-        let in_flight: Vec<usize> = self.in_flight.iter().copied().collect();
-        for position in in_flight {
+        let due: Vec<usize> = self
+            .due
+            .range(..=(self.now, usize::MAX))
+            .map(|&(_, position)| position)
+            .collect();
+        for position in due {
             if let Some((_, link)) = self.links.get_index_mut(position) {
                 link.tick(self.now);
             }
+            self.refresh(position);
+        }
+    }
+
+    /// ww-sched patch: refreshes every link, after callers of `iter_mut` may
+    /// have scheduled deliveries (`SentRef::deliver`) behind `refresh`'s back.
+    pub(crate) fn refresh_all(&mut self) {
+        for position in 0..self.links.len() {
             self.refresh(position);
         }
     }
