@@ -3,6 +3,8 @@
 //!
 //! A documented harness rather than criterion: one 256-node run takes tens of
 //! seconds, so each configuration runs `RUNS` times and the median is reported.
+//! Besides wall time it reports the CPU time of the simulation's thread, which
+//! other work sharing the cores inflates far less than wall time.
 //! Run with `cargo bench -p ww-sim --bench sim_speed`.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -12,6 +14,22 @@ use ww_sim::scenario::{run, Scenario, TICK, UDP_CAPACITY};
 
 /// Runs per configuration; the median wall time is reported.
 const RUNS: usize = 3;
+
+/// CPU time this thread has run so far (Linux `schedstat`; zero elsewhere).
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map(Duration::from_nanos)
+        .unwrap_or_default()
+}
+
+/// Wall and CPU time of `f`.
+fn timed<R>(f: impl FnOnce() -> R) -> (R, Duration, Duration) {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let result = f();
+    (result, wall.elapsed(), thread_cpu().saturating_sub(cpu))
+}
 
 /// A membership cluster of `nodes` under pubsub load (`interval_ms` per node).
 fn membership(nodes: usize, duration_s: u32, interval_ms: u64) -> Scenario {
@@ -25,7 +43,7 @@ fn membership(nodes: usize, duration_s: u32, interval_ms: u64) -> Scenario {
 
 /// Bare turmoil: `nodes` hosts, each sending a 200-byte datagram to every other
 /// host once per `interval` (the shape of heartbeats plus pubsub), nothing else.
-fn bare_turmoil(nodes: usize, duration: Duration, interval: Duration) -> Duration {
+fn bare_turmoil(nodes: usize, duration: Duration, interval: Duration) {
     let mut sim = turmoil::Builder::new()
         .rng_seed(1)
         .simulation_duration(duration + Duration::from_secs(1))
@@ -60,11 +78,9 @@ fn bare_turmoil(nodes: usize, duration: Duration, interval: Duration) -> Duratio
             }
         });
     }
-    let started = Instant::now();
     while sim.elapsed() < duration {
         sim.step().expect("bare simulation");
     }
-    started.elapsed()
 }
 
 fn median(mut walls: Vec<Duration>) -> Duration {
@@ -77,8 +93,16 @@ fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let configs = [(32usize, 30u32, 1_000u64), (256, 10, 1_000)];
     println!(
-        "{:<24} {:>10} {:>10} {:>14} {:>16} {:>7}",
-        "cluster", "simulated", "wall", "sim s/wall s", "bare turmoil", "ratio"
+        "{:<22} {:>9} {:>8} {:>13} {:>8} {:>12} {:>13} {:>12} {:>6}",
+        "cluster",
+        "simulated",
+        "wall",
+        "sim s/wall s",
+        "cpu",
+        "sim s/cpu s",
+        "bare (wall)",
+        "bare (cpu)",
+        "ratio"
     );
     for (nodes, duration_s, interval_ms) in configs {
         let name = format!("{nodes} nodes + pubsub");
@@ -87,27 +111,30 @@ fn main() {
         }
         let scenario = membership(nodes, duration_s, interval_ms);
         let simulated = Duration::from_secs(u64::from(duration_s));
-        let mut ours = Vec::new();
-        let mut bare = Vec::new();
+        let (mut ours, mut ours_cpu, mut bare, mut bare_cpu) = (vec![], vec![], vec![], vec![]);
         for seed in 1..=RUNS as u64 {
-            let started = Instant::now();
-            let verdict = run(&scenario, seed).expect("bench run");
-            ours.push(started.elapsed());
+            let (verdict, wall, cpu) = timed(|| run(&scenario, seed).expect("bench run"));
             assert!(verdict.is_clean(), "{:?}", verdict.safety_violations);
-            bare.push(bare_turmoil(
-                nodes,
-                simulated,
-                Duration::from_millis(interval_ms / 2),
-            ));
+            ours.push(wall);
+            ours_cpu.push(cpu);
+            let interval = Duration::from_millis(interval_ms / 2);
+            let ((), wall, cpu) = timed(|| bare_turmoil(nodes, simulated, interval));
+            bare.push(wall);
+            bare_cpu.push(cpu);
         }
-        let (ours, bare) = (median(ours), median(bare));
-        let speed = simulated.as_secs_f64() / ours.as_secs_f64();
-        let bare_speed = simulated.as_secs_f64() / bare.as_secs_f64();
+        let per = |d: Duration| simulated.as_secs_f64() / d.as_secs_f64();
+        let (ours, ours_cpu) = (median(ours), median(ours_cpu));
+        let (bare, bare_cpu) = (median(bare), median(bare_cpu));
         println!(
-            "{name:<24} {:>9.0}s {:>9.2}s {speed:>14.2} {bare_speed:>16.2} {:>6.2}x",
+            "{name:<22} {:>8.0}s {:>7.2}s {:>13.2} {:>7.2}s {:>12.2} {:>13.2} {:>12.2} {:>5.2}x",
             simulated.as_secs_f64(),
             ours.as_secs_f64(),
-            speed / bare_speed
+            per(ours),
+            ours_cpu.as_secs_f64(),
+            per(ours_cpu),
+            per(bare),
+            per(bare_cpu),
+            per(ours_cpu) / per(bare_cpu)
         );
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ww_sched::boot::{MulticastSurvey, SurveyConfig, WallClock};
-use ww_sched::cluster::{LeaveReason, Membership, MembershipConfig, Query, ViewEvent};
+use ww_sched::cluster::{LeaveReason, Membership, MembershipConfig, ViewEvent};
 use ww_sched::pubsub::PubSub;
 use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
 
@@ -167,8 +167,9 @@ pub async fn run_member(
                 }
             }
             _ = sample.tick() => {
-                let view: BTreeSet<PeerId> =
-                    membership.view(&Query::all()).into_iter().map(|r| r.peer).collect();
+                // The peer ids only: cloning every record of every view ten
+                // times a second was a tenth of a 32-node run's wall time.
+                let view = membership.view_peers();
                 observations
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())

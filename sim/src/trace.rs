@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::subscriber::Interest;
+use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
@@ -35,8 +36,13 @@ impl Trace {
 
     /// Appends one event, stamped with the simulation's clock.
     pub fn record(&self, event: impl Into<String>) {
-        let at = turmoil::sim_elapsed().unwrap_or_default();
-        let line = format!("{:>10.3}ms {}", at.as_secs_f64() * 1e3, event.into());
+        let mut line = stamp();
+        line.push_str(&event.into());
+        self.record_line(line);
+    }
+
+    /// Appends one line already stamped by [`stamp`].
+    fn record_line(&self, line: String) {
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         events.hasher.update(line.as_bytes());
         events.hasher.update(b"\n");
@@ -90,6 +96,12 @@ impl Trace {
     }
 }
 
+/// The start of a trace line: the simulation's clock and a space.
+fn stamp() -> String {
+    let at = turmoil::sim_elapsed().unwrap_or_default();
+    format!("{:>10.3}ms ", at.as_secs_f64() * 1e3)
+}
+
 thread_local! {
     /// The trace that events on this thread go to, while [`Trace::capture`] runs.
     static CURRENT: std::cell::RefCell<Option<Trace>> = const { std::cell::RefCell::new(None) };
@@ -111,6 +123,22 @@ fn install_global_subscriber() {
 struct CurrentTraceLayer;
 
 impl<S: Subscriber> Layer<S> for CurrentTraceLayer {
+    // Whether a call site is recorded depends only on its metadata, never on the
+    // thread, so interest can be decided once per call site: spans (turmoil opens
+    // one per host per step) and events no trace keeps then cost nothing, where
+    // they used to build a registry span or an event for `on_event` to discard.
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if recorded(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        recorded(metadata)
+    }
+
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         CURRENT.with(|current| {
             if let Some(trace) = current.borrow().as_ref() {
@@ -120,19 +148,27 @@ impl<S: Subscriber> Layer<S> for CurrentTraceLayer {
     }
 }
 
-fn record_event(trace: &Trace, event: &Event<'_>) {
-    let target = event.metadata().target();
-    if !(target.starts_with("ww_sched") || target.starts_with("ww_sim")) {
-        return;
-    }
+/// Whether events from call sites with `metadata` go into traces: events (not
+/// spans) from ww-sched and ww-sim at DEBUG or above.
+fn recorded(metadata: &Metadata<'_>) -> bool {
+    let target = metadata.target();
     // TRACE is per-packet detail (n^2 lines in a large cluster); DEBUG and
     // above say what every node decided, which is what a replay must match.
-    if *event.metadata().level() == tracing::Level::TRACE {
+    metadata.is_event()
+        && (target.starts_with("ww_sched") || target.starts_with("ww_sim"))
+        && *metadata.level() != tracing::Level::TRACE
+}
+
+fn record_event(trace: &Trace, event: &Event<'_>) {
+    if !recorded(event.metadata()) {
         return;
     }
-    let mut visitor = LineVisitor(format!("{} {target}:", event.metadata().level()));
+    let target = event.metadata().target();
+    // Stamped first, so the line is built once (as `Trace::record` would).
+    let mut visitor = LineVisitor(stamp());
+    let _ = write!(visitor.0, "{} {target}:", event.metadata().level());
     event.record(&mut visitor);
-    trace.record(visitor.0);
+    trace.record_line(visitor.0);
 }
 
 struct LineVisitor(String);

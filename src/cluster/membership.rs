@@ -341,6 +341,15 @@ impl Membership {
         shared.table.query(query)
     }
 
+    /// The peers in the view, as [`Membership::view`] with [`Query::all`] would
+    /// list them (expiring first, as it does), without copying their records.
+    pub fn view_peers(&self) -> std::collections::BTreeSet<PeerId> {
+        let mut shared = self.shared.borrow_mut();
+        shared.table.expire(self.now_ms());
+        shared.publish_events();
+        shared.table.iter().map(|record| record.peer).collect()
+    }
+
     /// Join, update and leave events from now on. A watcher that falls more than
     /// [`WATCH_BUFFER`] events behind loses events; [`Membership::events_lagged`]
     /// counts them.

@@ -38,15 +38,49 @@ impl PeerId {
     }
 }
 
+/// Peer ids whose text this thread remembers, at most.
+const TEXT_CACHED_MAX: usize = 4_096;
+
+thread_local! {
+    /// The base58 text of peer ids this thread has shown. Encoding is quadratic
+    /// in the id's length (about a microsecond each), and ids are shown per
+    /// heartbeat: as the routing table's key and in every view event logged, so
+    /// in a simulation of n nodes on one thread n^2 times per heartbeat interval.
+    /// Bounded, so ids an attacker makes up cannot grow it without end; past the
+    /// bound, ids are encoded each time. The text is a function of the id, so
+    /// the cache changes nothing but time.
+    static TEXT: std::cell::RefCell<std::collections::BTreeMap<PeerId, std::rc::Rc<str>>> =
+        const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+}
+
+impl PeerId {
+    /// Calls `f` with the id's base58 text, from this thread's cache when it
+    /// can.
+    fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let cached = TEXT.with(|text| text.borrow().get(self).cloned());
+        if let Some(text) = cached {
+            return f(&text);
+        }
+        let text: std::rc::Rc<str> = self.0.to_base58().into();
+        TEXT.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if cache.len() < TEXT_CACHED_MAX {
+                cache.insert(*self, text.clone());
+            }
+        });
+        f(&text)
+    }
+}
+
 impl fmt::Display for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        self.with_text(|text| f.pad(text))
     }
 }
 
 impl fmt::Debug for PeerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PeerId({})", self.0)
+        self.with_text(|text| write!(f, "PeerId({text})"))
     }
 }
 

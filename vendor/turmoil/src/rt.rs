@@ -66,6 +66,13 @@ pub struct Rt<'a> {
 
     /// Runtime configuration.
     config: Config,
+
+    /// ww-sched patch: the runtime's clock as the last `tick` left it. A
+    /// paused clock only moves while a tick runs, so this is what
+    /// `Instant::now()` inside the runtime would say, without entering it
+    /// (which the simulation otherwise did for every host on every step).
+    /// Cleared whenever the runtime is replaced.
+    now: Option<Instant>,
 }
 
 impl<'a> Rt<'a> {
@@ -84,6 +91,7 @@ impl<'a> Rt<'a> {
             nodename,
             handle: Some(handle),
             config,
+            now: None,
         }
     }
 
@@ -104,6 +112,7 @@ impl<'a> Rt<'a> {
             nodename,
             handle: Some(handle),
             config,
+            now: None,
         }
     }
 
@@ -118,6 +127,7 @@ impl<'a> Rt<'a> {
             nodename: String::new().into(),
             handle: None,
             config,
+            now: None,
         }
     }
 
@@ -134,6 +144,9 @@ impl<'a> Rt<'a> {
     }
 
     pub(crate) fn now(&self) -> Instant {
+        if let Some(now) = self.now {
+            return now;
+        }
         let _guard = self.tokio.enter();
         Instant::now()
     }
@@ -161,13 +174,15 @@ impl<'a> Rt<'a> {
     // that caused failure. Subsequent calls do not return the error as it is
     // expected to fail the simulation.
     pub(crate) fn tick(&mut self, duration: Duration) -> Result<bool> {
-        self.tokio.block_on(async {
+        let now = self.tokio.block_on(async {
             self.local
                 .run_until(async {
                     sleep(duration).await;
                 })
-                .await
+                .await;
+            Instant::now()
         });
+        self.now = Some(now);
 
         // pull for software completion
         match &self.handle {
@@ -223,6 +238,7 @@ impl<'a> Rt<'a> {
     /// Both the [`Runtime`] and [`LocalSet`] are replaced with new instances.
     fn cancel_tasks(&mut self) {
         let (tokio, local) = init(&mut self.config);
+        self.now = None;
 
         _ = mem::replace(&mut self.tokio, tokio);
         drop(mem::replace(&mut self.local, local));

@@ -3,10 +3,11 @@ use crate::host::Host;
 use crate::rt::Rt;
 use crate::{config, TRACING_TARGET};
 
+use crate::fast_map::FastMap;
 use indexmap::IndexMap;
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Exp};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{Error, ErrorKind, Result};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -17,18 +18,42 @@ pub(crate) struct Topology {
     config: config::Link,
 
     /// Specific configuration overrides between specific hosts.
-    links: IndexMap<Pair, Link>,
+    links: FastMap<Pair, Link>,
 
-    /// ww-sched patch: the positions in `links` of each host's links, in
-    /// insertion order, so delivering to one host visits its n links instead of
-    /// all n^2 (links are never removed, so positions are stable).
-    links_of_host: IndexMap<IpAddr, Vec<usize>>,
+    /// ww-sched patch: the network's clock as of the last `tick_by`. A link's
+    /// own `now` is brought up to it whenever the link is touched, so a link
+    /// with nothing in flight needs no visit on a step (upstream visits all n^2).
+    now: Instant,
+
+    /// ww-sched patch: (when, position in `links`) of each link with a message
+    /// to deliver, at the earliest such message's time: `tick_by` visits only
+    /// the links due by then (positions are stable: links are never removed).
+    due: BTreeSet<(Instant, usize)>,
+
+    /// ww-sched patch: by position in `links`, the time the link has in `due`.
+    due_at: Vec<Option<Instant>>,
+
+    /// ww-sched patch: for each host, the positions in `links` of the links
+    /// holding messages ready for it. Ascending position is insertion order,
+    /// the order of upstream's scan, so delivery (and the random draws a
+    /// refused delivery makes) happens in exactly upstream's order.
+    ready_for: FastMap<IpAddr, BTreeSet<usize>>,
+
+    /// ww-sched patch: by position in `links`, what `ready_for` holds for the
+    /// link ([`READY_A`], [`READY_B`]), so `refresh` touches it only when
+    /// something changed.
+    marks: Vec<u8>,
 
     /// We don't use a Rt for async. Right now, we just use it to tick time
     /// forward in the same way we do it elsewhere. We'd like to represent
     /// network state with async in the future.
     rt: Rt<'static>,
 }
+
+/// ww-sched patch: a mark of a link with messages ready for its lower address.
+const READY_A: u8 = 2;
+/// ww-sched patch: a mark of a link with messages ready for its higher address.
+const READY_B: u8 = 4;
 
 /// This type is used as the key in the [`Topology::links`] map. See [`new`]
 /// which orders the addrs, such that this type uniquely identifies the link
@@ -179,23 +204,98 @@ enum State {
 
 impl Topology {
     pub(crate) fn new(config: config::Link) -> Topology {
+        let rt = Rt::no_software();
         Topology {
             config,
-            links: IndexMap::new(),
-            links_of_host: IndexMap::new(),
-            rt: Rt::no_software(),
+            links: FastMap::default(),
+            now: rt.now(),
+            due: BTreeSet::new(),
+            due_at: Vec::new(),
+            ready_for: FastMap::default(),
+            marks: Vec::new(),
+            rt,
         }
     }
 
     /// Register a link between two hosts
     pub(crate) fn register(&mut self, a: IpAddr, b: IpAddr) {
         let pair = Pair::new(a, b);
-        let (position, previous) = self.links.insert_full(pair, Link::new(self.rt.now()));
+        let (position, previous) = self.links.insert_full(pair, Link::new(self.now));
         assert!(previous.is_none());
-        self.links_of_host.entry(a).or_default().push(position);
-        if b != a {
-            self.links_of_host.entry(b).or_default().push(position);
+        debug_assert_eq!(position, self.marks.len());
+        self.marks.push(0);
+        self.due_at.push(None);
+    }
+
+    /// ww-sched patch: records when the link at `position` next has a message
+    /// to deliver and, for each of its ends, whether messages are ready; called
+    /// after anything that may change either, so `tick_by` and
+    /// `deliver_messages` need only look at the links `due` and `ready_for`
+    /// name.
+    fn refresh(&mut self, position: usize) {
+        let Some((pair, link)) = self.links.get_index(position) else {
+            return;
+        };
+        // The map holds at most the link's two ends: a scan beats hashing.
+        let ready = |end: IpAddr| {
+            link.deliverable
+                .iter()
+                .any(|(dst, queue)| *dst == end && !queue.is_empty())
+        };
+        let earliest = link
+            .sent
+            .iter()
+            .filter_map(|sent| match sent.status {
+                DeliveryStatus::DeliverAfter(time) => Some(time),
+                DeliveryStatus::Hold => None,
+            })
+            .min();
+        if earliest != self.due_at[position] {
+            if let Some(time) = self.due_at[position] {
+                self.due.remove(&(time, position));
+            }
+            if let Some(time) = earliest {
+                self.due.insert((time, position));
+            }
+            self.due_at[position] = earliest;
         }
+        let mut mark = 0;
+        if ready(pair.0) {
+            mark |= READY_A;
+        }
+        if ready(pair.1) {
+            mark |= READY_B;
+        }
+        let changed = self.marks[position] ^ mark;
+        if changed == 0 {
+            return;
+        }
+        self.marks[position] = mark;
+        for (end, bit) in [(pair.0, READY_A), (pair.1, READY_B)] {
+            if changed & bit == 0 {
+                continue;
+            }
+            if mark & bit != 0 {
+                self.ready_for.entry(end).or_default().insert(position);
+            } else if let Some(positions) = self.ready_for.get_mut(&end) {
+                positions.remove(&position);
+            }
+        }
+    }
+
+    /// ww-sched patch: runs `f` on the link between `a` and `b`, its clock
+    /// brought up to the network's first, then refreshes the link's entries in
+    /// `due` and `ready_for`.
+    fn with_link<R>(&mut self, a: IpAddr, b: IpAddr, f: impl FnOnce(&mut Link) -> R) -> R {
+        let pair = Pair::new(a, b);
+        let (position, _, link) = self
+            .links
+            .get_full_mut(&pair)
+            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"));
+        link.now = self.now;
+        let result = f(link);
+        self.refresh(position);
+        result
     }
 
     pub(crate) fn set_max_message_latency(&mut self, value: Duration) {
@@ -249,8 +349,11 @@ impl Topology {
         dst: SocketAddr,
         message: Protocol,
     ) -> Result<()> {
-        if let Some(link) = self.links.get_mut(&Pair::new(src.ip(), dst.ip())) {
-            link.enqueue_message(&self.config, rand, src, dst, message)
+        if let Some((position, _, link)) = self.links.get_full_mut(&Pair::new(src.ip(), dst.ip())) {
+            link.now = self.now;
+            let result = link.enqueue_message(&self.config, rand, src, dst, message);
+            self.refresh(position);
+            result
         } else {
             Err(Error::new(
                 ErrorKind::ConnectionRefused,
@@ -261,62 +364,87 @@ impl Topology {
 
     // Move messages from any network links to the `dst` host.
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
-        // Same links, same (insertion) order as a scan of `links`, so the
-        // simulation's randomness is consumed exactly as upstream does.
-        let Some(positions) = self.links_of_host.get(&dst.addr) else {
+        // Only the links with messages ready for `dst`, in ascending position:
+        // the links upstream's scan finds something on, in the same order, so
+        // the simulation's randomness is consumed exactly as upstream does.
+        // Delivering on one link can only make messages ready for its other
+        // end (a refusal answered), never for `dst`, so the set taken here is
+        // the set upstream would find.
+        let Some(ready) = self.ready_for.get(&dst.addr) else {
             return;
         };
-        for &position in positions {
+        if ready.is_empty() {
+            return;
+        }
+        let ready: Vec<usize> = ready.iter().copied().collect();
+        for position in ready {
             if let Some((_, link)) = self.links.get_index_mut(position) {
+                link.now = self.now;
                 link.deliver_messages(&self.config, rand, dst);
             }
+            self.refresh(position);
         }
     }
 
     pub(crate) fn hold(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).hold();
+        self.with_link(a, b, Link::hold);
     }
 
     pub(crate) fn release(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).release();
+        self.with_link(a, b, Link::release);
     }
 
     pub(crate) fn partition(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).explicit_partition();
+        self.with_link(a, b, Link::explicit_partition);
     }
 
     pub(crate) fn partition_oneway(&mut self, a: IpAddr, b: IpAddr) {
-        let link = &mut self.get_link_mut(&Pair::new(a, b));
-        link.partition_oneway(a, b);
+        self.with_link(a, b, |link| link.partition_oneway(a, b));
     }
 
     pub(crate) fn repair(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).explicit_repair();
+        self.with_link(a, b, Link::explicit_repair);
     }
 
     pub(crate) fn repair_oneway(&mut self, a: IpAddr, b: IpAddr) {
-        let link = &mut self.get_link_mut(&Pair::new(a, b));
-        link.repair_oneway(a, b);
+        self.with_link(a, b, |link| link.repair_oneway(a, b));
     }
 
     pub(crate) fn tick_by(&mut self, duration: Duration) {
         let _ = self.rt.tick(duration);
-        for link in self.links.values_mut() {
-            link.tick(self.rt.now());
+        self.now = self.rt.now();
+        // A link with nothing due has nothing to move; its clock catches up
+        // when it is next touched. The order links are ticked in does not
+        // matter: ticking draws no randomness and touches only its own link.
+        let due: Vec<usize> = self
+            .due
+            .range(..=(self.now, usize::MAX))
+            .map(|&(_, position)| position)
+            .collect();
+        for position in due {
+            if let Some((_, link)) = self.links.get_index_mut(position) {
+                link.tick(self.now);
+            }
+            self.refresh(position);
+        }
+    }
+
+    /// ww-sched patch: refreshes every link, after callers of `iter_mut` may
+    /// have scheduled deliveries (`SentRef::deliver`) behind `refresh`'s back.
+    pub(crate) fn refresh_all(&mut self) {
+        for position in 0..self.links.len() {
+            self.refresh(position);
         }
     }
 
     pub(crate) fn iter_mut(&mut self) -> LinksIter<'_> {
+        // Callers see (and schedule deliveries at) each link's `now`.
+        for link in self.links.values_mut() {
+            link.now = self.now;
+        }
         LinksIter {
             iter: self.links.iter_mut(),
         }
-    }
-
-    #[inline]
-    fn get_link_mut(&mut self, pair: &Pair) -> &mut Link {
-        self.links
-            .get_mut(pair)
-            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"))
     }
 }
 
