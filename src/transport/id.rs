@@ -46,9 +46,10 @@ thread_local! {
     /// in the id's length (about a microsecond each), and ids are shown per
     /// heartbeat: as the routing table's key and in every view event logged, so
     /// in a simulation of n nodes on one thread n^2 times per heartbeat interval.
-    /// Bounded, so ids an attacker makes up cannot grow it without end; past the
-    /// bound, ids are encoded each time. The text is a function of the id, so
-    /// the cache changes nothing but time.
+    /// Bounded, so ids an attacker makes up cannot grow it without end, and
+    /// emptied when full, so ids met after months of churn are cached as well as
+    /// the first ones. The text is a function of the id, so the cache changes
+    /// nothing but time.
     static TEXT: std::cell::RefCell<std::collections::BTreeMap<PeerId, std::rc::Rc<str>>> =
         const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
 }
@@ -64,9 +65,10 @@ impl PeerId {
         let text: std::rc::Rc<str> = self.0.to_base58().into();
         TEXT.with(|cache| {
             let mut cache = cache.borrow_mut();
-            if cache.len() < TEXT_CACHED_MAX {
-                cache.insert(*self, text.clone());
+            if cache.len() >= TEXT_CACHED_MAX {
+                cache.clear();
             }
+            cache.insert(*self, text.clone());
         });
         f(&text)
     }
@@ -237,5 +239,29 @@ impl FromStr for Address {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Address::new(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_cache_stays_bounded_and_exact() {
+        let ids: Vec<PeerId> = (0..TEXT_CACHED_MAX + 100)
+            .map(|_| PeerId(libp2p::PeerId::random()))
+            .collect();
+        for id in &ids {
+            assert_eq!(id.to_string(), id.0.to_base58());
+            let cached = TEXT.with(|cache| cache.borrow().len());
+            assert!((1..=TEXT_CACHED_MAX).contains(&cached), "{cached}");
+        }
+        // Past the bound the cache was emptied and refilled: the newest ids are in it.
+        let last = ids.last().expect("ids");
+        assert!(TEXT.with(|cache| cache.borrow().contains_key(last)));
+        assert_eq!(
+            format!("{last:?}"),
+            format!("PeerId({})", last.0.to_base58())
+        );
     }
 }
