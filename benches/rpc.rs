@@ -8,17 +8,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
+use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use futures::AsyncReadExt;
 use support::{serve_on_loopback_keyed, LoopbackPair};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::rpc::RpcConfig;
+use ww_sched::rpc::{vat_network, RpcConfig};
 use ww_sched::schema::worker_capnp::worker;
 use ww_sched::transport::SwarmKey;
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
@@ -28,7 +27,8 @@ fn worker_client() -> worker::Client {
     WorkerServer::new(sandbox, WorkerConfig::default()).into_client()
 }
 
-/// The baseline: capnp-rpc's two-party network straight on a tokio TCP socket.
+/// The baseline: capnp-rpc's two-party network straight on a tokio TCP socket,
+/// its writes gathered per message as on the libp2p paths (`vat_network`).
 async fn bare_tcp_client() -> worker::Client {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -36,14 +36,12 @@ async fn bare_tcp_client() -> worker::Client {
     tokio::task::spawn_local(async move {
         let (socket, _) = listener.accept().await.unwrap();
         socket.set_nodelay(true).unwrap();
-        let (reader, writer) = socket.compat().split();
-        let network = twoparty::VatNetwork::new(reader, writer, Side::Server, Default::default());
+        let network = vat_network(socket.compat(), Side::Server);
         let _ = RpcSystem::new(Box::new(network), Some(server.client)).await;
     });
     let socket = tokio::net::TcpStream::connect(address).await.unwrap();
     socket.set_nodelay(true).unwrap();
-    let (reader, writer) = socket.compat().split();
-    let network = twoparty::VatNetwork::new(reader, writer, Side::Client, Default::default());
+    let network = vat_network(socket.compat(), Side::Client);
     let mut system = RpcSystem::new(Box::new(network), None);
     let client: worker::Client = system.bootstrap(Side::Server);
     tokio::task::spawn_local(system);

@@ -4,10 +4,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
-use futures::AsyncReadExt;
+use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
 
-use super::{call_noting_loss, reader_options, RpcConfig, RpcError};
+use super::{call_noting_loss, vat_network, RpcConfig, RpcError};
 use crate::transport::{with_timeout, PeerId, Protocol, Transport};
 
 /// A live connection to a peer's bootstrap capability `C`. Dropping it closes the
@@ -45,8 +44,7 @@ where
         transport.dial(peer, protocol),
     )
     .await?;
-    let (reader, writer) = stream.split();
-    let network = twoparty::VatNetwork::new(reader, writer, Side::Client, reader_options());
+    let network = vat_network(stream, Side::Client);
     let mut system = RpcSystem::new(Box::new(network), None);
     let client: C = system.bootstrap(Side::Server);
     let lost = Rc::new(Cell::new(false));

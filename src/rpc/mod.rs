@@ -44,6 +44,33 @@ pub fn reader_options() -> capnp::message::ReaderOptions {
     options
 }
 
+/// Bytes a connection's writes gather before they reach the stream: capnp writes
+/// a message's segment table and each segment separately and flushes after the
+/// message, so unbuffered every message costs two frames in each layer below
+/// (yamux, noise) and two `send`s.
+pub const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
+/// Bytes a connection reads ahead: capnp reads a message's segment table, then
+/// its segments, so unbuffered every message costs two reads of the stream.
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+
+/// The two-party Cap'n Proto network every RPC connection runs on `stream`:
+/// reads bounded by [`reader_options`] and read ahead, writes gathered per
+/// message.
+pub fn vat_network<S>(
+    stream: S,
+    side: capnp_rpc::rpc_twoparty_capnp::Side,
+) -> capnp_rpc::twoparty::VatNetwork<futures::io::BufReader<futures::io::ReadHalf<S>>>
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin + 'static,
+{
+    use futures::AsyncReadExt;
+    let (reader, writer) = stream.split();
+    let reader = futures::io::BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let writer = futures::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
+    capnp_rpc::twoparty::VatNetwork::new(reader, writer, side, reader_options())
+}
+
 /// Awaits an RPC `call` for at most `timeout`; a hang becomes [`RpcError::Timeout`].
 pub async fn call_with_timeout<T>(
     what: &str,

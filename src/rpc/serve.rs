@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use capnp_rpc::{rpc_twoparty_capnp::Side, twoparty, RpcSystem};
-use futures::{AsyncReadExt, StreamExt};
+use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
+use futures::StreamExt;
 
-use super::{reader_options, RpcError};
+use super::{vat_network, RpcError};
 use crate::transport::{PeerId, Protocol, Transport, TransportError};
 
 /// A running server; dropping it stops accepting and closes its connections.
@@ -97,13 +97,7 @@ pub fn serve_per_peer<T: Transport>(
                         };
                         tracing::debug!(%peer, %protocol, "rpc connection accepted");
                         *open.entry(peer).or_insert(0) += 1;
-                        let (reader, writer) = stream.split();
-                        let network = twoparty::VatNetwork::new(
-                            reader,
-                            writer,
-                            Side::Server,
-                            reader_options(),
-                        );
+                        let network = vat_network(stream, Side::Server);
                         let system = RpcSystem::new(Box::new(network), Some(bootstrap));
                         connections.spawn_local(async move {
                             if let Err(e) = system.await {
