@@ -49,6 +49,10 @@ enum Command {
     Gateway(cli::gateway::GatewayArgs),
     /// Start a worker node: print its peer id and addresses, then serve until Ctrl-C.
     Worker(cli::worker::WorkerArgs),
+    /// Serve as a boot server: nodes started with `--discover <its address>/boot`
+    /// register there and find each other, where multicast does not reach.
+    /// Prints that address, then serves until Ctrl-C.
+    BootServer(cli::boot_server::BootServerArgs),
     /// Listen to the cluster's heartbeats for a few seconds and print who is there.
     Peers(cli::peers::PeersArgs),
     /// Call `assign` on a remote worker and print the result.
@@ -101,6 +105,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(args) => cli::logs::run(args),
         Command::Call(args) => cli::on_node_thread(cli::call::run(args)),
         Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
+        Command::BootServer(args) => cli::on_node_thread(cli::boot_server::run(args)),
         Command::RunLocal(args) => cli::run_local::run(args),
         Command::SwarmKey(args) => cli::keys::swarm_key(args),
         Command::Id(args) => cli::keys::id(args),

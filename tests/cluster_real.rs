@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use support::{start_worker, Proc};
 
+/// A heartbeat TTL short enough that a wrong expiry shows within seconds.
+const SHORT_TTL: &[&str] = &["--ttl-ms", "2000"];
+
 /// A worker process and the peers it has reported joining.
 struct Worker {
     proc: Proc,
@@ -19,7 +22,11 @@ struct Worker {
 
 impl Worker {
     fn start(discover: &str) -> Worker {
-        let started = start_worker(discover, &[]);
+        Worker::start_with(discover, &[])
+    }
+
+    fn start_with(discover: &str, extra: &[&str]) -> Worker {
+        let started = start_worker(discover, extra);
         let (proc, peer, address) = (started.proc, started.peer, started.address);
         Worker {
             proc,
@@ -115,4 +122,37 @@ fn with_multicast_off_a_static_list_works() {
     let deadline = Instant::now() + Duration::from_secs(3);
     while alone.next_line(deadline).is_some() {}
     assert_eq!(alone.seen, BTreeSet::from([alone.peer.clone()]));
+}
+
+#[test]
+fn with_multicast_off_a_boot_server_introduces_workers() {
+    let mut server = Proc::start(&["boot-server", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let boot = server.wait_for("boot server on ", Duration::from_secs(30));
+    assert!(boot.ends_with("/boot"), "printed address {boot:?}");
+    let mut workers = vec![
+        Worker::start_with(&boot, SHORT_TTL),
+        Worker::start_with(&boot, SHORT_TTL),
+    ];
+    all_see_all(&mut workers);
+
+    // The server vanishes: only new discovery stops; the members keep their
+    // view (heartbeats go peer to peer), well past their 2 s TTL.
+    server.kill();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    for worker in workers.iter_mut() {
+        while let Some(line) = worker.next_line(deadline) {
+            assert!(
+                !line.starts_with("peer left: "),
+                "a member dropped out after the boot server went: {line}"
+            );
+        }
+    }
+    let mut late = Worker::start_with(&boot, SHORT_TTL);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while late.next_line(deadline).is_some() {}
+    assert_eq!(
+        late.seen,
+        BTreeSet::from([late.peer.clone()]),
+        "a node started after the server left found peers"
+    );
 }

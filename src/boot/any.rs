@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::client::BootClient;
 use super::clock::WallClock;
 use super::crawl::{CidrCrawl, CrawlConfig};
 use super::gradual::{GradualConfig, GradualSurvey};
@@ -24,6 +25,8 @@ pub enum AnyDiscovery {
     Crawl(CidrCrawl),
     /// A fixed list.
     Static(StaticPeers),
+    /// A boot server.
+    Boot(Box<BootClient>),
 }
 
 impl AnyDiscovery {
@@ -80,6 +83,9 @@ impl AnyDiscovery {
             DiscoverySpec::Static(peers) => {
                 Ok(AnyDiscovery::Static(StaticPeers::new(peers.clone())))
             }
+            DiscoverySpec::Boot(server) => Ok(AnyDiscovery::Boot(Box::new(BootClient::new(
+                transport, identity, server, swarm_key, wall_clock,
+            )?))),
         }
     }
 }
@@ -95,6 +101,7 @@ impl Discovery for AnyDiscovery {
             AnyDiscovery::Gradual(d) => d.advertise(namespace, ttl).await,
             AnyDiscovery::Crawl(d) => d.advertise(namespace, ttl).await,
             AnyDiscovery::Static(d) => d.advertise(namespace, ttl).await,
+            AnyDiscovery::Boot(d) => d.advertise(namespace, ttl).await,
         }
     }
 
@@ -112,6 +119,7 @@ impl Discovery for AnyDiscovery {
             AnyDiscovery::Gradual(d) => d.find_peers(namespace, limit).await,
             AnyDiscovery::Crawl(d) => d.find_peers(namespace, limit).await,
             AnyDiscovery::Static(d) => d.find_peers(namespace, limit).await,
+            AnyDiscovery::Boot(d) => d.find_peers(namespace, limit).await,
         }
     }
 
@@ -122,6 +130,7 @@ impl Discovery for AnyDiscovery {
             AnyDiscovery::Gradual(d) => d.stats(),
             AnyDiscovery::Crawl(d) => d.stats(),
             AnyDiscovery::Static(d) => d.stats(),
+            AnyDiscovery::Boot(d) => d.stats(),
         }
     }
 }

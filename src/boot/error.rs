@@ -41,6 +41,15 @@ pub enum BootError {
     /// Binding the discovery socket failed; nothing was started.
     #[error("discovery socket: {0}")]
     Socket(#[source] TransportError),
+    /// The boot server could not be reached or refused the call; nothing was
+    /// registered or found by this call.
+    #[error("boot server {server}: {detail}")]
+    Server {
+        /// The server's peer id.
+        server: String,
+        /// What failed.
+        detail: String,
+    },
     /// The background socket loop has ended; this discovery object is unusable.
     #[error("discovery socket loop has stopped; nothing was sent")]
     Stopped,

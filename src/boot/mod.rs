@@ -8,6 +8,9 @@
 //! - [`CidrCrawl`]: unicast requests to every host of a block, in a seeded
 //!   pseudo-random order, rate-limited, answered by unicast.
 //! - [`StaticPeers`]: a fixed list.
+//! - [`BootClient`]: a boot server ([`BootService`]), for networks without
+//!   multicast: nodes register their signed addresses there and ask it for
+//!   the others'; every envelope is checked by the asker as a multicast answer is.
 //! - Any user type implementing [`Discovery`]; [`AnyDiscovery`] covers the built-ins.
 //!
 //! Every packet travels in a signed envelope ([`packet`]), tagged with the swarm
@@ -44,6 +47,7 @@
 
 mod any;
 mod cidr;
+mod client;
 mod clock;
 mod crawl;
 mod distance;
@@ -52,6 +56,8 @@ mod gradual;
 mod node;
 pub mod packet;
 mod rate;
+mod registry;
+mod server;
 mod spec;
 mod static_list;
 mod stats;
@@ -66,6 +72,7 @@ use crate::transport::{Address, PeerId};
 
 pub use any::AnyDiscovery;
 pub use cidr::CidrHosts;
+pub use client::BootClient;
 pub use clock::{WallClock, FRESHNESS_WINDOW_MS};
 pub use crawl::{CidrCrawl, CrawlConfig};
 pub use distance::{id_tail, should_answer, within_distance};
@@ -73,6 +80,8 @@ pub use error::{BootError, SpecError};
 pub use gradual::{Backoff, GradualConfig, GradualSchedule, GradualSurvey};
 pub use node::STREAMS_MAX;
 pub use rate::{SourceLimits, TokenBucket, SOURCES_MAX, SOURCE_BURST, SOURCE_RATE_PER_S};
+pub use registry::{Registry, RegistryError, RegistryLimits};
+pub use server::{boot_protocol, BootServerConfig, BootService, BOOT_PROTOCOL, DISCOVER_MAX};
 pub use spec::{DiscoverySpec, DEFAULT_DISCOVER, STATIC_ADDRESSES_MAX};
 pub use static_list::StaticPeers;
 pub use stats::{DiscoveryStats, DropReason};

@@ -37,6 +37,8 @@ pub enum DiscoverySpec {
     },
     /// A fixed list of peers.
     Static(Vec<PeerInfo>),
+    /// A boot server: register there and ask it for the others.
+    Boot(PeerInfo),
 }
 
 impl FromStr for DiscoverySpec {
@@ -59,6 +61,9 @@ impl FromStr for DiscoverySpec {
         if let Some(rest) = s.strip_prefix("static://") {
             return parse_static(rest);
         }
+        if let Some(server) = s.strip_suffix("/boot") {
+            return parse_boot(server);
+        }
         if s.contains("/p2p/") {
             return parse_static(s);
         }
@@ -75,7 +80,7 @@ impl FromStr for DiscoverySpec {
                 s,
                 "none, /ip4/<group>/udp/<port>/multicast/<iface>[/survey], \
                  /ip4/<network>/udp/<port>/cidr/<prefix>, a comma-separated list of \
-                 <multiaddr>/p2p/<peer id>, or multicast://, survey://, cidr://, static:// URLs",
+                 <multiaddr>/p2p/<peer id>, a boot server as <multiaddr>/p2p/<peer id>/boot, or multicast://, survey://, cidr://, static:// URLs",
             )),
         }
     }
@@ -110,6 +115,14 @@ impl fmt::Display for DiscoverySpec {
                 let all: Vec<String> = peers
                     .iter()
                     .flat_map(|p| p.addresses.iter().map(|a| a.with_peer(&p.peer).to_string()))
+                    .collect();
+                f.write_str(&all.join(","))
+            }
+            DiscoverySpec::Boot(server) => {
+                let all: Vec<String> = server
+                    .addresses
+                    .iter()
+                    .map(|a| format!("{}/boot", a.with_peer(&server.peer)))
                     .collect();
                 f.write_str(&all.join(","))
             }
@@ -235,6 +248,24 @@ fn parse_static(list: &str) -> Result<DiscoverySpec, SpecError> {
         }
     }
     Ok(DiscoverySpec::Static(peers))
+}
+
+/// `<multiaddr>/p2p/<id>` of a boot server (the `/boot` already stripped).
+fn parse_boot(server: &str) -> Result<DiscoverySpec, SpecError> {
+    let expected = "<multiaddr>/p2p/<peer id>/boot, e.g. /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…/boot";
+    if server.contains(',') {
+        return Err(SpecError::new(
+            server,
+            format!("one boot server: {expected}"),
+        ));
+    }
+    match parse_static(server) {
+        Ok(DiscoverySpec::Static(mut peers)) if peers.len() == 1 => {
+            Ok(DiscoverySpec::Boot(peers.remove(0)))
+        }
+        Ok(_) => Err(SpecError::new(server, expected)),
+        Err(e) => Err(SpecError::new(e.input, expected)),
+    }
 }
 
 #[cfg(test)]

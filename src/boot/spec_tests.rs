@@ -145,3 +145,24 @@ fn static_list_is_bounded() {
     let many = vec![one; STATIC_ADDRESSES_MAX + 1].join(",");
     assert!(parse(&many).is_err());
 }
+
+#[test]
+fn boot_server_form_round_trips_and_is_one_server() {
+    let text = format!("/ip4/10.0.0.9/tcp/7000/p2p/{}/boot", peer(3));
+    let spec = parse(&text).unwrap();
+    assert_eq!(
+        spec,
+        DiscoverySpec::Boot(PeerInfo {
+            peer: peer(3),
+            addresses: vec![Address::new("/ip4/10.0.0.9/tcp/7000")],
+        })
+    );
+    assert_eq!(spec.to_string(), text);
+    let two = format!("/ip4/10.0.0.9/tcp/7000/p2p/{},{text}", peer(3));
+    assert!(parse(&two)
+        .unwrap_err()
+        .to_string()
+        .contains("one boot server"));
+    let no_id = parse("/ip4/10.0.0.9/tcp/7000/boot").unwrap_err();
+    assert!(no_id.to_string().contains("/boot"), "{no_id}");
+}

@@ -1,5 +1,6 @@
 //! The subcommands of `ww-sched`, one file each, and what they share.
 
+pub mod boot_server;
 pub mod call;
 pub mod demo;
 pub mod gateway;
@@ -148,7 +149,9 @@ impl NetworkArgs {
             return Ok(());
         }
         let local = match spec {
-            DiscoverySpec::None | DiscoverySpec::Static(_) => true,
+            // Peers named one by one (or a boot server): connections to them
+            // are authenticated by their ids, whatever the network.
+            DiscoverySpec::None | DiscoverySpec::Static(_) | DiscoverySpec::Boot(_) => true,
             DiscoverySpec::Multicast { interface, .. } => interface.is_loopback(),
             DiscoverySpec::Cidr { network, .. } => network.is_loopback(),
         };
@@ -177,9 +180,11 @@ pub fn is_loopback_multiaddr(text: &str) -> bool {
 #[derive(Args)]
 pub struct ClusterArgs {
     /// How to find peers: a multicast group (default, this machine only), a CIDR
-    /// block to crawl, a comma-separated list of /p2p/ addresses, or `none`.
-    /// Examples: /ip4/228.8.8.8/udp/8822/multicast/lo, /ip4/10.0.0.0/udp/8822/cidr/24,
-    /// /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW..., multicast://228.8.8.8:8822?iface=10.0.0.2
+    /// block to crawl, a comma-separated list of /p2p/ addresses, a boot server
+    /// (its /p2p/ address followed by /boot, as `ww-sched boot-server` prints
+    /// it), or `none`. Examples: /ip4/228.8.8.8/udp/8822/multicast/lo,
+    /// /ip4/10.0.0.0/udp/8822/cidr/24, /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...,
+    /// /ip4/10.0.0.9/tcp/7000/p2p/12D3KooW.../boot, multicast://228.8.8.8:8822?iface=10.0.0.2
     #[arg(long, default_value = DEFAULT_DISCOVER)]
     pub discover: String,
     /// The cluster's namespace: only nodes in the same namespace see each other.
