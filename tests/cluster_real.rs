@@ -156,3 +156,18 @@ fn with_multicast_off_a_boot_server_introduces_workers() {
         "a node started after the server left found peers"
     );
 }
+
+#[test]
+fn a_boot_server_and_multicast_combine() {
+    let mut server = Proc::start(&["boot-server", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    let boot = server.wait_for("boot server on ", Duration::from_secs(30));
+    let multicast = format!("/ip4/228.8.8.8/udp/{}/multicast/lo", free_udp_port());
+    // Only the first node uses both: the others meet it each its own way, and
+    // heartbeats relayed over its connections complete every view.
+    let mut workers = vec![
+        Worker::start(&format!("{boot}+{multicast}")),
+        Worker::start(&multicast),
+        Worker::start(&boot),
+    ];
+    all_see_all(&mut workers);
+}

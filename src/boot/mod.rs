@@ -82,7 +82,7 @@ pub use node::STREAMS_MAX;
 pub use rate::{SourceLimits, TokenBucket, SOURCES_MAX, SOURCE_BURST, SOURCE_RATE_PER_S};
 pub use registry::{Registry, RegistryError, RegistryLimits};
 pub use server::{boot_protocol, BootServerConfig, BootService, BOOT_PROTOCOL, DISCOVER_MAX};
-pub use spec::{DiscoverySpec, DEFAULT_DISCOVER, STATIC_ADDRESSES_MAX};
+pub use spec::{DiscoverySpec, COMBINED_MAX, DEFAULT_DISCOVER, STATIC_ADDRESSES_MAX};
 pub use static_list::StaticPeers;
 pub use stats::{DiscoveryStats, DropReason};
 pub use stream::{Offer, PeerSink, PeerStream, SinkProgress, STREAM_BUFFER, STREAM_SEEN_MAX};

@@ -11,6 +11,8 @@ use crate::transport::Address;
 pub const DEFAULT_DISCOVER: &str = "/ip4/228.8.8.8/udp/8822/multicast/lo";
 /// The most addresses a static list may hold.
 pub const STATIC_ADDRESSES_MAX: usize = 256;
+/// The most discoveries one spec may combine with `+`.
+pub const COMBINED_MAX: usize = 4;
 
 /// Which discovery to run, as parsed from `--discover` (grammar in [`crate::boot`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub enum DiscoverySpec {
     Static(Vec<PeerInfo>),
     /// A boot server: register there and ask it for the others.
     Boot(PeerInfo),
+    /// Several of the above at once (`A+B`): advertise through each, find
+    /// peers through all.
+    All(Vec<DiscoverySpec>),
 }
 
 impl FromStr for DiscoverySpec {
@@ -48,6 +53,9 @@ impl FromStr for DiscoverySpec {
         let s = s.trim();
         if s.eq_ignore_ascii_case("none") {
             return Ok(DiscoverySpec::None);
+        }
+        if s.contains('+') {
+            return parse_combined(s);
         }
         if let Some(rest) = s.strip_prefix("multicast://") {
             return parse_multicast_url(rest, false);
@@ -80,7 +88,7 @@ impl FromStr for DiscoverySpec {
                 s,
                 "none, /ip4/<group>/udp/<port>/multicast/<iface>[/survey], \
                  /ip4/<network>/udp/<port>/cidr/<prefix>, a comma-separated list of \
-                 <multiaddr>/p2p/<peer id>, a boot server as <multiaddr>/p2p/<peer id>/boot, or multicast://, survey://, cidr://, static:// URLs",
+                 <multiaddr>/p2p/<peer id>, a boot server as <multiaddr>/p2p/<peer id>/boot, several of these joined by +, or multicast://, survey://, cidr://, static:// URLs",
             )),
         }
     }
@@ -117,6 +125,10 @@ impl fmt::Display for DiscoverySpec {
                     .flat_map(|p| p.addresses.iter().map(|a| a.with_peer(&p.peer).to_string()))
                     .collect();
                 f.write_str(&all.join(","))
+            }
+            DiscoverySpec::All(specs) => {
+                let all: Vec<String> = specs.iter().map(ToString::to_string).collect();
+                f.write_str(&all.join("+"))
             }
             DiscoverySpec::Boot(server) => {
                 let all: Vec<String> = server
@@ -248,6 +260,30 @@ fn parse_static(list: &str) -> Result<DiscoverySpec, SpecError> {
         }
     }
     Ok(DiscoverySpec::Static(peers))
+}
+
+/// `A+B[+…]`: each part a spec of its own (not `none`), at most [`COMBINED_MAX`].
+fn parse_combined(s: &str) -> Result<DiscoverySpec, SpecError> {
+    let parts: Vec<&str> = s.split('+').map(str::trim).collect();
+    if parts.len() > COMBINED_MAX {
+        return Err(SpecError::new(
+            s,
+            format!("at most {COMBINED_MAX} discoveries joined by +"),
+        ));
+    }
+    let mut specs = Vec::with_capacity(parts.len());
+    for part in parts {
+        match part.parse::<DiscoverySpec>()? {
+            DiscoverySpec::None => {
+                return Err(SpecError::new(
+                    part,
+                    "a discovery to combine (none finds nothing; leave it out)",
+                ))
+            }
+            spec => specs.push(spec),
+        }
+    }
+    Ok(DiscoverySpec::All(specs))
 }
 
 /// `<multiaddr>/p2p/<id>` of a boot server (the `/boot` already stripped).

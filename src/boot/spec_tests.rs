@@ -166,3 +166,21 @@ fn boot_server_form_round_trips_and_is_one_server() {
     let no_id = parse("/ip4/10.0.0.9/tcp/7000/boot").unwrap_err();
     assert!(no_id.to_string().contains("/boot"), "{no_id}");
 }
+
+#[test]
+fn combined_forms_round_trip_and_are_bounded() {
+    let boot = format!("/ip4/10.0.0.9/tcp/7000/p2p/{}/boot", peer(3));
+    let text = format!("{boot}+{DEFAULT_DISCOVER}");
+    let spec = parse(&text).unwrap();
+    let DiscoverySpec::All(parts) = &spec else {
+        panic!("{spec:?}");
+    };
+    assert_eq!(parts.len(), 2);
+    assert!(matches!(parts[0], DiscoverySpec::Boot(_)));
+    assert!(matches!(parts[1], DiscoverySpec::Multicast { .. }));
+    assert_eq!(parse(&spec.to_string()).unwrap(), spec);
+    assert!(parse(&format!("{boot}+none")).is_err());
+    let five = [DEFAULT_DISCOVER; COMBINED_MAX + 1].join("+");
+    assert!(parse(&five).unwrap_err().to_string().contains("at most"));
+    assert!(parse(&format!("{boot}+/ip4/1.2.3.4/udp/x/cidr/24")).is_err());
+}

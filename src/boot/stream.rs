@@ -147,23 +147,51 @@ impl PeerSink {
         }
         let id = peer.peer;
         match sender.try_send(peer) {
-            Ok(()) => {
-                self.seen.insert(id);
-                self.progress.found.set(self.progress.found.get() + 1);
-                if let Some(remaining) = &mut self.remaining {
-                    *remaining = remaining.saturating_sub(1);
-                    if *remaining == 0 {
-                        self.close();
-                    }
-                }
-                Offer::Delivered
-            }
+            Ok(()) => self.delivered(id),
             Err(mpsc::error::TrySendError::Full(_)) => Offer::Full,
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 self.close();
                 Offer::Closed
             }
         }
+    }
+
+    /// Offers a found peer, waiting for room in the buffer: for sources that
+    /// can wait (another stream), unlike a socket loop.
+    pub async fn deliver(&mut self, peer: PeerInfo) -> Offer {
+        let Some(sender) = self.sender.clone() else {
+            return Offer::Closed;
+        };
+        if self.seen.contains(&peer.peer) {
+            return Offer::Duplicate;
+        }
+        if self.seen.len() >= STREAM_SEEN_MAX {
+            return Offer::Full;
+        }
+        let id = peer.peer;
+        match sender.reserve_owned().await {
+            Ok(permit) => {
+                permit.send(peer);
+                self.delivered(id)
+            }
+            Err(_) => {
+                self.close();
+                Offer::Closed
+            }
+        }
+    }
+
+    /// Books a peer just queued: seen, counted, and the limit closer.
+    fn delivered(&mut self, id: PeerId) -> Offer {
+        self.seen.insert(id);
+        self.progress.found.set(self.progress.found.get() + 1);
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                self.close();
+            }
+        }
+        Offer::Delivered
     }
 
     /// Whether the stream takes no more peers (limit reached or stream dropped).

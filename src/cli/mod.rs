@@ -148,14 +148,17 @@ impl NetworkArgs {
         if self.swarm_key.is_some() || self.insecure_open {
             return Ok(());
         }
-        let local = match spec {
-            // Peers named one by one (or a boot server): connections to them
-            // are authenticated by their ids, whatever the network.
-            DiscoverySpec::None | DiscoverySpec::Static(_) | DiscoverySpec::Boot(_) => true,
-            DiscoverySpec::Multicast { interface, .. } => interface.is_loopback(),
-            DiscoverySpec::Cidr { network, .. } => network.is_loopback(),
-        };
-        if !local {
+        fn local(spec: &DiscoverySpec) -> bool {
+            match spec {
+                // Peers named one by one (or a boot server): connections to them
+                // are authenticated by their ids, whatever the network.
+                DiscoverySpec::None | DiscoverySpec::Static(_) | DiscoverySpec::Boot(_) => true,
+                DiscoverySpec::Multicast { interface, .. } => interface.is_loopback(),
+                DiscoverySpec::Cidr { network, .. } => network.is_loopback(),
+                DiscoverySpec::All(parts) => parts.iter().all(local),
+            }
+        }
+        if !local(spec) {
             bail!(
                 "refusing discovery beyond this machine without a swarm key (its packets \
                  could not be authenticated). Give every node --swarm-key FILE, or \
@@ -184,7 +187,8 @@ pub struct ClusterArgs {
     /// (its /p2p/ address followed by /boot, as `ww-sched boot-server` prints
     /// it), or `none`. Examples: /ip4/228.8.8.8/udp/8822/multicast/lo,
     /// /ip4/10.0.0.0/udp/8822/cidr/24, /ip4/10.0.0.5/tcp/4001/p2p/12D3KooW...,
-    /// /ip4/10.0.0.9/tcp/7000/p2p/12D3KooW.../boot, multicast://228.8.8.8:8822?iface=10.0.0.2
+    /// /ip4/10.0.0.9/tcp/7000/p2p/12D3KooW.../boot, multicast://228.8.8.8:8822?iface=10.0.0.2.
+    /// Join up to 4 with + to use them together, e.g. a boot server + multicast.
     #[arg(long, default_value = DEFAULT_DISCOVER)]
     pub discover: String,
     /// The cluster's namespace: only nodes in the same namespace see each other.
