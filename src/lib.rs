@@ -6,6 +6,7 @@
 //! transport), [`exec`] (the WASM sandbox), [`worker`] (the `Worker` capability).
 //! [`schema`] holds the Rust generated from `schema/*.capnp`.
 
+pub mod anchor;
 pub mod boot;
 pub mod cluster;
 pub mod csp;

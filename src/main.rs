@@ -53,6 +53,11 @@ enum Command {
     /// register there and find each other, where multicast does not reach.
     /// Prints that address, then serves until Ctrl-C.
     BootServer(cli::boot_server::BootServerArgs),
+    /// List the cluster's anchors: `/` prints every host of the view as
+    /// `/<peer id>`; `/<peer id>/path` lists what that host holds there.
+    Ls(cli::anchor::LsArgs),
+    /// Read, write or remove an anchor: bytes a host keeps at a path for others.
+    Anchor(cli::anchor::AnchorArgs),
     /// Listen to the cluster's heartbeats for a few seconds and print who is there.
     Peers(cli::peers::PeersArgs),
     /// Call `assign` on a remote worker and print the result.
@@ -106,6 +111,8 @@ fn main() -> std::process::ExitCode {
         Command::Call(args) => cli::on_node_thread(cli::call::run(args)),
         Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
         Command::BootServer(args) => cli::on_node_thread(cli::boot_server::run(args)),
+        Command::Ls(args) => cli::on_node_thread(cli::anchor::ls(args)),
+        Command::Anchor(args) => cli::on_node_thread(cli::anchor::run(args)),
         Command::RunLocal(args) => cli::run_local::run(args),
         Command::SwarmKey(args) => cli::keys::swarm_key(args),
         Command::Id(args) => cli::keys::id(args),

@@ -1,5 +1,6 @@
 //! The subcommands of `ww-sched`, one file each, and what they share.
 
+pub mod anchor;
 pub mod boot_server;
 pub mod call;
 pub mod demo;

@@ -15,6 +15,7 @@ use ww_sched::worker::WorkerConfig;
 
 use super::{ClusterArgs, LimitArgs};
 use std::rc::Rc;
+use ww_sched::anchor::{AnchorLimits, AnchorServer};
 use ww_sched::cluster::ViewEvent;
 use ww_sched::node::{keep_registered, Callers, GatewayLocator};
 use ww_sched::rpc::RpcConfig;
@@ -101,6 +102,8 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         Callers::Only(allowed)
     };
     let slots = config.slots;
+    // Anchors are served to every peer that can connect, as the view is.
+    let _anchors = AnchorServer::new(AnchorLimits::default()).serve(&transport)?;
     let node = WorkerNode::start(transport, sandbox.clone(), config, &listen, callers).await?;
     let _metrics = match args.metrics {
         None => None,

@@ -2,6 +2,10 @@
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]
 #[rustfmt::skip]
+pub mod anchor_capnp;
+
+#[allow(clippy::all, missing_docs, unused_qualifications)]
+#[rustfmt::skip]
 pub mod boot_capnp;
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]

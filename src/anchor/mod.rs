@@ -1,0 +1,18 @@
+//! Anchors: a path tree over the cluster where processes leave values and
+//! capabilities for others.
+//!
+//! The root `/` is the membership view: one `/<peer id>` per host. Each host
+//! serves the tree below its own id ([`AnchorTree`], bounded by
+//! [`AnchorLimits`]) as the `Anchor` capability on [`ANCHOR_PROTOCOL`].
+//! Nothing is replicated (PA/EL): a host's anchors are read and written at
+//! that host, in the order its calls arrive; they live in its memory and go
+//! when it stops; under a partition only the host's side reaches them, and
+//! each side's `/` lists the hosts in its own view.
+
+mod path;
+mod server;
+mod tree;
+
+pub use path::{AnchorPath, PathError};
+pub use server::{anchor_protocol, AnchorServer, ANCHOR_PROTOCOL};
+pub use tree::{AnchorError, AnchorLimits, AnchorTree, ChildInfo, Held, HeldKind};
