@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod history;
 pub mod node;
 pub mod pubsub;
+pub mod records;
 pub mod rpc;
 #[cfg(feature = "sabotage")]
 pub mod sabotage;

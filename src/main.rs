@@ -58,6 +58,8 @@ enum Command {
     Ls(cli::anchor::LsArgs),
     /// Read, write or remove an anchor: bytes a host keeps at a path for others.
     Anchor(cli::anchor::AnchorArgs),
+    /// Put a file into the cluster's DHT (prints its key) or get one back by key.
+    Record(cli::record::RecordArgs),
     /// Listen to the cluster's heartbeats for a few seconds and print who is there.
     Peers(cli::peers::PeersArgs),
     /// Call `assign` on a remote worker and print the result.
@@ -112,6 +114,7 @@ fn main() -> std::process::ExitCode {
         Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
         Command::BootServer(args) => cli::on_node_thread(cli::boot_server::run(args)),
         Command::Ls(args) => cli::on_node_thread(cli::anchor::ls(args)),
+        Command::Record(args) => cli::on_node_thread(cli::record::run(args)),
         Command::Anchor(args) => cli::on_node_thread(cli::anchor::run(args)),
         Command::RunLocal(args) => cli::run_local::run(args),
         Command::SwarmKey(args) => cli::keys::swarm_key(args),

@@ -71,13 +71,17 @@ enum AnchorCommand {
 }
 
 /// A transport that has joined the cluster as a silent observer.
-struct Observer {
-    transport: Libp2pTransport,
-    membership: ww_sched::cluster::Membership,
-    deadline: Instant,
+pub struct Observer {
+    /// Its transport.
+    pub transport: Libp2pTransport,
+    /// Its view of the cluster.
+    pub membership: ww_sched::cluster::Membership,
+    /// When to stop looking.
+    pub deadline: Instant,
 }
 
-async fn observe(reach: &ReachArgs) -> Result<Observer> {
+/// Joins the cluster as a silent observer (in nobody's view).
+pub async fn observe(reach: &ReachArgs) -> Result<Observer> {
     let identity = Identity::generate();
     let transport = Libp2pTransport::new(reach.cluster.network.libp2p_config(identity.clone())?)?;
     let membership = super::join_cluster(&transport, identity, &reach.cluster, false, &[]).await?;
@@ -89,6 +93,11 @@ async fn observe(reach: &ReachArgs) -> Result<Observer> {
 }
 
 impl Observer {
+    /// Whether `peer` is in the observer's view.
+    fn in_view(&self, peer: PeerId) -> bool {
+        self.membership.view_peers().contains(&peer)
+    }
+
     /// Connects to `peer`'s anchors, retrying until discovery has found it or
     /// the deadline passes.
     async fn connect(&self, peer: PeerId) -> Result<Connection<anchor::Client>> {
@@ -96,19 +105,28 @@ impl Observer {
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(10),
         };
+        let mut resolved = false;
         loop {
             match connect(&self.transport, peer, &anchor_protocol(), config).await {
                 Ok(connection) => return Ok(connection),
+                // A host in the view that was never discovered directly (its
+                // heartbeats came relayed): its peer record says where it is.
+                Err(_) if !resolved && self.in_view(peer) => {
+                    resolved = true;
+                    let hosts = self.membership.view_peers();
+                    match ww_sched::records::resolve(&self.transport, &hosts, peer).await {
+                        Ok(addresses) => tracing::info!(
+                            %peer,
+                            addresses = addresses.len(),
+                            "found through its peer record"
+                        ),
+                        Err(e) => tracing::debug!(%peer, error = %e, "no peer record"),
+                    }
+                }
                 Err(e) if Instant::now() >= self.deadline => {
-                    let known = !self
-                        .membership
-                        .view(&Query::new(Selector::Peer(
-                            ww_sched::cluster::Match::exact(peer.to_string()),
-                        )))
-                        .is_empty();
                     bail!(
                         "cannot reach host {peer}'s anchors ({e}); {}",
-                        if known {
+                        if self.in_view(peer) {
                             "it is in the view, but did not answer"
                         } else {
                             "it is not in the cluster view: check the id, --discover and --ns"

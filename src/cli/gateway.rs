@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::anchor::{AnchorLimits, AnchorServer};
 use ww_sched::cluster::Membership;
 use ww_sched::gateway::{
     clock::host_clock, lock, serve, ApiAccess, ApiToken, Gateway, GatewayConfig, HttpLimits,
@@ -232,21 +231,22 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
     let network = &args.cluster.network;
     let listen = network.listen_addresses(&args.listen)?;
     let transport = Libp2pTransport::new(network.libp2p_config(identity.clone())?)?;
-    // Served before listening, so no caller finds the protocol missing.
-    let _anchors = AnchorServer::new(AnchorLimits::default()).serve(&transport)?;
+    // Served before listening, so no caller finds a protocol missing.
+    let mut host_services = super::HostServices::serve(&transport)?;
     for address in listen {
         transport.listen(address).await?;
     }
     let membership = Rc::new(
         super::join_cluster(
             &transport,
-            identity,
+            identity.clone(),
             &args.cluster,
             true,
             &[("role", "gateway")],
         )
         .await?,
     );
+    host_services.join_dht(&transport, identity, membership.clone());
     let mut running = start_with(
         &transport,
         Some(membership),

@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod logs;
 pub mod peers;
+pub mod record;
 pub mod run_local;
 pub mod submit;
 pub mod worker;
@@ -262,4 +263,56 @@ pub async fn join_cluster<T: Transport>(
     };
     let pubsub = PubSub::new(transport.clone());
     Ok(Membership::start(transport.clone(), &pubsub, discovery, config).await?)
+}
+
+/// What every host (worker, gateway) serves besides its role: its anchors and
+/// its share of the DHT. Dropping it stops them.
+pub struct HostServices {
+    _anchors: ww_sched::rpc::ServeHandle,
+    _records: ww_sched::rpc::ServeHandle,
+    records: ww_sched::records::RecordService,
+    dht: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for HostServices {
+    fn drop(&mut self) {
+        if let Some(task) = &self.dht {
+            task.abort();
+        }
+    }
+}
+
+impl HostServices {
+    /// Serves them on `transport`; call before it listens, so no caller finds
+    /// a protocol missing. Must be called inside a `LocalSet`.
+    pub fn serve<T: Transport>(transport: &T) -> Result<Self> {
+        use ww_sched::anchor::{AnchorLimits, AnchorServer};
+        use ww_sched::records::{RecordService, RecordsConfig};
+        let anchors = AnchorServer::new(AnchorLimits::default()).serve(transport)?;
+        let records = RecordService::new(RecordsConfig::default());
+        let serving = records.serve(transport)?;
+        Ok(HostServices {
+            _anchors: anchors,
+            _records: serving,
+            records,
+            dht: None,
+        })
+    }
+
+    /// Starts taking part in the DHT once the host is in the cluster: its
+    /// peer record published, held records passed on as the view changes.
+    pub fn join_dht<T: Transport>(
+        &mut self,
+        transport: &T,
+        identity: Identity,
+        membership: std::rc::Rc<Membership>,
+    ) {
+        let hosts = move || membership.view_peers();
+        self.dht = Some(tokio::task::spawn_local(ww_sched::records::take_part(
+            self.records.clone(),
+            transport.clone(),
+            identity,
+            hosts,
+        )));
+    }
 }

@@ -15,7 +15,6 @@ use ww_sched::worker::WorkerConfig;
 
 use super::{ClusterArgs, LimitArgs};
 use std::rc::Rc;
-use ww_sched::anchor::{AnchorLimits, AnchorServer};
 use ww_sched::cluster::ViewEvent;
 use ww_sched::node::{keep_registered, Callers, GatewayLocator};
 use ww_sched::rpc::RpcConfig;
@@ -102,8 +101,8 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         Callers::Only(allowed)
     };
     let slots = config.slots;
-    // Anchors are served to every peer that can connect, as the view is.
-    let _anchors = AnchorServer::new(AnchorLimits::default()).serve(&transport)?;
+    // Anchors and records are served to every peer that can connect, as the view is.
+    let mut host_services = super::HostServices::serve(&transport)?;
     let node = WorkerNode::start(transport, sandbox.clone(), config, &listen, callers).await?;
     let _metrics = match args.metrics {
         None => None,
@@ -126,13 +125,14 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let membership = Rc::new(
         super::join_cluster(
             node.transport(),
-            identity,
+            identity.clone(),
             &args.cluster,
             true,
             &[("role", "worker")],
         )
         .await?,
     );
+    host_services.join_dht(node.transport(), identity, membership.clone());
     let locator = match &args.dial {
         None => GatewayLocator::Membership,
         Some(text) => {

@@ -14,4 +14,8 @@ pub mod channel_capnp;
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]
 #[rustfmt::skip]
+pub mod records_capnp;
+
+#[allow(clippy::all, missing_docs, unused_qualifications)]
+#[rustfmt::skip]
 pub mod worker_capnp;

@@ -1,0 +1,30 @@
+//! Records: a DHT of immutable, signed records over the [`Transport`] seam.
+//!
+//! A content record is addressed by the SHA-256 of its bytes and signed by its
+//! publisher; a peer record holds a peer's addresses under a key derived from
+//! its id. Each lives on the [`REPLICAS`] hosts of the membership view whose
+//! ids hash closest to its key (XOR distance, as in Kademlia; with the full
+//! view at hand a lookup needs no iterative routing: one hop). Holders pass
+//! their records to the hosts now closest every republish period, so a record
+//! outlives its publisher and up to k-1 holders leaving at once. Readers check
+//! format, signature and key, so a holder can withhold a record but not forge
+//! or alter one.
+//!
+//! [`Transport`]: crate::transport::Transport
+
+mod node;
+mod record;
+mod store;
+
+pub use node::{
+    fetch_from, get, put, records_protocol, resolve, store_at, take_part, DhtError, RecordService,
+    RecordsConfig, RECORDS_PROTOCOL, REPLICAS, REPUBLISH_BATCH_MAX,
+};
+pub use record::{
+    Record, RecordError, RecordKey, RecordKind, PAYLOAD_BYTES_MAX, PEER_ADDRESSES_MAX,
+    SIGNATURE_DOMAIN,
+};
+pub use store::{closest, RecordStore, StoreError, StoreLimits, Stored};
+
+#[cfg(test)]
+mod tests;
