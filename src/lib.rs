@@ -13,6 +13,7 @@ pub mod exec;
 pub mod gateway;
 pub mod history;
 pub mod node;
+pub mod process;
 pub mod pubsub;
 pub mod rpc;
 #[cfg(feature = "sabotage")]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-const SCHEMAS: &[&str] = &["boot", "channel", "worker"];
+const SCHEMAS: &[&str] = &["boot", "channel", "executor", "worker"];
 
 fn capnp_available() -> bool {
     std::process::Command::new("capnp")

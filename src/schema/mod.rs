@@ -10,4 +10,8 @@ pub mod channel_capnp;
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]
 #[rustfmt::skip]
+pub mod executor_capnp;
+
+#[allow(clippy::all, missing_docs, unused_qualifications)]
+#[rustfmt::skip]
 pub mod worker_capnp;
