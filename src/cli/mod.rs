@@ -8,6 +8,7 @@ pub mod http;
 pub mod keys;
 pub mod logs;
 pub mod peers;
+pub mod process;
 pub mod run_local;
 pub mod submit;
 pub mod worker;
