@@ -75,7 +75,9 @@ fn ps_line(address: &str, id: &str) -> Option<String> {
 
 #[test]
 fn processes_are_spawned_read_waited_for_listed_and_killed() {
-    let worker = start_worker("none", &[]);
+    // Fuel for minutes of looping, so only `kill` can end the looping process
+    // in this test (the default of 10^10 lasts a few seconds of this loop).
+    let worker = start_worker("none", &["--fuel-max", "1000000000000"]);
     let address = worker.address.clone();
     let dir = TempDir::new("processes");
     let hello = format!("{}/hello.wasm", dir.path());
@@ -130,7 +132,10 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
     assert!(ps_line(&address, &looping).unwrap().starts_with("running"));
 
     let killed_at = Instant::now();
-    assert_eq!(ww_ok(&["kill", &looping]).trim(), "killed 137");
+    assert_eq!(
+        ww_ok(&["kill", &looping, "--timeout-ms", "20000"]).trim(),
+        "killed 137"
+    );
     eprintln!("kill, CLI start to answer: {:?}", killed_at.elapsed());
     // The follower's wait ends too, with the same answer.
     follower.wait_for("killed 137", Duration::from_secs(30));
@@ -157,4 +162,43 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
         "{}",
         text(&none.stderr)
     );
+}
+
+#[test]
+fn processes_admit_only_the_workers_allowed_callers() {
+    let dir = TempDir::new("processes-auth");
+    let key = format!("{}/caller.key", dir.path());
+    let allowed = ww_ok(&["id", "--key", &key]).trim().to_string();
+    let worker = start_worker("none", &["--allow", &allowed]);
+    let hello = format!("{}/hello.wasm", dir.path());
+    std::fs::write(&hello, wat::parse_str(HELLO_WAT).unwrap()).unwrap();
+    let spawn = |extra: &[&str]| {
+        let mut args = vec![
+            "spawn",
+            "--peer",
+            &worker.address,
+            "--wasm",
+            &hello,
+            "--arg",
+            "1",
+            "--timeout-ms",
+            "5000",
+        ];
+        args.extend_from_slice(extra);
+        ww(&args)
+    };
+    // A caller the Worker capability would refuse is refused here too.
+    let stranger = spawn(&[]);
+    assert!(!stranger.status.success(), "{}", text(&stranger.stdout));
+    assert!(
+        text(&stranger.stderr).contains("admits only its --allow peer ids"),
+        "{}",
+        text(&stranger.stderr)
+    );
+    // The allowed key may spawn, wait and list.
+    let id = text(&spawn(&["--key", &key]).stdout).trim().to_string();
+    assert!(id.ends_with("/proc/1"), "{id}");
+    assert_eq!(ww_ok(&["wait", &id, "--key", &key]).trim(), "exited 3");
+    let denied = ww(&["ps", "--peer", &worker.address, "--timeout-ms", "5000"]);
+    assert!(!denied.status.success());
 }

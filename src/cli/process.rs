@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ww_sched::exec::{ModuleRef, OutputStream};
 use ww_sched::process::{ProcessId, ProcessLimits, ProcessSpec, RemoteEnd, RemoteExecutor};
-use ww_sched::rpc::RpcConfig;
+use ww_sched::rpc::{RpcConfig, RpcError};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
 
 /// How often `--follow` asks for more output when the last read brought none.
@@ -93,6 +93,19 @@ async fn connect(address: &str, dial: &DialArgs) -> Result<(Libp2pTransport, Rem
     Ok((transport, remote))
 }
 
+/// Explains a call's failure: a worker closes the connection of a caller it
+/// does not admit, which reads as a lost connection.
+fn refusal(error: RpcError) -> anyhow::Error {
+    if error.is_connection_lost() {
+        anyhow::Error::new(error).context(
+            "the worker closed the connection: it admits only its --allow peer ids \
+             (pass the caller's key with --key), or it stopped",
+        )
+    } else {
+        anyhow::Error::new(error).context("refused")
+    }
+}
+
 /// Flags of `ww-sched spawn`.
 #[derive(Args)]
 pub struct SpawnArgs {
@@ -139,7 +152,7 @@ pub async fn spawn(args: SpawnArgs) -> Result<()> {
             deadline: (args.wall_time_ms > 0).then(|| Duration::from_millis(args.wall_time_ms)),
         },
     };
-    let id = remote.spawn(&spec).await.context("spawn refused")?;
+    let id = remote.spawn(&spec).await.map_err(refusal)?;
     let process = ProcessRef {
         host: args.peer,
         id,
@@ -216,7 +229,7 @@ pub struct PsArgs {
 /// Lists a host's processes: running ones and the most recently ended.
 pub async fn ps(args: PsArgs) -> Result<()> {
     let (_transport, remote) = connect(&args.peer, &args.dial).await?;
-    let rows = remote.list().await?;
+    let rows = remote.list().await.map_err(refusal)?;
     println!(
         "{:<8} {:>5} {:>14}  {:<16} ID",
         "STATE", "CODE", "STARTED_MS", "MODULE"
