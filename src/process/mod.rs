@@ -8,6 +8,8 @@ mod executor;
 mod output;
 mod server;
 mod table;
+#[cfg(test)]
+mod tests_executor;
 
 pub use client::{RemoteEnd, RemoteExecutor, RemoteProcess};
 pub use executor::{
