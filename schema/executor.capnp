@@ -76,6 +76,8 @@ struct ProcessInfo {
   startedMs @3 :UInt64;
   # The exit code once ended; 0 while running.
   exitCode @4 :Int32;
+  # For a failed process, ww_sched::exec::ErrorKind's name; empty otherwise.
+  errorKind @5 :Text;
 }
 
 struct ProcessEnd {

@@ -146,6 +146,32 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
     );
     assert_eq!(ww_ok(&["wait", &looping]).trim(), "killed 137");
 
+    // A process that runs out of its own fuel fails, and says why.
+    let out = ww(&[
+        "spawn",
+        "--peer",
+        &address,
+        "--wasm",
+        &tick,
+        "--arg",
+        "1000",
+        "--fuel-max",
+        "1000000",
+        "--follow",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("failed 134 fuel_exhausted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let starved = text(&out.stdout).lines().next().unwrap().to_string();
+    let line = ps_line(&address, &starved).unwrap();
+    assert!(
+        line.starts_with("failed") && line.contains(" 134 "),
+        "{line}"
+    );
+
     // Killing it again, or a process that never was, is a clear error.
     let again = ww(&["kill", &looping]);
     assert!(!again.status.success());

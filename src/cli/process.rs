@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use ww_sched::exec::{ModuleRef, OutputStream};
-use ww_sched::process::{ProcessId, ProcessLimits, ProcessSpec, RemoteEnd, RemoteExecutor};
+use ww_sched::process::{
+    ProcessEnd, ProcessId, ProcessLimits, ProcessSpec, ProcessState, RemoteExecutor,
+};
 use ww_sched::rpc::{RpcConfig, RpcError};
 use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
 
@@ -206,10 +208,10 @@ async fn follow(remote: &RemoteExecutor, process: &ProcessRef) -> Result<()> {
 }
 
 /// `exited 0`, `killed 137`, `failed 134 fuel_exhausted: ...`.
-fn describe(end: &RemoteEnd) -> String {
-    let mut text = format!("{} {}", end.state, end.exit_code);
-    if !end.error_kind.is_empty() && end.state != "killed" {
-        text.push_str(&format!(" {}: {}", end.error_kind, end.error_message));
+fn describe(end: &ProcessEnd) -> String {
+    let mut text = format!("{} {}", end.state.name(), end.exit_code());
+    if let (ProcessState::Failed(_), Some(error)) = (end.state, &end.error) {
+        text.push_str(&format!(" {error}"));
     }
     text
 }
@@ -239,17 +241,16 @@ pub async fn ps(args: PsArgs) -> Result<()> {
             host: args.peer.clone(),
             id: row.id,
         };
-        let code = if row.state == "running" {
-            "-".to_string()
-        } else {
-            row.exit_code.to_string()
-        };
+        let code = row
+            .state
+            .exit_code()
+            .map_or_else(|| "-".to_string(), |code| code.to_string());
         println!(
             "{:<8} {:>5} {:>14}  {:<16} {id}",
-            row.state,
+            row.state.name(),
             code,
             row.started_ms,
-            &row.module[..16.min(row.module.len())]
+            &row.module.to_string()[..16]
         );
     }
     Ok(())

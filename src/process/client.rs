@@ -2,59 +2,41 @@
 
 use super::executor::ProcessSpec;
 use super::output::Chunk;
-use super::table::ProcessId;
-use crate::exec::{ModuleRef, OutputStream};
+use super::table::{ProcessEnd, ProcessId, ProcessInfo, ProcessState};
+use crate::exec::{ErrorKind, ExecError, ModuleHash, ModuleRef, OutputStream};
 use crate::rpc::{self, Connection, RpcConfig, RpcError};
 use crate::schema::executor_capnp::{executor, process_end};
 use crate::schema::executor_capnp::{ProcessState as ProcessStateW, Stream as StreamW};
 use crate::transport::{PeerId, Transport};
 
-/// A process's line as a caller sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteProcess {
-    /// Its number on the host.
-    pub id: ProcessId,
-    /// SHA-256 of its module, as hex.
-    pub module: String,
-    /// running, exited, killed or failed.
-    pub state: &'static str,
-    /// When it was spawned, in the host's Unix milliseconds.
-    pub started_ms: u64,
-    /// Its exit code once ended; 0 while running.
-    pub exit_code: i32,
-}
-
-/// How a process ended, as a caller sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteEnd {
-    /// exited, killed or failed.
-    pub state: &'static str,
-    /// The exit code (137 killed, 134 failed).
-    pub exit_code: i32,
-    /// The sandbox error's kind, empty for an exit.
-    pub error_kind: String,
-    /// The sandbox error's message.
-    pub error_message: String,
-    /// Fuel burnt.
-    pub fuel_used: u64,
-}
-
-fn state_name(state: ProcessStateW) -> &'static str {
+/// The state a host reports, rebuilt from its wire form: the exit code for an
+/// exit, the error kind for a failure (an unknown kind from a newer host reads
+/// as `internal`, an unknown state as failed).
+fn read_state(
+    state: Result<ProcessStateW, capnp::NotInSchema>,
+    exit_code: i32,
+    error_kind: &str,
+) -> ProcessState {
     match state {
-        ProcessStateW::Running => "running",
-        ProcessStateW::Exited => "exited",
-        ProcessStateW::Killed => "killed",
-        ProcessStateW::Failed => "failed",
+        Ok(ProcessStateW::Running) => ProcessState::Running,
+        Ok(ProcessStateW::Exited) => ProcessState::Exited(exit_code),
+        Ok(ProcessStateW::Killed) => ProcessState::Killed,
+        Ok(ProcessStateW::Failed) | Err(_) => ProcessState::Failed(
+            ErrorKind::from_str_name(error_kind).unwrap_or(ErrorKind::Internal),
+        ),
     }
 }
 
-fn read_end(end: process_end::Reader<'_>) -> Result<RemoteEnd, capnp::Error> {
-    Ok(RemoteEnd {
-        // An unknown state from a newer host reads as failed.
-        state: end.get_state().map_or("failed", state_name),
-        exit_code: end.get_exit_code(),
-        error_kind: end.get_error_kind()?.to_string()?,
-        error_message: end.get_error_message()?.to_string()?,
+fn read_end(end: process_end::Reader<'_>) -> Result<ProcessEnd, capnp::Error> {
+    let kind = end.get_error_kind()?.to_str()?;
+    let state = read_state(end.get_state(), end.get_exit_code(), kind);
+    let error = match ErrorKind::from_str_name(kind) {
+        Some(kind) => Some(ExecError::new(kind, end.get_error_message()?.to_str()?)),
+        None => None,
+    };
+    Ok(ProcessEnd {
+        state,
+        error,
         fuel_used: end.get_fuel_used(),
     })
 }
@@ -104,23 +86,21 @@ impl RemoteExecutor {
     }
 
     /// Every process the host holds.
-    pub async fn list(&self) -> Result<Vec<RemoteProcess>, RpcError> {
+    pub async fn list(&self) -> Result<Vec<ProcessInfo>, RpcError> {
         let request = self.connection.client().list_request();
         let call = async {
             let reply = request.send().promise.await?;
             let mut rows = Vec::new();
             for row in reply.get()?.get_processes()? {
-                let hash: String = row
-                    .get_module_hash()?
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                rows.push(RemoteProcess {
+                let hash: [u8; 32] = row.get_module_hash()?.try_into().map_err(|_| {
+                    capnp::Error::failed("a module hash of other than 32 bytes".into())
+                })?;
+                let kind = row.get_error_kind()?.to_str()?;
+                rows.push(ProcessInfo {
                     id: ProcessId(row.get_id()),
-                    module: hash,
-                    state: row.get_state().map_or("failed", state_name),
+                    module: ModuleHash(hash),
+                    state: read_state(row.get_state(), row.get_exit_code(), kind),
                     started_ms: row.get_started_ms(),
-                    exit_code: row.get_exit_code(),
                 });
             }
             Ok(rows)
@@ -129,7 +109,7 @@ impl RemoteExecutor {
     }
 
     /// Waits until process `id` ends (within the connection's call timeout).
-    pub async fn wait(&self, id: ProcessId) -> Result<RemoteEnd, RpcError> {
+    pub async fn wait(&self, id: ProcessId) -> Result<ProcessEnd, RpcError> {
         let mut request = self.connection.client().wait_request();
         request.get().set_id(id.0);
         let call = async {
@@ -140,7 +120,7 @@ impl RemoteExecutor {
     }
 
     /// Stops process `id` and returns how it ended.
-    pub async fn kill(&self, id: ProcessId) -> Result<RemoteEnd, RpcError> {
+    pub async fn kill(&self, id: ProcessId) -> Result<ProcessEnd, RpcError> {
         let mut request = self.connection.client().kill_request();
         request.get().set_id(id.0);
         let call = async {
@@ -180,12 +160,5 @@ impl RemoteExecutor {
             })
         };
         self.connection.call("read", call).await
-    }
-}
-
-impl RemoteEnd {
-    /// True when the process exited on its own with code 0.
-    pub fn succeeded(&self) -> bool {
-        self.state == "exited" && self.exit_code == 0
     }
 }

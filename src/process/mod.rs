@@ -11,7 +11,7 @@ mod table;
 #[cfg(test)]
 mod tests_executor;
 
-pub use client::{RemoteEnd, RemoteExecutor, RemoteProcess};
+pub use client::RemoteExecutor;
 pub use executor::{
     Executor, ExecutorConfig, ExecutorError, ProcessHandle, ProcessLimits, ProcessSpec,
 };

@@ -162,6 +162,9 @@ impl executor::Server for ExecutorServer {
             row.set_state(state_to_wire(info.state));
             row.set_started_ms(info.started_ms);
             row.set_exit_code(info.state.exit_code().unwrap_or(0));
+            if let ProcessState::Failed(kind) = info.state {
+                row.set_error_kind(kind.as_str());
+            }
         }
         Ok(())
     }
