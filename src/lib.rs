@@ -14,6 +14,7 @@ pub mod exec;
 pub mod gateway;
 pub mod history;
 pub mod node;
+pub mod process;
 pub mod pubsub;
 pub mod records;
 pub mod rpc;

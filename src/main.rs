@@ -64,6 +64,18 @@ enum Command {
     Peers(cli::peers::PeersArgs),
     /// Call `assign` on a remote worker and print the result.
     Call(cli::call::CallArgs),
+    /// Start a WASM module as a long-running process on a worker and print its
+    /// id (`<worker address>/proc/<n>`); with --follow, then print its output
+    /// until it ends. No deadline unless --wall-time-ms is given.
+    Spawn(cli::process::SpawnArgs),
+    /// List a worker's processes (running, and the most recently ended) with
+    /// state, exit code, start time and module. Needs --peer: processes are per host.
+    Ps(cli::process::PsArgs),
+    /// Wait for a process to end and print how: `exited <code>`, `killed 137`
+    /// or `failed 134 <error>`; with --follow, print its output meanwhile.
+    Wait(cli::process::WaitArgs),
+    /// Stop a running process (by the id `spawn` printed) and print `killed 137`.
+    Kill(cli::process::KillArgs),
     /// Submit a task to the gateway, print its id, follow it, print the results.
     Submit(cli::submit::SubmitArgs),
     /// List the gateway's tasks (or watch the list), or show (or cancel) one.
@@ -111,6 +123,10 @@ fn main() -> std::process::ExitCode {
         Command::Tasks(args) => cli::submit::tasks(args),
         Command::Logs(args) => cli::logs::run(args),
         Command::Call(args) => cli::on_node_thread(cli::call::run(args)),
+        Command::Spawn(args) => cli::on_node_thread(cli::process::spawn(args)),
+        Command::Ps(args) => cli::on_node_thread(cli::process::ps(args)),
+        Command::Wait(args) => cli::on_node_thread(cli::process::wait(args)),
+        Command::Kill(args) => cli::on_node_thread(cli::process::kill(args)),
         Command::Peers(args) => cli::on_node_thread(cli::peers::run(args)),
         Command::BootServer(args) => cli::on_node_thread(cli::boot_server::run(args)),
         Command::Ls(args) => cli::on_node_thread(cli::anchor::ls(args)),

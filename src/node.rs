@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cluster::{Match, Membership, Query, Selector};
 use crate::exec::Sandbox;
 use crate::gateway::REGISTRATION_CHANNEL;
+use crate::process::{executor_protocol, Executor, ExecutorConfig, ExecutorServer};
 use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle, ServeLimits};
 use crate::schema::channel_capnp::sender;
 use crate::schema::worker_capnp::worker;
@@ -56,6 +57,8 @@ pub struct WorkerNode<T: Transport> {
     slots: u32,
     last_ping: LastPing,
     gauges: Arc<WorkerGauges>,
+    sandbox: Arc<Sandbox>,
+    callers: Callers,
     _serving: ServeHandle,
 }
 
@@ -70,7 +73,7 @@ impl<T: Transport> WorkerNode<T> {
         callers: Callers,
     ) -> Result<Self, NodeError> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
-        let server = WorkerServer::new(sandbox, config);
+        let server = WorkerServer::new(sandbox.clone(), config);
         let last_ping = server.last_ping();
         let gauges = server.gauges();
         // Direct callers share the slots but not the gateway's liveness (only
@@ -78,13 +81,14 @@ impl<T: Transport> WorkerNode<T> {
         // worker); each connection gets its own facet, with its own bound on
         // calls in flight.
         let direct = server.for_direct_callers();
+        let admitted = callers.clone();
         let client = server.into_client();
         let serving = rpc::serve_per_peer(
             &transport,
             &worker_protocol(),
             ServeLimits::default(),
             move |peer| {
-                if callers.admits(&peer) {
+                if admitted.admits(&peer) {
                     Some(direct.for_direct_callers().into_client().client)
                 } else {
                     tracing::info!(%peer, "refused a direct call: not an allowed caller");
@@ -101,8 +105,38 @@ impl<T: Transport> WorkerNode<T> {
             slots,
             last_ping,
             gauges,
+            sandbox,
+            callers,
             _serving: serving,
         })
+    }
+
+    /// Serves an [`Executor`] over the worker's sandbox on
+    /// [`EXECUTOR_PROTOCOL`](crate::process::EXECUTOR_PROTOCOL), admitting
+    /// exactly the callers the `Worker` capability admits. Returns the
+    /// executor (for its `list`) and the server; dropping both stops serving
+    /// and kills every running process. Must be called inside a `LocalSet`.
+    pub fn serve_executor(
+        &self,
+        config: ExecutorConfig,
+    ) -> Result<(Executor, ServeHandle), NodeError> {
+        let executor = Executor::new(self.sandbox.clone(), config);
+        let shared = executor.clone();
+        let callers = self.callers.clone();
+        let serving = rpc::serve_per_peer(
+            &self.transport,
+            &executor_protocol(),
+            ServeLimits::default(),
+            move |peer| {
+                if callers.admits(&peer) {
+                    Some(ExecutorServer::new(shared.clone()).into_client().client)
+                } else {
+                    tracing::info!(%peer, "refused an executor caller: not an allowed caller");
+                    None
+                }
+            },
+        )?;
+        Ok((executor, serving))
     }
 
     /// The node's id.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-const SCHEMAS: &[&str] = &["anchor", "boot", "channel", "records", "worker"];
+const SCHEMAS: &[&str] = &["anchor", "boot", "channel", "executor", "records", "worker"];
 
 fn capnp_available() -> bool {
     std::process::Command::new("capnp")

@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod logs;
 pub mod peers;
+pub mod process;
 pub mod record;
 pub mod run_local;
 pub mod submit;

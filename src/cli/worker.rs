@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use ww_sched::exec::{probe_native_stack, EngineKind, Sandbox, SandboxConfig};
 use ww_sched::node::WorkerNode;
+use ww_sched::process::ExecutorConfig;
 use ww_sched::transport::{Address, Identity, Libp2pTransport};
 use ww_sched::worker::WorkerConfig;
 
@@ -103,7 +104,16 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let slots = config.slots;
     // Anchors and records are served to every peer that can connect, as the view is.
     let mut host_services = super::HostServices::serve(&transport)?;
+    // Processes get the worker's fuel and memory maximums, but no deadline
+    // unless their spawner asks for one.
+    let executor_config = ExecutorConfig {
+        limits_max: config.limits_max,
+        ..ExecutorConfig::default()
+    };
     let node = WorkerNode::start(transport, sandbox.clone(), config, &listen, callers).await?;
+    let _executor = node
+        .serve_executor(executor_config)
+        .context("cannot serve the executor")?;
     let _metrics = match args.metrics {
         None => None,
         Some(address) => {

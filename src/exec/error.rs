@@ -113,6 +113,16 @@ impl ExecError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The code a guest passed to `proc_exit`, for an [`ErrorKind::Exit`] error.
+    pub fn exit_code(&self) -> Option<i32> {
+        if self.kind != ErrorKind::Exit {
+            return None;
+        }
+        // Both engines build this message as `exit code {code}` (interp and jit
+        // `classify`); a test below pins the format.
+        self.message.strip_prefix("exit code ")?.parse().ok()
+    }
 }
 
 // Lets a host call end the run with a typed limit (fuel, deadline, cancel) that
@@ -146,6 +156,16 @@ mod tests {
             assert_eq!(ErrorKind::from_str_name(kind.as_str()), Some(kind));
         }
         assert_eq!(ErrorKind::from_str_name("nope"), None);
+    }
+
+    #[test]
+    fn exit_code_is_read_back_from_exit_errors_only() {
+        let exit = ExecError::new(ErrorKind::Exit, format!("exit code {}", -3));
+        assert_eq!(exit.exit_code(), Some(-3));
+        assert_eq!(
+            ExecError::new(ErrorKind::Trap, "exit code 3").exit_code(),
+            None
+        );
     }
 
     #[test]

@@ -26,4 +26,4 @@ pub use stack_probe::{
     probe_native_stack, probe_native_stack_with, StackProbeError, STACK_PROBE_ITERATIONS,
     STACK_PROBE_STACK_BYTES, STACK_PROBE_WASM,
 };
-pub use wasi::{errno, WASI_MODULE};
+pub use wasi::{errno, OutputSink, OutputStream, WASI_MODULE};

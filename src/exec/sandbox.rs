@@ -7,7 +7,7 @@ use super::host::{HostEnv, RealHost};
 use super::interp::{self, Interp};
 use super::meter::Meter;
 use super::spec::{ModuleHash, ModuleRef, RunReport, RunSpec};
-use super::wasi::HostState;
+use super::wasi::{HostState, OutputSink};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -226,7 +226,28 @@ impl Sandbox {
     /// [`ErrorKind::Cancelled`] within one fuel slice, or at its next host call (or
     /// host-call chunk) if it is inside one.
     pub fn run_cancellable(&self, spec: &RunSpec, cancel: Option<Arc<AtomicBool>>) -> RunReport {
-        match catch_unwind(AssertUnwindSafe(|| self.run_inner(spec, cancel))) {
+        self.run_with(spec, cancel, None)
+    }
+
+    /// Like [`Sandbox::run_cancellable`], but the guest's output goes to `sink` as
+    /// it is written; the report's `stdout` and `stderr` are then empty. For runs
+    /// whose output must be readable before they end (processes).
+    pub fn run_streaming(
+        &self,
+        spec: &RunSpec,
+        cancel: Arc<AtomicBool>,
+        sink: Arc<dyn OutputSink>,
+    ) -> RunReport {
+        self.run_with(spec, Some(cancel), Some(sink))
+    }
+
+    fn run_with(
+        &self,
+        spec: &RunSpec,
+        cancel: Option<Arc<AtomicBool>>,
+        sink: Option<Arc<dyn OutputSink>>,
+    ) -> RunReport {
+        match catch_unwind(AssertUnwindSafe(|| self.run_inner(spec, cancel, sink))) {
             Ok(report) => report,
             Err(panic) => {
                 let text = panic
@@ -243,7 +264,12 @@ impl Sandbox {
         }
     }
 
-    fn run_inner(&self, spec: &RunSpec, cancel: Option<Arc<AtomicBool>>) -> RunReport {
+    fn run_inner(
+        &self,
+        spec: &RunSpec,
+        cancel: Option<Arc<AtomicBool>>,
+        sink: Option<Arc<dyn OutputSink>>,
+    ) -> RunReport {
         let compiled = match &spec.module {
             ModuleRef::Bytes(bytes) => self.load(bytes).map(|(_, c)| c),
             ModuleRef::Hash(hash) => lock(&self.cache).get(hash).ok_or_else(|| {
@@ -268,6 +294,7 @@ impl Sandbox {
             self.config.host.clone(),
             self.config.output_bytes_max,
             meter,
+            sink,
         );
         let memory_bytes_max = limits.memory_bytes_max();
         let (outcome, fuel_used, state) = match (&self.backend, &compiled) {

@@ -80,21 +80,47 @@ impl OutputBuf {
     }
 }
 
+/// One of a guest's two output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OutputStream {
+    /// fd 1.
+    Stdout,
+    /// fd 2.
+    Stderr,
+}
+
+/// Receives a guest's output as it is written, instead of the run's report
+/// collecting it: what a long-running process needs so its output can be read
+/// before it ends. Called on the thread running the guest, inside `fd_write`,
+/// so it must not block for long (a slow sink stalls the guest, not the host).
+pub trait OutputSink: Send + Sync {
+    /// Takes `bytes` the guest wrote to `stream` (already paid for in fuel).
+    fn write(&self, stream: OutputStream, bytes: &[u8]);
+}
+
 /// Per-run state of the store: the host, captured output and the fuel and time
 /// account that host calls charge. (Each engine keeps its memory limiter beside it.)
 pub(crate) struct HostState {
     host: Arc<dyn HostEnv>,
     pub(crate) stdout: OutputBuf,
     pub(crate) stderr: OutputBuf,
+    /// Where output goes instead of `stdout`/`stderr`, when the caller streams it.
+    sink: Option<Arc<dyn OutputSink>>,
     pub(crate) meter: Meter,
 }
 
 impl HostState {
-    pub(crate) fn new(host: Arc<dyn HostEnv>, output_max: usize, meter: Meter) -> Self {
+    pub(crate) fn new(
+        host: Arc<dyn HostEnv>,
+        output_max: usize,
+        meter: Meter,
+        sink: Option<Arc<dyn OutputSink>>,
+    ) -> Self {
         Self {
             host,
             stdout: OutputBuf::new(output_max),
             stderr: OutputBuf::new(output_max),
+            sink,
             meter,
         }
     }
@@ -189,16 +215,20 @@ fn iov_copy(
     total: u32,
     nwritten: i32,
 ) -> Result<(), Errno> {
-    let out = if fd == 1 {
-        &mut state.stdout
+    let (out, stream) = if fd == 1 {
+        (&mut state.stdout, OutputStream::Stdout)
     } else {
-        &mut state.stderr
+        (&mut state.stderr, OutputStream::Stderr)
     };
     for i in 0..iovs_len {
         let entry = iovs.wrapping_add(i * 8);
         let ptr = read_u32(mem, entry)?;
         let len = read_u32(mem, entry.wrapping_add(4))?;
-        out.push(&mem[range(mem, ptr, u64::from(len))?]);
+        let bytes = &mem[range(mem, ptr, u64::from(len))?];
+        match &state.sink {
+            Some(sink) => sink.write(stream, bytes),
+            None => out.push(bytes),
+        }
     }
     write_bytes(mem, nwritten, &total.to_le_bytes())
 }

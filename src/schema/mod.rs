@@ -14,6 +14,10 @@ pub mod channel_capnp;
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]
 #[rustfmt::skip]
+pub mod executor_capnp;
+
+#[allow(clippy::all, missing_docs, unused_qualifications)]
+#[rustfmt::skip]
 pub mod records_capnp;
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]
