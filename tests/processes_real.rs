@@ -130,6 +130,33 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
     // Still running a second later: no deadline was given.
     std::thread::sleep(Duration::from_secs(1));
     assert!(ps_line(&address, &looping).unwrap().starts_with("running"));
+    // The host lists its processes under its anchors too.
+    let listed = ww_ok(&[
+        "ls",
+        &format!("/{}/proc", worker.peer),
+        "--discover",
+        &address,
+    ]);
+    let proc_anchors: Vec<&str> = listed
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    assert_eq!(
+        proc_anchors,
+        [
+            format!("/{}/proc/1", worker.peer),
+            format!("/{}/proc/2", worker.peer)
+        ],
+        "{listed}"
+    );
+    let state = ww_ok(&[
+        "anchor",
+        "get",
+        &format!("/{}/proc/2", worker.peer),
+        "--discover",
+        &address,
+    ]);
+    assert!(state.starts_with("running - "), "{state}");
 
     let killed_at = Instant::now();
     assert_eq!(

@@ -43,6 +43,30 @@ impl AnchorServer {
         serve(transport, &anchor_protocol(), self.client().client)
     }
 
+    /// Makes `path` hold `held` from this host's own code (what callers'
+    /// `set` does, with the same checks and bounds).
+    pub fn set_local(
+        &self,
+        path: &[String],
+        held: Held<capnp::capability::Client>,
+    ) -> Result<(), super::AnchorError> {
+        self.tree.borrow_mut().set(path, held)
+    }
+
+    /// The names of `path`'s children (empty if there is no such path).
+    pub fn children_local(&self, path: &[String]) -> Vec<String> {
+        self.tree
+            .borrow()
+            .list(path)
+            .map(|children| children.into_iter().map(|c| c.name).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes `path` and what is below it, from this host's own code.
+    pub fn remove_local(&self, path: &[String]) -> Result<usize, super::AnchorError> {
+        self.tree.borrow_mut().remove(path)
+    }
+
     /// Paths held now.
     pub fn len(&self) -> usize {
         self.tree.borrow().len()

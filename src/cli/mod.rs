@@ -270,6 +270,8 @@ pub async fn join_cluster<T: Transport>(
 /// its share of the DHT. Dropping it stops them.
 pub struct HostServices {
     _anchors: ww_sched::rpc::ServeHandle,
+    anchors: ww_sched::anchor::AnchorServer,
+    mirror: Option<tokio::task::JoinHandle<()>>,
     _records: ww_sched::rpc::ServeHandle,
     records: ww_sched::records::RecordService,
     dht: Option<tokio::task::JoinHandle<()>>,
@@ -277,7 +279,7 @@ pub struct HostServices {
 
 impl Drop for HostServices {
     fn drop(&mut self) {
-        if let Some(task) = &self.dht {
+        for task in [&self.dht, &self.mirror].into_iter().flatten() {
             task.abort();
         }
     }
@@ -289,11 +291,14 @@ impl HostServices {
     pub fn serve<T: Transport>(transport: &T) -> Result<Self> {
         use ww_sched::anchor::{AnchorLimits, AnchorServer};
         use ww_sched::records::{RecordService, RecordsConfig};
-        let anchors = AnchorServer::new(AnchorLimits::default()).serve(transport)?;
+        let anchors = AnchorServer::new(AnchorLimits::default());
+        let anchors_serving = anchors.serve(transport)?;
         let records = RecordService::new(RecordsConfig::default());
         let serving = records.serve(transport)?;
         Ok(HostServices {
-            _anchors: anchors,
+            _anchors: anchors_serving,
+            anchors,
+            mirror: None,
             _records: serving,
             records,
             dht: None,
@@ -315,5 +320,50 @@ impl HostServices {
             identity,
             hosts,
         )));
+    }
+}
+
+/// How often a worker's anchors are brought up to date with its processes.
+const PROCESS_MIRROR_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl HostServices {
+    /// Lists `executor`'s processes under this host's anchors, at
+    /// `proc/<id>` holding `<state> <exit code or -> <module hash>
+    /// <started ms>`, brought up to date every half second; ended processes
+    /// leave with the executor's own table.
+    pub fn mirror_processes(&mut self, executor: ww_sched::process::Executor) {
+        let anchors = self.anchors.clone();
+        self.mirror = Some(tokio::task::spawn_local(async move {
+            let root = vec!["proc".to_string()];
+            loop {
+                let listed = executor.list();
+                let live: std::collections::BTreeSet<String> =
+                    listed.iter().map(|p| p.id.to_string()).collect();
+                for gone in anchors.children_local(&root) {
+                    if !live.contains(&gone) {
+                        let _ = anchors.remove_local(&[root[0].clone(), gone]);
+                    }
+                }
+                for process in &listed {
+                    let code = process
+                        .state
+                        .exit_code()
+                        .map_or("-".to_string(), |c| c.to_string());
+                    let line = format!(
+                        "{} {code} {} {}",
+                        process.state.name(),
+                        process.module,
+                        process.started_ms
+                    );
+                    let path = [root[0].clone(), process.id.to_string()];
+                    if let Err(e) =
+                        anchors.set_local(&path, ww_sched::anchor::Held::Value(line.into_bytes()))
+                    {
+                        tracing::debug!(error = %e, "process not listed under the anchors");
+                    }
+                }
+                tokio::time::sleep(PROCESS_MIRROR_EVERY).await;
+            }
+        }));
     }
 }

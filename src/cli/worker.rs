@@ -111,9 +111,10 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         ..ExecutorConfig::default()
     };
     let node = WorkerNode::start(transport, sandbox.clone(), config, &listen, callers).await?;
-    let _executor = node
+    let (executor, _executor_serving) = node
         .serve_executor(executor_config)
         .context("cannot serve the executor")?;
+    host_services.mirror_processes(executor);
     let _metrics = match args.metrics {
         None => None,
         Some(address) => {
