@@ -228,3 +228,51 @@ fn simulated_private_network_admits_only_holders_of_the_key() {
         "only the member may be heard"
     );
 }
+
+/// In mesh mode ([`SimConfig::mesh`]) a node hears the topic messages of the
+/// peers it connected to or that connected to it, and no one else's: b's one
+/// `connect` to a joins both meshes; c, whom no one met, is heard by no one and
+/// hears no one.
+#[test]
+fn simulated_mesh_topics_reach_only_connected_peers() {
+    let seed = 23;
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .simulation_duration(Duration::from_secs(20))
+        .build();
+    let peer = |name: &str| SimConfig::from_seed(seed, name).identity.peer_id();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    for name in ["a", "b", "c"] {
+        let heard = heard.clone();
+        let a = peer("a");
+        sim.client(name, async move {
+            let mut config = SimConfig::from_seed(seed, name);
+            config.mesh = true;
+            let node = SimTransport::new(config);
+            node.listen(Address::new(format!("/dns4/{name}/tcp/4001")))
+                .await?;
+            let mut topic = node.subscribe_topic("ww").await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if name == "b" {
+                node.add_peer_address(a, Address::new("/dns4/a/tcp/4001"))?;
+                node.connect(a).await?;
+            }
+            let mut origins = std::collections::BTreeSet::new();
+            for _ in 0..20 {
+                node.publish_topic("ww", name.as_bytes().to_vec()).await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while let Some(message) = topic.try_recv() {
+                    origins.insert(message.origin);
+                }
+            }
+            heard.lock().unwrap().insert(name, origins);
+            Ok(())
+        });
+    }
+    sim.run().unwrap();
+    let heard = heard.lock().unwrap().clone();
+    let only = |name: &str| std::collections::BTreeSet::from([peer(name)]);
+    assert_eq!(heard["a"], only("b"), "a hears the peer that dialed it");
+    assert_eq!(heard["b"], only("a"), "b hears the peer it dialed");
+    assert!(heard["c"].is_empty(), "c met no one: {:?}", heard["c"]);
+}

@@ -1,16 +1,19 @@
 //! A simulated cluster of membership nodes and what each of them observed.
 //!
 //! Every node is a turmoil host running the real stack over [`SimTransport`]:
-//! multicast-survey discovery, pubsub and [`Membership`]. Each records its view
-//! (sampled) and every leave event into shared [`Observations`] that a test reads
-//! between simulation steps.
+//! multicast-survey discovery (or a boot server's, see [`MemberSetup::boot`]),
+//! pubsub and [`Membership`]. Each records its view (sampled) and every leave
+//! event into shared [`Observations`] that a test reads between simulation steps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ww_sched::boot::{MulticastSurvey, SurveyConfig, WallClock};
+use ww_sched::boot::{
+    AnyDiscovery, BootClient, BootServerConfig, BootService, MulticastSurvey, PeerInfo,
+    SurveyConfig, WallClock,
+};
 use ww_sched::cluster::{LeaveReason, Membership, MembershipConfig, ViewEvent};
 use ww_sched::pubsub::PubSub;
 use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
@@ -86,6 +89,53 @@ pub fn sim_wall_clock() -> WallClock {
     })
 }
 
+/// How a membership node is set up beyond its name and workload.
+#[derive(Clone, Debug, Default)]
+pub struct MemberSetup {
+    /// The node holds the seed's swarm key.
+    pub keyed: bool,
+    /// The boot server to discover through (instead of the multicast survey);
+    /// the node's topics then form a mesh of the peers it connected to.
+    pub boot: Option<PeerInfo>,
+}
+
+/// The boot server of host `host` under `seed`: its peer id and address.
+pub fn boot_server_info(seed: u64, host: &str) -> PeerInfo {
+    PeerInfo {
+        peer: peer_of(seed, host),
+        addresses: vec![node_address(host)],
+    }
+}
+
+/// Runs a boot server as the body of turmoil host `host`: a [`BootService`]
+/// with default limits on the simulation's wall clock, listening on
+/// [`node_address`]. A restart starts it empty, as a real restart does.
+pub async fn run_boot_server(
+    seed: u64,
+    host: String,
+    keyed: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = crate::host_config(seed, &host, keyed);
+    let service = BootService::new(BootServerConfig {
+        swarm_key: config.swarm_key.clone(),
+        wall_clock: sim_wall_clock(),
+        ..BootServerConfig::default()
+    });
+    let transport = SimTransport::new(config);
+    let _serving = service.serve(&transport)?;
+    transport.listen(node_address(&host)).await?;
+    tracing::info!(host = %host, "sim: boot server up");
+    std::future::pending().await
+}
+
+/// Adds host `host` running [`run_boot_server`] to `sim`.
+pub fn add_boot_server(sim: &mut turmoil::Sim<'_>, seed: u64, host: &str, keyed: bool) {
+    let host = host.to_string();
+    sim.host(host.clone(), move || {
+        run_boot_server(seed, host.clone(), keyed)
+    });
+}
+
 /// Runs one membership node as the body of turmoil host `name`. Each start
 /// (including after a crash) is a new instance with its own derived seed.
 pub async fn run_member(
@@ -95,7 +145,7 @@ pub async fn run_member(
     publish_every: Option<Duration>,
     observations: SharedObservations,
     restarts: Arc<AtomicU64>,
-    keyed: bool,
+    setup: MemberSetup,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let start = restarts.fetch_add(1, Ordering::SeqCst);
     {
@@ -105,14 +155,13 @@ pub async fn run_member(
         // must not stand in for it.
         observations.views.remove(&name);
     }
-    let (_transport, pubsub, membership) = join_cluster(
-        seed,
-        &name,
-        start,
-        crate::host_config(seed, &name, keyed),
-        |config| config.ttl_ms = ttl_ms,
-    )
-    .await?;
+    let mut config = crate::host_config(seed, &name, setup.keyed);
+    config.mesh = setup.boot.is_some();
+    let (_transport, pubsub, membership) =
+        join_cluster_via(seed, &name, start, config, setup.boot.as_ref(), |config| {
+            config.ttl_ms = ttl_ms
+        })
+        .await?;
     let mut events = membership.watch();
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let topic = pubsub.join(TRAFFIC_TOPIC);
@@ -191,16 +240,42 @@ pub async fn join_cluster(
     config: SimConfig,
     adjust: impl FnOnce(&mut MembershipConfig),
 ) -> Result<(SimTransport, PubSub<SimTransport>, Membership), Box<dyn std::error::Error>> {
+    join_cluster_via(seed, name, start, config, None, adjust).await
+}
+
+/// [`join_cluster`], discovering through the boot server `boot` when given
+/// (a [`BootClient`]) instead of the multicast survey.
+pub async fn join_cluster_via(
+    seed: u64,
+    name: &str,
+    start: u64,
+    config: SimConfig,
+    boot: Option<&PeerInfo>,
+    adjust: impl FnOnce(&mut MembershipConfig),
+) -> Result<(SimTransport, PubSub<SimTransport>, Membership), Box<dyn std::error::Error>> {
     let identity = config.identity.clone();
     let swarm_key = config.swarm_key.clone();
     let transport = SimTransport::new(config);
     transport.listen(node_address(name)).await?;
-    let survey_config = SurveyConfig {
-        wall_clock: sim_wall_clock(),
-        swarm_key: swarm_key.clone(),
-        ..SurveyConfig::default()
+    let discovery = match boot {
+        Some(server) => AnyDiscovery::Boot(Box::new(BootClient::new(
+            &transport,
+            identity,
+            server,
+            swarm_key.clone(),
+            sim_wall_clock(),
+        )?)),
+        None => {
+            let survey_config = SurveyConfig {
+                wall_clock: sim_wall_clock(),
+                swarm_key: swarm_key.clone(),
+                ..SurveyConfig::default()
+            };
+            AnyDiscovery::Multicast(
+                MulticastSurvey::start(&transport, identity, survey_config).await?,
+            )
+        }
     };
-    let discovery = MulticastSurvey::start(&transport, identity, survey_config).await?;
     let pubsub = PubSub::new(transport.clone());
     let mut membership_config = MembershipConfig {
         wall_clock: sim_wall_clock(),
@@ -221,7 +296,14 @@ pub fn add_members(
     ttl_ms: u32,
     publish_every: Option<Duration>,
 ) -> SharedObservations {
-    add_members_keyed(sim, seed, names, ttl_ms, publish_every, false)
+    add_members_with(
+        sim,
+        seed,
+        names,
+        ttl_ms,
+        publish_every,
+        &MemberSetup::default(),
+    )
 }
 
 /// [`add_members`], every member holding the seed's swarm key when `keyed`.
@@ -233,11 +315,25 @@ pub fn add_members_keyed(
     publish_every: Option<Duration>,
     keyed: bool,
 ) -> SharedObservations {
+    let setup = MemberSetup { keyed, boot: None };
+    add_members_with(sim, seed, names, ttl_ms, publish_every, &setup)
+}
+
+/// [`add_members`], every member set up as `setup` says.
+pub fn add_members_with(
+    sim: &mut turmoil::Sim<'_>,
+    seed: u64,
+    names: &[String],
+    ttl_ms: u32,
+    publish_every: Option<Duration>,
+    setup: &MemberSetup,
+) -> SharedObservations {
     let observations = SharedObservations::default();
     for name in names {
         let restarts = Arc::new(AtomicU64::new(0));
         let observations = observations.clone();
         let name = name.clone();
+        let setup = setup.clone();
         sim.host(name.clone(), move || {
             run_member(
                 seed,
@@ -246,7 +342,7 @@ pub fn add_members_keyed(
                 publish_every,
                 observations.clone(),
                 restarts.clone(),
-                keyed,
+                setup.clone(),
             )
         });
     }

@@ -1,7 +1,7 @@
 //! The simulated transport: turmoil TCP and UDP, with a small handshake that carries
 //! the dialer's id and the protocol name. One TCP connection per stream.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,13 @@ use super::{
 /// (Public so adversarial simulations can tap and flood it.)
 pub const PUBSUB_GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 255, 77, 77), 7946);
 
+/// The protocol [`Transport::connect`] dials in mesh mode ([`SimConfig::mesh`]):
+/// the handshake alone joins both ends' meshes; the stream then closes.
+pub const MESH_PROTOCOL: &str = "/ww-sched/sim/mesh";
+
+/// Peers whose topic messages a mesh-mode node hears.
+type MeshPeers = Arc<Mutex<BTreeSet<PeerId>>>;
+
 /// Settings of a [`SimTransport`].
 #[derive(Clone)]
 pub struct SimConfig {
@@ -36,6 +43,11 @@ pub struct SimConfig {
     /// The private network's key: only nodes holding the same one (or, without
     /// one, only open nodes) complete a handshake or hear each other's topics.
     pub swarm_key: Option<SwarmKey>,
+    /// Topics as a gossip mesh rather than a broadcast: a node hears only the
+    /// topic messages of peers it connected to or that connected to it (a
+    /// [`Transport::connect`] dial), so discovery decides who hears whom, as
+    /// with gossipsub on real hosts. Off: every node hears every node.
+    pub mesh: bool,
 }
 
 impl SimConfig {
@@ -52,6 +64,7 @@ impl SimConfig {
             dial_timeout: Duration::from_secs(5),
             accept_queue_max: 64,
             swarm_key: None,
+            mesh: false,
         }
     }
 }
@@ -75,6 +88,10 @@ struct SimInner {
     listeners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pubsub_socket: tokio::sync::OnceCell<Arc<SimDatagram>>,
     topics: Arc<Mutex<TopicSubscribers>>,
+    /// In mesh mode, the peers this node heard of by a mesh handshake either way.
+    /// An entry outlives the peer's crash (a model of a connection that stays
+    /// until the peer is heard to be gone); a restarted node starts empty.
+    mesh: Option<MeshPeers>,
 }
 
 impl Drop for SimInner {
@@ -89,6 +106,7 @@ impl SimTransport {
     /// Creates the node; nothing listens until [`Transport::listen`].
     pub fn new(config: SimConfig) -> Self {
         let peer_id = config.identity.peer_id();
+        let mesh = config.mesh.then(MeshPeers::default);
         SimTransport {
             inner: Arc::new(SimInner {
                 identity: config.identity.clone(),
@@ -100,6 +118,7 @@ impl SimTransport {
                 listeners: Mutex::new(Vec::new()),
                 pubsub_socket: tokio::sync::OnceCell::new(),
                 topics: Arc::new(Mutex::new(TopicSubscribers::default())),
+                mesh,
             }),
         }
     }
@@ -124,6 +143,7 @@ impl SimTransport {
                     self.inner.peer_id,
                     self.inner.topics.clone(),
                     self.inner.config.swarm_key.clone(),
+                    self.inner.mesh.clone(),
                 ));
                 lock(&self.inner.listeners).push(task);
                 Ok::<_, TransportError>(socket)
@@ -133,12 +153,14 @@ impl SimTransport {
     }
 }
 
-/// Delivers broadcast datagrams to this node's topic subscribers.
+/// Delivers broadcast datagrams to this node's topic subscribers (in mesh
+/// mode, only those of peers in its mesh).
 async fn receive_broadcasts(
     socket: Arc<SimDatagram>,
     local: PeerId,
     topics: Arc<Mutex<TopicSubscribers>>,
     key: Option<SwarmKey>,
+    mesh: Option<MeshPeers>,
 ) {
     let mut buffer = vec![0u8; TOPIC_PAYLOAD_MAX + 512];
     loop {
@@ -150,7 +172,14 @@ async fn receive_broadcasts(
             }
         };
         match sim_frame::decode(&buffer[..len], key.as_ref()) {
-            Some(message) if message.origin != local => lock(&topics).deliver(&message),
+            Some(message)
+                if message.origin != local
+                    && mesh
+                        .as_ref()
+                        .is_none_or(|m| lock(m).contains(&message.origin)) =>
+            {
+                lock(&topics).deliver(&message)
+            }
             Some(_) => {}
             None => tracing::debug!(len, "malformed sim broadcast dropped"),
         }
@@ -210,6 +239,7 @@ impl Transport for SimTransport {
             self.inner.accept_queues.clone(),
             self.inner.config.dial_timeout,
             self.inner.config.swarm_key.clone(),
+            self.inner.mesh.clone(),
         ));
         lock(&self.inner.listeners).push(task);
         lock(&self.inner.listen_addresses).push(bound.clone());
@@ -274,8 +304,15 @@ impl Transport for SimTransport {
         Ok(SimIncoming(receiver))
     }
 
-    async fn connect(&self, _peer: PeerId) -> Result<(), TransportError> {
-        // Simulated topics are broadcast, so there is no mesh to join.
+    async fn connect(&self, peer: PeerId) -> Result<(), TransportError> {
+        let Some(mesh) = &self.inner.mesh else {
+            // Simulated topics are broadcast, so there is no mesh to join.
+            return Ok(());
+        };
+        // Dialed every time, even for a peer already in the mesh: that peer may
+        // have restarted and forgotten this node.
+        self.dial(peer, &mesh_protocol()).await?;
+        lock(mesh).insert(peer);
         Ok(())
     }
 
@@ -317,6 +354,10 @@ impl Transport for SimTransport {
         socket.join_multicast_v4(*group.ip(), Ipv4Addr::UNSPECIFIED)?;
         Ok(socket)
     }
+}
+
+fn mesh_protocol() -> Protocol {
+    Protocol::new(MESH_PROTOCOL).expect("MESH_PROTOCOL is a valid protocol name")
 }
 
 async fn dial_address(
@@ -366,6 +407,7 @@ async fn accept_connections(
     queues: Arc<Mutex<AcceptQueues>>,
     handshake_timeout: Duration,
     key: Option<SwarmKey>,
+    mesh: Option<MeshPeers>,
 ) {
     loop {
         let (tcp, from) = match listener.accept().await {
@@ -377,8 +419,10 @@ async fn accept_connections(
         };
         let queues = queues.clone();
         let key = key.clone();
+        let mesh = mesh.clone();
         tokio::spawn(async move {
-            let handshake = answer_handshake(SimStream(tcp.compat()), local, &queues, key.as_ref());
+            let stream = SimStream(tcp.compat());
+            let handshake = answer_handshake(stream, local, &queues, key.as_ref(), mesh.as_ref());
             match tokio::time::timeout(handshake_timeout, handshake).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::debug!(%from, error = %e, "sim handshake refused"),
@@ -393,6 +437,7 @@ async fn answer_handshake(
     local: PeerId,
     queues: &Mutex<AcceptQueues>,
     key: Option<&SwarmKey>,
+    mesh: Option<&MeshPeers>,
 ) -> Result<(), TransportError> {
     let hello = Hello::decode(&read_frame(&mut stream).await?)?;
     if !hello.proven(key) {
@@ -404,6 +449,16 @@ async fn answer_handshake(
                 format!("{} is not on this private network", hello.dialer),
             ),
         ));
+    }
+    if let (Some(mesh), true) = (mesh, hello.protocol.as_str() == MESH_PROTOCOL) {
+        // A mesh dial joins both meshes; nothing flows on the stream itself.
+        write_frame(
+            &mut stream,
+            &Ack::new(AckStatus::Accepted, local, key).encode(),
+        )
+        .await?;
+        lock(mesh).insert(hello.dialer);
+        return Ok(());
     }
     let queue = lock(queues).get(&hello.protocol).cloned();
     let permit = match &queue {

@@ -29,6 +29,8 @@ pub struct Scenario {
     /// Membership nodes.
     #[serde(default)]
     pub cluster: ClusterSpec,
+    /// A boot server the membership nodes meet through instead of multicast.
+    pub boot: Option<BootSpec>,
     /// Network conditions for the whole run.
     #[serde(default)]
     pub network: NetworkSpec,
@@ -70,6 +72,15 @@ impl Default for ClusterSpec {
         }
     }
 }
+
+/// `[boot]`: host `boot` runs a boot server (`ww_sched::boot::BootService`,
+/// default limits: TTLs cut to 30 s), and every membership node discovers through
+/// it (`BootClient`) instead of the multicast survey, its topics a mesh of the
+/// peers it connected to (`SimConfig::mesh`) rather than a broadcast to all. No
+/// keys yet: the section's presence is the switch.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSpec {}
 
 fn default_test_seeds() -> u64 {
     2
@@ -452,6 +463,8 @@ pub fn node_names(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("node-{i:03}")).collect()
 }
 
+/// The boot server's host name.
+pub const BOOT_HOST: &str = "boot";
 /// The gateway's host name.
 pub const GATEWAY_HOST: &str = "gateway";
 /// The task client's host name.
@@ -504,6 +517,9 @@ impl Scenario {
     /// Every host of the scenario, by name.
     pub fn hosts(&self) -> BTreeSet<String> {
         let mut hosts: BTreeSet<String> = node_names(self.cluster.nodes).into_iter().collect();
+        if self.boot.is_some() {
+            hosts.insert(BOOT_HOST.into());
+        }
         if let Some(gateway) = &self.gateway {
             hosts.insert(GATEWAY_HOST.into());
             hosts.extend((0..gateway.workers).map(worker_name));

@@ -12,12 +12,15 @@ use ww_sched::transport::PeerId;
 
 use super::faults::{apply, describe, Disturbances};
 use super::format::{
-    node_names, outsider_name, rogue_name, secs, FaultKind, Scenario, CLIENT_HOST, GATEWAY_HOST,
-    TAP_HOST,
+    node_names, outsider_name, rogue_name, secs, FaultKind, Scenario, BOOT_HOST, CLIENT_HOST,
+    GATEWAY_HOST, TAP_HOST,
 };
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
-use crate::cluster::{add_members_keyed, peer_of, SharedObservations, SAMPLE_INTERVAL};
+use crate::cluster::{
+    add_boot_server, add_members_with, boot_server_info, peer_of, MemberSetup, SharedObservations,
+    SAMPLE_INTERVAL,
+};
 use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::workload::{adversary, channel, channel_check, pubsub_check, tasks, tasks_check};
@@ -127,13 +130,23 @@ pub fn run_with(
         .as_ref()
         .map(|p| Duration::from_millis(p.interval_ms));
     let keyed = scenario.security.swarm_key;
-    let members = add_members_keyed(
+    if scenario.boot.is_some() {
+        add_boot_server(&mut sim, seed, BOOT_HOST, keyed);
+    }
+    let setup = MemberSetup {
+        keyed,
+        boot: scenario
+            .boot
+            .as_ref()
+            .map(|_| boot_server_info(seed, BOOT_HOST)),
+    };
+    let members = add_members_with(
         &mut sim,
         seed,
         &names,
         scenario.cluster.ttl_ms,
         publish_every,
-        keyed,
+        &setup,
     );
     let disk = SimDisk::new();
     let mut disk_crashes = 0u32;

@@ -76,6 +76,14 @@ impl Scenario {
                 "security.outsiders and rogue_workers must be at most 16, flood_per_s at most 10000",
             );
         }
+        if self.boot.is_some() && self.cluster.nodes == 0 {
+            return err("[boot] needs membership nodes ([cluster] nodes) to introduce");
+        }
+        if self.boot.is_some() && (self.security.outsiders > 0 || self.security.tap) {
+            // Outsiders and the tap find the cluster by multicast, which a boot
+            // cluster does not use: they would attack nothing.
+            return err("[boot] cannot be combined with [security] outsiders or tap yet");
+        }
         if self.security.rogue_workers > 0 && self.gateway.is_none() {
             return err("security.rogue_workers needs a [gateway]");
         }
