@@ -38,6 +38,10 @@ pub const WATCH_BUFFER: usize = 1_024;
 const ADVERTISE_TTL: Duration = Duration::from_secs(120);
 /// How often a fresh survey is sent, to catch nodes that started after us.
 const RESURVEY_INTERVAL: Duration = Duration::from_secs(30);
+/// The shortest wait before renewing an advertisement, however short the TTL granted.
+const ADVERTISE_RENEW_MIN: Duration = Duration::from_secs(1);
+/// How long to wait before advertising again after a failure.
+const ADVERTISE_RETRY: Duration = Duration::from_secs(5);
 /// Heartbeats waiting to be applied; a flood beyond this is dropped (and counted).
 const RECEIVE_BUFFER: usize = 1_024;
 
@@ -392,49 +396,60 @@ impl Watch {
 
 /// Advertises our namespace and hands every discovered peer's addresses to the
 /// transport, resurveying now and then for nodes that started after us.
+/// Advertising runs on its own timer beside the rounds: a round can last its
+/// whole period (a multicast stream never ends), and a registration must be
+/// renewed at half its granted TTL, before it lapses.
 async fn keep_discovering<T: Transport, D: Discovery>(
     transport: T,
     discovery: Rc<D>,
     namespace: String,
     announce: bool,
 ) {
-    let local = transport.local_peer_id();
-    let mut next_advertise = Instant::now();
-    loop {
-        if announce && Instant::now() >= next_advertise {
-            match discovery.advertise(&namespace, ADVERTISE_TTL).await {
-                Ok(granted) => next_advertise = Instant::now() + granted / 2,
+    let advertising = async {
+        if !announce {
+            return std::future::pending::<()>().await;
+        }
+        loop {
+            let wait = match discovery.advertise(&namespace, ADVERTISE_TTL).await {
+                Ok(granted) => (granted / 2).max(ADVERTISE_RENEW_MIN),
                 Err(e) => {
                     tracing::warn!(%namespace, error = %e, "advertise failed");
-                    next_advertise = Instant::now() + RESURVEY_INTERVAL;
-                }
-            }
-        }
-        let round = async {
-            let mut peers = match discovery.find_peers(&namespace, None).await {
-                Ok(peers) => peers,
-                Err(e) => {
-                    tracing::warn!(%namespace, error = %e, "discovery failed");
-                    return;
+                    ADVERTISE_RETRY
                 }
             };
-            while let Some(found) = peers.next().await {
-                if found.peer == local {
-                    continue;
-                }
-                for address in found.addresses {
-                    if let Err(e) = transport.add_peer_address(found.peer, address) {
-                        tracing::debug!(peer = %found.peer, error = %e, "address not usable");
+            tokio::time::sleep(wait).await;
+        }
+    };
+    let local = transport.local_peer_id();
+    let searching = async {
+        loop {
+            let round = async {
+                let mut peers = match discovery.find_peers(&namespace, None).await {
+                    Ok(peers) => peers,
+                    Err(e) => {
+                        tracing::warn!(%namespace, error = %e, "discovery failed");
+                        return;
+                    }
+                };
+                while let Some(found) = peers.next().await {
+                    if found.peer == local {
+                        continue;
+                    }
+                    for address in found.addresses {
+                        if let Err(e) = transport.add_peer_address(found.peer, address) {
+                            tracing::debug!(peer = %found.peer, error = %e, "address not usable");
+                        }
+                    }
+                    if let Err(e) = transport.connect(found.peer).await {
+                        tracing::debug!(peer = %found.peer, error = %e, "connect failed");
                     }
                 }
-                if let Err(e) = transport.connect(found.peer).await {
-                    tracing::debug!(peer = %found.peer, error = %e, "connect failed");
-                }
-            }
-        };
-        // A round ends when its stream ends (static lists) or at the resurvey time.
-        let round_started = Instant::now();
-        let _ = tokio::time::timeout(RESURVEY_INTERVAL, round).await;
-        tokio::time::sleep_until(round_started + RESURVEY_INTERVAL).await;
-    }
+            };
+            // A round ends when its stream ends (static lists) or at the resurvey time.
+            let round_started = Instant::now();
+            let _ = tokio::time::timeout(RESURVEY_INTERVAL, round).await;
+            tokio::time::sleep_until(round_started + RESURVEY_INTERVAL).await;
+        }
+    };
+    futures::join!(advertising, searching);
 }
