@@ -5,36 +5,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
 use std::time::Duration;
 
-use support::{start_worker, Proc, TempDir};
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ww(args: &[&str], discover: &str) -> Output {
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--discover", discover, "--wait-ms", "6000"]);
-    Command::new(env!("CARGO_BIN_EXE_ww-sched"))
-        .args(&all)
-        .output()
-        .expect("run ww-sched")
-}
-
-fn ok(output: Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8 output")
-}
+use support::{free_udp_port, run_observer, start_worker, stdout_of_success, Proc, TempDir};
 
 #[test]
 fn ls_lists_every_host_and_anchors_hold_bytes() {
@@ -61,42 +34,51 @@ fn ls_lists_every_host_and_anchors_hold_bytes() {
 
     // The root is the view: every host, however it joined. A node heartbeats
     // every TTL/7, so 6 s hears each of them.
-    let listed: BTreeSet<String> = ok(ww(&["ls", "/"], &discover), "ls /")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let listed: BTreeSet<String> =
+        stdout_of_success(&run_observer(&["ls", "/"], &discover), "ls /")
+            .lines()
+            .map(str::to_string)
+            .collect();
     assert_eq!(listed, hosts);
 
     let host = format!("/{}", workers[0].peer);
     let anchor = format!("{host}/jobs/greeting");
-    ok(
-        ww(&["anchor", "set", &anchor, "hello"], &discover),
+    stdout_of_success(
+        &run_observer(&["anchor", "set", &anchor, "hello"], &discover),
         "anchor set",
     );
     assert_eq!(
-        ok(ww(&["anchor", "get", &anchor], &discover), "anchor get"),
+        stdout_of_success(
+            &run_observer(&["anchor", "get", &anchor], &discover),
+            "anchor get"
+        ),
         "hello"
     );
-    let under_host = ok(ww(&["ls", &host], &discover), "ls host");
+    let under_host = stdout_of_success(&run_observer(&["ls", &host], &discover), "ls host");
     assert_eq!(under_host.trim(), format!("{host}/jobs\t-\t1 children"));
-    let under_jobs = ok(ww(&["ls", &format!("{host}/jobs")], &discover), "ls jobs");
+    let under_jobs = stdout_of_success(
+        &run_observer(&["ls", &format!("{host}/jobs")], &discover),
+        "ls jobs",
+    );
     assert_eq!(under_jobs.trim(), format!("{anchor}\tvalue\t0 children"));
     // Anchors are the host's own: the other worker holds nothing there.
     let other = format!("/{}/jobs/greeting", workers[1].peer);
-    assert!(!ww(&["anchor", "get", &other], &discover).status.success());
+    assert!(!run_observer(&["anchor", "get", &other], &discover)
+        .status
+        .success());
 
     assert_eq!(
-        ok(
-            ww(&["anchor", "rm", &format!("{host}/jobs")], &discover),
+        stdout_of_success(
+            &run_observer(&["anchor", "rm", &format!("{host}/jobs")], &discover),
             "anchor rm"
         )
         .trim(),
         "removed 2 anchors"
     );
-    let gone = ww(&["anchor", "get", &anchor], &discover);
+    let gone = run_observer(&["anchor", "get", &anchor], &discover);
     assert!(!gone.status.success());
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no anchor at"));
     // A path that is not below a host is refused before any network.
-    let refused = ww(&["anchor", "set", "/", "x"], &discover);
+    let refused = run_observer(&["anchor", "set", "/", "x"], &discover);
     assert!(!refused.status.success());
 }

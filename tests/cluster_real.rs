@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{start_worker, Proc};
+use support::{free_udp_port, start_worker, Proc};
 
 /// A heartbeat TTL short enough that a wrong expiry shows within seconds.
 const SHORT_TTL: &[&str] = &["--ttl-ms", "2000"];
@@ -57,14 +57,6 @@ impl Worker {
             }
         }
     }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn all_see_all(workers: &mut [Worker]) {

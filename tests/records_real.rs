@@ -5,36 +5,11 @@
 
 mod support;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use support::{start_worker, StartedWorker, TempDir};
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn ww(args: &[&str], discover: &str) -> Output {
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--discover", discover, "--wait-ms", "6000"]);
-    Command::new(env!("CARGO_BIN_EXE_ww-sched"))
-        .args(&all)
-        .output()
-        .expect("run ww-sched")
-}
-
-fn ok(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
-}
+use support::{
+    free_udp_port, run_observer, start_worker, stdout_of_success, StartedWorker, TempDir,
+};
 
 #[test]
 fn a_record_outlives_its_putter_and_k_minus_1_holders() {
@@ -45,8 +20,8 @@ fn a_record_outlives_its_putter_and_k_minus_1_holders() {
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&file, &payload).unwrap();
 
-    let put = ww(&["record", "put", file.to_str().unwrap()], &discover);
-    let key = ok(&put, "record put").trim().to_string();
+    let put = run_observer(&["record", "put", file.to_str().unwrap()], &discover);
+    let key = stdout_of_success(&put, "record put").trim().to_string();
     assert_eq!(key.len(), 64, "printed key {key:?}");
     let holders: Vec<String> = String::from_utf8_lossy(&put.stderr)
         .lines()
@@ -61,7 +36,7 @@ fn a_record_outlives_its_putter_and_k_minus_1_holders() {
     );
 
     // The putter has exited; another process reads the bytes.
-    let got = ww(&["record", "get", &key], &discover);
+    let got = run_observer(&["record", "get", &key], &discover);
     assert!(
         got.status.success(),
         "{}",
@@ -77,7 +52,7 @@ fn a_record_outlives_its_putter_and_k_minus_1_holders() {
             .expect("a holder is a worker");
         worker.proc.kill();
     }
-    let got = ww(&["record", "get", &key], &discover);
+    let got = run_observer(&["record", "get", &key], &discover);
     assert!(
         got.status.success(),
         "{}",
@@ -86,7 +61,7 @@ fn a_record_outlives_its_putter_and_k_minus_1_holders() {
     assert_eq!(got.stdout, payload);
 
     // A key nobody holds is an error that says so.
-    let missing = ww(&["record", "get", &"0".repeat(64)], &discover);
+    let missing = run_observer(&["record", "get", &"0".repeat(64)], &discover);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no host of"));
 }
@@ -102,12 +77,15 @@ fn a_host_never_discovered_directly_is_reached_by_its_peer_record() {
     // Its peer record is published 2 s after it joins.
     std::thread::sleep(Duration::from_secs(3));
     let started = Instant::now();
-    ok(
-        &ww(&["anchor", "set", &anchor, "found"], &discover),
+    stdout_of_success(
+        &run_observer(&["anchor", "set", &anchor, "found"], &discover),
         "anchor set on the hidden host",
     );
     assert_eq!(
-        ok(&ww(&["anchor", "get", &anchor], &discover), "anchor get"),
+        stdout_of_success(
+            &run_observer(&["anchor", "get", &anchor], &discover),
+            "anchor get"
+        ),
         "found"
     );
     assert!(started.elapsed() < Duration::from_secs(60));

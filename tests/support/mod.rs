@@ -219,3 +219,34 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A free UDP port on loopback, chosen by the OS: a multicast group port of a
+/// test's own, so tests running at once never hear each other.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
+/// Runs a one-shot `ww-sched <args> --discover <discover> --wait-ms 6000`
+/// (an observer of the cluster) to its end.
+pub fn run_observer(args: &[&str], discover: &str) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--discover", discover, "--wait-ms", "6000"]);
+    Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+        .args(&all)
+        .output()
+        .expect("run ww-sched")
+}
+
+/// The stdout of a command that must have succeeded (else its stderr, in the panic).
+pub fn stdout_of_success(output: &std::process::Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("utf-8 output")
+}
