@@ -303,11 +303,42 @@ fn sandbox(root: &Path) {
     }
 }
 
+/// A content record, a peer record, and anchor paths as text.
+fn records(root: &Path) {
+    let identity = Identity::from_secret([7; 32]);
+    let content =
+        ww_sched::records::Record::content(&identity, 1_764_900_000_000, b"bytes".to_vec())
+            .expect("a content record");
+    write(root, "dht_record", "content", &content.bytes);
+    let addresses = [Address::new("/ip4/127.0.0.1/tcp/4001")];
+    let peer = ww_sched::records::Record::peer(&identity, 1_764_900_000_000, &addresses)
+        .expect("a peer record");
+    write(root, "dht_record", "peer", &peer.bytes);
+    let path = format!("/{}/jobs/a", identity.peer_id());
+    write(root, "dht_record", "anchor-path", path.as_bytes());
+}
+
+/// Writes every target's seed corpus, or only the groups named as arguments
+/// (`codecs`, `rpc`, `http`, `sandbox`, `records`): identities are fresh on
+/// every run, so rewriting a group changes its files.
 fn main() {
     let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    codecs(&root);
-    rpc(&root);
-    http(&root);
-    sandbox(&root);
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |group: &str| only.is_empty() || only.iter().any(|g| g == group);
+    if wanted("codecs") {
+        codecs(&root);
+    }
+    if wanted("rpc") {
+        rpc(&root);
+    }
+    if wanted("http") {
+        http(&root);
+    }
+    if wanted("sandbox") {
+        sandbox(&root);
+    }
+    if wanted("records") {
+        records(&root);
+    }
     eprintln!("seed corpora written under {}", root.display());
 }

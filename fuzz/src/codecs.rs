@@ -67,3 +67,27 @@ pub fn run_report(data: &[u8]) {
     };
     let _ = wire::read_report(root);
 }
+
+/// A DHT record or an anchor path from the network: opening a record never
+/// panics, and one that opens is the record its own bytes open to, under its
+/// key (a record that checked out once checks out again, unchanged); an
+/// anchor path (the input as text) never panics and prints back to itself.
+pub fn dht_record(data: &[u8]) {
+    if let Ok(record) = ww_sched::records::Record::open(data) {
+        assert_eq!(record.bytes, data, "a record keeps its exact bytes");
+        let again = ww_sched::records::Record::open_as(&record.bytes, &record.key())
+            .expect("an opened record opens under its own key");
+        assert_eq!(again, record, "record round trip");
+        assert!(record.payload.len() <= ww_sched::records::PAYLOAD_BYTES_MAX);
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(path) = text.parse::<ww_sched::anchor::AnchorPath>() {
+            let printed = path.to_string();
+            assert_eq!(
+                printed.parse::<ww_sched::anchor::AnchorPath>().ok(),
+                Some(path),
+                "anchor path round trip"
+            );
+        }
+    }
+}

@@ -11,13 +11,14 @@
 //!   connection to a `Worker` or a channel server.
 //! - [`http_router`]: an arbitrary request into the gateway's locked router.
 //! - [`sandbox`]: a module made by `wasm-smith` run under arbitrary limits.
+//! - [`dht_record`]: a DHT record as a holder sends it, and an anchor path.
 
 mod codecs;
 mod http;
 mod rpc;
 mod sandbox;
 
-pub use codecs::{discovery_packet, heartbeat, run_report, task_spec};
+pub use codecs::{dht_record, discovery_packet, heartbeat, run_report, task_spec};
 pub use http::{http_router, remove_http_data};
 pub use rpc::{rpc_channel, rpc_worker};
 pub use sandbox::sandbox;
@@ -26,7 +27,7 @@ pub use sandbox::sandbox;
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets by name, for the regression test.
-pub const TARGETS: [(&str, Check); 8] = [
+pub const TARGETS: [(&str, Check); 9] = [
     ("discovery_packet", discovery_packet),
     ("heartbeat", heartbeat),
     ("task_spec", task_spec),
@@ -35,4 +36,5 @@ pub const TARGETS: [(&str, Check); 8] = [
     ("rpc_channel", rpc_channel),
     ("http_router", http_router),
     ("sandbox", sandbox),
+    ("dht_record", dht_record),
 ];
