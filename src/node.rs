@@ -15,7 +15,9 @@ use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle, ServeLimits
 use crate::schema::channel_capnp::sender;
 use crate::schema::worker_capnp::worker;
 use crate::transport::{Address, PeerId, Transport, TransportError};
-use crate::worker::{worker_protocol, LastPing, WorkerConfig, WorkerGauges, WorkerServer};
+use crate::worker::{
+    worker_protocol, LastPing, ModuleSourceSlot, WorkerConfig, WorkerGauges, WorkerServer,
+};
 
 /// Why a node could not start; nothing is left listening.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,7 @@ pub struct WorkerNode<T: Transport> {
     gauges: Arc<WorkerGauges>,
     sandbox: Arc<Sandbox>,
     callers: Callers,
+    modules: ModuleSourceSlot,
     _serving: ServeHandle,
 }
 
@@ -75,6 +78,7 @@ impl<T: Transport> WorkerNode<T> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
         let server = WorkerServer::new(sandbox.clone(), config);
         let last_ping = server.last_ping();
+        let modules = server.module_source();
         let gauges = server.gauges();
         // Direct callers share the slots but not the gateway's liveness (only
         // pings over the registration say the gateway still holds this
@@ -107,6 +111,7 @@ impl<T: Transport> WorkerNode<T> {
             gauges,
             sandbox,
             callers,
+            modules,
             _serving: serving,
         })
     }
@@ -137,6 +142,12 @@ impl<T: Transport> WorkerNode<T> {
             },
         )?;
         Ok((executor, serving))
+    }
+
+    /// Where the worker looks for modules it lacks (set it once the node is
+    /// in its cluster: the records).
+    pub fn module_source(&self) -> ModuleSourceSlot {
+        self.modules.clone()
     }
 
     /// The node's id.

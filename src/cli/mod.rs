@@ -5,6 +5,7 @@ pub mod boot_server;
 pub mod call;
 pub mod demo;
 pub mod gateway;
+mod host;
 pub mod http;
 pub mod keys;
 pub mod logs;
@@ -266,104 +267,4 @@ pub async fn join_cluster<T: Transport>(
     Ok(Membership::start(transport.clone(), &pubsub, discovery, config).await?)
 }
 
-/// What every host (worker, gateway) serves besides its role: its anchors and
-/// its share of the DHT. Dropping it stops them.
-pub struct HostServices {
-    _anchors: ww_sched::rpc::ServeHandle,
-    anchors: ww_sched::anchor::AnchorServer,
-    mirror: Option<tokio::task::JoinHandle<()>>,
-    _records: ww_sched::rpc::ServeHandle,
-    records: ww_sched::records::RecordService,
-    dht: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for HostServices {
-    fn drop(&mut self) {
-        for task in [&self.dht, &self.mirror].into_iter().flatten() {
-            task.abort();
-        }
-    }
-}
-
-impl HostServices {
-    /// Serves them on `transport`; call before it listens, so no caller finds
-    /// a protocol missing. Must be called inside a `LocalSet`.
-    pub fn serve<T: Transport>(transport: &T) -> Result<Self> {
-        use ww_sched::anchor::{AnchorLimits, AnchorServer};
-        use ww_sched::records::{RecordService, RecordsConfig};
-        let anchors = AnchorServer::new(AnchorLimits::default());
-        let anchors_serving = anchors.serve(transport)?;
-        let records = RecordService::new(RecordsConfig::default());
-        let serving = records.serve(transport)?;
-        Ok(HostServices {
-            _anchors: anchors_serving,
-            anchors,
-            mirror: None,
-            _records: serving,
-            records,
-            dht: None,
-        })
-    }
-
-    /// Starts taking part in the DHT once the host is in the cluster: its
-    /// peer record published, held records passed on as the view changes.
-    pub fn join_dht<T: Transport>(
-        &mut self,
-        transport: &T,
-        identity: Identity,
-        membership: std::rc::Rc<Membership>,
-    ) {
-        let hosts = move || membership.view_peers();
-        self.dht = Some(tokio::task::spawn_local(ww_sched::records::take_part(
-            self.records.clone(),
-            transport.clone(),
-            identity,
-            hosts,
-        )));
-    }
-}
-
-/// How often a worker's anchors are brought up to date with its processes.
-const PROCESS_MIRROR_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-
-impl HostServices {
-    /// Lists `executor`'s processes under this host's anchors, at
-    /// `proc/<id>` holding `<state> <exit code or -> <module hash>
-    /// <started ms>`, brought up to date every half second; ended processes
-    /// leave with the executor's own table.
-    pub fn mirror_processes(&mut self, executor: ww_sched::process::Executor) {
-        let anchors = self.anchors.clone();
-        self.mirror = Some(tokio::task::spawn_local(async move {
-            let root = vec!["proc".to_string()];
-            loop {
-                let listed = executor.list();
-                let live: std::collections::BTreeSet<String> =
-                    listed.iter().map(|p| p.id.to_string()).collect();
-                for gone in anchors.children_local(&root) {
-                    if !live.contains(&gone) {
-                        let _ = anchors.remove_local(&[root[0].clone(), gone]);
-                    }
-                }
-                for process in &listed {
-                    let code = process
-                        .state
-                        .exit_code()
-                        .map_or("-".to_string(), |c| c.to_string());
-                    let line = format!(
-                        "{} {code} {} {}",
-                        process.state.name(),
-                        process.module,
-                        process.started_ms
-                    );
-                    let path = [root[0].clone(), process.id.to_string()];
-                    if let Err(e) =
-                        anchors.set_local(&path, ww_sched::anchor::Held::Value(line.into_bytes()))
-                    {
-                        tracing::debug!(error = %e, "process not listed under the anchors");
-                    }
-                }
-                tokio::time::sleep(PROCESS_MIRROR_EVERY).await;
-            }
-        }));
-    }
-}
+pub use host::HostServices;

@@ -143,6 +143,12 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         )
         .await?,
     );
+    host_services.share_modules(
+        &node.module_source(),
+        node.transport(),
+        identity.clone(),
+        membership.clone(),
+    );
     host_services.join_dht(node.transport(), identity, membership.clone());
     let locator = match &args.dial {
         None => GatewayLocator::Membership,

@@ -17,8 +17,8 @@ mod record;
 mod store;
 
 pub use node::{
-    fetch_from, get, put, records_protocol, resolve, store_at, take_part, DhtError, RecordService,
-    RecordsConfig, RECORDS_PROTOCOL, REPLICAS, REPUBLISH_BATCH_MAX,
+    fetch_from, get, get_within, put, records_protocol, resolve, store_at, take_part, DhtError,
+    RecordService, RecordsConfig, RECORDS_PROTOCOL, REPLICAS, REPUBLISH_BATCH_MAX,
 };
 pub use record::{
     Record, RecordError, RecordKey, RecordKind, PAYLOAD_BYTES_MAX, PEER_ADDRESSES_MAX,

@@ -286,7 +286,18 @@ pub async fn get<T: Transport>(
     hosts: &BTreeSet<PeerId>,
     key: &RecordKey,
 ) -> Result<Record, DhtError> {
-    let order = closest(key, hosts.iter().copied(), hosts.len());
+    get_within(transport, hosts, key, hosts.len()).await
+}
+
+/// [`get`], asking at most the `ask_max` hosts nearest the key: for a caller
+/// with something else to fall back on.
+pub async fn get_within<T: Transport>(
+    transport: &T,
+    hosts: &BTreeSet<PeerId>,
+    key: &RecordKey,
+    ask_max: usize,
+) -> Result<Record, DhtError> {
+    let order = closest(key, hosts.iter().copied(), ask_max);
     let mut errors = Vec::new();
     for peer in &order {
         match fetch_from(transport, *peer, key).await {

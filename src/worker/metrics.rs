@@ -62,6 +62,16 @@ pub fn encode(gauges: &WorkerGauges, sandbox: &Sandbox, slots: usize) -> String 
         .inc_by(gauges.runs_failed());
     registry.register("runs", "Runs ended, by outcome", runs);
     registry.register(
+        "modules_fetched",
+        "Modules found in the cluster's records instead of being sent by the caller",
+        counter(gauges.modules_fetched()),
+    );
+    registry.register(
+        "modules_received",
+        "Modules the caller sent as bytes",
+        counter(gauges.modules_received()),
+    );
+    registry.register(
         "fuel_burnt",
         "Fuel the sandbox burnt in every run",
         counter(gauges.fuel_burnt()),

@@ -3,10 +3,12 @@
 
 mod client;
 pub mod metrics;
+mod modules;
 mod server;
 pub mod wire;
 
 pub use client::RemoteWorker;
+pub use modules::{ModuleSource, ModuleSourceSlot, FETCHES_PER_CALL_MAX, FETCH_TIMEOUT};
 pub use server::{ExecMode, LastPing, WorkerConfig, WorkerGauges, WorkerServer, CALLS_WAITING_MAX};
 
 use crate::transport::Protocol;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use capnp::capability::Rc;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::modules::ModuleSourceSlot;
 use super::wire;
 use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec, Sandbox};
 use crate::schema::worker_capnp::{task_spec, worker};
@@ -88,6 +89,8 @@ pub struct WorkerServer {
     last_ping: LastPing,
     /// Calls in flight through this facet (each facet counts its own).
     calls_in_flight: Arc<AtomicUsize>,
+    /// Where modules asked for by hash may be found (shared by every facet).
+    modules: ModuleSourceSlot,
 }
 
 /// When a caller last pinged this worker (tokio's clock: virtual in simulations).
@@ -119,7 +122,13 @@ impl WorkerServer {
             runs_cancelled: Arc::new(AtomicU64::new(0)),
             last_ping: LastPing::default(),
             calls_in_flight: Arc::default(),
+            modules: ModuleSourceSlot::default(),
         }
+    }
+
+    /// Where this worker looks for modules it lacks; empty until set.
+    pub fn module_source(&self) -> ModuleSourceSlot {
+        self.modules.clone()
     }
 
     /// Runs started since the worker began (including failed ones).
@@ -154,6 +163,20 @@ impl WorkerServer {
             runs_cancelled: self.runs_cancelled.clone(),
             last_ping: LastPing::default(),
             calls_in_flight: Arc::default(),
+            modules: self.modules.clone(),
+        }
+    }
+
+    /// A module its caller sent as bytes, which the sandbox took, is
+    /// offered to the module source for other workers (counted).
+    fn offer_sent_module(&self, spec: task_spec::Reader<'_>, report: &RunReport) {
+        let refused = matches!(&report.outcome, Err(e) if matches!(
+            e.kind(),
+            ErrorKind::BadModule | ErrorKind::ModuleTooLarge
+        ));
+        if matches!(spec.get_module().which(), Ok(task_spec::module::Bytes(_))) && !refused {
+            self.gauges.modules_received.fetch_add(1, Ordering::Relaxed);
+            self.modules.offer_sent(spec);
         }
     }
 
@@ -434,6 +457,8 @@ pub struct WorkerGauges {
     guests_peak: AtomicUsize,
     modules: AtomicUsize,
     modules_peak: AtomicUsize,
+    modules_fetched: AtomicU64,
+    modules_received: AtomicU64,
 }
 
 impl WorkerGauges {
@@ -460,6 +485,17 @@ impl WorkerGauges {
     /// The most module copies ever held at once; never more than the worker's slots.
     pub fn modules_held_peak(&self) -> usize {
         self.modules_peak.load(Ordering::SeqCst)
+    }
+
+    /// Modules found in the module source (the records) instead of being
+    /// sent by the caller, since the worker began.
+    pub fn modules_fetched(&self) -> u64 {
+        self.modules_fetched.load(Ordering::Relaxed)
+    }
+
+    /// Modules the caller sent as bytes since the worker began.
+    pub fn modules_received(&self) -> u64 {
+        self.modules_received.load(Ordering::Relaxed)
     }
 
     /// Runs that returned results since the worker began.
@@ -626,7 +662,15 @@ impl worker::Server for WorkerServer {
         let _call = CallGuard::enter(&self.calls_in_flight, self.calls_in_flight_max())?;
         // Refuse a bad request at once, but copy its module only once a slot is ours.
         wire::check_spec(params.get()?.get_spec()?)?;
+        let fetched = self
+            .modules
+            .fill_missing(&self.sandbox, [params.get()?.get_spec()?])
+            .await;
+        self.gauges
+            .modules_fetched
+            .fetch_add(fetched as u64, Ordering::Relaxed);
         let report = self.run_one(params.get()?.get_spec()?).await?;
+        self.offer_sent_module(params.get()?.get_spec()?, &report);
         wire::write_report(&report, results.get().init_report());
         Ok(())
     }
@@ -649,6 +693,10 @@ impl worker::Server for WorkerServer {
         for spec in specs.iter() {
             wire::check_spec(spec)?;
         }
+        let fetched = self.modules.fill_missing(&self.sandbox, specs.iter()).await;
+        self.gauges
+            .modules_fetched
+            .fetch_add(fetched as u64, Ordering::Relaxed);
         let reports = match self.config.mode {
             ExecMode::Blocking => self.execute_batch(specs).await?,
             // Inline and simulated runs stay on the RPC thread, each in its
@@ -657,6 +705,9 @@ impl worker::Server for WorkerServer {
                 futures::future::try_join_all(specs.iter().map(|spec| self.run_one(spec))).await?
             }
         };
+        for (spec, report) in specs.iter().zip(&reports) {
+            self.offer_sent_module(spec, report);
+        }
         let mut out = results.get().init_reports(count);
         for (index, report) in reports.iter().enumerate() {
             wire::write_report(report, out.reborrow().get(index as u32));

@@ -1,0 +1,129 @@
+//! Modules through the records, real processes on loopback: the gateway sends
+//! a module's bytes to the first worker that lacks it; that worker leaves it
+//! in the cluster's records, and the other workers fetch it from there by
+//! hash instead of being sent it by the gateway.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{free_udp_port, http_agent, start_worker, Proc, StartedWorker, TempDir};
+
+fn metric(url: &str, name: &str) -> u64 {
+    let text = http_agent(Duration::from_secs(10))
+        .get(url)
+        .call()
+        .expect("metrics answer")
+        .body_mut()
+        .read_to_string()
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+fn submit(http: &str, repeats: &str) {
+    let wasm = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tasks/hash-puzzle/hash-puzzle.wasm"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
+        .args([
+            "submit",
+            "--gateway",
+            http,
+            "--input",
+            "7",
+            "--difficulty",
+            "1",
+            "--repeats",
+            repeats,
+            wasm,
+        ])
+        .output()
+        .expect("run ww-sched submit");
+    assert!(
+        output.status.success(),
+        "submit: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn workers_fetch_a_module_from_the_records_instead_of_the_gateway() {
+    let discover = format!("/ip4/228.8.8.8/udp/{}/multicast/lo", free_udp_port());
+    let data = TempDir::new("modules-real");
+    let mut gateway = Proc::start(&[
+        "gateway",
+        "--http",
+        "127.0.0.1:0",
+        "--data",
+        data.path(),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--discover",
+        &discover,
+    ]);
+    let http = gateway.wait_for("http on ", Duration::from_secs(30));
+    let workers: Vec<StartedWorker> = (0..3)
+        .map(|_| start_worker(&discover, &["--metrics", "127.0.0.1:0", "--slots", "2"]))
+        .collect();
+    let metrics: Vec<String> = workers
+        .iter()
+        .map(|w| {
+            let line = w
+                .proc
+                .seen
+                .iter()
+                .find_map(|l| l.strip_prefix("metrics on "))
+                .expect("the worker printed its metrics address");
+            line.to_string()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pool: serde_json::Value = http_agent(Duration::from_secs(10))
+            .get(&format!("{http}/workers"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        if pool.as_array().map_or(0, Vec::len) == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool never had 3 workers: {pool}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // One run: one worker is sent the module and leaves it in the records.
+    submit(&http, "1");
+    let total = |name: &str| metrics.iter().map(|url| metric(url, name)).sum::<u64>();
+    assert_eq!(total("ww_sched_worker_modules_received_total"), 1);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Many runs over all three: the two others find it by hash.
+    submit(&http, "40");
+    let ran: Vec<u64> = metrics
+        .iter()
+        .map(|url| metric(url, "ww_sched_worker_runs_started_total"))
+        .collect();
+    assert!(ran.iter().all(|&n| n > 0), "every worker ran: {ran:?}");
+    let received = total("ww_sched_worker_modules_received_total");
+    let fetched = total("ww_sched_worker_modules_fetched_total");
+    eprintln!(
+        "module sent by the gateway {received} times, fetched from the records {fetched} times"
+    );
+    assert_eq!(received, 1, "the gateway sent the module more than once");
+    assert_eq!(
+        fetched, 2,
+        "the two other workers fetched it from the records"
+    );
+}
