@@ -22,6 +22,9 @@ pub enum Sabotage {
     /// The gateway records every worker report, even one that cannot be true
     /// (stays armed for the whole run).
     AcceptImpossibleReports,
+    /// Record holders never pass their records on (stays armed for the whole
+    /// run): a record dies once its first holders have all restarted empty.
+    SkipRepublish,
 }
 
 impl Sabotage {
@@ -32,6 +35,7 @@ impl Sabotage {
             Sabotage::ShowUnsyncedResults => "show-unsynced-results",
             Sabotage::RefuseSubmissions => "refuse-submissions",
             Sabotage::AcceptImpossibleReports => "accept-impossible-reports",
+            Sabotage::SkipRepublish => "skip-republish",
         }
     }
 
@@ -42,6 +46,7 @@ impl Sabotage {
             Sabotage::ShowUnsyncedResults,
             Sabotage::RefuseSubmissions,
             Sabotage::AcceptImpossibleReports,
+            Sabotage::SkipRepublish,
         ]
         .into_iter()
         .find(|s| s.name() == name)
