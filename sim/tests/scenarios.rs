@@ -322,7 +322,8 @@ fn the_anchor_checks_catch_invented_stale_and_lost_values() {
         );
     }
     let failed = vec![call(Op::Get, 100, 1100, Err("timed out"))];
-    assert!(!available(&failed, &Disturbances::default()).held());
+    let faults = (Duration::ZERO, ms(2000));
+    assert!(!available(&failed, &Disturbances::default(), faults).held());
 }
 
 /// Seeds the refused-submissions sabotage must be caught on, every one.
@@ -620,6 +621,20 @@ fn bad_scenarios_are_refused_with_a_reason() {
             "latency_ms",
         ),
         (format!("{base}no_task_lost = true\n"), "[tasks]"),
+        (format!("{base}records_survive = true\n"), "[records]"),
+        (format!("{base}anchors_linearizable = true\n"), "[anchors]"),
+        (
+            "name = \"x\"\nduration_s = 10\n[cluster]\nnodes = 4\n[records]\ncount = 4\n\
+             put_until_s = 3\nread_at_s = [8, 6]\n[invariants]\n"
+                .to_string(),
+            "read_at_s must be in order",
+        ),
+        (
+            "name = \"x\"\nduration_s = 10\n[cluster]\nnodes = 4\n[anchors]\nclients = 1\n\
+             [[faults]]\nat_s = 1\nkind = \"crash\"\nnodes = [\"aclient-0\"]\n[invariants]\n"
+                .to_string(),
+            "cannot crash",
+        ),
         (
             "name = \"x\"\nduration_s = 10\n[tasks]\ncount = 1\nsubmit_until_s = 2\n[invariants]\n"
                 .to_string(),

@@ -382,7 +382,12 @@ pub fn run_with(
                 verdict.record(at, anchors::linearizable(&calls, &wipes));
             }
             if inv.anchors_available {
-                verdict.record(at, anchors::available(&calls, &disturbances));
+                let first = scenario
+                    .faults
+                    .first()
+                    .map_or(Duration::ZERO, |f| secs(f.at_s));
+                let check = anchors::available(&calls, &disturbances, (first, quiet));
+                verdict.record(at, check);
             }
             if let Some(bound) = inv.anchors_reachable_within_s {
                 let check = anchors::reachable_after(&calls, &running, quiet + secs(bound));

@@ -280,7 +280,13 @@ pub fn linearizable(calls: &[Call], crashes: &[(Duration, String)]) -> Check {
 /// Liveness `anchors_available` (PA): every call answers unless, while it
 /// ran, its host was down or the link between the client and the host was
 /// disturbed (a partition on the other side does not excuse it).
-pub fn available(calls: &[Call], disturbances: &Disturbances) -> Check {
+/// `faults` is when the faults were in effect (first to last), to count the
+/// calls answered meanwhile: the check says nothing if none were.
+pub fn available(
+    calls: &[Call],
+    disturbances: &Disturbances,
+    faults: (Duration, Duration),
+) -> Check {
     let mut wrong = Vec::new();
     let mut excused = 0usize;
     for call in calls {
@@ -301,12 +307,17 @@ pub fn available(calls: &[Call], disturbances: &Disturbances) -> Check {
         ));
     }
     let answered = calls.iter().filter(|c| c.result.is_ok()).count();
+    let during = calls
+        .iter()
+        .filter(|c| c.result.is_ok() && c.invoked >= faults.0 && c.completed <= faults.1)
+        .count();
     Check::new(
         "anchors_available",
         Class::Liveness,
         wrong,
         format!(
-            "{answered} of {} calls answered, {excused} failures excused by a fault",
+            "{answered} of {} calls answered ({during} between the first and last fault), \
+             {excused} failures excused by a fault",
             calls.len()
         ),
     )
