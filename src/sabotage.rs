@@ -25,6 +25,9 @@ pub enum Sabotage {
     /// Record holders never pass their records on (stays armed for the whole
     /// run): a record dies once its first holders have all restarted empty.
     SkipRepublish,
+    /// A host acknowledges one anchor set but never applies it (strikes
+    /// once): a later get returns an older value, or nothing.
+    DropAnchorSet,
 }
 
 impl Sabotage {
@@ -36,6 +39,7 @@ impl Sabotage {
             Sabotage::RefuseSubmissions => "refuse-submissions",
             Sabotage::AcceptImpossibleReports => "accept-impossible-reports",
             Sabotage::SkipRepublish => "skip-republish",
+            Sabotage::DropAnchorSet => "drop-anchor-set",
         }
     }
 
@@ -47,6 +51,7 @@ impl Sabotage {
             Sabotage::RefuseSubmissions,
             Sabotage::AcceptImpossibleReports,
             Sabotage::SkipRepublish,
+            Sabotage::DropAnchorSet,
         ]
         .into_iter()
         .find(|s| s.name() == name)

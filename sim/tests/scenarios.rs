@@ -266,6 +266,33 @@ fn records_that_are_never_republished_are_reported_lost() {
     }
 }
 
+/// The anchors' broken build: one set is acknowledged but never applied. The
+/// first of [`SEARCH_SEEDS`] seeds on which `anchors_linearizable` reports a
+/// read that misses it must replay, and be clean unarmed.
+#[test]
+fn an_acknowledged_anchor_set_that_was_dropped_is_caught() {
+    let (_, scenario) = load("anchors-partition.toml");
+    let options = RunOptions {
+        sabotage: Some(Sabotage::DropAnchorSet),
+    };
+    let base = root_seed(1);
+    let found = (base..base.saturating_add(SEARCH_SEEDS)).find_map(|seed| {
+        let verdict = run_with(&scenario, seed, options).expect("run");
+        let hit = verdict
+            .safety_violations
+            .iter()
+            .any(|v| v.starts_with("anchors_linearizable: "));
+        hit.then_some((seed, verdict))
+    });
+    let Some((seed, first)) = found else {
+        panic!("drop-anchor-set went unnoticed by {SEARCH_SEEDS} seeds from {base}");
+    };
+    let again = run_with(&scenario, seed, options).expect("run");
+    assert_eq!(first.safety_violations, again.safety_violations);
+    assert_eq!(first.digest, again.digest);
+    assert!(run(&scenario, seed).expect("run").is_clean(), "seed {seed}");
+}
+
 /// The anchor checks judge a history, so they are shown failing on made-up
 /// ones: a read of a value never set there, a stale read after an
 /// acknowledged overwrite, a lost value with no crash to explain it, and a
