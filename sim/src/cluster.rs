@@ -6,16 +6,19 @@
 //! event into shared [`Observations`] that a test reads between simulation steps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ww_sched::anchor::{AnchorLimits, AnchorServer};
 use ww_sched::boot::{
     AnyDiscovery, BootClient, BootServerConfig, BootService, MulticastSurvey, PeerInfo,
     SurveyConfig, WallClock,
 };
 use ww_sched::cluster::{LeaveReason, Membership, MembershipConfig, ViewEvent};
 use ww_sched::pubsub::PubSub;
+use ww_sched::records::{take_part, RecordService, RecordsConfig};
 use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
 
 use crate::derive_seed;
@@ -97,6 +100,11 @@ pub struct MemberSetup {
     /// The boot server to discover through (instead of the multicast survey);
     /// the node's topics then form a mesh of the peers it connected to.
     pub boot: Option<PeerInfo>,
+    /// The node runs a record service and takes part in the DHT, passing its
+    /// records on at this period.
+    pub records_every: Option<Duration>,
+    /// The node serves its anchors.
+    pub anchors: bool,
 }
 
 /// The boot server of host `host` under `seed`: its peer id and address.
@@ -157,11 +165,37 @@ pub async fn run_member(
     }
     let mut config = crate::host_config(seed, &name, setup.keyed);
     config.mesh = setup.boot.is_some();
-    let (_transport, pubsub, membership) =
+    let identity = config.identity.clone();
+    let (transport, pubsub, membership) =
         join_cluster_via(seed, &name, start, config, setup.boot.as_ref(), |config| {
             config.ttl_ms = ttl_ms
         })
         .await?;
+    let membership = Rc::new(membership);
+    // Both services start empty on every start: a restart loses what they held.
+    let _records = match setup.records_every {
+        Some(every) => {
+            let service = RecordService::new(RecordsConfig {
+                wall_clock: sim_wall_clock(),
+                republish_every: every,
+                ..RecordsConfig::default()
+            });
+            let serving = service.serve(&transport)?;
+            let view = membership.clone();
+            let part = tokio::task::spawn_local(take_part(
+                service,
+                transport.clone(),
+                identity,
+                move || view.view_peers(),
+            ));
+            Some((serving, part))
+        }
+        None => None,
+    };
+    let _anchors = match setup.anchors {
+        true => Some(AnchorServer::new(AnchorLimits::default()).serve(&transport)?),
+        false => None,
+    };
     let mut events = membership.watch();
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let topic = pubsub.join(TRAFFIC_TOPIC);
@@ -315,7 +349,10 @@ pub fn add_members_keyed(
     publish_every: Option<Duration>,
     keyed: bool,
 ) -> SharedObservations {
-    let setup = MemberSetup { keyed, boot: None };
+    let setup = MemberSetup {
+        keyed,
+        ..MemberSetup::default()
+    };
     add_members_with(sim, seed, names, ttl_ms, publish_every, &setup)
 }
 

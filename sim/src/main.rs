@@ -37,7 +37,9 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        show-unsynced-results: it answers reads with run outcomes not yet fsynced,
        so a crash can take back a result a client saw;
        refuse-submissions: it answers every POST /tasks with 500;
-       accept-impossible-reports: it records worker reports that cannot be true).
+       accept-impossible-reports: it records worker reports that cannot be true;
+       skip-republish: record holders never pass records on to the closest hosts;
+       drop-anchor-set: a host acknowledges one anchor set but never applies it).
 
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 

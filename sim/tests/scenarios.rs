@@ -111,6 +111,8 @@ fn a_scenario_run_is_deterministic_per_seed() {
         "gateway-restart.toml",
         "channel-held-links.toml",
         "boot-server-loss.toml",
+        "dht-churn.toml",
+        "anchors-partition.toml",
     ] {
         let (file, scenario) = load(name);
         let seed = root_seed(6);
@@ -226,6 +228,129 @@ fn the_history_checker_catches_a_lost_task_and_a_changed_result() {
         "history_checked",
         "results_stable",
     );
+}
+
+/// The records' broken build: holders never pass their records on. In
+/// dht-churn every node is lost (in pairs, restarting empty) once, so every
+/// record put before the losses is gone by the end, and `records_survive`
+/// must report it as a durability (liveness) miss, not as a forged record;
+/// unarmed, the same seeds are clean.
+#[test]
+fn records_that_are_never_republished_are_reported_lost() {
+    let (_, scenario) = load("dht-churn.toml");
+    let options = RunOptions {
+        sabotage: Some(Sabotage::SkipRepublish),
+    };
+    for seed in [root_seed(1), root_seed(1).wrapping_add(1)] {
+        let verdict = run_with(&scenario, seed, options).expect("run");
+        assert!(
+            verdict
+                .liveness_violations
+                .iter()
+                .any(|v| v.starts_with("records_survive: record ")
+                    && v.contains("missing at read round")),
+            "seed {seed}: {:?}",
+            verdict.liveness_violations
+        );
+        assert!(
+            verdict.safety_violations.is_empty(),
+            "seed {seed}: {:?}",
+            verdict.safety_violations
+        );
+        let clean = run(&scenario, seed).expect("run");
+        assert!(
+            clean.is_clean(),
+            "seed {seed}: {:?}",
+            clean.liveness_violations
+        );
+    }
+}
+
+/// The anchors' broken build: one set is acknowledged but never applied. The
+/// first of [`SEARCH_SEEDS`] seeds on which `anchors_linearizable` reports a
+/// read that misses it must replay, and be clean unarmed.
+#[test]
+fn an_acknowledged_anchor_set_that_was_dropped_is_caught() {
+    let (_, scenario) = load("anchors-partition.toml");
+    let options = RunOptions {
+        sabotage: Some(Sabotage::DropAnchorSet),
+    };
+    let base = root_seed(1);
+    let found = (base..base.saturating_add(SEARCH_SEEDS)).find_map(|seed| {
+        let verdict = run_with(&scenario, seed, options).expect("run");
+        let hit = verdict
+            .safety_violations
+            .iter()
+            .any(|v| v.starts_with("anchors_linearizable: "));
+        hit.then_some((seed, verdict))
+    });
+    let Some((seed, first)) = found else {
+        panic!("drop-anchor-set went unnoticed by {SEARCH_SEEDS} seeds from {base}");
+    };
+    let again = run_with(&scenario, seed, options).expect("run");
+    assert_eq!(first.safety_violations, again.safety_violations);
+    assert_eq!(first.digest, again.digest);
+    assert!(run(&scenario, seed).expect("run").is_clean(), "seed {seed}");
+}
+
+/// The anchor checks judge a history, so they are shown failing on made-up
+/// ones: a read of a value never set there, a stale read after an
+/// acknowledged overwrite, a lost value with no crash to explain it, and a
+/// call that failed with no fault between client and host.
+#[test]
+fn the_anchor_checks_catch_invented_stale_and_lost_values() {
+    use std::time::Duration;
+    use ww_sim::scenario::Disturbances;
+    use ww_sim::workload::anchors::{available, linearizable, Call, Op};
+    let ms = Duration::from_millis;
+    let call = |op: Op, from: u64, to: u64, result: Result<Option<&str>, &str>| Call {
+        client: "aclient-0".into(),
+        host: "node-000".into(),
+        key: 0,
+        op,
+        invoked: ms(from),
+        completed: ms(to),
+        result: result
+            .map(|v| v.map(str::to_string))
+            .map_err(str::to_string),
+    };
+    let set = |v: &str, from, to| call(Op::Set(v.into()), from, to, Ok(None));
+    let good = vec![
+        set("a", 0, 10),
+        call(Op::Get, 20, 30, Ok(Some("a"))),
+        set("b", 40, 50),
+        // Concurrent with the set of c: either answer is right.
+        set("c", 60, 80),
+        call(Op::Get, 65, 70, Ok(Some("b"))),
+        call(Op::Get, 66, 75, Ok(Some("c"))),
+    ];
+    assert!(linearizable(&good, &[]).held());
+    // After a crash of the host, nothing is right too.
+    let mut wiped = good.clone();
+    wiped.push(call(Op::Get, 200, 210, Ok(None)));
+    assert!(linearizable(&wiped, &[(ms(150), "node-000".into())]).held());
+
+    let bad = [
+        (call(Op::Get, 90, 95, Ok(Some("z"))), "no set of that value"),
+        (call(Op::Get, 90, 95, Ok(Some("a"))), "stale"),
+        (
+            call(Op::Get, 90, 95, Ok(None)),
+            "no crash of the host followed",
+        ),
+    ];
+    for (read, needle) in bad {
+        let mut history = good.clone();
+        history.push(read);
+        let check = linearizable(&history, &[]);
+        assert!(
+            check.violations.iter().any(|v| v.contains(needle)),
+            "{needle}: {:?}",
+            check.violations
+        );
+    }
+    let failed = vec![call(Op::Get, 100, 1100, Err("timed out"))];
+    let faults = (Duration::ZERO, ms(2000));
+    assert!(!available(&failed, &Disturbances::default(), faults).held());
 }
 
 /// Seeds the refused-submissions sabotage must be caught on, every one.
@@ -523,6 +648,20 @@ fn bad_scenarios_are_refused_with_a_reason() {
             "latency_ms",
         ),
         (format!("{base}no_task_lost = true\n"), "[tasks]"),
+        (format!("{base}records_survive = true\n"), "[records]"),
+        (format!("{base}anchors_linearizable = true\n"), "[anchors]"),
+        (
+            "name = \"x\"\nduration_s = 10\n[cluster]\nnodes = 4\n[records]\ncount = 4\n\
+             put_until_s = 3\nread_at_s = [8, 6]\n[invariants]\n"
+                .to_string(),
+            "read_at_s must be in order",
+        ),
+        (
+            "name = \"x\"\nduration_s = 10\n[cluster]\nnodes = 4\n[anchors]\nclients = 1\n\
+             [[faults]]\nat_s = 1\nkind = \"crash\"\nnodes = [\"aclient-0\"]\n[invariants]\n"
+                .to_string(),
+            "cannot crash",
+        ),
         (
             "name = \"x\"\nduration_s = 10\n[tasks]\ncount = 1\nsubmit_until_s = 2\n[invariants]\n"
                 .to_string(),

@@ -42,6 +42,10 @@ pub struct Scenario {
     pub channel: Option<ChannelSpec>,
     /// Pubsub traffic among the membership nodes.
     pub pubsub: Option<PubsubSpec>,
+    /// The nodes run the records DHT; host `dht-client` puts and reads back.
+    pub records: Option<RecordsSpec>,
+    /// The nodes serve anchors; hosts `aclient-i` set and get them.
+    pub anchors: Option<AnchorsSpec>,
     /// The cluster's swarm key and hostile hosts.
     #[serde(default)]
     pub security: SecuritySpec,
@@ -214,6 +218,76 @@ fn default_think_ms_max() -> u64 {
 pub struct PubsubSpec {
     /// How often each node publishes, in milliseconds.
     pub interval_ms: u64,
+}
+
+/// `[records]`: every membership node runs a record service and takes part in
+/// the DHT; host `dht-client` puts `count` content records at seeded times and
+/// reads every acknowledged one back at each of `read_at_s`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsSpec {
+    /// How many records.
+    pub count: usize,
+    /// Puts happen at seeded times in `[put_from_s, put_until_s]`.
+    #[serde(default = "default_submit_from_s")]
+    pub put_from_s: f64,
+    /// See `put_from_s`.
+    pub put_until_s: f64,
+    /// Seeded payload bytes per record.
+    #[serde(default = "default_payload_bytes")]
+    pub payload_bytes: usize,
+    /// How often each holder passes its records on (`RecordsConfig::republish_every`).
+    #[serde(default = "default_republish_every_s")]
+    pub republish_every_s: f64,
+    /// When the client reads every acknowledged record back (checkpoints; the
+    /// last is the final read).
+    pub read_at_s: Vec<f64>,
+}
+
+fn default_payload_bytes() -> usize {
+    64
+}
+
+fn default_republish_every_s() -> f64 {
+    5.0
+}
+
+/// `[anchors]`: every membership node serves its anchors; hosts `aclient-0` ..
+/// each set or get one of `keys` paths on a seeded node every `interval_ms`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorsSpec {
+    /// How many clients.
+    pub clients: usize,
+    /// Paths per host the clients share (`/<peer>/sim/k<j>`).
+    #[serde(default = "default_anchor_keys")]
+    pub keys: usize,
+    /// A client's pause between operations.
+    #[serde(default = "default_anchor_interval_ms")]
+    pub interval_ms: u64,
+    /// Share of operations that are sets (the rest are gets).
+    #[serde(default = "default_set_percent")]
+    pub set_percent: u32,
+}
+
+fn default_anchor_keys() -> usize {
+    2
+}
+
+fn default_anchor_interval_ms() -> u64 {
+    250
+}
+
+fn default_set_percent() -> u32 {
+    50
+}
+
+/// The records client's host name.
+pub const DHT_CLIENT_HOST: &str = "dht-client";
+
+/// Anchor client `i`'s host name.
+pub fn anchor_client_name(i: usize) -> String {
+    format!("aclient-{i}")
 }
 
 /// `[security]`: a private cluster and the hosts that attack it.
@@ -444,6 +518,26 @@ pub struct Invariants {
     /// rogue worker, and no report that cannot be true was recorded.
     #[serde(default)]
     pub forgeries_attributed: bool,
+    /// Safety: every record read back has the bytes that were put under its key.
+    #[serde(default)]
+    pub records_intact: bool,
+    /// Liveness (durability): every acknowledged record is found at every
+    /// read, unless more of its holders were lost within one republish window
+    /// than it had.
+    #[serde(default)]
+    pub records_survive: bool,
+    /// Safety: per host and path, a get returns a value set there and not
+    /// overwritten by a set acknowledged before the get began (nor lost in a
+    /// restart), and nothing only when no such set exists.
+    #[serde(default)]
+    pub anchors_linearizable: bool,
+    /// Liveness: every operation answers unless its host was down or its
+    /// link to the client disturbed while it ran.
+    #[serde(default)]
+    pub anchors_available: bool,
+    /// Liveness: this long after the last fault, every operation on every
+    /// running host answers.
+    pub anchors_reachable_within_s: Option<f64>,
 }
 
 /// The scenario files (`*.toml`) in `dir`, sorted by name.
@@ -531,6 +625,12 @@ impl Scenario {
         hosts.extend((0..self.security.rogue_workers).map(rogue_name));
         if self.security.tap {
             hosts.insert(TAP_HOST.into());
+        }
+        if self.records.is_some() {
+            hosts.insert(DHT_CLIENT_HOST.into());
+        }
+        if let Some(anchors) = &self.anchors {
+            hosts.extend((0..anchors.clients).map(anchor_client_name));
         }
         if let Some(channel) = &self.channel {
             hosts.insert(CHANNEL_HOST.into());

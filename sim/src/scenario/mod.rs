@@ -12,7 +12,7 @@ pub mod swarm;
 mod validate;
 mod verdict;
 
-pub use faults::{Cause, Window};
+pub use faults::{Cause, Disturbances, Window};
 pub use format::*;
 pub use run::{run, run_with, RunOptions, TICK, UDP_CAPACITY};
 pub use verdict::{Check, Class, Verdict};

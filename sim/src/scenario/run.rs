@@ -13,7 +13,7 @@ use ww_sched::transport::PeerId;
 use super::faults::{apply, describe, Disturbances};
 use super::format::{
     node_names, outsider_name, rogue_name, secs, FaultKind, Scenario, BOOT_HOST, CLIENT_HOST,
-    GATEWAY_HOST, TAP_HOST,
+    DHT_CLIENT_HOST, GATEWAY_HOST, TAP_HOST,
 };
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
@@ -23,7 +23,9 @@ use crate::cluster::{
 };
 use crate::derive_seed;
 use crate::disk::SimDisk;
-use crate::workload::{adversary, channel, channel_check, pubsub_check, tasks, tasks_check};
+use crate::workload::{
+    adversary, anchors, channel, channel_check, pubsub_check, records, tasks, tasks_check,
+};
 use crate::Trace;
 
 /// The simulation's tick.
@@ -139,6 +141,8 @@ pub fn run_with(
             .boot
             .as_ref()
             .map(|_| boot_server_info(seed, BOOT_HOST)),
+        records_every: scenario.records.as_ref().map(|r| secs(r.republish_every_s)),
+        anchors: scenario.anchors.is_some(),
     };
     let members = add_members_with(
         &mut sim,
@@ -173,6 +177,16 @@ pub fn run_with(
         .map(|n| (peer_of(seed, &n), n))
         .collect();
     let forger_ids: BTreeSet<String> = forgers.keys().map(|p| p.to_string()).collect();
+    let records_log = scenario
+        .records
+        .as_ref()
+        .map(|spec| records::add_client(&mut sim, seed, scenario.cluster.nodes, spec));
+    let anchor_log = scenario
+        .anchors
+        .as_ref()
+        .map(|spec| anchors::add_clients(&mut sim, seed, scenario.cluster.nodes, spec));
+    // Every loss of a node's memory: a crash, or a restart of a running node.
+    let mut wipes: Vec<(Duration, String)> = Vec::new();
     let channel_log = scenario
         .channel
         .as_ref()
@@ -228,6 +242,14 @@ pub fn run_with(
             }
             apply(&mut sim, fault, &disk);
             for n in &fault.nodes {
+                let wiped = match fault.kind {
+                    FaultKind::Crash => true,
+                    FaultKind::Restart => running.contains(n),
+                    _ => false,
+                };
+                if wiped && n.starts_with("node-") {
+                    wipes.push((at, n.clone()));
+                }
                 if n.starts_with("node-") {
                     match fault.kind {
                         FaultKind::Crash => running.remove(n),
@@ -336,6 +358,41 @@ pub fn run_with(
             let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let check = adversary::outsiders_excluded(&members, tasks.as_deref(), &hostile, &log);
             verdict.record(at, check);
+        }
+        if let (Some(log), Some(spec)) = (&records_log, &scenario.records) {
+            let log = log.lock().unwrap_or_else(|p| p.into_inner());
+            if inv.records_intact {
+                let client = peer_of(seed, DHT_CLIENT_HOST);
+                verdict.record(at, records::intact(&log, client));
+            }
+            if inv.records_survive {
+                let window = records::republish_window(
+                    Duration::from_millis(u64::from(scenario.cluster.ttl_ms)),
+                    secs(spec.republish_every_s),
+                );
+                verdict.record(
+                    at,
+                    records::survive(&log, &wipes, window, spec.read_at_s.len()),
+                );
+            }
+        }
+        if let Some(log) = &anchor_log {
+            let calls = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if inv.anchors_linearizable {
+                verdict.record(at, anchors::linearizable(&calls, &wipes));
+            }
+            if inv.anchors_available {
+                let first = scenario
+                    .faults
+                    .first()
+                    .map_or(Duration::ZERO, |f| secs(f.at_s));
+                let check = anchors::available(&calls, &disturbances, (first, quiet));
+                verdict.record(at, check);
+            }
+            if let Some(bound) = inv.anchors_reachable_within_s {
+                let check = anchors::reachable_after(&calls, &running, quiet + secs(bound));
+                verdict.record(at, check);
+            }
         }
         if scenario.pubsub.is_some() {
             let obs = members.lock().unwrap_or_else(|p| p.into_inner());

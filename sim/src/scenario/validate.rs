@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::format::{
-    receiver_name, secs, FaultKind, Scenario, CHANNEL_HOST, CLIENT_HOST, GATEWAY_HOST,
+    receiver_name, secs, FaultKind, Scenario, CHANNEL_HOST, CLIENT_HOST, DHT_CLIENT_HOST,
+    GATEWAY_HOST,
 };
 use super::ScenarioError;
 use crate::cluster::SAMPLE_INTERVAL;
@@ -157,6 +158,58 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(records) = &self.records {
+            if self.cluster.nodes == 0 {
+                return err("[records] needs membership nodes ([cluster] nodes)");
+            }
+            if records.count == 0 || records.count > 1_000 {
+                return err(format!(
+                    "records.count must be in 1..=1000, got {}",
+                    records.count
+                ));
+            }
+            if records.payload_bytes == 0 || records.payload_bytes > 4_096 {
+                return err("records.payload_bytes must be in 1..=4096");
+            }
+            if !(records.put_from_s.is_finite()
+                && records.put_from_s >= 0.0
+                && records.put_until_s >= records.put_from_s
+                && records.put_until_s <= self.duration_s)
+            {
+                return err("records: need 0 <= put_from_s <= put_until_s <= duration_s");
+            }
+            if !(records.republish_every_s.is_finite() && records.republish_every_s >= 0.1) {
+                return err("records.republish_every_s must be at least 0.1");
+            }
+            let mut last = records.put_until_s;
+            if records.read_at_s.is_empty() {
+                return err("records.read_at_s needs at least one read");
+            }
+            for &at in &records.read_at_s {
+                if !(at.is_finite() && at >= last && at < self.duration_s) {
+                    return err(format!(
+                        "records.read_at_s must be in order, after put_until_s and before \
+                         duration_s, got {at}"
+                    ));
+                }
+                last = at;
+            }
+        }
+        if let Some(anchors) = &self.anchors {
+            if self.cluster.nodes == 0 {
+                return err("[anchors] needs membership nodes ([cluster] nodes)");
+            }
+            if anchors.clients == 0
+                || anchors.clients > 64
+                || anchors.keys == 0
+                || anchors.keys > 64
+            {
+                return err("anchors: clients and keys must be in 1..=64");
+            }
+            if anchors.interval_ms < 10 || anchors.set_percent > 100 {
+                return err("anchors: interval_ms must be >= 10, set_percent at most 100");
+            }
+        }
         if let Some(pubsub) = &self.pubsub {
             if self.cluster.nodes == 0 {
                 return err("[pubsub] needs membership nodes ([cluster] nodes)");
@@ -268,6 +321,8 @@ impl Scenario {
             // system's guarantees.
             for name in &fault.nodes {
                 let driver = name == CLIENT_HOST
+                    || name == DHT_CLIENT_HOST
+                    || name.starts_with("aclient-")
                     || name == CHANNEL_HOST
                     || name.starts_with("sender-")
                     || name.starts_with("receiver-");
@@ -312,7 +367,27 @@ impl Scenario {
 
     fn validate_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
-        let workloads: [Workload<'_>; 6] = [
+        let workloads: [Workload<'_>; 8] = [
+            (
+                "[records]",
+                self.records.is_some(),
+                &[
+                    (inv.records_intact, "records_intact"),
+                    (inv.records_survive, "records_survive"),
+                ],
+            ),
+            (
+                "[anchors]",
+                self.anchors.is_some(),
+                &[
+                    (inv.anchors_linearizable, "anchors_linearizable"),
+                    (inv.anchors_available, "anchors_available"),
+                    (
+                        inv.anchors_reachable_within_s.is_some(),
+                        "anchors_reachable_within_s",
+                    ),
+                ],
+            ),
             (
                 "[security] rogue_workers and [tasks]",
                 self.security.rogue_workers > 0 && self.tasks.is_some(),
@@ -416,6 +491,13 @@ impl Scenario {
                 Duration::from_millis(200),
             )?;
         }
+        // Operations invoked in [quiet + b, end - 1 s] are judged: some must be.
+        bound(
+            "anchors_reachable_within_s",
+            quiet,
+            inv.anchors_reachable_within_s,
+            Duration::from_secs(2),
+        )?;
         // Messages published in [quiet + b, end - b] are judged: that window
         // must exist.
         bound(

@@ -1,11 +1,13 @@
 //! Workloads a scenario runs on top of the membership cluster (task submissions
-//! through the gateway, channel traffic, pubsub traffic) and the invariants
+//! through the gateway, channel traffic, pubsub traffic, records, anchors) and the invariants
 //! judged on what they observed.
 
 pub mod adversary;
+pub mod anchors;
 pub mod channel;
 pub mod channel_check;
 pub mod pubsub_check;
+pub mod records;
 pub mod tasks;
 pub mod tasks_check;
 pub mod tasks_history;
