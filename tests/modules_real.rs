@@ -53,8 +53,10 @@ fn submit(http: &str, repeats: &str) {
     );
 }
 
-#[test]
-fn workers_fetch_a_module_from_the_records_instead_of_the_gateway() {
+/// Module transfers in a cluster of a gateway and 3 workers (started with
+/// `worker_flags`) running one task of 1 run, then one of 40: (sent by the
+/// gateway, fetched from the records), over all workers.
+fn module_transfers(worker_flags: &[&str]) -> (u64, u64) {
     let discover = format!("/ip4/228.8.8.8/udp/{}/multicast/lo", free_udp_port());
     let data = TempDir::new("modules-real");
     let mut gateway = Proc::start(&[
@@ -69,19 +71,18 @@ fn workers_fetch_a_module_from_the_records_instead_of_the_gateway() {
         &discover,
     ]);
     let http = gateway.wait_for("http on ", Duration::from_secs(30));
-    let workers: Vec<StartedWorker> = (0..3)
-        .map(|_| start_worker(&discover, &["--metrics", "127.0.0.1:0", "--slots", "2"]))
-        .collect();
+    let mut flags = vec!["--metrics", "127.0.0.1:0", "--slots", "2"];
+    flags.extend_from_slice(worker_flags);
+    let workers: Vec<StartedWorker> = (0..3).map(|_| start_worker(&discover, &flags)).collect();
     let metrics: Vec<String> = workers
         .iter()
         .map(|w| {
-            let line = w
-                .proc
+            w.proc
                 .seen
                 .iter()
                 .find_map(|l| l.strip_prefix("metrics on "))
-                .expect("the worker printed its metrics address");
-            line.to_string()
+                .expect("the worker printed its metrics address")
+                .to_string()
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -102,28 +103,45 @@ fn workers_fetch_a_module_from_the_records_instead_of_the_gateway() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-
-    // One run: one worker is sent the module and leaves it in the records.
-    submit(&http, "1");
     let total = |name: &str| metrics.iter().map(|url| metric(url, name)).sum::<u64>();
+
+    // One run: one worker is sent the module (and leaves it in the records).
+    submit(&http, "1");
     assert_eq!(total("ww_sched_worker_modules_received_total"), 1);
     std::thread::sleep(Duration::from_secs(2));
 
-    // Many runs over all three: the two others find it by hash.
+    // Many runs over all three.
     submit(&http, "40");
     let ran: Vec<u64> = metrics
         .iter()
         .map(|url| metric(url, "ww_sched_worker_runs_started_total"))
         .collect();
     assert!(ran.iter().all(|&n| n > 0), "every worker ran: {ran:?}");
-    let received = total("ww_sched_worker_modules_received_total");
-    let fetched = total("ww_sched_worker_modules_fetched_total");
+    (
+        total("ww_sched_worker_modules_received_total"),
+        total("ww_sched_worker_modules_fetched_total"),
+    )
+}
+
+#[test]
+fn workers_fetch_a_module_from_the_records_instead_of_the_gateway() {
+    let module_bytes = ww_sched::tasks::HASH_PUZZLE_WASM.len() as u64;
+    let (sent, fetched) = module_transfers(&[]);
+    let (sent_without, fetched_without) = module_transfers(&["--no-records-modules"]);
     eprintln!(
-        "module sent by the gateway {received} times, fetched from the records {fetched} times"
+        "with the records: the gateway sent the module {sent} times ({} bytes), {fetched} \
+         fetched from the records; without: sent {sent_without} times ({} bytes)",
+        sent * module_bytes,
+        sent_without * module_bytes
     );
-    assert_eq!(received, 1, "the gateway sent the module more than once");
+    assert_eq!(sent, 1, "the gateway sent the module more than once");
     assert_eq!(
         fetched, 2,
         "the two other workers fetched it from the records"
+    );
+    assert_eq!(fetched_without, 0);
+    assert!(
+        sent_without >= 3,
+        "without the records each worker is sent it"
     );
 }

@@ -57,6 +57,10 @@ pub struct WorkerArgs {
     /// it on loopback or a network only the scraper reaches.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<std::net::SocketAddr>,
+    /// Do not look modules up in the cluster's records, nor leave there the
+    /// ones the gateway sends: every module then comes from the gateway.
+    #[arg(long)]
+    no_records_modules: bool,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -143,12 +147,14 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         )
         .await?,
     );
-    host_services.share_modules(
-        &node.module_source(),
-        node.transport(),
-        identity.clone(),
-        membership.clone(),
-    );
+    if !args.no_records_modules {
+        host_services.share_modules(
+            &node.module_source(),
+            node.transport(),
+            identity.clone(),
+            membership.clone(),
+        );
+    }
     host_services.join_dht(node.transport(), identity, membership.clone());
     let locator = match &args.dial {
         None => GatewayLocator::Membership,
