@@ -5,26 +5,18 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use support::{free_udp_port, run_observer, start_worker, stdout_of_success, Proc, TempDir};
+use support::{
+    free_udp_port, run_observer, start_gateway_discovering, start_worker, stdout_of_success,
+    TempDir,
+};
 
 #[test]
 fn ls_lists_every_host_and_anchors_hold_bytes() {
     let discover = format!("/ip4/228.8.8.8/udp/{}/multicast/lo", free_udp_port());
     let data = TempDir::new("anchors-real");
-    let mut gateway = Proc::start(&[
-        "gateway",
-        "--http",
-        "127.0.0.1:0",
-        "--data",
-        data.path(),
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--discover",
-        &discover,
-    ]);
-    let gateway_peer = gateway.wait_for("gateway peer id: ", Duration::from_secs(30));
+    let gateway = start_gateway_discovering(data.path(), "/ip4/127.0.0.1/tcp/0", &discover, &[]);
+    let gateway_peer = gateway.peer.clone();
     let workers = [start_worker(&discover, &[]), start_worker(&discover, &[])];
     let hosts: BTreeSet<String> = workers
         .iter()

@@ -8,7 +8,9 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{free_udp_port, http_agent, start_worker, Proc, StartedWorker, TempDir};
+use support::{
+    free_udp_port, http_agent, start_gateway_discovering, start_worker, StartedWorker, TempDir,
+};
 
 fn metric(url: &str, name: &str) -> u64 {
     let text = http_agent(Duration::from_secs(10))
@@ -59,18 +61,8 @@ fn submit(http: &str, repeats: &str) {
 fn module_transfers(worker_flags: &[&str]) -> (u64, u64) {
     let discover = format!("/ip4/228.8.8.8/udp/{}/multicast/lo", free_udp_port());
     let data = TempDir::new("modules-real");
-    let mut gateway = Proc::start(&[
-        "gateway",
-        "--http",
-        "127.0.0.1:0",
-        "--data",
-        data.path(),
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--discover",
-        &discover,
-    ]);
-    let http = gateway.wait_for("http on ", Duration::from_secs(30));
+    let gateway = start_gateway_discovering(data.path(), "/ip4/127.0.0.1/tcp/0", &discover, &[]);
+    let http = gateway.http.clone();
     let mut flags = vec!["--metrics", "127.0.0.1:0", "--slots", "2"];
     flags.extend_from_slice(worker_flags);
     let workers: Vec<StartedWorker> = (0..3).map(|_| start_worker(&discover, &flags)).collect();

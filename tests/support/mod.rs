@@ -116,6 +116,16 @@ pub struct StartedGateway {
 /// API on a port the OS chooses, no discovery, plus `extra` flags; waits until
 /// it printed where it is.
 pub fn start_gateway(data: &str, listen: &str, extra: &[&str]) -> StartedGateway {
+    start_gateway_discovering(data, listen, "none", extra)
+}
+
+/// [`start_gateway`] with discovery `discover` instead of none.
+pub fn start_gateway_discovering(
+    data: &str,
+    listen: &str,
+    discover: &str,
+    extra: &[&str],
+) -> StartedGateway {
     let mut args = vec![
         "gateway",
         "--http",
@@ -125,7 +135,7 @@ pub fn start_gateway(data: &str, listen: &str, extra: &[&str]) -> StartedGateway
         "--listen",
         listen,
         "--discover",
-        "none",
+        discover,
     ];
     args.extend_from_slice(extra);
     let mut proc = Proc::start(&args);
