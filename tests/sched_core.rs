@@ -225,6 +225,27 @@ fn a_run_past_its_duration_is_stopped_and_timed_out() {
 }
 
 #[test]
+fn a_worker_that_reports_its_own_deadline_times_the_run_out_too() {
+    // The worker's wall clock can end the run a moment before the gateway's
+    // timer does; the run's status must not depend on which came first.
+    let mut s = Scheduler::new(config(1));
+    s.worker_joined(0, "w", 1);
+    s.submit(0, spec("t", 0, 0, 1, 100)).unwrap();
+    let deadline = ww_sched::sched::RunOutcome::TaskFailed {
+        kind: "deadline".into(),
+        message: "wall time of 100 ms exceeded".into(),
+        stdout: String::new(),
+        fuel_used: 7,
+    };
+    s.run_finished(99, &id("t"), 0, 1, deadline);
+    let task = s.task(&id("t")).unwrap();
+    assert_eq!(task.runs[0].status, RunStatus::TimedOut);
+    assert_eq!(task.runs[0].error_kind.as_deref(), Some("deadline"));
+    assert_eq!(task.status, TaskStatus::Failed);
+    assert!(stops(&s.tick(100)).is_empty(), "already final");
+}
+
+#[test]
 fn transport_failure_retries_on_another_worker_after_bounded_backoff() {
     for seed in 0..20 {
         let mut s = Scheduler::new(config(seed));

@@ -7,6 +7,7 @@ use super::types::{
     truncated, Run, RunStatus, Task, TaskId, TaskStatus, ERROR_BYTES_MAX, ERROR_KIND_BYTES_MAX,
     RESULTS_MAX, STDOUT_BYTES_MAX,
 };
+use crate::exec::ErrorKind;
 
 impl Scheduler {
     /// Brings the state up to `now_ms`: creates due runs, times out overdue ones, places.
@@ -279,7 +280,13 @@ impl Scheduler {
                 stdout,
                 fuel_used,
             } => {
-                run.status = RunStatus::Failed;
+                // The worker's wall clock and the gateway's deadline timer race to
+                // end a run past its limit; either way it is the same event.
+                run.status = if kind == ErrorKind::Deadline.as_str() {
+                    RunStatus::TimedOut
+                } else {
+                    RunStatus::Failed
+                };
                 run.stdout = truncated(&stdout, STDOUT_BYTES_MAX);
                 run.fuel_used = fuel_used;
                 run.error_kind = Some(truncated(&kind, ERROR_KIND_BYTES_MAX));
