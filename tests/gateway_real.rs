@@ -6,8 +6,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{free_tcp_port, http_agent, Proc, StartedGateway, TempDir};
+use support::{
+    free_tcp_port, get, submit_form, wait_final, wait_for_workers, Proc, StartedGateway, TempDir,
+};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 
 /// Spins `input` times; about a second per 10^8 on this machine's wasmi.
@@ -26,82 +27,6 @@ fn start_gateway(data: &TempDir, p2p_port: u16) -> Gateway {
 fn start_worker(gateway: &Gateway) -> (Proc, String) {
     let started = support::start_worker("none", &["--dial", &gateway.dial]);
     (started.proc, started.peer)
-}
-
-fn agent() -> ureq::Agent {
-    http_agent(Duration::from_secs(30))
-}
-
-fn get(url: &str) -> Value {
-    agent()
-        .get(url)
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_json()
-        .unwrap()
-}
-
-/// The original's multipart form.
-fn submit_form(http: &str, fields: &[(&str, &str)], wasm: &[u8]) -> Value {
-    let boundary = "ww-test-boundary-7d1f";
-    let mut body = Vec::new();
-    for (name, value) in fields {
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
-        );
-    }
-    body.extend_from_slice(
-        format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"task.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
-        )
-        .as_bytes(),
-    );
-    body.extend_from_slice(wasm);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let mut response = agent()
-        .post(&format!("{http}/tasks"))
-        .header(
-            "Content-Type",
-            &format!("multipart/form-data; boundary={boundary}"),
-        )
-        .send(&body[..])
-        .unwrap();
-    assert_eq!(response.status(), 201, "submission refused");
-    response.body_mut().read_json().unwrap()
-}
-
-fn wait_for_workers(http: &str, count: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let workers = get(&format!("{http}/workers"));
-        if workers.as_array().map_or(0, Vec::len) == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool never had {count} workers: {workers}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn wait_final(http: &str, id: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let task = get(&format!("{http}/tasks/{id}"));
-        if matches!(
-            task["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        ) {
-            return task;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} not finished in {timeout:?}: {task}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

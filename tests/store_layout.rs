@@ -3,16 +3,20 @@
 //! tables always agree with the headers, and a batch that would make them
 //! disagree is refused whole; retention deletes the oldest finished tasks
 //! first, within its bound; layouts 1 and 2 are migrated on open; an unknown
-//! layout or a gap in the runs is refused.
+//! layout or a gap in the runs is refused. The tests of the layout's rules run
+//! on both engines (the embedded store and PostgreSQL) and must agree.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use pg_support::PgDatabase;
 use redb::{Database, ReadableTable, TableDefinition};
 use ww_sched::sched::{
-    Batch, Op, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, StoreError, Task,
-    TaskId, TaskSpec, TaskStatus,
+    Batch, Op, PgOptions, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store,
+    StoreError, Task, TaskId, TaskSpec, TaskStatus,
 };
+
+mod pg_support;
 
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const RUNS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("runs");
@@ -49,6 +53,12 @@ impl Drop for TempFile {
 
 fn open(file: &TempFile) -> Store {
     let store = Store::open(&file.0).expect("open");
+    store.put_module(MODULE, 0).expect("module");
+    store
+}
+
+fn open_pg(db: &PgDatabase) -> Store {
+    let store = Store::postgres(&db.url, PgOptions::default()).expect("connect");
     store.put_module(MODULE, 0).expect("module");
     store
 }
@@ -115,10 +125,7 @@ fn ids(tasks: &[Task]) -> Vec<&str> {
     tasks.iter().map(|t| t.spec.id.as_str()).collect()
 }
 
-#[test]
-fn a_change_writes_the_header_and_only_the_listed_runs() {
-    let file = TempFile::new("listed");
-    let store = open(&file);
+fn a_change_writes_the_header_and_only_the_listed_runs(store: &Store) {
     let before = task_with_runs("t", 3, 0, 1);
     store.put_task(&before).expect("put whole");
     let after = task_with_runs("t", 3, 2, 1);
@@ -141,10 +148,7 @@ fn a_change_writes_the_header_and_only_the_listed_runs() {
     );
 }
 
-#[test]
-fn lists_come_from_headers_by_status_with_a_cursor() {
-    let file = TempFile::new("list");
-    let store = open(&file);
+fn lists_come_from_headers_by_status_with_a_cursor(store: &Store) {
     let done = ["a", "c", "e"].map(|n| task_with_runs(n, 1, 1, 5));
     let open_ = ["b", "d"].map(|n| task_with_runs(n, 2, 0, 5));
     let all: Vec<&Task> = done.iter().chain(open_.iter()).collect();
@@ -185,10 +189,7 @@ fn lists_come_from_headers_by_status_with_a_cursor() {
     assert_eq!(store.finished_count().unwrap(), 3);
 }
 
-#[test]
-fn batches_that_would_make_the_tables_disagree_are_refused_whole() {
-    let file = TempFile::new("refused");
-    let store = open(&file);
+fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) {
     let finished = task_with_runs("f", 1, 1, 5);
     store.put_task(&finished).expect("put");
     let fresh = task_with_runs("n", 1, 0, 5);
@@ -249,10 +250,7 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole() {
     assert_eq!(store.module_refs().unwrap()[&module_hash()].tasks, 1);
 }
 
-#[test]
-fn retention_deletes_the_oldest_finished_first_within_its_bound() {
-    let file = TempFile::new("expire");
-    let store = open(&file);
+fn retention_deletes_the_oldest_finished_first_within_its_bound(store: &Store) {
     let tasks: Vec<Task> = (0..6u64)
         .map(|i| task_with_runs(&format!("t{i}"), 2, 2, 100 + i))
         .collect();
@@ -301,10 +299,7 @@ fn retention_deletes_the_oldest_finished_first_within_its_bound() {
     assert_eq!(store.module_refs().unwrap()[&module_hash()].tasks, 3);
 }
 
-#[test]
-fn modules_are_deleted_only_when_no_task_refers_to_them() {
-    let file = TempFile::new("modules");
-    let store = open(&file);
+fn modules_are_deleted_only_when_no_task_refers_to_them(store: &Store) {
     let other = b"\0asm\x01\0\0\0\0".to_vec();
     let other_hash = store.put_module(&other, 3).expect("module");
     store.put_task(&task_with_runs("t", 1, 0, 1)).expect("put");
@@ -330,6 +325,33 @@ fn modules_are_deleted_only_when_no_task_refers_to_them() {
         40
     );
 }
+
+/// Runs a test on a fresh store of each engine: the embedded one and PostgreSQL.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn redb() {
+                let file = super::TempFile::new(stringify!($name));
+                super::$name(&super::open(&file));
+            }
+
+            #[test]
+            fn postgres() {
+                let db = super::PgDatabase::new(stringify!($name));
+                super::$name(&super::open_pg(&db));
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    a_change_writes_the_header_and_only_the_listed_runs,
+    lists_come_from_headers_by_status_with_a_cursor,
+    batches_that_would_make_the_tables_disagree_are_refused_whole,
+    retention_deletes_the_oldest_finished_first_within_its_bound,
+    modules_are_deleted_only_when_no_task_refers_to_them,
+);
 
 /// Writes a layout-1 file: whole tasks as JSON, version 1.
 fn write_layout_1(path: &Path, tasks: &[Task]) {
@@ -457,7 +479,7 @@ fn an_unknown_layout_is_refused_untouched() {
     }
     let refused = Store::open(&file.0).expect_err("layout 4 must be refused");
     assert!(
-        matches!(refused, StoreError::Version { found: 4 }),
+        matches!(refused, StoreError::Version { found: 4, .. }),
         "{refused}"
     );
     assert_eq!(version(&file.0), 4);

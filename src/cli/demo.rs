@@ -68,7 +68,6 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
         None,
         data,
         "127.0.0.1:0".parse()?,
-        16 * 1024 * 1024,
         &super::gateway::GatewayLimits::default(),
     )
     .await?;

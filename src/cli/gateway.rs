@@ -12,7 +12,7 @@ use ww_sched::gateway::{
     clock::host_clock, lock, serve, ApiAccess, ApiToken, Gateway, GatewayConfig, HttpLimits,
     Retention, API_TOKEN_FILE,
 };
-use ww_sched::sched::OPEN_TASKS_MAX_DEFAULT;
+use ww_sched::sched::{PgOptions, Store, OPEN_TASKS_MAX_DEFAULT};
 use ww_sched::transport::{Identity, Libp2pTransport, Transport};
 
 use super::ClusterArgs;
@@ -39,15 +39,60 @@ pub struct GatewayArgs {
     /// restarted gateway keeps its peer id and workers find it again.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Largest request body (and module upload), in bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    body_bytes_max: usize,
+    #[command(flatten)]
+    store: StoreArgs,
     #[command(flatten)]
     api: ApiArgs,
     #[command(flatten)]
     limits: GatewayLimits,
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// Where a gateway keeps its tasks (`ww-sched gateway`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct StoreArgs {
+    /// Keep tasks in PostgreSQL instead of the embedded database in DATA:
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DB (or a libpq key=value string).
+    /// Several gateways may share one database. The schema is created or
+    /// migrated at start. Prefer the environment variable to the flag when
+    /// the URL holds a password (flags show in `ps`).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WW_SCHED_STORE",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
+    /// Connections to PostgreSQL kept open (with --store).
+    #[arg(long, default_value_t = PgOptions::default().connections)]
+    pub store_connections: usize,
+}
+
+impl StoreArgs {
+    /// The store these flags name, opened (embedded: in `data`).
+    fn open(&self, data: &Path) -> Result<Option<Store>> {
+        let Some(url) = &self.store else {
+            return Ok(None);
+        };
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains('='))
+        {
+            bail!("--store: expected postgres://USER@HOST:PORT/DB (or a libpq key=value string)");
+        }
+        let options = PgOptions {
+            connections: self.store_connections.clamp(1, 64),
+            ..PgOptions::default()
+        };
+        let store = Store::postgres(url, options).with_context(|| {
+            format!(
+                "cannot open the task store on PostgreSQL (data directory {} still holds the key and token)",
+                data.display()
+            )
+        })?;
+        Ok(Some(store))
+    }
 }
 
 /// Who may use the REST API (`ww-sched gateway`).
@@ -85,7 +130,13 @@ pub struct GatewayLimits {
     /// How long a module no task refers to is kept (s, m, h or d).
     #[arg(long, default_value = "1h", value_parser = parse_duration_ms)]
     pub module_grace: u64,
+    /// Largest request body (and module upload), in bytes.
+    #[arg(long, default_value_t = BODY_BYTES_MAX_DEFAULT)]
+    pub body_bytes_max: usize,
 }
+
+/// The default of --body-bytes-max: 16 MiB.
+pub const BODY_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
 
 impl Default for GatewayLimits {
     fn default() -> Self {
@@ -95,6 +146,7 @@ impl Default for GatewayLimits {
             retain: retention.retain_ms.unwrap_or(0),
             finished_max: retention.finished_max,
             module_grace: retention.module_grace_ms,
+            body_bytes_max: BODY_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -149,7 +201,6 @@ pub async fn start(
     membership: Option<Rc<Membership>>,
     data: &Path,
     http: SocketAddr,
-    body_bytes_max: usize,
     limits: &GatewayLimits,
 ) -> Result<RunningGateway> {
     start_with(
@@ -157,9 +208,9 @@ pub async fn start(
         membership,
         data,
         http,
-        body_bytes_max,
         limits,
         &ApiArgs::default(),
+        &StoreArgs::default(),
     )
     .await
 }
@@ -170,12 +221,12 @@ pub async fn start_with(
     membership: Option<Rc<Membership>>,
     data: &Path,
     http: SocketAddr,
-    body_bytes_max: usize,
     limits: &GatewayLimits,
     api: &ApiArgs,
+    store: &StoreArgs,
 ) -> Result<RunningGateway> {
     let mut config = GatewayConfig::new(data.to_path_buf());
-    config.body_bytes_max = body_bytes_max;
+    config.body_bytes_max = limits.body_bytes_max;
     config.sched.seed = rand::random();
     config.sched.open_tasks_max = limits.open_tasks_max;
     config.retention = Retention {
@@ -184,7 +235,14 @@ pub async fn start_with(
         module_grace_ms: limits.module_grace,
         ..Retention::default()
     };
-    let gateway = Gateway::start(transport, membership, host_clock(), config).await?;
+    let gateway = match store.open(data)? {
+        Some(store) => {
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("cannot create data directory {}", data.display()))?;
+            Gateway::start_with_store(transport, membership, host_clock(), config, store).await?
+        }
+        None => Gateway::start(transport, membership, host_clock(), config).await?,
+    };
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .with_context(|| format!("cannot serve HTTP on {http}"))?;
@@ -252,9 +310,9 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         Some(membership),
         &args.data,
         args.http,
-        args.body_bytes_max,
         &args.limits,
         &args.api,
+        &args.store,
     )
     .await?;
     // Wildcard listeners report one address per interface just after binding.

@@ -260,3 +260,83 @@ pub fn stdout_of_success(output: &std::process::Output, what: &str) -> String {
     );
     String::from_utf8(output.stdout.clone()).expect("utf-8 output")
 }
+
+/// A client for the API with a 30 s timeout.
+pub fn agent() -> ureq::Agent {
+    http_agent(Duration::from_secs(30))
+}
+
+/// GET `url` as JSON.
+pub fn get(url: &str) -> serde_json::Value {
+    agent()
+        .get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap()
+}
+
+/// Submits the original's multipart form with `wasm`; the created task.
+pub fn submit_form(http: &str, fields: &[(&str, &str)], wasm: &[u8]) -> serde_json::Value {
+    let boundary = "ww-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"wasm\"; filename=\"task.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(wasm);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut response = agent()
+        .post(&format!("{http}/tasks"))
+        .header(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(response.status(), 201, "submission refused");
+    response.body_mut().read_json().unwrap()
+}
+
+/// Waits until the gateway at `http` lists `count` workers.
+pub fn wait_for_workers(http: &str, count: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let workers = get(&format!("{http}/workers"));
+        if workers.as_array().map_or(0, Vec::len) == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool never had {count} workers: {workers}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until task `id` is final; its view.
+pub fn wait_final(http: &str, id: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let task = get(&format!("{http}/tasks/{id}"));
+        if matches!(
+            task["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} not finished in {timeout:?}: {task}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,32 +1,31 @@
-//! Durable storage of tasks, runs, modules and idempotency keys.
+//! Durable storage of tasks, runs, modules and idempotency keys, behind one
+//! interface ([`TaskStore`]) with two engines:
 //!
-//! Backed by redb: pure Rust (no C toolchain, unlike SQLite), one file, ACID
-//! transactions with copy-on-write B-trees, and a durable commit fsyncs before
-//! readers see it, so what a reader sees survives a crash. Every change is a
-//! [`Batch`] of operations committed in one transaction: a submission's task,
-//! module and idempotency key are written together or not at all.
+//! - `embedded` (the default): redb, one file beside the gateway, nothing to
+//!   run or configure;
+//! - `pg`: PostgreSQL, a server that several gateways can share.
 //!
-//! Layout 3 (the tables are in `layout.rs`): a task's header (spec, status,
-//! counters, no runs) is JSON under its id and each run is JSON under (id,
-//! index), so a change writes the header and the runs that changed, and a list
-//! reads headers only. Two indexes serve the gateway without scans: tasks by
-//! status (a restart loads only the unfinished ones) and finished tasks by the
-//! time they finished (retention deletes the oldest first). Modules carry a
-//! count of the tasks that refer to them and since when none has.
+//! Both commit every change as a [`Batch`] of operations in one transaction
+//! (a submission's task, module and idempotency key are written together or
+//! not at all), check that the batch keeps their tables in agreement (a batch
+//! that would not is refused whole), and answer reads from committed state
+//! only. What differs is said in docs/ARCHITECTURE.md ("The task store").
 
 mod batch;
-mod layout;
-mod read;
+mod embedded;
+mod pg;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Builder, Database, StorageBackend};
+use redb::StorageBackend;
 
 pub use batch::{Batch, BatchReport, DeletedTask, Op, PurgeOutcome};
-pub use layout::STORE_VERSION;
-pub use read::ModuleRefs;
+pub use embedded::{RedbStore, STORE_VERSION};
+pub use pg::{PgOptions, PgStore, PG_SCHEMA_VERSION};
 
 use super::id::TaskId;
+use super::types::{Run, Task, TaskHeader, TaskStatus};
 
 /// Largest module accepted, in bytes (the original's upload limit).
 pub const MODULE_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -83,11 +82,31 @@ pub enum StoreError {
         /// Its size.
         bytes: usize,
     },
+    /// A PostgreSQL statement or connection failed; the transaction it was
+    /// part of is rolled back (if the connection broke during COMMIT, the
+    /// server decided; nothing was acknowledged either way).
+    #[error("{what}: PostgreSQL: {source}")]
+    Postgres {
+        /// What was being read or written.
+        what: String,
+        /// Why.
+        source: Box<postgres::Error>,
+    },
+    /// The PostgreSQL store's connections are all busy or broken past the wait.
+    #[error("{what}: no PostgreSQL connection within {waited_ms} ms")]
+    Unavailable {
+        /// What was to be done.
+        what: String,
+        /// How long it waited.
+        waited_ms: u64,
+    },
     /// The file was written by another layout version.
-    #[error("database layout version {found}, expected 1 to {STORE_VERSION}; not opened")]
+    #[error("database layout version {found}, expected at most {expected}; not opened")]
     Version {
         /// The version found.
         found: u64,
+        /// The newest this build knows.
+        expected: u64,
     },
 }
 
@@ -95,13 +114,14 @@ impl StoreError {
     /// The operating system's error code behind this failure, if any (EIO is
     /// 5, ENOSPC 28): operators need it to tell a full disk from a broken one.
     pub fn os_error(&self) -> Option<i32> {
-        let source = match self {
+        let source: &(dyn std::error::Error + 'static) = match self {
             StoreError::Open { source, .. }
             | StoreError::Write { source, .. }
-            | StoreError::Read { source, .. } => source,
+            | StoreError::Read { source, .. } => source.as_ref(),
+            StoreError::Postgres { source, .. } => source.as_ref(),
             _ => return None,
         };
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        let mut cause = Some(source);
         while let Some(error) = cause {
             if let Some(io) = error.downcast_ref::<std::io::Error>() {
                 return io.raw_os_error();
@@ -112,56 +132,198 @@ impl StoreError {
     }
 }
 
-/// The gateway's database. `Sync`: reads run on any thread while one thread
-/// commits (redb readers see the last commit, never one in progress).
+/// What the store holds of a module's use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleRefs {
+    /// Stored tasks that refer to it.
+    pub tasks: u64,
+    /// Since when no task has (meaningful when `tasks` is 0).
+    pub unused_since_ms: u64,
+}
+
+/// What the gateway needs of a task store. Every method is one transaction
+/// (or one consistent read) and may block: the gateway calls them off its
+/// async threads, except for single-row reads.
+pub trait TaskStore: Send + Sync + std::fmt::Debug {
+    /// The engine's name (`redb`, `postgres`), for logs and metrics.
+    fn engine(&self) -> &'static str;
+
+    /// Commits `batch` in one transaction: all of it or, on any error, none.
+    /// `durable` waits for the disk before the commit becomes visible;
+    /// otherwise a crash may lose it (only the simulation's sabotage asks).
+    fn commit(&self, batch: &Batch, durable: bool) -> Result<BatchReport, StoreError>;
+
+    /// The task's header, if stored.
+    fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError>;
+
+    /// Up to `limit` runs of the task from index `offset`, in index order.
+    fn runs(&self, id: &TaskId, offset: u32, limit: usize) -> Result<Vec<Run>, StoreError>;
+
+    /// The task's header with up to `limit` of its runs from index `offset`,
+    /// both from one commit.
+    fn task_page(
+        &self,
+        id: &TaskId,
+        offset: u32,
+        limit: usize,
+    ) -> Result<Option<(TaskHeader, Vec<Run>)>, StoreError>;
+
+    /// Up to `limit` task headers ordered by id (bytewise), after `after` (if
+    /// given) and then skipping `offset`, with `status` only (if given).
+    fn list(
+        &self,
+        status: Option<TaskStatus>,
+        after: Option<&TaskId>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TaskHeader>, StoreError>;
+
+    /// Every unfinished task with its runs, ordered by id: what a restart resumes.
+    fn open_tasks(&self) -> Result<Vec<Task>, StoreError>;
+
+    /// The module with this SHA-256, if stored.
+    fn module(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Every stored module's use, by hash.
+    fn module_refs(&self) -> Result<BTreeMap<[u8; 32], ModuleRefs>, StoreError>;
+
+    /// The task a request with idempotency `key` created, while that task is kept.
+    fn idempotency(&self, key: &str) -> Result<Option<TaskId>, StoreError>;
+
+    /// How many finished tasks are kept.
+    fn finished_count(&self) -> Result<u64, StoreError>;
+
+    /// One run of the task.
+    fn run(&self, id: &TaskId, index: u32) -> Result<Option<Run>, StoreError> {
+        Ok(self
+            .runs(id, index, 1)?
+            .into_iter()
+            .find(|r| r.index == index))
+    }
+
+    /// Writes the whole task (header and every run) in one durable transaction.
+    fn put_task(&self, task: &Task) -> Result<(), StoreError> {
+        self.put_tasks(&[task], true)
+    }
+
+    /// Writes several whole tasks in one transaction (see [`TaskStore::commit`]).
+    fn put_tasks(&self, tasks: &[&Task], durable: bool) -> Result<(), StoreError> {
+        let ops = tasks
+            .iter()
+            .map(|task| Op::PutTask {
+                header: Box::new(task.header()),
+                runs: task.runs.clone(),
+            })
+            .collect();
+        self.commit(&Batch { ops }, durable).map(drop)
+    }
+
+    /// Stores module bytes under their SHA-256 and returns it (durably); storing
+    /// twice is a no-op.
+    fn put_module(&self, bytes: &[u8], now_ms: u64) -> Result<[u8; 32], StoreError> {
+        let hash = crate::exec::ModuleHash::of(bytes).0;
+        let op = Op::PutModule {
+            hash,
+            bytes: std::sync::Arc::new(bytes.to_vec()),
+            now_ms,
+        };
+        self.commit(&Batch { ops: vec![op] }, true)?;
+        Ok(hash)
+    }
+
+    /// Makes every earlier non-durable commit durable (an empty durable commit).
+    fn sync(&self) -> Result<(), StoreError> {
+        self.commit(&Batch::default(), true).map(drop)
+    }
+
+    /// Every stored task with its runs, ordered by id (for tests and tools:
+    /// the gateway never loads finished tasks whole).
+    fn tasks(&self) -> Result<Vec<Task>, StoreError> {
+        let mut tasks = Vec::new();
+        let mut after: Option<TaskId> = None;
+        loop {
+            let page = self.list(None, after.as_ref(), 0, 1024)?;
+            let Some(last) = page.last() else {
+                return Ok(tasks);
+            };
+            after = Some(last.spec.id.clone());
+            for header in page {
+                tasks.push(whole_task(self, &header.spec.id)?);
+            }
+        }
+    }
+}
+
+/// A task with all its runs; a gap or excess in the runs is corrupt.
+fn whole_task(store: &(impl TaskStore + ?Sized), id: &TaskId) -> Result<Task, StoreError> {
+    let header = store.header(id)?.ok_or_else(|| StoreError::Corrupt {
+        what: format!("task {id}"),
+        reason: "indexed but not stored".into(),
+    })?;
+    let runs = store.runs(id, 0, usize::MAX)?;
+    let indexes_ok = runs
+        .iter()
+        .enumerate()
+        .all(|(i, r)| usize::try_from(r.index).ok() == Some(i));
+    if !indexes_ok || runs.len() != header.runs_created as usize {
+        let found: Vec<u32> = runs.iter().map(|r| r.index).take(16).collect();
+        return Err(StoreError::Corrupt {
+            what: format!("runs of task {id}"),
+            reason: format!(
+                "{} runs created but indexes {found:?}{} stored",
+                header.runs_created,
+                if runs.len() > 16 { "..." } else { "" }
+            ),
+        });
+    }
+    Ok(Task {
+        spec: header.spec,
+        status: header.status,
+        completions: header.completions,
+        submitted_ms: header.submitted_ms,
+        finished_ms: header.finished_ms,
+        runs,
+    })
+}
+
+/// The gateway's task store, whichever engine keeps it. Reads run on any
+/// thread while commits go on (each engine shows readers only commits).
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    engine: Box<dyn TaskStore>,
 }
 
-/// Any redb error, boxed: redb's errors are large and travel inside `Result`s.
-pub(super) fn boxed(e: impl Into<redb::Error>) -> Box<redb::Error> {
-    Box::new(e.into())
-}
+impl std::ops::Deref for Store {
+    type Target = dyn TaskStore;
 
-pub(super) fn write_err(what: impl Into<String>) -> impl FnOnce(Box<redb::Error>) -> StoreError {
-    let what = what.into();
-    move |source| StoreError::Write { what, source }
-}
-
-pub(super) fn read_err(what: impl Into<String>) -> impl FnOnce(Box<redb::Error>) -> StoreError {
-    let what = what.into();
-    move |source| StoreError::Read { what, source }
+    fn deref(&self) -> &Self::Target {
+        self.engine.as_ref()
+    }
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it (and its tables) if missing,
-    /// and migrating an older layout in the opening transaction.
+    /// Opens the embedded database at `path`, creating it (and its tables) if
+    /// missing, and migrating an older layout in the opening transaction.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| StoreError::Open {
-                path: path.to_owned(),
-                source: boxed(e),
-            })?;
-        let store = Store { db };
-        layout::init(&store.db)?;
-        Ok(store)
+        Ok(Store::on(RedbStore::open(path)?))
     }
 
-    /// Opens the database kept by `backend` (the simulation's crashable disk),
-    /// creating its tables if missing; `label` names it in errors.
+    /// Opens the embedded database kept by `backend` (the simulation's
+    /// crashable disk), creating its tables if missing; `label` names it in errors.
     pub fn open_on(backend: impl StorageBackend, label: &str) -> Result<Self, StoreError> {
-        let db = Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create_with_backend(backend)
-            .map_err(|e| StoreError::Open {
-                path: PathBuf::from(label),
-                source: boxed(e),
-            })?;
-        let store = Store { db };
-        layout::init(&store.db)?;
-        Ok(store)
+        Ok(Store::on(RedbStore::open_on(backend, label)?))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://USER@HOST:PORT/DB`),
+    /// creating or migrating its schema.
+    pub fn postgres(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+        Ok(Store::on(PgStore::connect(url, options)?))
+    }
+
+    /// The store kept by `engine`.
+    pub fn on(engine: impl TaskStore + 'static) -> Self {
+        Store {
+            engine: Box::new(engine),
+        }
     }
 }

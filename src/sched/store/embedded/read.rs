@@ -1,4 +1,4 @@
-//! Reading: headers, pages of runs, lists by status, the unfinished tasks a
+//! Reading redb: headers, pages of runs, lists by status, the unfinished tasks a
 //! restart resumes, modules and keys. Every read is one read transaction, so
 //! it sees one commit whole.
 
@@ -9,18 +9,10 @@ use redb::{ReadTransaction, ReadableTable};
 use super::layout::{
     BY_STATUS, FINISHED_COUNT, IDEMPOTENCY, META, MODULES, MODULE_REFS, RUNS, TASKS,
 };
-use super::{boxed, read_err, Store, StoreError};
+use super::{boxed, read_err, RedbStore};
 use crate::sched::id::TaskId;
+use crate::sched::store::{ModuleRefs, StoreError};
 use crate::sched::types::{Run, Task, TaskHeader, TaskStatus};
-
-/// What the store holds of a module's use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ModuleRefs {
-    /// Stored tasks that refer to it.
-    pub tasks: u64,
-    /// Since when no task has (meaningful when `tasks` is 0).
-    pub unused_since_ms: u64,
-}
 
 fn decode<T: serde::de::DeserializeOwned>(what: String, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
@@ -65,26 +57,31 @@ fn runs_in(
     Ok(runs)
 }
 
-impl Store {
+impl RedbStore {
     fn read(&self, what: &str) -> Result<ReadTransaction, StoreError> {
         self.db.begin_read().map_err(|e| read_err(what)(boxed(e)))
     }
 
     /// The task's header, if stored.
-    pub fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError> {
+    pub(super) fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError> {
         let txn = self.read("task")?;
         header_in(&txn, id)
     }
 
     /// Up to `limit` runs of the task from index `offset`, in index order.
-    pub fn runs(&self, id: &TaskId, offset: u32, limit: usize) -> Result<Vec<Run>, StoreError> {
+    pub(super) fn runs(
+        &self,
+        id: &TaskId,
+        offset: u32,
+        limit: usize,
+    ) -> Result<Vec<Run>, StoreError> {
         let txn = self.read("runs")?;
         runs_in(&txn, id, offset, limit)
     }
 
     /// The task's header with up to `limit` of its runs from index `offset`,
     /// both from one commit.
-    pub fn task_page(
+    pub(super) fn task_page(
         &self,
         id: &TaskId,
         offset: u32,
@@ -97,17 +94,9 @@ impl Store {
         Ok(Some((header, runs_in(&txn, id, offset, limit)?)))
     }
 
-    /// One run of the task.
-    pub fn run(&self, id: &TaskId, index: u32) -> Result<Option<Run>, StoreError> {
-        Ok(self
-            .runs(id, index, 1)?
-            .into_iter()
-            .find(|r| r.index == index))
-    }
-
     /// Up to `limit` task headers ordered by id, after `after` (if given) and
     /// then skipping `offset`, with `status` only (if given).
-    pub fn list(
+    pub(super) fn list(
         &self,
         status: Option<TaskStatus>,
         after: Option<&TaskId>,
@@ -168,7 +157,7 @@ impl Store {
     }
 
     /// Every unfinished task with its runs, ordered by id: what a restart resumes.
-    pub fn open_tasks(&self) -> Result<Vec<Task>, StoreError> {
+    pub(super) fn open_tasks(&self) -> Result<Vec<Task>, StoreError> {
         let mut ids = Vec::new();
         {
             let err = || read_err("unfinished tasks");
@@ -188,60 +177,13 @@ impl Store {
             }
         }
         ids.sort();
-        ids.iter().map(|id| self.whole_task(id)).collect()
-    }
-
-    /// Every stored task with its runs, ordered by id (for tests and tools:
-    /// the gateway never loads finished tasks whole).
-    pub fn tasks(&self) -> Result<Vec<Task>, StoreError> {
-        let mut tasks = Vec::new();
-        let mut after: Option<TaskId> = None;
-        loop {
-            let page = self.list(None, after.as_ref(), 0, 1024)?;
-            let Some(last) = page.last() else {
-                return Ok(tasks);
-            };
-            after = Some(last.spec.id.clone());
-            for header in page {
-                tasks.push(self.whole_task(&header.spec.id)?);
-            }
-        }
-    }
-
-    /// A task with all its runs; a gap or excess in the runs is corrupt.
-    fn whole_task(&self, id: &TaskId) -> Result<Task, StoreError> {
-        let header = self.header(id)?.ok_or_else(|| StoreError::Corrupt {
-            what: format!("task {id}"),
-            reason: "indexed but not stored".into(),
-        })?;
-        let runs = self.runs(id, 0, usize::MAX)?;
-        let indexes_ok = runs
-            .iter()
-            .enumerate()
-            .all(|(i, r)| usize::try_from(r.index).ok() == Some(i));
-        if !indexes_ok || runs.len() != header.runs_created as usize {
-            let found: Vec<u32> = runs.iter().map(|r| r.index).take(16).collect();
-            return Err(StoreError::Corrupt {
-                what: format!("runs of task {id}"),
-                reason: format!(
-                    "{} runs created but indexes {found:?}{} stored",
-                    header.runs_created,
-                    if runs.len() > 16 { "..." } else { "" }
-                ),
-            });
-        }
-        Ok(Task {
-            spec: header.spec,
-            status: header.status,
-            completions: header.completions,
-            submitted_ms: header.submitted_ms,
-            finished_ms: header.finished_ms,
-            runs,
-        })
+        ids.iter()
+            .map(|id| super::super::whole_task(self, id))
+            .collect()
     }
 
     /// The module with this SHA-256, if stored.
-    pub fn module(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) fn module(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         let err = || read_err("module");
         let txn = self.read("module")?;
         let table = txn.open_table(MODULES).map_err(|e| err()(boxed(e)))?;
@@ -250,7 +192,7 @@ impl Store {
     }
 
     /// Every stored module's use, by hash.
-    pub fn module_refs(&self) -> Result<BTreeMap<[u8; 32], ModuleRefs>, StoreError> {
+    pub(super) fn module_refs(&self) -> Result<BTreeMap<[u8; 32], ModuleRefs>, StoreError> {
         let err = || read_err("module references");
         let txn = self.read("module references")?;
         let table = txn.open_table(MODULE_REFS).map_err(|e| err()(boxed(e)))?;
@@ -274,7 +216,7 @@ impl Store {
     }
 
     /// The task a request with idempotency `key` created, while that task is kept.
-    pub fn idempotency(&self, key: &str) -> Result<Option<TaskId>, StoreError> {
+    pub(super) fn idempotency(&self, key: &str) -> Result<Option<TaskId>, StoreError> {
         let err = || read_err("idempotency key");
         let txn = self.read("idempotency key")?;
         let table = txn.open_table(IDEMPOTENCY).map_err(|e| err()(boxed(e)))?;
@@ -283,7 +225,7 @@ impl Store {
     }
 
     /// How many finished tasks are kept.
-    pub fn finished_count(&self) -> Result<u64, StoreError> {
+    pub(super) fn finished_count(&self) -> Result<u64, StoreError> {
         let err = || read_err("finished count");
         let txn = self.read("finished count")?;
         let table = txn.open_table(META).map_err(|e| err()(boxed(e)))?;

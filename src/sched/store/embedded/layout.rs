@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{boxed, write_err, StoreError};
+use super::{boxed, write_err};
+use crate::sched::store::StoreError;
 use crate::sched::types::{Run, Task};
 
 /// Layout version written at creation; 1 (whole tasks) and 2 (no indexes) are
@@ -65,7 +66,12 @@ pub(super) fn init(db: &Database) -> Result<(), StoreError> {
             add_indexes(&txn)?;
         }
         Some(2) => add_indexes(&txn)?,
-        Some(found) => return Err(StoreError::Version { found }),
+        Some(found) => {
+            return Err(StoreError::Version {
+                found,
+                expected: STORE_VERSION,
+            })
+        }
     }
     txn.commit().map_err(|e| err()(boxed(e)))
 }

@@ -1,0 +1,356 @@
+//! Writing to PostgreSQL: a [`Batch`] in one transaction, with the same checks
+//! as the embedded store (a batch that would make the tables disagree is
+//! refused whole, as `Corrupt`).
+
+use std::collections::HashMap;
+
+use postgres::{Statement, Transaction};
+
+use super::queries::*;
+use super::{decode, pg_err, Conn};
+use crate::sched::id::TaskId;
+use crate::sched::store::{
+    Batch, BatchReport, DeletedTask, Op, PurgeOutcome, StoreError, MODULE_BYTES_MAX,
+};
+use crate::sched::types::{hex32, Run, TaskHeader};
+
+/// A failed step: a PostgreSQL error, or a disagreement that aborts the batch.
+enum Step {
+    Pg(postgres::Error),
+    Refused(StoreError),
+}
+
+impl From<postgres::Error> for Step {
+    fn from(e: postgres::Error) -> Self {
+        Step::Pg(e)
+    }
+}
+
+fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Step {
+    Step::Refused(StoreError::Corrupt {
+        what: what.into(),
+        reason: reason.into(),
+    })
+}
+
+fn encode<T: serde::Serialize>(id: &TaskId, what: &str, value: &T) -> Result<String, Step> {
+    serde_json::to_string(value).map_err(|e| {
+        Step::Refused(StoreError::Encode {
+            id: id.clone(),
+            reason: format!("{what}: {e}"),
+        })
+    })
+}
+
+/// Milliseconds as PostgreSQL's bigint (times far past year 292 million are corrupt).
+fn ms(value: u64, what: &str) -> Result<i64, Step> {
+    i64::try_from(value).map_err(|_| corrupt(what.to_string(), format!("time {value} ms")))
+}
+
+/// One batch's transaction and the statements it runs.
+struct Writer<'c, 't> {
+    txn: &'t mut Transaction<'c>,
+    sql: &'t HashMap<&'static str, Statement>,
+    /// Change of the finished count, applied once at the end (a hot row).
+    finished_delta: i64,
+}
+
+impl Writer<'_, '_> {
+    fn st(&self, sql: &'static str) -> &Statement {
+        self.sql
+            .get(sql)
+            .expect("every statement is prepared on connect")
+    }
+
+    fn header_for_update(&mut self, id: &str) -> Result<Option<TaskHeader>, Step> {
+        let st = self.st(HEADER_FOR_UPDATE).clone();
+        let row = self.txn.query_opt(&st, &[&id])?;
+        row.map(|row| decode(format!("task {id}"), row.get::<_, &str>(0)).map_err(Step::Refused))
+            .transpose()
+    }
+
+    fn put_task(&mut self, header: &TaskHeader, runs: &[Run]) -> Result<(), Step> {
+        let id = &header.spec.id;
+        let previous = self.header_for_update(id.as_str())?;
+        let status = i16::from(header.status.code());
+        let finished_ms = if header.status.is_final() {
+            let at = header
+                .finished_ms
+                .ok_or_else(|| corrupt(format!("task {id}"), "final without a finish time"))?;
+            Some(ms(at, "finish time")?)
+        } else {
+            None
+        };
+        let json = encode(id, "header", header)?;
+        match &previous {
+            Some(old) if old.status.is_final() => {
+                return Err(corrupt(
+                    format!("task {id}"),
+                    format!(
+                        "is stored {:?}, final; it is never written again",
+                        old.status
+                    ),
+                ))
+            }
+            Some(old) if old.spec != header.spec || old.submitted_ms != header.submitted_ms => {
+                return Err(corrupt(
+                    format!("task {id}"),
+                    "a write would change its spec: another task with its id",
+                ))
+            }
+            Some(_) => {
+                let st = self.st(UPDATE_TASK).clone();
+                self.txn
+                    .execute(&st, &[&id.as_str(), &status, &finished_ms, &json])?;
+            }
+            None => {
+                self.refer(id, &header.spec.module_hash)?;
+                let key = header.spec.idempotency_key.as_deref();
+                let hash = header.spec.module_hash.as_slice();
+                let st = self.st(INSERT_TASK).clone();
+                let inserted = self.txn.execute(
+                    &st,
+                    &[&id.as_str(), &status, &finished_ms, &key, &hash, &json],
+                )?;
+                if inserted == 0 {
+                    return Err(self.insert_conflict(id, key)?);
+                }
+            }
+        }
+        if finished_ms.is_some() {
+            self.finished_delta += 1;
+        }
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut indexes = Vec::with_capacity(runs.len());
+        let mut bodies = Vec::with_capacity(runs.len());
+        for run in runs {
+            if run.index >= header.runs_created {
+                return Err(corrupt(
+                    format!("run {id}/{}", run.index),
+                    format!("beyond the {} runs created", header.runs_created),
+                ));
+            }
+            indexes.push(i64::from(run.index));
+            bodies.push(encode(id, &format!("run {}", run.index), run)?);
+        }
+        let st = self.st(UPSERT_RUNS).clone();
+        self.txn.execute(&st, &[&id.as_str(), &indexes, &bodies])?;
+        Ok(())
+    }
+
+    /// Why a new task's row was not inserted: its key names another task (or a
+    /// task with its id appeared since the lock was looked for).
+    fn insert_conflict(&mut self, id: &TaskId, key: Option<&str>) -> Result<Step, Step> {
+        if let Some(key) = key {
+            let st = self.st(TASK_OF_KEY).clone();
+            if let Some(row) = self.txn.query_opt(&st, &[&key])? {
+                let other: String = row.get(0);
+                return Ok(corrupt(
+                    format!("idempotency key {key:?}"),
+                    format!("names task {other} already"),
+                ));
+            }
+        }
+        Ok(corrupt(
+            format!("task {id}"),
+            "stored by another writer during this batch",
+        ))
+    }
+
+    /// One more task refers to the module, which must be stored.
+    fn refer(&mut self, id: &TaskId, hash: &[u8; 32]) -> Result<(), Step> {
+        let st = self.st(REFER_MODULE).clone();
+        if self.txn.execute(&st, &[&hash.as_slice()])? == 0 {
+            return Err(corrupt(
+                format!("task {id}"),
+                format!(
+                    "refers to module {} which is not stored",
+                    hex32::encode(hash)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn put_module(&mut self, hash: &[u8; 32], bytes: &[u8], now_ms: u64) -> Result<(), Step> {
+        if bytes.len() > MODULE_BYTES_MAX {
+            return Err(Step::Refused(StoreError::ModuleTooLarge {
+                bytes: bytes.len(),
+            }));
+        }
+        let now_ms = ms(now_ms, "upload time")?;
+        let st = self.st(INSERT_MODULE).clone();
+        if self
+            .txn
+            .execute(&st, &[&hash.as_slice(), &bytes, &now_ms])?
+            == 0
+        {
+            let st = self.st(TOUCH_MODULE).clone();
+            self.txn.execute(&st, &[&hash.as_slice(), &now_ms])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a finished task and everything that goes with it.
+    fn delete_task(&mut self, header: &TaskHeader, now_ms: u64) -> Result<DeletedTask, Step> {
+        let id = &header.spec.id;
+        if header.finished_ms.is_none() {
+            return Err(corrupt(format!("task {id}"), "final without a finish time"));
+        }
+        let st = self.st(DELETE_TASK).clone();
+        if self.txn.execute(&st, &[&id.as_str()])? != 1 {
+            return Err(corrupt(format!("task {id}"), "vanished while locked"));
+        }
+        self.finished_delta -= 1;
+        let hash = header.spec.module_hash;
+        let st = self.st(RELEASE_MODULE).clone();
+        let now_ms = ms(now_ms, "purge time")?;
+        if self.txn.execute(&st, &[&hash.as_slice(), &now_ms])? != 1 {
+            return Err(corrupt(
+                format!("task {id}"),
+                "its module has no reference to release",
+            ));
+        }
+        Ok(DeletedTask {
+            id: id.clone(),
+            module_hash: hash,
+        })
+    }
+
+    fn purge(&mut self, id: &TaskId, now_ms: u64, report: &mut BatchReport) -> Result<(), Step> {
+        let outcome = match self.header_for_update(id.as_str())? {
+            None => PurgeOutcome::NotFound,
+            Some(header) if !header.status.is_final() => PurgeOutcome::NotFinished,
+            Some(header) => {
+                report.deleted.push(self.delete_task(&header, now_ms)?);
+                PurgeOutcome::Purged
+            }
+        };
+        report.purged.push((id.clone(), outcome));
+        Ok(())
+    }
+
+    fn expire(
+        &mut self,
+        now_ms: u64,
+        retain_ms: Option<u64>,
+        finished_max: u64,
+        delete_max: usize,
+        report: &mut BatchReport,
+    ) -> Result<(), Step> {
+        let cutoff_ms = retain_ms.map(|r| now_ms.saturating_sub(r));
+        let st = self.st(FINISHED_FOR_UPDATE).clone();
+        let stored: i64 = self.txn.query_one(&st, &[])?.get(0);
+        let mut count = u64::try_from(stored + self.finished_delta)
+            .map_err(|_| corrupt("finished count", format!("{stored} stored")))?;
+        // One more than may be deleted: seeing it tells whether more remain.
+        let want = i64::try_from(delete_max.saturating_add(1)).unwrap_or(i64::MAX);
+        let st = self.st(OLDEST_FINISHED).clone();
+        let oldest = self.txn.query(&st, &[&want])?;
+        for (deleted, row) in oldest.into_iter().enumerate() {
+            let id: &str = row.get(0);
+            let header: TaskHeader =
+                decode(format!("task {id}"), row.get(1)).map_err(Step::Refused)?;
+            let at = header.finished_ms.unwrap_or(0);
+            let expired = cutoff_ms.is_some_and(|cutoff| at <= cutoff);
+            if !expired && count <= finished_max {
+                break;
+            }
+            if deleted == delete_max {
+                report.expire_more = true;
+                break;
+            }
+            report.deleted.push(self.delete_task(&header, now_ms)?);
+            count -= 1;
+        }
+        Ok(())
+    }
+
+    fn delete_modules(
+        &mut self,
+        hashes: &[[u8; 32]],
+        report: &mut BatchReport,
+    ) -> Result<(), Step> {
+        for hash in hashes {
+            let st = self.st(MODULE_TASKS_FOR_UPDATE).clone();
+            let tasks: i64 = self
+                .txn
+                .query_opt(&st, &[&hash.as_slice()])?
+                .map_or(0, |row| row.get(0));
+            if tasks > 0 {
+                report.modules_kept.push(*hash);
+                continue;
+            }
+            let st = self.st(DELETE_MODULE).clone();
+            self.txn.execute(&st, &[&hash.as_slice()])?;
+            report.modules_deleted.push(*hash);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, batch: &Batch, report: &mut BatchReport) -> Result<(), Step> {
+        for op in &batch.ops {
+            match op {
+                Op::PutTask { header, runs } => self.put_task(header, runs)?,
+                Op::PutModule {
+                    hash,
+                    bytes,
+                    now_ms,
+                } => self.put_module(hash, bytes, *now_ms)?,
+                Op::Purge { id, now_ms } => self.purge(id, *now_ms, report)?,
+                Op::Expire {
+                    now_ms,
+                    retain_ms,
+                    finished_max,
+                    delete_max,
+                } => self.expire(*now_ms, *retain_ms, *finished_max, *delete_max, report)?,
+                Op::DeleteModules { hashes } => self.delete_modules(hashes, report)?,
+            }
+        }
+        if self.finished_delta != 0 {
+            let st = self.st(ADD_FINISHED).clone();
+            let now: i64 = self.txn.query_one(&st, &[&self.finished_delta])?.get(0);
+            if now < 0 {
+                return Err(corrupt(
+                    "finished count",
+                    format!("{now} after {:+}", self.finished_delta),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Commits `batch` in one transaction on `conn`; `durable` waits for the
+/// server's WAL flush (`synchronous_commit`), as every acknowledgement needs.
+pub(super) fn commit(
+    conn: &mut Conn,
+    batch: &Batch,
+    durable: bool,
+) -> Result<BatchReport, StoreError> {
+    let what = batch.describe();
+    let (client, sql) = conn.open()?;
+    let mut txn = client.transaction().map_err(pg_err(what.clone()))?;
+    if !durable {
+        txn.batch_execute("SET LOCAL synchronous_commit = off")
+            .map_err(pg_err(what.clone()))?;
+    }
+    let mut report = BatchReport::default();
+    let applied = Writer {
+        txn: &mut txn,
+        sql,
+        finished_delta: 0,
+    }
+    .apply(batch, &mut report);
+    match applied {
+        // Dropping the transaction rolls it back.
+        Err(Step::Pg(source)) => Err(pg_err(what)(source)),
+        Err(Step::Refused(error)) => Err(error),
+        Ok(()) => {
+            txn.commit().map_err(pg_err(what))?;
+            Ok(report)
+        }
+    }
+}
