@@ -11,25 +11,17 @@ use std::sync::Arc;
 
 use pg_support::PgDatabase;
 use redb::{Database, ReadableTable, TableDefinition};
-use ww_sched::sched::{
-    Batch, Op, PgOptions, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store,
-    StoreError, Task, TaskId, TaskSpec, TaskStatus,
-};
+use store_support::{id, module_hash, task_with_runs, MODULE};
+use ww_sched::sched::{Batch, Op, PgOptions, RunStatus, Store, StoreError, Task, TaskStatus};
 
 mod pg_support;
+mod store_support;
 
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
 const RUNS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("runs");
 const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
 const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-/// The module every task here refers to.
-const MODULE: &[u8] = b"\0asm\x01\0\0\0";
-
-fn module_hash() -> [u8; 32] {
-    ww_sched::exec::ModuleHash::of(MODULE).0
-}
 
 /// A file under the system temp dir, removed on drop.
 struct TempFile(PathBuf);
@@ -61,49 +53,6 @@ fn open_pg(db: &PgDatabase) -> Store {
     let store = Store::postgres(&db.url, PgOptions::default()).expect("connect");
     store.put_module(MODULE, 0).expect("module");
     store
-}
-
-fn id(text: &str) -> TaskId {
-    TaskId::parse(text).expect("id")
-}
-
-/// A task of `repeats` runs due at once, all placed on one worker, the first
-/// `finished` of them succeeded at time `at`.
-fn task_with_runs(name: &str, repeats: u32, finished: u32, at: u64) -> Task {
-    let id = id(name);
-    let mut sched = Scheduler::new(SchedConfig::default());
-    sched.worker_joined(0, "w", repeats);
-    sched
-        .submit(
-            0,
-            TaskSpec {
-                id: id.clone(),
-                description: String::new(),
-                module_hash: module_hash(),
-                export: "run".into(),
-                args: vec![],
-                fuel_max: 1000,
-                memory_pages_max: 1,
-                duration_ms: 60_000,
-                schedule: Schedule {
-                    start_ms: 0,
-                    delay_ms: 0,
-                    repeats,
-                },
-                completions_initial: 0,
-                idempotency_key: Some(format!("key-{name}")),
-            },
-        )
-        .expect("submit");
-    for index in 0..finished {
-        let outcome = RunOutcome::Succeeded {
-            results: vec![i64::from(index)],
-            stdout: format!("run {index}\n"),
-            fuel_used: 1,
-        };
-        sched.run_finished(at, &id, index, 1, outcome);
-    }
-    sched.task(&id).expect("task").clone()
 }
 
 fn put(task: &Task, runs: Vec<ww_sched::sched::Run>) -> Op {

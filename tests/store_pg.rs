@@ -1,15 +1,19 @@
 //! What only the PostgreSQL store does: it creates and migrates its schema
 //! (once, however many gateways connect at the same time), refuses a schema
-//! from a newer build, recovers from a dropped connection, and never puts the
-//! password in what it prints. The layout's rules, shared with the embedded
+//! from a newer build, recovers from a dropped connection, never puts the
+//! password in what it prints; and it is shared: leases, ownership (writes of
+//! another gateway's task or under a dead lease are refused), claims of
+//! orphaned tasks, cancel requests. The layout's rules, shared with the embedded
 //! store, are tested on both in `store_layout.rs`.
 
 mod pg_support;
+mod store_support;
+
+use std::time::Duration;
 
 use pg_support::PgDatabase;
-use ww_sched::sched::{PgOptions, Store, StoreError, PG_SCHEMA_VERSION};
-
-const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+use store_support::{id, task_with_runs, MODULE};
+use ww_sched::sched::{PgOptions, Store, StoreError, Task, PG_SCHEMA_VERSION};
 
 fn options() -> PgOptions {
     PgOptions {
@@ -52,7 +56,10 @@ fn the_schema_is_created_once_by_gateways_that_connect_together() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(tables, 4, "ww_meta, ww_tasks, ww_runs, ww_modules");
+    assert_eq!(
+        tables, 6,
+        "ww_meta, ww_tasks, ww_runs, ww_modules, ww_gateways, ww_cancels"
+    );
     // Connecting again changes nothing.
     drop(stores);
     let again = Store::postgres(&db.url, options()).expect("reconnect");
@@ -127,4 +134,106 @@ fn an_unreachable_server_is_an_error_without_the_password() {
     let text = format!("{error} {error:?}");
     assert!(matches!(error, StoreError::Postgres { .. }), "{text}");
     assert!(!text.contains("s3cret-pw"), "{text}");
+}
+
+/// Gateways a and b on `db`, a with a lease of `a_lease_ms`, b of a minute.
+fn shared_pair(db: &PgDatabase, a_lease_ms: u64) -> (Store, Store) {
+    let a = Store::postgres(&db.url, options()).expect("a");
+    let b = Store::postgres(&db.url, options()).expect("b");
+    a.shared()
+        .expect("shared")
+        .register("gw-a", a_lease_ms)
+        .unwrap();
+    b.shared()
+        .expect("shared")
+        .register("gw-b", 60_000)
+        .unwrap();
+    a.put_module(MODULE, 0).unwrap();
+    (a, b)
+}
+
+fn ids(tasks: &[Task]) -> Vec<&str> {
+    tasks.iter().map(|t| t.spec.id.as_str()).collect()
+}
+
+#[test]
+fn only_the_owner_writes_and_a_dead_owners_tasks_are_claimed_once() {
+    let db = PgDatabase::new("ownership");
+    let (a, b) = shared_pair(&db, 1_500);
+    let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
+    let t1 = task_with_runs("t1", 3, 1, 5);
+    let t2 = task_with_runs("t2", 2, 0, 5);
+    a.put_tasks(&[&t1, &t2], true)
+        .expect("a writes its new tasks");
+    assert!(sb.claim(10).unwrap().is_empty(), "a's lease is live");
+    let refused = b
+        .put_task(&task_with_runs("t1", 3, 2, 6))
+        .expect_err("not b's");
+    assert!(
+        matches!(&refused, StoreError::NotOwner { owner, .. } if owner == "gw-a/1"),
+        "{refused}"
+    );
+    // a stops renewing; its lease runs out on the server's clock.
+    std::thread::sleep(Duration::from_millis(1_700));
+    assert!(sb.renew().unwrap(), "b kept renewing");
+    let claimed = sb.claim(10).unwrap();
+    assert_eq!(ids(&claimed), ["t1", "t2"]);
+    assert_eq!(claimed[0].runs, t1.runs, "claimed whole, as stored");
+    assert!(sb.claim(10).unwrap().is_empty(), "claimed once");
+    let lost = a
+        .put_task(&task_with_runs("t1", 3, 2, 6))
+        .expect_err("a's lease is dead");
+    assert!(matches!(lost, StoreError::LeaseLost { .. }), "{lost}");
+    assert!(!sa.renew().unwrap(), "a dead lease is not renewed");
+    b.put_task(&task_with_runs("t1", 3, 3, 7))
+        .expect("b owns t1 now");
+    // a comes back: a new epoch, and nothing of what b took.
+    let again = sa.register("gw-a", 1_500).unwrap();
+    assert_eq!(again.epoch, 2);
+    assert!(sa.claim(10).unwrap().is_empty());
+}
+
+#[test]
+fn a_resigned_lease_hands_tasks_over_at_once_and_a_new_epoch_reclaims_its_own() {
+    let db = PgDatabase::new("resign");
+    let (a, b) = shared_pair(&db, 60_000);
+    let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
+    a.put_tasks(&[&task_with_runs("r1", 1, 0, 5)], true)
+        .unwrap();
+    sa.resign().unwrap();
+    assert_eq!(ids(&sb.claim(10).unwrap()), ["r1"]);
+    // A gateway that restarts (a new epoch) may take back its old epoch's tasks at once.
+    b.put_tasks(&[&task_with_runs("r2", 1, 0, 5)], true)
+        .unwrap();
+    sb.register("gw-b", 60_000).unwrap();
+    assert_eq!(ids(&sb.claim(10).unwrap()), ["r1", "r2"]);
+    // Final tasks are never claimed.
+    b.put_task(&task_with_runs("r1", 1, 1, 9)).unwrap();
+    sb.register("gw-b", 60_000).unwrap();
+    assert_eq!(ids(&sb.claim(10).unwrap()), ["r2"]);
+}
+
+#[test]
+fn a_cancel_asked_of_another_gateways_task_waits_for_its_owner() {
+    let db = PgDatabase::new("cancels");
+    let (a, b) = shared_pair(&db, 60_000);
+    let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
+    a.put_tasks(&[&task_with_runs("c1", 2, 0, 5)], true)
+        .unwrap();
+    assert!(sa.cancel_requests(10).unwrap().is_empty());
+    assert!(sb.request_cancel(&id("c1"), 50).unwrap(), "asked");
+    assert!(
+        sb.request_cancel(&id("c1"), 51).unwrap(),
+        "asked twice: still asked"
+    );
+    assert!(sb.cancel_requests(10).unwrap().is_empty(), "b owns nothing");
+    assert_eq!(sa.cancel_requests(10).unwrap(), [id("c1")]);
+    // The owner writes the task final: the request is gone with it.
+    a.put_task(&task_with_runs("c1", 2, 2, 60)).unwrap();
+    assert!(sa.cancel_requests(10).unwrap().is_empty());
+    assert!(
+        !sb.request_cancel(&id("c1"), 70).unwrap(),
+        "final: nothing to ask"
+    );
+    assert!(!sb.request_cancel(&id("nope"), 70).unwrap(), "unknown");
 }

@@ -21,8 +21,8 @@ pub use scheduler::{
     WORKER_ID_BYTES_MAX,
 };
 pub use store::{
-    Batch, BatchReport, DeletedTask, ModuleRefs, Op, PgOptions, PgStore, PurgeOutcome, RedbStore,
-    Store, StoreError, TaskStore, MODULE_BYTES_MAX, PG_SCHEMA_VERSION,
+    Batch, BatchReport, DeletedTask, Lease, ModuleRefs, Op, PgOptions, PgStore, PurgeOutcome,
+    RedbStore, SharedStore, Store, StoreError, TaskStore, MODULE_BYTES_MAX, PG_SCHEMA_VERSION,
 };
 pub use types::{
     Run, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus, WorkerLoad,

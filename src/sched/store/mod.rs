@@ -14,6 +14,7 @@
 mod batch;
 mod embedded;
 mod pg;
+mod shared;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use redb::StorageBackend;
 pub use batch::{Batch, BatchReport, DeletedTask, Op, PurgeOutcome};
 pub use embedded::{RedbStore, STORE_VERSION};
 pub use pg::{PgOptions, PgStore, PG_SCHEMA_VERSION};
+pub use shared::{Lease, SharedStore};
 
 use super::id::TaskId;
 use super::types::{Run, Task, TaskHeader, TaskStatus};
@@ -99,6 +101,27 @@ pub enum StoreError {
         what: String,
         /// How long it waited.
         waited_ms: u64,
+    },
+    /// This gateway's lease on a shared store expired or was replaced: it may
+    /// no longer write or run tasks; nothing of the operation was written.
+    #[error(
+        "{what}: the lease of gateway {gateway} (epoch {epoch}) is no longer live; nothing written"
+    )]
+    LeaseLost {
+        /// What was to be done.
+        what: String,
+        /// The gateway.
+        gateway: String,
+        /// Its epoch.
+        epoch: u64,
+    },
+    /// A write of a task another gateway (or epoch) owns; nothing written.
+    #[error("task {id} is owned by {owner}, not by this gateway; nothing written")]
+    NotOwner {
+        /// The task.
+        id: TaskId,
+        /// Its owner as stored (`gateway/epoch`, or `nobody`).
+        owner: String,
     },
     /// The file was written by another layout version.
     #[error("database layout version {found}, expected at most {expected}; not opened")]
@@ -192,6 +215,11 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
 
     /// How many finished tasks are kept.
     fn finished_count(&self) -> Result<u64, StoreError>;
+
+    /// The store's leases and claims, if several gateways can share it.
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        None
+    }
 
     /// One run of the task.
     fn run(&self, id: &TaskId, index: u32) -> Result<Option<Run>, StoreError> {

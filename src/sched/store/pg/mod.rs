@@ -8,6 +8,7 @@
 //! run the server on loopback, a Unix socket or a private network
 //! (docs/SECURITY.md).
 
+mod lease;
 mod pool;
 mod queries;
 mod read;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 pub use schema::PG_SCHEMA_VERSION;
 
-use super::{Batch, BatchReport, ModuleRefs, StoreError, TaskStore};
+use super::{Batch, BatchReport, Lease, ModuleRefs, SharedStore, StoreError, TaskStore};
 use crate::sched::id::TaskId;
 use crate::sched::types::{Run, Task, TaskHeader, TaskStatus};
 use pool::{Conn, Pool};
@@ -54,6 +55,8 @@ impl Default for PgOptions {
 /// A gateway's handle on a PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
+    /// Whose writes these are, once the gateway registered (shared.rs).
+    lease: std::sync::Arc<std::sync::Mutex<Option<Lease>>>,
     /// Where, for logs: host, port and database, never the password.
     label: String,
 }
@@ -120,7 +123,11 @@ impl PgStore {
             options.connections,
             Duration::from_millis(options.wait_ms),
         )?;
-        let store = PgStore { pool, label };
+        let store = PgStore {
+            pool,
+            label,
+            lease: Default::default(),
+        };
         // One connection now: an unreachable server or a schema from a newer
         // build stops the gateway at start, not at its first request.
         store
@@ -147,8 +154,9 @@ impl TaskStore for PgStore {
 
     fn commit(&self, batch: &Batch, durable: bool) -> Result<BatchReport, StoreError> {
         let batch = batch.clone();
+        let lease = self.lease();
         self.pool.call(&batch.describe(), move |conn| {
-            write::commit(conn, &batch, durable)
+            write::commit(conn, &batch, durable, lease.as_ref())
         })
     }
 
@@ -211,5 +219,9 @@ impl TaskStore for PgStore {
 
     fn finished_count(&self) -> Result<u64, StoreError> {
         self.pool.call("finished count", read::finished_count)
+    }
+
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
     }
 }

@@ -57,6 +57,14 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Forgets the connection (and its statements); the next job connects.
+    fn drop_client(&mut self) {
+        self.client = None;
+        self.prepared.clear();
+    }
+}
+
 type Job = Box<dyn FnOnce(&mut Conn) + Send>;
 
 /// The connection threads and the queue that feeds them.
@@ -112,8 +120,17 @@ impl Pool {
     ) -> Result<T, StoreError> {
         let (answer, answered) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |conn| {
+            let result = job(conn);
+            // An error the server did not send (I/O, a closed socket, a
+            // timeout) leaves the connection in doubt: the next job makes a
+            // new one. The server's own errors leave it usable.
+            if let Err(StoreError::Postgres { source, .. }) = &result {
+                if source.as_db_error().is_none() {
+                    conn.drop_client();
+                }
+            }
             // The caller may have given up waiting; nothing to tell it then.
-            let _ = answer.send(job(conn));
+            let _ = answer.send(result);
         });
         let unavailable = || StoreError::Unavailable {
             what: what.to_string(),

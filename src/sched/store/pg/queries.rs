@@ -3,11 +3,13 @@
 //! Task ids and keys are `COLLATE "C"` (schema.rs), so `ORDER BY id` and
 //! `id > $1` compare bytes, as the embedded store does.
 
-/// A task's header, locked for the rest of the transaction.
-pub(super) const HEADER_FOR_UPDATE: &str = "SELECT header FROM ww_tasks WHERE id = $1 FOR UPDATE";
+/// A task's header and owner, locked for the rest of the transaction.
+pub(super) const HEADER_FOR_UPDATE: &str =
+    "SELECT header, owner, owner_epoch FROM ww_tasks WHERE id = $1 FOR UPDATE";
 /// A new task; nothing if its id or idempotency key is taken.
 pub(super) const INSERT_TASK: &str = "INSERT INTO ww_tasks (id, status, finished_ms, \
-     idempotency_key, module_hash, header) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+     idempotency_key, module_hash, header, owner, owner_epoch) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
 /// An unfinished task's new state.
 pub(super) const UPDATE_TASK: &str =
     "UPDATE ww_tasks SET status = $2, finished_ms = $3, header = $4 WHERE id = $1";
@@ -36,9 +38,10 @@ pub(super) const TOUCH_MODULE: &str =
 pub(super) const DELETE_MODULE: &str = "DELETE FROM ww_modules WHERE hash = $1";
 /// A task goes, and its runs with it (`ON DELETE CASCADE`).
 pub(super) const DELETE_TASK: &str = "DELETE FROM ww_tasks WHERE id = $1";
-/// The oldest finished tasks, oldest first.
+/// The oldest finished tasks, oldest first, locked; those another gateway's
+/// retention holds are skipped (it deletes them).
 pub(super) const OLDEST_FINISHED: &str = "SELECT id, header FROM ww_tasks \
-     WHERE finished_ms IS NOT NULL ORDER BY finished_ms, id LIMIT $1";
+     WHERE finished_ms IS NOT NULL ORDER BY finished_ms, id LIMIT $1 FOR UPDATE SKIP LOCKED";
 /// The count of finished tasks, locked: retention reads it, then changes it.
 pub(super) const FINISHED_FOR_UPDATE: &str =
     "SELECT value FROM ww_meta WHERE name = 'finished' FOR UPDATE";
@@ -66,6 +69,41 @@ pub(super) const MODULE: &str = "SELECT bytes FROM ww_modules WHERE hash = $1";
 /// Every module's use.
 pub(super) const MODULE_REFS: &str = "SELECT hash, tasks, unused_since_ms FROM ww_modules";
 
+/// A gateway registers: a new epoch, a lease of `$2` ms from the server's now.
+pub(super) const REGISTER: &str = "INSERT INTO ww_gateways (id, epoch, expires_at) \
+     VALUES ($1, 1, clock_timestamp() + $2 * interval '1 millisecond') \
+     ON CONFLICT (id) DO UPDATE SET epoch = ww_gateways.epoch + 1, expires_at = EXCLUDED.expires_at \
+     RETURNING epoch";
+/// A live lease is extended to `$3` ms from the server's now; an expired one is not.
+pub(super) const RENEW: &str = "UPDATE ww_gateways \
+     SET expires_at = clock_timestamp() + $3 * interval '1 millisecond' \
+     WHERE id = $1 AND epoch = $2 AND expires_at > clock_timestamp()";
+/// Whether this gateway's lease is live.
+pub(super) const LEASE_LIVE: &str = "SELECT 1 FROM ww_gateways \
+     WHERE id = $1 AND epoch = $2 AND expires_at > clock_timestamp()";
+/// A gateway that stops hands its tasks over at once.
+pub(super) const RESIGN: &str =
+    "UPDATE ww_gateways SET expires_at = clock_timestamp() WHERE id = $1 AND epoch = $2";
+/// Up to `$3` unfinished tasks without a live owner become this gateway's;
+/// tasks being written by their owner right now are skipped, not waited for.
+pub(super) const CLAIM: &str = "WITH orphans AS ( \
+       SELECT t.id FROM ww_tasks t LEFT JOIN ww_gateways g ON g.id = t.owner \
+       WHERE t.finished_ms IS NULL AND (t.owner IS NULL OR g.id IS NULL \
+         OR g.epoch <> t.owner_epoch OR g.expires_at <= clock_timestamp()) \
+       ORDER BY t.id LIMIT $3 FOR UPDATE OF t SKIP LOCKED) \
+     UPDATE ww_tasks SET owner = $1, owner_epoch = $2 FROM orphans \
+     WHERE ww_tasks.id = orphans.id RETURNING ww_tasks.id";
+/// A cancel asked at a gateway that does not own the task, unless asked already.
+pub(super) const REQUEST_CANCEL: &str = "INSERT INTO ww_cancels (task_id, requested_ms) \
+     SELECT id, $2 FROM ww_tasks WHERE id = $1 AND finished_ms IS NULL \
+     ON CONFLICT (task_id) DO NOTHING";
+/// Cancels asked of this gateway's tasks.
+pub(super) const CANCELS_FOR_OWNER: &str = "SELECT c.task_id FROM ww_cancels c \
+     JOIN ww_tasks t ON t.id = c.task_id WHERE t.owner = $1 AND t.owner_epoch = $2 \
+     ORDER BY c.task_id LIMIT $3";
+/// A task's pending cancel goes once the task is final.
+pub(super) const DELETE_CANCEL: &str = "DELETE FROM ww_cancels WHERE task_id = $1";
+
 /// Every statement, prepared when a connection opens.
 pub(super) const ALL: &[&str] = &[
     HEADER_FOR_UPDATE,
@@ -91,4 +129,12 @@ pub(super) const ALL: &[&str] = &[
     IDS_WITH_STATUS,
     MODULE,
     MODULE_REFS,
+    REGISTER,
+    RENEW,
+    LEASE_LIVE,
+    RESIGN,
+    CLAIM,
+    REQUEST_CANCEL,
+    CANCELS_FOR_OWNER,
+    DELETE_CANCEL,
 ];

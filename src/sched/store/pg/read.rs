@@ -16,7 +16,7 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn rows_to_runs(id: &TaskId, rows: Vec<postgres::Row>) -> Result<Vec<Run>, StoreError> {
+pub(super) fn rows_to_runs(id: &TaskId, rows: Vec<postgres::Row>) -> Result<Vec<Run>, StoreError> {
     rows.into_iter()
         .map(|row| {
             let index: i64 = row.get(0);

@@ -8,7 +8,7 @@ use super::pg_err;
 use crate::sched::store::StoreError;
 
 /// The newest schema this build writes; a database at a newer one is refused.
-pub const PG_SCHEMA_VERSION: u64 = 1;
+pub const PG_SCHEMA_VERSION: u64 = 2;
 
 /// The advisory lock key gateways take while they migrate ("wwsched" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0077_7773_6368_6564;
@@ -43,8 +43,29 @@ CREATE TABLE ww_modules (
 INSERT INTO ww_meta (name, value) VALUES ('finished', 0);
 "#;
 
+/// Version 2: several gateways on one database. Each gateway holds a lease
+/// (`ww_gateways`: an epoch bumped at every registration, an expiry in the
+/// server's clock); each unfinished task is owned by one gateway's epoch,
+/// which alone may write it and run it; a task whose owner's lease expired
+/// (or whose epoch is stale, or that has no owner: tasks of version 1) is
+/// claimed by another. A cancel asked at a gateway that does not own the task
+/// is a row in `ww_cancels` until the owner applies it.
+const V2: &str = r#"
+CREATE TABLE ww_gateways (
+    id text COLLATE "C" PRIMARY KEY,
+    epoch bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+ALTER TABLE ww_tasks ADD COLUMN owner text COLLATE "C", ADD COLUMN owner_epoch bigint;
+CREATE INDEX ww_tasks_open_by_owner ON ww_tasks (owner, id) WHERE finished_ms IS NULL;
+CREATE TABLE ww_cancels (
+    task_id text COLLATE "C" PRIMARY KEY REFERENCES ww_tasks (id) ON DELETE CASCADE,
+    requested_ms bigint NOT NULL
+);
+"#;
+
 /// Each version's statements, in order; version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [V1];
+const MIGRATIONS: [&str; PG_SCHEMA_VERSION as usize] = [V1, V2];
 
 /// Creates the schema or brings it to [`PG_SCHEMA_VERSION`]; refuses a newer one.
 /// Returns the version found (0 for an empty database).

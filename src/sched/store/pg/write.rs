@@ -10,7 +10,7 @@ use super::queries::*;
 use super::{decode, pg_err, Conn};
 use crate::sched::id::TaskId;
 use crate::sched::store::{
-    Batch, BatchReport, DeletedTask, Op, PurgeOutcome, StoreError, MODULE_BYTES_MAX,
+    Batch, BatchReport, DeletedTask, Lease, Op, PurgeOutcome, StoreError, MODULE_BYTES_MAX,
 };
 use crate::sched::types::{hex32, Run, TaskHeader};
 
@@ -53,6 +53,21 @@ struct Writer<'c, 't> {
     sql: &'t HashMap<&'static str, Statement>,
     /// Change of the finished count, applied once at the end (a hot row).
     finished_delta: i64,
+    /// Whose writes these are, on a shared store: new tasks are theirs, and
+    /// only their tasks may be written.
+    lease: Option<&'t Lease>,
+}
+
+/// The stored owner of a task, as `(gateway, epoch)`.
+type Owner = Option<(String, i64)>;
+
+fn owner_of(lease: Option<&Lease>) -> Owner {
+    lease.map(|l| {
+        (
+            l.gateway.clone(),
+            i64::try_from(l.epoch).unwrap_or(i64::MAX),
+        )
+    })
 }
 
 impl Writer<'_, '_> {
@@ -62,11 +77,15 @@ impl Writer<'_, '_> {
             .expect("every statement is prepared on connect")
     }
 
-    fn header_for_update(&mut self, id: &str) -> Result<Option<TaskHeader>, Step> {
+    fn header_for_update(&mut self, id: &str) -> Result<Option<(TaskHeader, Owner)>, Step> {
         let st = self.st(HEADER_FOR_UPDATE).clone();
-        let row = self.txn.query_opt(&st, &[&id])?;
-        row.map(|row| decode(format!("task {id}"), row.get::<_, &str>(0)).map_err(Step::Refused))
-            .transpose()
+        let Some(row) = self.txn.query_opt(&st, &[&id])? else {
+            return Ok(None);
+        };
+        let header = decode(format!("task {id}"), row.get::<_, &str>(0)).map_err(Step::Refused)?;
+        let owner: Option<String> = row.get(1);
+        let epoch: Option<i64> = row.get(2);
+        Ok(Some((header, owner.zip(epoch))))
     }
 
     fn put_task(&mut self, header: &TaskHeader, runs: &[Run]) -> Result<(), Step> {
@@ -82,7 +101,19 @@ impl Writer<'_, '_> {
             None
         };
         let json = encode(id, "header", header)?;
-        match &previous {
+        let me = owner_of(self.lease);
+        if let Some((old, owner)) = &previous {
+            // Final tasks have no owner left to check: the next arm refuses them.
+            if !old.status.is_final() && *owner != me {
+                return Err(Step::Refused(StoreError::NotOwner {
+                    id: id.clone(),
+                    owner: owner
+                        .as_ref()
+                        .map_or("nobody".into(), |(g, e)| format!("{g}/{e}")),
+                }));
+            }
+        }
+        match previous.as_ref().map(|(header, _)| header) {
             Some(old) if old.status.is_final() => {
                 return Err(corrupt(
                     format!("task {id}"),
@@ -108,9 +139,19 @@ impl Writer<'_, '_> {
                 let key = header.spec.idempotency_key.as_deref();
                 let hash = header.spec.module_hash.as_slice();
                 let st = self.st(INSERT_TASK).clone();
+                let (gateway, epoch) = me.unzip();
                 let inserted = self.txn.execute(
                     &st,
-                    &[&id.as_str(), &status, &finished_ms, &key, &hash, &json],
+                    &[
+                        &id.as_str(),
+                        &status,
+                        &finished_ms,
+                        &key,
+                        &hash,
+                        &json,
+                        &gateway,
+                        &epoch,
+                    ],
                 )?;
                 if inserted == 0 {
                     return Err(self.insert_conflict(id, key)?);
@@ -119,6 +160,8 @@ impl Writer<'_, '_> {
         }
         if finished_ms.is_some() {
             self.finished_delta += 1;
+            let st = self.st(DELETE_CANCEL).clone();
+            self.txn.execute(&st, &[&id.as_str()])?;
         }
         if runs.is_empty() {
             return Ok(());
@@ -222,8 +265,8 @@ impl Writer<'_, '_> {
     fn purge(&mut self, id: &TaskId, now_ms: u64, report: &mut BatchReport) -> Result<(), Step> {
         let outcome = match self.header_for_update(id.as_str())? {
             None => PurgeOutcome::NotFound,
-            Some(header) if !header.status.is_final() => PurgeOutcome::NotFinished,
-            Some(header) => {
+            Some((header, _)) if !header.status.is_final() => PurgeOutcome::NotFinished,
+            Some((header, _)) => {
                 report.deleted.push(self.delete_task(&header, now_ms)?);
                 PurgeOutcome::Purged
             }
@@ -291,6 +334,21 @@ impl Writer<'_, '_> {
     }
 
     fn apply(&mut self, batch: &Batch, report: &mut BatchReport) -> Result<(), Step> {
+        if let Some(lease) = self.lease {
+            let st = self.st(LEASE_LIVE).clone();
+            let epoch = i64::try_from(lease.epoch).unwrap_or(i64::MAX);
+            if self
+                .txn
+                .query_opt(&st, &[&lease.gateway, &epoch])?
+                .is_none()
+            {
+                return Err(Step::Refused(StoreError::LeaseLost {
+                    what: batch.describe(),
+                    gateway: lease.gateway.clone(),
+                    epoch: lease.epoch,
+                }));
+            }
+        }
         for op in &batch.ops {
             match op {
                 Op::PutTask { header, runs } => self.put_task(header, runs)?,
@@ -329,6 +387,7 @@ pub(super) fn commit(
     conn: &mut Conn,
     batch: &Batch,
     durable: bool,
+    lease: Option<&Lease>,
 ) -> Result<BatchReport, StoreError> {
     let what = batch.describe();
     let (client, sql) = conn.open()?;
@@ -342,6 +401,7 @@ pub(super) fn commit(
         txn: &mut txn,
         sql,
         finished_delta: 0,
+        lease,
     }
     .apply(batch, &mut report);
     match applied {

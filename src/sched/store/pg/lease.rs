@@ -1,0 +1,196 @@
+//! Leases, claims and cancel requests on PostgreSQL: the [`SharedStore`]
+//! side of the store, timed by the server's clock (`clock_timestamp()`), so
+//! gateways' clocks never decide who owns what.
+
+use postgres::Transaction;
+
+use super::queries::*;
+use super::read::rows_to_runs;
+use super::{decode, pg_err, Conn, PgStore};
+use crate::sched::id::TaskId;
+use crate::sched::store::{Lease, SharedStore, StoreError};
+use crate::sched::types::{Task, TaskHeader};
+
+fn epoch(lease: &Lease) -> i64 {
+    i64::try_from(lease.epoch).unwrap_or(i64::MAX)
+}
+
+fn lease_ms(lease: &Lease) -> f64 {
+    // Exact for any lease under 2^53 ms.
+    lease.lease_ms as f64
+}
+
+/// The task `id` whole, read inside `txn`.
+fn whole_task(
+    txn: &mut Transaction<'_>,
+    sql: &std::collections::HashMap<&'static str, postgres::Statement>,
+    id: &TaskId,
+) -> Result<Task, StoreError> {
+    let what = || format!("claimed task {id}");
+    let row = txn
+        .query_one(&sql[HEADER], &[&id.as_str()])
+        .map_err(pg_err(what()))?;
+    let header: TaskHeader = decode(what(), row.get(0))?;
+    let rows = txn
+        .query(&sql[RUNS], &[&id.as_str(), &0i64, &i64::MAX])
+        .map_err(pg_err(what()))?;
+    let runs = rows_to_runs(id, rows)?;
+    if runs.len() != header.runs_created as usize
+        || runs.iter().enumerate().any(|(i, r)| r.index as usize != i)
+    {
+        return Err(StoreError::Corrupt {
+            what: format!("runs of task {id}"),
+            reason: format!(
+                "{} runs created, {} stored or out of order",
+                header.runs_created,
+                runs.len()
+            ),
+        });
+    }
+    Ok(Task {
+        spec: header.spec,
+        status: header.status,
+        completions: header.completions,
+        submitted_ms: header.submitted_ms,
+        finished_ms: header.finished_ms,
+        runs,
+    })
+}
+
+impl PgStore {
+    /// The lease this store writes under, if registered.
+    pub(super) fn lease(&self) -> Option<Lease> {
+        self.lease.lock().ok().and_then(|lease| lease.clone())
+    }
+
+    fn registered(&self, what: &str) -> Result<Lease, StoreError> {
+        self.lease().ok_or_else(|| StoreError::LeaseLost {
+            what: what.to_string(),
+            gateway: "(not registered)".into(),
+            epoch: 0,
+        })
+    }
+}
+
+impl SharedStore for PgStore {
+    fn register(&self, gateway: &str, lease_ms: u64) -> Result<Lease, StoreError> {
+        let what = "gateway registration";
+        let gateway = gateway.to_string();
+        let ms = lease_ms as f64;
+        let epoch = self.pool.call(what, move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            let row = client
+                .query_one(&sql[REGISTER], &[&gateway, &ms])
+                .map_err(pg_err(what))?;
+            let epoch: i64 = row.get(0);
+            Ok((gateway, epoch))
+        })?;
+        let lease = Lease {
+            gateway: epoch.0,
+            epoch: u64::try_from(epoch.1).unwrap_or(0),
+            lease_ms,
+        };
+        if let Ok(mut held) = self.lease.lock() {
+            *held = Some(lease.clone());
+        }
+        tracing::info!(gateway = %lease.gateway, epoch = lease.epoch, lease_ms, "registered on the shared store");
+        Ok(lease)
+    }
+
+    fn renew(&self) -> Result<bool, StoreError> {
+        let what = "lease renewal";
+        let lease = self.registered(what)?;
+        self.pool.call(what, move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            let renewed = client
+                .execute(
+                    &sql[RENEW],
+                    &[&lease.gateway, &epoch(&lease), &lease_ms(&lease)],
+                )
+                .map_err(pg_err(what))?;
+            Ok(renewed == 1)
+        })
+    }
+
+    fn resign(&self) -> Result<(), StoreError> {
+        let what = "lease resignation";
+        let lease = self.registered(what)?;
+        self.pool.call(what, move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            client
+                .execute(&sql[RESIGN], &[&lease.gateway, &epoch(&lease)])
+                .map_err(pg_err(what))?;
+            Ok(())
+        })
+    }
+
+    fn claim(&self, tasks_max: usize) -> Result<Vec<Task>, StoreError> {
+        let what = "claim of orphaned tasks";
+        let lease = self.registered(what)?;
+        let max = i64::try_from(tasks_max).unwrap_or(i64::MAX);
+        self.pool.call(what, move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            let mut txn = client.transaction().map_err(pg_err(what))?;
+            let live = txn
+                .query_opt(&sql[LEASE_LIVE], &[&lease.gateway, &epoch(&lease)])
+                .map_err(pg_err(what))?;
+            if live.is_none() {
+                return Err(StoreError::LeaseLost {
+                    what: what.into(),
+                    gateway: lease.gateway.clone(),
+                    epoch: lease.epoch,
+                });
+            }
+            let rows = txn
+                .query(&sql[CLAIM], &[&lease.gateway, &epoch(&lease), &max])
+                .map_err(pg_err(what))?;
+            let mut ids: Vec<TaskId> = rows.into_iter().map(|r| TaskId(r.get(0))).collect();
+            ids.sort();
+            let mut tasks = Vec::with_capacity(ids.len());
+            for id in &ids {
+                tasks.push(whole_task(&mut txn, sql, id)?);
+            }
+            txn.commit().map_err(pg_err(what))?;
+            Ok(tasks)
+        })
+    }
+
+    fn request_cancel(&self, id: &TaskId, now_ms: u64) -> Result<bool, StoreError> {
+        let what = format!("cancel request of task {id}");
+        let id = id.clone();
+        let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        self.pool.call(&what.clone(), move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            let asked = client
+                .execute(&sql[REQUEST_CANCEL], &[&id.as_str(), &now])
+                .map_err(pg_err(what.clone()))?;
+            if asked == 1 {
+                return Ok(true);
+            }
+            // Asked already (and still unfinished), or final, or unknown.
+            let open = client
+                .query_opt(
+                    "SELECT 1 FROM ww_cancels WHERE task_id = $1",
+                    &[&id.as_str()],
+                )
+                .map_err(pg_err(what))?;
+            Ok(open.is_some())
+        })
+    }
+
+    fn cancel_requests(&self, max: usize) -> Result<Vec<TaskId>, StoreError> {
+        let what = "cancel requests";
+        let lease = self.registered(what)?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.pool.call(what, move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            let rows = client
+                .query(
+                    &sql[CANCELS_FOR_OWNER],
+                    &[&lease.gateway, &epoch(&lease), &max],
+                )
+                .map_err(pg_err(what))?;
+            Ok(rows.into_iter().map(|r| TaskId(r.get(0))).collect())
+        })
+    }
+}
