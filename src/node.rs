@@ -2,7 +2,7 @@
 //! `Worker` capability served on its protocol) and its registration with a
 //! gateway (through membership or a known peer id).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,6 +199,9 @@ pub enum GatewayLocator {
     Peer(PeerId),
     /// The first peer in the membership view with meta `role=gateway`.
     Membership,
+    /// This peer, found in the membership view: registration ends when it
+    /// leaves the view (as with `Membership`).
+    Member(PeerId),
 }
 
 /// How often a registered worker checks that its gateway is still there.
@@ -223,7 +226,7 @@ pub async fn keep_registered<T: Transport>(
 ) {
     loop {
         let gateway = match (&locator, &membership) {
-            (GatewayLocator::Peer(peer), _) => Some(*peer),
+            (GatewayLocator::Peer(peer) | GatewayLocator::Member(peer), _) => Some(*peer),
             (GatewayLocator::Membership, Some(membership)) => membership
                 .view(&Query::new(Selector::Meta(Match::exact("role=gateway"))).with_limit(1))
                 .first()
@@ -241,7 +244,7 @@ pub async fn keep_registered<T: Transport>(
                 loop {
                     tokio::time::sleep(REGISTRATION_CHECK).await;
                     let gone = match (&locator, &membership) {
-                        (GatewayLocator::Membership, Some(m)) => m
+                        (GatewayLocator::Membership | GatewayLocator::Member(_), Some(m)) => m
                             .view(&Query::new(Selector::Peer(Match::exact(
                                 gateway.to_string(),
                             ))))
@@ -264,6 +267,61 @@ pub async fn keep_registered<T: Transport>(
             }
         }
         tokio::time::sleep(REGISTRATION_RETRY).await;
+    }
+}
+
+/// Registrations kept per gateway; dropping it ends them all.
+struct Registrations<T: Transport> {
+    node: Rc<WorkerNode<T>>,
+    by_gateway: BTreeMap<PeerId, tokio::task::JoinHandle<()>>,
+}
+
+impl<T: Transport> Drop for Registrations<T> {
+    fn drop(&mut self) {
+        for task in self.by_gateway.values() {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps `node` registered with every gateway in the membership view (meta
+/// `role=gateway`): one registration each, started when the gateway appears
+/// and ended when it leaves. Each gateway is told all of the worker's slots;
+/// the worker runs at most that many at once whoever calls (its slot
+/// semaphore), and calls beyond them wait, at most `CALLS_WAITING_MAX` per
+/// gateway, then are refused as overloaded and retried elsewhere by the
+/// gateway. Runs until dropped. Must run inside a `LocalSet`.
+pub async fn keep_registered_with_every_gateway<T: Transport>(
+    node: Rc<WorkerNode<T>>,
+    membership: Rc<Membership>,
+    config: RpcConfig,
+) {
+    let mut held = Registrations {
+        node,
+        by_gateway: BTreeMap::new(),
+    };
+    let gateways = Query::new(Selector::Meta(Match::exact("role=gateway")));
+    loop {
+        let seen: BTreeSet<PeerId> = membership.view(&gateways).iter().map(|r| r.peer).collect();
+        held.by_gateway.retain(|peer, task| {
+            let keep = seen.contains(peer) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for peer in seen {
+            if !held.by_gateway.contains_key(&peer) {
+                let task = tokio::task::spawn_local(keep_registered(
+                    held.node.clone(),
+                    GatewayLocator::Member(peer),
+                    Some(membership.clone()),
+                    config,
+                ));
+                held.by_gateway.insert(peer, task);
+            }
+        }
+        tokio::time::sleep(REGISTRATION_CHECK).await;
     }
 }
 

@@ -17,7 +17,9 @@ use ww_sched::worker::WorkerConfig;
 use super::{ClusterArgs, LimitArgs};
 use std::rc::Rc;
 use ww_sched::cluster::ViewEvent;
-use ww_sched::node::{keep_registered, Callers, GatewayLocator};
+use ww_sched::node::{
+    keep_registered, keep_registered_with_every_gateway, Callers, GatewayLocator,
+};
 use ww_sched::rpc::RpcConfig;
 use ww_sched::transport::{PeerId, Transport};
 
@@ -32,12 +34,13 @@ pub struct WorkerArgs {
     /// peer id. Without it every start gets a new id.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// The gateway to register with: its peer id, or its address ending in
-    /// /p2p/<peer id>. Without it, the worker registers with whichever node the
-    /// membership view shows with meta role=gateway (on a keyed cluster only key
-    /// holders are in the view).
+    /// A gateway to register with: its peer id, or its address ending in
+    /// /p2p/<peer id>; repeatable (several gateways share the worker's slots).
+    /// Without it, the worker registers with every node the membership view
+    /// shows with meta role=gateway, as they come and go (on a keyed cluster
+    /// only key holders are in the view).
     #[arg(long, visible_alias = "gateway")]
-    dial: Option<String>,
+    dial: Vec<String>,
     /// A peer id that may call this worker directly (`ww-sched call --key`;
     /// `ww-sched id --key FILE` prints a key's id); repeatable. The gateway needs
     /// none: it calls over the worker's registration. With --swarm-key only these
@@ -156,32 +159,46 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         );
     }
     host_services.join_dht(node.transport(), identity, membership.clone());
-    let locator = match &args.dial {
-        None => GatewayLocator::Membership,
-        Some(text) => {
-            let (address, peer) = match text.parse::<PeerId>() {
-                Ok(peer) => (None, Some(peer)),
-                Err(_) => {
-                    let (address, peer) = Address::new(text.clone()).split_peer()?;
-                    (Some(address), peer)
-                }
-            };
-            let Some(peer) = peer else {
-                bail!("--dial {text}: expected a peer id or an address ending in /p2p/<peer id>");
-            };
-            if let Some(address) = address {
-                node.transport().add_peer_address(peer, address)?;
+    let mut dialed = Vec::with_capacity(args.dial.len());
+    for text in &args.dial {
+        let (address, peer) = match text.parse::<PeerId>() {
+            Ok(peer) => (None, Some(peer)),
+            Err(_) => {
+                let (address, peer) = Address::new(text.clone()).split_peer()?;
+                (Some(address), peer)
             }
-            GatewayLocator::Peer(peer)
+        };
+        let Some(peer) = peer else {
+            bail!("--dial {text}: expected a peer id or an address ending in /p2p/<peer id>");
+        };
+        if let Some(address) = address {
+            node.transport().add_peer_address(peer, address)?;
         }
-    };
+        dialed.push(peer);
+    }
     let node = Rc::new(node);
-    let mut registration = tokio::task::spawn_local(keep_registered(
-        node.clone(),
-        locator,
-        Some(membership.clone()),
-        RpcConfig::default(),
-    ));
+    let mut registration = if dialed.is_empty() {
+        tokio::task::spawn_local(keep_registered_with_every_gateway(
+            node.clone(),
+            membership.clone(),
+            RpcConfig::default(),
+        ))
+    } else {
+        let each: Vec<_> = dialed
+            .into_iter()
+            .map(|peer| {
+                keep_registered(
+                    node.clone(),
+                    GatewayLocator::Peer(peer),
+                    Some(membership.clone()),
+                    RpcConfig::default(),
+                )
+            })
+            .collect();
+        tokio::task::spawn_local(async move {
+            futures::future::join_all(each).await;
+        })
+    };
     println!(
         "joined namespace {} (instance {:016x})",
         args.cluster.namespace,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::ApiError;
-use crate::sched::{Schedule, TaskHeader, TaskId};
+use crate::sched::{Schedule, Task, TaskHeader, TaskId};
 
 /// Where a submission's module comes from.
 pub enum ModuleInput {
@@ -116,5 +116,16 @@ pub enum Command {
     Metrics {
         /// Where the snapshot goes.
         reply: oneshot::Sender<super::metrics::MetricsSnapshot>,
+    },
+    /// Tasks this gateway claimed from a shared store (their owner's lease
+    /// expired): run them from their stored state on.
+    Adopt {
+        /// The tasks, whole, as stored.
+        tasks: Vec<Task>,
+    },
+    /// Another gateway asked to cancel this gateway's task (a shared store).
+    CancelAsked {
+        /// Which.
+        id: TaskId,
     },
 }

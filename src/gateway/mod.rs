@@ -12,6 +12,7 @@ mod health;
 pub mod metrics;
 mod pool;
 mod runner;
+pub mod shared;
 mod views;
 
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ pub struct GatewayConfig {
     pub retention: Retention,
     /// Where commits and reads run.
     pub storage: StorageMode,
+    /// Lease timing, on a store several gateways share.
+    pub lease: shared::LeaseTiming,
 }
 
 impl GatewayConfig {
@@ -84,6 +87,7 @@ impl GatewayConfig {
             channel_capacity: 64,
             retention: Retention::default(),
             storage: StorageMode::Thread,
+            lease: shared::LeaseTiming::default(),
         }
     }
 }
@@ -105,6 +109,9 @@ pub enum GatewayError {
     /// Restoring the unfinished tasks failed.
     #[error("restoring tasks: {0}")]
     Restore(StoreError),
+    /// Registering on a shared store failed, or the lease timing is unsafe.
+    #[error("registering on the shared store: {0}")]
+    Lease(String),
 }
 
 /// A running gateway. Dropping it stops the core and the registration channel.
@@ -114,12 +121,17 @@ pub struct Gateway {
     metrics: Arc<GatewayMetrics>,
     events: Arc<EventBus>,
     core: tokio::task::JoinHandle<()>,
+    /// Keeps the lease on a shared store.
+    lease: Option<tokio::task::JoinHandle<()>>,
     serving: Option<ServeHandle>,
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.core.abort();
+        if let Some(lease) = &self.lease {
+            lease.abort();
+        }
     }
 }
 
@@ -153,6 +165,21 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let store = Arc::new(store);
         let health = Health::new();
+        // On a shared store: a new epoch before anything is claimed or written.
+        let registered_at = match store.shared() {
+            Some(shared) => {
+                config.lease.check().map_err(GatewayError::Lease)?;
+                let sent_at = tokio::time::Instant::now();
+                shared
+                    .register(
+                        &transport.local_peer_id().to_string(),
+                        config.lease.lease_ms,
+                    )
+                    .map_err(|e| GatewayError::Lease(e.to_string()))?;
+                Some(sent_at)
+            }
+            None => None,
+        };
         let channel = ChannelServer::new(ChanConfig {
             capacity: config.channel_capacity,
             ..ChanConfig::default()
@@ -190,6 +217,15 @@ impl Gateway {
         .map_err(GatewayError::Restore)?;
         let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_QUEUE_MAX);
         let core = tokio::task::spawn_local(core.run(receiver));
+        let lease = registered_at.map(|at| {
+            tokio::task::spawn_local(shared::keep_lease(
+                store.clone(),
+                config.lease,
+                at,
+                commands.clone(),
+                health.clone(),
+            ))
+        });
         Ok(Gateway {
             router: api::router(
                 commands,
@@ -204,6 +240,7 @@ impl Gateway {
             metrics,
             events,
             core,
+            lease,
             serving: Some(serving),
         })
     }
@@ -212,6 +249,9 @@ impl Gateway {
     /// the commit thread, are gone: the store is closed once every router
     /// clone is dropped too, and a new gateway may start on the same directory.
     pub async fn shutdown(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.abort();
+        }
         self.core.abort();
         let _ = (&mut self.core).await;
         if let Some(serving) = self.serving.take() {

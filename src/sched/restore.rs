@@ -5,7 +5,22 @@ use super::scheduler::{Out, Scheduler};
 use super::types::{RunStatus, Task, TaskStatus};
 
 impl Scheduler {
-    /// Takes in one stored task during `restore`.
+    /// Takes in stored tasks while running (tasks claimed from a gateway that
+    /// stopped): as at a restart, their runs that were in flight run again.
+    pub fn take_over(
+        &mut self,
+        now_ms: u64,
+        tasks: Vec<super::types::Task>,
+    ) -> Vec<super::scheduler::Effect> {
+        let mut out = Out::default();
+        for task in tasks {
+            self.adopt(now_ms, task, &mut out);
+        }
+        self.advance(now_ms, &mut out);
+        out.into_effects()
+    }
+
+    /// Takes in one stored task during `restore` or `take_over`.
     pub(super) fn adopt(&mut self, now_ms: u64, mut task: Task, out: &mut Out) {
         let id = task.spec.id.clone();
         if self.tasks.contains_key(&id) {

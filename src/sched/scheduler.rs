@@ -410,7 +410,7 @@ impl Out {
         }
     }
 
-    fn into_effects(self) -> Vec<Effect> {
+    pub(super) fn into_effects(self) -> Vec<Effect> {
         let mut effects = self.effects;
         effects.extend(
             self.changed

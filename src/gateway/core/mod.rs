@@ -33,7 +33,7 @@ use super::views::{MemberRow, WorkerRow};
 use super::ApiError;
 use crate::cluster::{Membership, Query, ViewEvent};
 use crate::sched::{
-    Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader, TaskId, TaskStatus,
+    Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, Task, TaskHeader, TaskId, TaskStatus,
 };
 use commit::Committer;
 use modules::Modules;
@@ -57,6 +57,9 @@ pub const EXPIRE_INTERVAL_MS: u64 = 10_000;
 pub const EXPIRE_DELETE_MAX: usize = 2_000;
 /// Most modules one batch deletes.
 pub const MODULES_COLLECT_MAX: usize = 256;
+/// Longest a cancel of another gateway's task waits for its owner to apply it:
+/// a dead owner's lease (10 s) and a claim (1 s), with room to spare.
+pub const CANCEL_ELSEWHERE_WAIT: Duration = Duration::from_secs(20);
 
 /// How long finished tasks and unused modules are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,7 +215,12 @@ impl Core {
         metrics: Arc<GatewayMetrics>,
         events: Arc<EventBus>,
     ) -> Result<Self, StoreError> {
-        let tasks = store.open_tasks()?;
+        // On a shared store, only the tasks this gateway now owns: those of
+        // gateways whose leases expired (and its own previous epoch's).
+        let tasks = match store.shared() {
+            Some(shared) => shared.claim(config.sched.open_tasks_max)?,
+            None => store.open_tasks()?,
+        };
         let modules = Modules::new(store.module_refs()?);
         let keys = tasks
             .iter()
@@ -443,8 +451,14 @@ impl Core {
                         Err(e) => drop(reply.send(Err(ApiError::BadRequest(e.to_string())))),
                     }
                 } else {
-                    // Not held: finished (cancelling changes nothing) or unknown.
+                    // Not held: finished (cancelling changes nothing), unknown,
+                    // or another gateway's (a shared store: asked of its owner).
                     let answer = match self.store.header(&id) {
+                        Ok(Some(header))
+                            if !header.status.is_final() && self.store.shared().is_some() =>
+                        {
+                            return self.cancel_elsewhere(id, reply);
+                        }
                         Ok(Some(header)) => Ok(header),
                         Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
                         Err(e) => Err(self.read_failed(e)),
@@ -513,7 +527,102 @@ impl Core {
             Command::Metrics { reply } => {
                 let _ = reply.send(self.metrics_snapshot());
             }
+            Command::Adopt { tasks } => self.adopt(tasks),
+            Command::CancelAsked { id } => {
+                // Asked through the store: answered there, once this commits.
+                if self.sched.task(&id).is_some_and(|t| !t.status.is_final()) {
+                    match self.sched.cancel((self.clock)(), &id) {
+                        Ok(effects) => self.apply(effects),
+                        Err(e) => {
+                            tracing::warn!(task = %id, error = %e, "asked cancel not applied")
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// Asks the gateway that owns `id` to cancel it, through the shared store,
+    /// and answers once the store shows the task final: so no run of it
+    /// starts after the answer. Waits at most [`CANCEL_ELSEWHERE_WAIT`] (the
+    /// owner may have died: then its lease runs out and a claimer applies the
+    /// request), then answers 503 with the request left standing.
+    fn cancel_elsewhere(
+        &mut self,
+        id: TaskId,
+        reply: oneshot::Sender<Result<TaskHeader, ApiError>>,
+    ) {
+        let now = (self.clock)();
+        let asked = match self.store.shared() {
+            Some(shared) => shared.request_cancel(&id, now),
+            None => return,
+        };
+        match asked {
+            Err(e) => {
+                let _ = reply.send(Err(self.read_failed(e)));
+            }
+            Ok(false) => {
+                // Finished meanwhile: answer with what the store holds.
+                let answer = match self.store.header(&id) {
+                    Ok(Some(header)) => Ok(header),
+                    Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+                    Err(e) => Err(self.read_failed(e)),
+                };
+                let _ = reply.send(answer);
+            }
+            Ok(true) => {
+                let store = self.store.clone();
+                tokio::task::spawn_local(async move {
+                    let deadline = tokio::time::Instant::now() + CANCEL_ELSEWHERE_WAIT;
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let read = {
+                            let (store, id) = (store.clone(), id.clone());
+                            tokio::task::spawn_blocking(move || store.header(&id)).await
+                        };
+                        let answer = match read {
+                            Ok(Ok(Some(header))) if header.status.is_final() => Ok(header),
+                            Ok(Ok(Some(_))) if tokio::time::Instant::now() < deadline => continue,
+                            Ok(Ok(Some(_))) => Err(ApiError::Busy(format!(
+                                "task {:?} is run by another gateway, which has not applied the \
+                                 cancel within {} s; the request stands: ask again to see it applied",
+                                id.0,
+                                CANCEL_ELSEWHERE_WAIT.as_secs()
+                            ))),
+                            Ok(Ok(None)) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+                            Ok(Err(e)) => Err(ApiError::Storage(format!("store read failed: {e}"))),
+                            Err(e) => Err(internal(e)),
+                        };
+                        let _ = reply.send(answer);
+                        return;
+                    }
+                });
+            }
+        }
+    }
+
+    /// Takes over tasks claimed from a shared store, as a restart would.
+    fn adopt(&mut self, tasks: Vec<Task>) {
+        let now = (self.clock)();
+        let mut taken = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if self.sched.task(&task.spec.id).is_some() {
+                // Claimed while held: the store says it is ours, so it is.
+                continue;
+            }
+            self.plan.adopted(&task);
+            self.modules.adopted(&task.spec.module_hash);
+            if let Some(key) = &task.spec.idempotency_key {
+                self.keys.insert(key.clone(), task.spec.id.clone());
+            }
+            tracing::info!(task = %task.spec.id, runs = task.runs.len(), "task taken over from a gateway whose lease expired");
+            taken.push(task);
+        }
+        if taken.is_empty() {
+            return;
+        }
+        let effects = self.sched.take_over(now, taken);
+        self.apply(effects);
     }
 
     /// Holds an answer for the next batch, or refuses it when the store failed.

@@ -66,6 +66,18 @@ impl Modules {
         }
     }
 
+    /// A task taken over from another gateway refers to the module, which the
+    /// store holds (it may be news to this gateway's mirror).
+    pub fn adopted(&mut self, hash: &[u8; 32]) {
+        self.refs
+            .entry(*hash)
+            .or_insert(ModuleRefs {
+                tasks: 0,
+                unused_since_ms: 0,
+            })
+            .tasks += 1;
+    }
+
     /// A task that referred to the module was deleted (committed) at `now_ms`.
     pub fn released(&mut self, hash: &[u8; 32], now_ms: u64) {
         if let Some(refs) = self.refs.get_mut(hash) {

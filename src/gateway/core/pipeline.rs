@@ -84,6 +84,12 @@ impl Core {
         for held in self.plan.failed(seq, cause.clone()) {
             held.refuse(&cause);
         }
+        // Nothing they report can be recorded now, and on a shared store
+        // another gateway may soon run them: stop them.
+        self.starts.clear();
+        for (_, call) in std::mem::take(&mut self.running) {
+            call.0.abort();
+        }
         self.health.trip(cause);
     }
 

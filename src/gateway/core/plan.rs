@@ -190,6 +190,14 @@ impl<A> Planner<A> {
         }
     }
 
+    /// A task taken over from the store, which holds it as `task` is now.
+    pub fn adopted(&mut self, task: &Task) {
+        self.stored.insert(
+            task.spec.id.clone(),
+            task.runs.iter().map(StoredRun::of).collect(),
+        );
+    }
+
     /// The task changed, and with it its runs `runs`: write them in the
     /// next batch. Only those runs are looked at, so a batch costs what
     /// changed, not the size of the tasks it touches.

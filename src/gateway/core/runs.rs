@@ -22,7 +22,7 @@ pub(super) struct Start {
 }
 
 /// The call carrying one or more runs; shared by the runs of a `runMany`.
-pub(super) struct RunCall(tokio::task::JoinHandle<()>);
+pub(super) struct RunCall(pub(super) tokio::task::JoinHandle<()>);
 
 impl Core {
     pub(super) fn run_done(&mut self, done: RunDone) {
@@ -127,6 +127,11 @@ impl Core {
     /// in `runMany` calls of at most [`RUN_MANY_MAX`] (whatever their tasks),
     /// so a worker with many slots gets one message for many runs.
     pub(super) fn send_starts(&mut self) {
+        // A gateway that fail-stopped starts nothing: it may no longer own
+        // the tasks (a shared store) and could not record the results.
+        if self.plan.failure().is_some() {
+            self.starts.clear();
+        }
         if self.starts.is_empty() {
             return;
         }

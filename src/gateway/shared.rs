@@ -1,0 +1,219 @@
+//! A gateway among several on one shared store: it keeps its lease, claims
+//! the tasks of gateways whose leases expired, and applies cancels other
+//! gateways were asked for its tasks.
+//!
+//! The safety rule: a renewal sent at local time `t` that succeeds makes the
+//! store's expiry at least `t + lease_ms` (the store sets it after the send),
+//! so this gateway may act (acknowledge, start runs) until `t + lease_ms -
+//! margin_ms` by its own clock. Past that without a newer successful renewal
+//! it fail-stops: the health switch refuses every answer, the process exits
+//! within a second (`ww-sched gateway`), and its runs are stopped with its
+//! connections; all before the store lets another gateway claim its tasks.
+//! Clocks are assumed to run at the same rate (no bound on drift beyond the
+//! margin).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::commands::Command;
+use super::health::Health;
+use crate::sched::{Store, StoreError};
+
+/// Lease timing of a gateway on a shared store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseTiming {
+    /// How long a renewal keeps the lease, on the store's clock.
+    pub lease_ms: u64,
+    /// How often it is renewed.
+    pub renew_ms: u64,
+    /// How long before the store's earliest expiry the gateway stops acting.
+    pub margin_ms: u64,
+    /// How often orphaned tasks are looked for.
+    pub claim_ms: u64,
+    /// How often cancels asked of this gateway's tasks are looked for.
+    pub cancel_poll_ms: u64,
+    /// Most tasks taken over in one claim.
+    pub claim_max: usize,
+}
+
+impl Default for LeaseTiming {
+    /// A 10 s lease renewed every 2.5 s; acting stops 3 s before the earliest
+    /// expiry; claims every second, cancel requests every 250 ms.
+    fn default() -> Self {
+        LeaseTiming {
+            lease_ms: 10_000,
+            renew_ms: 2_500,
+            margin_ms: 3_000,
+            claim_ms: 1_000,
+            cancel_poll_ms: 250,
+            claim_max: 256,
+        }
+    }
+}
+
+impl LeaseTiming {
+    /// Whether the timing keeps the rule: renewals well within the lease, and
+    /// a margin that leaves time to renew and to exit.
+    pub fn check(&self) -> Result<(), String> {
+        if self.renew_ms == 0 || self.cancel_poll_ms == 0 || self.claim_ms == 0 {
+            return Err("renew, claim and cancel intervals must be positive".into());
+        }
+        if self.margin_ms + 2 * self.renew_ms > self.lease_ms {
+            return Err(format!(
+                "lease of {} ms leaves no room for two renewals every {} ms and a margin of {} ms",
+                self.lease_ms, self.renew_ms, self.margin_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest a run of a crashed gateway waits before another gateway
+    /// may claim it: the lease, plus one claim interval.
+    pub fn takeover_bound_ms(&self) -> u64 {
+        self.lease_ms + self.claim_ms
+    }
+}
+
+/// Until when this gateway may act, from its successful renewals (sans-IO).
+#[derive(Clone, Copy, Debug)]
+pub struct ActWindow {
+    lease_ms: u64,
+    margin_ms: u64,
+    until: Instant,
+}
+
+impl ActWindow {
+    /// The window of a registration sent at `sent_at`.
+    pub fn new(timing: &LeaseTiming, sent_at: Instant) -> Self {
+        let mut window = ActWindow {
+            lease_ms: timing.lease_ms,
+            margin_ms: timing.margin_ms,
+            until: sent_at,
+        };
+        window.renewed(sent_at);
+        window
+    }
+
+    /// A renewal sent at `sent_at` succeeded. An older one answering late
+    /// never shortens the window.
+    pub fn renewed(&mut self, sent_at: Instant) {
+        let until = sent_at + Duration::from_millis(self.lease_ms.saturating_sub(self.margin_ms));
+        self.until = self.until.max(until);
+    }
+
+    /// Whether the gateway may still act at `now`.
+    pub fn may_act(&self, now: Instant) -> bool {
+        now < self.until
+    }
+
+    /// When acting must stop, unless renewed.
+    pub fn until(&self) -> Instant {
+        self.until
+    }
+}
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || call(&store)).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Unavailable {
+            what: format!("store call: {e}"),
+            waited_ms: 0,
+        }),
+    }
+}
+
+fn shared(store: &Store) -> Result<&dyn crate::sched::SharedStore, StoreError> {
+    store.shared().ok_or_else(|| StoreError::Unavailable {
+        what: "a shared store".into(),
+        waited_ms: 0,
+    })
+}
+
+/// Keeps the lease of a gateway registered at `registered_at`, claims orphaned
+/// tasks and forwards cancel requests to the core through `commands`, until
+/// the lease is lost or cannot be renewed in time; then trips `health`.
+pub async fn keep_lease(
+    store: Arc<Store>,
+    timing: LeaseTiming,
+    registered_at: Instant,
+    commands: mpsc::Sender<Command>,
+    health: Arc<Health>,
+) {
+    let mut window = ActWindow::new(&timing, registered_at);
+    let mut next_renew = registered_at + Duration::from_millis(timing.renew_ms);
+    let mut next_claim = Instant::now() + Duration::from_millis(timing.claim_ms);
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        let wake = next_renew
+            .min(next_claim)
+            .min(window.until())
+            .min(Instant::now() + Duration::from_millis(timing.cancel_poll_ms));
+        tokio::time::sleep_until(wake).await;
+        let now = Instant::now();
+        if !window.may_act(now) {
+            let since = unreachable_since.map_or(0, |s| now.duration_since(s).as_millis());
+            health.trip(format!(
+                "lease not renewed in time (the store has been unreachable for {since} ms): \
+                 stopping before another gateway may take this one's tasks"
+            ));
+            return;
+        }
+        if now >= next_renew {
+            let sent_at = Instant::now();
+            match blocking(&store, |s| shared(s)?.renew()).await {
+                Ok(true) => {
+                    window.renewed(sent_at);
+                    unreachable_since = None;
+                }
+                Ok(false) => {
+                    health.trip(
+                        "lease lost: another registration replaced it or it expired; stopping",
+                    );
+                    return;
+                }
+                Err(e) => {
+                    unreachable_since.get_or_insert(sent_at);
+                    tracing::warn!(error = %e, "lease renewal failed; retrying");
+                }
+            }
+            next_renew = Instant::now() + Duration::from_millis(timing.renew_ms);
+            continue;
+        }
+        if now >= next_claim {
+            next_claim = now + Duration::from_millis(timing.claim_ms);
+            let max = timing.claim_max;
+            match blocking(&store, move |s| shared(s)?.claim(max)).await {
+                Ok(tasks) if tasks.is_empty() => {}
+                Ok(tasks) => {
+                    if commands.send(Command::Adopt { tasks }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(StoreError::LeaseLost { .. }) => {
+                    health.trip("lease lost during a claim; stopping");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "claim of orphaned tasks failed"),
+            }
+            continue;
+        }
+        match blocking(&store, |s| shared(s)?.cancel_requests(64)).await {
+            Ok(ids) => {
+                for id in ids {
+                    if commands.send(Command::CancelAsked { id }).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cancel requests not read"),
+        }
+    }
+}

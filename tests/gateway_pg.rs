@@ -1,0 +1,185 @@
+//! Several gateway processes on one PostgreSQL database (a throwaway server,
+//! see pg_support), with worker processes registered with each: tasks are
+//! submitted through both; one gateway is killed with SIGKILL mid-way and
+//! every acknowledged task still finishes, and reads the same, from the
+//! survivor; a cancel asked at one gateway stops another's task.
+
+mod pg_support;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use pg_support::PgDatabase;
+use serde_json::Value;
+use support::{agent, free_tcp_port, get, submit_form, wait_final, StartedGateway, TempDir};
+use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
+
+fn start_gateway(data: &TempDir, db: &PgDatabase) -> StartedGateway {
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_tcp_port());
+    support::start_gateway(data.path(), &listen, &["--store", &db.url])
+}
+
+/// A worker registered with each of `gateways`, with two slots.
+fn start_worker(gateways: &[&StartedGateway]) -> support::StartedWorker {
+    let mut extra = vec!["--slots", "2"];
+    for gateway in gateways {
+        extra.extend_from_slice(&["--dial", &gateway.dial]);
+    }
+    support::start_worker("none", &extra)
+}
+
+/// Waits until each gateway lists `count` workers.
+fn wait_for_workers(gateways: &[&StartedGateway], count: usize) {
+    for gateway in gateways {
+        support::wait_for_workers(&gateway.http, count, Duration::from_secs(30));
+    }
+}
+
+/// Unfinished tasks the gateway `peer` owns, as the database says.
+fn owned_by(db: &PgDatabase, peer: &str) -> i64 {
+    db.client()
+        .query_one(
+            "SELECT count(*) FROM ww_tasks WHERE owner = $1 AND finished_ms IS NULL",
+            &[&peer],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_killed_gateways_tasks_finish_on_the_other_and_read_the_same() {
+    let db = PgDatabase::new("two_gateways");
+    let (data_a, data_b) = (TempDir::new("pg-gw-a"), TempDir::new("pg-gw-b"));
+    let mut a = start_gateway(&data_a, &db);
+    let b = start_gateway(&data_b, &db);
+    let _workers = [start_worker(&[&a, &b]), start_worker(&[&a, &b])];
+    wait_for_workers(&[&a, &b], 2);
+
+    // Ten tasks through each gateway, each three runs two seconds apart: the
+    // kill below lands while most of them have runs to come.
+    let mut acked: Vec<(String, i64)> = Vec::new();
+    for n in 0..20i64 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        let id = format!("t{n:02}");
+        let task = submit_form(
+            &via.http,
+            &[
+                ("id", &id),
+                ("input", &n.to_string()),
+                ("difficulty", "2"),
+                ("repeats", "3"),
+                ("delay", "2"),
+            ],
+            HASH_PUZZLE_WASM,
+        );
+        assert_eq!(task["id"], id.as_str());
+        acked.push((id, n));
+    }
+    // Every task is visible from both gateways at once.
+    for gateway in [&a, &b] {
+        let listed = get(&format!("{}/tasks?limit=100", gateway.http));
+        assert_eq!(listed.as_array().map(Vec::len), Some(20), "{listed}");
+    }
+    std::thread::sleep(Duration::from_millis(1_000));
+    let a_owned = owned_by(&db, &a.peer);
+    assert!(a_owned > 0, "a owns unfinished tasks when it is killed");
+    a.proc.kill();
+    let killed_at = Instant::now();
+
+    // b claims a's tasks once a's lease (10 s) runs out, within one claim (1 s).
+    let claimed_in = loop {
+        if owned_by(&db, &a.peer) == 0 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "a's {a_owned} tasks still unclaimed after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "takeover: {a_owned} tasks of the killed gateway claimed {claimed_in:?} after SIGKILL"
+    );
+    assert!(
+        claimed_in >= Duration::from_secs(7),
+        "claimed before the lease could expire: {claimed_in:?}"
+    );
+
+    for (id, input) in &acked {
+        let task = wait_final(&b.http, id, Duration::from_secs(90));
+        assert_eq!(task["status"], "succeeded", "{task}");
+        let runs = task["runs"].as_array().expect("runs");
+        assert_eq!(runs.len(), 3, "{task}");
+        for run in runs {
+            assert_eq!(
+                run["results"][0].as_i64(),
+                Some(i64::from(hash_puzzle(*input as u32, 2))),
+                "{task}"
+            );
+        }
+    }
+    let stored: i64 = db
+        .client()
+        .query_one(
+            "SELECT count(*) FROM ww_tasks WHERE status = (SELECT status FROM ww_tasks WHERE id = 't00')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 20, "every task final, once, in one status");
+}
+
+#[test]
+fn a_cancel_at_one_gateway_stops_a_task_another_runs() {
+    let db = PgDatabase::new("cancel_across");
+    let (data_a, data_b) = (TempDir::new("pg-cancel-a"), TempDir::new("pg-cancel-b"));
+    let a = start_gateway(&data_a, &db);
+    let b = start_gateway(&data_b, &db);
+    let _worker = start_worker(&[&a, &b]);
+    wait_for_workers(&[&a, &b], 1);
+    // A run every 100 ms, a thousand of them: far longer than the test.
+    let wasm = base64::engine::general_purpose::STANDARD.encode(HASH_PUZZLE_WASM);
+    let body = serde_json::json!({
+        "id": "long", "wasm_base64": wasm, "args": [1, 2],
+        "delay_ms": 100, "repeats": 1000,
+    });
+    let response = agent()
+        .post(&format!("{}/tasks", a.http))
+        .send_json(&body)
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    std::thread::sleep(Duration::from_millis(800));
+    let asked_at = Instant::now();
+    let mut response = agent()
+        .delete(&format!("{}/tasks/long", b.http))
+        .call()
+        .unwrap();
+    let answered_in = asked_at.elapsed();
+    assert_eq!(response.status(), 200);
+    let task: Value = response.body_mut().read_json().unwrap();
+    assert_eq!(task["status"], "cancelled", "{task}");
+    eprintln!("cancel at the other gateway answered in {answered_in:?}");
+    let runs_at_ack = task["runs_total"].as_u64().expect("runs_total");
+    assert!(
+        (1..1000).contains(&runs_at_ack),
+        "ran, and stopped before its end: {runs_at_ack}"
+    );
+    std::thread::sleep(Duration::from_millis(1_000));
+    for gateway in [&a, &b] {
+        let task = get(&format!("{}/tasks/long", gateway.http));
+        assert_eq!(task["status"], "cancelled");
+        assert_eq!(
+            task["runs_total"].as_u64(),
+            Some(runs_at_ack),
+            "no run started after the cancel was acknowledged"
+        );
+        let open = task["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !matches!(r["status"].as_str(), Some("succeeded" | "cancelled")))
+            .count();
+        assert_eq!(open, 0, "{task}");
+    }
+}
