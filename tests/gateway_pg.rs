@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use pg_support::PgDatabase;
+use pg_support::{PgDatabase, PgServer};
 use serde_json::Value;
 use support::{agent, free_tcp_port, get, submit_form, wait_final, StartedGateway, TempDir};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
@@ -182,4 +182,70 @@ fn a_cancel_at_one_gateway_stops_a_task_another_runs() {
             .count();
         assert_eq!(open, 0, "{task}");
     }
+}
+
+#[test]
+fn a_database_outage_refuses_acknowledgements_and_records_runs_when_it_returns() {
+    let server = PgServer::private();
+    let db = PgDatabase::on(&server, "outage");
+    let data = TempDir::new("pg-outage");
+    let mut gateway = start_gateway(&data, &db);
+    let _worker = start_worker(&[&gateway]);
+    wait_for_workers(&[&gateway], 1);
+    submit_form(
+        &gateway.http,
+        &[
+            ("id", "steady"),
+            ("input", "4"),
+            ("difficulty", "2"),
+            ("repeats", "8"),
+            ("delay", "1"),
+        ],
+        HASH_PUZZLE_WASM,
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+
+    // Down for 3 s, inside the gateway's 7 s window: it refuses what it
+    // cannot acknowledge, keeps its runs going and stays up.
+    server.pause();
+    let down_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let wasm = base64::engine::general_purpose::STANDARD.encode(HASH_PUZZLE_WASM);
+    let refused = agent()
+        .post(&format!("{}/tasks", gateway.http))
+        .send_json(serde_json::json!({ "id": "during", "wasm_base64": wasm, "args": [1, 1] }))
+        .unwrap();
+    assert_eq!(refused.status(), 503, "not acknowledged while down");
+    let read = agent()
+        .get(&format!("{}/tasks/steady", gateway.http))
+        .call()
+        .unwrap();
+    assert_eq!(
+        read.status(),
+        503,
+        "nothing shown that the store cannot vouch for"
+    );
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(down_at.elapsed()));
+    server.resume();
+    assert!(
+        gateway.proc.wait_exit(Duration::from_millis(10)).is_none(),
+        "the gateway rode out a 3 s outage"
+    );
+    let task = wait_final(&gateway.http, "steady", Duration::from_secs(60));
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["runs_total"], 8, "{task}");
+    let during = agent()
+        .get(&format!("{}/tasks/during", gateway.http))
+        .call()
+        .unwrap();
+    assert_eq!(during.status(), 404, "the refused submission left nothing");
+
+    // Down past the window: the gateway stops, non-zero, for a supervisor.
+    server.pause();
+    let status = gateway
+        .proc
+        .wait_exit(Duration::from_secs(20))
+        .expect("the gateway exits when its lease can no longer be renewed");
+    assert!(!status.success(), "{status}");
+    server.resume();
 }

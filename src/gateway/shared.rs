@@ -168,10 +168,11 @@ pub async fn keep_lease(
         }
         if now >= next_renew {
             let sent_at = Instant::now();
-            match blocking(&store, |s| shared(s)?.renew()).await {
+            let retry_ms = match blocking(&store, |s| shared(s)?.renew()).await {
                 Ok(true) => {
                     window.renewed(sent_at);
                     unreachable_since = None;
+                    timing.renew_ms
                 }
                 Ok(false) => {
                     health.trip(
@@ -182,9 +183,11 @@ pub async fn keep_lease(
                 Err(e) => {
                     unreachable_since.get_or_insert(sent_at);
                     tracing::warn!(error = %e, "lease renewal failed; retrying");
+                    // Soon: the window closes whether or not the store is back.
+                    timing.cancel_poll_ms
                 }
-            }
-            next_renew = Instant::now() + Duration::from_millis(timing.renew_ms);
+            };
+            next_renew = Instant::now() + Duration::from_millis(retry_ms);
             continue;
         }
         if now >= next_claim {

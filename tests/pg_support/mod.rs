@@ -15,20 +15,26 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 
-/// The running server of this test binary.
+/// A running server: the test binary's shared one, or a test's own.
 pub struct PgServer {
     /// Its data directory (holds the socket and the log too).
     pub dir: PathBuf,
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
     bin: PathBuf,
+    /// The server options it was started with.
+    options: String,
+    /// A test's own server is stopped when dropped; the shared one at exit.
+    owned: bool,
 }
 
 static SERVER: OnceLock<PgServer> = OnceLock::new();
-/// The data directory to stop at exit.
-static TO_STOP: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
+/// Data directories of servers to stop at exit (if a test did not).
+static TO_STOP: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
+static SERVERS: AtomicU32 = AtomicU32::new(0);
+static AT_EXIT: Once = Once::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
 
 const INSTALL: &str = "PostgreSQL's server binaries (initdb, pg_ctl) were not found: \
@@ -102,33 +108,93 @@ fn run_as_server(program: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
+fn stop_and_remove(bin: &Path, dir: &Path) {
+    let _ = run_as_server(
+        &bin.join("pg_ctl"),
+        &[
+            "-D",
+            &dir.display().to_string(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ],
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 extern "C" fn stop_at_exit() {
-    if let Some((bin, dir)) = TO_STOP.lock().ok().and_then(|mut s| s.take()) {
-        let _ = run_as_server(
-            &bin.join("pg_ctl"),
-            &[
-                "-D",
-                &dir.display().to_string(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
-        let _ = std::fs::remove_dir_all(&dir);
+    let servers = TO_STOP.lock().map(|mut s| std::mem::take(&mut *s));
+    for (bin, dir) in servers.unwrap_or_default() {
+        stop_and_remove(&bin, &dir);
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if self.owned {
+            stop_and_remove(&self.bin, &self.dir);
+            if let Ok(mut servers) = TO_STOP.lock() {
+                servers.retain(|(_, dir)| *dir != self.dir);
+            }
+        }
     }
 }
 
 impl PgServer {
     /// The server of this test binary, started on first call.
     pub fn get() -> &'static PgServer {
-        SERVER.get_or_init(PgServer::start)
+        SERVER.get_or_init(|| PgServer::start(false))
     }
 
-    fn start() -> PgServer {
+    /// A server of the caller's own (to stop and start again), stopped when dropped.
+    pub fn private() -> PgServer {
+        PgServer::start(true)
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`); its data stays.
+    pub fn pause(&self) {
+        run_as_server(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                &self.dir.display().to_string(),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("pg_ctl stop: {e}"));
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn resume(&self) {
+        let data = self.dir.display().to_string();
+        let log = self.dir.join("server.log").display().to_string();
+        run_as_server(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                &data,
+                "-l",
+                &log,
+                "-o",
+                &self.options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("pg_ctl start: {e}"));
+    }
+
+    fn start(owned: bool) -> PgServer {
         let bin = binaries();
         assert!(bin.join("initdb").exists(), "{INSTALL}");
-        let dir = std::env::temp_dir().join(format!("ww-sched-pg-{}", std::process::id()));
+        let n = SERVERS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ww-sched-pg-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("pg dir");
         if is_root() {
@@ -157,9 +223,11 @@ impl PgServer {
             ],
         )
         .unwrap_or_else(|e| panic!("initdb failed: {e}"));
-        *TO_STOP.lock().unwrap() = Some((bin.clone(), dir.clone()));
-        // SAFETY: registers a plain function with no arguments, run once at exit.
-        unsafe { libc::atexit(stop_at_exit) };
+        AT_EXIT.call_once(|| {
+            // SAFETY: registers a plain function with no arguments, run once at exit.
+            unsafe { libc::atexit(stop_at_exit) };
+        });
+        TO_STOP.lock().unwrap().push((bin.clone(), dir.clone()));
         let mut last = String::new();
         for _ in 0..5 {
             // A port the OS picked, free when it is handed over (rarely taken
@@ -179,7 +247,15 @@ impl PgServer {
                     "-D", &data, "-l", &log, "-o", &options, "-w", "-t", "60", "start",
                 ],
             ) {
-                Ok(()) => return PgServer { dir, port, bin },
+                Ok(()) => {
+                    return PgServer {
+                        dir,
+                        port,
+                        bin,
+                        options,
+                        owned,
+                    }
+                }
                 Err(e) => {
                     last = format!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default())
                 }
@@ -205,12 +281,18 @@ pub struct PgDatabase {
     pub name: String,
     /// Its URL.
     pub url: String,
+    /// The server's maintenance database, to drop this one from.
+    admin: String,
 }
 
 impl PgDatabase {
     /// A new empty database on the binary's server.
     pub fn new(label: &str) -> PgDatabase {
-        let server = PgServer::get();
+        PgDatabase::on(PgServer::get(), label)
+    }
+
+    /// A new empty database on `server`.
+    pub fn on(server: &PgServer, label: &str) -> PgDatabase {
         let n = DATABASES.fetch_add(1, Ordering::Relaxed);
         let clean: String = label
             .chars()
@@ -231,6 +313,7 @@ impl PgDatabase {
         PgDatabase {
             url: server.url(&name),
             name,
+            admin: server.url("postgres"),
         }
     }
 

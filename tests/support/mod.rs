@@ -29,7 +29,11 @@ impl Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("WW_TEST_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start ww-sched");
         let stdout = child.stdout.take().expect("piped stdout");

@@ -71,6 +71,11 @@ impl StoreReader {
                 self.health.check()?;
                 Ok(value)
             }
+            // A database out of reach answers nothing, but lies about
+            // nothing either: 503, and the gateway goes on.
+            Err(e) if e.is_transient() => Err(ApiError::Busy(format!(
+                "the task store cannot be reached: {e}"
+            ))),
             Err(e) => {
                 self.health.trip(format!("store read failed: {e}"));
                 Err(ApiError::Storage(e.to_string()))

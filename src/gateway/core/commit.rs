@@ -5,7 +5,9 @@
 //! of its seed; its result is then taken by the core's next turn, as a
 //! thread's would be.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -21,6 +23,13 @@ pub enum StorageMode {
     Inline,
 }
 
+/// Longest a commit is retried while the store is out of reach (a database
+/// restarting): under the core's stall limit, and past a gateway's lease
+/// window on a shared store, whose keeper stops the gateway first.
+pub const COMMIT_RETRY_MAX: Duration = Duration::from_secs(20);
+/// Pause between retries of a commit.
+pub const COMMIT_RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// A batch's commit result, with its number.
 pub type CommitResult = (u64, Result<BatchReport, StoreError>);
 
@@ -31,17 +40,53 @@ struct Job {
     durable: bool,
 }
 
+/// Commits `job`, retrying for up to [`COMMIT_RETRY_MAX`] while the store is
+/// out of reach (a failure that wrote nothing: safe to repeat); `unreachable`
+/// is set meanwhile.
+fn commit_retrying(
+    store: &Store,
+    job: &Job,
+    unreachable: &AtomicBool,
+    closing: &AtomicBool,
+) -> Result<BatchReport, StoreError> {
+    let began = std::time::Instant::now();
+    let mut result = store.commit(&job.batch, job.durable);
+    while let Err(e) = &result {
+        if !e.is_transient()
+            || began.elapsed() >= COMMIT_RETRY_MAX
+            || closing.load(Ordering::Acquire)
+        {
+            break;
+        }
+        if !unreachable.swap(true, Ordering::AcqRel) {
+            tracing::warn!(seq = job.seq, error = %e, "the task store is out of reach: retrying the commit, refusing new acknowledgements meanwhile");
+        }
+        std::thread::sleep(COMMIT_RETRY_PAUSE);
+        result = store.commit(&job.batch, job.durable);
+    }
+    if unreachable.swap(false, Ordering::AcqRel) && result.is_ok() {
+        tracing::info!(seq = job.seq, "the task store answers again; commit done");
+    }
+    result
+}
+
 /// Runs commits one at a time and hands back their results. Dropping it
 /// waits for the commit thread to finish the commit it runs, so the store is
 /// closed when the drop returns.
 pub struct Committer {
     inner: Inner,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set while a commit is being retried because the store is out of reach.
+    unreachable: Arc<AtomicBool>,
+    /// Set when the committer is dropped: a commit being retried gives up.
+    closing: Arc<AtomicBool>,
 }
 
 impl Drop for Committer {
     fn drop(&mut self) {
-        // Closing the job queue ends the thread's loop.
+        // Closing the job queue ends the thread's loop; a commit it retries
+        // stops retrying (the gateway is stopping: it answers nobody).
+        self.closing.store(true, Ordering::Release);
         self.inner = Inner::Closed;
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
@@ -73,6 +118,8 @@ impl Committer {
         metrics: Arc<GatewayMetrics>,
     ) -> std::io::Result<Self> {
         let mut thread = None;
+        let unreachable = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
         let inner = match mode {
             StorageMode::Inline => Inner::Inline {
                 store,
@@ -83,6 +130,8 @@ impl Committer {
                 // One batch is in flight at a time, so one slot is enough.
                 let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(1);
                 let (done, results) = mpsc::unbounded_channel();
+                let flag = unreachable.clone();
+                let stop = closing.clone();
                 thread = Some(
                     std::thread::Builder::new()
                         .name("ww-sched-store".into())
@@ -91,7 +140,7 @@ impl Committer {
                                 // This thread is not the simulation's: the
                                 // real clock times the commit and its fsync.
                                 let began = std::time::Instant::now();
-                                let result = store.commit(&job.batch, job.durable);
+                                let result = commit_retrying(&store, &job, &flag, &stop);
                                 if result.is_ok() {
                                     metrics.committed(began.elapsed(), job.durable);
                                 }
@@ -104,7 +153,17 @@ impl Committer {
                 Inner::Thread { jobs, results }
             }
         };
-        Ok(Committer { inner, thread })
+        Ok(Committer {
+            inner,
+            thread,
+            unreachable,
+            closing,
+        })
+    }
+
+    /// Whether a commit is being retried because the store is out of reach.
+    pub fn unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Acquire)
     }
 
     /// Starts committing batch `seq`. The caller sends the next one only after

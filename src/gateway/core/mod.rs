@@ -150,6 +150,24 @@ impl Held {
     }
 }
 
+/// Answers 503 to a command that would need acknowledging while the store is
+/// out of reach (nothing of it is applied); hands any other command back.
+fn refuse_while_unreachable(command: Command) -> Option<Command> {
+    let busy = || {
+        ApiError::Busy(
+            "the task store cannot be reached; nothing was acknowledged: retry shortly".into(),
+        )
+    };
+    match command {
+        Command::Submit { reply, .. } => drop(reply.send(Err(busy()))),
+        Command::Cancel { reply, .. } => drop(reply.send(Err(busy()))),
+        Command::Purge { reply, .. } => drop(reply.send(Err(busy()))),
+        Command::PutModule { reply, .. } => drop(reply.send(Err(busy()))),
+        other => return Some(other),
+    }
+    None
+}
+
 pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
@@ -159,6 +177,10 @@ impl Core {
     /// gateway fail-stops (the health switch stops the core on its next turn)
     /// and the request is refused with 503.
     pub(super) fn read_failed(&self, e: StoreError) -> ApiError {
+        if e.is_transient() {
+            // Out of reach, not wrong: refuse this request, keep going.
+            return ApiError::Busy(format!("the task store cannot be reached: {e}"));
+        }
         let cause = format!("store read failed: {e}");
         self.health.trip(cause.clone());
         ApiError::Storage(cause)
@@ -432,6 +454,16 @@ impl Core {
     }
 
     fn handle(&mut self, command: Command) {
+        // While the store is out of reach a commit is being retried: nothing
+        // new is taken that would need acknowledging (it could not be).
+        let command = if self.committer.unreachable() {
+            match refuse_while_unreachable(command) {
+                Some(command) => command,
+                None => return,
+            }
+        } else {
+            command
+        };
         match command {
             Command::Submit {
                 task,

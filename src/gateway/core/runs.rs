@@ -167,6 +167,14 @@ impl Core {
                     stdout: String::new(),
                     fuel_used: 0,
                 }),
+                Err(e) if e.is_transient() => {
+                    // The database is out of reach for now: the run is
+                    // retried (another attempt) once it answers again.
+                    tracing::warn!(error = %e, "module not read; the run is retried");
+                    Err(RunOutcome::TransportFailed {
+                        message: format!("module not read: {e}"),
+                    })
+                }
                 Err(e) => {
                     // The disk failed: stop; the run is retried after the restart.
                     self.fail(format!("store read failed: {e}"));

@@ -94,6 +94,18 @@ pub enum StoreError {
         /// Why.
         source: Box<postgres::Error>,
     },
+    /// The connection broke while COMMIT was under way: the server decided,
+    /// and whether the transaction committed is unknown here. Nothing was
+    /// acknowledged; it is not retried (a retry could write twice).
+    #[error(
+        "{what}: the PostgreSQL connection broke during COMMIT; its outcome is unknown: {source}"
+    )]
+    CommitUnknown {
+        /// What was being written.
+        what: String,
+        /// Why.
+        source: Box<postgres::Error>,
+    },
     /// The PostgreSQL store's connections are all busy or broken past the wait.
     #[error("{what}: no PostgreSQL connection within {waited_ms} ms")]
     Unavailable {
@@ -134,6 +146,26 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the operation failed without touching the database because it
+    /// could not be reached (a refused or broken connection, a server shutting
+    /// down or starting): retrying it later is safe and may succeed. Disk
+    /// errors, refusals and corruption never are.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } => true,
+            StoreError::Postgres { source, .. } => match source.as_db_error() {
+                // Not from the server: I/O, a closed socket, a timeout.
+                None => true,
+                // Connection exceptions, and a server shutting down or starting.
+                Some(db) => {
+                    let code = db.code().code();
+                    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+                }
+            },
+            _ => false,
+        }
+    }
+
     /// The operating system's error code behind this failure, if any (EIO is
     /// 5, ENOSPC 28): operators need it to tell a full disk from a broken one.
     pub fn os_error(&self) -> Option<i32> {
@@ -141,7 +173,9 @@ impl StoreError {
             StoreError::Open { source, .. }
             | StoreError::Write { source, .. }
             | StoreError::Read { source, .. } => source.as_ref(),
-            StoreError::Postgres { source, .. } => source.as_ref(),
+            StoreError::Postgres { source, .. } | StoreError::CommitUnknown { source, .. } => {
+                source.as_ref()
+            }
             _ => return None,
         };
         let mut cause = Some(source);

@@ -121,13 +121,14 @@ impl Pool {
         let (answer, answered) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |conn| {
             let result = job(conn);
-            // An error the server did not send (I/O, a closed socket, a
-            // timeout) leaves the connection in doubt: the next job makes a
-            // new one. The server's own errors leave it usable.
-            if let Err(StoreError::Postgres { source, .. }) = &result {
-                if source.as_db_error().is_none() {
-                    conn.drop_client();
-                }
+            // A connection error (I/O, a closed socket, a timeout, or the
+            // server ending the session) leaves the connection in doubt: the
+            // next job makes a new one. Other errors of the server leave it
+            // usable.
+            match &result {
+                Err(e @ StoreError::Postgres { .. }) if e.is_transient() => conn.drop_client(),
+                Err(StoreError::CommitUnknown { .. }) => conn.drop_client(),
+                _ => {}
             }
             // The caller may have given up waiting; nothing to tell it then.
             let _ = answer.send(result);

@@ -409,7 +409,10 @@ pub(super) fn commit(
         Err(Step::Pg(source)) => Err(pg_err(what)(source)),
         Err(Step::Refused(error)) => Err(error),
         Ok(()) => {
-            txn.commit().map_err(pg_err(what))?;
+            txn.commit().map_err(|source| StoreError::CommitUnknown {
+                what,
+                source: Box::new(source),
+            })?;
             Ok(report)
         }
     }
