@@ -18,6 +18,12 @@
 //!   keep-alive HTTP clients at once (2 workers by default, `--small-workers`),
 //!   from the first submission until `/healthz` counts them all finished.
 //!
+//! `--store pg` keeps the tasks in PostgreSQL instead (a throwaway server
+//! this harness starts, as the tests do: Debian's `postgresql` installed),
+//! and `--gateways N` starts N gateways on it, each worker registered with
+//! every gateway: a task of R runs becomes N tasks of R/N, one per gateway,
+//! and the small tasks' clients take turns over the gateways.
+//!
 //! Every process it starts is killed (SIGKILL) and reaped when the harness
 //! ends, panics included, and each data directory is removed.
 
@@ -29,6 +35,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+#[path = "../tests/pg_support/mod.rs"]
+mod pg_support;
 
 const NOOP_WAT: &str = r#"(module (func (export "run") (result i32) i32.const 0))"#;
 
@@ -44,6 +53,9 @@ struct Options {
     small_workers: usize,
     slots: Option<usize>,
     root: PathBuf,
+    /// Tasks in PostgreSQL (a throwaway server) instead of redb.
+    postgres: bool,
+    gateways: usize,
 }
 
 fn list<T: std::str::FromStr>(text: &str) -> Vec<T> {
@@ -71,6 +83,8 @@ impl Options {
             slots: None,
             // /tmp is on disk here (/dev/shm is the tmpfs): fsyncs are real.
             root: std::env::temp_dir(),
+            postgres: false,
+            gateways: 1,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -93,6 +107,12 @@ impl Options {
                 }
                 "--slots" => options.slots = Some(value().parse().expect("--slots N")),
                 "--root" => options.root = PathBuf::from(value()),
+                "--store" => match value().as_str() {
+                    "pg" | "postgres" => options.postgres = true,
+                    "redb" => options.postgres = false,
+                    other => panic!("--store redb|pg, not {other}"),
+                },
+                "--gateways" => options.gateways = value().parse().expect("--gateways N"),
                 // cargo bench passes --bench; anything else is a mistake.
                 "--bench" => {}
                 other => panic!("unknown flag {other}"),
@@ -203,22 +223,23 @@ impl Drop for DataDir {
     }
 }
 
-/// A gateway and its workers; dropping it kills them all, workers first,
-/// then removes the data.
+/// Gateways and their workers; dropping it kills them all, workers first,
+/// then removes the data (and the database).
 struct Cluster {
     workers: Vec<Proc>,
-    gateway: Proc,
-    http: String,
+    gateways: Vec<Proc>,
+    /// Each gateway's REST API.
+    https: Vec<String>,
     hash: String,
     agent: ureq::Agent,
-    _data: DataDir,
+    _data: Vec<DataDir>,
+    _db: Option<pg_support::PgDatabase>,
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.workers.clear();
-        let _ = self.gateway.child.kill();
-        let _ = self.gateway.child.wait();
+        self.gateways.clear();
     }
 }
 
@@ -254,31 +275,45 @@ fn post_json(agent: &ureq::Agent, url: &str, body: &Value) -> Value {
 }
 
 impl Cluster {
-    /// CPU time used so far by the gateway and by all workers.
+    /// CPU time used so far by the gateways and by all workers.
     fn cpu(&self) -> (Duration, Duration) {
-        (self.gateway.cpu(), self.workers.iter().map(Proc::cpu).sum())
+        (
+            self.gateways.iter().map(Proc::cpu).sum(),
+            self.workers.iter().map(Proc::cpu).sum(),
+        )
     }
 
     fn start(options: &Options, workers: usize) -> Cluster {
-        let data = DataDir::new(&options.root, &format!("w{workers}"));
-        let data_text = data.0.to_str().expect("utf-8 path").to_string();
-        let mut gateway = Proc::start(
-            &options.bin,
-            &[
+        let db = options
+            .postgres
+            .then(|| pg_support::PgDatabase::new(&format!("procs_w{workers}")));
+        let mut data = Vec::new();
+        let mut gateways = Vec::new();
+        let (mut dials, mut https) = (Vec::new(), Vec::new());
+        for n in 0..options.gateways.max(1) {
+            let dir = DataDir::new(&options.root, &format!("w{workers}-g{n}"));
+            let dir_text = dir.0.to_str().expect("utf-8 path").to_string();
+            let mut args = vec![
                 "gateway",
                 "--http",
                 "127.0.0.1:0",
                 "--data",
-                &data_text,
+                &dir_text,
                 "--listen",
                 "/ip4/127.0.0.1/tcp/0",
                 "--discover",
                 "none",
-            ],
-        );
-        gateway.wait_for("gateway peer id: ");
-        let dial = gateway.wait_for("listening on ");
-        let http = gateway.wait_for("http on ");
+            ];
+            if let Some(db) = &db {
+                args.extend_from_slice(&["--store", &db.url]);
+            }
+            let mut gateway = Proc::start(&options.bin, &args);
+            gateway.wait_for("gateway peer id: ");
+            dials.push(gateway.wait_for("listening on "));
+            https.push(gateway.wait_for("http on "));
+            gateways.push(gateway);
+            data.push(dir);
+        }
         let slots = options.slots.map(|s| s.to_string());
         let mut procs = Vec::new();
         for _ in 0..workers {
@@ -288,9 +323,10 @@ impl Cluster {
                 "/ip4/127.0.0.1/tcp/0",
                 "--discover",
                 "none",
-                "--dial",
-                &dial,
             ];
+            for dial in &dials {
+                args.extend_from_slice(&["--dial", dial]);
+            }
             if let Some(slots) = &slots {
                 args.extend_from_slice(&["--slots", slots]);
             }
@@ -300,17 +336,20 @@ impl Cluster {
         }
         let agent = agent();
         let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let pool = get(&agent, &format!("{http}/workers"));
-            if pool.as_array().map_or(0, Vec::len) == workers {
-                break;
+        for http in &https {
+            loop {
+                let pool = get(&agent, &format!("{http}/workers"));
+                if pool.as_array().map_or(0, Vec::len) == workers {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "pool never had {workers} workers: {pool}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
-            assert!(
-                Instant::now() < deadline,
-                "pool never had {workers} workers: {pool}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
+        let http = https[0].clone();
         let wasm = wat::parse_str(NOOP_WAT).expect("no-op module");
         let mut response = agent
             .post(&format!("{http}/modules"))
@@ -322,45 +361,54 @@ impl Cluster {
         let hash = answer["hash"].as_str().expect("hash").to_string();
         let cluster = Cluster {
             workers: procs,
-            gateway,
-            http,
+            gateways,
+            https,
             hash,
             agent,
             _data: data,
+            _db: db,
         };
         // Warm up: every worker gets the module (a run per slot at least).
         cluster.run_task(64, options.poll);
         cluster
     }
 
-    /// Submits one task of `repeats` no-op runs; the time until a poll shows
-    /// it succeeded.
+    /// Submits `repeats` no-op runs, as one task per gateway (their share of
+    /// the runs each); the time until polls show them all succeeded.
     fn run_task(&self, repeats: u32, poll: Duration) -> Duration {
-        let body = json!({
-            "description": "procs bench",
-            "module": self.hash,
-            "repeats": repeats,
-            "delay_ms": 0,
-        });
+        let share = repeats / self.https.len() as u32;
         let started = Instant::now();
-        let task = post_json(&self.agent, &format!("{}/tasks", self.http), &body);
-        let url = format!(
-            "{}/tasks/{}?runs_limit=1",
-            self.http,
-            task["id"].as_str().expect("id")
-        );
-        loop {
-            let task = get(&self.agent, &url);
-            match task["status"].as_str().unwrap_or("") {
-                "succeeded" => return started.elapsed(),
-                "failed" | "cancelled" => panic!("task ended {task}"),
-                _ => std::thread::sleep(poll),
+        let mut urls = Vec::new();
+        for (n, http) in self.https.iter().enumerate() {
+            let extra = u32::from((n as u32) < repeats % self.https.len() as u32);
+            let body = json!({
+                "description": "procs bench",
+                "module": self.hash,
+                "repeats": share + extra,
+                "delay_ms": 0,
+            });
+            let task = post_json(&self.agent, &format!("{http}/tasks"), &body);
+            urls.push(format!(
+                "{http}/tasks/{}?runs_limit=1",
+                task["id"].as_str().expect("id")
+            ));
+        }
+        for url in urls {
+            loop {
+                let task = get(&self.agent, &url);
+                match task["status"].as_str().unwrap_or("") {
+                    "succeeded" => break,
+                    "failed" | "cancelled" => panic!("task ended {task}"),
+                    _ => std::thread::sleep(poll),
+                }
             }
         }
+        started.elapsed()
     }
 
+    /// Finished tasks in the store (shared by every gateway on PostgreSQL).
     fn finished_tasks(&self) -> u64 {
-        let health = get(&self.agent, &format!("{}/healthz", self.http));
+        let health = get(&self.agent, &format!("{}/healthz", self.https[0]));
         health["finished_tasks"]
             .as_u64()
             .unwrap_or_else(|| panic!("/healthz: {health}"))
@@ -376,11 +424,11 @@ impl Cluster {
             "module": self.hash,
             "repeats": 1,
         }));
-        let url = Arc::new(format!("{}/tasks", self.http));
         let started = Instant::now();
         let threads: Vec<_> = (0..clients)
             .map(|client| {
-                let (body, url) = (body.clone(), url.clone());
+                let body = body.clone();
+                let url = format!("{}/tasks", self.https[client % self.https.len()]);
                 let share = count / clients + usize::from(client < count % clients);
                 std::thread::spawn(move || {
                     let agent = agent();
@@ -423,11 +471,13 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     let options = Options::parse();
     println!(
-        "binary {} (slots {}), data under {}, poll {:?}, {} rounds, median runs/s",
+        "binary {} (slots {}), {} gateway(s) on {}, data under {}, poll {:?}, {} rounds, median runs/s",
         options.bin.display(),
         options
             .slots
             .map_or("default".to_string(), |s| s.to_string()),
+        options.gateways,
+        if options.postgres { "PostgreSQL" } else { "redb" },
         options.root.display(),
         options.poll,
         options.rounds,
@@ -439,7 +489,7 @@ fn main() {
         let mut cpu_rows = Vec::new();
         for &workers in &options.workers {
             let cluster = Cluster::start(&options, workers);
-            eprintln!("gateway pid {}", cluster.gateway.pid());
+            eprintln!("gateway pid {}", cluster.gateways[0].pid());
             let mut cells = Vec::new();
             let mut cpu_cells = Vec::new();
             for &repeats in &options.repeats {
@@ -476,7 +526,7 @@ fn main() {
     }
     if options.small > 0 {
         let cluster = Cluster::start(&options, options.small_workers);
-        eprintln!("gateway pid {}", cluster.gateway.pid());
+        eprintln!("gateway pid {}", cluster.gateways[0].pid());
         let mut figures: [Vec<f64>; 4] = Default::default();
         for _ in 0..options.rounds {
             let round = cluster.small_tasks(options.small, options.clients, options.poll);

@@ -249,3 +249,99 @@ fn a_database_outage_refuses_acknowledgements_and_records_runs_when_it_returns()
     assert!(!status.success(), "{status}");
     server.resume();
 }
+
+#[test]
+fn a_gateway_stopped_with_ctrl_c_hands_its_tasks_over_at_once() {
+    let db = PgDatabase::new("handover");
+    let (data_a, data_b) = (TempDir::new("pg-hand-a"), TempDir::new("pg-hand-b"));
+    let mut a = start_gateway(&data_a, &db);
+    let b = start_gateway(&data_b, &db);
+    let _worker = start_worker(&[&a, &b]);
+    wait_for_workers(&[&a, &b], 1);
+    for n in 0..4 {
+        submit_form(
+            &a.http,
+            &[
+                ("id", &format!("h{n}")),
+                ("input", &n.to_string()),
+                ("difficulty", "2"),
+                ("repeats", "3"),
+                ("delay", "2"),
+            ],
+            HASH_PUZZLE_WASM,
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(owned_by(&db, &a.peer), 4);
+    // SAFETY: signals a child process this test started and still holds.
+    let sent = unsafe { libc::kill(a.proc.pid() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(sent, 0);
+    let stopped_at = Instant::now();
+    let status = a
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits on Ctrl-C");
+    assert!(status.success(), "{status}");
+    let handed_over = loop {
+        if owned_by(&db, &a.peer) == 0 {
+            break stopped_at.elapsed();
+        }
+        assert!(
+            stopped_at.elapsed() < Duration::from_secs(5),
+            "not handed over within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("handover after Ctrl-C: {handed_over:?}");
+    for n in 0..4 {
+        let task = wait_final(&b.http, &format!("h{n}"), Duration::from_secs(60));
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+}
+
+#[test]
+fn generated_ids_are_unique_across_gateways() {
+    let db = PgDatabase::new("generated_ids");
+    let (data_a, data_b) = (TempDir::new("pg-ids-a"), TempDir::new("pg-ids-b"));
+    let a = start_gateway(&data_a, &db);
+    let b = start_gateway(&data_b, &db);
+    // Both gateways number their tasks from 1 in the same milliseconds:
+    // eight clients on each, all starting at once.
+    let start = std::sync::Barrier::new(16);
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let each: Vec<_> = (0..16)
+            .map(|client| {
+                let http = if client % 2 == 0 {
+                    a.http.clone()
+                } else {
+                    b.http.clone()
+                };
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    (0..5)
+                        .map(|_| {
+                            let task = submit_form(
+                                &http,
+                                &[("input", "1"), ("difficulty", "1"), ("start", "3600")],
+                                HASH_PUZZLE_WASM,
+                            );
+                            task["id"].as_str().expect("id").to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        each.into_iter()
+            .flat_map(|h| h.join().expect("client"))
+            .collect()
+    });
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 80, "{ids:?}");
+    let stored: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM ww_tasks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 80);
+}

@@ -335,7 +335,13 @@ pub async fn run(args: GatewayArgs) -> Result<()> {
         );
     }
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = tokio::signal::ctrl_c() => {
+            // Among several gateways: hand the tasks over now, not in 11 s.
+            if let Err(e) = running.gateway.resign().await {
+                tracing::warn!(error = %e, "lease not ended; other gateways take over when it runs out");
+            }
+            Ok(())
+        }
         cause = running.gateway.stopped() => {
             // Requests in flight get their 503 and /healthz shows the cause
             // for a moment; then the process goes, for a supervisor to restart.

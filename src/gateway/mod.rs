@@ -123,6 +123,7 @@ pub struct Gateway {
     core: tokio::task::JoinHandle<()>,
     /// Keeps the lease on a shared store.
     lease: Option<tokio::task::JoinHandle<()>>,
+    store: Arc<Store>,
     serving: Option<ServeHandle>,
 }
 
@@ -166,6 +167,7 @@ impl Gateway {
         let store = Arc::new(store);
         let health = Health::new();
         // On a shared store: a new epoch before anything is claimed or written.
+        let peer = transport.local_peer_id().to_string();
         let registered_at = match store.shared() {
             Some(shared) => {
                 config.lease.check().map_err(GatewayError::Lease)?;
@@ -203,6 +205,16 @@ impl Gateway {
             module_bytes_max: config.body_bytes_max,
             retention: config.retention,
             storage: config.storage,
+            // The peer id's last 8 characters (base58): 58^8 tags.
+            id_tag: registered_at.map(|_| {
+                peer.chars()
+                    .rev()
+                    .take(8)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect()
+            }),
         };
         let core = self::core::Core::restore(
             store.clone(),
@@ -229,7 +241,7 @@ impl Gateway {
         Ok(Gateway {
             router: api::router(
                 commands,
-                store,
+                store.clone(),
                 config.storage,
                 health.clone(),
                 metrics.clone(),
@@ -241,6 +253,7 @@ impl Gateway {
             events,
             core,
             lease,
+            store,
             serving: Some(serving),
         })
     }
@@ -257,6 +270,30 @@ impl Gateway {
         if let Some(serving) = self.serving.take() {
             serving.stop().await;
         }
+    }
+
+    /// On a shared store, stops keeping the lease and ends it at once, so the
+    /// other gateways claim this one's tasks at their next claim instead of
+    /// after the lease runs out; then this gateway must stop (nothing it
+    /// writes is accepted any more). Does nothing on the embedded store.
+    pub async fn resign(&mut self) -> Result<(), StoreError> {
+        if self.store.shared().is_none() {
+            return Ok(());
+        }
+        if let Some(lease) = self.lease.take() {
+            lease.abort();
+        }
+        self.core.abort();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || match store.shared() {
+            Some(shared) => shared.resign(),
+            None => Ok(()),
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            what: format!("lease resignation: {e}"),
+            waited_ms: 0,
+        })?
     }
 
     /// The REST API, ready to serve (its handlers are `Send`).

@@ -220,3 +220,53 @@ pub async fn keep_lease(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_default_timing_keeps_the_rule_and_a_tight_one_is_refused() {
+        let timing = LeaseTiming::default();
+        assert_eq!(timing.check(), Ok(()));
+        assert_eq!(timing.takeover_bound_ms(), 11_000);
+        let tight = LeaseTiming {
+            margin_ms: 6_000,
+            ..timing
+        };
+        assert!(tight.check().unwrap_err().contains("no room"));
+        let zero = LeaseTiming {
+            renew_ms: 0,
+            ..timing
+        };
+        assert!(zero.check().is_err());
+    }
+
+    #[test]
+    fn acting_stops_a_margin_before_the_earliest_expiry_and_late_answers_never_shorten_it() {
+        let timing = LeaseTiming::default();
+        let t0 = Instant::now();
+        let mut window = ActWindow::new(&timing, t0);
+        // The store's expiry is at least t0 + 10 s; acting stops at t0 + 7 s.
+        assert!(window.may_act(t0 + ms(6_999)));
+        assert!(!window.may_act(t0 + ms(7_000)));
+        // A renewal sent at 2.5 s moves the end to 9.5 s.
+        window.renewed(t0 + ms(2_500));
+        assert!(window.may_act(t0 + ms(9_499)));
+        assert!(!window.may_act(t0 + ms(9_500)));
+        // An older renewal answering late changes nothing.
+        window.renewed(t0 + ms(1_000));
+        assert_eq!(window.until(), t0 + ms(9_500));
+        // Whatever the order of answers, the end is the latest send + 7 s,
+        // never later: the store set each expiry after its send.
+        for sent in [4_000, 3_000, 6_000, 5_000] {
+            window.renewed(t0 + ms(sent));
+            assert!(window.until() <= t0 + ms(6_000 + 7_000));
+        }
+        assert_eq!(window.until(), t0 + ms(13_000));
+    }
+}

@@ -107,6 +107,9 @@ pub struct CoreConfig {
     pub retention: Retention,
     /// Where commits run.
     pub storage: StorageMode,
+    /// Put into generated task ids on a shared store (a tag of this gateway's
+    /// peer id), so two gateways never generate the same one.
+    pub id_tag: Option<String>,
 }
 
 /// The milliseconds clock the scheduler runs on. It must never step back or

@@ -78,6 +78,15 @@ impl Modules {
             .tasks += 1;
     }
 
+    /// A module another gateway stored in a shared store, unknown here until
+    /// now, unused (as far as this gateway knows) since `now_ms`.
+    pub fn learned(&mut self, hash: [u8; 32], now_ms: u64) {
+        self.refs.entry(hash).or_insert(ModuleRefs {
+            tasks: 0,
+            unused_since_ms: now_ms,
+        });
+    }
+
     /// A task that referred to the module was deleted (committed) at `now_ms`.
     pub fn released(&mut self, hash: &[u8; 32], now_ms: u64) {
         if let Some(refs) = self.refs.get_mut(hash) {

@@ -97,6 +97,8 @@ impl Core {
                 (crate::exec::ModuleHash::of(&bytes).0, Some(bytes))
             }
             ModuleInput::Hash(hash) if self.modules.known(&hash) => (hash, None),
+            // Uploaded through another gateway sharing the store.
+            ModuleInput::Hash(hash) if self.learned_module(&hash)? => (hash, None),
             ModuleInput::Hash(hash) => {
                 return Err(ApiError::Unprocessable(format!(
                     "unknown module {}: upload it with POST /modules first",
@@ -171,11 +173,31 @@ impl Core {
     fn generate_id(&mut self) -> Result<TaskId, ApiError> {
         loop {
             self.generated += 1;
-            let id = TaskId::parse(&format!("t{}-{}", (self.clock)(), self.generated))
-                .map_err(internal)?;
+            let text = match &self.config.id_tag {
+                Some(tag) => format!("t{}-{tag}-{}", (self.clock)(), self.generated),
+                None => format!("t{}-{}", (self.clock)(), self.generated),
+            };
+            let id = TaskId::parse(&text).map_err(internal)?;
             if self.sched.task(&id).is_none() && !self.stored(&id)? {
                 return Ok(id);
             }
+        }
+    }
+
+    /// Whether a shared store holds module `hash`, uploaded through another
+    /// gateway; if so this gateway's mirror learns it (and caches its bytes).
+    fn learned_module(&mut self, hash: &[u8; 32]) -> Result<bool, ApiError> {
+        if self.store.shared().is_none() {
+            return Ok(false);
+        }
+        match self.module_bytes(hash) {
+            Ok(Some(_)) => {
+                let now = (self.clock)();
+                self.modules.learned(*hash, now);
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(self.read_failed(e)),
         }
     }
 }
