@@ -345,3 +345,98 @@ fn generated_ids_are_unique_across_gateways() {
         .get(0);
     assert_eq!(stored, 80);
 }
+
+/// POSTs `body` as JSON to `http`/tasks with `key` as its Idempotency-Key;
+/// the status and the answer.
+fn post_task(http: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
+    let mut request = agent().post(&format!("{http}/tasks"));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let mut response = request.send_json(body).unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn the_same_id_or_key_at_two_gateways_at_once_makes_one_task() {
+    let db = PgDatabase::new("same_id");
+    let (data_a, data_b) = (TempDir::new("pg-same-a"), TempDir::new("pg-same-b"));
+    let a = start_gateway(&data_a, &db);
+    let b = start_gateway(&data_b, &db);
+    let wasm = base64::engine::general_purpose::STANDARD.encode(HASH_PUZZLE_WASM);
+    let start = std::sync::Barrier::new(2);
+    for n in 0..20i64 {
+        // One id, two different tasks, one through each gateway at once.
+        let bodies = [100, 200].map(|base| {
+            serde_json::json!({
+                "id": format!("same-{n}"), "wasm_base64": wasm,
+                "args": [base + n, 1], "start_ms": 3_600_000,
+            })
+        });
+        let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let each: Vec<_> = [(&a.http, &bodies[0]), (&b.http, &bodies[1])]
+                .into_iter()
+                .map(|(http, body)| {
+                    let start = &start;
+                    s.spawn(move || {
+                        start.wait();
+                        post_task(http, body, None)
+                    })
+                })
+                .collect();
+            each.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "{answers:?}");
+        let (_, created) = answers.iter().find(|(s, _)| *s == 201).unwrap();
+        let stored = get(&format!("{}/tasks/same-{n}", b.http));
+        assert_eq!(
+            stored["args"], created["args"],
+            "the acknowledged one is stored"
+        );
+
+        // One idempotency key, the same request through each gateway at once.
+        let body = serde_json::json!({
+            "wasm_base64": wasm, "args": [n, 2], "start_ms": 3_600_000,
+        });
+        let key = format!("key-{n}");
+        let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+            let each: Vec<_> = [&a.http, &b.http]
+                .into_iter()
+                .map(|http| {
+                    let (start, body, key) = (&start, &body, &key);
+                    s.spawn(move || {
+                        start.wait();
+                        post_task(http, body, Some(key))
+                    })
+                })
+                .collect();
+            each.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+        statuses.sort();
+        assert_eq!(statuses, [200, 201], "{answers:?}");
+        assert_eq!(
+            answers[0].1["id"], answers[1].1["id"],
+            "one task: {answers:?}"
+        );
+    }
+    for gateway in [&a, &b] {
+        let health = agent()
+            .get(&format!("{}/healthz", gateway.http))
+            .call()
+            .unwrap();
+        assert_eq!(health.status(), 200, "both gateways still serve");
+    }
+    let stored: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM ww_tasks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 40);
+}

@@ -22,7 +22,8 @@ pub use scheduler::{
 };
 pub use store::{
     Batch, BatchReport, DeletedTask, Lease, ModuleRefs, Op, PgOptions, PgStore, PurgeOutcome,
-    RedbStore, SharedStore, Store, StoreError, TaskStore, MODULE_BYTES_MAX, PG_SCHEMA_VERSION,
+    RedbStore, SharedStore, Store, StoreError, TakenTask, TaskStore, MODULE_BYTES_MAX,
+    PG_SCHEMA_VERSION,
 };
 pub use types::{
     Run, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus, WorkerLoad,

@@ -2,12 +2,12 @@
 //! taking their results, releasing or refusing held answers, retention, and
 //! the fail-stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{internal, Core, Held, Released, EXPIRE_DELETE_MAX, MODULES_COLLECT_MAX};
 use crate::gateway::events::Event;
 use crate::gateway::ApiError;
-use crate::sched::{Op, PurgeOutcome, StoreError, TaskHeader, TaskId};
+use crate::sched::{Effect, Op, PurgeOutcome, StoreError, TakenTask, TaskHeader, TaskId};
 
 impl Core {
     /// Queues retention: finished tasks past their time or beyond the most
@@ -93,8 +93,18 @@ impl Core {
         self.health.trip(cause);
     }
 
-    pub(super) fn released(&mut self, released: Released<Held>) {
+    pub(super) fn released(&mut self, mut released: Released<Held>) {
         let now = (self.clock)();
+        let taken = std::mem::take(&mut released.report.taken);
+        if !taken.is_empty() {
+            let gone: BTreeSet<TaskId> = taken.iter().map(|t| t.id.clone()).collect();
+            for id in &gone {
+                self.withdraw(now, id);
+            }
+            released.finished.retain(|id| !gone.contains(id));
+            released.written.retain(|id, _| !gone.contains(id));
+            released.runs.retain(|r| !gone.contains(&r.task));
+        }
         let report = released.report;
         for deleted in &report.deleted {
             self.modules.released(&deleted.module_hash, now);
@@ -148,8 +158,40 @@ impl Core {
         }
         self.modules.committed();
         for held in released.answers {
-            self.answer(held, &report.purged, &released.written);
+            self.answer(held, &report.purged, &released.written, &taken);
         }
+    }
+
+    /// Drops a new task another gateway stored first under its id or key
+    /// (a shared store): its runs stop and nothing more of it is written.
+    fn withdraw(&mut self, now: u64, id: &TaskId) {
+        let Some(task) = self.sched.task(id) else {
+            return;
+        };
+        let (key, hash) = (task.spec.idempotency_key.clone(), task.spec.module_hash);
+        match self.sched.cancel(now, id) {
+            Ok(effects) => {
+                // Its own changes are not written (it is not this gateway's);
+                // other tasks' runs that its slots now let start are.
+                let effects = effects
+                    .into_iter()
+                    .filter(|e| !matches!(e, Effect::TaskChanged { task, .. } if task == id))
+                    .collect();
+                self.apply(effects);
+            }
+            Err(e) => debug_assert!(false, "a held task could not be cancelled: {e}"),
+        }
+        if let Err(e) = self.sched.forget(id) {
+            debug_assert!(false, "a cancelled task could not be forgotten: {e}");
+        }
+        self.plan.withdraw(id);
+        if let Some(key) = key {
+            if self.keys.get(&key) == Some(id) {
+                self.keys.remove(&key);
+            }
+        }
+        self.modules.released(&hash, now);
+        tracing::info!(task = %id, "another gateway stored a task with this id or key first; this copy is dropped");
     }
 
     /// Sends a held answer, showing committed state only: the header the
@@ -159,12 +201,28 @@ impl Core {
         held: Held,
         purged: &[(TaskId, PurgeOutcome)],
         written: &BTreeMap<TaskId, TaskHeader>,
+        taken: &[TakenTask],
     ) {
         let committed = |core: &mut Core, id: &TaskId| match written.get(id) {
             Some(header) => Ok(header.clone()),
             None => core.committed_header(id),
         };
         match held {
+            Held::Submit { reply, id, .. } if taken.iter().any(|t| t.id == id) => {
+                let by_key = taken
+                    .iter()
+                    .find(|t| t.id == id)
+                    .and_then(|t| t.by_key.clone());
+                let answer = match by_key {
+                    // The same request, through another gateway first: its task.
+                    Some(other) => self.committed_header(&other).map(|h| (h, false)),
+                    None => Err(ApiError::Conflict(format!(
+                        "a task with id {:?} was created through another gateway at the same moment",
+                        id.0
+                    ))),
+                };
+                let _ = reply.send(answer);
+            }
             Held::Submit { reply, id, created } => {
                 let header = committed(self, &id);
                 if created && header.is_ok() {

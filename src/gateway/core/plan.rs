@@ -190,6 +190,13 @@ impl<A> Planner<A> {
         }
     }
 
+    /// A task that is not this gateway's after all (another stored it first):
+    /// nothing more of it is written.
+    pub fn withdraw(&mut self, id: &TaskId) {
+        self.dirty.remove(id);
+        self.stored.remove(id);
+    }
+
     /// A task taken over from the store, which holds it as `task` is now.
     pub fn adopted(&mut self, task: &Task) {
         self.stored.insert(

@@ -94,6 +94,18 @@ pub struct BatchReport {
     pub modules_kept: Vec<[u8; 32]>,
     /// Retention stopped at `delete_max` with more to delete.
     pub expire_more: bool,
+    /// New tasks another gateway stored first under the same id or
+    /// idempotency key (a shared store only): nothing of them was written.
+    pub taken: Vec<TakenTask>,
+}
+
+/// A new task whose id or idempotency key another gateway took first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakenTask {
+    /// The task that was not written.
+    pub id: TaskId,
+    /// The task stored under its idempotency key, if the key was taken.
+    pub by_key: Option<TaskId>,
 }
 
 impl Batch {

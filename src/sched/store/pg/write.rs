@@ -10,7 +10,8 @@ use super::queries::*;
 use super::{decode, pg_err, Conn};
 use crate::sched::id::TaskId;
 use crate::sched::store::{
-    Batch, BatchReport, DeletedTask, Lease, Op, PurgeOutcome, StoreError, MODULE_BYTES_MAX,
+    Batch, BatchReport, DeletedTask, Lease, Op, PurgeOutcome, StoreError, TakenTask,
+    MODULE_BYTES_MAX,
 };
 use crate::sched::types::{hex32, Run, TaskHeader};
 
@@ -88,7 +89,9 @@ impl Writer<'_, '_> {
         Ok(Some((header, owner.zip(epoch))))
     }
 
-    fn put_task(&mut self, header: &TaskHeader, runs: &[Run]) -> Result<(), Step> {
+    /// Writes a task and the listed runs; a new task someone else stored
+    /// first (a shared store) is not written and comes back as taken.
+    fn put_task(&mut self, header: &TaskHeader, runs: &[Run]) -> Result<Option<TakenTask>, Step> {
         let id = &header.spec.id;
         let previous = self.header_for_update(id.as_str())?;
         let status = i16::from(header.status.code());
@@ -102,6 +105,15 @@ impl Writer<'_, '_> {
         };
         let json = encode(id, "header", header)?;
         let me = owner_of(self.lease);
+        if let Some((old, owner)) = &previous {
+            // Another task under this id, stored by another gateway since this
+            // one accepted its own: this one's is dropped, the batch stands.
+            let same_task = old.spec == header.spec && old.submitted_ms == header.submitted_ms;
+            if !same_task && self.lease.is_some() && *owner != me {
+                let key = header.spec.idempotency_key.as_deref();
+                return Ok(Some(self.insert_conflict(id, key)?));
+            }
+        }
         if let Some((old, owner)) = &previous {
             // Final tasks have no owner left to check: the next arm refuses them.
             if !old.status.is_final() && *owner != me {
@@ -135,11 +147,10 @@ impl Writer<'_, '_> {
                     .execute(&st, &[&id.as_str(), &status, &finished_ms, &json])?;
             }
             None => {
-                self.refer(id, &header.spec.module_hash)?;
                 let key = header.spec.idempotency_key.as_deref();
                 let hash = header.spec.module_hash.as_slice();
                 let st = self.st(INSERT_TASK).clone();
-                let (gateway, epoch) = me.unzip();
+                let (gateway, epoch) = me.clone().unzip();
                 let inserted = self.txn.execute(
                     &st,
                     &[
@@ -154,8 +165,24 @@ impl Writer<'_, '_> {
                     ],
                 )?;
                 if inserted == 0 {
-                    return Err(self.insert_conflict(id, key)?);
+                    let taken = self.insert_conflict(id, key)?;
+                    // Among several gateways another one stored it first:
+                    // this one drops its copy; the rest of the batch stands.
+                    if self.lease.is_some() {
+                        return Ok(Some(taken));
+                    }
+                    return Err(corrupt(
+                        format!("task {id}"),
+                        match &taken.by_key {
+                            Some(other) => format!(
+                                "idempotency key {:?} names task {other} already",
+                                key.unwrap_or_default()
+                            ),
+                            None => "stored by another writer during this batch".into(),
+                        },
+                    ));
                 }
+                self.refer(id, &header.spec.module_hash)?;
             }
         }
         if finished_ms.is_some() {
@@ -164,7 +191,7 @@ impl Writer<'_, '_> {
             self.txn.execute(&st, &[&id.as_str()])?;
         }
         if runs.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut indexes = Vec::with_capacity(runs.len());
         let mut bodies = Vec::with_capacity(runs.len());
@@ -180,26 +207,23 @@ impl Writer<'_, '_> {
         }
         let st = self.st(UPSERT_RUNS).clone();
         self.txn.execute(&st, &[&id.as_str(), &indexes, &bodies])?;
-        Ok(())
+        Ok(None)
     }
 
-    /// Why a new task's row was not inserted: its key names another task (or a
-    /// task with its id appeared since the lock was looked for).
-    fn insert_conflict(&mut self, id: &TaskId, key: Option<&str>) -> Result<Step, Step> {
+    /// Why a new task's row was not inserted: its key names another task, or
+    /// a task with its id exists (stored by another writer).
+    fn insert_conflict(&mut self, id: &TaskId, key: Option<&str>) -> Result<TakenTask, Step> {
+        let mut by_key = None;
         if let Some(key) = key {
             let st = self.st(TASK_OF_KEY).clone();
             if let Some(row) = self.txn.query_opt(&st, &[&key])? {
-                let other: String = row.get(0);
-                return Ok(corrupt(
-                    format!("idempotency key {key:?}"),
-                    format!("names task {other} already"),
-                ));
+                by_key = Some(TaskId(row.get(0)));
             }
         }
-        Ok(corrupt(
-            format!("task {id}"),
-            "stored by another writer during this batch",
-        ))
+        Ok(TakenTask {
+            id: id.clone(),
+            by_key,
+        })
     }
 
     /// One more task refers to the module, which must be stored.
@@ -351,7 +375,11 @@ impl Writer<'_, '_> {
         }
         for op in &batch.ops {
             match op {
-                Op::PutTask { header, runs } => self.put_task(header, runs)?,
+                Op::PutTask { header, runs } => {
+                    if let Some(taken) = self.put_task(header, runs)? {
+                        report.taken.push(taken);
+                    }
+                }
                 Op::PutModule {
                     hash,
                     bytes,
