@@ -113,14 +113,18 @@ pub enum Request {
         /// How many runs it has.
         runs: u32,
     },
-    /// Takes up to `max` open tasks whose owner's lease ended or epoch is stale.
+    /// Takes up to `max` open tasks whose owner's lease ended or epoch is
+    /// stale, and returns too every open task the caller owns under this
+    /// epoch but does not list in `known` (a reply it lost, reconciled).
     Claim {
         /// The gateway.
         gateway: GatewayId,
         /// Its epoch.
         epoch: Epoch,
-        /// At most this many tasks.
+        /// At most this many orphaned tasks.
         max: usize,
+        /// The tasks the caller holds, or is submitting.
+        known: Vec<TaskId>,
     },
     /// Marks runs Running under their attempts; per run, only if the caller
     /// owns the open, uncancelled task under a valid lease.
@@ -324,7 +328,16 @@ impl Store {
                 gateway,
                 epoch,
                 max,
-            } => self.claim(now_ms, *gateway, *epoch, *max),
+                known,
+            } => self.claim(
+                now_ms,
+                Owner {
+                    gateway: *gateway,
+                    epoch: *epoch,
+                },
+                *max,
+                known,
+            ),
             Request::StartRuns {
                 gateway,
                 epoch,
@@ -438,10 +451,11 @@ impl Store {
         Reply::Done
     }
 
-    fn claim(&mut self, now_ms: u64, gateway: GatewayId, epoch: Epoch, max: usize) -> Reply {
-        if !self.lease_valid(gateway, epoch, now_ms) {
+    fn claim(&mut self, now_ms: u64, caller: Owner, max: usize, known: &[TaskId]) -> Reply {
+        if !self.lease_valid(caller.gateway, caller.epoch, now_ms) {
             return Reply::Refused(Refusal::LeaseLost);
         }
+        let known: std::collections::BTreeSet<&TaskId> = known.iter().collect();
         let gateways = &self.gateways;
         let orphaned = |owner: &Owner| {
             gateways
@@ -449,14 +463,25 @@ impl Store {
                 .is_none_or(|row| row.epoch != owner.epoch || row.expires_ms <= now_ms)
         };
         let mut claimed = Vec::new();
+        let mut orphans = 0;
         for (id, row) in self.tasks.iter_mut() {
-            if claimed.len() >= max {
-                break;
-            }
-            if row.terminal.is_some() || !orphaned(&row.owner) {
+            if row.terminal.is_some() {
                 continue;
             }
-            row.owner = Owner { gateway, epoch };
+            if row.owner == caller {
+                if !known.contains(id) {
+                    claimed.push(ClaimedTask {
+                        task: id.clone(),
+                        runs: row.runs.clone(),
+                    });
+                }
+                continue;
+            }
+            if orphans >= max || !orphaned(&row.owner) {
+                continue;
+            }
+            orphans += 1;
+            row.owner = caller;
             for run in row.runs.values_mut() {
                 // Started by the old owner, never finished: run again.
                 if run.status == RunStatus::Running {
@@ -546,3 +571,7 @@ impl Store {
         Ok(Some(status))
     }
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -156,9 +156,10 @@ impl Replay {
             }
             (Request::Claim { gateway, epoch, .. }, Reply::Claimed(tasks)) => {
                 for claimed in tasks {
-                    self.found.claims += 1;
                     if let Some((old, old_epoch)) = self.owner.get(&claimed.task).copied() {
-                        if self.valid(old, old_epoch, at) {
+                        // Its own task, returned for reconciliation, is fine.
+                        let own = (old, old_epoch) == (*gateway, *epoch);
+                        if !own && self.valid(old, old_epoch, at) {
                             self.found.lease.push(format!(
                                 "{when}: {} claimed {} from {} epoch {old_epoch} whose lease \
                                  was valid ({})",
@@ -169,7 +170,11 @@ impl Replay {
                             ));
                         }
                     }
-                    self.owner.insert(claimed.task.clone(), (*gateway, *epoch));
+                    if self.owner.insert(claimed.task.clone(), (*gateway, *epoch))
+                        != Some((*gateway, *epoch))
+                    {
+                        self.found.claims += 1;
+                    }
                 }
             }
             (Request::StartRuns { gateway, epoch, .. }, Reply::Started(results)) => {

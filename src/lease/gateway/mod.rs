@@ -12,8 +12,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+mod replies;
+#[cfg(test)]
+mod tests;
+
 use super::keeper::{LeaseKeeper, LeaseRequest};
-use super::model::{Refusal, Reply, Request, RunStatus};
+use super::model::{Request, RunStatus};
 use super::{Epoch, GatewayId, LeaseConfig, RunOutcome, RunRef, TaskId};
 
 /// A gateway claims orphaned tasks while it holds fewer than this many tasks
@@ -284,141 +288,6 @@ impl LeaseGateway {
         self.send_finish(now_ms, run, outcome);
     }
 
-    /// The store answered request `id` (sent at a local time the gateway
-    /// remembers) with `reply`.
-    pub fn handle_reply(&mut self, now_ms: u64, id: RequestId, reply: Reply) {
-        let Some((pending, epoch, sent_ms)) = self.pending.remove(&id) else {
-            return;
-        };
-        match pending {
-            Pending::Lease(LeaseRequest::Register) => {
-                if let Reply::Registered { epoch } = reply {
-                    if self.keeper.on_registered(sent_ms, epoch) {
-                        self.lose_everything();
-                        self.outputs.push_back(Output::Registered { epoch });
-                        self.next_poll_ms = now_ms;
-                    }
-                }
-            }
-            Pending::Lease(LeaseRequest::Renew { epoch }) => match reply {
-                Reply::Renewed => self.keeper.on_renewed(sent_ms, epoch),
-                _ => self.lost(epoch),
-            },
-            Pending::Submit { task, runs } => {
-                let current = self.keeper.may_act(now_ms);
-                match reply {
-                    Reply::Done if current.is_some() && current == epoch => {
-                        self.hold(task.clone(), (0..runs).map(|_| 0));
-                        self.outputs.push_back(Output::SubmitAcked {
-                            task,
-                            epoch: current.unwrap_or_default(),
-                        });
-                    }
-                    Reply::Refused(Refusal::LeaseLost) => {
-                        self.outputs.push_back(Output::SubmitFailed { task });
-                        self.lost_opt(epoch);
-                    }
-                    _ => self.outputs.push_back(Output::SubmitFailed { task }),
-                }
-            }
-            Pending::Claim => match reply {
-                Reply::Claimed(claimed) if epoch == self.keeper.epoch() => {
-                    for task in claimed {
-                        let attempts: Vec<(u32, u32, RunStatus)> = task
-                            .runs
-                            .iter()
-                            .map(|(i, r)| (*i, r.attempt, r.status))
-                            .collect();
-                        self.hold_claimed(task.task, attempts);
-                    }
-                }
-                Reply::Refused(Refusal::LeaseLost) => self.lost_opt(epoch),
-                _ => {}
-            },
-            Pending::Start(runs) => self.started(now_ms, sent_ms, epoch, runs, reply),
-            Pending::Finish(run, _) => match reply {
-                Reply::Finished { terminal } => {
-                    self.set_run(&run, RunState::Done);
-                    if terminal.is_some() {
-                        self.drop_task(&run.task);
-                    }
-                }
-                Reply::Refused(Refusal::LeaseLost) => self.lost_opt(epoch),
-                Reply::Refused(Refusal::RunFinal) => self.set_run(&run, RunState::Done),
-                Reply::Refused(Refusal::StaleAttempt) => {}
-                _ => self.drop_task(&run.task),
-            },
-            Pending::Cancel(task) => match reply {
-                Reply::Done => {
-                    self.drop_task(&task);
-                    self.cancel_acks
-                        .push((now_ms + self.config.dispatch_window_ms, task));
-                }
-                Reply::Refused(Refusal::LeaseLost) => {
-                    self.outputs.push_back(Output::CancelFailed { task });
-                    self.lost_opt(epoch);
-                }
-                _ => self.outputs.push_back(Output::CancelFailed { task }),
-            },
-            Pending::Poll => match reply {
-                Reply::CancelledTasks(cancelled) => {
-                    for task in cancelled {
-                        self.drop_task(&task);
-                    }
-                }
-                Reply::Refused(Refusal::LeaseLost) => self.lost_opt(epoch),
-                _ => {}
-            },
-        }
-        self.start_runs(now_ms);
-    }
-
-    fn started(
-        &mut self,
-        now_ms: u64,
-        sent_ms: u64,
-        epoch: Option<Epoch>,
-        runs: Vec<RunRef>,
-        reply: Reply,
-    ) {
-        let Reply::Started(results) = reply else {
-            // Not an answer to a start: try the runs again.
-            for run in runs {
-                self.retry_run(&run);
-            }
-            return;
-        };
-        let in_window = now_ms <= sent_ms + self.config.dispatch_window_ms || self.ignore_deadlines;
-        let acting = self.keeper.may_act(now_ms).filter(|e| Some(*e) == epoch);
-        for (run, result) in results {
-            let starting = RunState::Starting {
-                attempt: run.attempt,
-            };
-            if self.run_state(&run) != Some(starting) {
-                continue;
-            }
-            match result {
-                Ok(()) => match acting {
-                    Some(epoch) if in_window => {
-                        self.set_run(
-                            &run,
-                            RunState::Running {
-                                attempt: run.attempt,
-                            },
-                        );
-                        self.outputs.push_back(Output::Dispatch { epoch, run });
-                    }
-                    // Committed, but too late to dispatch safely: a new attempt.
-                    _ => self.retry_run(&run),
-                },
-                Err(Refusal::LeaseLost) => self.lost_opt(epoch),
-                Err(Refusal::StaleAttempt) => self.retry_run(&run),
-                Err(Refusal::RunFinal) => self.set_run(&run, RunState::Done),
-                Err(_) => self.drop_task(&run.task),
-            }
-        }
-    }
-
     fn poll_and_claim(&mut self, now_ms: u64) {
         let Some(epoch) = self.keeper.may_act(now_ms) else {
             return;
@@ -438,10 +307,15 @@ impl LeaseGateway {
         // Claim while holding little backlog, so orphans are taken promptly
         // but not hoarded by one busy gateway.
         if !claiming && self.tasks.len() < CLAIM_BACKLOG_SLOTS * self.config.slots {
+            let submitting = self.pending.values().filter_map(|(p, _, _)| match p {
+                Pending::Submit { task, .. } => Some(task),
+                _ => None,
+            });
             let request = Request::Claim {
                 gateway: self.id,
                 epoch,
                 max: self.config.claim_max,
+                known: self.tasks.keys().chain(submitting).cloned().collect(),
             };
             self.send(now_ms, Pending::Claim, request);
         }
@@ -488,63 +362,6 @@ impl LeaseGateway {
             runs: runs.clone(),
         };
         self.send(now_ms, Pending::Start(runs), request);
-    }
-
-    /// A request went unanswered for `request_timeout_ms`.
-    fn given_up(&mut self, now_ms: u64, pending: Pending, epoch: Option<Epoch>) {
-        let current = self.keeper.may_act(now_ms);
-        match pending {
-            // The keeper retries on its own schedule.
-            Pending::Lease(_) | Pending::Poll => {}
-            Pending::Submit { task, runs } => match current {
-                // It may have committed: retry until answered, or the task
-                // (owned by a stale epoch) is claimed by someone.
-                Some(now_epoch) if Some(now_epoch) == epoch => {
-                    let request = Request::Submit {
-                        gateway: self.id,
-                        epoch: now_epoch,
-                        task: task.clone(),
-                        runs,
-                    };
-                    self.send(now_ms, Pending::Submit { task, runs }, request);
-                }
-                _ => self.outputs.push_back(Output::SubmitFailed { task }),
-            },
-            // A claim may have committed: the gateway would own tasks it
-            // does not know. Give the epoch up, so they are claimable again.
-            Pending::Claim => self.lost_opt(epoch),
-            Pending::Start(runs) => {
-                for run in runs {
-                    if self.run_state(&run)
-                        == Some(RunState::Starting {
-                            attempt: run.attempt,
-                        })
-                    {
-                        self.retry_run(&run);
-                    }
-                }
-            }
-            Pending::Finish(run, outcome) => {
-                let finishing = RunState::Finishing {
-                    attempt: run.attempt,
-                    outcome,
-                };
-                if self.run_state(&run) == Some(finishing) {
-                    self.send_finish(now_ms, run, outcome);
-                }
-            }
-            Pending::Cancel(task) => match current {
-                Some(now_epoch) => {
-                    let request = Request::Cancel {
-                        gateway: self.id,
-                        epoch: now_epoch,
-                        task: task.clone(),
-                    };
-                    self.send(now_ms, Pending::Cancel(task), request);
-                }
-                None => self.outputs.push_back(Output::CancelFailed { task }),
-            },
-        }
     }
 
     fn send_finish(&mut self, now_ms: u64, run: RunRef, outcome: RunOutcome) {
