@@ -38,7 +38,10 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        refuse-submissions: it answers every POST /tasks with 500;
        accept-impossible-reports: it records worker reports that cannot be true;
        skip-republish: record holders never pass records on to the closest hosts;
-       drop-anchor-set: a host acknowledges one anchor set but never applies it).
+       drop-anchor-set: a host acknowledges one anchor set but never applies it;
+       lease-act-past-deadline: [leases] gateways act on replies however late,
+       past their lease deadline; lease-start-cancelled: the lease store starts
+       runs of cancelled tasks).
 
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 
