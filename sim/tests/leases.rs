@@ -278,3 +278,46 @@ fn the_checks_fail_on_forged_logs() {
         "a dispatch after the lease ended at the store"
     );
 }
+
+#[test]
+fn lease_files_refuse_what_the_driver_cannot_run() {
+    let base = r#"
+name = "x"
+duration_s = 60
+[leases]
+gateways = 2
+tasks = 5
+submit_until_s = 10
+[invariants]
+lease_one_terminal = true
+"#;
+    Scenario::from_toml_str(base).expect("the base file is valid");
+    let refused = |extra: &str, needle: &str| {
+        let text = format!("{base}{extra}");
+        let error = Scenario::from_toml_str(&text).expect_err(extra).0;
+        assert!(error.contains(needle), "{extra}: {error}");
+    };
+    refused(
+        "[[faults]]\nat_s = 1\nkind = \"crash\"\nnodes = [\"store\"]\n",
+        "the store",
+    );
+    refused(
+        "[[faults]]\nat_s = 1\nkind = \"crash\"\nnodes = [\"gw-2\"]\n",
+        "unknown host",
+    );
+    refused("[gateway]\nworkers = 1\n", "runs alone");
+    let too_short = base.replace(
+        "lease_one_terminal = true",
+        "lease_tasks_final_within_s = 55",
+    );
+    let error = Scenario::from_toml_str(&too_short)
+        .expect_err("too short")
+        .0;
+    assert!(error.contains("too short"), "{error}");
+    let pause_elsewhere = "name = \"y\"\nduration_s = 10\n[cluster]\nnodes = 2\n\
+        [[faults]]\nat_s = 1\nkind = \"pause\"\nnodes = [\"node-000\"]\n[invariants]\n";
+    let error = Scenario::from_toml_str(pause_elsewhere)
+        .expect_err("pause")
+        .0;
+    assert!(error.contains("[leases]"), "{error}");
+}
