@@ -136,7 +136,7 @@ fn swarm_variations_hold() {
 }
 
 /// Takeover after a crash: measured on every seed, within the stated bound
-/// (lease + poll, plus round trips and the start); and the cancel-to-stop
+/// (lease + poll, plus round trips and a free slot); and the cancel-to-stop
 /// time of runs in flight within one poll plus round trips.
 #[test]
 fn takeover_and_cancel_stop_times_across_seeds() {
@@ -159,8 +159,9 @@ fn takeover_and_cancel_stop_times_across_seeds() {
         takeovers.len() as u64 >= MEASURE_SEEDS / 2,
         "too few takeovers measured"
     );
-    // Two round trips of at most 100 ms each: the claim and the start.
-    let takeover_bound = config.takeover_bound_ms() + 400;
+    // Two round trips of at most 100 ms each (the claim and the start), and
+    // on a saturated claimer a slot freed by a run ending.
+    let takeover_bound = config.takeover_bound_ms() + 400 + spec.run_ms_max;
     assert!(
         takeovers.iter().all(|t| *t <= takeover_bound),
         "{takeovers:?}"
