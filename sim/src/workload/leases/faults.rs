@@ -8,6 +8,7 @@ use crate::scenario::{Fault, FaultKind};
 use crate::workload::leases_spec::STORE_HOST;
 
 impl Sim<'_> {
+    /// Applies the scenario's fault `i` now.
     pub(super) fn fault(&mut self, seed: u64, i: usize) {
         let fault = self.faults[i].clone();
         self.log
