@@ -43,7 +43,8 @@ pub struct LeaseConfig {
     /// How often a gateway asks which of its tasks were cancelled, and tries to
     /// claim orphaned tasks.
     pub poll_ms: u64,
-    /// A request unanswered this long is given up (and retried if needed).
+    /// A request unanswered this long is given up (and retried if needed);
+    /// lease requests are waited for `lease_ms - margin_ms`.
     pub request_timeout_ms: u64,
     /// A run whose start commit is answered later than this after it was sent
     /// is not dispatched; a canceller waits as long before acknowledging.

@@ -182,7 +182,7 @@ impl LeaseGateway {
         let requests = self
             .pending
             .values()
-            .map(|(_, _, sent)| sent + self.config.request_timeout_ms);
+            .map(|(what, _, sent)| sent + self.timeout_ms(what));
         let acks = self.cancel_acks.iter().map(|(at, _)| *at);
         requests
             .chain(acks)
@@ -210,7 +210,7 @@ impl LeaseGateway {
         let expired: Vec<RequestId> = self
             .pending
             .iter()
-            .filter(|(_, (_, _, sent))| now_ms >= sent + self.config.request_timeout_ms)
+            .filter(|(_, (what, _, sent))| now_ms >= sent + self.timeout_ms(what))
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
@@ -385,6 +385,16 @@ impl LeaseGateway {
         self.pending
             .insert(id, (pending, self.keeper.epoch(), now_ms));
         self.outputs.push_back(Output::Send { id, request });
+    }
+
+    /// How long a request is waited for. A lease reply is useful as long as
+    /// the deadline it gives (its send + lease - margin) is ahead, so slow
+    /// links keep the lease; anything else is retried after the timeout.
+    fn timeout_ms(&self, pending: &Pending) -> u64 {
+        match pending {
+            Pending::Lease(_) => self.config.lease_ms - self.config.margin_ms,
+            _ => self.config.request_timeout_ms,
+        }
     }
 
     fn in_flight(&self) -> usize {

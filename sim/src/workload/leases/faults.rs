@@ -124,7 +124,8 @@ impl Sim<'_> {
                     link.held = false;
                     released = std::mem::take(&mut link.held_messages);
                 }
-                FaultKind::Latency => link.latency_ms = fault.latency_ms,
+                // 0 gives the link back its seeded random latency.
+                FaultKind::Latency => link.latency_ms = fault.latency_ms.filter(|ms| *ms > 0),
                 FaultKind::LinkLoss => link.loss = fault.fail_rate.unwrap_or(0.0),
                 _ => {}
             }
