@@ -406,6 +406,8 @@ impl LeaseGateway {
     }
 
     fn hold(&mut self, task: TaskId, attempts: impl Iterator<Item = u32>) {
+        // Callers check first: holding a task twice would reset runs in flight.
+        debug_assert!(!self.tasks.contains_key(&task), "{task} held twice");
         let runs = attempts
             .enumerate()
             .map(|(i, last)| (i as u32, RunState::Waiting { attempt: last + 1 }))
@@ -414,6 +416,7 @@ impl LeaseGateway {
     }
 
     fn hold_claimed(&mut self, task: TaskId, runs: Vec<(u32, u32, RunStatus)>) {
+        debug_assert!(!self.tasks.contains_key(&task), "{task} held twice");
         let states = runs
             .into_iter()
             .map(|(index, attempt, status)| {
