@@ -14,6 +14,15 @@
 //! it); [`keeper::LeaseKeeper`] is a gateway's lease; [`gateway::LeaseGateway`]
 //! is a gateway's tasks on top of it, turning time, client requests, store
 //! replies and worker results into store requests and decisions.
+//!
+//! Wiring (as the simulation does, and the PostgreSQL gateway will): one
+//! `LeaseGateway` per process, fed its monotonic clock in ms; call
+//! `handle_timeout` when `poll_timeout` comes due, `submit` and `cancel` from
+//! the API, `handle_reply` when a store transaction returns, `run_finished`
+//! when a worker reports; after each call drain `poll_output`, running every
+//! `Output::Send` as one transaction with [`model::Store::apply`]'s semantics
+//! (the store's own `now()`), dispatching and stopping runs, and answering
+//! clients.
 
 pub mod gateway;
 pub mod keeper;
