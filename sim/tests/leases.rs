@@ -198,7 +198,10 @@ fn started_log() -> LeaseLog {
             op(
                 1,
                 0,
-                Request::Register { gateway: 0 },
+                Request::Register {
+                    gateway: 0,
+                    seen: 0,
+                },
                 Reply::Registered { epoch: 1 },
             ),
             op(

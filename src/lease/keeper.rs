@@ -13,8 +13,11 @@ use super::{Epoch, LeaseConfig};
 /// What the keeper wants sent to the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseRequest {
-    /// Register: a new epoch.
-    Register,
+    /// Register: a new epoch, if the row's is still `seen`.
+    Register {
+        /// The latest epoch known of the gateway's row.
+        seen: Epoch,
+    },
     /// Renew the lease of this epoch.
     Renew {
         /// The epoch renewed.
@@ -39,6 +42,12 @@ enum State {
 pub struct LeaseKeeper {
     config: LeaseConfig,
     state: State,
+    /// The latest epoch known of this gateway's row (0: none yet).
+    seen: Epoch,
+    /// The highest `seen` any registration sent so far named: such a
+    /// registration may still commit and move the row past `seen`, so an
+    /// epoch up to it is never adopted.
+    seen_sent: Option<Epoch>,
     /// Sabotage: act past the local deadline and never give the lease up.
     act_past_deadline: bool,
 }
@@ -55,6 +64,8 @@ impl LeaseKeeper {
             state: State::Unregistered {
                 register_sent_ms: None,
             },
+            seen: 0,
+            seen_sent: None,
             act_past_deadline: false,
         }
     }
@@ -102,7 +113,8 @@ impl LeaseKeeper {
                     return None;
                 }
                 *register_sent_ms = Some(now_ms);
-                Some(LeaseRequest::Register)
+                self.seen_sent = self.seen_sent.max(Some(self.seen));
+                Some(LeaseRequest::Register { seen: self.seen })
             }
             State::Held {
                 epoch,
@@ -146,7 +158,14 @@ impl LeaseKeeper {
     /// whether the keeper adopted it (then the caller forgets every task of
     /// its previous epoch).
     pub fn on_registered(&mut self, sent_ms: u64, epoch: Epoch) -> bool {
+        self.seen = self.seen.max(epoch);
         if self.epoch().is_some_and(|current| current >= epoch) {
+            return false;
+        }
+        // A registration naming `epoch` (or later) is in flight, sent after
+        // an `EpochMoved` arrived ahead of this reply: it may still commit
+        // and fence `epoch`, so wait for its own answer instead.
+        if self.seen_sent.is_some_and(|sent| sent >= epoch) {
             return false;
         }
         self.state = State::Held {
@@ -155,6 +174,20 @@ impl LeaseKeeper {
             next_renew_ms: sent_ms + self.config.renew_every_ms,
         };
         true
+    }
+
+    /// A registration found the row at epoch `current`, not the one it saw:
+    /// the next registration names `current`. It goes at once unless one of
+    /// this keeper's own registrations may have made `current` (its answer,
+    /// still coming, is then awaited; the retry covers its loss).
+    pub fn on_epoch_moved(&mut self, current: Epoch) {
+        self.seen = self.seen.max(current);
+        let maybe_ours = self.seen_sent.is_some_and(|sent| current <= sent + 1);
+        if let State::Unregistered { register_sent_ms } = &mut self.state {
+            if !maybe_ours {
+                *register_sent_ms = None;
+            }
+        }
     }
 
     /// A renewal of `epoch` sent at `sent_ms` succeeded.
@@ -177,6 +210,7 @@ impl LeaseKeeper {
     /// the current lease (then the caller drops every task and stops their
     /// runs; the keeper registers again).
     pub fn on_lost(&mut self, epoch: Epoch) -> bool {
+        self.seen = self.seen.max(epoch);
         if self.epoch() != Some(epoch) {
             return false;
         }
@@ -218,7 +252,10 @@ mod tests {
     #[test]
     fn registers_first_then_renews_every_quarter_lease() {
         let mut keeper = LeaseKeeper::new(config());
-        assert_eq!(keeper.poll_request(100), Some(LeaseRequest::Register));
+        assert_eq!(
+            keeper.poll_request(100),
+            Some(LeaseRequest::Register { seen: 0 })
+        );
         assert_eq!(keeper.poll_request(200), None, "one registration in flight");
         assert!(keeper.on_registered(100, 1));
         assert_eq!(keeper.may_act(150), Some(1));
@@ -241,7 +278,60 @@ mod tests {
         assert_eq!(keeper.may_act(9_000), None);
         assert!(!keeper.check_deadline(8_999));
         assert!(keeper.check_deadline(9_000));
-        assert_eq!(keeper.poll_request(9_000), Some(LeaseRequest::Register));
+        assert_eq!(
+            keeper.poll_request(9_000),
+            Some(LeaseRequest::Register { seen: 3 }),
+            "the next registration names the epoch it gives up"
+        );
+    }
+
+    #[test]
+    fn an_epoch_a_registration_in_flight_may_fence_is_not_adopted() {
+        let mut keeper = LeaseKeeper::new(config());
+        assert_eq!(
+            keeper.poll_request(0),
+            Some(LeaseRequest::Register { seen: 0 })
+        );
+        // A restarted gateway learns its row's epoch and registers at once.
+        keeper.on_epoch_moved(4);
+        assert_eq!(
+            keeper.poll_request(1),
+            Some(LeaseRequest::Register { seen: 4 })
+        );
+        // A retry of it went too; one got epoch 5, the other found it moved,
+        // and that answer came first: wait for the one that made 5.
+        assert_eq!(
+            keeper.poll_request(2_001),
+            Some(LeaseRequest::Register { seen: 4 })
+        );
+        keeper.on_epoch_moved(5);
+        assert_eq!(keeper.poll_request(2_002), None, "5 may be its own");
+        assert!(keeper.on_registered(1, 5));
+        assert_eq!(keeper.may_act(2_003), Some(5));
+    }
+
+    #[test]
+    fn an_epoch_a_later_registration_names_is_not_adopted() {
+        let mut keeper = LeaseKeeper::new(config());
+        keeper.poll_request(0);
+        // Its retry finds the row moved (by the first, whose answer is late).
+        assert_eq!(
+            keeper.poll_request(2_000),
+            Some(LeaseRequest::Register { seen: 0 })
+        );
+        keeper.on_epoch_moved(1);
+        // The timer sends the next registration, naming 1.
+        assert_eq!(
+            keeper.poll_request(4_000),
+            Some(LeaseRequest::Register { seen: 1 })
+        );
+        assert!(
+            !keeper.on_registered(0, 1),
+            "the registration naming 1 may still move the row to 2"
+        );
+        assert_eq!(keeper.may_act(4_010), None);
+        assert!(keeper.on_registered(4_000, 2));
+        assert_eq!(keeper.may_act(4_020), Some(2));
     }
 
     #[test]
@@ -301,12 +391,12 @@ mod tests {
                         }
                         let (sent, request) = in_flight.remove(which % in_flight.len());
                         match (request, ok) {
-                            (LeaseRequest::Register, true) => {
+                            (LeaseRequest::Register { .. }, true) => {
                                 accepted.push((next_epoch, sent));
                                 keeper.on_registered(sent, next_epoch);
                                 next_epoch += 1;
                             }
-                            (LeaseRequest::Register, false) => {}
+                            (LeaseRequest::Register { .. }, false) => {}
                             (LeaseRequest::Renew { epoch }, true) => {
                                 accepted.push((epoch, sent));
                                 keeper.on_renewed(sent, epoch);

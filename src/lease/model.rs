@@ -90,10 +90,14 @@ pub struct TaskRow {
 /// A request to the store, with the `(gateway, epoch)` it is made under.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// A new epoch and a fresh lease.
+    /// A new epoch and a fresh lease, if the row's epoch is still `seen`
+    /// (compare-and-set: a registration delayed in the network must not
+    /// fence the epoch a later one gave the gateway).
     Register {
         /// The gateway.
         gateway: GatewayId,
+        /// The latest epoch the gateway knows of its row (0: none).
+        seen: Epoch,
     },
     /// Extends the lease if it is still valid.
     Renew {
@@ -171,7 +175,7 @@ impl Request {
     /// The gateway making the request.
     pub fn gateway(&self) -> GatewayId {
         match self {
-            Request::Register { gateway }
+            Request::Register { gateway, .. }
             | Request::Renew { gateway, .. }
             | Request::Submit { gateway, .. }
             | Request::Claim { gateway, .. }
@@ -229,6 +233,11 @@ pub enum Reply {
     Registered {
         /// The new epoch.
         epoch: Epoch,
+    },
+    /// Not registered: the row's epoch is not the one the caller saw.
+    EpochMoved {
+        /// The row's epoch.
+        current: Epoch,
     },
     /// The lease was extended.
     Renewed,
@@ -299,11 +308,14 @@ impl Store {
     /// Applies `request` atomically at the store's time `now_ms`.
     pub fn apply(&mut self, now_ms: u64, request: &Request) -> Reply {
         match request {
-            Request::Register { gateway } => {
+            Request::Register { gateway, seen } => {
                 let row = self.gateways.entry(*gateway).or_insert(GatewayRow {
                     epoch: 0,
                     expires_ms: 0,
                 });
+                if row.epoch != *seen {
+                    return Reply::EpochMoved { current: row.epoch };
+                }
                 row.epoch += 1;
                 row.expires_ms = now_ms + self.lease_ms;
                 Reply::Registered { epoch: row.epoch }

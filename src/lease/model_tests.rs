@@ -13,7 +13,8 @@ fn run(task: &str, index: u32, attempt: u32) -> RunRef {
 }
 
 fn register(store: &mut Store, now_ms: u64, gateway: GatewayId) -> Epoch {
-    match store.apply(now_ms, &Request::Register { gateway }) {
+    let seen = store.gateway(gateway).map_or(0, |row| row.epoch);
+    match store.apply(now_ms, &Request::Register { gateway, seen }) {
         Reply::Registered { epoch } => epoch,
         other => panic!("register: {other:?}"),
     }
@@ -83,6 +84,24 @@ fn a_lease_ends_at_its_expiry_and_a_renewal_cannot_revive_it() {
         Reply::Refused(Refusal::LeaseLost)
     );
     assert_eq!(register(&mut store, 15_000, 0), epoch + 1);
+}
+
+#[test]
+fn a_delayed_registration_cannot_fence_a_later_epoch() {
+    let mut store = Store::new(LEASE_MS);
+    let first = Request::Register {
+        gateway: 0,
+        seen: 0,
+    };
+    assert_eq!(store.apply(0, &first), Reply::Registered { epoch: 1 });
+    // The same request again (a retry, or a copy held in the network).
+    assert_eq!(store.apply(5, &first), Reply::EpochMoved { current: 1 });
+    assert!(store.lease_valid(0, 1, 5), "epoch 1 still holds");
+    let next = Request::Register {
+        gateway: 0,
+        seen: 1,
+    };
+    assert_eq!(store.apply(6, &next), Reply::Registered { epoch: 2 });
 }
 
 #[test]

@@ -15,6 +15,10 @@ use crate::Trace;
 /// `[network] max_latency_ms`.
 const MAX_LATENCY_MS_DEFAULT: u64 = 100;
 
+/// Set, `ww-sim run` prints a `[leases]` run's event trace (every store
+/// operation, gateway action and fault, in order) on stderr.
+pub const TRACE_ENV: &str = "WW_SIM_LEASE_TRACE";
+
 /// Runs a `[leases]` scenario under `seed`, with `sabotage` armed.
 pub(super) fn run(
     scenario: &Scenario,
@@ -45,6 +49,11 @@ pub(super) fn run(
             stamp(secs(fault.at_s)),
             describe(fault)
         ));
+    }
+    if std::env::var_os(TRACE_ENV).is_some() {
+        for line in &log.trace {
+            eprintln!("{line}");
+        }
     }
     let trace = Trace::new();
     for line in &log.trace {

@@ -129,7 +129,15 @@ impl Replay {
         let at = op.at_ms;
         let when = format!("{:.3}s", at as f64 / 1e3);
         match (&op.request, &op.reply) {
-            (Request::Register { gateway }, Reply::Registered { epoch }) => {
+            (Request::Register { gateway, seen }, Reply::Registered { epoch }) => {
+                let before = self.rows.get(gateway).map_or(0, |(e, _)| *e);
+                if *seen != before || *epoch != before + 1 {
+                    self.found.lease.push(format!(
+                        "{when}: {} registered epoch {epoch} having seen {seen}, though its row \
+                         was at epoch {before}",
+                        host_of(*gateway)
+                    ));
+                }
                 self.rows.insert(*gateway, (*epoch, at + self.lease_ms));
             }
             (Request::Renew { gateway, epoch }, Reply::Renewed) => {

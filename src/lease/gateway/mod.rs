@@ -199,7 +199,10 @@ impl LeaseGateway {
         }
         if let Some(request) = self.keeper.poll_request(now_ms) {
             let request_to_send = match request {
-                LeaseRequest::Register => Request::Register { gateway: self.id },
+                LeaseRequest::Register { seen } => Request::Register {
+                    gateway: self.id,
+                    seen,
+                },
                 LeaseRequest::Renew { epoch } => Request::Renew {
                     gateway: self.id,
                     epoch,
@@ -499,7 +502,7 @@ impl LeaseGateway {
         let pending = std::mem::take(&mut self.pending);
         for (id, (what, epoch, sent)) in pending {
             match what {
-                Pending::Lease(LeaseRequest::Register) => {
+                Pending::Lease(LeaseRequest::Register { .. }) => {
                     self.pending.insert(id, (what, epoch, sent));
                 }
                 Pending::Submit { task, .. } => {

@@ -13,15 +13,16 @@ impl LeaseGateway {
             return;
         };
         match pending {
-            Pending::Lease(LeaseRequest::Register) => {
-                if let Reply::Registered { epoch } = reply {
-                    if self.keeper.on_registered(sent_ms, epoch) {
-                        self.lose_everything();
-                        self.outputs.push_back(Output::Registered { epoch });
-                        self.next_poll_ms = now_ms;
-                    }
+            Pending::Lease(LeaseRequest::Register { .. }) => match reply {
+                // Adopted (the keeper decides): forget the old epoch's tasks.
+                Reply::Registered { epoch } if self.keeper.on_registered(sent_ms, epoch) => {
+                    self.lose_everything();
+                    self.outputs.push_back(Output::Registered { epoch });
+                    self.next_poll_ms = now_ms;
                 }
-            }
+                Reply::EpochMoved { current } => self.keeper.on_epoch_moved(current),
+                _ => {}
+            },
             Pending::Lease(LeaseRequest::Renew { epoch }) => match reply {
                 Reply::Renewed => self.keeper.on_renewed(sent_ms, epoch),
                 _ => self.lost(epoch),
