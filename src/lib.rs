@@ -13,6 +13,7 @@ pub mod csp;
 pub mod exec;
 pub mod gateway;
 pub mod history;
+pub mod lease;
 pub mod node;
 pub mod process;
 pub mod pubsub;

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ww_sched::sabotage::Sabotage;
-use ww_sim::scenario::{self, swarm, RunOptions, Scenario, Verdict};
+use ww_sim::scenario::{self, swarm, AnySabotage, Scenario, Verdict};
 use ww_sim::{parse_seed, root_seed, SEED_ENV};
 
 mod swarm_cmd;
@@ -39,7 +38,10 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        refuse-submissions: it answers every POST /tasks with 500;
        accept-impossible-reports: it records worker reports that cannot be true;
        skip-republish: record holders never pass records on to the closest hosts;
-       drop-anchor-set: a host acknowledges one anchor set but never applies it).
+       drop-anchor-set: a host acknowledges one anchor set but never applies it;
+       lease-act-past-deadline: [leases] gateways act on replies however late,
+       past their lease deadline; lease-start-cancelled: the lease store starts
+       runs of cancelled tasks).
 
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 
@@ -63,7 +65,7 @@ pub(crate) struct Args {
     /// `--jobs`: runs at once.
     pub jobs: usize,
     /// `--sabotage`: the deliberate bug to arm.
-    pub sabotage: Option<Sabotage>,
+    pub sabotage: Option<AnySabotage>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -99,7 +101,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--sabotage" => {
                 let name = rest.next().ok_or("--sabotage needs a name")?;
                 parsed.sabotage =
-                    Some(Sabotage::parse(name).ok_or(format!("unknown sabotage {name:?}"))?);
+                    Some(AnySabotage::parse(name).ok_or(format!("unknown sabotage {name:?}"))?);
             }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag:?}")),
@@ -119,7 +121,7 @@ pub(crate) fn replay_command(
     file: &Path,
     seed: u64,
     swarm: bool,
-    sabotage: Option<Sabotage>,
+    sabotage: Option<AnySabotage>,
 ) -> String {
     let mut command = format!("ww-sim run {} --seed {seed}", file.display());
     if swarm {
@@ -146,9 +148,9 @@ pub(crate) fn verdict_code(verdict: &Verdict) -> u8 {
 pub(crate) fn run_once(
     scenario: &Scenario,
     seed: u64,
-    sabotage: Option<Sabotage>,
+    sabotage: Option<AnySabotage>,
 ) -> Result<Verdict, String> {
-    let options = RunOptions { sabotage };
+    let options = AnySabotage::options(sabotage);
     match std::panic::catch_unwind(|| scenario::run_with(scenario, seed, options)) {
         Ok(Ok(verdict)) => Ok(verdict),
         Ok(Err(e)) => Err(e.to_string()),

@@ -69,6 +69,7 @@ fn a_gateway_that_records_impossible_reports_is_caught() {
     let seed = root_seed(3);
     let options = RunOptions {
         sabotage: Some(Sabotage::AcceptImpossibleReports),
+        ..RunOptions::default()
     };
     let verdict = run_with(&attack(), seed, options).expect("the simulation runs");
     assert!(

@@ -125,6 +125,19 @@ impl Disturbances {
                 }
                 return;
             }
+            // A pause is a host down for as long, as its peers see it.
+            FaultKind::Pause => {
+                for n in &fault.nodes {
+                    open(self.node.entry((n.clone(), Cause::Down)).or_default(), at);
+                }
+                return;
+            }
+            FaultKind::Resume => {
+                for n in &fault.nodes {
+                    close(self.node.entry((n.clone(), Cause::Down)).or_default(), at);
+                }
+                return;
+            }
             FaultKind::Restart => {
                 for n in &fault.nodes {
                     let spans = self.node.entry((n.clone(), Cause::Down)).or_default();
@@ -216,6 +229,8 @@ pub fn describe(fault: &Fault) -> String {
     match fault.kind {
         FaultKind::Crash
         | FaultKind::Restart
+        | FaultKind::Pause
+        | FaultKind::Resume
         | FaultKind::DiskEio
         | FaultKind::DiskFull
         | FaultKind::DiskFsyncFail

@@ -46,6 +46,9 @@ pub struct Scenario {
     pub records: Option<RecordsSpec>,
     /// The nodes serve anchors; hosts `aclient-i` set and get them.
     pub anchors: Option<AnchorsSpec>,
+    /// Several gateways over one store under the lease protocol (run by its
+    /// own seeded event driver, alone).
+    pub leases: Option<crate::workload::leases_spec::LeasesSpec>,
     /// The cluster's swarm key and hostile hosts.
     #[serde(default)]
     pub security: SecuritySpec,
@@ -375,6 +378,11 @@ pub enum FaultKind {
     DiskFsyncFail,
     /// Clears the gateway's disk fault.
     DiskHeal,
+    /// Freeze `nodes` (`[leases]` gateways only): a stop-the-world pause, as
+    /// a GC or a stopped VM. What reaches them queues; their clocks run on.
+    Pause,
+    /// Unfreeze `nodes`: they handle what queued, in order, then time.
+    Resume,
 }
 
 impl FaultKind {
@@ -396,6 +404,8 @@ impl FaultKind {
             FaultKind::DiskFull => "disk_full",
             FaultKind::DiskFsyncFail => "disk_fsync_fail",
             FaultKind::DiskHeal => "disk_heal",
+            FaultKind::Pause => "pause",
+            FaultKind::Resume => "resume",
         }
     }
 
@@ -403,7 +413,11 @@ impl FaultKind {
     pub fn is_link(self) -> bool {
         !matches!(
             self,
-            FaultKind::Crash | FaultKind::Restart | FaultKind::Loss
+            FaultKind::Crash
+                | FaultKind::Restart
+                | FaultKind::Loss
+                | FaultKind::Pause
+                | FaultKind::Resume
         ) && !self.is_disk()
     }
 
@@ -418,9 +432,12 @@ impl FaultKind {
         )
     }
 
-    /// Whether it acts on `nodes` (crash, restart, disk faults).
+    /// Whether it acts on `nodes` (crash, restart, pause, resume, disk faults).
     pub fn takes_nodes(self) -> bool {
-        matches!(self, FaultKind::Crash | FaultKind::Restart) || self.is_disk()
+        matches!(
+            self,
+            FaultKind::Crash | FaultKind::Restart | FaultKind::Pause | FaultKind::Resume
+        ) || self.is_disk()
     }
 
     /// The kind that undoes this one, if it is a disturbance with an end.
@@ -430,6 +447,7 @@ impl FaultKind {
             FaultKind::PartitionOneway => Some(FaultKind::RepairOneway),
             FaultKind::Hold => Some(FaultKind::Release),
             FaultKind::Crash => Some(FaultKind::Restart),
+            FaultKind::Pause => Some(FaultKind::Resume),
             FaultKind::DiskEio | FaultKind::DiskFull | FaultKind::DiskFsyncFail => {
                 Some(FaultKind::DiskHeal)
             }
@@ -538,6 +556,27 @@ pub struct Invariants {
     /// Liveness: this long after the last fault, every operation on every
     /// running host answers.
     pub anchors_reachable_within_s: Option<f64>,
+    /// Safety: every task of `[leases]` gets at most one terminal record.
+    #[serde(default)]
+    pub lease_one_terminal: bool,
+    /// Safety: every run of `[leases]` gets at most one final record, of its
+    /// latest started attempt, and a task's status follows from its runs.
+    #[serde(default)]
+    pub lease_runs_once: bool,
+    /// Safety: no run starts after its task's cancel committed, and none is
+    /// dispatched after the cancel was acknowledged.
+    #[serde(default)]
+    pub lease_cancel_stops_runs: bool,
+    /// Safety: a gateway dispatches and acknowledges only while its lease is
+    /// valid at the store; claims, starts and outcomes are fenced.
+    #[serde(default)]
+    pub lease_valid_when_acting: bool,
+    /// Liveness: every acknowledged task is terminal this long after the
+    /// later of its ack and the last fault.
+    pub lease_tasks_final_within_s: Option<f64>,
+    /// Liveness: this long after a gateway holding open tasks crashed or was
+    /// cut off, another gateway started one of them.
+    pub lease_takeover_within_s: Option<f64>,
 }
 
 /// The scenario files (`*.toml`) in `dir`, sorted by name.
@@ -631,6 +670,9 @@ impl Scenario {
         }
         if let Some(anchors) = &self.anchors {
             hosts.extend((0..anchors.clients).map(anchor_client_name));
+        }
+        if let Some(leases) = &self.leases {
+            hosts.extend(leases.hosts());
         }
         if let Some(channel) = &self.channel {
             hosts.insert(CHANNEL_HOST.into());

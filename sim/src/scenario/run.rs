@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ww_sched::cluster::{LeaveReason, EXPIRY_TICK_MS};
+use ww_sched::lease::Sabotage as LeaseSabotage;
 use ww_sched::sabotage::{self, Sabotage};
 use ww_sched::transport::PeerId;
 
@@ -41,6 +42,49 @@ const EXCUSE_SLACK: Duration = Duration::from_millis(EXPIRY_TICK_MS + 1_000);
 pub struct RunOptions {
     /// A deliberate bug to arm for the run (the checks must catch it).
     pub sabotage: Option<Sabotage>,
+    /// A deliberate bug in the lease protocol (for `[leases]` scenarios).
+    pub lease_sabotage: Option<LeaseSabotage>,
+}
+
+/// Any deliberate bug `--sabotage` can name: the nodes' or the lease protocol's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnySabotage {
+    /// One of `ww_sched::sabotage`.
+    Node(Sabotage),
+    /// One of `ww_sched::lease::Sabotage`.
+    Lease(LeaseSabotage),
+}
+
+impl AnySabotage {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnySabotage::Node(s) => s.name(),
+            AnySabotage::Lease(s) => s.name(),
+        }
+    }
+
+    /// Parses [`AnySabotage::name`].
+    pub fn parse(name: &str) -> Option<AnySabotage> {
+        Sabotage::parse(name)
+            .map(AnySabotage::Node)
+            .or_else(|| LeaseSabotage::parse(name).map(AnySabotage::Lease))
+    }
+
+    /// Run options arming it.
+    pub fn options(sabotage: Option<AnySabotage>) -> RunOptions {
+        match sabotage {
+            None => RunOptions::default(),
+            Some(AnySabotage::Node(s)) => RunOptions {
+                sabotage: Some(s),
+                lease_sabotage: None,
+            },
+            Some(AnySabotage::Lease(s)) => RunOptions {
+                sabotage: None,
+                lease_sabotage: Some(s),
+            },
+        }
+    }
 }
 
 /// Steps `sim` until simulated time `until`.
@@ -108,6 +152,9 @@ pub fn run_with(
     seed: u64,
     options: RunOptions,
 ) -> Result<Verdict, ScenarioError> {
+    if scenario.leases.is_some() {
+        return super::leases_run::run(scenario, seed, options.lease_sabotage);
+    }
     let names = node_names(scenario.cluster.nodes);
     let peer_of_host: BTreeMap<String, PeerId> = names
         .iter()

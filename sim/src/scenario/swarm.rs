@@ -15,7 +15,7 @@ use crate::derive_seed;
 /// Kinds a seed may switch off. Closing kinds (repair, release, disk_heal)
 /// stay: on a link (or disk) that is not disturbed they do nothing, and a disk
 /// fault that stays keeps the heal after it (order is kept).
-const OPTIONAL_KINDS: [FaultKind; 11] = [
+const OPTIONAL_KINDS: [FaultKind; 12] = [
     FaultKind::Partition,
     FaultKind::PartitionOneway,
     FaultKind::Hold,
@@ -24,6 +24,7 @@ const OPTIONAL_KINDS: [FaultKind; 11] = [
     FaultKind::Loss,
     FaultKind::Crash,
     FaultKind::Restart,
+    FaultKind::Pause,
     FaultKind::DiskEio,
     FaultKind::DiskFull,
     FaultKind::DiskFsyncFail,

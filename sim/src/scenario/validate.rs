@@ -10,6 +10,7 @@ use super::format::{
 };
 use super::ScenarioError;
 use crate::cluster::SAMPLE_INTERVAL;
+use crate::workload::leases_spec::STORE_HOST;
 
 fn err<T>(message: impl Into<String>) -> Result<T, ScenarioError> {
     Err(ScenarioError(message.into()))
@@ -97,6 +98,25 @@ impl Scenario {
     }
 
     fn validate_workloads(&self) -> Result<(), ScenarioError> {
+        if let Some(leases) = &self.leases {
+            if let Some(problem) = leases.problem(self.duration_s) {
+                return err(problem);
+            }
+            let alone = leases.hosts().len() == self.hosts().len();
+            if !alone || self.pubsub.is_some() || self.records.is_some() {
+                return err("[leases] runs alone: no other hosts or workloads in its file");
+            }
+            if let Some(fault) = self.faults.iter().find(|f| {
+                f.kind.is_disk()
+                    || (f.kind.takes_nodes() && f.nodes.iter().any(|n| n == STORE_HOST))
+            }) {
+                return err(format!(
+                    "[leases]: the store (PostgreSQL's stand-in) neither crashes nor has a disk \
+                     fault; {} refused",
+                    fault.kind.name()
+                ));
+            }
+        }
         if let Some(gateway) = &self.gateway {
             if gateway.workers == 0 || gateway.workers > 64 {
                 return err(format!(
@@ -293,7 +313,13 @@ impl Scenario {
             }
             if !node && !fault.nodes.is_empty() {
                 return err(format!(
-                    "{at}: `nodes` only applies to crash, restart and disk faults"
+                    "{at}: `nodes` only applies to crash, restart, pause and disk faults"
+                ));
+            }
+            let pauses = matches!(fault.kind, FaultKind::Pause | FaultKind::Resume);
+            if pauses && self.leases.is_none() {
+                return err(format!(
+                    "{at}: pause and resume are for [leases] gateways only (turmoil has no pause)"
                 ));
             }
             let takes_rate = matches!(fault.kind, FaultKind::Loss | FaultKind::LinkLoss);
@@ -367,7 +393,25 @@ impl Scenario {
 
     fn validate_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
-        let workloads: [Workload<'_>; 8] = [
+        let workloads: [Workload<'_>; 9] = [
+            (
+                "[leases]",
+                self.leases.is_some(),
+                &[
+                    (inv.lease_one_terminal, "lease_one_terminal"),
+                    (inv.lease_runs_once, "lease_runs_once"),
+                    (inv.lease_cancel_stops_runs, "lease_cancel_stops_runs"),
+                    (inv.lease_valid_when_acting, "lease_valid_when_acting"),
+                    (
+                        inv.lease_tasks_final_within_s.is_some(),
+                        "lease_tasks_final_within_s",
+                    ),
+                    (
+                        inv.lease_takeover_within_s.is_some(),
+                        "lease_takeover_within_s",
+                    ),
+                ],
+            ),
             (
                 "[records]",
                 self.records.is_some(),
@@ -481,6 +525,20 @@ impl Scenario {
                 quiet.max(last_due),
                 inv.runs_finish_within_s,
                 Duration::from_secs(1),
+            )?;
+        }
+        if let Some(leases) = &self.leases {
+            bound(
+                "lease_tasks_final_within_s",
+                quiet.max(secs(leases.submit_until_s)),
+                inv.lease_tasks_final_within_s,
+                Duration::ZERO,
+            )?;
+            bound(
+                "lease_takeover_within_s",
+                Duration::ZERO,
+                inv.lease_takeover_within_s,
+                Duration::ZERO,
             )?;
         }
         if let Some(channel) = &self.channel {
