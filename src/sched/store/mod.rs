@@ -323,6 +323,11 @@ fn whole_task(store: &(impl TaskStore + ?Sized), id: &TaskId) -> Result<Task, St
         reason: "indexed but not stored".into(),
     })?;
     let runs = store.runs(id, 0, usize::MAX)?;
+    assemble(id, header, runs)
+}
+
+/// The task of `header` with `runs`, which must be all of its runs in order.
+fn assemble(id: &TaskId, header: TaskHeader, runs: Vec<Run>) -> Result<Task, StoreError> {
     let indexes_ok = runs
         .iter()
         .enumerate()

@@ -35,26 +35,7 @@ fn whole_task(
         .query(&sql[RUNS], &[&id.as_str(), &0i64, &i64::MAX])
         .map_err(pg_err(what()))?;
     let runs = rows_to_runs(id, rows)?;
-    if runs.len() != header.runs_created as usize
-        || runs.iter().enumerate().any(|(i, r)| r.index as usize != i)
-    {
-        return Err(StoreError::Corrupt {
-            what: format!("runs of task {id}"),
-            reason: format!(
-                "{} runs created, {} stored or out of order",
-                header.runs_created,
-                runs.len()
-            ),
-        });
-    }
-    Ok(Task {
-        spec: header.spec,
-        status: header.status,
-        completions: header.completions,
-        submitted_ms: header.submitted_ms,
-        finished_ms: header.finished_ms,
-        runs,
-    })
+    crate::sched::store::assemble(id, header, runs)
 }
 
 impl PgStore {
