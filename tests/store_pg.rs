@@ -237,3 +237,73 @@ fn a_cancel_asked_of_another_gateways_task_waits_for_its_owner() {
     );
     assert!(!sb.request_cancel(&id("nope"), 70).unwrap(), "unknown");
 }
+
+#[test]
+fn a_version_1_database_is_migrated_and_its_tasks_are_claimable() {
+    let db = PgDatabase::new("from_v1");
+    // The tables as a build of schema version 1 left them, with one task.
+    let t = task_with_runs("old", 2, 1, 5);
+    let header = serde_json::to_string(&t.header()).unwrap();
+    let runs: Vec<String> = t
+        .runs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap())
+        .collect();
+    let mut client = db.client();
+    client
+        .batch_execute(
+            r#"CREATE TABLE ww_meta (name text COLLATE "C" PRIMARY KEY, value bigint NOT NULL);
+            CREATE TABLE ww_tasks (id text COLLATE "C" PRIMARY KEY, status smallint NOT NULL,
+                finished_ms bigint, idempotency_key text COLLATE "C" UNIQUE,
+                module_hash bytea NOT NULL, header text NOT NULL);
+            CREATE INDEX ww_tasks_by_status ON ww_tasks (status, id);
+            CREATE INDEX ww_tasks_finished ON ww_tasks (finished_ms, id) WHERE finished_ms IS NOT NULL;
+            CREATE TABLE ww_runs (task_id text COLLATE "C" NOT NULL REFERENCES ww_tasks (id)
+                ON DELETE CASCADE, idx bigint NOT NULL, run text NOT NULL, PRIMARY KEY (task_id, idx));
+            CREATE TABLE ww_modules (hash bytea PRIMARY KEY, bytes bytea NOT NULL,
+                tasks bigint NOT NULL CHECK (tasks >= 0), unused_since_ms bigint NOT NULL);
+            INSERT INTO ww_meta VALUES ('finished', 0), ('schema', 1);"#,
+        )
+        .unwrap();
+    let hash = store_support::module_hash().to_vec();
+    client
+        .execute(
+            "INSERT INTO ww_modules VALUES ($1, $2, 1, 0)",
+            &[&hash, &MODULE],
+        )
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO ww_tasks VALUES ($1, $2, NULL, $3, $4, $5)",
+            &[
+                &"old",
+                &i16::from(t.status.code()),
+                &t.spec.idempotency_key,
+                &hash,
+                &header,
+            ],
+        )
+        .unwrap();
+    for (index, run) in runs.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO ww_runs VALUES ('old', $1, $2)",
+                &[&(index as i64), run],
+            )
+            .unwrap();
+    }
+    let store = Store::postgres(&db.url, options()).expect("migrated");
+    assert_eq!(schema_version(&db), PG_SCHEMA_VERSION as i64);
+    assert_eq!(
+        store.tasks().unwrap(),
+        vec![t.clone()],
+        "read back as written"
+    );
+    // A task of version 1 has no owner: the first gateway to claim takes it.
+    let shared = store.shared().unwrap();
+    shared.register("gw-new", 60_000).unwrap();
+    assert_eq!(ids(&shared.claim(10).unwrap()), ["old"]);
+    store
+        .put_task(&task_with_runs("old", 2, 2, 9))
+        .expect("its new owner writes it");
+}

@@ -24,7 +24,8 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    /// Starts `ww-sched <args>` with stdout piped and stderr discarded.
+    /// Starts `ww-sched <args>` with stdout piped and stderr discarded (shown
+    /// when `WW_TEST_STDERR` is set, to see a process's logs while debugging).
     pub fn start(args: &[&str]) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ww-sched"))
             .args(args)
