@@ -55,9 +55,9 @@ impl Callers {
 /// last clone is dropped.
 pub struct WorkerNode<T: Transport> {
     transport: T,
-    client: worker::Client,
+    /// What each registration's facet is made from (one per gateway).
+    registrations: WorkerServer,
     slots: u32,
-    last_ping: LastPing,
     gauges: Arc<WorkerGauges>,
     sandbox: Arc<Sandbox>,
     callers: Callers,
@@ -77,7 +77,6 @@ impl<T: Transport> WorkerNode<T> {
     ) -> Result<Self, NodeError> {
         let slots = u32::try_from(config.slots.max(1)).unwrap_or(u32::MAX);
         let server = WorkerServer::new(sandbox.clone(), config);
-        let last_ping = server.last_ping();
         let modules = server.module_source();
         let gauges = server.gauges();
         // Direct callers share the slots but not the gateway's liveness (only
@@ -85,8 +84,8 @@ impl<T: Transport> WorkerNode<T> {
         // worker); each connection gets its own facet, with its own bound on
         // calls in flight.
         let direct = server.for_direct_callers();
+        let registrations = server.facet();
         let admitted = callers.clone();
-        let client = server.into_client();
         let serving = rpc::serve_per_peer(
             &transport,
             &worker_protocol(),
@@ -105,9 +104,8 @@ impl<T: Transport> WorkerNode<T> {
         }
         Ok(WorkerNode {
             transport,
-            client,
+            registrations,
             slots,
-            last_ping,
             gauges,
             sandbox,
             callers,
@@ -170,15 +168,14 @@ impl<T: Transport> WorkerNode<T> {
         &self.transport
     }
 
-    /// The worker's capability, to hand to a gateway.
-    pub fn worker_client(&self) -> worker::Client {
-        self.client.clone()
-    }
-
-    /// When the gateway (the holder of [`WorkerNode::worker_client`]) last
-    /// pinged this worker; direct callers' pings do not count.
-    pub fn last_gateway_ping(&self) -> Option<tokio::time::Instant> {
-        self.last_ping.get()
+    /// A capability of this worker to hand to one gateway, and when that
+    /// gateway last pinged it: each gateway's facet has its own liveness (a
+    /// direct caller's or another gateway's pings do not count) and its own
+    /// bound on calls waiting.
+    pub fn registration_facet(&self) -> (worker::Client, LastPing) {
+        let facet = self.registrations.facet();
+        let last_ping = facet.last_ping();
+        (facet.into_client(), last_ping)
     }
 
     /// The worker's live counts (shared; what `worker --metrics` shows).
@@ -237,7 +234,10 @@ pub async fn keep_registered<T: Transport>(
             tokio::time::sleep(REGISTRATION_RETRY).await;
             continue;
         };
-        match register(&node, gateway, config).await {
+        // A facet of its own per registration: its pings tell of this gateway
+        // only, and its calls have their own bound.
+        let (facet, last_ping) = node.registration_facet();
+        match register_worker(&node.transport, gateway, facet, node.slots, config).await {
             Ok(connection) => {
                 tracing::info!(%gateway, worker = %node.peer_id(), "registered with the gateway");
                 let registered_at = tokio::time::Instant::now();
@@ -251,8 +251,7 @@ pub async fn keep_registered<T: Transport>(
                             .is_empty(),
                         _ => false,
                     };
-                    let heard = node
-                        .last_ping
+                    let heard = last_ping
                         .get()
                         .map_or(registered_at, |t| t.max(registered_at));
                     let silent = heard.elapsed() > REGISTRATION_SILENCE_MAX;
@@ -323,22 +322,6 @@ pub async fn keep_registered_with_every_gateway<T: Transport>(
         }
         tokio::time::sleep(REGISTRATION_CHECK).await;
     }
-}
-
-/// One registration: connect to the gateway's channel and send ourselves.
-async fn register<T: Transport>(
-    node: &WorkerNode<T>,
-    gateway: PeerId,
-    config: RpcConfig,
-) -> Result<Connection<sender::Client>, RpcError> {
-    register_worker(
-        &node.transport,
-        gateway,
-        node.worker_client(),
-        node.slots,
-        config,
-    )
-    .await
 }
 
 /// Sends `worker` (taking `slots` runs at once) down `gateway`'s registration

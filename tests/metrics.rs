@@ -323,8 +323,11 @@ fn a_worker_serves_its_own_runs_fuel_errors_and_cache() {
         )
         .await
         .unwrap();
-        let worker =
-            RemoteWorker::from_capability(node.worker_client(), None, Duration::from_secs(30));
+        let worker = RemoteWorker::from_capability(
+            node.registration_facet().0,
+            None,
+            Duration::from_secs(30),
+        );
         let module = wat::parse_str(OK_AND_TRAP).unwrap();
         let spec = |export: &str| RunSpec {
             module: ModuleRef::Bytes(module.clone()),

@@ -219,20 +219,28 @@ fn a_dropped_call_stops_its_run_on_the_worker() {
 }
 
 #[test]
-fn only_the_registration_capability_s_pings_count_as_the_gateway_s() {
+fn only_a_registration_s_own_pings_count_as_its_gateway_s() {
     rpc::block_on_local(async {
         let worker = start_worker().await;
+        let (first, first_ping) = worker.registration_facet();
+        let (second, second_ping) = worker.registration_facet();
         let (_caller, remote) = connect(&worker, RpcConfig::default()).await;
         remote.ping().await.unwrap();
         assert_eq!(
-            worker.last_gateway_ping(),
+            first_ping.get(),
             None,
             "a direct caller's ping kept the worker believing in its gateway"
         );
-        // The capability sent down the registration channel is the gateway's.
-        let registered = worker.worker_client();
-        registered.ping_request().send().promise.await.unwrap();
-        assert!(worker.last_gateway_ping().is_some());
+        // The capability sent down a registration channel is that gateway's.
+        first.ping_request().send().promise.await.unwrap();
+        assert!(first_ping.get().is_some());
+        assert_eq!(
+            second_ping.get(),
+            None,
+            "one gateway's ping kept the worker believing in another"
+        );
+        second.ping_request().send().promise.await.unwrap();
+        assert!(second_ping.get().is_some());
     })
     .unwrap();
 }

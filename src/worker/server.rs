@@ -155,6 +155,13 @@ impl WorkerServer {
     /// from one of them proves nothing about the gateway, so it does not count
     /// in [`WorkerServer::last_ping`].
     pub fn for_direct_callers(&self) -> Self {
+        self.facet()
+    }
+
+    /// The same worker (sandbox, slots, counters, modules) with a liveness and
+    /// a bound on calls in flight of its own: one per caller, so a ping from
+    /// one says nothing of another and one cannot fill another's waiting room.
+    pub fn facet(&self) -> Self {
         WorkerServer {
             sandbox: self.sandbox.clone(),
             config: self.config.clone(),
