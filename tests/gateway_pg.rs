@@ -440,3 +440,40 @@ fn the_same_id_or_key_at_two_gateways_at_once_makes_one_task() {
         .get(0);
     assert_eq!(stored, 40);
 }
+
+#[test]
+fn a_database_that_hangs_stops_the_gateway_within_its_lease_window() {
+    let server = PgServer::private();
+    let db = PgDatabase::on(&server, "hangs");
+    let data = TempDir::new("pg-hangs");
+    let mut gateway = start_gateway(&data, &db);
+    let _worker = start_worker(&[&gateway]);
+    wait_for_workers(&[&gateway], 1);
+    submit_form(
+        &gateway.http,
+        &[
+            ("id", "steady"),
+            ("input", "4"),
+            ("difficulty", "2"),
+            ("repeats", "30"),
+            ("delay", "1"),
+        ],
+        HASH_PUZZLE_WASM,
+    );
+    std::thread::sleep(Duration::from_millis(1_500));
+    // Nothing answers, nothing refuses: calls hang instead of failing.
+    server.freeze();
+    let frozen_at = Instant::now();
+    let status = gateway.proc.wait_exit(Duration::from_secs(20));
+    let stopped_in = frozen_at.elapsed();
+    server.thaw();
+    let status = status.expect("the gateway stops while the database hangs");
+    assert!(!status.success(), "{status}");
+    eprintln!("hung database: the gateway exited {stopped_in:?} after the freeze");
+    // Its lease ran at most 10 s past its last renewal (at most 2.5 s before
+    // the freeze); it stopped acting 3 s before that and exited 1 s later.
+    assert!(
+        stopped_in <= Duration::from_millis(9_000),
+        "exited {stopped_in:?} after the freeze: past the lease"
+    );
+}

@@ -48,6 +48,11 @@ use crate::rpc::{export_protocol, serve_per_peer, ServeHandle, ServeLimits};
 use crate::sched::{SchedConfig, Store, StoreError};
 use crate::transport::Transport;
 
+/// A time no lease reaches (30 years on).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(30 * 365 * 24 * 3600)
+}
+
 /// The name the registration channel is exported under.
 pub const REGISTRATION_CHANNEL: &str = "lb";
 /// The store's file inside the data directory.
@@ -228,6 +233,19 @@ impl Gateway {
         )
         .map_err(GatewayError::Restore)?;
         let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_QUEUE_MAX);
+        // Set by the lease keeper; far ahead on the embedded store (no lease).
+        let act_until: shared::ActUntil = Rc::new(std::cell::Cell::new(registered_at.map_or_else(
+            far_future,
+            |at| {
+                at + std::time::Duration::from_millis(
+                    config.lease.lease_ms.saturating_sub(config.lease.margin_ms),
+                )
+            },
+        )));
+        let mut core = core;
+        if registered_at.is_some() {
+            core.act_until(act_until.clone());
+        }
         let core = tokio::task::spawn_local(core.run(receiver));
         let lease = registered_at.map(|at| {
             tokio::task::spawn_local(shared::keep_lease(
@@ -236,6 +254,7 @@ impl Gateway {
                 at,
                 commands.clone(),
                 health.clone(),
+                act_until.clone(),
             ))
         });
         Ok(Gateway {

@@ -130,6 +130,21 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// `call`, given up when the window ends (the call may still finish later,
+/// unseen: the store fences what it would write).
+async fn within<T>(
+    window: &ActWindow,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout_at(window.until(), call).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable {
+            what: "a store call at the end of the lease window".into(),
+            waited_ms: 0,
+        }),
+    }
+}
+
 fn shared(store: &Store) -> Result<&dyn crate::sched::SharedStore, StoreError> {
     store.shared().ok_or_else(|| StoreError::Unavailable {
         what: "a shared store".into(),
@@ -137,17 +152,26 @@ fn shared(store: &Store) -> Result<&dyn crate::sched::SharedStore, StoreError> {
     })
 }
 
+/// Until when the gateway may start runs, as the lease keeper last learned;
+/// the core checks it right before it dispatches, so even a keeper held up
+/// (its thread busy) cannot let a run start past the window.
+pub type ActUntil = std::rc::Rc<std::cell::Cell<Instant>>;
+
 /// Keeps the lease of a gateway registered at `registered_at`, claims orphaned
 /// tasks and forwards cancel requests to the core through `commands`, until
-/// the lease is lost or cannot be renewed in time; then trips `health`.
+/// the lease is lost or cannot be renewed in time; then trips `health`. Each
+/// store call is given up at the window's end, so a database that hangs is
+/// noticed in time, as one that refuses is.
 pub async fn keep_lease(
     store: Arc<Store>,
     timing: LeaseTiming,
     registered_at: Instant,
     commands: mpsc::Sender<Command>,
     health: Arc<Health>,
+    act_until: ActUntil,
 ) {
     let mut window = ActWindow::new(&timing, registered_at);
+    act_until.set(window.until());
     let mut next_renew = registered_at + Duration::from_millis(timing.renew_ms);
     let mut next_claim = Instant::now() + Duration::from_millis(timing.claim_ms);
     let mut unreachable_since: Option<Instant> = None;
@@ -168,9 +192,10 @@ pub async fn keep_lease(
         }
         if now >= next_renew {
             let sent_at = Instant::now();
-            let retry_ms = match blocking(&store, |s| shared(s)?.renew()).await {
+            let retry_ms = match within(&window, blocking(&store, |s| shared(s)?.renew())).await {
                 Ok(true) => {
                     window.renewed(sent_at);
+                    act_until.set(window.until());
                     unreachable_since = None;
                     timing.renew_ms
                 }
@@ -193,7 +218,7 @@ pub async fn keep_lease(
         if now >= next_claim {
             next_claim = now + Duration::from_millis(timing.claim_ms);
             let max = timing.claim_max;
-            match blocking(&store, move |s| shared(s)?.claim(max)).await {
+            match within(&window, blocking(&store, move |s| shared(s)?.claim(max))).await {
                 Ok(tasks) if tasks.is_empty() => {}
                 Ok(tasks) => {
                     if commands.send(Command::Adopt { tasks }).await.is_err() {
@@ -208,7 +233,12 @@ pub async fn keep_lease(
             }
             continue;
         }
-        match blocking(&store, |s| shared(s)?.cancel_requests(64)).await {
+        match within(
+            &window,
+            blocking(&store, |s| shared(s)?.cancel_requests(64)),
+        )
+        .await
+        {
             Ok(ids) => {
                 for id in ids {
                     if commands.send(Command::CancelAsked { id }).await.is_err() {

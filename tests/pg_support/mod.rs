@@ -168,6 +168,32 @@ impl PgServer {
         .unwrap_or_else(|e| panic!("pg_ctl stop: {e}"));
     }
 
+    /// Stops every process of the server in its tracks (SIGSTOP): connections
+    /// stay open and nothing answers, as when the network to it is cut.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid_file = std::fs::read_to_string(self.dir.join("postmaster.pid"))
+            .expect("postmaster.pid: is the server running?");
+        let pid = pid_file.lines().next().expect("a pid").trim().to_string();
+        // Children first, so none is left to notice its parent stopped.
+        let _ = Command::new("pkill")
+            .args([&format!("-{name}"), "-P", &pid])
+            .status();
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
     /// Starts the server again on the same port and data.
     pub fn resume(&self) {
         let data = self.dir.display().to_string();

@@ -224,6 +224,8 @@ pub struct Core {
     keys: BTreeMap<String, TaskId>,
     /// When retention runs next (clock ms).
     next_expire_ms: u64,
+    /// On a shared store: until when runs may start (the lease window).
+    act_until: Option<super::shared::ActUntil>,
 }
 
 impl Core {
@@ -292,11 +294,17 @@ impl Core {
             modules,
             keys,
             next_expire_ms: now_ms,
+            act_until: None,
         };
         core.apply(effects);
         core.send_starts();
         core.send_batch();
         Ok(core)
+    }
+
+    /// Starts runs only within the lease window `until` says (a shared store).
+    pub fn act_until(&mut self, until: super::shared::ActUntil) {
+        self.act_until = Some(until);
     }
 
     /// Serves commands, commit results, run results, pool changes and timers

@@ -214,8 +214,16 @@ impl Core {
                     .find(|t| t.id == id)
                     .and_then(|t| t.by_key.clone());
                 let answer = match by_key {
-                    // The same request, through another gateway first: its task.
-                    Some(other) => self.committed_header(&other).map(|h| (h, false)),
+                    // The same request, through another gateway first: its
+                    // task (gone meanwhile, or unreadable: say so, stop nothing).
+                    Some(other) => match self.store.header(&other) {
+                        Ok(Some(header)) => Ok((header, false)),
+                        Ok(None) => Err(ApiError::Conflict(format!(
+                            "idempotency key of task {:?} named task {:?}, since deleted",
+                            id.0, other.0
+                        ))),
+                        Err(e) => Err(ApiError::Busy(format!("the task store: {e}"))),
+                    },
                     None => Err(ApiError::Conflict(format!(
                         "a task with id {:?} was created through another gateway at the same moment",
                         id.0

@@ -22,7 +22,15 @@ pub(super) struct Start {
 }
 
 /// The call carrying one or more runs; shared by the runs of a `runMany`.
+/// Dropped with its last run (or with the core), it is aborted: dropping the
+/// call cancels it on the worker, which stops the run.
 pub(super) struct RunCall(pub(super) tokio::task::JoinHandle<()>);
+
+impl Drop for RunCall {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 impl Core {
     pub(super) fn run_done(&mut self, done: RunDone) {
@@ -134,6 +142,14 @@ impl Core {
         }
         if self.starts.is_empty() {
             return;
+        }
+        if let Some(until) = &self.act_until {
+            if tokio::time::Instant::now() >= until.get() {
+                // The keeper has not renewed in time (or could not run): past
+                // the window another gateway may soon own these tasks.
+                self.fail("lease window passed before runs could start: stopping".into());
+                return;
+            }
         }
         // Ordered by worker, then as started: the same every time.
         let mut groups: BTreeMap<String, Vec<Start>> = BTreeMap::new();

@@ -97,14 +97,12 @@ pub enum StoreError {
     /// The connection broke while COMMIT was under way: the server decided,
     /// and whether the transaction committed is unknown here. Nothing was
     /// acknowledged; it is not retried (a retry could write twice).
-    #[error(
-        "{what}: the PostgreSQL connection broke during COMMIT; its outcome is unknown: {source}"
-    )]
+    #[error("{what}: the transaction's outcome is unknown ({detail}); nothing was acknowledged")]
     CommitUnknown {
         /// What was being written.
         what: String,
-        /// Why.
-        source: Box<postgres::Error>,
+        /// Why: the connection broke during COMMIT, or no answer came in time.
+        detail: String,
     },
     /// The PostgreSQL store's connections are all busy or broken past the wait.
     #[error("{what}: no PostgreSQL connection within {waited_ms} ms")]
@@ -154,12 +152,30 @@ impl StoreError {
         match self {
             StoreError::Unavailable { .. } => true,
             StoreError::Postgres { source, .. } => match source.as_db_error() {
-                // Not from the server: I/O, a closed socket, a timeout.
-                None => true,
-                // Connection exceptions, and a server shutting down or starting.
+                // Not from the server: transient if the connection failed (a
+                // socket error, a closed connection, a connect timeout); a
+                // row that does not convert is not.
+                None => {
+                    let mut cause: Option<&(dyn std::error::Error + 'static)> =
+                        Some(source.as_ref());
+                    let mut io = false;
+                    while let Some(error) = cause {
+                        io |= error.is::<std::io::Error>();
+                        cause = error.source();
+                    }
+                    io || source.is_closed() || source.to_string().contains("timeout")
+                }
+                // The transaction was rolled back whole and may succeed again:
+                // connection exceptions, a server shutting down or starting,
+                // out of resources (e.g. connections), a deadlock or
+                // serialization failure with another gateway's transaction, a
+                // lock or statement timeout.
                 Some(db) => {
                     let code = db.code().code();
-                    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+                    code.starts_with("08")
+                        || code.starts_with("53")
+                        || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
+                        || matches!(code, "40001" | "40P01" | "55P03")
                 }
             },
             _ => false,
@@ -173,9 +189,7 @@ impl StoreError {
             StoreError::Open { source, .. }
             | StoreError::Write { source, .. }
             | StoreError::Read { source, .. } => source.as_ref(),
-            StoreError::Postgres { source, .. } | StoreError::CommitUnknown { source, .. } => {
-                source.as_ref()
-            }
+            StoreError::Postgres { source, .. } => source.as_ref(),
             _ => return None,
         };
         let mut cause = Some(source);

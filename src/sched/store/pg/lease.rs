@@ -63,6 +63,9 @@ impl SharedStore for PgStore {
             let row = client
                 .query_one(&sql[REGISTER], &[&gateway, &ms])
                 .map_err(pg_err(what))?;
+            client
+                .execute(&sql[PRUNE_GATEWAYS], &[])
+                .map_err(pg_err(what))?;
             let epoch: i64 = row.get(0);
             Ok((gateway, epoch))
         })?;

@@ -41,13 +41,15 @@ pub struct PgOptions {
 }
 
 impl Default for PgOptions {
-    /// Four connections; 5 s to connect, 20 s per statement, 30 s in all.
+    /// Four connections; 2 s to connect, 5 s per statement, 6 s in all: a
+    /// gateway among several must learn within its lease window (7 s) that
+    /// the database does not answer.
     fn default() -> Self {
         PgOptions {
             connections: 4,
-            connect_timeout_ms: 5_000,
-            statement_timeout_ms: 20_000,
-            wait_ms: 30_000,
+            connect_timeout_ms: 2_000,
+            statement_timeout_ms: 5_000,
+            wait_ms: 6_000,
         }
     }
 }
@@ -112,7 +114,12 @@ impl PgStore {
             .connect_timeout(Duration::from_millis(options.connect_timeout_ms))
             .application_name("ww-sched gateway")
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(1))
+            .keepalives_retries(3)
+            // A server that stops answering (a partition) fails the call
+            // instead of holding a connection thread for the kernel's minutes.
+            .tcp_user_timeout(Duration::from_millis(options.statement_timeout_ms))
             .options(&format!(
                 "-c statement_timeout={} -c lock_timeout={}",
                 options.statement_timeout_ms, options.statement_timeout_ms
@@ -155,7 +162,7 @@ impl TaskStore for PgStore {
     fn commit(&self, batch: &Batch, durable: bool) -> Result<BatchReport, StoreError> {
         let batch = batch.clone();
         let lease = self.lease();
-        self.pool.call(&batch.describe(), move |conn| {
+        self.pool.call_write(&batch.describe(), move |conn| {
             write::commit(conn, &batch, durable, lease.as_ref())
         })
     }

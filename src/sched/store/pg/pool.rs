@@ -8,9 +8,10 @@
 //! dropped and made again by the next job; its prepared statements go with it.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls, Statement};
 
@@ -112,35 +113,94 @@ impl Pool {
         self.connections
     }
 
-    /// Runs `job` on a connection and returns its answer.
+    /// Runs `job` (a read: safe to repeat) on a connection and returns its answer.
     pub(super) fn call<T: Send + 'static>(
         &self,
         what: &str,
         job: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.run(what, false, job)
+    }
+
+    /// Runs `job`, a write, on a connection: if its answer does not come in
+    /// time after it started, whether it committed is unknown
+    /// (`CommitUnknown`, which is never retried).
+    pub(super) fn call_write<T: Send + 'static>(
+        &self,
+        what: &str,
+        job: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run(what, true, job)
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        what: &str,
+        write: bool,
+        job: impl FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let deadline = Instant::now() + self.wait;
+        let started = Arc::new(AtomicBool::new(false));
         let (answer, answered) = mpsc::sync_channel(1);
+        let flag = started.clone();
         let job: Job = Box::new(move |conn| {
+            // The caller has given up: running it now would do what nobody
+            // waits for (a commit already counted as failed, a renewal).
+            if Instant::now() >= deadline {
+                return;
+            }
+            flag.store(true, Ordering::Release);
             let result = job(conn);
             // A connection error (I/O, a closed socket, a timeout, or the
             // server ending the session) leaves the connection in doubt: the
-            // next job makes a new one. Other errors of the server leave it
-            // usable.
-            match &result {
-                Err(e @ StoreError::Postgres { .. }) if e.is_transient() => conn.drop_client(),
-                Err(StoreError::CommitUnknown { .. }) => conn.drop_client(),
-                _ => {}
+            // next job makes a new one. Other errors leave it usable.
+            let broken = match &result {
+                Err(StoreError::Postgres { source, .. }) => source.as_db_error().is_none_or(|db| {
+                    let code = db.code().code();
+                    code.starts_with("08") || code.starts_with("57P")
+                }),
+                Err(StoreError::CommitUnknown { .. }) => true,
+                _ => false,
+            };
+            if broken {
+                conn.drop_client();
             }
             // The caller may have given up waiting; nothing to tell it then.
             let _ = answer.send(result);
         });
+        let waited_ms = u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX);
         let unavailable = || StoreError::Unavailable {
             what: what.to_string(),
-            waited_ms: u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX),
+            waited_ms,
         };
-        self.jobs.send(job).map_err(|_| unavailable())?;
-        match answered.recv_timeout(self.wait) {
+        // The queue is bounded: wait for room, but not past the deadline.
+        let mut job = job;
+        loop {
+            match self.jobs.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return Err(unavailable()),
+                Err(TrySendError::Full(back)) => {
+                    if Instant::now() >= deadline {
+                        return Err(unavailable());
+                    }
+                    job = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match answered.recv_timeout(left) {
             Ok(result) => result,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Err(unavailable()),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                if write && started.load(Ordering::Acquire) {
+                    Err(StoreError::CommitUnknown {
+                        what: what.to_string(),
+                        detail: format!("no answer within {waited_ms} ms"),
+                    })
+                } else {
+                    Err(unavailable())
+                }
+            }
         }
     }
 }

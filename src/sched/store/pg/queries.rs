@@ -86,10 +86,13 @@ pub(super) const RESIGN: &str =
     "UPDATE ww_gateways SET expires_at = clock_timestamp() WHERE id = $1 AND epoch = $2";
 /// Up to `$3` unfinished tasks without a live owner become this gateway's;
 /// tasks being written by their owner right now are skipped, not waited for.
+/// Expiry is judged at the statement's start, the time of the snapshot it
+/// reads the leases from: a renewal committed after the snapshot could only
+/// have succeeded if the lease was live then, so it is never overtaken.
 pub(super) const CLAIM: &str = "WITH orphans AS ( \
        SELECT t.id FROM ww_tasks t LEFT JOIN ww_gateways g ON g.id = t.owner \
        WHERE t.finished_ms IS NULL AND (t.owner IS NULL OR g.id IS NULL \
-         OR g.epoch <> t.owner_epoch OR g.expires_at <= clock_timestamp()) \
+         OR g.epoch <> t.owner_epoch OR g.expires_at <= statement_timestamp()) \
        ORDER BY t.id LIMIT $3 FOR UPDATE OF t SKIP LOCKED) \
      UPDATE ww_tasks SET owner = $1, owner_epoch = $2 FROM orphans \
      WHERE ww_tasks.id = orphans.id RETURNING ww_tasks.id";
@@ -97,6 +100,11 @@ pub(super) const CLAIM: &str = "WITH orphans AS ( \
 pub(super) const REQUEST_CANCEL: &str = "INSERT INTO ww_cancels (task_id, requested_ms) \
      SELECT id, $2 FROM ww_tasks WHERE id = $1 AND finished_ms IS NULL \
      ON CONFLICT (task_id) DO NOTHING";
+/// Leases that ended a day ago and own no unfinished task: forgotten, so the
+/// table holds the gateways of the last day, not every one there ever was.
+pub(super) const PRUNE_GATEWAYS: &str = "DELETE FROM ww_gateways g \
+     WHERE g.expires_at < clock_timestamp() - interval '1 day' AND NOT EXISTS \
+     (SELECT 1 FROM ww_tasks t WHERE t.owner = g.id AND t.finished_ms IS NULL)";
 /// Cancels asked of this gateway's tasks.
 pub(super) const CANCELS_FOR_OWNER: &str = "SELECT c.task_id FROM ww_cancels c \
      JOIN ww_tasks t ON t.id = c.task_id WHERE t.owner = $1 AND t.owner_epoch = $2 \
@@ -130,6 +138,7 @@ pub(super) const ALL: &[&str] = &[
     MODULE,
     MODULE_REFS,
     REGISTER,
+    PRUNE_GATEWAYS,
     RENEW,
     LEASE_LIVE,
     RESIGN,

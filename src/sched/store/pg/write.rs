@@ -439,7 +439,7 @@ pub(super) fn commit(
         Ok(()) => {
             txn.commit().map_err(|source| StoreError::CommitUnknown {
                 what,
-                source: Box::new(source),
+                detail: format!("the connection broke during COMMIT: {source}"),
             })?;
             Ok(report)
         }
