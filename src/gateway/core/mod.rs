@@ -57,6 +57,9 @@ pub const EXPIRE_INTERVAL_MS: u64 = 10_000;
 pub const EXPIRE_DELETE_MAX: usize = 2_000;
 /// Most modules one batch deletes.
 pub const MODULES_COLLECT_MAX: usize = 256;
+/// Cancels of other gateways' tasks that wait for their owners at once; more
+/// are asked but answered 503 at once (each wait reads the store every 100 ms).
+pub const CANCELS_WAITING_MAX: usize = 64;
 /// Longest a cancel of another gateway's task waits for its owner to apply it:
 /// a dead owner's lease (10 s) and a claim (1 s), with room to spare.
 pub const CANCEL_ELSEWHERE_WAIT: Duration = Duration::from_secs(20);
@@ -226,6 +229,8 @@ pub struct Core {
     next_expire_ms: u64,
     /// On a shared store: until when runs may start (the lease window).
     act_until: Option<super::shared::ActUntil>,
+    /// Cancels of other gateways' tasks waiting to be applied.
+    cancels_waiting: Rc<std::cell::Cell<usize>>,
 }
 
 impl Core {
@@ -295,6 +300,7 @@ impl Core {
             keys,
             next_expire_ms: now_ms,
             act_until: None,
+            cancels_waiting: Rc::default(),
         };
         core.apply(effects);
         core.send_starts();
@@ -613,9 +619,25 @@ impl Core {
                 };
                 let _ = reply.send(answer);
             }
+            Ok(true) if self.cancels_waiting.get() >= CANCELS_WAITING_MAX => {
+                let _ = reply.send(Err(ApiError::Busy(format!(
+                    "{CANCELS_WAITING_MAX} cancels already wait for other gateways; \
+                     this one is asked and stands: ask again to see it applied"
+                ))));
+            }
             Ok(true) => {
                 let store = self.store.clone();
+                let waiting = self.cancels_waiting.clone();
+                waiting.set(waiting.get() + 1);
                 tokio::task::spawn_local(async move {
+                    // Counted out however the wait ends (answered, or dropped).
+                    struct Waiting(Rc<std::cell::Cell<usize>>);
+                    impl Drop for Waiting {
+                        fn drop(&mut self) {
+                            self.0.set(self.0.get().saturating_sub(1));
+                        }
+                    }
+                    let _waiting = Waiting(waiting);
                     let deadline = tokio::time::Instant::now() + CANCEL_ELSEWHERE_WAIT;
                     loop {
                         tokio::time::sleep(Duration::from_millis(100)).await;
