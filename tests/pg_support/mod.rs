@@ -171,27 +171,45 @@ impl PgServer {
     /// Stops every process of the server in its tracks (SIGSTOP): connections
     /// stay open and nothing answers, as when the network to it is cut.
     pub fn freeze(&self) {
-        self.signal("STOP");
+        self.signal(libc::SIGSTOP);
     }
 
     /// Lets a frozen server go on (SIGCONT).
     pub fn thaw(&self) {
-        self.signal("CONT");
+        self.signal(libc::SIGCONT);
     }
 
-    fn signal(&self, name: &str) {
+    fn signal(&self, signal: libc::c_int) {
         let pid_file = std::fs::read_to_string(self.dir.join("postmaster.pid"))
             .expect("postmaster.pid: is the server running?");
-        let pid = pid_file.lines().next().expect("a pid").trim().to_string();
-        // Children first, so none is left to notice its parent stopped.
-        let _ = Command::new("pkill")
-            .args([&format!("-{name}"), "-P", &pid])
-            .status();
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill -{name} {pid}");
+        let pid: libc::pid_t = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid in postmaster.pid");
+        // Children first (from /proc: no procps needed), so none is left to
+        // notice its parent stopped.
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(child) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The parent's pid is the second field after the command's ")".
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<libc::pid_t>().ok());
+            if parent == Some(pid) {
+                // SAFETY: signals a process of the test's own server.
+                unsafe { libc::kill(child, signal) };
+            }
+        }
+        // SAFETY: signals the test's own server.
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "signal {signal} to {pid}"
+        );
     }
 
     /// Starts the server again on the same port and data.
