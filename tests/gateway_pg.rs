@@ -477,3 +477,34 @@ fn a_database_that_hangs_stops_the_gateway_within_its_lease_window() {
         "exited {stopped_in:?} after the freeze: past the lease"
     );
 }
+
+#[test]
+fn a_gateway_takes_over_no_more_tasks_than_its_open_tasks_max() {
+    let db = PgDatabase::new("claim_room");
+    let (data_a, data_b) = (TempDir::new("pg-room-a"), TempDir::new("pg-room-b"));
+    let mut a = start_gateway(&data_a, &db);
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_tcp_port());
+    let b = support::start_gateway(
+        data_b.path(),
+        &listen,
+        &["--store", &db.url, "--open-tasks-max", "4"],
+    );
+    // Ten tasks due in an hour: they stay open for the whole test.
+    for n in 0..10 {
+        submit_form(
+            &a.http,
+            &[
+                ("id", &format!("r{n}")),
+                ("input", "1"),
+                ("difficulty", "1"),
+                ("start", "3600"),
+            ],
+            HASH_PUZZLE_WASM,
+        );
+    }
+    a.proc.kill();
+    // a's lease (10 s), a claim (1 s), and room to spare.
+    std::thread::sleep(Duration::from_secs(14));
+    assert_eq!(owned_by(&db, &b.peer), 4, "b holds its open_tasks_max");
+    assert_eq!(owned_by(&db, &a.peer), 6, "the rest wait for room");
+}

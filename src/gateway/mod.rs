@@ -242,9 +242,10 @@ impl Gateway {
                 )
             },
         )));
+        let claim_room: shared::ClaimRoom = Rc::default();
         let mut core = core;
         if registered_at.is_some() {
-            core.act_until(act_until.clone());
+            core.on_shared_store(act_until.clone(), claim_room.clone());
         }
         let core = tokio::task::spawn_local(core.run(receiver));
         let lease = registered_at.map(|at| {
@@ -255,6 +256,7 @@ impl Gateway {
                 commands.clone(),
                 health.clone(),
                 act_until.clone(),
+                claim_room.clone(),
             ))
         });
         Ok(Gateway {

@@ -157,6 +157,10 @@ fn shared(store: &Store) -> Result<&dyn crate::sched::SharedStore, StoreError> {
 /// (its thread busy) cannot let a run start past the window.
 pub type ActUntil = std::rc::Rc<std::cell::Cell<Instant>>;
 
+/// How many more tasks the gateway may take over (its `open_tasks_max` less
+/// the tasks it holds), as the core last counted: claims never exceed it.
+pub type ClaimRoom = std::rc::Rc<std::cell::Cell<usize>>;
+
 /// Keeps the lease of a gateway registered at `registered_at`, claims orphaned
 /// tasks and forwards cancel requests to the core through `commands`, until
 /// the lease is lost or cannot be renewed in time; then trips `health`. Each
@@ -169,6 +173,7 @@ pub async fn keep_lease(
     commands: mpsc::Sender<Command>,
     health: Arc<Health>,
     act_until: ActUntil,
+    claim_room: ClaimRoom,
 ) {
     let mut window = ActWindow::new(&timing, registered_at);
     act_until.set(window.until());
@@ -217,7 +222,10 @@ pub async fn keep_lease(
         }
         if now >= next_claim {
             next_claim = now + Duration::from_millis(timing.claim_ms);
-            let max = timing.claim_max;
+            let max = timing.claim_max.min(claim_room.get());
+            if max == 0 {
+                continue;
+            }
             match within(&window, blocking(&store, move |s| shared(s)?.claim(max))).await {
                 Ok(tasks) if tasks.is_empty() => {}
                 Ok(tasks) => {

@@ -229,6 +229,9 @@ pub struct Core {
     next_expire_ms: u64,
     /// On a shared store: until when runs may start (the lease window).
     act_until: Option<super::shared::ActUntil>,
+    /// On a shared store: how many more tasks this gateway may take over
+    /// (`open_tasks_max` less those held), kept for the lease keeper.
+    claim_room: Option<super::shared::ClaimRoom>,
     /// Cancels of other gateways' tasks waiting to be applied.
     cancels_waiting: Rc<std::cell::Cell<usize>>,
 }
@@ -300,6 +303,7 @@ impl Core {
             keys,
             next_expire_ms: now_ms,
             act_until: None,
+            claim_room: None,
             cancels_waiting: Rc::default(),
         };
         core.apply(effects);
@@ -308,9 +312,27 @@ impl Core {
         Ok(core)
     }
 
-    /// Starts runs only within the lease window `until` says (a shared store).
-    pub fn act_until(&mut self, until: super::shared::ActUntil) {
+    /// On a shared store: starts runs only within the lease window `until`
+    /// says, and keeps `room` at the number of tasks it may still take over.
+    pub fn on_shared_store(
+        &mut self,
+        until: super::shared::ActUntil,
+        room: super::shared::ClaimRoom,
+    ) {
         self.act_until = Some(until);
+        self.claim_room = Some(room);
+        self.update_claim_room();
+    }
+
+    fn update_claim_room(&self) {
+        if let Some(room) = &self.claim_room {
+            room.set(
+                self.config
+                    .sched
+                    .open_tasks_max
+                    .saturating_sub(self.sched.tasks_held()),
+            );
+        }
     }
 
     /// Serves commands, commit results, run results, pool changes and timers
@@ -376,6 +398,7 @@ impl Core {
                 self.fail(cause);
             }
             self.send_batch();
+            self.update_claim_room();
         }
     }
 
