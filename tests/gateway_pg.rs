@@ -20,6 +20,19 @@ fn start_gateway(data: &TempDir, db: &PgDatabase) -> StartedGateway {
     support::start_gateway(data.path(), &listen, &["--store", &db.url])
 }
 
+/// Two gateways on a new database `label`, each with a data directory of its
+/// own; dropped in reverse (gateways, directories, database).
+fn two_gateways(label: &str) -> (PgDatabase, [TempDir; 2], StartedGateway, StartedGateway) {
+    let db = PgDatabase::new(label);
+    let data = [
+        TempDir::new(&format!("pg-{label}-a")),
+        TempDir::new(&format!("pg-{label}-b")),
+    ];
+    let a = start_gateway(&data[0], &db);
+    let b = start_gateway(&data[1], &db);
+    (db, data, a, b)
+}
+
 /// A worker registered with each of `gateways`, with two slots.
 fn start_worker(gateways: &[&StartedGateway]) -> support::StartedWorker {
     let mut extra = vec!["--slots", "2"];
@@ -49,10 +62,7 @@ fn owned_by(db: &PgDatabase, peer: &str) -> i64 {
 
 #[test]
 fn a_killed_gateways_tasks_finish_on_the_other_and_read_the_same() {
-    let db = PgDatabase::new("two_gateways");
-    let (data_a, data_b) = (TempDir::new("pg-gw-a"), TempDir::new("pg-gw-b"));
-    let mut a = start_gateway(&data_a, &db);
-    let b = start_gateway(&data_b, &db);
+    let (db, _data, mut a, b) = two_gateways("two_gateways");
     let _workers = [start_worker(&[&a, &b]), start_worker(&[&a, &b])];
     wait_for_workers(&[&a, &b], 2);
 
@@ -132,10 +142,7 @@ fn a_killed_gateways_tasks_finish_on_the_other_and_read_the_same() {
 
 #[test]
 fn a_cancel_at_one_gateway_stops_a_task_another_runs() {
-    let db = PgDatabase::new("cancel_across");
-    let (data_a, data_b) = (TempDir::new("pg-cancel-a"), TempDir::new("pg-cancel-b"));
-    let a = start_gateway(&data_a, &db);
-    let b = start_gateway(&data_b, &db);
+    let (_db, _data, a, b) = two_gateways("cancel_across");
     let _worker = start_worker(&[&a, &b]);
     wait_for_workers(&[&a, &b], 1);
     // A run every 100 ms, a thousand of them: far longer than the test.
@@ -252,10 +259,7 @@ fn a_database_outage_refuses_acknowledgements_and_records_runs_when_it_returns()
 
 #[test]
 fn a_gateway_stopped_with_ctrl_c_hands_its_tasks_over_at_once() {
-    let db = PgDatabase::new("handover");
-    let (data_a, data_b) = (TempDir::new("pg-hand-a"), TempDir::new("pg-hand-b"));
-    let mut a = start_gateway(&data_a, &db);
-    let b = start_gateway(&data_b, &db);
+    let (db, _data, mut a, b) = two_gateways("handover");
     let _worker = start_worker(&[&a, &b]);
     wait_for_workers(&[&a, &b], 1);
     for n in 0..4 {
@@ -301,10 +305,7 @@ fn a_gateway_stopped_with_ctrl_c_hands_its_tasks_over_at_once() {
 
 #[test]
 fn generated_ids_are_unique_across_gateways() {
-    let db = PgDatabase::new("generated_ids");
-    let (data_a, data_b) = (TempDir::new("pg-ids-a"), TempDir::new("pg-ids-b"));
-    let a = start_gateway(&data_a, &db);
-    let b = start_gateway(&data_b, &db);
+    let (db, _data, a, b) = two_gateways("generated_ids");
     // Both gateways number their tasks from 1 in the same milliseconds:
     // eight clients on each, all starting at once.
     let start = std::sync::Barrier::new(16);
@@ -363,10 +364,7 @@ fn post_task(http: &str, body: &Value, key: Option<&str>) -> (u16, Value) {
 
 #[test]
 fn the_same_id_or_key_at_two_gateways_at_once_makes_one_task() {
-    let db = PgDatabase::new("same_id");
-    let (data_a, data_b) = (TempDir::new("pg-same-a"), TempDir::new("pg-same-b"));
-    let a = start_gateway(&data_a, &db);
-    let b = start_gateway(&data_b, &db);
+    let (db, _data, a, b) = two_gateways("same_id");
     let wasm = base64::engine::general_purpose::STANDARD.encode(HASH_PUZZLE_WASM);
     let start = std::sync::Barrier::new(2);
     for n in 0..20i64 {

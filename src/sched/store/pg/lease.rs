@@ -153,10 +153,7 @@ impl SharedStore for PgStore {
             }
             // Asked already (and still unfinished), or final, or unknown.
             let open = client
-                .query_opt(
-                    "SELECT 1 FROM ww_cancels WHERE task_id = $1",
-                    &[&id.as_str()],
-                )
+                .query_opt(&sql[CANCEL_PENDING], &[&id.as_str()])
                 .map_err(pg_err(what))?;
             Ok(open.is_some())
         })

@@ -105,6 +105,8 @@ pub(super) const REQUEST_CANCEL: &str = "INSERT INTO ww_cancels (task_id, reques
 pub(super) const PRUNE_GATEWAYS: &str = "DELETE FROM ww_gateways g \
      WHERE g.expires_at < clock_timestamp() - interval '1 day' AND NOT EXISTS \
      (SELECT 1 FROM ww_tasks t WHERE t.owner = g.id AND t.finished_ms IS NULL)";
+/// Whether a cancel of the task is asked and not yet applied.
+pub(super) const CANCEL_PENDING: &str = "SELECT 1 FROM ww_cancels WHERE task_id = $1";
 /// Cancels asked of this gateway's tasks.
 pub(super) const CANCELS_FOR_OWNER: &str = "SELECT c.task_id FROM ww_cancels c \
      JOIN ww_tasks t ON t.id = c.task_id WHERE t.owner = $1 AND t.owner_epoch = $2 \
@@ -144,6 +146,7 @@ pub(super) const ALL: &[&str] = &[
     RESIGN,
     CLAIM,
     REQUEST_CANCEL,
+    CANCEL_PENDING,
     CANCELS_FOR_OWNER,
     DELETE_CANCEL,
 ];
