@@ -506,3 +506,94 @@ fn a_gateway_takes_over_no_more_tasks_than_its_open_tasks_max() {
     assert_eq!(owned_by(&db, &b.peer), 4, "b holds its open_tasks_max");
     assert_eq!(owned_by(&db, &a.peer), 6, "the rest wait for room");
 }
+
+/// A request to `http`/`path` with method `method` and a JSON-less body: the
+/// status and the answer.
+fn send(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Value) {
+    let mut response = match (method, body) {
+        ("POST", Some(bytes)) => agent().post(url).send(bytes).unwrap(),
+        ("DELETE", None) => agent().delete(url).call().unwrap(),
+        other => panic!("no such request in this test: {other:?}"),
+    };
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+/// Modules stored in the shared database.
+fn modules_stored(db: &PgDatabase) -> i64 {
+    db.client()
+        .query_one("SELECT count(*) FROM ww_modules", &[])
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_module_another_gateway_deleted_is_refused_without_stopping_this_one() {
+    let db = PgDatabase::new("module_gone");
+    let (data_a, data_b) = (TempDir::new("pg-gone-a"), TempDir::new("pg-gone-b"));
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", free_tcp_port());
+    // a collects unused modules after 1 s; b, by default, after an hour.
+    let a = support::start_gateway(
+        data_a.path(),
+        &listen,
+        &["--store", &db.url, "--module-grace", "1s"],
+    );
+    let b = start_gateway(&data_b, &db);
+    let (status, stored) = send(
+        "POST",
+        &format!("{}/modules", a.http),
+        Some(HASH_PUZZLE_WASM),
+    );
+    assert_eq!(status, 201, "{stored}");
+    let hash = stored["hash"].as_str().expect("hash").to_string();
+    let task = |id: &str| serde_json::json!({"id": id, "module": hash, "args": [1, 1], "start_ms": 3_600_000});
+    // b learns the module through a task of its own, which then goes.
+    let (status, answer) = post_task(&b.http, &task("first"), None);
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(
+        send("DELETE", &format!("{}/tasks/first", b.http), None).0,
+        200
+    );
+    let (status, answer) = send(
+        "DELETE",
+        &format!("{}/tasks/first?purge=true", b.http),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    // a's collection (every 10 s) deletes it from the store; b still knows it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while modules_stored(&db) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a never deleted the unused module"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, answer) = post_task(&b.http, &task("second"), None);
+    assert_eq!(status, 422, "{answer}");
+    let message = answer["detail"].as_str().unwrap_or_default();
+    assert!(message.contains("another gateway deleted it"), "{answer}");
+    let health = agent().get(&format!("{}/healthz", b.http)).call().unwrap();
+    assert_eq!(health.status(), 200, "b still serves");
+    let stored: i64 = db
+        .client()
+        .query_one("SELECT count(*) FROM ww_tasks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "nothing of the refused task was written");
+    // b has forgotten it: refused at once; uploaded again, usable again.
+    let (status, answer) = post_task(&b.http, &task("third"), None);
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("unknown module"), "{answer}");
+    let (status, _) = send(
+        "POST",
+        &format!("{}/modules", b.http),
+        Some(HASH_PUZZLE_WASM),
+    );
+    assert_eq!(status, 201);
+    let (status, answer) = post_task(&b.http, &task("fourth"), None);
+    assert_eq!(status, 201, "{answer}");
+}

@@ -22,7 +22,7 @@ pub use scheduler::{
 };
 pub use store::{
     Batch, BatchReport, DeletedTask, Lease, ModuleRefs, Op, PgOptions, PgStore, PurgeOutcome,
-    RedbStore, SharedStore, Store, StoreError, TakenTask, TaskStore, MODULE_BYTES_MAX,
+    RedbStore, SharedStore, Store, StoreError, TakenCause, TakenTask, TaskStore, MODULE_BYTES_MAX,
     PG_SCHEMA_VERSION,
 };
 pub use types::{

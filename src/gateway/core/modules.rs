@@ -8,6 +8,13 @@
 //! a batch still to commit refers to. A module chosen for deletion leaves the
 //! mirror at once: a submission naming it by hash is then refused as unknown,
 //! and an upload stores it again after the deletion.
+//!
+//! On a store shared by several gateways the mirror counts this gateway's
+//! tasks only. The store counts everyone's under a row lock, so a deletion
+//! another gateway's task needs is refused there (the module is kept and
+//! asked about again a grace period later), and a reference to a module
+//! another gateway has deleted drops that new task (answered as unknown
+//! module) and the module from this mirror.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -116,8 +123,20 @@ impl Modules {
         unused
     }
 
+    /// The store no longer holds the module (another gateway sharing it
+    /// deleted it unused): it is unknown here until uploaded again.
+    /// An upload not yet in a batch stores it again: it stays known.
+    pub fn forget(&mut self, hash: &[u8; 32]) {
+        self.cache.remove(hash);
+        if matches!(self.pending.get(hash), Some((_, false))) {
+            return;
+        }
+        self.pending.remove(hash);
+        self.refs.remove(hash);
+    }
+
     /// The store kept a module the mirror thought unused (another reference
-    /// existed): know it again.
+    /// existed): know it again, with the store's counts.
     pub fn kept(&mut self, hash: [u8; 32], refs: ModuleRefs) {
         tracing::error!(
             module = %crate::exec::ModuleHash(hash),
@@ -125,6 +144,20 @@ impl Modules {
             "module reference counts disagreed with the store; module kept"
         );
         self.refs.insert(hash, refs);
+    }
+
+    /// A shared store kept a module no task of this gateway refers to: other
+    /// gateways' tasks do, and this mirror never hears when they go, so it
+    /// asks again after another grace period (from `now_ms`).
+    pub fn kept_elsewhere(&mut self, hash: [u8; 32], now_ms: u64) {
+        tracing::debug!(module = %crate::exec::ModuleHash(hash), "module kept: other gateways' tasks refer to it");
+        self.refs.insert(
+            hash,
+            ModuleRefs {
+                tasks: 0,
+                unused_since_ms: now_ms,
+            },
+        );
     }
 
     /// A batch formed: the modules pending so far are in it.
@@ -164,5 +197,46 @@ impl Modules {
             self.cache.pop_first();
         }
         self.cache.insert(hash, bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_kept_for_other_gateways_is_asked_about_again_after_its_grace() {
+        let hash = [7; 32];
+        let mut modules = Modules::new(BTreeMap::from([(
+            hash,
+            ModuleRefs {
+                tasks: 0,
+                unused_since_ms: 0,
+            },
+        )]));
+        assert_eq!(modules.collect(1_000, 1_000, 8), [hash]);
+        assert!(!modules.known(&hash), "chosen for deletion: unknown");
+        modules.kept_elsewhere(hash, 5_000);
+        assert!(modules.known(&hash));
+        assert!(
+            modules.collect(5_999, 1_000, 8).is_empty(),
+            "within its grace"
+        );
+        assert_eq!(modules.collect(6_000, 1_000, 8), [hash], "asked again");
+    }
+
+    #[test]
+    fn a_forgotten_module_stays_known_while_an_upload_of_it_waits_for_a_batch() {
+        let hash = [9; 32];
+        let mut modules = Modules::default();
+        modules.uploaded(hash, Arc::new(vec![0; 8]), 0);
+        modules.forget(&hash);
+        assert!(modules.known(&hash), "its upload stores it again");
+        modules.formed();
+        modules.forget(&hash);
+        assert!(
+            !modules.known(&hash),
+            "the batch that held it is the one refused"
+        );
     }
 }

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{internal, Core, Held, Released, EXPIRE_DELETE_MAX, MODULES_COLLECT_MAX};
 use crate::gateway::events::Event;
 use crate::gateway::ApiError;
-use crate::sched::{Effect, Op, PurgeOutcome, StoreError, TakenTask, TaskHeader, TaskId};
+use crate::sched::{
+    Effect, Op, PurgeOutcome, StoreError, TakenCause, TakenTask, TaskHeader, TaskId,
+};
 
 impl Core {
     /// Queues retention: finished tasks past their time or beyond the most
@@ -98,8 +100,11 @@ impl Core {
         let taken = std::mem::take(&mut released.report.taken);
         if !taken.is_empty() {
             let gone: BTreeSet<TaskId> = taken.iter().map(|t| t.id.clone()).collect();
-            for id in &gone {
-                self.withdraw(now, id);
+            for t in &taken {
+                self.withdraw(now, &t.id);
+                if let TakenCause::ModuleGone(hash) = &t.cause {
+                    self.modules.forget(hash);
+                }
             }
             released.finished.retain(|id| !gone.contains(id));
             released.written.retain(|id, _| !gone.contains(id));
@@ -112,7 +117,11 @@ impl Core {
         if !report.deleted.is_empty() {
             tracing::debug!(tasks = report.deleted.len(), "finished tasks deleted");
         }
-        if !report.modules_kept.is_empty() {
+        if self.store.shared().is_some() {
+            for hash in &report.modules_kept {
+                self.modules.kept_elsewhere(*hash, now);
+            }
+        } else if !report.modules_kept.is_empty() {
             let refs = match self.store.module_refs() {
                 Ok(refs) => refs,
                 Err(e) => return self.fail(format!("store read failed: {e}")),
@@ -191,7 +200,7 @@ impl Core {
             }
         }
         self.modules.released(&hash, now);
-        tracing::info!(task = %id, "another gateway stored a task with this id or key first; this copy is dropped");
+        tracing::info!(task = %id, "another gateway's commit took this task's id, key or module first; this copy is dropped");
     }
 
     /// Sends a held answer, showing committed state only: the header the
@@ -209,14 +218,14 @@ impl Core {
         };
         match held {
             Held::Submit { reply, id, .. } if taken.iter().any(|t| t.id == id) => {
-                let by_key = taken
+                let cause = taken
                     .iter()
                     .find(|t| t.id == id)
-                    .and_then(|t| t.by_key.clone());
-                let answer = match by_key {
+                    .map_or(TakenCause::Id, |t| t.cause.clone());
+                let answer = match cause {
                     // The same request, through another gateway first: its
                     // task (gone meanwhile, or unreadable: say so, stop nothing).
-                    Some(other) => match self.store.header(&other) {
+                    TakenCause::Key(other) => match self.store.header(&other) {
                         Ok(Some(header)) => Ok((header, false)),
                         Ok(None) => Err(ApiError::Conflict(format!(
                             "idempotency key of task {:?} named task {:?}, since deleted",
@@ -224,8 +233,14 @@ impl Core {
                         ))),
                         Err(e) => Err(ApiError::Busy(format!("the task store: {e}"))),
                     },
-                    None => Err(ApiError::Conflict(format!(
+                    TakenCause::Id => Err(ApiError::Conflict(format!(
                         "a task with id {:?} was created through another gateway at the same moment",
+                        id.0
+                    ))),
+                    TakenCause::ModuleGone(hash) => Err(ApiError::Unprocessable(format!(
+                        "unknown module {}: another gateway deleted it unused; upload it \
+                         again with POST /modules (task {:?} was not created)",
+                        crate::exec::ModuleHash(hash),
                         id.0
                     ))),
                 };

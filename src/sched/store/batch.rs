@@ -94,18 +94,30 @@ pub struct BatchReport {
     pub modules_kept: Vec<[u8; 32]>,
     /// Retention stopped at `delete_max` with more to delete.
     pub expire_more: bool,
-    /// New tasks another gateway stored first under the same id or
-    /// idempotency key (a shared store only): nothing of them was written.
+    /// New tasks not written because of another gateway sharing the store
+    /// (a shared store only): it stored a task under the same id or key
+    /// first, or deleted the module the task names.
     pub taken: Vec<TakenTask>,
 }
 
-/// A new task whose id or idempotency key another gateway took first.
+/// A new task that was not written because of another gateway's commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TakenTask {
     /// The task that was not written.
     pub id: TaskId,
-    /// The task stored under its idempotency key, if the key was taken.
-    pub by_key: Option<TaskId>,
+    /// What the other gateway did.
+    pub cause: TakenCause,
+}
+
+/// Why a new task was dropped from a batch on a shared store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TakenCause {
+    /// Another task is stored under its id.
+    Id,
+    /// Its idempotency key names this stored task.
+    Key(TaskId),
+    /// Its module is no longer stored: another gateway deleted it unused.
+    ModuleGone([u8; 32]),
 }
 
 impl Batch {

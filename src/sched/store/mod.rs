@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use redb::StorageBackend;
 
-pub use batch::{Batch, BatchReport, DeletedTask, Op, PurgeOutcome, TakenTask};
+pub use batch::{Batch, BatchReport, DeletedTask, Op, PurgeOutcome, TakenCause, TakenTask};
 pub use embedded::{RedbStore, STORE_VERSION};
 pub use pg::{PgOptions, PgStore, PG_SCHEMA_VERSION};
 pub use shared::{Lease, SharedStore};

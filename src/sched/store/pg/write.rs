@@ -10,7 +10,7 @@ use super::queries::*;
 use super::{decode, pg_err, Conn};
 use crate::sched::id::TaskId;
 use crate::sched::store::{
-    Batch, BatchReport, DeletedTask, Lease, Op, PurgeOutcome, StoreError, TakenTask,
+    Batch, BatchReport, DeletedTask, Lease, Op, PurgeOutcome, StoreError, TakenCause, TakenTask,
     MODULE_BYTES_MAX,
 };
 use crate::sched::types::{hex32, Run, TaskHeader};
@@ -173,16 +173,35 @@ impl Writer<'_, '_> {
                     }
                     return Err(corrupt(
                         format!("task {id}"),
-                        match &taken.by_key {
-                            Some(other) => format!(
+                        match &taken.cause {
+                            TakenCause::Key(other) => format!(
                                 "idempotency key {:?} names task {other} already",
                                 key.unwrap_or_default()
                             ),
-                            None => "stored by another writer during this batch".into(),
+                            _ => "stored by another writer during this batch".into(),
                         },
                     ));
                 }
-                self.refer(id, &header.spec.module_hash)?;
+                let hash = &header.spec.module_hash;
+                if !self.refer(hash)? {
+                    // Another gateway deleted the module, unused, after this
+                    // one last saw it: the task goes with the insert undone.
+                    if self.lease.is_some() {
+                        let st = self.st(DELETE_TASK).clone();
+                        self.txn.execute(&st, &[&id.as_str()])?;
+                        return Ok(Some(TakenTask {
+                            id: id.clone(),
+                            cause: TakenCause::ModuleGone(*hash),
+                        }));
+                    }
+                    return Err(corrupt(
+                        format!("task {id}"),
+                        format!(
+                            "refers to module {} which is not stored",
+                            hex32::encode(hash)
+                        ),
+                    ));
+                }
             }
         }
         if finished_ms.is_some() {
@@ -213,32 +232,25 @@ impl Writer<'_, '_> {
     /// Why a new task's row was not inserted: its key names another task, or
     /// a task with its id exists (stored by another writer).
     fn insert_conflict(&mut self, id: &TaskId, key: Option<&str>) -> Result<TakenTask, Step> {
-        let mut by_key = None;
+        let mut cause = TakenCause::Id;
         if let Some(key) = key {
             let st = self.st(TASK_OF_KEY).clone();
             if let Some(row) = self.txn.query_opt(&st, &[&key])? {
-                by_key = Some(TaskId(row.get(0)));
+                cause = TakenCause::Key(TaskId(row.get(0)));
             }
         }
         Ok(TakenTask {
             id: id.clone(),
-            by_key,
+            cause,
         })
     }
 
-    /// One more task refers to the module, which must be stored.
-    fn refer(&mut self, id: &TaskId, hash: &[u8; 32]) -> Result<(), Step> {
+    /// One more task refers to the module; false if it is not stored. The
+    /// row lock this takes orders the reference against a concurrent
+    /// deletion, which counts references under the same lock.
+    fn refer(&mut self, hash: &[u8; 32]) -> Result<bool, Step> {
         let st = self.st(REFER_MODULE).clone();
-        if self.txn.execute(&st, &[&hash.as_slice()])? == 0 {
-            return Err(corrupt(
-                format!("task {id}"),
-                format!(
-                    "refers to module {} which is not stored",
-                    hex32::encode(hash)
-                ),
-            ));
-        }
-        Ok(())
+        Ok(self.txn.execute(&st, &[&hash.as_slice()])? == 1)
     }
 
     fn put_module(&mut self, hash: &[u8; 32], bytes: &[u8], now_ms: u64) -> Result<(), Step> {
