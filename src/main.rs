@@ -65,11 +65,12 @@ enum Command {
     /// Call `assign` on a remote worker and print the result.
     Call(cli::call::CallArgs),
     /// Start a WASM module as a long-running process on a worker and print its
-    /// id (`<worker address>/proc/<n>`); with --follow, then print its output
+    /// id (`<host>/proc/<n>`, the host as --peer named it); with --follow, print its output
     /// until it ends. No deadline unless --wall-time-ms is given.
     Spawn(cli::process::SpawnArgs),
-    /// List a worker's processes (running, and the most recently ended) with
-    /// state, exit code, start time and module. Needs --peer: processes are per host.
+    /// List processes (running, and the most recently ended) with state, exit
+    /// code, start time and module: one worker's (--peer), or every worker's in
+    /// the cluster view.
     Ps(cli::process::PsArgs),
     /// Wait for a process to end and print how: `exited <code>`, `killed 137`
     /// or `failed 134 <error>`; with --follow, print its output meanwhile.

@@ -255,3 +255,75 @@ fn processes_admit_only_the_workers_allowed_callers() {
     let denied = ww(&["ps", "--peer", &worker.address, "--timeout-ms", "5000"]);
     assert!(!denied.status.success());
 }
+
+#[test]
+fn a_host_named_by_its_peer_id_is_found_in_the_cluster_and_ps_lists_every_worker() {
+    let fuel = ["--fuel-max", "1000000000000"];
+    let (a, b) = (start_worker("none", &fuel), start_worker("none", &fuel));
+    let discover = format!("{},{}", a.address, b.address);
+    let dir = TempDir::new("processes-by-id");
+    let tick = format!("{}/tick.wasm", dir.path());
+    std::fs::write(&tick, wat::parse_str(TICK_WAT).unwrap()).unwrap();
+    // A looping process on each worker, the host named by its peer id only.
+    let ids: Vec<String> = [&a, &b]
+        .iter()
+        .map(|w| {
+            let id = ww_ok(&[
+                "spawn",
+                "--peer",
+                &w.peer,
+                "--wasm",
+                &tick,
+                "--arg",
+                "100000",
+                "--discover",
+                &discover,
+            ])
+            .trim()
+            .to_string();
+            assert_eq!(id, format!("/p2p/{}/proc/1", w.peer));
+            id
+        })
+        .collect();
+    // `ps` without --peer lists both workers' processes.
+    let listing = ww_ok(&["ps", "--discover", &discover]);
+    for id in &ids {
+        let line = listing
+            .lines()
+            .find(|line| line.ends_with(&format!(" {id}")))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{listing}"));
+        assert!(line.starts_with("running"), "{line}");
+    }
+    assert_eq!(
+        listing.lines().count(),
+        3,
+        "a header and two processes:\n{listing}"
+    );
+    // The id `spawn` printed is enough to kill it (found the same way).
+    assert_eq!(
+        ww_ok(&["kill", &ids[0], "--discover", &discover]).trim(),
+        "killed 137"
+    );
+    // Named by its address, the same host lists it ended.
+    let line = ps_line(&a.address, &format!("{}/proc/1", a.address)).expect("listed");
+    assert!(line.starts_with("killed"), "{line}");
+    // A peer id no one in the cluster has is a clear error, after --wait-ms.
+    let stranger = ww_ok(&["id", "--key", &format!("{}/stranger.key", dir.path())]);
+    let missing = ww(&[
+        "spawn",
+        "--peer",
+        stranger.trim(),
+        "--wasm",
+        &tick,
+        "--discover",
+        &discover,
+        "--wait-ms",
+        "1500",
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("not in the cluster view"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

@@ -10,7 +10,7 @@ use ww_sched::anchor::{anchor_protocol, AnchorPath};
 use ww_sched::cluster::{Query, Selector};
 use ww_sched::rpc::{connect, Connection, RpcConfig};
 use ww_sched::schema::anchor_capnp::{anchor, entry, Holds};
-use ww_sched::transport::{Identity, Libp2pTransport, PeerId, Transport};
+use ww_sched::transport::{Identity, Libp2pTransport, PeerId, Protocol, Transport};
 
 use super::ClusterArgs;
 
@@ -22,7 +22,14 @@ pub struct ReachArgs {
     #[arg(long, default_value_t = 4_000)]
     wait_ms: u64,
     #[command(flatten)]
-    cluster: ClusterArgs,
+    pub(super) cluster: ClusterArgs,
+}
+
+impl ReachArgs {
+    /// How long to look for the cluster, in ms.
+    pub fn wait_ms(&self) -> u64 {
+        self.wait_ms
+    }
 }
 
 /// Flags of `ww-sched ls`.
@@ -82,7 +89,12 @@ pub struct Observer {
 
 /// Joins the cluster as a silent observer (in nobody's view).
 pub async fn observe(reach: &ReachArgs) -> Result<Observer> {
-    let identity = Identity::generate();
+    observe_as(reach, Identity::generate()).await
+}
+
+/// [`observe`] under `identity` (a caller's key, for hosts that admit only
+/// allowed peer ids).
+pub async fn observe_as(reach: &ReachArgs, identity: Identity) -> Result<Observer> {
     let transport = Libp2pTransport::new(reach.cluster.network.libp2p_config(identity.clone())?)?;
     let membership = super::join_cluster(&transport, identity, &reach.cluster, false, &[]).await?;
     Ok(Observer {
@@ -105,9 +117,27 @@ impl Observer {
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(10),
         };
+        self.connect_to(peer, &anchor_protocol(), "anchors", config)
+            .await
+    }
+
+    /// Connects to `peer`'s capability `protocol` (`what`, for errors) by
+    /// its id alone: retried until discovery has found the host, through its
+    /// peer record if it is in the view but was never dialled, or until the
+    /// deadline passes.
+    pub async fn connect_to<C>(
+        &self,
+        peer: PeerId,
+        protocol: &Protocol,
+        what: &str,
+        config: RpcConfig,
+    ) -> Result<Connection<C>>
+    where
+        C: capnp::capability::FromClientHook + Clone,
+    {
         let mut resolved = false;
         loop {
-            match connect(&self.transport, peer, &anchor_protocol(), config).await {
+            match connect(&self.transport, peer, protocol, config).await {
                 Ok(connection) => return Ok(connection),
                 // A host in the view that was never discovered directly (its
                 // heartbeats came relayed): its peer record says where it is.
@@ -125,7 +155,7 @@ impl Observer {
                 }
                 Err(e) if Instant::now() >= self.deadline => {
                     bail!(
-                        "cannot reach host {peer}'s anchors ({e}); {}",
+                        "cannot reach host {peer}'s {what} ({e}); {}",
                         if self.in_view(peer) {
                             "it is in the view, but did not answer"
                         } else {

@@ -1,9 +1,12 @@
 //! `ww-sched spawn`, `ps`, `wait` and `kill`: processes on a worker host's
 //! Executor capability.
 //!
-//! A process id, as these commands print and take it, is the host's address
-//! (as given to `--peer`, ending in /p2p/<peer id>) with `/proc/<n>` appended:
-//! it says which host the process is on and how to reach it, so `kill ID` and
+//! A host is named by its address (as `ww-sched worker` prints it, ending in
+//! /p2p/<peer id>), reached directly, or by its peer id alone, found in the
+//! cluster (`--discover`, and its peer record if it was never dialled). A
+//! process id, as these commands print and take it, is the host as named with
+//! `/proc/<n>` appended (`/p2p/<peer id>/proc/<n>` for a host named by id): it
+//! says which host the process is on and how to reach it, so `kill ID` and
 //! `wait ID` need nothing else.
 
 use std::io::Write;
@@ -12,18 +15,25 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use ww_sched::cluster::{Membership, Query, Selector};
 use ww_sched::exec::{ModuleRef, OutputStream};
 use ww_sched::process::{
-    ProcessEnd, ProcessId, ProcessLimits, ProcessSpec, ProcessState, RemoteExecutor,
+    executor_protocol, ProcessEnd, ProcessId, ProcessLimits, ProcessSpec, ProcessState,
+    RemoteExecutor,
 };
 use ww_sched::rpc::{RpcConfig, RpcError};
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
+use ww_sched::transport::{Address, Identity, Libp2pTransport, PeerId, Transport};
+
+use super::anchor::{observe_as, Observer, ReachArgs};
 
 /// How often `--follow` asks for more output when the last read brought none.
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
 
 /// Bytes one `--follow` read asks for.
 const FOLLOW_READ_BYTES: u32 = 64 * 1024;
+
+/// How long `ps` without `--peer` tries each host before reporting it unreachable.
+const PS_HOST_CONNECT: Duration = Duration::from_secs(2);
 
 /// How to reach a host: shared by every process command.
 #[derive(Args)]
@@ -36,12 +46,69 @@ pub struct DialArgs {
     /// --swarm-key) only allowed peer ids may use its processes, as for `call`.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// The cluster's swarm key file, to reach a keyed worker.
-    #[arg(long, env = "WW_SCHED_SWARM_KEY", value_name = "FILE")]
-    swarm_key: Option<PathBuf>,
+    /// How to find a host named by its peer id alone (unused for an address).
+    #[command(flatten)]
+    reach: ReachArgs,
 }
 
-/// A process id's two halves: the host's address and the number there.
+impl DialArgs {
+    fn identity(&self) -> Result<Identity> {
+        match &self.key {
+            Some(path) => Ok(Identity::load_or_create(path)?),
+            None => Ok(Identity::generate()),
+        }
+    }
+
+    fn rpc_config(&self) -> RpcConfig {
+        let timeout = Duration::from_millis(self.timeout_ms);
+        RpcConfig {
+            connect_timeout: timeout,
+            call_timeout: timeout,
+        }
+    }
+}
+
+/// A host as a command names it: an address to dial, or a peer id to find.
+struct Host {
+    /// As shown in process ids: the address, or `/p2p/<peer id>`.
+    shown: String,
+    peer: PeerId,
+    /// Where to dial it; `None`: find it in the cluster.
+    address: Option<Address>,
+}
+
+impl Host {
+    fn parse(text: &str) -> Result<Host> {
+        if let Ok(peer) = text.parse::<PeerId>() {
+            return Ok(Host::by_id(peer));
+        }
+        let (address, peer) = Address::new(text.to_string()).split_peer()?;
+        let Some(peer) = peer else {
+            bail!(
+                "{text}: expected a peer id, or an address ending in /p2p/<peer id> as \
+                 `ww-sched worker` prints it"
+            );
+        };
+        if address.to_string().is_empty() {
+            return Ok(Host::by_id(peer));
+        }
+        Ok(Host {
+            shown: text.to_string(),
+            peer,
+            address: Some(address),
+        })
+    }
+
+    fn by_id(peer: PeerId) -> Host {
+        Host {
+            shown: format!("/p2p/{peer}"),
+            peer,
+            address: None,
+        }
+    }
+}
+
+/// A process id's two halves: the host and the number there.
 struct ProcessRef {
     host: String,
     id: ProcessId,
@@ -50,7 +117,7 @@ struct ProcessRef {
 impl ProcessRef {
     fn parse(text: &str) -> Result<ProcessRef> {
         let Some((host, number)) = text.rsplit_once("/proc/") else {
-            bail!("process id {text}: expected <host address>/p2p/<peer id>/proc/<n>, as `spawn` prints it");
+            bail!("process id {text}: expected <host>/proc/<n>, as `spawn` prints it");
         };
         let id = number
             .parse::<u64>()
@@ -68,31 +135,48 @@ impl std::fmt::Display for ProcessRef {
     }
 }
 
-/// Dials the executor of the host at `address` (ending in /p2p/<peer id>).
-async fn connect(address: &str, dial: &DialArgs) -> Result<(Libp2pTransport, RemoteExecutor)> {
-    let (addr, peer) = Address::new(address.to_string()).split_peer()?;
-    let Some(peer) = peer else {
-        bail!(
-            "{address} has no /p2p/<peer id> suffix; use an address as `ww-sched worker` prints it"
-        );
-    };
-    let identity = match &dial.key {
-        Some(path) => Identity::load_or_create(path)?,
-        None => Identity::generate(),
-    };
-    let swarm_key = dial.swarm_key.as_deref().map(SwarmKey::load).transpose()?;
-    let transport = Libp2pTransport::new(Libp2pConfig::new(identity).with_swarm_key(swarm_key))?;
-    transport.add_peer_address(peer, addr)?;
-    let timeout = Duration::from_millis(dial.timeout_ms);
-    let config = RpcConfig {
-        connect_timeout: timeout,
-        call_timeout: timeout,
-    };
-    let remote = RemoteExecutor::connect(&transport, peer, config)
-        .await
-        .with_context(|| format!("cannot reach the executor of {address}"))?;
-    // The transport must outlive the connection: returned beside it.
-    Ok((transport, remote))
+/// An executor reached, with what must outlive its connection.
+struct Reached {
+    remote: RemoteExecutor,
+    _transport: Option<Libp2pTransport>,
+    _observer: Option<Observer>,
+}
+
+/// Dials the executor of `host`: directly at its address, or found by its
+/// peer id in the cluster.
+async fn connect(host: &Host, dial: &DialArgs) -> Result<Reached> {
+    let identity = dial.identity()?;
+    let network = &dial.reach.cluster.network;
+    match &host.address {
+        Some(address) => {
+            let transport = Libp2pTransport::new(network.libp2p_config(identity)?)?;
+            transport.add_peer_address(host.peer, address.clone())?;
+            let remote = RemoteExecutor::connect(&transport, host.peer, dial.rpc_config())
+                .await
+                .with_context(|| format!("cannot reach the executor of {}", host.shown))?;
+            Ok(Reached {
+                remote,
+                _transport: Some(transport),
+                _observer: None,
+            })
+        }
+        None => {
+            let observer = observe_as(&dial.reach, identity).await?;
+            let connection = observer
+                .connect_to(
+                    host.peer,
+                    &executor_protocol(),
+                    "executor",
+                    dial.rpc_config(),
+                )
+                .await?;
+            Ok(Reached {
+                remote: RemoteExecutor::from_connection(connection),
+                _transport: None,
+                _observer: Some(observer),
+            })
+        }
+    }
 }
 
 /// Explains a call's failure: a worker closes the connection of a caller it
@@ -111,7 +195,8 @@ fn refusal(error: RpcError) -> anyhow::Error {
 /// Flags of `ww-sched spawn`.
 #[derive(Args)]
 pub struct SpawnArgs {
-    /// The worker's address as `ww-sched worker` printed it, ending in /p2p/<peer id>.
+    /// The worker: its peer id (found through --discover), or its address as
+    /// `ww-sched worker` printed it, ending in /p2p/<peer id>.
     #[arg(long)]
     peer: String,
     /// The WASM module.
@@ -143,7 +228,9 @@ pub struct SpawnArgs {
 /// Spawns a process and prints its id (then follows it with --follow).
 pub async fn spawn(args: SpawnArgs) -> Result<()> {
     let wasm = super::read_module(&args.wasm)?;
-    let (_transport, remote) = connect(&args.peer, &args.dial).await?;
+    let host = Host::parse(&args.peer)?;
+    let reached = connect(&host, &args.dial).await?;
+    let remote = &reached.remote;
     let spec = ProcessSpec {
         module: ModuleRef::Bytes(wasm),
         export: args.export,
@@ -156,13 +243,13 @@ pub async fn spawn(args: SpawnArgs) -> Result<()> {
     };
     let id = remote.spawn(&spec).await.map_err(refusal)?;
     let process = ProcessRef {
-        host: args.peer,
+        host: host.shown,
         id,
     };
     println!("{process}");
     std::io::stdout().flush()?;
     if args.follow {
-        follow(&remote, &process).await?;
+        follow(remote, &process).await?;
     }
     Ok(())
 }
@@ -219,26 +306,88 @@ fn describe(end: &ProcessEnd) -> String {
 /// Flags of `ww-sched ps`.
 #[derive(Args)]
 pub struct PsArgs {
-    /// The worker whose processes to list: its address as `ww-sched worker`
-    /// printed it, ending in /p2p/<peer id>. Required: processes are listed
-    /// per host, and a host is named by its address.
+    /// The worker whose processes to list: its peer id, or its address as
+    /// `ww-sched worker` printed it. Without it, every worker in the cluster
+    /// view (found through --discover within --wait-ms) is listed.
     #[arg(long)]
-    peer: String,
+    peer: Option<String>,
     #[command(flatten)]
     dial: DialArgs,
 }
 
-/// Lists a host's processes: running ones and the most recently ended.
+/// Lists processes, running ones and the most recently ended: one host's, or
+/// every worker's in the cluster view.
 pub async fn ps(args: PsArgs) -> Result<()> {
-    let (_transport, remote) = connect(&args.peer, &args.dial).await?;
-    let rows = remote.list().await.map_err(refusal)?;
     println!(
         "{:<8} {:>5} {:>14}  {:<16} ID",
         "STATE", "CODE", "STARTED_MS", "MODULE"
     );
+    if let Some(peer) = &args.peer {
+        let host = Host::parse(peer)?;
+        let reached = connect(&host, &args.dial).await?;
+        return print_processes(&reached.remote, &host.shown).await;
+    }
+    let observer = observe_as(&args.dial.reach, args.dial.identity()?).await?;
+    tokio::time::sleep_until(observer.deadline).await;
+    let workers = workers_in_view(&observer.membership);
+    if workers.is_empty() {
+        bail!(
+            "no worker in the cluster view after {} ms: check --discover and --ns",
+            args.dial.reach.wait_ms()
+        );
+    }
+    let config = RpcConfig {
+        connect_timeout: PS_HOST_CONNECT,
+        call_timeout: Duration::from_millis(args.dial.timeout_ms),
+    };
+    let mut unreachable = 0;
+    for peer in workers {
+        let host = Host::by_id(peer);
+        let listed = match observer
+            .connect_to(peer, &executor_protocol(), "executor", config)
+            .await
+        {
+            Ok(connection) => {
+                print_processes(&RemoteExecutor::from_connection(connection), &host.shown).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = listed {
+            // The CLI's own report: the other hosts are still listed.
+            eprintln!("{}: not listed: {e:#}", host.shown);
+            unreachable += 1;
+        }
+    }
+    if unreachable > 0 {
+        bail!("{unreachable} worker(s) could not be listed");
+    }
+    Ok(())
+}
+
+/// The workers (meta `role=worker`) in `membership`'s view, in id order.
+fn workers_in_view(membership: &Membership) -> Vec<PeerId> {
+    let mut workers: Vec<PeerId> = membership
+        .view(&Query::new(Selector::All))
+        .into_iter()
+        .filter(|r| {
+            r.heartbeat
+                .meta()
+                .iter()
+                .any(|(k, v)| k == "role" && v == "worker")
+        })
+        .map(|r| r.peer)
+        .collect();
+    workers.sort();
+    workers.dedup();
+    workers
+}
+
+/// Prints `remote`'s processes, their ids under `host`.
+async fn print_processes(remote: &RemoteExecutor, host: &str) -> Result<()> {
+    let rows = remote.list().await.map_err(refusal)?;
     for row in &rows {
         let id = ProcessRef {
-            host: args.peer.clone(),
+            host: host.to_string(),
             id: row.id,
         };
         let code = row
@@ -253,6 +402,7 @@ pub async fn ps(args: PsArgs) -> Result<()> {
             &row.module.to_string()[..16]
         );
     }
+    std::io::stdout().flush()?;
     Ok(())
 }
 
@@ -271,9 +421,10 @@ pub struct WaitArgs {
 /// Waits for a process to end and prints how: `exited 3`, `killed 137`, ...
 pub async fn wait(args: WaitArgs) -> Result<()> {
     let process = ProcessRef::parse(&args.id)?;
-    let (_transport, remote) = connect(&process.host, &args.dial).await?;
+    let reached = connect(&Host::parse(&process.host)?, &args.dial).await?;
+    let remote = &reached.remote;
     if args.follow {
-        follow(&remote, &process).await?;
+        follow(remote, &process).await?;
     }
     let end = remote.wait(process.id).await?;
     println!("{}", describe(&end));
@@ -292,8 +443,9 @@ pub struct KillArgs {
 /// Stops a running process and prints how it ended (`killed 137`).
 pub async fn kill(args: KillArgs) -> Result<()> {
     let process = ProcessRef::parse(&args.id)?;
-    let (_transport, remote) = connect(&process.host, &args.dial).await?;
-    let end = remote
+    let reached = connect(&Host::parse(&process.host)?, &args.dial).await?;
+    let end = reached
+        .remote
         .kill(process.id)
         .await
         .with_context(|| format!("cannot kill {process}"))?;

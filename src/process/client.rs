@@ -47,6 +47,11 @@ pub struct RemoteExecutor {
 }
 
 impl RemoteExecutor {
+    /// The executor behind a connection already made to its protocol.
+    pub fn from_connection(connection: Connection<executor::Client>) -> Self {
+        RemoteExecutor { connection }
+    }
+
     /// Dials `peer`'s executor protocol.
     pub async fn connect<T: Transport>(
         transport: &T,
