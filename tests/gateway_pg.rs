@@ -597,3 +597,53 @@ fn a_module_another_gateway_deleted_is_refused_without_stopping_this_one() {
     let (status, answer) = post_task(&b.http, &task("fourth"), None);
     assert_eq!(status, 201, "{answer}");
 }
+
+#[test]
+fn tasks_a_lost_claim_left_owned_but_unheld_are_taken_up() {
+    let server = PgServer::private();
+    let db = PgDatabase::on(&server, "lost_claim");
+    let (data_a, data_b) = (TempDir::new("pg-lost-a"), TempDir::new("pg-lost-b"));
+    let mut a = start_gateway(&data_a, &db);
+    let b = start_gateway(&data_b, &db);
+    let _worker = start_worker(&[&b]);
+    wait_for_workers(&[&b], 1);
+    let ids: Vec<String> = (0..5).map(|n| format!("lost-{n}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        submit_form(
+            &a.http,
+            &[
+                ("id", id),
+                ("input", &n.to_string()),
+                ("difficulty", "1"),
+                ("start", "6"),
+            ],
+            HASH_PUZZLE_WASM,
+        );
+    }
+    // What a claim by b leaves when its answer never reaches b: the store
+    // says b owns a's tasks, and b does not know them.
+    let mut client = db.client();
+    let epoch: i64 = client
+        .query_one("SELECT epoch FROM ww_gateways WHERE id = $1", &[&b.peer])
+        .unwrap()
+        .get(0);
+    let moved = client
+        .execute(
+            "UPDATE ww_tasks SET owner = $1, owner_epoch = $2 WHERE owner = $3",
+            &[&b.peer, &epoch, &a.peer],
+        )
+        .unwrap();
+    assert_eq!(moved, 5);
+    drop(client);
+    a.proc.kill();
+    // A short outage: b's claims fail, so b compares what it owns with what
+    // it holds soon after (at the latest, a minute on).
+    server.pause();
+    std::thread::sleep(Duration::from_secs(2));
+    server.resume();
+    for id in &ids {
+        let task = wait_final(&b.http, id, Duration::from_secs(40));
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+    assert_eq!(owned_by(&db, &b.peer), 0, "all finished");
+}

@@ -214,6 +214,72 @@ fn a_resigned_lease_hands_tasks_over_at_once_and_a_new_epoch_reclaims_its_own() 
 }
 
 #[test]
+fn a_corrupt_orphan_is_passed_over_and_the_others_are_claimed() {
+    let db = PgDatabase::new("corrupt_orphan");
+    let (a, b) = shared_pair(&db, 60_000);
+    let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
+    let tasks: Vec<Task> = ["k1", "k2", "k3"]
+        .iter()
+        .map(|name| task_with_runs(name, 1, 0, 5))
+        .collect();
+    a.put_tasks(&tasks.iter().collect::<Vec<_>>(), true)
+        .unwrap();
+    db.client()
+        .execute(
+            "UPDATE ww_tasks SET header = '{\"not\": 1}' WHERE id = 'k1'",
+            &[],
+        )
+        .unwrap();
+    sa.resign().unwrap();
+    // Before, the first claim to reach k1 failed whole, every time.
+    assert_eq!(ids(&sb.claim(10).unwrap()), ["k2", "k3"]);
+    assert!(
+        sb.claim(10).unwrap().is_empty(),
+        "k1 is passed over, not retried"
+    );
+    let owner: Option<String> = db
+        .client()
+        .query_one("SELECT owner FROM ww_tasks WHERE id = 'k1'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        owner.as_deref(),
+        Some("gw-a"),
+        "k1 stays unclaimed, for an operator"
+    );
+}
+
+#[test]
+fn a_gateway_lists_what_it_owns_and_reads_only_its_own_open_tasks() {
+    let db = PgDatabase::new("owned");
+    let (a, b) = shared_pair(&db, 60_000);
+    let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
+    a.put_tasks(
+        &[
+            &task_with_runs("o1", 2, 0, 5),
+            &task_with_runs("o2", 1, 1, 5),
+        ],
+        true,
+    )
+    .unwrap();
+    b.put_tasks(&[&task_with_runs("o3", 1, 0, 5)], true)
+        .unwrap();
+    assert_eq!(sa.owned_open(10).unwrap(), [id("o1")], "o2 is final");
+    assert_eq!(sb.owned_open(10).unwrap(), [id("o3")]);
+    assert!(sa.owned_open(0).unwrap().is_empty(), "bounded");
+    let o1 = sa.owned_task(&id("o1")).unwrap().expect("a's, open");
+    assert_eq!(o1.runs, task_with_runs("o1", 2, 0, 5).runs);
+    assert!(sa.owned_task(&id("o2")).unwrap().is_none(), "final");
+    assert!(sa.owned_task(&id("o3")).unwrap().is_none(), "b's");
+    assert!(sb.owned_task(&id("o1")).unwrap().is_none(), "a's");
+    // A claim b makes is b's: listed, though the claim's answer were lost.
+    sa.resign().unwrap();
+    let _lost = sb.claim(10).unwrap();
+    assert_eq!(sb.owned_open(10).unwrap(), [id("o1"), id("o3")]);
+    assert!(sb.owned_task(&id("o1")).unwrap().is_some());
+}
+
+#[test]
 fn a_cancel_asked_of_another_gateways_task_waits_for_its_owner() {
     let db = PgDatabase::new("cancels");
     let (a, b) = shared_pair(&db, 60_000);

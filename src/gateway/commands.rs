@@ -128,4 +128,10 @@ pub enum Command {
         /// Which.
         id: TaskId,
     },
+    /// The unfinished tasks a shared store says this gateway owns: any it
+    /// does not hold (a claim whose answer was lost) it takes up.
+    Owned {
+        /// Their ids.
+        ids: Vec<TaskId>,
+    },
 }

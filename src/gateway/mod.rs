@@ -251,7 +251,10 @@ impl Gateway {
         let lease = registered_at.map(|at| {
             tokio::task::spawn_local(shared::keep_lease(
                 store.clone(),
-                config.lease,
+                shared::LeaseTiming {
+                    owned_max: config.sched.open_tasks_max,
+                    ..config.lease
+                },
                 at,
                 commands.clone(),
                 health.clone(),

@@ -37,11 +37,20 @@ pub struct LeaseTiming {
     pub cancel_poll_ms: u64,
     /// Most tasks taken over in one claim.
     pub claim_max: usize,
+    /// How often the tasks the store says this gateway owns are compared with
+    /// those it holds (a claim whose answer was lost leaves some unheld).
+    pub owned_check_ms: u64,
+    /// How soon after a failed claim they are compared: past the store's job
+    /// deadline (6 s), so a claim that still committed has committed.
+    pub owned_recheck_ms: u64,
+    /// Most owned tasks listed in one comparison (the gateway's `open_tasks_max`).
+    pub owned_max: usize,
 }
 
 impl Default for LeaseTiming {
     /// A 10 s lease renewed every 2.5 s; acting stops 3 s before the earliest
-    /// expiry; claims every second, cancel requests every 250 ms.
+    /// expiry; claims every second, cancel requests every 250 ms; owned
+    /// tasks compared every minute, and 7 s after a failed claim.
     fn default() -> Self {
         LeaseTiming {
             lease_ms: 10_000,
@@ -50,6 +59,9 @@ impl Default for LeaseTiming {
             claim_ms: 1_000,
             cancel_poll_ms: 250,
             claim_max: 256,
+            owned_check_ms: 60_000,
+            owned_recheck_ms: 7_000,
+            owned_max: crate::sched::OPEN_TASKS_MAX_DEFAULT,
         }
     }
 }
@@ -58,8 +70,16 @@ impl LeaseTiming {
     /// Whether the timing keeps the rule: renewals well within the lease, and
     /// a margin that leaves time to renew and to exit.
     pub fn check(&self) -> Result<(), String> {
-        if self.renew_ms == 0 || self.cancel_poll_ms == 0 || self.claim_ms == 0 {
-            return Err("renew, claim and cancel intervals must be positive".into());
+        if [
+            self.renew_ms,
+            self.cancel_poll_ms,
+            self.claim_ms,
+            self.owned_check_ms,
+            self.owned_recheck_ms,
+        ]
+        .contains(&0)
+        {
+            return Err("renew, claim, cancel and owned-check intervals must be positive".into());
         }
         if self.margin_ms + 2 * self.renew_ms > self.lease_ms {
             return Err(format!(
@@ -162,7 +182,8 @@ pub type ActUntil = std::rc::Rc<std::cell::Cell<Instant>>;
 pub type ClaimRoom = std::rc::Rc<std::cell::Cell<usize>>;
 
 /// Keeps the lease of a gateway registered at `registered_at`, claims orphaned
-/// tasks and forwards cancel requests to the core through `commands`, until
+/// tasks, lists the tasks it owns now and then, and forwards cancel requests
+/// to the core through `commands`, until
 /// the lease is lost or cannot be renewed in time; then trips `health`. Each
 /// store call is given up at the window's end, so a database that hangs is
 /// noticed in time, as one that refuses is.
@@ -179,10 +200,13 @@ pub async fn keep_lease(
     act_until.set(window.until());
     let mut next_renew = registered_at + Duration::from_millis(timing.renew_ms);
     let mut next_claim = Instant::now() + Duration::from_millis(timing.claim_ms);
+    let mut next_owned_check = Instant::now() + Duration::from_millis(timing.owned_check_ms);
+    let recheck = Duration::from_millis(timing.owned_recheck_ms);
     let mut unreachable_since: Option<Instant> = None;
     loop {
         let wake = next_renew
             .min(next_claim)
+            .min(next_owned_check)
             .min(window.until())
             .min(Instant::now() + Duration::from_millis(timing.cancel_poll_ms));
         tokio::time::sleep_until(wake).await;
@@ -237,7 +261,36 @@ pub async fn keep_lease(
                     health.trip("lease lost during a claim; stopping");
                     return;
                 }
-                Err(e) => tracing::warn!(error = %e, "claim of orphaned tasks failed"),
+                Err(e) => {
+                    // It may have committed all the same, its answer lost.
+                    tracing::warn!(error = %e, "claim of orphaned tasks failed");
+                    next_owned_check = next_owned_check.min(now + recheck);
+                }
+            }
+            continue;
+        }
+        if now >= next_owned_check {
+            next_owned_check = now + Duration::from_millis(timing.owned_check_ms);
+            let max = timing.owned_max;
+            match within(
+                &window,
+                blocking(&store, move |s| shared(s)?.owned_open(max)),
+            )
+            .await
+            {
+                Ok(ids) => {
+                    if commands.send(Command::Owned { ids }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(StoreError::LeaseLost { .. }) => {
+                    health.trip("lease lost while listing owned tasks; stopping");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "owned tasks not listed; retrying");
+                    next_owned_check = now + recheck;
+                }
             }
             continue;
         }

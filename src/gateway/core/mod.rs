@@ -53,6 +53,10 @@ pub const FLUSH_BATCH_MAX: usize = 256;
 pub const COMMIT_STALL_MAX: Duration = Duration::from_secs(30);
 /// How often retention runs by default (and more often while it has a backlog).
 pub const EXPIRE_INTERVAL_MS: u64 = 10_000;
+
+/// Most tasks owned but not held that one comparison takes up (each is read
+/// on the core's thread).
+pub const OWNED_TAKE_UP_MAX: usize = 256;
 /// Most finished tasks one batch deletes, so one commit stays short.
 pub const EXPIRE_DELETE_MAX: usize = 2_000;
 /// Most modules one batch deletes.
@@ -600,6 +604,7 @@ impl Core {
                 let _ = reply.send(self.metrics_snapshot());
             }
             Command::Adopt { tasks } => self.adopt(tasks),
+            Command::Owned { ids } => self.take_up_owned(ids),
             Command::CancelAsked { id } => {
                 // Asked through the store: answered there, once this commits.
                 if self.sched.task(&id).is_some_and(|t| !t.status.is_final()) {
@@ -687,6 +692,39 @@ impl Core {
                 });
             }
         }
+    }
+
+    /// Takes up the tasks among `ids` (owned here, as the store said a moment
+    /// ago) that this gateway does not hold: claimed, but the claim's answer
+    /// was lost. Each is read again now, on the core's thread, so one that
+    /// finished meanwhile (and so left `sched` after its commit) is seen final
+    /// and left alone; at most [`OWNED_TAKE_UP_MAX`] per call, the rest at the
+    /// next comparison.
+    fn take_up_owned(&mut self, ids: Vec<TaskId>) {
+        let Some(shared) = self.store.shared() else {
+            debug_assert!(false, "owned tasks listed without a shared store");
+            return;
+        };
+        let unheld: Vec<TaskId> = ids
+            .into_iter()
+            .filter(|id| self.sched.task(id).is_none())
+            .take(OWNED_TAKE_UP_MAX)
+            .collect();
+        let mut tasks = Vec::with_capacity(unheld.len());
+        for id in unheld {
+            match shared.owned_task(&id) {
+                Ok(Some(task)) => {
+                    tracing::warn!(task = %id, "owned here but not held (a claim's answer was lost): taken up");
+                    tasks.push(task);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(task = %id, error = %e, "owned task not read; the next comparison retries");
+                    break;
+                }
+            }
+        }
+        self.adopt(tasks);
     }
 
     /// Takes over tasks claimed from a shared store, as a restart would.

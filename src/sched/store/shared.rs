@@ -46,6 +46,14 @@ pub trait SharedStore: Send + Sync {
     /// lease is not live.
     fn claim(&self, tasks_max: usize) -> Result<Vec<Task>, StoreError>;
 
+    /// Up to `max` unfinished tasks this gateway's epoch owns, by id: a
+    /// claim whose answer was lost leaves some the gateway does not hold.
+    fn owned_open(&self, max: usize) -> Result<Vec<TaskId>, StoreError>;
+
+    /// Task `id` whole, if this gateway's epoch owns it and it is unfinished
+    /// (read in one snapshot).
+    fn owned_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+
     /// Asks the owner of unfinished task `id` to cancel it: `false` if the
     /// task is final or unknown (nothing asked).
     fn request_cancel(&self, id: &TaskId, now_ms: u64) -> Result<bool, StoreError>;

@@ -11,6 +11,10 @@ use crate::sched::id::TaskId;
 use crate::sched::store::{Lease, SharedStore, StoreError};
 use crate::sched::types::{Task, TaskHeader};
 
+/// Corrupt orphaned tasks a store remembers to pass over in claims; beyond
+/// it, the one with the lowest id is claimed (and found corrupt) again.
+pub const CORRUPT_PASSED_MAX: usize = 64;
+
 fn epoch(lease: &Lease) -> i64 {
     i64::try_from(lease.epoch).unwrap_or(i64::MAX)
 }
@@ -42,6 +46,24 @@ impl PgStore {
     /// The lease this store writes under, if registered.
     pub(super) fn lease(&self) -> Option<Lease> {
         self.lease.lock().ok().and_then(|lease| lease.clone())
+    }
+
+    /// Ids of orphaned tasks found corrupt, which claims pass over.
+    fn corrupt_orphans(&self) -> Vec<String> {
+        self.corrupt
+            .lock()
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Claims pass over `id` from now on (the newest [`CORRUPT_PASSED_MAX`]).
+    fn passed_over(&self, id: TaskId) {
+        if let Ok(mut ids) = self.corrupt.lock() {
+            if ids.len() >= CORRUPT_PASSED_MAX && !ids.contains(&id.0) {
+                ids.pop_first();
+            }
+            ids.insert(id.0);
+        }
     }
 
     fn registered(&self, what: &str) -> Result<Lease, StoreError> {
@@ -112,7 +134,8 @@ impl SharedStore for PgStore {
         let what = "claim of orphaned tasks";
         let lease = self.registered(what)?;
         let max = i64::try_from(tasks_max).unwrap_or(i64::MAX);
-        self.pool.call(what, move |conn: &mut Conn| {
+        let skip: Vec<String> = self.corrupt_orphans();
+        let (tasks, corrupt) = self.pool.call(what, move |conn: &mut Conn| {
             let (client, sql) = conn.open()?;
             let mut txn = client.transaction().map_err(pg_err(what))?;
             let live = txn
@@ -126,16 +149,76 @@ impl SharedStore for PgStore {
                 });
             }
             let rows = txn
-                .query(&sql[CLAIM], &[&lease.gateway, &epoch(&lease), &max])
+                .query(&sql[CLAIM_CANDIDATES], &[&max, &skip])
                 .map_err(pg_err(what))?;
             let mut ids: Vec<TaskId> = rows.into_iter().map(|r| TaskId(r.get(0))).collect();
             ids.sort();
             let mut tasks = Vec::with_capacity(ids.len());
+            let mut corrupt = Vec::new();
             for id in &ids {
-                tasks.push(whole_task(&mut txn, sql, id)?);
+                match whole_task(&mut txn, sql, id) {
+                    Ok(task) => tasks.push(task),
+                    // One undecodable task must not stop every claim: it
+                    // stays unclaimed, for an operator, and is passed over.
+                    Err(e @ StoreError::Corrupt { .. }) => corrupt.push((id.clone(), e)),
+                    Err(e) => return Err(e),
+                }
+            }
+            let claimed: Vec<&str> = tasks.iter().map(|t| t.spec.id.as_str()).collect();
+            if !claimed.is_empty() {
+                let updated = txn
+                    .execute(&sql[CLAIM], &[&lease.gateway, &epoch(&lease), &claimed])
+                    .map_err(pg_err(what))?;
+                debug_assert_eq!(updated, claimed.len() as u64, "claimed rows are locked");
             }
             txn.commit().map_err(pg_err(what))?;
-            Ok(tasks)
+            Ok((tasks, corrupt))
+        })?;
+        for (id, error) in corrupt {
+            tracing::error!(task = %id, %error, "an orphaned task is corrupt: left unclaimed (repair or delete it)");
+            self.passed_over(id);
+        }
+        Ok(tasks)
+    }
+
+    fn owned_open(&self, max: usize) -> Result<Vec<TaskId>, StoreError> {
+        let what = "tasks owned";
+        let lease = self.registered(what)?;
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.pool.call(what, move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            let rows = client
+                .query(&sql[OWNED_OPEN], &[&lease.gateway, &epoch(&lease), &max])
+                .map_err(pg_err(what))?;
+            Ok(rows.into_iter().map(|r| TaskId(r.get(0))).collect())
+        })
+    }
+
+    fn owned_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        let what = "task owned";
+        let lease = self.registered(what)?;
+        let id = id.clone();
+        self.pool.call(what, move |conn: &mut Conn| {
+            let (client, sql) = conn.open()?;
+            // One snapshot for the ownership and the task.
+            let mut txn = client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(pg_err(what))?;
+            let owns = txn
+                .query_opt(
+                    &sql[OWNS_OPEN],
+                    &[&lease.gateway, &epoch(&lease), &id.as_str()],
+                )
+                .map_err(pg_err(what))?;
+            if owns.is_none() {
+                return Ok(None);
+            }
+            let task = whole_task(&mut txn, sql, &id)?;
+            txn.commit().map_err(pg_err(what))?;
+            Ok(Some(task))
         })
     }
 

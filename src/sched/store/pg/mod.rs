@@ -59,6 +59,8 @@ pub struct PgStore {
     pool: Pool,
     /// Whose writes these are, once the gateway registered (shared.rs).
     lease: std::sync::Arc<std::sync::Mutex<Option<Lease>>>,
+    /// Orphaned tasks found corrupt, passed over by claims (lease.rs).
+    corrupt: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Where, for logs: host, port and database, never the password.
     label: String,
 }
@@ -134,6 +136,7 @@ impl PgStore {
             pool,
             label,
             lease: Default::default(),
+            corrupt: Default::default(),
         };
         // One connection now: an unreachable server or a schema from a newer
         // build stops the gateway at start, not at its first request.

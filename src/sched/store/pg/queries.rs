@@ -84,18 +84,27 @@ pub(super) const LEASE_LIVE: &str = "SELECT 1 FROM ww_gateways \
 /// A gateway that stops hands its tasks over at once.
 pub(super) const RESIGN: &str =
     "UPDATE ww_gateways SET expires_at = clock_timestamp() WHERE id = $1 AND epoch = $2";
-/// Up to `$3` unfinished tasks without a live owner become this gateway's;
-/// tasks being written by their owner right now are skipped, not waited for.
-/// Expiry is judged at the statement's start, the time of the snapshot it
-/// reads the leases from: a renewal committed after the snapshot could only
-/// have succeeded if the lease was live then, so it is never overtaken.
-pub(super) const CLAIM: &str = "WITH orphans AS ( \
-       SELECT t.id FROM ww_tasks t LEFT JOIN ww_gateways g ON g.id = t.owner \
+/// Up to `$1` unfinished tasks without a live owner, locked to be claimed,
+/// except the ids in `$2` (found corrupt before); tasks being written by their
+/// owner right now are skipped, not waited for. Expiry is judged at the
+/// statement's start, the time of the snapshot it reads the leases from: a
+/// renewal committed after the snapshot could only have succeeded if the
+/// lease was live then, so it is never overtaken.
+pub(super) const CLAIM_CANDIDATES: &str = "SELECT t.id FROM ww_tasks t \
+       LEFT JOIN ww_gateways g ON g.id = t.owner \
        WHERE t.finished_ms IS NULL AND (t.owner IS NULL OR g.id IS NULL \
          OR g.epoch <> t.owner_epoch OR g.expires_at <= statement_timestamp()) \
-       ORDER BY t.id LIMIT $3 FOR UPDATE OF t SKIP LOCKED) \
-     UPDATE ww_tasks SET owner = $1, owner_epoch = $2 FROM orphans \
-     WHERE ww_tasks.id = orphans.id RETURNING ww_tasks.id";
+         AND NOT (t.id = ANY($2::text[])) \
+       ORDER BY t.id LIMIT $1 FOR UPDATE OF t SKIP LOCKED";
+/// The claimed tasks (locked by this transaction) become this gateway's.
+pub(super) const CLAIM: &str =
+    "UPDATE ww_tasks SET owner = $1, owner_epoch = $2 WHERE id = ANY($3::text[])";
+/// Up to `$3` unfinished tasks this gateway's epoch owns, by id.
+pub(super) const OWNED_OPEN: &str = "SELECT id FROM ww_tasks \
+     WHERE owner = $1 AND owner_epoch = $2 AND finished_ms IS NULL ORDER BY id LIMIT $3";
+/// Whether this gateway's epoch owns the unfinished task `$3`.
+pub(super) const OWNS_OPEN: &str = "SELECT 1 FROM ww_tasks \
+     WHERE id = $3 AND owner = $1 AND owner_epoch = $2 AND finished_ms IS NULL";
 /// A cancel asked at a gateway that does not own the task, unless asked already.
 pub(super) const REQUEST_CANCEL: &str = "INSERT INTO ww_cancels (task_id, requested_ms) \
      SELECT id, $2 FROM ww_tasks WHERE id = $1 AND finished_ms IS NULL \
@@ -144,7 +153,10 @@ pub(super) const ALL: &[&str] = &[
     RENEW,
     LEASE_LIVE,
     RESIGN,
+    CLAIM_CANDIDATES,
     CLAIM,
+    OWNED_OPEN,
+    OWNS_OPEN,
     REQUEST_CANCEL,
     CANCEL_PENDING,
     CANCELS_FOR_OWNER,
