@@ -533,6 +533,7 @@ fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
             let change = Op::PutTask {
                 header: Box::new(big.header()),
                 runs: vec![big.runs[7].clone()],
+                new: false,
             };
             store.commit(&Batch { ops: vec![change] }, true).unwrap()
         })

@@ -65,7 +65,7 @@ struct ModelStore {
 impl ModelStore {
     fn apply(&mut self, batch: &Batch) -> Result<(), TestCaseError> {
         for op in &batch.ops {
-            let Op::PutTask { header, runs } = op else {
+            let Op::PutTask { header, runs, .. } = op else {
                 return Err(TestCaseError::fail(format!("unexpected op {op:?}")));
             };
             let stored_final = self

@@ -55,10 +55,20 @@ fn open_pg(db: &PgDatabase) -> Store {
     store
 }
 
+thread_local! {
+    /// The `new` hint of every [`put`] on this test's thread.
+    static NEW_HINT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A change of `task`, with `NEW_HINT` as its hint. PostgreSQL tries the
+/// insert first on `true` and the update of its own unfinished task first on
+/// `false`, each falling back to the full checks: the rules below run under
+/// both hints, so each one-statement path is held to every rule.
 fn put(task: &Task, runs: Vec<ww_sched::sched::Run>) -> Op {
     Op::PutTask {
         header: Box::new(task.header()),
         runs,
+        new: NEW_HINT.with(|hint| hint.get()),
     }
 }
 
@@ -183,6 +193,30 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
         .expect_err("refused");
     assert!(error.to_string().contains("names task f"), "{error}");
 
+    // Another task under a stored unfinished task's id (another spec, or
+    // another submission time) is refused; the stored one stays as it was.
+    let open = task_with_runs("open", 2, 0, 5);
+    store.put_task(&open).expect("put");
+    let mut other = open.clone();
+    other.spec.args = vec![7];
+    let mut later = open.clone();
+    later.submitted_ms += 1;
+    for impostor in [&other, &later] {
+        let error = store
+            .commit(
+                &Batch {
+                    ops: vec![put(impostor, vec![])],
+                },
+                true,
+            )
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("another task with its id"),
+            "{error}"
+        );
+    }
+    assert_eq!(store.header(&id("open")).unwrap(), Some(open.header()));
+
     // A run beyond the runs created.
     let mut beyond = fresh.runs[0].clone();
     beyond.index = 7;
@@ -195,8 +229,8 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
         )
         .expect_err("refused");
     assert!(error.to_string().contains("beyond"), "{error}");
-    assert_eq!(ids(&store.tasks().unwrap()), ["f"]);
-    assert_eq!(store.module_refs().unwrap()[&module_hash()].tasks, 1);
+    assert_eq!(ids(&store.tasks().unwrap()), ["f", "open"]);
+    assert_eq!(store.module_refs().unwrap()[&module_hash()].tasks, 2);
 }
 
 fn retention_deletes_the_oldest_finished_first_within_its_bound(store: &Store) {
@@ -275,7 +309,8 @@ fn modules_are_deleted_only_when_no_task_refers_to_them(store: &Store) {
     );
 }
 
-/// Runs a test on a fresh store of each engine: the embedded one and PostgreSQL.
+/// Runs a test on a fresh store of each engine: the embedded one, and
+/// PostgreSQL under each write hint.
 macro_rules! on_both_engines {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -286,8 +321,16 @@ macro_rules! on_both_engines {
             }
 
             #[test]
-            fn postgres() {
-                let db = super::PgDatabase::new(stringify!($name));
+            fn postgres_insert_first() {
+                super::NEW_HINT.with(|hint| hint.set(true));
+                let db = super::PgDatabase::new(concat!(stringify!($name), "_i"));
+                super::$name(&super::open_pg(&db));
+            }
+
+            #[test]
+            fn postgres_update_first() {
+                super::NEW_HINT.with(|hint| hint.set(false));
+                let db = super::PgDatabase::new(concat!(stringify!($name), "_u"));
                 super::$name(&super::open_pg(&db));
             }
         }

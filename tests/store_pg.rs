@@ -12,8 +12,10 @@ mod store_support;
 use std::time::Duration;
 
 use pg_support::PgDatabase;
-use store_support::{id, task_with_runs, MODULE};
-use ww_sched::sched::{PgOptions, Store, StoreError, Task, PG_SCHEMA_VERSION};
+use store_support::{id, module_hash, task_with_runs, MODULE};
+use ww_sched::sched::{
+    Batch, Op, PgOptions, Store, StoreError, TakenCause, Task, PG_SCHEMA_VERSION,
+};
 
 fn options() -> PgOptions {
     PgOptions {
@@ -211,6 +213,53 @@ fn a_resigned_lease_hands_tasks_over_at_once_and_a_new_epoch_reclaims_its_own() 
     b.put_task(&task_with_runs("r1", 1, 1, 9)).unwrap();
     sb.register("gw-b", 60_000).unwrap();
     assert_eq!(ids(&sb.claim(10).unwrap()), ["r2"]);
+}
+
+#[test]
+fn a_new_task_whose_id_or_key_another_gateway_took_is_dropped_and_nothing_of_it_stays() {
+    let db = PgDatabase::new("taken_new");
+    let (a, b) = shared_pair(&db, 60_000);
+    a.put_tasks(&[&task_with_runs("dup", 2, 0, 5)], true)
+        .unwrap();
+    let mut same_id = task_with_runs("dup", 3, 0, 9);
+    same_id.spec.idempotency_key = Some("key-b".into());
+    let mut same_key = task_with_runs("mine", 1, 0, 9);
+    same_key.spec.idempotency_key = Some("key-dup".into());
+    let keeper = task_with_runs("kept", 1, 0, 9);
+    for hint in [true, false] {
+        let ops = [&same_id, &same_key, &keeper]
+            .iter()
+            .map(|task| Op::PutTask {
+                header: Box::new(task.header()),
+                runs: task.runs.clone(),
+                new: hint,
+            })
+            .collect();
+        let report = b.commit(&Batch { ops }, true).expect("the batch stands");
+        let causes: Vec<(&str, &TakenCause)> = report
+            .taken
+            .iter()
+            .map(|t| (t.id.as_str(), &t.cause))
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                ("dup", &TakenCause::Id),
+                ("mine", &TakenCause::Key(id("dup")))
+            ],
+            "new: {hint}"
+        );
+        let dup = b.header(&id("dup")).unwrap().expect("a's");
+        assert_eq!(dup.runs_created, 2, "a's task, untouched");
+        assert!(b.header(&id("mine")).unwrap().is_none());
+        assert!(b.header(&id("kept")).unwrap().is_some());
+        // Module references count the tasks stored: dup and kept.
+        assert_eq!(
+            b.module_refs().unwrap()[&module_hash()].tasks,
+            2,
+            "new: {hint}"
+        );
+    }
 }
 
 #[test]

@@ -173,19 +173,19 @@ impl Gateway {
         let health = Health::new();
         // On a shared store: a new epoch before anything is claimed or written.
         let peer = transport.local_peer_id().to_string();
-        let registered_at = match store.shared() {
+        let (registered_at, epoch) = match store.shared() {
             Some(shared) => {
                 config.lease.check().map_err(GatewayError::Lease)?;
                 let sent_at = tokio::time::Instant::now();
-                shared
+                let lease = shared
                     .register(
                         &transport.local_peer_id().to_string(),
                         config.lease.lease_ms,
                     )
                     .map_err(|e| GatewayError::Lease(e.to_string()))?;
-                Some(sent_at)
+                (Some(sent_at), lease.epoch)
             }
-            None => None,
+            None => (None, 0),
         };
         let channel = ChannelServer::new(ChanConfig {
             capacity: config.channel_capacity,
@@ -210,15 +210,18 @@ impl Gateway {
             module_bytes_max: config.body_bytes_max,
             retention: config.retention,
             storage: config.storage,
-            // The peer id's last 8 characters (base58): 58^8 tags.
+            // The peer id's last 8 characters (base58: 58^8 tags) and the
+            // epoch, new at every registration of this peer id.
             id_tag: registered_at.map(|_| {
-                peer.chars()
+                let tail: String = peer
+                    .chars()
                     .rev()
                     .take(8)
                     .collect::<Vec<_>>()
                     .into_iter()
                     .rev()
-                    .collect()
+                    .collect();
+                format!("{tail}.{epoch}")
             }),
         };
         let core = self::core::Core::restore(

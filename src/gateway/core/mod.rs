@@ -115,7 +115,8 @@ pub struct CoreConfig {
     /// Where commits run.
     pub storage: StorageMode,
     /// Put into generated task ids on a shared store (a tag of this gateway's
-    /// peer id), so two gateways never generate the same one.
+    /// peer id and its lease epoch), so two gateways, or two lives of one,
+    /// never generate the same one.
     pub id_tag: Option<String>,
 }
 

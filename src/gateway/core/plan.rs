@@ -264,6 +264,7 @@ impl<A> Planner<A> {
                 debug_assert!(false, "changed task {id} is not held");
                 continue;
             };
+            let new = !self.stored.contains_key(&id);
             let stored = self.stored.remove(&id).unwrap_or_default();
             let runs: Vec<Run> = indexes
                 .iter()
@@ -304,6 +305,7 @@ impl<A> Planner<A> {
             ops.push(Op::PutTask {
                 header: Box::new(header),
                 runs,
+                new,
             });
         }
         let seq = self.next_seq;

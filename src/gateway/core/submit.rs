@@ -170,6 +170,13 @@ impl Core {
             .map_err(|e| self.read_failed(e))
     }
 
+    /// A new task id. Alone, the store is asked whether it is taken (a clock
+    /// set back could repeat one; the read is local). On a shared store the
+    /// id carries this gateway's tag and lease epoch, new at every
+    /// registration, and a count that never repeats within it, so it is
+    /// unique without a database round trip on the core's thread; should two
+    /// peer ids share a tag and an epoch, the store's insert finds the id
+    /// taken and the later task is refused (409), never overwritten.
     fn generate_id(&mut self) -> Result<TaskId, ApiError> {
         loop {
             self.generated += 1;
@@ -178,7 +185,10 @@ impl Core {
                 None => format!("t{}-{}", (self.clock)(), self.generated),
             };
             let id = TaskId::parse(&text).map_err(internal)?;
-            if self.sched.task(&id).is_none() && !self.stored(&id)? {
+            if self.sched.task(&id).is_some() {
+                continue;
+            }
+            if self.config.id_tag.is_some() || !self.stored(&id)? {
                 return Ok(id);
             }
         }

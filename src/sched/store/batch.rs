@@ -16,6 +16,10 @@ pub enum Op {
         header: Box<TaskHeader>,
         /// The runs that changed.
         runs: Vec<Run>,
+        /// The writer believes the task was never stored: an engine may try
+        /// the insert first (one round trip), falling back to the full
+        /// checks if the id is taken. Never needed for correctness.
+        new: bool,
     },
     /// Stores module bytes under `hash` unless present. If no task refers to
     /// the module, its grace period restarts at `now_ms`.

@@ -289,6 +289,7 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
             .map(|task| Op::PutTask {
                 header: Box::new(task.header()),
                 runs: task.runs.clone(),
+                new: false,
             })
             .collect();
         self.commit(&Batch { ops }, durable).map(drop)

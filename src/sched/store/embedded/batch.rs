@@ -346,7 +346,7 @@ impl RedbStore {
             let mut tables = Tables::open(&txn)?;
             for op in &batch.ops {
                 match op {
-                    Op::PutTask { header, runs } => tables.put_task(header, runs)?,
+                    Op::PutTask { header, runs, .. } => tables.put_task(header, runs)?,
                     Op::PutModule {
                         hash,
                         bytes,

@@ -10,6 +10,44 @@ pub(super) const HEADER_FOR_UPDATE: &str =
 pub(super) const INSERT_TASK: &str = "INSERT INTO ww_tasks (id, status, finished_ms, \
      idempotency_key, module_hash, header, owner, owner_epoch) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+/// A task never stored, whole, in one round trip: its row, its module's
+/// reference and its runs; the counts of tasks inserted (0: its id or key is
+/// taken, nothing written) and of module references taken (0: the module is
+/// not stored, and the caller undoes the insert). The runs' foreign key is
+/// checked at the statement's end, when the task's row is there.
+pub(super) const INSERT_NEW_TASK: &str = "WITH task AS ( \
+       INSERT INTO ww_tasks (id, status, finished_ms, idempotency_key, module_hash, \
+         header, owner, owner_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+       ON CONFLICT DO NOTHING RETURNING id), \
+     module AS ( \
+       UPDATE ww_modules SET tasks = tasks + 1, unused_since_ms = 0 \
+       WHERE hash = $5 AND EXISTS (SELECT 1 FROM task) RETURNING hash), \
+     runs AS ( \
+       INSERT INTO ww_runs (task_id, idx, run) \
+       SELECT task.id, r.idx, r.run FROM task, \
+         unnest($9::bigint[], $10::text[]) AS r(idx, run) RETURNING 1) \
+     SELECT (SELECT count(*) FROM task), (SELECT count(*) FROM module), \
+       (SELECT count(*) FROM runs)";
+/// An unfinished task's new state and changed runs in one round trip, if
+/// this writer owns it and its spec and submission time are the stored ones
+/// (compared as JSON values); a final one's cancel request goes with it. The
+/// count of tasks written: 0 means nothing was, and the caller checks why.
+pub(super) const UPDATE_OWN_TASK: &str = "WITH task AS ( \
+       UPDATE ww_tasks SET status = $2, finished_ms = $3, header = $4::text \
+       WHERE id = $1 AND finished_ms IS NULL \
+         AND owner IS NOT DISTINCT FROM $5 AND owner_epoch IS NOT DISTINCT FROM $6 \
+         AND header::jsonb -> 'spec' = $4::text::jsonb -> 'spec' \
+         AND header::jsonb -> 'submitted_ms' = $4::text::jsonb -> 'submitted_ms' \
+       RETURNING id), \
+     runs AS ( \
+       INSERT INTO ww_runs (task_id, idx, run) \
+       SELECT task.id, r.idx, r.run FROM task, \
+         unnest($7::bigint[], $8::text[]) AS r(idx, run) \
+       ON CONFLICT (task_id, idx) DO UPDATE SET run = EXCLUDED.run RETURNING 1), \
+     cancel AS ( \
+       DELETE FROM ww_cancels WHERE task_id = $1 AND $3::bigint IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM task) RETURNING 1) \
+     SELECT count(*) FROM task";
 /// An unfinished task's new state.
 pub(super) const UPDATE_TASK: &str =
     "UPDATE ww_tasks SET status = $2, finished_ms = $3, header = $4 WHERE id = $1";
@@ -153,6 +191,8 @@ pub(super) const ALL: &[&str] = &[
     RENEW,
     LEASE_LIVE,
     RESIGN,
+    INSERT_NEW_TASK,
+    UPDATE_OWN_TASK,
     CLAIM_CANDIDATES,
     CLAIM,
     OWNED_OPEN,

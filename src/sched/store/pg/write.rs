@@ -90,10 +90,16 @@ impl Writer<'_, '_> {
     }
 
     /// Writes a task and the listed runs; a new task someone else stored
-    /// first (a shared store) is not written and comes back as taken.
-    fn put_task(&mut self, header: &TaskHeader, runs: &[Run]) -> Result<Option<TakenTask>, Step> {
+    /// first (a shared store) is not written and comes back as taken. A task
+    /// the writer believes `new` is first inserted whole in one statement; if
+    /// its id or key is taken, the checks below decide as for any other.
+    fn put_task(
+        &mut self,
+        header: &TaskHeader,
+        runs: &[Run],
+        new: bool,
+    ) -> Result<Option<TakenTask>, Step> {
         let id = &header.spec.id;
-        let previous = self.header_for_update(id.as_str())?;
         let status = i16::from(header.status.code());
         let finished_ms = if header.status.is_final() {
             let at = header
@@ -104,7 +110,78 @@ impl Writer<'_, '_> {
             None
         };
         let json = encode(id, "header", header)?;
+        let mut indexes = Vec::with_capacity(runs.len());
+        let mut bodies = Vec::with_capacity(runs.len());
+        for run in runs {
+            if run.index >= header.runs_created {
+                return Err(corrupt(
+                    format!("run {id}/{}", run.index),
+                    format!("beyond the {} runs created", header.runs_created),
+                ));
+            }
+            indexes.push(i64::from(run.index));
+            bodies.push(encode(id, &format!("run {}", run.index), run)?);
+        }
         let me = owner_of(self.lease);
+        if new {
+            let (gateway, epoch) = me.clone().unzip();
+            let st = self.st(INSERT_NEW_TASK).clone();
+            let row = self.txn.query_one(
+                &st,
+                &[
+                    &id.as_str(),
+                    &status,
+                    &finished_ms,
+                    &header.spec.idempotency_key.as_deref(),
+                    &header.spec.module_hash.as_slice(),
+                    &json,
+                    &gateway,
+                    &epoch,
+                    &indexes,
+                    &bodies,
+                ],
+            )?;
+            let (inserted, referred): (i64, i64) = (row.get(0), row.get(1));
+            if inserted == 1 {
+                if referred != 1 {
+                    return self.module_gone(id, &header.spec.module_hash);
+                }
+                if finished_ms.is_some() {
+                    // New: no cancel request can name it yet.
+                    self.finished_delta += 1;
+                }
+                return Ok(None);
+            }
+        } else {
+            // The common update in one round trip: only an unfinished task
+            // this writer owns, with the same spec, is written; anything else
+            // goes through the checks below, which say what is wrong.
+            let (gateway, epoch) = me.clone().unzip();
+            let st = self.st(UPDATE_OWN_TASK).clone();
+            let updated: i64 = self
+                .txn
+                .query_one(
+                    &st,
+                    &[
+                        &id.as_str(),
+                        &status,
+                        &finished_ms,
+                        &json,
+                        &gateway,
+                        &epoch,
+                        &indexes,
+                        &bodies,
+                    ],
+                )?
+                .get(0);
+            if updated == 1 {
+                if finished_ms.is_some() {
+                    self.finished_delta += 1;
+                }
+                return Ok(None);
+            }
+        }
+        let previous = self.header_for_update(id.as_str())?;
         if let Some((old, owner)) = &previous {
             // Another task under this id, stored by another gateway since this
             // one accepted its own: this one's is dropped, the batch stands.
@@ -184,23 +261,7 @@ impl Writer<'_, '_> {
                 }
                 let hash = &header.spec.module_hash;
                 if !self.refer(hash)? {
-                    // Another gateway deleted the module, unused, after this
-                    // one last saw it: the task goes with the insert undone.
-                    if self.lease.is_some() {
-                        let st = self.st(DELETE_TASK).clone();
-                        self.txn.execute(&st, &[&id.as_str()])?;
-                        return Ok(Some(TakenTask {
-                            id: id.clone(),
-                            cause: TakenCause::ModuleGone(*hash),
-                        }));
-                    }
-                    return Err(corrupt(
-                        format!("task {id}"),
-                        format!(
-                            "refers to module {} which is not stored",
-                            hex32::encode(hash)
-                        ),
-                    ));
+                    return self.module_gone(id, hash);
                 }
             }
         }
@@ -212,21 +273,31 @@ impl Writer<'_, '_> {
         if runs.is_empty() {
             return Ok(None);
         }
-        let mut indexes = Vec::with_capacity(runs.len());
-        let mut bodies = Vec::with_capacity(runs.len());
-        for run in runs {
-            if run.index >= header.runs_created {
-                return Err(corrupt(
-                    format!("run {id}/{}", run.index),
-                    format!("beyond the {} runs created", header.runs_created),
-                ));
-            }
-            indexes.push(i64::from(run.index));
-            bodies.push(encode(id, &format!("run {}", run.index), run)?);
-        }
         let st = self.st(UPSERT_RUNS).clone();
         self.txn.execute(&st, &[&id.as_str(), &indexes, &bodies])?;
         Ok(None)
+    }
+
+    /// A new task just inserted names a module that is not stored: another
+    /// gateway deleted it, unused, after this one last saw it. On a shared
+    /// store the task goes, its insert undone (its runs with it); alone, the
+    /// tables disagree.
+    fn module_gone(&mut self, id: &TaskId, hash: &[u8; 32]) -> Result<Option<TakenTask>, Step> {
+        if self.lease.is_some() {
+            let st = self.st(DELETE_TASK).clone();
+            self.txn.execute(&st, &[&id.as_str()])?;
+            return Ok(Some(TakenTask {
+                id: id.clone(),
+                cause: TakenCause::ModuleGone(*hash),
+            }));
+        }
+        Err(corrupt(
+            format!("task {id}"),
+            format!(
+                "refers to module {} which is not stored",
+                hex32::encode(hash)
+            ),
+        ))
     }
 
     /// Why a new task's row was not inserted: its key names another task, or
@@ -387,8 +458,8 @@ impl Writer<'_, '_> {
         }
         for op in &batch.ops {
             match op {
-                Op::PutTask { header, runs } => {
-                    if let Some(taken) = self.put_task(header, runs)? {
+                Op::PutTask { header, runs, new } => {
+                    if let Some(taken) = self.put_task(header, runs, *new)? {
                         report.taken.push(taken);
                     }
                 }
