@@ -339,11 +339,7 @@ fn generated_ids_are_unique_across_gateways() {
     });
     let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct.len(), 80, "{ids:?}");
-    let stored: i64 = db
-        .client()
-        .query_one("SELECT count(*) FROM ww_tasks", &[])
-        .unwrap()
-        .get(0);
+    let stored = count(db.client(), "SELECT count(*) FROM ww_tasks");
     assert_eq!(stored, 80);
 }
 
@@ -431,11 +427,7 @@ fn the_same_id_or_key_at_two_gateways_at_once_makes_one_task() {
             .unwrap();
         assert_eq!(health.status(), 200, "both gateways still serve");
     }
-    let stored: i64 = db
-        .client()
-        .query_one("SELECT count(*) FROM ww_tasks", &[])
-        .unwrap()
-        .get(0);
+    let stored = count(db.client(), "SELECT count(*) FROM ww_tasks");
     assert_eq!(stored, 40);
 }
 
@@ -522,12 +514,14 @@ fn send(method: &str, url: &str, body: Option<&[u8]>) -> (u16, Value) {
     )
 }
 
+/// The one number `sql` (a count) answers.
+fn count(mut client: postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap().get(0)
+}
+
 /// Modules stored in the shared database.
 fn modules_stored(db: &PgDatabase) -> i64 {
-    db.client()
-        .query_one("SELECT count(*) FROM ww_modules", &[])
-        .unwrap()
-        .get(0)
+    count(db.client(), "SELECT count(*) FROM ww_modules")
 }
 
 #[test]
@@ -578,11 +572,7 @@ fn a_module_another_gateway_deleted_is_refused_without_stopping_this_one() {
     assert!(message.contains("another gateway deleted it"), "{answer}");
     let health = agent().get(&format!("{}/healthz", b.http)).call().unwrap();
     assert_eq!(health.status(), 200, "b still serves");
-    let stored: i64 = db
-        .client()
-        .query_one("SELECT count(*) FROM ww_tasks", &[])
-        .unwrap()
-        .get(0);
+    let stored = count(db.client(), "SELECT count(*) FROM ww_tasks");
     assert_eq!(stored, 0, "nothing of the refused task was written");
     // b has forgotten it: refused at once; uploaded again, usable again.
     let (status, answer) = post_task(&b.http, &task("third"), None);
