@@ -569,7 +569,7 @@ fn a_module_another_gateway_deleted_is_refused_without_stopping_this_one() {
     let (status, answer) = post_task(&b.http, &task("second"), None);
     assert_eq!(status, 422, "{answer}");
     let message = answer["detail"].as_str().unwrap_or_default();
-    assert!(message.contains("another gateway deleted it"), "{answer}");
+    assert!(message.contains("it was deleted, unused"), "{answer}");
     let health = agent().get(&format!("{}/healthz", b.http)).call().unwrap();
     assert_eq!(health.status(), 200, "b still serves");
     let stored = count(db.client(), "SELECT count(*) FROM ww_tasks");

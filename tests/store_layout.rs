@@ -309,6 +309,38 @@ fn modules_are_deleted_only_when_no_task_refers_to_them(store: &Store) {
     );
 }
 
+fn any_text_a_client_sends_is_written_and_updated(store: &Store) {
+    let text = "a\u{0}b \"quoted\" \\ é 漢 \u{1F600} \"spec\":{},\"status\":";
+    let with_text = |finished| {
+        let mut task = task_with_runs("text", 2, finished, 5);
+        task.spec.description = text.into();
+        task
+    };
+    let fresh = with_text(0);
+    store
+        .commit(
+            &Batch {
+                ops: vec![put(&fresh, fresh.runs.clone())],
+            },
+            true,
+        )
+        .expect("a new task");
+    let done = with_text(1);
+    store
+        .commit(
+            &Batch {
+                ops: vec![put(&done, vec![done.runs[0].clone()])],
+            },
+            true,
+        )
+        .expect("its update");
+    assert_eq!(store.header(&id("text")).unwrap(), Some(done.header()));
+    assert_eq!(
+        store.run(&id("text"), 0).unwrap(),
+        Some(done.runs[0].clone())
+    );
+}
+
 /// Runs a test on a fresh store of each engine: the embedded one, and
 /// PostgreSQL under each write hint.
 macro_rules! on_both_engines {
@@ -343,6 +375,7 @@ on_both_engines!(
     batches_that_would_make_the_tables_disagree_are_refused_whole,
     retention_deletes_the_oldest_finished_first_within_its_bound,
     modules_are_deleted_only_when_no_task_refers_to_them,
+    any_text_a_client_sends_is_written_and_updated,
 );
 
 /// Writes a layout-1 file: whole tasks as JSON, version 1.

@@ -267,35 +267,42 @@ fn a_corrupt_orphan_is_passed_over_and_the_others_are_claimed() {
     let db = PgDatabase::new("corrupt_orphan");
     let (a, b) = shared_pair(&db, 60_000);
     let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
-    let tasks: Vec<Task> = ["k1", "k2", "k3"]
+    let tasks: Vec<Task> = ["k1", "k2", "k3", "k4"]
         .iter()
         .map(|name| task_with_runs(name, 1, 0, 5))
         .collect();
     a.put_tasks(&tasks.iter().collect::<Vec<_>>(), true)
         .unwrap();
-    db.client()
+    let mut client = db.client();
+    client
         .execute(
             "UPDATE ww_tasks SET header = '{\"not\": 1}' WHERE id = 'k1'",
+            &[],
+        )
+        .unwrap();
+    // A header copied under another id: claiming k4 must not take k2.
+    client
+        .execute(
+            "UPDATE ww_tasks SET header = (SELECT header FROM ww_tasks WHERE id = 'k2') \
+             WHERE id = 'k4'",
             &[],
         )
         .unwrap();
     sa.resign().unwrap();
     // Before, the first claim to reach k1 failed whole, every time.
     assert_eq!(ids(&sb.claim(10).unwrap()), ["k2", "k3"]);
-    assert!(
-        sb.claim(10).unwrap().is_empty(),
-        "k1 is passed over, not retried"
-    );
-    let owner: Option<String> = db
-        .client()
-        .query_one("SELECT owner FROM ww_tasks WHERE id = 'k1'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        owner.as_deref(),
-        Some("gw-a"),
-        "k1 stays unclaimed, for an operator"
-    );
+    assert!(sb.claim(10).unwrap().is_empty(), "passed over, not retried");
+    for corrupt in ["k1", "k4"] {
+        let owner: Option<String> = client
+            .query_one("SELECT owner FROM ww_tasks WHERE id = $1", &[&corrupt])
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            owner.as_deref(),
+            Some("gw-a"),
+            "{corrupt} stays unclaimed, for an operator"
+        );
+    }
 }
 
 #[test]
@@ -313,9 +320,9 @@ fn a_gateway_lists_what_it_owns_and_reads_only_its_own_open_tasks() {
     .unwrap();
     b.put_tasks(&[&task_with_runs("o3", 1, 0, 5)], true)
         .unwrap();
-    assert_eq!(sa.owned_open(10).unwrap(), [id("o1")], "o2 is final");
-    assert_eq!(sb.owned_open(10).unwrap(), [id("o3")]);
-    assert!(sa.owned_open(0).unwrap().is_empty(), "bounded");
+    assert_eq!(sa.owned_open(None, 10).unwrap(), [id("o1")], "o2 is final");
+    assert_eq!(sb.owned_open(None, 10).unwrap(), [id("o3")]);
+    assert!(sa.owned_open(None, 0).unwrap().is_empty(), "bounded");
     let o1 = sa.owned_task(&id("o1")).unwrap().expect("a's, open");
     assert_eq!(o1.runs, task_with_runs("o1", 2, 0, 5).runs);
     assert!(sa.owned_task(&id("o2")).unwrap().is_none(), "final");
@@ -324,7 +331,11 @@ fn a_gateway_lists_what_it_owns_and_reads_only_its_own_open_tasks() {
     // A claim b makes is b's: listed, though the claim's answer were lost.
     sa.resign().unwrap();
     let _lost = sb.claim(10).unwrap();
-    assert_eq!(sb.owned_open(10).unwrap(), [id("o1"), id("o3")]);
+    assert_eq!(sb.owned_open(None, 10).unwrap(), [id("o1"), id("o3")]);
+    // Paged by id.
+    assert_eq!(sb.owned_open(None, 1).unwrap(), [id("o1")]);
+    assert_eq!(sb.owned_open(Some(&id("o1")), 1).unwrap(), [id("o3")]);
+    assert!(sb.owned_open(Some(&id("o3")), 1).unwrap().is_empty());
     assert!(sb.owned_task(&id("o1")).unwrap().is_some());
 }
 

@@ -18,8 +18,8 @@ use clap::Args;
 use ww_sched::cluster::{Membership, Query, Selector};
 use ww_sched::exec::{ModuleRef, OutputStream};
 use ww_sched::process::{
-    executor_protocol, ProcessEnd, ProcessId, ProcessLimits, ProcessSpec, ProcessState,
-    RemoteExecutor,
+    executor_protocol, ProcessEnd, ProcessId, ProcessInfo, ProcessLimits, ProcessSpec,
+    ProcessState, RemoteExecutor,
 };
 use ww_sched::rpc::{RpcConfig, RpcError};
 use ww_sched::transport::{Address, Identity, Libp2pTransport, PeerId, Transport};
@@ -318,14 +318,19 @@ pub struct PsArgs {
 /// Lists processes, running ones and the most recently ended: one host's, or
 /// every worker's in the cluster view.
 pub async fn ps(args: PsArgs) -> Result<()> {
-    println!(
-        "{:<8} {:>5} {:>14}  {:<16} ID",
-        "STATE", "CODE", "STARTED_MS", "MODULE"
-    );
+    let header = || {
+        println!(
+            "{:<8} {:>5} {:>14}  {:<16} ID",
+            "STATE", "CODE", "STARTED_MS", "MODULE"
+        )
+    };
     if let Some(peer) = &args.peer {
         let host = Host::parse(peer)?;
         let reached = connect(&host, &args.dial).await?;
-        return print_processes(&reached.remote, &host.shown).await;
+        // Its rows are read before anything is printed: a refusal prints none.
+        let rows = reached.remote.list().await.map_err(refusal)?;
+        header();
+        return print_rows(&rows, &host.shown);
     }
     let observer = observe_as(&args.dial.reach, args.dial.identity()?).await?;
     tokio::time::sleep_until(observer.deadline).await;
@@ -340,6 +345,7 @@ pub async fn ps(args: PsArgs) -> Result<()> {
         connect_timeout: PS_HOST_CONNECT,
         call_timeout: Duration::from_millis(args.dial.timeout_ms),
     };
+    header();
     let mut unreachable = 0;
     for peer in workers {
         let host = Host::by_id(peer);
@@ -348,7 +354,11 @@ pub async fn ps(args: PsArgs) -> Result<()> {
             .await
         {
             Ok(connection) => {
-                print_processes(&RemoteExecutor::from_connection(connection), &host.shown).await
+                let remote = RemoteExecutor::from_connection(connection);
+                match remote.list().await {
+                    Ok(rows) => print_rows(&rows, &host.shown),
+                    Err(e) => Err(refusal(e)),
+                }
             }
             Err(e) => Err(e),
         };
@@ -382,10 +392,9 @@ fn workers_in_view(membership: &Membership) -> Vec<PeerId> {
     workers
 }
 
-/// Prints `remote`'s processes, their ids under `host`.
-async fn print_processes(remote: &RemoteExecutor, host: &str) -> Result<()> {
-    let rows = remote.list().await.map_err(refusal)?;
-    for row in &rows {
+/// Prints processes `rows`, their ids under `host`.
+fn print_rows(rows: &[ProcessInfo], host: &str) -> Result<()> {
+    for row in rows {
         let id = ProcessRef {
             host: host.to_string(),
             id: row.id,

@@ -254,10 +254,7 @@ impl Gateway {
         let lease = registered_at.map(|at| {
             tokio::task::spawn_local(shared::keep_lease(
                 store.clone(),
-                shared::LeaseTiming {
-                    owned_max: config.sched.open_tasks_max,
-                    ..config.lease
-                },
+                config.lease,
                 at,
                 commands.clone(),
                 health.clone(),

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::commands::Command;
 use super::health::Health;
-use crate::sched::{Store, StoreError};
+use crate::sched::{Store, StoreError, TaskId};
 
 /// Lease timing of a gateway on a shared store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,9 +43,10 @@ pub struct LeaseTiming {
     /// How soon after a failed claim they are compared: past the store's job
     /// deadline (6 s), so a claim that still committed has committed.
     pub owned_recheck_ms: u64,
-    /// Most owned tasks listed in one comparison (the gateway's `open_tasks_max`).
-    pub owned_max: usize,
 }
+
+/// Owned task ids listed per store call in a comparison (it pages through all).
+pub const OWNED_PAGE: usize = 1_024;
 
 impl Default for LeaseTiming {
     /// A 10 s lease renewed every 2.5 s; acting stops 3 s before the earliest
@@ -61,7 +62,6 @@ impl Default for LeaseTiming {
             claim_max: 256,
             owned_check_ms: 60_000,
             owned_recheck_ms: 7_000,
-            owned_max: crate::sched::OPEN_TASKS_MAX_DEFAULT,
         }
     }
 }
@@ -271,18 +271,9 @@ pub async fn keep_lease(
         }
         if now >= next_owned_check {
             next_owned_check = now + Duration::from_millis(timing.owned_check_ms);
-            let max = timing.owned_max;
-            match within(
-                &window,
-                blocking(&store, move |s| shared(s)?.owned_open(max)),
-            )
-            .await
-            {
-                Ok(ids) => {
-                    if commands.send(Command::Owned { ids }).await.is_err() {
-                        return;
-                    }
-                }
+            match compare_owned(&store, &window, &commands).await {
+                Ok(true) => {}
+                Ok(false) => return,
                 Err(StoreError::LeaseLost { .. }) => {
                     health.trip("lease lost while listing owned tasks; stopping");
                     return;
@@ -308,6 +299,35 @@ pub async fn keep_lease(
                 }
             }
             Err(e) => tracing::debug!(error = %e, "cancel requests not read"),
+        }
+    }
+}
+
+/// Sends the core every unfinished task id the store says this gateway owns,
+/// a page at a time (each page's store call given up at the window's end);
+/// `Ok(false)` once the core is gone.
+async fn compare_owned(
+    store: &Arc<Store>,
+    window: &ActWindow,
+    commands: &mpsc::Sender<Command>,
+) -> Result<bool, StoreError> {
+    let mut after: Option<TaskId> = None;
+    loop {
+        let from = after.clone();
+        let ids = within(
+            window,
+            blocking(store, move |s| {
+                shared(s)?.owned_open(from.as_ref(), OWNED_PAGE)
+            }),
+        )
+        .await?;
+        let last_page = ids.len() < OWNED_PAGE;
+        after = ids.last().cloned();
+        if !ids.is_empty() && commands.send(Command::Owned { ids }).await.is_err() {
+            return Ok(false);
+        }
+        if last_page {
+            return Ok(true);
         }
     }
 }

@@ -55,9 +55,10 @@ pub const COMMIT_STALL_MAX: Duration = Duration::from_secs(30);
 /// How often retention runs by default (and more often while it has a backlog).
 pub const EXPIRE_INTERVAL_MS: u64 = 10_000;
 
-/// Most tasks owned but not held that one comparison takes up (each is read
-/// on the core's thread).
-pub const OWNED_TAKE_UP_MAX: usize = 256;
+/// Most tasks owned but not held that one page of a comparison takes up
+/// (each is read on the core's thread, a few round trips); the rest wait for
+/// the next comparison.
+pub const OWNED_TAKE_UP_MAX: usize = 64;
 /// Most finished tasks one batch deletes, so one commit stays short.
 pub const EXPIRE_DELETE_MAX: usize = 2_000;
 /// Most modules one batch deletes.

@@ -238,8 +238,9 @@ impl Core {
                         id.0
                     ))),
                     TakenCause::ModuleGone(hash) => Err(ApiError::Unprocessable(format!(
-                        "unknown module {}: another gateway deleted it unused; upload it \
-                         again with POST /modules (task {:?} was not created)",
+                        "unknown module {}: it was deleted, unused, while this task was \
+                         accepted; upload it again with POST /modules (task {:?} was not \
+                         created)",
                         crate::exec::ModuleHash(hash),
                         id.0
                     ))),

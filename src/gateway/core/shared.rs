@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{internal, Core, CANCELS_WAITING_MAX, CANCEL_ELSEWHERE_WAIT, OWNED_TAKE_UP_MAX};
 use crate::gateway::ApiError;
-use crate::sched::{Task, TaskHeader, TaskId};
+use crate::sched::{StoreError, Task, TaskHeader, TaskId};
 
 impl Core {
     /// On a shared store: starts runs only within the lease window `until`
@@ -145,6 +145,10 @@ impl Core {
                     tasks.push(task);
                 }
                 Ok(None) => {}
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    // Left for an operator; the others are still taken up.
+                    tracing::error!(task = %id, error = %e, "owned task is corrupt; not taken up");
+                }
                 Err(e) => {
                     tracing::warn!(task = %id, error = %e, "owned task not read; the next comparison retries");
                     break;

@@ -343,6 +343,14 @@ fn whole_task(store: &(impl TaskStore + ?Sized), id: &TaskId) -> Result<Task, St
 
 /// The task of `header` with `runs`, which must be all of its runs in order.
 fn assemble(id: &TaskId, header: TaskHeader, runs: Vec<Run>) -> Result<Task, StoreError> {
+    if header.spec.id != *id {
+        // A header copied under another id would make whoever reads it act
+        // on a task it did not read (and on a shared store, did not lock).
+        return Err(StoreError::Corrupt {
+            what: format!("task {id}"),
+            reason: format!("its header names task {}", header.spec.id),
+        });
+    }
     let indexes_ok = runs
         .iter()
         .enumerate()

@@ -46,9 +46,10 @@ pub trait SharedStore: Send + Sync {
     /// lease is not live.
     fn claim(&self, tasks_max: usize) -> Result<Vec<Task>, StoreError>;
 
-    /// Up to `max` unfinished tasks this gateway's epoch owns, by id: a
-    /// claim whose answer was lost leaves some the gateway does not hold.
-    fn owned_open(&self, max: usize) -> Result<Vec<TaskId>, StoreError>;
+    /// Up to `max` unfinished tasks this gateway's epoch owns, in id order
+    /// after `after` (a page): a claim whose answer was lost leaves some the
+    /// gateway does not hold.
+    fn owned_open(&self, after: Option<&TaskId>, max: usize) -> Result<Vec<TaskId>, StoreError>;
 
     /// Task `id` whole, if this gateway's epoch owns it and it is unfinished
     /// (read in one snapshot).

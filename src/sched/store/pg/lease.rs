@@ -11,9 +11,10 @@ use crate::sched::id::TaskId;
 use crate::sched::store::{Lease, SharedStore, StoreError};
 use crate::sched::types::{Task, TaskHeader};
 
-/// Corrupt orphaned tasks a store remembers to pass over in claims; beyond
-/// it, the one with the lowest id is claimed (and found corrupt) again.
+/// Corrupt orphaned tasks a store remembers to pass over in claims.
 pub const CORRUPT_PASSED_MAX: usize = 64;
+/// How long a corrupt orphan is passed over before a claim reads it again.
+pub const CORRUPT_PASSED_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn epoch(lease: &Lease) -> i64 {
     i64::try_from(lease.epoch).unwrap_or(i64::MAX)
@@ -48,22 +49,33 @@ impl PgStore {
         self.lease.lock().ok().and_then(|lease| lease.clone())
     }
 
-    /// Ids of orphaned tasks found corrupt, which claims pass over.
+    /// Ids of orphaned tasks found corrupt within [`CORRUPT_PASSED_FOR`],
+    /// which claims pass over (after it, one repaired is claimed again).
     fn corrupt_orphans(&self) -> Vec<String> {
-        self.corrupt
-            .lock()
-            .map(|ids| ids.iter().cloned().collect())
-            .unwrap_or_default()
+        let Ok(mut found) = self.corrupt.lock() else {
+            return Vec::new();
+        };
+        let now = std::time::Instant::now();
+        found.retain(|_, at| now.duration_since(*at) < CORRUPT_PASSED_FOR);
+        found.keys().cloned().collect()
     }
 
-    /// Claims pass over `id` from now on (the newest [`CORRUPT_PASSED_MAX`]).
+    /// Claims pass over `id` for a while (at most [`CORRUPT_PASSED_MAX`]
+    /// ids; beyond, the one found longest ago is forgotten).
     fn passed_over(&self, id: TaskId) {
-        if let Ok(mut ids) = self.corrupt.lock() {
-            if ids.len() >= CORRUPT_PASSED_MAX && !ids.contains(&id.0) {
-                ids.pop_first();
+        let Ok(mut found) = self.corrupt.lock() else {
+            return;
+        };
+        if found.len() >= CORRUPT_PASSED_MAX && !found.contains_key(&id.0) {
+            let oldest = found
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                found.remove(&oldest);
             }
-            ids.insert(id.0);
         }
+        found.insert(id.0, std::time::Instant::now());
     }
 
     fn registered(&self, what: &str) -> Result<Lease, StoreError> {
@@ -164,7 +176,13 @@ impl SharedStore for PgStore {
                     Err(e) => return Err(e),
                 }
             }
-            let claimed: Vec<&str> = tasks.iter().map(|t| t.spec.id.as_str()).collect();
+            // The rows locked above, never ids read from inside them.
+            let corrupt_ids: Vec<&TaskId> = corrupt.iter().map(|(id, _)| id).collect();
+            let claimed: Vec<&str> = ids
+                .iter()
+                .filter(|id| !corrupt_ids.contains(id))
+                .map(TaskId::as_str)
+                .collect();
             if !claimed.is_empty() {
                 let updated = txn
                     .execute(&sql[CLAIM], &[&lease.gateway, &epoch(&lease), &claimed])
@@ -181,14 +199,19 @@ impl SharedStore for PgStore {
         Ok(tasks)
     }
 
-    fn owned_open(&self, max: usize) -> Result<Vec<TaskId>, StoreError> {
+    fn owned_open(&self, after: Option<&TaskId>, max: usize) -> Result<Vec<TaskId>, StoreError> {
         let what = "tasks owned";
         let lease = self.registered(what)?;
         let max = i64::try_from(max).unwrap_or(i64::MAX);
+        // Ids are never empty, and "" sorts first under COLLATE "C".
+        let after = after.map_or_else(String::new, |id| id.0.clone());
         self.pool.call(what, move |conn: &mut Conn| {
             let (client, sql) = conn.open()?;
             let rows = client
-                .query(&sql[OWNED_OPEN], &[&lease.gateway, &epoch(&lease), &max])
+                .query(
+                    &sql[OWNED_OPEN],
+                    &[&lease.gateway, &epoch(&lease), &after, &max],
+                )
                 .map_err(pg_err(what))?;
             Ok(rows.into_iter().map(|r| TaskId(r.get(0))).collect())
         })

@@ -60,7 +60,7 @@ pub struct PgStore {
     /// Whose writes these are, once the gateway registered (shared.rs).
     lease: std::sync::Arc<std::sync::Mutex<Option<Lease>>>,
     /// Orphaned tasks found corrupt, passed over by claims (lease.rs).
-    corrupt: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    corrupt: std::sync::Mutex<std::collections::BTreeMap<String, std::time::Instant>>,
     /// Where, for logs: host, port and database, never the password.
     label: String,
 }

@@ -157,6 +157,13 @@ impl Writer<'_, '_> {
             // this writer owns, with the same spec, is written; anything else
             // goes through the checks below, which say what is wrong.
             let (gateway, epoch) = me.clone().unzip();
+            let spec = encode(id, "spec", &header.spec)?;
+            let spec_prefix = format!("{{\"spec\":{spec},\"status\":");
+            let submitted = format!(",\"submitted_ms\":{},\"finished_ms\":", header.submitted_ms);
+            debug_assert!(
+                json.starts_with(&spec_prefix) && json.contains(&submitted),
+                "the header's fields moved: the update's guard would never match"
+            );
             let st = self.st(UPDATE_OWN_TASK).clone();
             let updated: i64 = self
                 .txn
@@ -171,6 +178,8 @@ impl Writer<'_, '_> {
                         &epoch,
                         &indexes,
                         &bodies,
+                        &spec_prefix,
+                        &submitted,
                     ],
                 )?
                 .get(0);
