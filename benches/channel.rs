@@ -15,9 +15,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use support::serve_on_loopback;
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
-use ww_sched::csp::{ChanConfig, ChannelServer, Item};
-use ww_sched::rpc::{self, Connection, RpcConfig};
-use ww_sched::schema::channel_capnp::{chan, recver, sender};
+use ww::csp::{ChanConfig, ChannelServer, Item};
+use ww::rpc::{self, Connection, RpcConfig};
+use ww::schema::channel_capnp::{chan, recver, sender};
 
 /// Values in flight over the transport when streaming, each way.
 const IN_FLIGHT: usize = 32;

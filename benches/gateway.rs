@@ -41,16 +41,16 @@ use support::serve_on_loopback;
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tower::ServiceExt;
-use ww_sched::exec::{Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+use ww::exec::{Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+use ww::rpc::RpcConfig;
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::gateway::{Clock, Gateway, GatewayConfig, GatewayMetrics, RunEnded, STORE_FILE};
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
-use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::types::REPEATS_MAX;
 use ww_sched::sched::{
     Batch, Op, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, Task, TaskId,
     TaskSpec,
 };
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
 /// Runs per task in the end-to-end bench.

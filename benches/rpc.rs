@@ -16,10 +16,10 @@ use support::{serve_on_loopback_keyed, LoopbackPair};
 use tokio::runtime::Runtime;
 use tokio::task::LocalSet;
 use tokio_util::compat::TokioAsyncReadCompatExt;
-use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::rpc::{vat_network, RpcConfig};
+use ww::exec::{Sandbox, SandboxConfig};
+use ww::rpc::{vat_network, RpcConfig};
+use ww::transport::SwarmKey;
 use ww_sched::schema::worker_capnp::worker;
-use ww_sched::transport::SwarmKey;
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
 fn worker_client() -> worker::Client {

@@ -1,28 +1,23 @@
-//! ww-sched: a distributed job scheduler for WebAssembly tasks on a Wetware-style
-//! cluster stack.
+//! ww-sched: a distributed job scheduler for WebAssembly tasks, an application
+//! of the [`ww`] cluster stack.
 //!
-//! Layers, bottom up (each uses only those below it): [`transport`] (the one
-//! networking seam, libp2p or turmoil), [`rpc`] (Cap'n Proto capabilities over any
-//! transport), [`exec`] (the WASM sandbox), [`worker`] (the `Worker` capability).
-//! [`schema`] holds the Rust generated from `schema/*.capnp`.
+//! Modules: [`worker`] (the `Worker` capability over `ww::exec`'s sandbox),
+//! [`sched`] (tasks, runs, the sans-IO scheduler and its stores), [`gateway`]
+//! (the REST API and the core that drives the scheduler), [`lease`] (leases of
+//! several gateways on one shared store), [`history`] (a client's history of
+//! task operations and its checker), [`node`] (a worker node and its
+//! registration), [`tasks`] (the hash-puzzle example module).
+//! [`schema`] holds the Rust generated from `schema/worker.capnp`.
 
-pub mod anchor;
-pub mod boot;
-pub mod cluster;
-pub mod csp;
-pub mod exec;
+#![forbid(unsafe_code)]
+
 pub mod gateway;
 pub mod history;
 pub mod lease;
 pub mod node;
-pub mod process;
-pub mod pubsub;
-pub mod records;
-pub mod rpc;
 #[cfg(feature = "sabotage")]
 pub mod sabotage;
 pub mod sched;
 pub mod schema;
 pub mod tasks;
-pub mod transport;
 pub mod worker;

@@ -1,5 +1,7 @@
 //! The `ww-sched` command line.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::io::IsTerminal as _;
@@ -101,7 +103,7 @@ fn main() -> std::process::ExitCode {
     // The demo's own lines tell the story; node logs would drown them.
     let default_filter = match cli.command {
         Command::Demo(_) => "warn",
-        _ => "warn,ww_sched=info",
+        _ => "warn,ww=info,ww_sched=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| default_filter.into());

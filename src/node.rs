@@ -7,17 +7,17 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::{Match, Membership, Query, Selector};
-use crate::exec::Sandbox;
 use crate::gateway::REGISTRATION_CHANNEL;
-use crate::process::{executor_protocol, Executor, ExecutorConfig, ExecutorServer};
-use crate::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle, ServeLimits};
-use crate::schema::channel_capnp::sender;
 use crate::schema::worker_capnp::worker;
-use crate::transport::{Address, PeerId, Transport, TransportError};
 use crate::worker::{
     worker_protocol, LastPing, ModuleSourceSlot, WorkerConfig, WorkerGauges, WorkerServer,
 };
+use ww::cluster::{Match, Membership, Query, Selector};
+use ww::exec::Sandbox;
+use ww::process::{executor_protocol, Executor, ExecutorConfig, ExecutorServer};
+use ww::rpc::{self, Connection, RpcConfig, RpcError, ServeHandle, ServeLimits};
+use ww::schema::channel_capnp::sender;
+use ww::transport::{Address, PeerId, Transport, TransportError};
 
 /// Why a node could not start; nothing is left listening.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +115,7 @@ impl<T: Transport> WorkerNode<T> {
     }
 
     /// Serves an [`Executor`] over the worker's sandbox on
-    /// [`EXECUTOR_PROTOCOL`](crate::process::EXECUTOR_PROTOCOL), admitting
+    /// [`EXECUTOR_PROTOCOL`](ww::process::EXECUTOR_PROTOCOL), admitting
     /// exactly the callers the `Worker` capability admits. Returns the
     /// executor (for its `list`) and the server; dropping both stops serving
     /// and kills every running process. Must be called inside a `LocalSet`.

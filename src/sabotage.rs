@@ -22,12 +22,6 @@ pub enum Sabotage {
     /// The gateway records every worker report, even one that cannot be true
     /// (stays armed for the whole run).
     AcceptImpossibleReports,
-    /// Record holders never pass their records on (stays armed for the whole
-    /// run): a record dies once its first holders have all restarted empty.
-    SkipRepublish,
-    /// A host acknowledges one anchor set but never applies it (strikes
-    /// once): a later get returns an older value, or nothing.
-    DropAnchorSet,
 }
 
 impl Sabotage {
@@ -38,8 +32,6 @@ impl Sabotage {
             Sabotage::ShowUnsyncedResults => "show-unsynced-results",
             Sabotage::RefuseSubmissions => "refuse-submissions",
             Sabotage::AcceptImpossibleReports => "accept-impossible-reports",
-            Sabotage::SkipRepublish => "skip-republish",
-            Sabotage::DropAnchorSet => "drop-anchor-set",
         }
     }
 
@@ -50,8 +42,6 @@ impl Sabotage {
             Sabotage::ShowUnsyncedResults,
             Sabotage::RefuseSubmissions,
             Sabotage::AcceptImpossibleReports,
-            Sabotage::SkipRepublish,
-            Sabotage::DropAnchorSet,
         ]
         .into_iter()
         .find(|s| s.name() == name)

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capnp::capability::FromClientHook;
-use ww_sched::csp::{ChanConfig, ChannelServer};
-use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::rpc::{self, export_protocol, Connection, RpcConfig, RpcError};
-use ww_sched::schema::channel_capnp::{chan, recver, sender};
+use ww::csp::{ChanConfig, ChannelServer};
+use ww::exec::{Sandbox, SandboxConfig};
+use ww::rpc::{self, export_protocol, Connection, RpcConfig, RpcError};
+use ww::schema::channel_capnp::{chan, recver, sender};
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::schema::worker_capnp::registration;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
 fn node() -> Libp2pTransport {

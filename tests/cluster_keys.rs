@@ -30,7 +30,7 @@ fn run(args: &[&str]) -> (bool, String, String) {
 fn swarm_key_prints_a_libp2p_psk_and_writes_a_private_file() {
     let (ok, out, err) = run(&["swarm-key"]);
     assert!(ok, "{err}");
-    let key: ww_sched::transport::SwarmKey = out.parse().expect("the printed key parses");
+    let key: ww::transport::SwarmKey = out.parse().expect("the printed key parses");
     assert_eq!(out, key.to_string(), "printed in the canonical file form");
     let (_, again, _) = run(&["swarm-key"]);
     assert_ne!(out, again, "two runs printed the same key");
@@ -41,7 +41,7 @@ fn swarm_key_prints_a_libp2p_psk_and_writes_a_private_file() {
     assert!(ok, "{err}");
     assert!(out.contains("fingerprint"), "{out}");
     let written = std::fs::read_to_string(&path).unwrap();
-    assert!(written.parse::<ww_sched::transport::SwarmKey>().is_ok());
+    assert!(written.parse::<ww::transport::SwarmKey>().is_ok());
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the key file is readable by others");
@@ -57,10 +57,7 @@ fn id_prints_the_same_peer_id_for_a_key_file_and_creates_it() {
     let (ok, first, err) = run(&["id", "--key", &path]);
     assert!(ok, "{err}");
     let first = first.trim().to_string();
-    assert!(
-        first.parse::<ww_sched::transport::PeerId>().is_ok(),
-        "{first}"
-    );
+    assert!(first.parse::<ww::transport::PeerId>().is_ok(), "{first}");
     let (_, second, _) = run(&["id", "--key", &path]);
     assert_eq!(first, second.trim());
 }

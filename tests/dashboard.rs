@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use browser::Browser;
 use gateway_support::{Harness, TempDir};
 use serde_json::json;
+use ww::rpc;
 use ww_sched::gateway::{lock, serve, ApiAccess, ApiToken, HttpLimits};
-use ww_sched::rpc;
 
 const TOKEN: &str = "dashboard-test-token-5b1e0c9a7f3d2e8c4a6b";
 
@@ -111,12 +111,12 @@ impl Server {
 /// cluster view has a row; answers once the view shows it.
 async fn harness_in_a_cluster() -> Harness {
     use std::rc::Rc;
-    use ww_sched::boot::StaticPeers;
-    use ww_sched::cluster::{Membership, MembershipConfig};
+    use ww::boot::StaticPeers;
+    use ww::cluster::{Membership, MembershipConfig};
+    use ww::pubsub::PubSub;
+    use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
     use ww_sched::gateway::clock::host_clock;
     use ww_sched::gateway::{Gateway, GatewayConfig};
-    use ww_sched::pubsub::PubSub;
-    use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 
     let dir = TempDir::new("dashboard");
     let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();

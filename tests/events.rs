@@ -15,8 +15,8 @@ use axum::http::{header, Request, StatusCode};
 use futures::StreamExt as _;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
+use ww::rpc;
 use ww_sched::gateway::{lock, ApiAccess, ApiToken, Event, HttpLimits, SUBSCRIBERS_MAX};
-use ww_sched::rpc;
 
 use gateway_support::*;
 

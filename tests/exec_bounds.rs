@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use ww_sched::exec::{
+use ww::exec::{
     EngineKind, ErrorKind, HostEnv, Limits, ModuleHash, ModuleRef, RealHost, RunReport, RunSpec,
     Sandbox, SandboxConfig, HOST_CHUNK_BYTES, HOST_FUEL_PER_BYTE,
 };
-use ww_sched::rpc;
+use ww::rpc;
 use ww_sched::worker::{ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
 
 fn wasm(text: &str) -> Vec<u8> {

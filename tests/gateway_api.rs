@@ -7,7 +7,7 @@
 use axum::http::{header, StatusCode};
 use base64::Engine as _;
 use serde_json::json;
-use ww_sched::rpc;
+use ww::rpc;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 
 mod gateway_support;

@@ -21,10 +21,10 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt as _;
+use ww::rpc;
 use ww_sched::gateway::{
     constant_time_eq, lock, serve, ApiAccess, ApiToken, HttpLimits, TokenError, API_TOKEN_FILE,
 };
-use ww_sched::rpc;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 
 use gateway_support::{form, multipart, Harness, BOUNDARY};

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use base64::Engine as _;
 use serde_json::json;
-use ww_sched::rpc;
+use ww::rpc;
 use ww_sched::sched::types::REPEATS_MAX;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 

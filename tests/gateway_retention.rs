@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use axum::http::{header, StatusCode};
 use serde_json::{json, Value};
+use ww::rpc;
 use ww_sched::gateway::{Retention, RETRY_AFTER_S};
-use ww_sched::rpc;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 
 mod gateway_support;

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
-use ww_sched::exec::{Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+use ww::exec::{Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
 
 use ww_sched::tasks::HASH_PUZZLE_WASM as WASM;
 
@@ -62,7 +62,7 @@ fn runs_within_limits_and_reports_fuel() {
     let starved = sandbox.run(&spec);
     assert_eq!(
         starved.outcome.map_err(|e| e.kind()),
-        Err(ww_sched::exec::ErrorKind::FuelExhausted)
+        Err(ww::exec::ErrorKind::FuelExhausted)
     );
 }
 

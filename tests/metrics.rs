@@ -11,9 +11,9 @@ use axum::http::{header, StatusCode};
 use base64::Engine as _;
 use gateway_support::{form, multipart, submit_pending, Harness, BOUNDARY};
 use serde_json::json;
-use ww_sched::rpc;
+use ww::rpc;
+use ww::transport::Transport as _;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
-use ww_sched::transport::Transport as _;
 
 /// A scrape's samples: `name{labels}` (as written) to value.
 fn samples(text: &str) -> BTreeMap<String, f64> {
@@ -295,9 +295,9 @@ const OK_AND_TRAP: &str = r#"(module
 #[test]
 fn a_worker_serves_its_own_runs_fuel_errors_and_cache() {
     use std::sync::Arc;
-    use ww_sched::exec::{ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+    use ww::exec::{ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+    use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
     use ww_sched::node::{Callers, WorkerNode};
-    use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
     use ww_sched::worker::{RemoteWorker, WorkerConfig};
 
     rpc::block_on_local(async {
@@ -460,12 +460,12 @@ fn metrics_go_through_the_api_guard() {
 #[test]
 fn a_gateway_in_a_cluster_shows_its_membership_and_discovery() {
     use std::rc::Rc;
-    use ww_sched::boot::StaticPeers;
-    use ww_sched::cluster::{Membership, MembershipConfig};
+    use ww::boot::StaticPeers;
+    use ww::cluster::{Membership, MembershipConfig};
+    use ww::pubsub::PubSub;
+    use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
     use ww_sched::gateway::clock::host_clock;
     use ww_sched::gateway::{Gateway, GatewayConfig};
-    use ww_sched::pubsub::PubSub;
-    use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 
     rpc::block_on_local(async {
         let dir = gateway_support::TempDir::new("metrics-cluster");

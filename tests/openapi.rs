@@ -27,8 +27,8 @@ use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
+use ww::rpc;
 use ww_sched::gateway::{lock, ApiAccess, ApiToken, HttpLimits};
-use ww_sched::rpc;
 
 use gateway_support::Harness;
 

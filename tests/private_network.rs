@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use ww_sched::rpc;
-use ww_sched::transport::{
+use ww::rpc;
+use ww::transport::{
     Address, ConnectionBounds, Identity, Libp2pConfig, Libp2pTransport, Protocol, SwarmKey,
     Transport,
 };
@@ -113,8 +113,8 @@ fn connections_beyond_the_bound_are_refused_and_earlier_ones_kept() {
 #[test]
 fn an_rpc_server_holds_at_most_its_limit_of_connections_per_peer_and_in_all() {
     use std::sync::Arc;
-    use ww_sched::exec::{Sandbox, SandboxConfig};
-    use ww_sched::rpc::{RpcConfig, ServeLimits};
+    use ww::exec::{Sandbox, SandboxConfig};
+    use ww::rpc::{RpcConfig, ServeLimits};
     use ww_sched::worker::{worker_protocol, RemoteWorker, WorkerConfig, WorkerServer};
     rpc::block_on_local(async {
         let server = node(None);

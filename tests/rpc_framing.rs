@@ -13,8 +13,8 @@ use std::task::{Context, Poll};
 use capnp_rpc::{rpc_twoparty_capnp::Side, RpcSystem};
 use futures::{AsyncRead, AsyncWrite};
 use tokio_util::compat::TokioAsyncReadCompatExt;
-use ww_sched::exec::{Sandbox, SandboxConfig};
-use ww_sched::rpc::{block_on_local, vat_network};
+use ww::exec::{Sandbox, SandboxConfig};
+use ww::rpc::{block_on_local, vat_network};
 use ww_sched::schema::worker_capnp::worker;
 use ww_sched::worker::{WorkerConfig, WorkerServer};
 

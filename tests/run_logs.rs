@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use tower::ServiceExt as _;
+use ww::rpc;
 use ww_sched::gateway::{lock, ApiAccess, ApiToken, HttpLimits};
-use ww_sched::rpc;
 
 use gateway_support::*;
 

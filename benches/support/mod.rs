@@ -1,8 +1,8 @@
 //! What the benches share: a node's runtime, and a capability served on one
 //! loopback libp2p node and reached from a second one.
 
-use ww_sched::rpc::{self, ServeHandle};
-use ww_sched::transport::{
+use ww::rpc::{self, ServeHandle};
+use ww::transport::{
     Address, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, SwarmKey, Transport,
 };
 

@@ -12,15 +12,15 @@ use capnp_rpc::{twoparty, RpcSystem};
 use futures::AsyncReadExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::compat::TokioAsyncReadCompatExt as _;
-use ww_sched::boot::packet::{Body, Envelope, Packet};
-use ww_sched::cluster::Heartbeat;
-use ww_sched::csp::{ChanConfig, ChannelServer};
-use ww_sched::exec::{
+use ww::boot::packet::{Body, Envelope, Packet};
+use ww::cluster::Heartbeat;
+use ww::csp::{ChanConfig, ChannelServer};
+use ww::exec::{
     ErrorKind, ExecError, Limits, ModuleRef, RunReport, RunSpec, Sandbox, SandboxConfig,
 };
-use ww_sched::schema::channel_capnp::chan;
+use ww::schema::channel_capnp::chan;
+use ww::transport::{Address, Identity};
 use ww_sched::schema::worker_capnp::worker;
-use ww_sched::transport::{Address, Identity};
 use ww_sched::worker::{wire, WorkerConfig, WorkerServer};
 
 /// `(func (export "run") (param i64 i64) (result i64) local.get 0)`.
@@ -161,20 +161,12 @@ where
             let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
         });
         let (reader, writer) = server_end.compat().split();
-        let network = twoparty::VatNetwork::new(
-            reader,
-            writer,
-            Side::Server,
-            ww_sched::rpc::reader_options(),
-        );
+        let network =
+            twoparty::VatNetwork::new(reader, writer, Side::Server, ww::rpc::reader_options());
         tokio::task::spawn_local(RpcSystem::new(Box::new(network), Some(bootstrap)));
         let (reader, writer) = client_end.compat().split();
-        let network = twoparty::VatNetwork::new(
-            reader,
-            writer,
-            Side::Client,
-            ww_sched::rpc::reader_options(),
-        );
+        let network =
+            twoparty::VatNetwork::new(reader, writer, Side::Client, ww::rpc::reader_options());
         let mut system = RpcSystem::new(Box::new(network), None);
         let client: capnp::capability::Client = system.bootstrap(Side::Server);
         tokio::task::spawn_local(system);
@@ -274,7 +266,7 @@ fn rpc(root: &Path) {
 }
 
 fn http(root: &Path) {
-    let hash = ww_sched::exec::ModuleHash::of(ECHO_WASM).to_string();
+    let hash = ww::exec::ModuleHash::of(ECHO_WASM).to_string();
     let json = format!("{{\"id\":\"seed\",\"module\":\"{hash}\",\"args\":[1,2]}}");
     let requests = [
         ("get-tasks", "GET /tasks?status=pending&limit=5 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n".to_string()),
@@ -306,13 +298,12 @@ fn sandbox(root: &Path) {
 /// A content record, a peer record, and anchor paths as text.
 fn records(root: &Path) {
     let identity = Identity::from_secret([7; 32]);
-    let content =
-        ww_sched::records::Record::content(&identity, 1_764_900_000_000, b"bytes".to_vec())
-            .expect("a content record");
+    let content = ww::records::Record::content(&identity, 1_764_900_000_000, b"bytes".to_vec())
+        .expect("a content record");
     write(root, "dht_record", "content", &content.bytes);
     let addresses = [Address::new("/ip4/127.0.0.1/tcp/4001")];
-    let peer = ww_sched::records::Record::peer(&identity, 1_764_900_000_000, &addresses)
-        .expect("a peer record");
+    let peer =
+        ww::records::Record::peer(&identity, 1_764_900_000_000, &addresses).expect("a peer record");
     write(root, "dht_record", "peer", &peer.bytes);
     let path = format!("/{}/jobs/a", identity.peer_id());
     write(root, "dht_record", "anchor-path", path.as_bytes());

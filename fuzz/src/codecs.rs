@@ -1,8 +1,8 @@
 //! The decoders of bytes from the network: discovery packets and envelopes,
 //! heartbeats, and the Cap'n Proto readers of `TaskSpec` and `RunReport`.
 
-use ww_sched::boot::packet::{Envelope, Packet};
-use ww_sched::cluster::Heartbeat;
+use ww::boot::packet::{Envelope, Packet};
+use ww::cluster::Heartbeat;
 use ww_sched::schema::worker_capnp::{run_report as report_wire, task_spec as spec_wire};
 use ww_sched::worker::wire;
 
@@ -36,7 +36,7 @@ pub fn heartbeat(data: &[u8]) {
 /// with the RPC layer's limits.
 fn message(data: &[u8]) -> Option<capnp::message::Reader<capnp::serialize::OwnedSegments>> {
     let mut slice = data;
-    capnp::serialize::read_message(&mut slice, ww_sched::rpc::reader_options()).ok()
+    capnp::serialize::read_message(&mut slice, ww::rpc::reader_options()).ok()
 }
 
 /// A `TaskSpec` as a worker reads it: refused or read within its bounds.
@@ -50,7 +50,7 @@ pub fn task_spec(data: &[u8]) {
             spec.args.len() <= wire::ARGS_MAX as usize,
             "args over the bound"
         );
-        if let ww_sched::exec::ModuleRef::Bytes(bytes) = &spec.module {
+        if let ww::exec::ModuleRef::Bytes(bytes) = &spec.module {
             assert!(
                 bytes.len() <= wire::MODULE_BYTES_MAX,
                 "module over the bound"
@@ -73,18 +73,18 @@ pub fn run_report(data: &[u8]) {
 /// key (a record that checked out once checks out again, unchanged); an
 /// anchor path (the input as text) never panics and prints back to itself.
 pub fn dht_record(data: &[u8]) {
-    if let Ok(record) = ww_sched::records::Record::open(data) {
+    if let Ok(record) = ww::records::Record::open(data) {
         assert_eq!(record.bytes, data, "a record keeps its exact bytes");
-        let again = ww_sched::records::Record::open_as(&record.bytes, &record.key())
+        let again = ww::records::Record::open_as(&record.bytes, &record.key())
             .expect("an opened record opens under its own key");
         assert_eq!(again, record, "record round trip");
-        assert!(record.payload.len() <= ww_sched::records::PAYLOAD_BYTES_MAX);
+        assert!(record.payload.len() <= ww::records::PAYLOAD_BYTES_MAX);
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(path) = text.parse::<ww_sched::anchor::AnchorPath>() {
+        if let Ok(path) = text.parse::<ww::anchor::AnchorPath>() {
             let printed = path.to_string();
             assert_eq!(
-                printed.parse::<ww_sched::anchor::AnchorPath>().ok(),
+                printed.parse::<ww::anchor::AnchorPath>().ok(),
                 Some(path),
                 "anchor path round trip"
             );

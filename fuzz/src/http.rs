@@ -14,9 +14,9 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::Router;
 use tower::ServiceExt as _;
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport as _};
 use ww_sched::gateway::clock::host_clock;
 use ww_sched::gateway::{lock, ApiAccess, ApiToken, Gateway, GatewayConfig, HttpLimits};
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport as _};
 
 /// Where the gateway of a fuzzing process keeps its store.
 const DATA_PREFIX: &str = "ww-sched-fuzz-http-";
@@ -57,7 +57,7 @@ fn start() -> Served {
     let dir = temp.join(format!("{DATA_PREFIX}{}", std::process::id()));
     let (routers, router) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        ww_sched::rpc::block_on_local(async move {
+        ww::rpc::block_on_local(async move {
             let transport =
                 Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).expect("a transport");
             transport

@@ -12,8 +12,8 @@ use capnp_rpc::{twoparty, RpcSystem};
 use futures::AsyncReadExt as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::compat::TokioAsyncReadCompatExt as _;
-use ww_sched::csp::{ChanConfig, ChannelServer};
-use ww_sched::exec::{Limits, Sandbox, SandboxConfig};
+use ww::csp::{ChanConfig, ChannelServer};
+use ww::exec::{Limits, Sandbox, SandboxConfig};
 use ww_sched::worker::{WorkerConfig, WorkerServer};
 
 /// How long a connection may take to end after its input ends: virtual
@@ -38,12 +38,8 @@ fn serve_bytes(data: &[u8], bootstrap: impl FnOnce() -> capnp::capability::Clien
     local.block_on(&runtime, async {
         let (mut peer, server) = tokio::io::duplex(64 * 1024);
         let (reader, writer) = server.compat().split();
-        let network = twoparty::VatNetwork::new(
-            reader,
-            writer,
-            Side::Server,
-            ww_sched::rpc::reader_options(),
-        );
+        let network =
+            twoparty::VatNetwork::new(reader, writer, Side::Server, ww::rpc::reader_options());
         let system = RpcSystem::new(Box::new(network), Some(bootstrap()));
         let input = data.to_vec();
         // The peer writes its bytes, closes its sending side, and drains

@@ -8,9 +8,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
-use ww_sched::exec::{
-    probe_native_stack, ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig,
-};
+use ww::exec::{probe_native_stack, ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
 
 /// One sandbox for all inputs, as a worker has (its module cache included).
 /// Before the first input it runs the worker's start-up probe: a build whose

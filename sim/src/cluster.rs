@@ -5,23 +5,25 @@
 //! pubsub and [`Membership`]. Each records its view (sampled) and every leave
 //! event into shared [`Observations`] that a test reads between simulation steps.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ww_sched::anchor::{AnchorLimits, AnchorServer};
-use ww_sched::boot::{
+use ww::anchor::{anchor_protocol, AnchorLimits, AnchorServer};
+use ww::boot::{
     AnyDiscovery, BootClient, BootServerConfig, BootService, MulticastSurvey, PeerInfo,
     SurveyConfig, WallClock,
 };
-use ww_sched::cluster::{LeaveReason, Membership, MembershipConfig, ViewEvent};
-use ww_sched::pubsub::PubSub;
-use ww_sched::records::{take_part, RecordService, RecordsConfig};
-use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
+use ww::cluster::{LeaveReason, Membership, MembershipConfig, ViewEvent};
+use ww::pubsub::PubSub;
+use ww::records::{take_part, RecordService, RecordsConfig};
+use ww::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
 
 use crate::derive_seed;
+use crate::sabotage::DropOneSet;
 
 /// The TCP port every simulated node listens on.
 pub const NODE_PORT: u16 = 7000;
@@ -105,6 +107,10 @@ pub struct MemberSetup {
     pub records_every: Option<Duration>,
     /// The node serves its anchors.
     pub anchors: bool,
+    /// [`Sabotage::DropAnchorSet`](crate::Sabotage::DropAnchorSet): the
+    /// anchors are served through [`DropOneSet`](crate::sabotage::DropOneSet),
+    /// striking once among the hosts sharing this flag.
+    pub drop_anchor_set: Option<Rc<Cell<bool>>>,
 }
 
 /// The boot server of host `host` under `seed`: its peer id and address.
@@ -193,7 +199,18 @@ pub async fn run_member(
         None => None,
     };
     let _anchors = match setup.anchors {
-        true => Some(AnchorServer::new(AnchorLimits::default()).serve(&transport)?),
+        true => {
+            let server = AnchorServer::new(AnchorLimits::default());
+            let client = match &setup.drop_anchor_set {
+                Some(struck) => capnp_rpc::new_client(DropOneSet::new(server, struck.clone())),
+                None => server.client(),
+            };
+            Some(ww::rpc::serve(
+                &transport,
+                &anchor_protocol(),
+                client.client,
+            )?)
+        }
         false => None,
     };
     let mut events = membership.watch();

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use ww_sim::scenario::{self, swarm, AnySabotage, Scenario, Verdict};
+use ww_sim::scenario::{self, swarm, RunOptions, Scenario, Verdict};
+use ww_sim::Sabotage;
 use ww_sim::{parse_seed, root_seed, SEED_ENV};
 
 mod swarm_cmd;
@@ -65,7 +66,7 @@ pub(crate) struct Args {
     /// `--jobs`: runs at once.
     pub jobs: usize,
     /// `--sabotage`: the deliberate bug to arm.
-    pub sabotage: Option<AnySabotage>,
+    pub sabotage: Option<Sabotage>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -101,7 +102,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--sabotage" => {
                 let name = rest.next().ok_or("--sabotage needs a name")?;
                 parsed.sabotage =
-                    Some(AnySabotage::parse(name).ok_or(format!("unknown sabotage {name:?}"))?);
+                    Some(Sabotage::parse(name).ok_or(format!("unknown sabotage {name:?}"))?);
             }
             "-h" | "--help" => return Err(String::new()),
             flag if flag.starts_with("--") => return Err(format!("unknown option {flag:?}")),
@@ -121,7 +122,7 @@ pub(crate) fn replay_command(
     file: &Path,
     seed: u64,
     swarm: bool,
-    sabotage: Option<AnySabotage>,
+    sabotage: Option<Sabotage>,
 ) -> String {
     let mut command = format!("ww-sim run {} --seed {seed}", file.display());
     if swarm {
@@ -148,9 +149,9 @@ pub(crate) fn verdict_code(verdict: &Verdict) -> u8 {
 pub(crate) fn run_once(
     scenario: &Scenario,
     seed: u64,
-    sabotage: Option<AnySabotage>,
+    sabotage: Option<Sabotage>,
 ) -> Result<Verdict, String> {
-    let options = AnySabotage::options(sabotage);
+    let options = RunOptions { sabotage };
     match std::panic::catch_unwind(|| scenario::run_with(scenario, seed, options)) {
         Ok(Ok(verdict)) => Ok(verdict),
         Ok(Err(e)) => Err(e.to_string()),

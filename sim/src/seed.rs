@@ -2,7 +2,7 @@
 //! derived from it.
 
 use sha2::{Digest, Sha256};
-use ww_sched::transport::{SimConfig, SwarmKey};
+use ww::transport::{SimConfig, SwarmKey};
 
 /// The environment variable that overrides a test's root seed.
 pub const SEED_ENV: &str = "WW_SIM_SEED";

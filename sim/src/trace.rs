@@ -149,13 +149,16 @@ impl<S: Subscriber> Layer<S> for CurrentTraceLayer {
 }
 
 /// Whether events from call sites with `metadata` go into traces: events (not
-/// spans) from ww-sched and ww-sim at DEBUG or above.
+/// spans) from the stack (ww), ww-sched and ww-sim at DEBUG or above.
 fn recorded(metadata: &Metadata<'_>) -> bool {
     let target = metadata.target();
     // TRACE is per-packet detail (n^2 lines in a large cluster); DEBUG and
     // above say what every node decided, which is what a replay must match.
     metadata.is_event()
-        && (target.starts_with("ww_sched") || target.starts_with("ww_sim"))
+        && (target == "ww"
+            || target.starts_with("ww::")
+            || target.starts_with("ww_sched")
+            || target.starts_with("ww_sim"))
         && *metadata.level() != tracing::Level::TRACE
 }
 

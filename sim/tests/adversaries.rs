@@ -8,9 +8,9 @@
 
 use std::path::Path;
 
-use ww_sched::sabotage::Sabotage;
 use ww_sim::root_seed;
 use ww_sim::scenario::{run, run_with, RunOptions, Scenario};
+use ww_sim::Sabotage;
 
 fn attack() -> Scenario {
     let path =
@@ -69,7 +69,6 @@ fn a_gateway_that_records_impossible_reports_is_caught() {
     let seed = root_seed(3);
     let options = RunOptions {
         sabotage: Some(Sabotage::AcceptImpossibleReports),
-        ..RunOptions::default()
     };
     let verdict = run_with(&attack(), seed, options).expect("the simulation runs");
     assert!(

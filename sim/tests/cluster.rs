@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ww_sched::cluster::{LeaveReason, HEARTBEATS_PER_TTL};
-use ww_sched::transport::PeerId;
+use ww::cluster::{LeaveReason, HEARTBEATS_PER_TTL};
+use ww::transport::PeerId;
 use ww_sim::cluster::{add_members, peer_of, SharedObservations, SAMPLE_INTERVAL};
 use ww_sim::root_seed;
 
@@ -16,7 +16,7 @@ const TTL: Duration = Duration::from_millis(10_000);
 /// The mean heartbeat interval at that TTL.
 const INTERVAL: Duration = Duration::from_millis(10_000 / HEARTBEATS_PER_TTL as u64);
 /// The membership's expiry tick.
-const TICK: Duration = Duration::from_millis(ww_sched::cluster::EXPIRY_TICK_MS);
+const TICK: Duration = Duration::from_millis(ww::cluster::EXPIRY_TICK_MS);
 
 fn names(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("node-{i:03}")).collect()

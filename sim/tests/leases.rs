@@ -6,11 +6,12 @@
 use std::path::{Path, PathBuf};
 
 use ww_sched::lease::model::{Reply, Request};
-use ww_sched::lease::{RunOutcome, RunRef, Sabotage};
+use ww_sched::lease::{RunOutcome, RunRef};
 use ww_sim::root_seed;
 use ww_sim::scenario::{run, run_with, swarm, RunOptions, Scenario, Verdict};
 use ww_sim::workload::leases::{simulate, Action, ActionRecord, LeaseLog, OpRecord};
 use ww_sim::workload::leases_check::judge;
+use ww_sim::Sabotage;
 
 /// Seeds a sabotage test searches from the root seed.
 const SEARCH_SEEDS: u64 = 20;
@@ -58,8 +59,7 @@ fn lease_scenarios_are_deterministic_per_seed() {
 fn assert_caught(file: &str, sabotage: Sabotage, check: &str, needle: &str) {
     let (_, scenario) = load(file);
     let options = RunOptions {
-        lease_sabotage: Some(sabotage),
-        ..RunOptions::default()
+        sabotage: Some(sabotage),
     };
     let base = root_seed(1);
     let mut misses = Vec::new();
@@ -99,7 +99,7 @@ fn assert_caught(file: &str, sabotage: Sabotage, check: &str, needle: &str) {
 fn acting_past_the_lease_deadline_is_caught() {
     assert_caught(
         "lease-partition.toml",
-        Sabotage::ActPastLease,
+        Sabotage::LeaseActPastDeadline,
         "lease_valid_when_acting",
         "at the store its row was",
     );
@@ -110,7 +110,7 @@ fn acting_past_the_lease_deadline_is_caught() {
 fn starting_cancelled_runs_is_caught() {
     assert_caught(
         "lease-gateway-crash.toml",
-        Sabotage::StartCancelled,
+        Sabotage::LeaseStartCancelled,
         "lease_cancel_stops_runs",
         "after its cancel committed",
     );

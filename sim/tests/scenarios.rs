@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use ww_sched::sabotage::Sabotage;
 use ww_sim::root_seed;
 use ww_sim::scenario::{run, run_with, swarm, FaultKind, RunOptions, Scenario, Verdict};
+use ww_sim::Sabotage;
 
 /// Threads running scenarios at once inside the first test (CI has 2 cores).
 const RUNNERS: usize = 2;
@@ -155,7 +155,6 @@ fn assert_sabotage_caught(sabotage: Sabotage, check: &str, needle: &str) {
     let (_, scenario) = load("gateway-restart.toml");
     let options = RunOptions {
         sabotage: Some(sabotage),
-        ..RunOptions::default()
     };
     let base = root_seed(1);
     let mut misses = Vec::new();
@@ -241,7 +240,6 @@ fn records_that_are_never_republished_are_reported_lost() {
     let (_, scenario) = load("dht-churn.toml");
     let options = RunOptions {
         sabotage: Some(Sabotage::SkipRepublish),
-        ..RunOptions::default()
     };
     for seed in [root_seed(1), root_seed(1).wrapping_add(1)] {
         let verdict = run_with(&scenario, seed, options).expect("run");
@@ -276,7 +274,6 @@ fn an_acknowledged_anchor_set_that_was_dropped_is_caught() {
     let (_, scenario) = load("anchors-partition.toml");
     let options = RunOptions {
         sabotage: Some(Sabotage::DropAnchorSet),
-        ..RunOptions::default()
     };
     let base = root_seed(1);
     let found = (base..base.saturating_add(SEARCH_SEEDS)).find_map(|seed| {
@@ -367,7 +364,6 @@ fn refused_submissions_are_caught_on_every_seed() {
     let (_, scenario) = load("gateway-restart.toml");
     let options = RunOptions {
         sabotage: Some(Sabotage::RefuseSubmissions),
-        ..RunOptions::default()
     };
     let misses: Vec<String> = (1..=REFUSE_SEEDS)
         .filter_map(|seed| {

@@ -23,7 +23,7 @@ fn spec(name: &str) -> TaskSpec {
     TaskSpec {
         id: TaskId::parse(name).expect("valid id"),
         description: "crash test".into(),
-        module_hash: ww_sched::exec::ModuleHash::of(MODULE).0,
+        module_hash: ww::exec::ModuleHash::of(MODULE).0,
         export: "run".into(),
         args: vec![1],
         fuel_max: 1 << 20,

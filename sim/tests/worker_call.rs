@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
-use ww_sched::rpc::{self, RpcConfig, RpcError};
+use ww::exec::{Sandbox, SandboxConfig, SeededHost};
+use ww::rpc::{self, RpcConfig, RpcError};
+use ww::transport::{Address, SimConfig, SimTransport, Transport};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
-use ww_sched::transport::{Address, SimConfig, SimTransport, Transport};
 use ww_sched::worker::{self, ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
 use ww_sim::{derive_seed, root_seed, Trace};
 

@@ -6,11 +6,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use tokio::time::Instant;
-use ww_sched::anchor::{anchor_protocol, AnchorPath};
-use ww_sched::cluster::{Query, Selector};
-use ww_sched::rpc::{connect, Connection, RpcConfig};
-use ww_sched::schema::anchor_capnp::{anchor, entry, Holds};
-use ww_sched::transport::{Identity, Libp2pTransport, PeerId, Protocol, Transport};
+use ww::anchor::{anchor_protocol, AnchorPath};
+use ww::cluster::{Query, Selector};
+use ww::rpc::{connect, Connection, RpcConfig};
+use ww::schema::anchor_capnp::{anchor, entry, Holds};
+use ww::transport::{Identity, Libp2pTransport, PeerId, Protocol, Transport};
 
 use super::ClusterArgs;
 
@@ -82,7 +82,7 @@ pub struct Observer {
     /// Its transport.
     pub transport: Libp2pTransport,
     /// Its view of the cluster.
-    pub membership: ww_sched::cluster::Membership,
+    pub membership: ww::cluster::Membership,
     /// When to stop looking.
     pub deadline: Instant,
 }
@@ -144,7 +144,7 @@ impl Observer {
                 Err(_) if !resolved && self.in_view(peer) => {
                     resolved = true;
                     let hosts = self.membership.view_peers();
-                    match ww_sched::records::resolve(&self.transport, &hosts, peer).await {
+                    match ww::records::resolve(&self.transport, &hosts, peer).await {
                         Ok(addresses) => tracing::info!(
                             %peer,
                             addresses = addresses.len(),

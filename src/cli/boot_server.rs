@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use ww_sched::boot::{BootServerConfig, BootService, RegistryLimits, WallClock};
-use ww_sched::transport::{Identity, Libp2pTransport, Transport};
+use ww::boot::{BootServerConfig, BootService, RegistryLimits, WallClock};
+use ww::transport::{Identity, Libp2pTransport, Transport};
 
 use super::NetworkArgs;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ww_sched::rpc::RpcConfig;
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
+use ww::rpc::RpcConfig;
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
 use ww_sched::worker::RemoteWorker;
 
 /// Flags of `ww-sched call`.

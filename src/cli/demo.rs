@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
-use ww_sched::exec::{probe_native_stack, Sandbox, SandboxConfig};
+use ww::exec::{probe_native_stack, Sandbox, SandboxConfig};
+use ww::rpc::RpcConfig;
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
-use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::WorkerConfig;
 
 use super::http;

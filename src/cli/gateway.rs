@@ -7,13 +7,13 @@ use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::cluster::Membership;
+use ww::cluster::Membership;
+use ww::transport::{Identity, Libp2pTransport, Transport};
 use ww_sched::gateway::{
     clock::host_clock, lock, serve, ApiAccess, ApiToken, Gateway, GatewayConfig, HttpLimits,
     Retention, API_TOKEN_FILE,
 };
 use ww_sched::sched::{PgOptions, Store, OPEN_TASKS_MAX_DEFAULT};
-use ww_sched::transport::{Identity, Libp2pTransport, Transport};
 
 use super::ClusterArgs;
 

@@ -8,21 +8,21 @@ use std::rc::Rc;
 
 use anyhow::Result;
 use futures::future::LocalBoxFuture;
-use ww_sched::boot::WallClock;
-use ww_sched::cluster::Membership;
-use ww_sched::exec::ModuleHash;
-use ww_sched::records::{self, Record, RecordKey, REPLICAS};
-use ww_sched::transport::{Identity, Transport};
+use ww::boot::WallClock;
+use ww::cluster::Membership;
+use ww::exec::ModuleHash;
+use ww::records::{self, Record, RecordKey, REPLICAS};
+use ww::transport::{Identity, Transport};
 use ww_sched::worker::{ModuleSource, ModuleSourceSlot};
 
 /// What every host (worker, gateway) serves besides its role: its anchors and
 /// its share of the DHT. Dropping it stops them.
 pub struct HostServices {
-    _anchors: ww_sched::rpc::ServeHandle,
-    anchors: ww_sched::anchor::AnchorServer,
+    _anchors: ww::rpc::ServeHandle,
+    anchors: ww::anchor::AnchorServer,
     mirror: Option<tokio::task::JoinHandle<()>>,
-    _records: ww_sched::rpc::ServeHandle,
-    records: ww_sched::records::RecordService,
+    _records: ww::rpc::ServeHandle,
+    records: ww::records::RecordService,
     dht: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -38,8 +38,8 @@ impl HostServices {
     /// Serves them on `transport`; call before it listens, so no caller finds
     /// a protocol missing. Must be called inside a `LocalSet`.
     pub fn serve<T: Transport>(transport: &T) -> Result<Self> {
-        use ww_sched::anchor::{AnchorLimits, AnchorServer};
-        use ww_sched::records::{RecordService, RecordsConfig};
+        use ww::anchor::{AnchorLimits, AnchorServer};
+        use ww::records::{RecordService, RecordsConfig};
         let anchors = AnchorServer::new(AnchorLimits::default());
         let anchors_serving = anchors.serve(transport)?;
         let records = RecordService::new(RecordsConfig::default());
@@ -63,7 +63,7 @@ impl HostServices {
         membership: Rc<Membership>,
     ) {
         let hosts = move || membership.view_peers();
-        self.dht = Some(tokio::task::spawn_local(ww_sched::records::take_part(
+        self.dht = Some(tokio::task::spawn_local(ww::records::take_part(
             self.records.clone(),
             transport.clone(),
             identity,
@@ -80,7 +80,7 @@ impl HostServices {
     /// `proc/<id>` holding `<state> <exit code or -> <module hash>
     /// <started ms>`, brought up to date every half second; ended processes
     /// leave with the executor's own table.
-    pub fn mirror_processes(&mut self, executor: ww_sched::process::Executor) {
+    pub fn mirror_processes(&mut self, executor: ww::process::Executor) {
         let anchors = self.anchors.clone();
         self.mirror = Some(tokio::task::spawn_local(async move {
             let root = vec!["proc".to_string()];
@@ -106,7 +106,7 @@ impl HostServices {
                     );
                     let path = [root[0].clone(), process.id.to_string()];
                     if let Err(e) =
-                        anchors.set_local(&path, ww_sched::anchor::Held::Value(line.into_bytes()))
+                        anchors.set_local(&path, ww::anchor::Held::Value(line.into_bytes()))
                     {
                         tracing::debug!(error = %e, "process not listed under the anchors");
                     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::transport::{Identity, SwarmKey};
+use ww::transport::{Identity, SwarmKey};
 
 /// Flags of `ww-sched swarm-key`.
 #[derive(Args)]

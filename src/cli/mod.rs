@@ -22,11 +22,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::boot::{AnyDiscovery, DiscoverySpec, WallClock, DEFAULT_DISCOVER};
-use ww_sched::cluster::{parse_meta, Membership, MembershipConfig};
-use ww_sched::exec::Limits;
-use ww_sched::pubsub::PubSub;
-use ww_sched::transport::{Address, Identity, Libp2pConfig, SwarmKey, Transport};
+use ww::boot::{AnyDiscovery, DiscoverySpec, WallClock, DEFAULT_DISCOVER};
+use ww::cluster::{parse_meta, Membership, MembershipConfig};
+use ww::exec::Limits;
+use ww::pubsub::PubSub;
+use ww::transport::{Address, Identity, Libp2pConfig, SwarmKey, Transport};
 
 /// Largest module file the CLI reads.
 const MODULE_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -42,7 +42,7 @@ pub enum OutputFormat {
 
 /// Runs a node's async work on a current-thread runtime with a `LocalSet`.
 pub fn on_node_thread(work: impl Future<Output = Result<()>>) -> Result<()> {
-    ww_sched::rpc::block_on_local(work).context("cannot start the node's runtime")?
+    ww::rpc::block_on_local(work).context("cannot start the node's runtime")?
 }
 
 /// Reads a module file, refusing anything over the size limit before reading it.

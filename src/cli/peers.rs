@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use ww_sched::cluster::{parse_selector, Query, Record};
-use ww_sched::transport::{Identity, Libp2pTransport, Transport};
+use ww::cluster::{parse_selector, Query, Record};
+use ww::transport::{Identity, Libp2pTransport, Transport};
 
 use super::{ClusterArgs, OutputFormat};
 

@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::cluster::{Membership, Query, Selector};
-use ww_sched::exec::{ModuleRef, OutputStream};
-use ww_sched::process::{
+use ww::cluster::{Membership, Query, Selector};
+use ww::exec::{ModuleRef, OutputStream};
+use ww::process::{
     executor_protocol, ProcessEnd, ProcessId, ProcessInfo, ProcessLimits, ProcessSpec,
     ProcessState, RemoteExecutor,
 };
-use ww_sched::rpc::{RpcConfig, RpcError};
-use ww_sched::transport::{Address, Identity, Libp2pTransport, PeerId, Transport};
+use ww::rpc::{RpcConfig, RpcError};
+use ww::transport::{Address, Identity, Libp2pTransport, PeerId, Transport};
 
 use super::anchor::{observe_as, Observer, ReachArgs};
 

@@ -4,9 +4,9 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use ww_sched::boot::WallClock;
-use ww_sched::records::{self, Record, RecordKey, PAYLOAD_BYTES_MAX, REPLICAS};
-use ww_sched::transport::Identity;
+use ww::boot::WallClock;
+use ww::records::{self, Record, RecordKey, PAYLOAD_BYTES_MAX, REPLICAS};
+use ww::transport::Identity;
 
 use super::anchor::{observe, ReachArgs};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use ww_sched::exec::{ModuleRef, RunSpec, Sandbox, SandboxConfig};
+use ww::exec::{ModuleRef, RunSpec, Sandbox, SandboxConfig};
 
 use super::LimitArgs;
 

@@ -8,20 +8,20 @@ use std::collections::BTreeSet;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use ww_sched::exec::{probe_native_stack, EngineKind, Sandbox, SandboxConfig};
+use ww::exec::{probe_native_stack, EngineKind, Sandbox, SandboxConfig};
+use ww::process::ExecutorConfig;
+use ww::transport::{Address, Identity, Libp2pTransport};
 use ww_sched::node::WorkerNode;
-use ww_sched::process::ExecutorConfig;
-use ww_sched::transport::{Address, Identity, Libp2pTransport};
 use ww_sched::worker::WorkerConfig;
 
 use super::{ClusterArgs, LimitArgs};
 use std::rc::Rc;
-use ww_sched::cluster::ViewEvent;
+use ww::cluster::ViewEvent;
+use ww::rpc::RpcConfig;
+use ww::transport::{PeerId, Transport};
 use ww_sched::node::{
     keep_registered, keep_registered_with_every_gateway, Callers, GatewayLocator,
 };
-use ww_sched::rpc::RpcConfig;
-use ww_sched::transport::{PeerId, Transport};
 
 /// Flags of `ww-sched worker`.
 #[derive(Args)]

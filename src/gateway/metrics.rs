@@ -24,9 +24,9 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::core::RunEnded;
-use crate::boot::DiscoveryStats;
-use crate::cluster::MembershipStats;
 use crate::sched::{RunStatus, TaskStatus};
+use ww::boot::DiscoveryStats;
+use ww::cluster::MembershipStats;
 
 /// The content type of a scrape (OpenMetrics text, which Prometheus reads).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -42,11 +42,11 @@ pub use views::{
     TaskSummary, WorkerRow,
 };
 
-use crate::cluster::Membership;
-use crate::csp::{ChanConfig, ChannelServer};
-use crate::rpc::{export_protocol, serve_per_peer, ServeHandle, ServeLimits};
 use crate::sched::{SchedConfig, Store, StoreError};
-use crate::transport::Transport;
+use ww::cluster::Membership;
+use ww::csp::{ChanConfig, ChannelServer};
+use ww::rpc::{export_protocol, serve_per_peer, ServeHandle, ServeLimits};
+use ww::transport::Transport;
 
 /// A time no lease reaches (30 years on).
 fn far_future() -> tokio::time::Instant {

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::csp::ChannelServer;
 use crate::schema::worker_capnp::registration;
-use crate::transport::PeerId;
 use crate::worker::RemoteWorker;
+use ww::csp::ChannelServer;
+use ww::transport::PeerId;
 
 /// Pool changes the core must tell the scheduler about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,10 +3,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec};
-use crate::rpc::RpcError;
 use crate::sched::{RunOutcome, TaskSpec, RESULTS_MAX};
 use crate::worker::RemoteWorker;
+use ww::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec};
+use ww::rpc::RpcError;
 
 /// Stdout kept per run.
 pub const RUN_STDOUT_MAX: usize = 64 * 1024;
@@ -14,7 +14,7 @@ pub const RUN_STDOUT_MAX: usize = 64 * 1024;
 /// The spec of a run of `spec`'s task, the module named by its hash.
 fn run_spec(spec: &TaskSpec) -> RunSpec {
     RunSpec {
-        module: ModuleRef::Hash(crate::exec::ModuleHash(spec.module_hash)),
+        module: ModuleRef::Hash(ww::exec::ModuleHash(spec.module_hash)),
         export: spec.export.clone(),
         args: spec.args.clone(),
         limits: Limits {

@@ -191,7 +191,7 @@ pub fn task_detail(task: &TaskHeader, runs: Option<(u32, &[Run])>) -> TaskDetail
     let spec = &task.spec;
     TaskDetail {
         summary: task_summary(task),
-        module: crate::exec::ModuleHash(spec.module_hash).to_string(),
+        module: ww::exec::ModuleHash(spec.module_hash).to_string(),
         export: spec.export.clone(),
         args: spec.args.clone(),
         fuel_max: spec.fuel_max,

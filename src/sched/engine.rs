@@ -7,7 +7,7 @@ use super::types::{
     truncated, Run, RunStatus, Task, TaskId, TaskStatus, ERROR_BYTES_MAX, ERROR_KIND_BYTES_MAX,
     RESULTS_MAX, STDOUT_BYTES_MAX,
 };
-use crate::exec::ErrorKind;
+use ww::exec::ErrorKind;
 
 impl Scheduler {
     /// Brings the state up to `now_ms`: creates due runs, times out overdue ones, places.

@@ -2,24 +2,4 @@
 
 #[allow(clippy::all, missing_docs, unused_qualifications)]
 #[rustfmt::skip]
-pub mod anchor_capnp;
-
-#[allow(clippy::all, missing_docs, unused_qualifications)]
-#[rustfmt::skip]
-pub mod boot_capnp;
-
-#[allow(clippy::all, missing_docs, unused_qualifications)]
-#[rustfmt::skip]
-pub mod channel_capnp;
-
-#[allow(clippy::all, missing_docs, unused_qualifications)]
-#[rustfmt::skip]
-pub mod executor_capnp;
-
-#[allow(clippy::all, missing_docs, unused_qualifications)]
-#[rustfmt::skip]
-pub mod records_capnp;
-
-#[allow(clippy::all, missing_docs, unused_qualifications)]
-#[rustfmt::skip]
 pub mod worker_capnp;

@@ -5,10 +5,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{wire, worker_protocol};
-use crate::exec::{RunReport, RunSpec};
-use crate::rpc::{call_noting_loss, connect, Connection, RpcConfig, RpcError};
 use crate::schema::worker_capnp::worker;
-use crate::transport::{PeerId, Transport};
+use ww::exec::{RunReport, RunSpec};
+use ww::rpc::{call_noting_loss, connect, Connection, RpcConfig, RpcError};
+use ww::transport::{PeerId, Transport};
 
 /// A remote worker. Every call is bounded by the call timeout; after a lost
 /// connection ([`RemoteWorker::is_lost`]), get a new capability.

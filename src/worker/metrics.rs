@@ -19,8 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::WorkerGauges;
-use crate::exec::{ErrorKind, Sandbox};
 use crate::gateway::METRICS_CONTENT_TYPE;
+use ww::exec::{ErrorKind, Sandbox};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {

@@ -1,4 +1,4 @@
-//! The `Worker` capability: runs WASM in the [`exec`](crate::exec) sandbox when a
+//! The `Worker` capability: runs WASM in the [`exec`](ww::exec) sandbox when a
 //! peer asks, over Cap'n Proto RPC.
 
 mod client;
@@ -11,7 +11,7 @@ pub use client::RemoteWorker;
 pub use modules::{ModuleSource, ModuleSourceSlot, FETCHES_PER_CALL_MAX, FETCH_TIMEOUT};
 pub use server::{ExecMode, LastPing, WorkerConfig, WorkerGauges, WorkerServer, CALLS_WAITING_MAX};
 
-use crate::transport::Protocol;
+use ww::transport::Protocol;
 
 /// The stream protocol a worker serves its capability on.
 pub const WORKER_PROTOCOL: &str = "/ww-sched/0.1/worker";

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 
-use crate::exec::{ModuleHash, Sandbox};
 use crate::schema::worker_capnp::task_spec;
+use ww::exec::{ModuleHash, Sandbox};
 
 /// Modules one call may look up at most (a `runMany` of many tasks).
 pub const FETCHES_PER_CALL_MAX: usize = 4;
@@ -98,8 +98,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::exec::{Limits, ModuleRef, RunSpec, SandboxConfig};
     use crate::worker::wire;
+    use ww::exec::{Limits, ModuleRef, RunSpec, SandboxConfig};
 
     /// Hands out fixed bytes for any hash.
     struct Fixed(Vec<u8>);

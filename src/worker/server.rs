@@ -10,8 +10,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::modules::ModuleSourceSlot;
 use super::wire;
-use crate::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec, Sandbox};
 use crate::schema::worker_capnp::{task_spec, worker};
+use ww::exec::{ErrorKind, Limits, ModuleRef, RunReport, RunSpec, Sandbox};
 
 /// Where WASM runs relative to the RPC thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,7 +258,7 @@ impl WorkerServer {
                     lease.guest = Some(Held::new(&gauges, Gauge::Guests));
                     let report = sandbox.run_cancellable(&spec, Some(cancel));
                     gauges.record(&report);
-                    if matches!(&report.outcome, Err(e) if e.kind() == crate::exec::ErrorKind::Cancelled) {
+                    if matches!(&report.outcome, Err(e) if e.kind() == ww::exec::ErrorKind::Cancelled) {
                         cancelled.fetch_add(1, Ordering::Relaxed);
                     }
                     // The module copy goes first, then the lease; the slot is freed last.

@@ -1,10 +1,10 @@
 //! Conversions between the sandbox's types and their Cap'n Proto encoding.
 
-use crate::exec::{ErrorKind, ExecError, Limits, ModuleHash, ModuleRef, RunReport, RunSpec};
 use crate::schema::worker_capnp::{self as wire, run_report, task_spec};
+use ww::exec::{ErrorKind, ExecError, Limits, ModuleHash, ModuleRef, RunReport, RunSpec};
 
 /// Module bytes a spec may carry; larger specs are refused before any work.
-pub const MODULE_BYTES_MAX: usize = 16 * 1024 * 1024;
+pub use ww::exec::MODULE_BYTES_MAX;
 /// Integer arguments a spec may carry.
 pub const ARGS_MAX: u32 = 64;
 /// Specs one `runMany` call may carry: 64 reports of at most 128 KiB of

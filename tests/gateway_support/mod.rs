@@ -14,13 +14,13 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use serde_json::Value;
 use tower::ServiceExt as _;
-use ww_sched::exec::{Sandbox, SandboxConfig};
+use ww::exec::{Sandbox, SandboxConfig};
+use ww::rpc::RpcConfig;
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::gateway::clock::host_clock;
 use ww_sched::gateway::{Gateway, GatewayConfig};
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
-use ww_sched::rpc::RpcConfig;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::worker::WorkerConfig;
 
 pub const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";

@@ -9,6 +9,8 @@
 //! As root, the server runs as the package's `postgres` user (PostgreSQL
 //! refuses to run as root).
 
+// libc calls (signals to the test's own server, and stopping it at exit): the crate denies unsafe code, this file allows it.
+#![allow(unsafe_code)]
 #![allow(dead_code)]
 
 use std::net::TcpListener;

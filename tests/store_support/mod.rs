@@ -8,7 +8,7 @@ use ww_sched::sched::{RunOutcome, SchedConfig, Schedule, Scheduler, Task, TaskId
 pub const MODULE: &[u8] = b"\0asm\x01\0\0\0";
 
 pub fn module_hash() -> [u8; 32] {
-    ww_sched::exec::ModuleHash::of(MODULE).0
+    ww::exec::ModuleHash::of(MODULE).0
 }
 
 pub fn id(text: &str) -> TaskId {

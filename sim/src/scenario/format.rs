@@ -80,7 +80,7 @@ impl Default for ClusterSpec {
     }
 }
 
-/// `[boot]`: host `boot` runs a boot server (`ww_sched::boot::BootService`,
+/// `[boot]`: host `boot` runs a boot server (`ww::boot::BootService`,
 /// default limits: TTLs cut to 30 s), and every membership node discovers through
 /// it (`BootClient`) instead of the multicast survey, its topics a mesh of the
 /// peers it connected to (`SimConfig::mesh`) rather than a broadcast to all. No

@@ -15,7 +15,7 @@ mod verdict;
 
 pub use faults::{Cause, Disturbances, Window};
 pub use format::*;
-pub use run::{run, run_with, AnySabotage, RunOptions, TICK, UDP_CAPACITY};
+pub use run::{run, run_with, RunOptions, TICK, UDP_CAPACITY};
 pub use verdict::{Check, Class, Verdict};
 
 /// A scenario that could not be read, or a run that could not be carried out.

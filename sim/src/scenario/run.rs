@@ -1,15 +1,16 @@
 //! The runner: builds the scenario's hosts in one seeded turmoil simulation,
 //! applies the faults on schedule, and judges every invariant asked for.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::time::Duration;
 
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use ww_sched::cluster::{LeaveReason, EXPIRY_TICK_MS};
-use ww_sched::lease::Sabotage as LeaseSabotage;
-use ww_sched::sabotage::{self, Sabotage};
-use ww_sched::transport::PeerId;
+use ww::cluster::{LeaveReason, EXPIRY_TICK_MS};
+use ww::transport::PeerId;
+use ww_sched::sabotage as switches;
 
 use super::faults::{apply, describe, Disturbances};
 use super::format::{
@@ -24,6 +25,7 @@ use crate::cluster::{
 };
 use crate::derive_seed;
 use crate::disk::SimDisk;
+use crate::sabotage::{Sabotage, REPUBLISH_NEVER};
 use crate::workload::{
     adversary, anchors, channel, channel_check, pubsub_check, records, tasks, tasks_check,
 };
@@ -42,49 +44,6 @@ const EXCUSE_SLACK: Duration = Duration::from_millis(EXPIRY_TICK_MS + 1_000);
 pub struct RunOptions {
     /// A deliberate bug to arm for the run (the checks must catch it).
     pub sabotage: Option<Sabotage>,
-    /// A deliberate bug in the lease protocol (for `[leases]` scenarios).
-    pub lease_sabotage: Option<LeaseSabotage>,
-}
-
-/// Any deliberate bug `--sabotage` can name: the nodes' or the lease protocol's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AnySabotage {
-    /// One of `ww_sched::sabotage`.
-    Node(Sabotage),
-    /// One of `ww_sched::lease::Sabotage`.
-    Lease(LeaseSabotage),
-}
-
-impl AnySabotage {
-    /// Its name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            AnySabotage::Node(s) => s.name(),
-            AnySabotage::Lease(s) => s.name(),
-        }
-    }
-
-    /// Parses [`AnySabotage::name`].
-    pub fn parse(name: &str) -> Option<AnySabotage> {
-        Sabotage::parse(name)
-            .map(AnySabotage::Node)
-            .or_else(|| LeaseSabotage::parse(name).map(AnySabotage::Lease))
-    }
-
-    /// Run options arming it.
-    pub fn options(sabotage: Option<AnySabotage>) -> RunOptions {
-        match sabotage {
-            None => RunOptions::default(),
-            Some(AnySabotage::Node(s)) => RunOptions {
-                sabotage: Some(s),
-                lease_sabotage: None,
-            },
-            Some(AnySabotage::Lease(s)) => RunOptions {
-                sabotage: None,
-                lease_sabotage: Some(s),
-            },
-        }
-    }
 }
 
 /// Steps `sim` until simulated time `until`.
@@ -129,14 +88,14 @@ struct Armed;
 
 impl Armed {
     fn new(sabotage: Option<Sabotage>) -> Armed {
-        sabotage::arm(sabotage);
+        switches::arm(sabotage.and_then(Sabotage::node_switch));
         Armed
     }
 }
 
 impl Drop for Armed {
     fn drop(&mut self) {
-        sabotage::arm(None);
+        switches::arm(None);
     }
 }
 
@@ -153,7 +112,11 @@ pub fn run_with(
     options: RunOptions,
 ) -> Result<Verdict, ScenarioError> {
     if scenario.leases.is_some() {
-        return super::leases_run::run(scenario, seed, options.lease_sabotage);
+        return super::leases_run::run(
+            scenario,
+            seed,
+            options.sabotage.and_then(Sabotage::lease_switch),
+        );
     }
     let names = node_names(scenario.cluster.nodes);
     let peer_of_host: BTreeMap<String, PeerId> = names
@@ -188,8 +151,13 @@ pub fn run_with(
             .boot
             .as_ref()
             .map(|_| boot_server_info(seed, BOOT_HOST)),
-        records_every: scenario.records.as_ref().map(|r| secs(r.republish_every_s)),
+        records_every: scenario.records.as_ref().map(|r| match options.sabotage {
+            Some(Sabotage::SkipRepublish) => REPUBLISH_NEVER,
+            _ => secs(r.republish_every_s),
+        }),
         anchors: scenario.anchors.is_some(),
+        drop_anchor_set: (options.sabotage == Some(Sabotage::DropAnchorSet))
+            .then(|| Rc::new(Cell::new(false))),
     };
     let members = add_members_with(
         &mut sim,

@@ -14,15 +14,13 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ww_sched::boot::DEFAULT_GROUP;
-use ww_sched::exec::RunReport;
-use ww_sched::exec::{Sandbox, SandboxConfig};
+use ww::boot::DEFAULT_GROUP;
+use ww::exec::RunReport;
+use ww::exec::{Sandbox, SandboxConfig};
+use ww::transport::{Datagram, SimConfig, SimTransport, SwarmKey, Transport, SIM_BROADCAST_GROUP};
 use ww_sched::node::{register_worker, Callers, WorkerNode};
 use ww_sched::schema::worker_capnp::worker;
 use ww_sched::tasks::hash_puzzle;
-use ww_sched::transport::{
-    Datagram, SimConfig, SimTransport, SwarmKey, Transport, SIM_BROADCAST_GROUP,
-};
 use ww_sched::worker::wire;
 use ww_sched::worker::WorkerConfig;
 
@@ -32,7 +30,7 @@ use crate::derive_seed;
 use crate::scenario::{
     outsider_name, rogue_name, Check, Class, SecuritySpec, GATEWAY_HOST, TAP_HOST,
 };
-use ww_sched::transport::PeerId;
+use ww::transport::PeerId;
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ww_sched::anchor::anchor_protocol;
-use ww_sched::rpc::{connect, RpcConfig};
-use ww_sched::schema::anchor_capnp::{anchor, entry};
-use ww_sched::transport::{SimConfig, SimTransport, Transport};
+use ww::anchor::anchor_protocol;
+use ww::rpc::{connect, RpcConfig};
+use ww::schema::anchor_capnp::{anchor, entry};
+use ww::transport::{SimConfig, SimTransport, Transport};
 
 use crate::cluster::{node_address, now, peer_of};
 use crate::derive_seed;

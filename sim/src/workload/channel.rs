@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ww_sched::csp::{ChanConfig, ChannelServer};
-use ww_sched::rpc::{self, Connection, RpcConfig, RpcError};
-use ww_sched::schema::channel_capnp::{recver, sender};
+use ww::csp::{ChanConfig, ChannelServer};
+use ww::rpc::{self, Connection, RpcConfig, RpcError};
+use ww::schema::channel_capnp::{recver, sender};
+use ww::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
 use ww_sched::schema::worker_capnp::worker::assign_results;
-use ww_sched::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
 
 use crate::cluster::{node_address, now, peer_of};
 use crate::derive_seed;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use ww_sched::transport::PeerId;
+use ww::transport::PeerId;
 
 use crate::cluster::Observations;
 use crate::scenario::{Check, Class};

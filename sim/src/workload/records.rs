@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use ww_sched::records::{self, Record, RecordKey, REPLICAS};
-use ww_sched::transport::{PeerId, SimTransport, Transport};
+use ww::records::{self, Record, RecordKey, REPLICAS};
+use ww::transport::{PeerId, SimTransport, Transport};
 
 use crate::cluster::{node_address, now, peer_of, sim_wall_clock};
 use crate::scenario::{node_names, secs, Check, Class, RecordsSpec, DHT_CLIENT_HOST};

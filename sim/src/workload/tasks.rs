@@ -13,14 +13,14 @@ use std::time::Duration;
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-use ww_sched::exec::{Sandbox, SandboxConfig, SeededHost};
+use ww::exec::{Sandbox, SandboxConfig, SeededHost};
+use ww::rpc::RpcConfig;
+use ww::transport::{PeerId, SimTransport, Transport};
 use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
 use ww_sched::history::History;
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
-use ww_sched::rpc::RpcConfig;
 use ww_sched::sched::Store;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
-use ww_sched::transport::{PeerId, SimTransport, Transport};
 use ww_sched::worker::{ExecMode, WorkerConfig};
 
 use crate::cluster::{node_address as address, now, peer_of};

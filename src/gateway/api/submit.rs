@@ -243,7 +243,7 @@ fn parse_json(body: TaskJson) -> Result<NewTask, ApiError> {
 }
 
 fn parse_hash(text: &str) -> Result<[u8; 32], ApiError> {
-    let hash = crate::exec::ModuleHash::from_hex(text)
+    let hash = ww::exec::ModuleHash::from_hex(text)
         .map_err(|_| bad(format!("module {text:?} is not a 64-digit hex SHA-256")))?;
     Ok(hash.0)
 }
@@ -348,7 +348,7 @@ pub(super) async fn upload_module(
             reply,
         })
         .await??;
-    let hex = crate::exec::ModuleHash(hash).to_string();
+    let hex = ww::exec::ModuleHash(hash).to_string();
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/modules/{hex}"))],

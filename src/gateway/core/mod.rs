@@ -31,12 +31,12 @@ use super::metrics::{GatewayMetrics, MetricsSnapshot};
 use super::pool::Pool;
 use super::views::{MemberRow, WorkerRow};
 use super::ApiError;
-use crate::cluster::{Membership, Query, ViewEvent};
 use crate::sched::{
     Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader, TaskId, TaskStatus,
 };
 use commit::Committer;
 use modules::Modules;
+use ww::cluster::{Membership, Query, ViewEvent};
 
 mod commit;
 mod modules;
@@ -548,7 +548,7 @@ impl Core {
             Command::PutModule { bytes, reply } => match self.check_module(&bytes) {
                 Ok(()) => {
                     let bytes = Arc::new(bytes);
-                    let hash = crate::exec::ModuleHash::of(&bytes).0;
+                    let hash = ww::exec::ModuleHash::of(&bytes).0;
                     let now = (self.clock)();
                     self.modules.uploaded(hash, bytes.clone(), now);
                     self.plan.queue(Op::PutModule {

@@ -139,7 +139,7 @@ impl Modules {
     /// existed): know it again, with the store's counts.
     pub fn kept(&mut self, hash: [u8; 32], refs: ModuleRefs) {
         tracing::error!(
-            module = %crate::exec::ModuleHash(hash),
+            module = %ww::exec::ModuleHash(hash),
             tasks = refs.tasks,
             "module reference counts disagreed with the store; module kept"
         );
@@ -150,7 +150,7 @@ impl Modules {
     /// gateways' tasks do, and this mirror never hears when they go, so it
     /// asks again after another grace period (from `now_ms`).
     pub fn kept_elsewhere(&mut self, hash: [u8; 32], now_ms: u64) {
-        tracing::debug!(module = %crate::exec::ModuleHash(hash), "module kept: other gateways' tasks refer to it");
+        tracing::debug!(module = %ww::exec::ModuleHash(hash), "module kept: other gateways' tasks refer to it");
         self.refs.insert(
             hash,
             ModuleRefs {

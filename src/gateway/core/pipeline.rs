@@ -241,7 +241,7 @@ impl Core {
                         "unknown module {}: it was deleted, unused, while this task was \
                          accepted; upload it again with POST /modules (task {:?} was not \
                          created)",
-                        crate::exec::ModuleHash(hash),
+                        ww::exec::ModuleHash(hash),
                         id.0
                     ))),
                 };

@@ -12,7 +12,7 @@ use crate::sched::{Op, SchedError, TaskId, TaskSpec};
 /// idempotency key created, if any: a key names one request, not any request.
 fn first_difference(new: &NewTask, spec: &TaskSpec) -> Option<&'static str> {
     let module_hash = match &new.module {
-        ModuleInput::Bytes(bytes) => crate::exec::ModuleHash::of(bytes).0,
+        ModuleInput::Bytes(bytes) => ww::exec::ModuleHash::of(bytes).0,
         ModuleInput::Hash(hash) => *hash,
     };
     [
@@ -94,7 +94,7 @@ impl Core {
         let (module_hash, new_module) = match new.module {
             ModuleInput::Bytes(bytes) => {
                 self.check_module(&bytes)?;
-                (crate::exec::ModuleHash::of(&bytes).0, Some(bytes))
+                (ww::exec::ModuleHash::of(&bytes).0, Some(bytes))
             }
             ModuleInput::Hash(hash) if self.modules.known(&hash) => (hash, None),
             // Uploaded through another gateway sharing the store.
@@ -102,7 +102,7 @@ impl Core {
             ModuleInput::Hash(hash) => {
                 return Err(ApiError::Unprocessable(format!(
                     "unknown module {}: upload it with POST /modules first",
-                    crate::exec::ModuleHash(hash)
+                    ww::exec::ModuleHash(hash)
                 )))
             }
         };

@@ -298,7 +298,7 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     /// Stores module bytes under their SHA-256 and returns it (durably); storing
     /// twice is a no-op.
     fn put_module(&self, bytes: &[u8], now_ms: u64) -> Result<[u8; 32], StoreError> {
-        let hash = crate::exec::ModuleHash::of(bytes).0;
+        let hash = ww::exec::ModuleHash::of(bytes).0;
         let op = Op::PutModule {
             hash,
             bytes: std::sync::Arc::new(bytes.to_vec()),

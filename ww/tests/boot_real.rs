@@ -6,11 +6,11 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use futures::StreamExt;
-use ww_sched::boot::{
+use ww::boot::{
     CidrCrawl, CrawlConfig, Discovery, DiscoverySpec, MulticastSurvey, PeerInfo, StaticPeers,
     SurveyConfig,
 };
-use ww_sched::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, SwarmKey, Transport};
 
 /// Runs `future` on one thread inside a `LocalSet`, as a node does.
 fn run_local<F: Future>(future: F) -> F::Output {

@@ -2,9 +2,9 @@
 //! itself, with a fresh envelope under the cluster's key; readers get back
 //! exactly the bytes the registrant signed, and nothing after its TTL.
 
-use ww_sched::boot::packet::{self, Body, Packet};
-use ww_sched::boot::{BootServerConfig, BootService, RegistryLimits, WallClock};
-use ww_sched::transport::{Address, Identity, SwarmKey};
+use ww::boot::packet::{self, Body, Packet};
+use ww::boot::{BootServerConfig, BootService, RegistryLimits, WallClock};
+use ww::transport::{Address, Identity, SwarmKey};
 
 const NOW_MS: u64 = 1_700_000_000_000;
 

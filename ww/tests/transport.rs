@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use ww_sched::rpc;
-use ww_sched::transport::{
+use ww::rpc;
+use ww::transport::{
     Address, Datagram, Identity, Libp2pConfig, Libp2pTransport, PeerId, Protocol, Transport,
     TransportError,
 };
@@ -202,7 +202,7 @@ fn libp2p_topic_messages_carry_their_authenticated_origin() {
         // The medium never echoes a node's own messages.
         assert!(at_b.try_recv().is_none());
         let too_big = b
-            .publish_topic("ww", vec![0; ww_sched::transport::TOPIC_PAYLOAD_MAX + 1])
+            .publish_topic("ww", vec![0; ww::transport::TOPIC_PAYLOAD_MAX + 1])
             .await;
         assert!(matches!(
             too_big,

@@ -141,10 +141,6 @@ impl anchor::Server for AnchorServer {
         let params = params.get()?;
         let path = segments(params.get_path()?)?;
         let value = params.get_value()?.to_vec();
-        #[cfg(feature = "sabotage")]
-        if crate::sabotage::strike(crate::sabotage::Sabotage::DropAnchorSet) {
-            return Ok(());
-        }
         self.tree
             .borrow_mut()
             .set(&path, Held::Value(value))

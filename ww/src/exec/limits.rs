@@ -3,6 +3,10 @@
 /// Bytes in one WebAssembly page.
 pub const WASM_PAGE_BYTES: u64 = 65_536;
 
+/// Module bytes one request may carry to a host (a run's spec, a process's
+/// spawn); larger ones are refused before any work.
+pub const MODULE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Resource limits of one run; each exhausted limit has its own `ErrorKind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use ww_sched::exec::{
+use ww::exec::{
     EngineKind, ErrorKind, Limits, ModuleHash, ModuleRef, RunReport, RunSpec, Sandbox,
     SandboxConfig, SeededHost,
 };
@@ -40,7 +40,7 @@ fn stack_probe_wasm_is_fresh() {
         std::fs::write(dir.join("stack_probe.wasm"), &compiled).expect("write stack_probe.wasm");
     }
     assert!(
-        compiled == ww_sched::exec::STACK_PROBE_WASM,
+        compiled == ww::exec::STACK_PROBE_WASM,
         "src/exec/stack_probe.wasm is stale: run `WW_BLESS=1 cargo test --test exec_sandbox stack_probe` and rebuild"
     );
 }
@@ -52,6 +52,6 @@ fn stack_probe_wasm_is_fresh() {
 /// which the fuzzer's default build adds).
 #[test]
 fn long_runs_keep_the_native_stack_flat() {
-    ww_sched::exec::probe_native_stack().expect("the start-up probe");
-    ww_sched::exec::probe_native_stack_with(1_000_000, 128 * 1024).expect("a long probe");
+    ww::exec::probe_native_stack().expect("the start-up probe");
+    ww::exec::probe_native_stack_with(1_000_000, 128 * 1024).expect("a long probe");
 }

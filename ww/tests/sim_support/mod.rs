@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use ww_sched::boot::WallClock;
-use ww_sched::transport::{Address, Identity, PeerId, SimConfig, SimTransport, Transport};
+use ww::boot::WallClock;
+use ww::transport::{Address, Identity, PeerId, SimConfig, SimTransport, Transport};
 
 /// What a simulated host returns.
 pub type SimResult = Result<(), Box<dyn std::error::Error>>;

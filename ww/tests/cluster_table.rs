@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use ww_sched::cluster::{
+use ww::cluster::{
     parse_selector, Applied, Heartbeat, LeaveReason, Left, Match, Query, Record, Rejected,
     RoutingTable, Selector, SelectorError, TableConfig, ViewEvent,
 };
-use ww_sched::transport::{Identity, PeerId};
+use ww::transport::{Identity, PeerId};
 
 fn peer(n: u8) -> PeerId {
     Identity::from_secret([n; 32]).peer_id()

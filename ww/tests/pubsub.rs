@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use ww_sched::pubsub::{PubSub, PubSubError};
-use ww_sched::transport::{SimConfig, SimTransport, Transport};
+use ww::pubsub::{PubSub, PubSubError};
+use ww::transport::{SimConfig, SimTransport, Transport};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 

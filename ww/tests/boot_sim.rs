@@ -12,14 +12,12 @@ mod sim_support;
 use futures::StreamExt;
 use sim_support::{clock, node, peer_of, sim, SimResult};
 use tokio::time::Instant;
-use ww_sched::boot::packet::{self, Body, Envelope, Packet};
-use ww_sched::boot::{
+use ww::boot::packet::{self, Body, Envelope, Packet};
+use ww::boot::{
     within_distance, CidrCrawl, CrawlConfig, Discovery, GradualConfig, GradualSurvey,
     MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
 };
-use ww_sched::transport::{
-    Address, Datagram, Identity, PeerId, SimConfig, SimTransport, Transport,
-};
+use ww::transport::{Address, Datagram, Identity, PeerId, SimConfig, SimTransport, Transport};
 
 /// The default survey on the simulated clock.
 fn survey_config() -> SurveyConfig {
@@ -144,7 +142,7 @@ fn gradual_survey_climbs_distances_and_stops_after_a_find() -> SimResult {
     }
     // The first distance at which some responder answers the searcher.
     let searcher = peer_of(SEED, "searcher");
-    let tail = |p: &PeerId| ww_sched::boot::id_tail(p);
+    let tail = |p: &PeerId| ww::boot::id_tail(p);
     let first_answer = (0u8..=32)
         .find(|d| {
             responders

@@ -143,10 +143,6 @@ impl RecordService {
         let mut after = None;
         loop {
             tokio::time::sleep(self.config.republish_every).await;
-            #[cfg(feature = "sabotage")]
-            if crate::sabotage::armed(crate::sabotage::Sabotage::SkipRepublish) {
-                continue;
-            }
             let keys = self.store.borrow().keys_after(after, REPUBLISH_BATCH_MAX);
             after = if keys.len() < REPUBLISH_BATCH_MAX {
                 None

@@ -14,15 +14,16 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
-use ww_sched::exec::{EngineKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+use ww::exec::{EngineKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
 
-use ww_sched::tasks::HASH_PUZZLE_WASM as WASM;
+/// The hash-puzzle task of the workspace (`tasks/hash-puzzle`), built to WASM.
+const WASM: &[u8] = include_bytes!("../../tasks/hash-puzzle/hash-puzzle.wasm");
 const INPUTS: std::ops::RangeInclusive<u32> = 1..=8;
 const ZEROS: u32 = 3;
 
 /// The task's own source, compiled natively into this bench: the same function.
-#[path = "../tasks/hash-puzzle/src/lib.rs"]
-#[allow(dead_code)]
+#[path = "../../tasks/hash-puzzle/src/lib.rs"]
+#[allow(dead_code, unsafe_code)] // the task exports `run` with #[no_mangle]
 mod task;
 
 fn native(input: u32, zeros: u32) -> u32 {

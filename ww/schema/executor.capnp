@@ -76,14 +76,14 @@ struct ProcessInfo {
   startedMs @3 :UInt64;
   # The exit code once ended; 0 while running.
   exitCode @4 :Int32;
-  # For a failed process, ww_sched::exec::ErrorKind's name; empty otherwise.
+  # For a failed process, ww::exec::ErrorKind's name; empty otherwise.
   errorKind @5 :Text;
 }
 
 struct ProcessEnd {
   state @0 :ProcessState;
   exitCode @1 :Int32;
-  # ww_sched::exec::ErrorKind's name (e.g. "fuel_exhausted") for a failed or
+  # ww::exec::ErrorKind's name (e.g. "fuel_exhausted") for a failed or
   # killed process; empty otherwise.
   errorKind @2 :Text;
   errorMessage @3 :Text;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestCaseError;
-use ww_sched::csp::{Chan, ChanConfig, ChanError, Effect, OpId};
+use ww::csp::{Chan, ChanConfig, ChanError, Effect, OpId};
 
 const CLIENTS: usize = 6;
 /// An extra client, used only to drain the channel at the end of a case.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::executor::{Executor, ExecutorError, ProcessLimits, ProcessSpec};
 use super::table::{ProcessEnd, ProcessId, ProcessState};
+use crate::exec::MODULE_BYTES_MAX;
 use crate::exec::{ModuleHash, ModuleRef, OutputStream};
 use crate::schema::executor_capnp::{chunk, executor, process_end, process_spec};
 use crate::schema::executor_capnp::{ProcessState as ProcessStateW, Stream as StreamW};
-use crate::worker::wire::MODULE_BYTES_MAX;
 
 /// `wait` and `kill` calls one facet (one caller's connection) may have
 /// waiting at once: each holds a little memory until its process ends.

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use ww_sched::transport::{
+use ww::transport::{
     Address, Datagram, Identity, Protocol, SimConfig, SimTransport, Transport, TransportError,
 };
 
@@ -157,7 +157,7 @@ fn simulated_topic_broadcast_reaches_other_subscribers_only() {
 }
 
 /// A node of the simulated cluster, in the private network of `key` if any.
-fn sim_node(seed: u64, name: &str, key: Option<&ww_sched::transport::SwarmKey>) -> SimTransport {
+fn sim_node(seed: u64, name: &str, key: Option<&ww::transport::SwarmKey>) -> SimTransport {
     let mut config = SimConfig::from_seed(seed, name);
     config.swarm_key = key.cloned();
     SimTransport::new(config)
@@ -165,7 +165,7 @@ fn sim_node(seed: u64, name: &str, key: Option<&ww_sched::transport::SwarmKey>) 
 
 #[test]
 fn simulated_private_network_admits_only_holders_of_the_key() {
-    use ww_sched::transport::SwarmKey;
+    use ww::transport::SwarmKey;
     let seed = 17;
     let key = SwarmKey::from_bytes([3; 32]);
     let mut sim = turmoil::Builder::new()

@@ -4,8 +4,8 @@
 //! only under its key and for its publisher.
 
 use proptest::prelude::*;
-use ww_sched::cluster::{parse_meta, Heartbeat, HeartbeatError};
-use ww_sched::transport::{Identity, PeerId, SwarmKey};
+use ww::cluster::{parse_meta, Heartbeat, HeartbeatError};
+use ww::transport::{Identity, PeerId, SwarmKey};
 
 fn peer(n: u8) -> PeerId {
     Identity::from_secret([n; 32]).peer_id()
@@ -202,7 +202,7 @@ proptest! {
         let key = SwarmKey::from_bytes([1; 32]);
         let h = Heartbeat::new(ttl_ms, instance, seq, host, pairs).expect("valid").with_sent_ms(sent_ms);
         let sealed = h.seal(Some(&key), &peer(1));
-        prop_assert!(sealed.len() <= ww_sched::cluster::HEARTBEAT_BYTES_MAX);
+        prop_assert!(sealed.len() <= ww::cluster::HEARTBEAT_BYTES_MAX);
         prop_assert_eq!(Heartbeat::open(&sealed, Some(&key), &peer(1)), Ok(h.clone()));
         prop_assert_eq!(Heartbeat::decode(&sealed), Ok(h));
         let mut flipped = sealed.clone();

@@ -15,15 +15,13 @@ mod sim_support;
 use futures::StreamExt;
 use sim_support::{clock, node, peer_of, sim, SimResult};
 use tokio::time::Instant;
-use ww_sched::boot::packet::{self, Body, Packet};
-use ww_sched::boot::{
+use ww::boot::packet::{self, Body, Packet};
+use ww::boot::{
     CidrCrawl, CrawlConfig, Discovery, DiscoveryStats, MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
 };
-use ww_sched::cluster::{Membership, MembershipConfig, MembershipStats, Query};
-use ww_sched::pubsub::PubSub;
-use ww_sched::transport::{
-    Datagram, Identity, PeerId, SimConfig, SimTransport, SwarmKey, Transport,
-};
+use ww::cluster::{Membership, MembershipConfig, MembershipStats, Query};
+use ww::pubsub::PubSub;
+use ww::transport::{Datagram, Identity, PeerId, SimConfig, SimTransport, SwarmKey, Transport};
 
 /// Heartbeat TTL of every member: short, so expiry happens within a run.
 const TTL_MS: u32 = 2_000;

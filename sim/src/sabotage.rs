@@ -1,0 +1,159 @@
+//! The deliberate bugs a run can arm (`ww-sim --sabotage NAME`): each breaks
+//! one guarantee, so a check that claims to guard it must be seen to fail.
+//!
+//! Where a bug can be made from outside the code under test, the simulation
+//! makes it itself: [`Sabotage::SkipRepublish`] is a republish period longer
+//! than any run, [`Sabotage::DropAnchorSet`] a wrapper around a host's anchor
+//! server ([`DropOneSet`]). The others are still switches compiled into
+//! ww-sched's test-only `sabotage` feature.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use capnp::capability::Rc as CapRc;
+use ww::anchor::AnchorServer;
+use ww::schema::anchor_capnp::anchor;
+
+/// A deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sabotage {
+    /// The gateway acknowledges one submission but never persists it.
+    LoseAckedTask,
+    /// The gateway shows run outcomes before they are durable.
+    ShowUnsyncedResults,
+    /// The gateway answers every submission with 500.
+    RefuseSubmissions,
+    /// The gateway records every worker report, even one that cannot be true.
+    AcceptImpossibleReports,
+    /// Record holders never pass their records on.
+    SkipRepublish,
+    /// One anchor set is acknowledged but never applied.
+    DropAnchorSet,
+    /// A lease gateway acts on any committed reply however late.
+    LeaseActPastDeadline,
+    /// The lease store starts runs of cancelled tasks.
+    LeaseStartCancelled,
+}
+
+impl Sabotage {
+    /// Every deliberate bug.
+    pub const ALL: [Sabotage; 8] = [
+        Sabotage::LoseAckedTask,
+        Sabotage::ShowUnsyncedResults,
+        Sabotage::RefuseSubmissions,
+        Sabotage::AcceptImpossibleReports,
+        Sabotage::SkipRepublish,
+        Sabotage::DropAnchorSet,
+        Sabotage::LeaseActPastDeadline,
+        Sabotage::LeaseStartCancelled,
+    ];
+
+    /// The bug's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::LoseAckedTask => "lose-acked-task",
+            Sabotage::ShowUnsyncedResults => "show-unsynced-results",
+            Sabotage::RefuseSubmissions => "refuse-submissions",
+            Sabotage::AcceptImpossibleReports => "accept-impossible-reports",
+            Sabotage::SkipRepublish => "skip-republish",
+            Sabotage::DropAnchorSet => "drop-anchor-set",
+            Sabotage::LeaseActPastDeadline => "lease-act-past-deadline",
+            Sabotage::LeaseStartCancelled => "lease-start-cancelled",
+        }
+    }
+
+    /// Parses [`Sabotage::name`].
+    pub fn parse(name: &str) -> Option<Sabotage> {
+        Sabotage::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The switch in ww-sched's `sabotage` feature that makes this bug, if
+    /// it is one of those.
+    pub(crate) fn node_switch(self) -> Option<ww_sched::sabotage::Sabotage> {
+        use ww_sched::sabotage::Sabotage as Node;
+        match self {
+            Sabotage::LoseAckedTask => Some(Node::LoseAckedTask),
+            Sabotage::ShowUnsyncedResults => Some(Node::ShowUnsyncedResults),
+            Sabotage::RefuseSubmissions => Some(Node::RefuseSubmissions),
+            Sabotage::AcceptImpossibleReports => Some(Node::AcceptImpossibleReports),
+            _ => None,
+        }
+    }
+
+    /// The lease protocol's switch that makes this bug, if it is one of those.
+    pub(crate) fn lease_switch(self) -> Option<ww_sched::lease::Sabotage> {
+        match self {
+            Sabotage::LeaseActPastDeadline => Some(ww_sched::lease::Sabotage::ActPastLease),
+            Sabotage::LeaseStartCancelled => Some(ww_sched::lease::Sabotage::StartCancelled),
+            _ => None,
+        }
+    }
+}
+
+/// The republish period of [`Sabotage::SkipRepublish`]: longer than any run,
+/// so holders never pass their records on.
+pub const REPUBLISH_NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A host's anchor server that acknowledges the first `set` that reaches any
+/// of the hosts sharing `struck` without applying it, and forwards everything
+/// else: [`Sabotage::DropAnchorSet`].
+pub struct DropOneSet {
+    inner: CapRc<AnchorServer>,
+    struck: Rc<Cell<bool>>,
+}
+
+impl DropOneSet {
+    /// Wraps `inner`; the bug strikes once among all wrappers sharing `struck`.
+    pub fn new(inner: AnchorServer, struck: Rc<Cell<bool>>) -> DropOneSet {
+        DropOneSet {
+            inner: CapRc::new(inner),
+            struck,
+        }
+    }
+}
+
+impl anchor::Server for DropOneSet {
+    async fn list(
+        self: CapRc<Self>,
+        params: anchor::ListParams,
+        results: anchor::ListResults,
+    ) -> Result<(), capnp::Error> {
+        anchor::Server::list(self.inner.clone(), params, results).await
+    }
+
+    async fn get(
+        self: CapRc<Self>,
+        params: anchor::GetParams,
+        results: anchor::GetResults,
+    ) -> Result<(), capnp::Error> {
+        anchor::Server::get(self.inner.clone(), params, results).await
+    }
+
+    async fn set(
+        self: CapRc<Self>,
+        params: anchor::SetParams,
+        results: anchor::SetResults,
+    ) -> Result<(), capnp::Error> {
+        if !self.struck.replace(true) {
+            return Ok(());
+        }
+        anchor::Server::set(self.inner.clone(), params, results).await
+    }
+
+    async fn set_capability(
+        self: CapRc<Self>,
+        params: anchor::SetCapabilityParams,
+        results: anchor::SetCapabilityResults,
+    ) -> Result<(), capnp::Error> {
+        anchor::Server::set_capability(self.inner.clone(), params, results).await
+    }
+
+    async fn remove(
+        self: CapRc<Self>,
+        params: anchor::RemoveParams,
+        results: anchor::RemoveResults,
+    ) -> Result<(), capnp::Error> {
+        anchor::Server::remove(self.inner.clone(), params, results).await
+    }
+}
