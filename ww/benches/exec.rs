@@ -9,7 +9,7 @@
 //! the CPU has it) is not what a guest can ever use: wasm has no SHA instructions,
 //! so the fair native baseline is the software SHA-256 (sha2 0.9 with
 //! `force-soft`, a separate crate from the 0.10 the task uses, so the two do not
-//! unify). `cargo bench --bench exec` measures wasmi; with `--features jit` it
+//! unify). `cargo bench -p ww --bench exec` measures wasmi; with `--features jit` it
 //! adds wasmtime.
 
 use criterion::{criterion_group, criterion_main, Criterion};

@@ -41,7 +41,7 @@ fn stack_probe_wasm_is_fresh() {
     }
     assert!(
         compiled == ww::exec::STACK_PROBE_WASM,
-        "src/exec/stack_probe.wasm is stale: run `WW_BLESS=1 cargo test --test exec_sandbox stack_probe` and rebuild"
+        "src/exec/stack_probe.wasm is stale: run `WW_BLESS=1 cargo test -p ww --test exec_sandbox stack_probe` and rebuild"
     );
 }
 

@@ -5,7 +5,7 @@
 ;; executed instruction leaves a native frame behind and the probe's small stack
 ;; overflows within a few thousand iterations.
 ;; After an edit, regenerate stack_probe.wasm (tests/exec_sandbox.rs checks it):
-;;   WW_BLESS=1 cargo test --test exec_sandbox stack_probe
+;;   WW_BLESS=1 cargo test -p ww --test exec_sandbox stack_probe
 (module
   (type $step (func (param i64) (result i64)))
   (memory 1)
