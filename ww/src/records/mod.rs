@@ -12,17 +12,17 @@
 //!
 //! [`Transport`]: crate::transport::Transport
 
-mod node;
 mod record;
+mod service;
 mod store;
 
-pub use node::{
-    fetch_from, get, get_within, put, records_protocol, resolve, store_at, take_part, DhtError,
-    RecordService, RecordsConfig, RECORDS_PROTOCOL, REPLICAS, REPUBLISH_BATCH_MAX,
-};
 pub use record::{
     Record, RecordError, RecordKey, RecordKind, PAYLOAD_BYTES_MAX, PEER_ADDRESSES_MAX,
     SIGNATURE_DOMAIN,
+};
+pub use service::{
+    fetch_from, get, get_within, put, records_protocol, resolve, store_at, take_part, DhtError,
+    RecordService, RecordsConfig, RECORDS_PROTOCOL, REPLICAS, REPUBLISH_BATCH_MAX,
 };
 pub use store::{closest, RecordStore, StoreError, StoreLimits, Stored};
 
