@@ -13,6 +13,7 @@ mod pool;
 mod queries;
 mod read;
 mod schema;
+mod sqlstate;
 mod write;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use schema::PG_SCHEMA_VERSION;
+pub(super) use sqlstate::transient as transient_code;
 
 use super::{Batch, BatchReport, Lease, ModuleRefs, SharedStore, StoreError, TaskStore};
 use crate::sched::id::TaskId;
