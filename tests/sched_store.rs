@@ -253,7 +253,7 @@ fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
                 index,
                 attempt,
                 ..
-            } => Some((task.0.clone(), *index, *attempt)),
+            } => Some((task.to_string(), *index, *attempt)),
             _ => None,
         })
         .collect();

@@ -113,7 +113,10 @@ fn lists_come_from_headers_by_status_with_a_cursor(store: &Store) {
     let all: Vec<&Task> = done.iter().chain(open_.iter()).collect();
     store.put_tasks(&all, true).expect("put");
     let names = |headers: Vec<ww_sched::sched::TaskHeader>| {
-        headers.into_iter().map(|h| h.spec.id.0).collect::<Vec<_>>()
+        headers
+            .into_iter()
+            .map(|h| h.spec.id.to_string())
+            .collect::<Vec<_>>()
     };
     assert_eq!(
         names(store.list(None, None, 0, 10).unwrap()),

@@ -154,7 +154,7 @@ pub struct ModuleStored {
 pub fn task_summary(task: &TaskHeader) -> TaskSummary {
     let spec = &task.spec;
     TaskSummary {
-        id: spec.id.0.clone(),
+        id: spec.id.to_string(),
         description: spec.description.clone(),
         completions: task.completions,
         duration: seconds(spec.duration_ms),

@@ -14,7 +14,7 @@ pub mod store;
 pub mod types;
 
 pub use error::SchedError;
-pub use id::{BadTaskId, TaskId};
+pub use id::{TaskId, TaskIdError, TASK_ID_PATTERN};
 pub use redb::StorageBackend;
 pub use scheduler::{
     Effect, RunOutcome, SchedConfig, Scheduler, OPEN_TASKS_MAX_DEFAULT, SLOTS_MAX,

@@ -72,7 +72,7 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// Checks every bound; a bad spec is `SchedError::BadSpec` naming the field.
     pub fn validate(&self) -> Result<(), SchedError> {
-        TaskId::parse(&self.id.0)?;
+        // The id is a `TaskId`: it passed the id rules when it was made.
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
                 return Err(SchedError::BadSpec {

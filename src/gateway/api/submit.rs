@@ -198,7 +198,7 @@ pub(super) async fn submit(
         } else {
             StatusCode::OK
         };
-        let location = format!("/tasks/{}", task.spec.id.0);
+        let location = format!("/tasks/{}", task.spec.id.as_str());
         Ok((
             status,
             [(header::LOCATION, location)],

@@ -140,7 +140,7 @@ pub(super) async fn detail(
         .reader
         .read(move |store| store.task_page(&wanted, offset, limit))
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task {:?}", id.0)))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no task {:?}", id.as_str())))?;
     Ok(Json(task_detail(&header, Some((offset, &runs)))).into_response())
 }
 
@@ -159,10 +159,10 @@ async fn find_run(state: &ApiState, id: &str, index: &str) -> Result<Run, ApiErr
         })
         .await?;
     match run {
-        None => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+        None => Err(ApiError::NotFound(format!("no task {:?}", id.as_str()))),
         Some(None) => Err(ApiError::NotFound(format!(
             "task {:?} has no run {index} (yet)",
-            id.0
+            id.as_str()
         ))),
         Some(Some(run)) => Ok(run),
     }
@@ -241,7 +241,7 @@ pub(super) async fn delete(
     let id = task_id(&id)?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let answer = if query.purge {
-        let shown = id.0.clone();
+        let shown = id.to_string();
         state.ask(|reply| Command::Purge { id, reply }).await??;
         Deleted::Purged(Purged {
             id: shown,

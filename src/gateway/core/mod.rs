@@ -516,7 +516,7 @@ impl Core {
                             return self.cancel_elsewhere(id, reply);
                         }
                         Ok(Some(header)) => Ok(header),
-                        Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+                        Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.as_str()))),
                         Err(e) => Err(self.read_failed(e)),
                     };
                     let _ = reply.send(answer);
@@ -528,13 +528,14 @@ impl Core {
                 Some(task) if task.status.is_final() => {
                     let _ = reply.send(Err(ApiError::Conflict(format!(
                         "task {:?} has just finished and is being stored; purge it in a moment",
-                        id.0
+                        id.as_str()
                     ))));
                 }
                 Some(task) => {
                     let _ = reply.send(Err(ApiError::Conflict(format!(
                         "task {:?} is {:?}, not finished; cancel it and purge it once final",
-                        id.0, task.status
+                        id.as_str(),
+                        task.status
                     ))));
                 }
                 None => {

@@ -327,6 +327,15 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A task id read back from the store (`place`: where it was found): parsed
+/// like any input, and one that does not pass is corruption, never an id.
+fn stored_id(place: &str, text: impl Into<String>) -> Result<TaskId, StoreError> {
+    TaskId::try_from(text.into()).map_err(|e| StoreError::Corrupt {
+        what: format!("task id in {place}"),
+        reason: e.to_string(),
+    })
+}
+
 /// A task with all its runs; a gap or excess in the runs is corrupt.
 fn whole_task(store: &(impl TaskStore + ?Sized), id: &TaskId) -> Result<Task, StoreError> {
     let header = store.header(id)?.ok_or_else(|| StoreError::Corrupt {

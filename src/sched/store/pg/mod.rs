@@ -202,7 +202,7 @@ impl TaskStore for PgStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<TaskHeader>, StoreError> {
-        let after = after.map(|id| id.0.clone());
+        let after = after.map(|id| id.as_str().to_owned());
         self.pool.call("task list", move |conn| {
             read::list(conn, status, after.as_deref(), offset, limit)
         })
