@@ -176,7 +176,7 @@ impl Model {
                     let outcome = match kind {
                         0 => ok(),
                         1 => RunOutcome::TaskFailed {
-                            kind: "trap".into(),
+                            kind: ww::exec::ErrorKind::Trap,
                             message: "boom".into(),
                             stdout: String::new(),
                             fuel_used: 1,

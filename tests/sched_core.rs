@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use ww_sched::sched::{
-    Effect, RunStatus, SchedConfig, SchedError, Scheduler, Task, TaskId, TaskSpec, TaskStatus,
+    Effect, RunErrorKind, RunStatus, SchedConfig, SchedError, Scheduler, Task, TaskId, TaskSpec,
+    TaskStatus,
 };
 
 mod sched_support;
@@ -215,7 +216,7 @@ fn a_run_past_its_duration_is_stopped_and_timed_out() {
     assert_eq!(stops(&e), vec![("t".into(), 0, 1, "w".into())]);
     let task = s.task(&id("t")).unwrap();
     assert_eq!(task.runs[0].status, RunStatus::TimedOut);
-    assert_eq!(task.runs[0].error_kind.as_deref(), Some("timeout"));
+    assert_eq!(task.runs[0].error_kind, Some(RunErrorKind::Timeout));
     assert_eq!(task.status, TaskStatus::Failed);
     assert_eq!(in_flight(&s, "w"), 0);
     // The late result is ignored and nothing is retried.
@@ -232,7 +233,7 @@ fn a_worker_that_reports_its_own_deadline_times_the_run_out_too() {
     s.worker_joined(0, "w", 1);
     s.submit(0, spec("t", 0, 0, 1, 100)).unwrap();
     let deadline = ww_sched::sched::RunOutcome::TaskFailed {
-        kind: "deadline".into(),
+        kind: ww::exec::ErrorKind::Deadline,
         message: "wall time of 100 ms exceeded".into(),
         stdout: String::new(),
         fuel_used: 7,
@@ -240,7 +241,7 @@ fn a_worker_that_reports_its_own_deadline_times_the_run_out_too() {
     s.run_finished(99, &id("t"), 0, 1, deadline);
     let task = s.task(&id("t")).unwrap();
     assert_eq!(task.runs[0].status, RunStatus::TimedOut);
-    assert_eq!(task.runs[0].error_kind.as_deref(), Some("deadline"));
+    assert_eq!(task.runs[0].error_kind, Some(RunErrorKind::Deadline));
     assert_eq!(task.status, TaskStatus::Failed);
     assert!(stops(&s.tick(100)).is_empty(), "already final");
 }
@@ -316,7 +317,7 @@ fn a_task_failure_is_not_retried() {
     assert!(starts(&e).is_empty());
     let task = s.task(&id("t")).unwrap();
     assert_eq!(task.runs[0].status, RunStatus::Failed);
-    assert_eq!(task.runs[0].error_kind.as_deref(), Some("trap"));
+    assert_eq!(task.runs[0].error_kind, Some(RunErrorKind::Trap));
     assert_eq!(task.runs[0].fuel_used, 3);
     assert_eq!(task.status, TaskStatus::Failed);
     assert_eq!(s.next_wakeup_ms(), None);
@@ -344,7 +345,7 @@ fn attempts_max_transport_failures_fail_the_run() {
     let task = s.task(&id("t")).unwrap();
     assert_eq!(task.runs[0].status, RunStatus::Failed);
     assert_eq!(task.runs[0].attempt, 3);
-    assert_eq!(task.runs[0].error_kind.as_deref(), Some("transport"));
+    assert_eq!(task.runs[0].error_kind, Some(RunErrorKind::Transport));
     assert_eq!(task.status, TaskStatus::Failed);
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::sched::{Run, RunStatus, TaskHeader, TaskStatus};
+use crate::sched::{Run, RunErrorKind, RunStatus, TaskHeader, TaskStatus};
 
 fn seconds(ms: u64) -> u64 {
     ms / 1000
@@ -96,8 +96,8 @@ pub struct RunRow {
     pub results: Vec<i64>,
     /// Fuel the latest finished attempt used.
     pub fuel_used: u64,
-    /// Kind of the latest error (`trap`, `fuel`, `timeout`, `transport`, ...).
-    pub error_kind: Option<String>,
+    /// Kind of the latest error.
+    pub error_kind: Option<RunErrorKind>,
     /// Message of the latest error.
     pub error: Option<String>,
     /// Length of the captured stdout, in bytes.
@@ -179,7 +179,7 @@ pub fn run_row(run: &Run) -> RunRow {
         status: run.status,
         results: run.results.clone(),
         fuel_used: run.fuel_used,
-        error_kind: run.error_kind.clone(),
+        error_kind: run.error_kind,
         error: run.error.clone(),
         stdout_bytes: run.stdout.len(),
     }

@@ -4,7 +4,7 @@ use rand_chacha::rand_core::Rng;
 
 use super::scheduler::{Effect, Out, RunKey, RunOutcome, Scheduler};
 use super::types::{
-    truncated, Run, RunStatus, Task, TaskId, TaskStatus, ERROR_BYTES_MAX, ERROR_KIND_BYTES_MAX,
+    truncated, Run, RunErrorKind, RunStatus, Task, TaskId, TaskStatus, ERROR_BYTES_MAX,
     RESULTS_MAX, STDOUT_BYTES_MAX,
 };
 use ww::exec::ErrorKind;
@@ -65,7 +65,7 @@ impl Scheduler {
             if let Some(run) = self.run_mut(&id, index) {
                 run.status = RunStatus::TimedOut;
                 run.finished_ms = Some(now_ms);
-                run.error_kind = Some("timeout".into());
+                run.error_kind = Some(RunErrorKind::Timeout);
                 run.error = Some(format!("run exceeded duration_ms = {limit_ms}; stopped"));
             }
             self.settle(now_ms, &id, index, out);
@@ -189,7 +189,7 @@ impl Scheduler {
         let Some(run) = self.run_mut(id, index) else {
             return;
         };
-        run.error_kind = Some("transport".into());
+        run.error_kind = Some(RunErrorKind::Transport);
         if attempt >= attempts_max {
             run.status = RunStatus::Failed;
             run.finished_ms = Some(now_ms);
@@ -282,14 +282,14 @@ impl Scheduler {
             } => {
                 // The worker's wall clock and the gateway's deadline timer race to
                 // end a run past its limit; either way it is the same event.
-                run.status = if kind == ErrorKind::Deadline.as_str() {
+                run.status = if kind == ErrorKind::Deadline {
                     RunStatus::TimedOut
                 } else {
                     RunStatus::Failed
                 };
                 run.stdout = truncated(&stdout, STDOUT_BYTES_MAX);
                 run.fuel_used = fuel_used;
-                run.error_kind = Some(truncated(&kind, ERROR_KIND_BYTES_MAX));
+                run.error_kind = Some(RunErrorKind::from(kind));
                 run.error = Some(truncated(&message, ERROR_BYTES_MAX));
             }
             RunOutcome::TransportFailed { .. } => {}

@@ -26,6 +26,6 @@ pub use store::{
     PG_SCHEMA_VERSION,
 };
 pub use types::{
-    Run, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus, WorkerLoad,
-    IDEMPOTENCY_KEY_BYTES_MAX, RESULTS_MAX,
+    Run, RunErrorKind, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus,
+    WorkerLoad, IDEMPOTENCY_KEY_BYTES_MAX, RESULTS_MAX,
 };

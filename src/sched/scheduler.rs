@@ -68,8 +68,9 @@ pub enum RunOutcome {
     },
     /// The task itself failed (trap, fuel, memory, bad module): not retried.
     TaskFailed {
-        /// Error kind, e.g. `trap` or `fuel`.
-        kind: String,
+        /// The sandbox's kind of error (`trap`, `fuel_exhausted`, ...).
+        #[serde(with = "super::types::exec_kind")]
+        kind: ww::exec::ErrorKind,
         /// Error text.
         message: String,
         /// Captured stdout.

@@ -17,8 +17,6 @@ pub const ARGS_MAX: usize = 64;
 pub const RESULTS_MAX: usize = 64;
 /// Captured stdout kept per run, in bytes; the rest is cut at a char boundary.
 pub const STDOUT_BYTES_MAX: usize = 64 * 1024;
-/// Longest error kind kept, in bytes.
-pub const ERROR_KIND_BYTES_MAX: usize = 64;
 /// Longest error message kept, in bytes.
 pub const ERROR_BYTES_MAX: usize = 4096;
 /// Longest start or delay: one year, so due-time arithmetic cannot overflow.
@@ -189,6 +187,133 @@ impl RunStatus {
     }
 }
 
+/// Why a run's latest attempt failed: each kind the sandbox reports
+/// ([`ww::exec::ErrorKind`], under the same names) and the two the gateway
+/// gives itself, [`RunErrorKind::Timeout`] and [`RunErrorKind::Transport`].
+/// Stored and shown as its snake_case name; a stored name outside this list
+/// is corruption (every writer is this code, and the list has only grown).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunErrorKind {
+    /// The bytes are not WebAssembly (no `\0asm` magic).
+    NotWasm,
+    /// The module failed to parse, validate, link or instantiate.
+    BadModule,
+    /// The module is over the worker's size limit.
+    ModuleTooLarge,
+    /// The module is neither on the worker nor in the gateway's store.
+    UnknownModule,
+    /// The export does not exist or is not a function.
+    MissingExport,
+    /// The export's signature or the arguments do not fit.
+    WrongSignature,
+    /// The guest trapped.
+    Trap,
+    /// The run used up its fuel.
+    FuelExhausted,
+    /// The guest asked for more memory than allowed.
+    MemoryLimit,
+    /// The worker's own wall clock ended the run (the run is `timed_out`).
+    Deadline,
+    /// The guest called `proc_exit` with a nonzero code.
+    Exit,
+    /// The worker was asked to stop the run.
+    Cancelled,
+    /// A bug in the worker's sandbox.
+    Internal,
+    /// The gateway stopped the run past its `duration_ms` (the run is `timed_out`).
+    Timeout,
+    /// The attempt was lost in transport (worker gone, call failed, an
+    /// impossible report): retried up to the attempt limit.
+    Transport,
+}
+
+impl RunErrorKind {
+    /// Every kind, the sandbox's first, in declaration order.
+    pub const ALL: [RunErrorKind; 15] = [
+        Self::NotWasm,
+        Self::BadModule,
+        Self::ModuleTooLarge,
+        Self::UnknownModule,
+        Self::MissingExport,
+        Self::WrongSignature,
+        Self::Trap,
+        Self::FuelExhausted,
+        Self::MemoryLimit,
+        Self::Deadline,
+        Self::Exit,
+        Self::Cancelled,
+        Self::Internal,
+        Self::Timeout,
+        Self::Transport,
+    ];
+
+    /// The kind's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Transport => "transport",
+            Self::NotWasm => ww::exec::ErrorKind::NotWasm.as_str(),
+            Self::BadModule => ww::exec::ErrorKind::BadModule.as_str(),
+            Self::ModuleTooLarge => ww::exec::ErrorKind::ModuleTooLarge.as_str(),
+            Self::UnknownModule => ww::exec::ErrorKind::UnknownModule.as_str(),
+            Self::MissingExport => ww::exec::ErrorKind::MissingExport.as_str(),
+            Self::WrongSignature => ww::exec::ErrorKind::WrongSignature.as_str(),
+            Self::Trap => ww::exec::ErrorKind::Trap.as_str(),
+            Self::FuelExhausted => ww::exec::ErrorKind::FuelExhausted.as_str(),
+            Self::MemoryLimit => ww::exec::ErrorKind::MemoryLimit.as_str(),
+            Self::Deadline => ww::exec::ErrorKind::Deadline.as_str(),
+            Self::Exit => ww::exec::ErrorKind::Exit.as_str(),
+            Self::Cancelled => ww::exec::ErrorKind::Cancelled.as_str(),
+            Self::Internal => ww::exec::ErrorKind::Internal.as_str(),
+        }
+    }
+}
+
+impl From<ww::exec::ErrorKind> for RunErrorKind {
+    fn from(kind: ww::exec::ErrorKind) -> Self {
+        use ww::exec::ErrorKind as K;
+        match kind {
+            K::NotWasm => Self::NotWasm,
+            K::BadModule => Self::BadModule,
+            K::ModuleTooLarge => Self::ModuleTooLarge,
+            K::UnknownModule => Self::UnknownModule,
+            K::MissingExport => Self::MissingExport,
+            K::WrongSignature => Self::WrongSignature,
+            K::Trap => Self::Trap,
+            K::FuelExhausted => Self::FuelExhausted,
+            K::MemoryLimit => Self::MemoryLimit,
+            K::Deadline => Self::Deadline,
+            K::Exit => Self::Exit,
+            K::Cancelled => Self::Cancelled,
+            K::Internal => Self::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for RunErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serializes a sandbox [`ww::exec::ErrorKind`] as its name.
+pub mod exec_kind {
+    use super::*;
+
+    /// Writes the kind's name.
+    pub fn serialize<S: Serializer>(kind: &ww::exec::ErrorKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    /// Reads a kind's name; any other text is refused.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ww::exec::ErrorKind, D::Error> {
+        let text = String::deserialize(d)?;
+        ww::exec::ErrorKind::from_str_name(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error kind {text:?}")))
+    }
+}
+
 /// Names one run of a task.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RunId {
@@ -221,8 +346,8 @@ pub struct Run {
     pub stdout: String,
     /// Fuel the latest finished attempt used.
     pub fuel_used: u64,
-    /// Kind of the latest error (`trap`, `fuel`, `timeout`, `transport`, ...).
-    pub error_kind: Option<String>,
+    /// Kind of the latest error.
+    pub error_kind: Option<RunErrorKind>,
     /// Message of the latest error.
     pub error: Option<String>,
 }
@@ -353,5 +478,28 @@ pub mod hex32 {
             hash[i] = (hi * 16 + lo) as u8;
         }
         Some(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_error_kinds_keep_the_names_stored_so_far_and_refuse_others() {
+        for kind in ww::exec::ErrorKind::ALL {
+            let ours = RunErrorKind::from(kind);
+            assert_eq!(ours.as_str(), kind.as_str());
+        }
+        for kind in RunErrorKind::ALL {
+            let text = serde_json::to_value(kind).unwrap();
+            assert_eq!(text, serde_json::json!(kind.as_str()));
+            assert_eq!(serde_json::from_value::<RunErrorKind>(text).unwrap(), kind);
+        }
+        assert_eq!(RunErrorKind::Timeout.as_str(), "timeout");
+        assert_eq!(RunErrorKind::Transport.as_str(), "transport");
+        for unknown in ["", "fuel", "Trap", "timeout ", "other"] {
+            assert!(serde_json::from_value::<RunErrorKind>(serde_json::json!(unknown)).is_err());
+        }
     }
 }

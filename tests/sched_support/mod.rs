@@ -51,7 +51,7 @@ pub fn lost() -> RunOutcome {
 
 pub fn trap() -> RunOutcome {
     RunOutcome::TaskFailed {
-        kind: "trap".into(),
+        kind: ww::exec::ErrorKind::Trap,
         message: "unreachable".into(),
         stdout: String::new(),
         fuel_used: 3,

@@ -178,7 +178,7 @@ impl Core {
             Some(client) => match self.module_bytes(&spec.module_hash) {
                 Ok(Some(module)) => Ok((client, module)),
                 Ok(None) => Err(RunOutcome::TaskFailed {
-                    kind: "unknown_module".into(),
+                    kind: ww::exec::ErrorKind::UnknownModule,
                     message: "module missing from the store".into(),
                     stdout: String::new(),
                     fuel_used: 0,
