@@ -303,7 +303,7 @@ proptest! {
         fail_at in 0u64..12,
     ) {
         let mut sched = Scheduler::new(SchedConfig { attempts_max: 2, ..config(seed) });
-        sched.worker_joined(0, "w", 3);
+        sched.worker_joined(0, &worker("w"), 3);
         let mut model = Model {
             sched,
             plan: Planner::new(std::iter::empty()),

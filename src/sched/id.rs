@@ -1,13 +1,18 @@
-//! Task ids: the one name a task has in the API, the store and the scheduler.
+//! Ids: [`TaskId`], the one name a task has in the API, the store and the
+//! scheduler, and [`WorkerId`], the name of a worker (its peer id).
 //!
-//! A [`TaskId`] can only be made by parsing ([`TaskId::parse`], or serde,
-//! which parses too), so holding one means holding text that passed the
-//! rules: whatever reads an id from outside (a request, a stored row, a
-//! database column) parses it and refuses what fails.
+//! Neither can be made from free text without parsing ([`TaskId::parse`],
+//! [`WorkerId::parse`], or serde, which parses too), so holding one means
+//! holding a name that passed the rules: whatever reads an id from outside
+//! (a request, a stored row, a database column) parses it and refuses what
+//! fails.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use ww::transport::PeerId;
 
 /// Longest task id, in characters (all ASCII, so also in bytes).
 pub const TASK_ID_CHARS_MAX: usize = 128;
@@ -134,6 +139,151 @@ impl utoipa::PartialSchema for TaskId {
 
 impl utoipa::ToSchema for TaskId {}
 
+/// A worker's name: the peer id it registered under, which the transport
+/// authenticated. Shown and stored as the peer id's text (base58); text read
+/// back that is not a peer id is refused.
+#[derive(Clone)]
+pub struct WorkerId {
+    peer: PeerId,
+    /// `peer`'s canonical text, kept: workers are compared, ordered and
+    /// shown by it, as when they were named by text.
+    text: Arc<str>,
+}
+
+/// Text refused as a worker id (not a peer id).
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+#[error("worker id {id:?} is not a peer id: {reason}")]
+pub struct WorkerIdError {
+    /// The offending text, cut to a bounded length.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl WorkerId {
+    /// Parses a peer id's text.
+    pub fn parse(text: &str) -> Result<WorkerId, WorkerIdError> {
+        let peer: PeerId =
+            text.parse()
+                .map_err(|e: ww::transport::TransportError| WorkerIdError {
+                    id: truncated(text, 128),
+                    reason: truncated(&e.to_string(), 256),
+                })?;
+        Ok(WorkerId::from(peer))
+    }
+
+    /// The worker's peer id.
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// The peer id's text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<PeerId> for WorkerId {
+    fn from(peer: PeerId) -> Self {
+        WorkerId {
+            peer,
+            text: peer.to_string().into(),
+        }
+    }
+}
+
+impl TryFrom<String> for WorkerId {
+    type Error = WorkerIdError;
+
+    fn try_from(text: String) -> Result<WorkerId, WorkerIdError> {
+        WorkerId::parse(&text)
+    }
+}
+
+impl std::str::FromStr for WorkerId {
+    type Err = WorkerIdError;
+
+    fn from_str(text: &str) -> Result<WorkerId, WorkerIdError> {
+        WorkerId::parse(text)
+    }
+}
+
+impl From<WorkerId> for String {
+    fn from(id: WorkerId) -> String {
+        id.text.to_string()
+    }
+}
+
+impl AsRef<str> for WorkerId {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+// Equality, order and hash by the text, which is a function of the peer id:
+// the scheduler's placement breaks ties in this order, as it did by name.
+impl PartialEq for WorkerId {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for WorkerId {}
+
+impl PartialOrd for WorkerId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for WorkerId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl std::hash::Hash for WorkerId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.text)
+    }
+}
+
+impl std::fmt::Debug for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WorkerId({})", self.text)
+    }
+}
+
+impl Serialize for WorkerId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for WorkerId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        WorkerId::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl utoipa::PartialSchema for WorkerId {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("A worker's libp2p peer id (base58)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for WorkerId {}
+
 /// Cuts `text` to at most `bytes_max` bytes at a char boundary.
 pub fn truncated(text: &str, bytes_max: usize) -> String {
     if text.len() <= bytes_max {
@@ -173,5 +323,23 @@ mod tests {
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"t-1\"");
         assert_eq!(id.to_string(), "t-1");
         assert_eq!(String::from(id), "t-1");
+    }
+
+    #[test]
+    fn a_worker_id_is_a_peer_id_and_nothing_else() {
+        let peer = ww::transport::Identity::from_secret([3; 32]).peer_id();
+        let id = WorkerId::from(peer);
+        assert_eq!(id.as_str(), peer.to_string());
+        assert_eq!(WorkerId::parse(id.as_str()).unwrap(), id);
+        let json = serde_json::to_value(&id).unwrap();
+        assert_eq!(json, serde_json::json!(peer.to_string()));
+        assert_eq!(
+            serde_json::from_value::<WorkerId>(json).unwrap().peer(),
+            peer
+        );
+        for bad in ["", "w", "worker-1", "12D3KooW", &"1".repeat(300)] {
+            assert!(WorkerId::parse(bad).is_err(), "{bad:?}");
+            assert!(serde_json::from_value::<WorkerId>(serde_json::json!(bad)).is_err());
+        }
     }
 }

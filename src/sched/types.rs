@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::SchedError;
-pub use super::id::{truncated, TaskId, TASK_ID_CHARS_MAX};
+pub use super::id::{truncated, TaskId, WorkerId, TASK_ID_CHARS_MAX};
 
 /// Most runs one task may ask for.
 pub const REPEATS_MAX: u32 = 10_000;
@@ -331,7 +331,7 @@ pub struct Run {
     /// Dispatches so far (1 for the first `StartRun`, 0 before it).
     pub attempt: u32,
     /// Worker of the latest attempt.
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     /// When the run fell due.
     pub scheduled_ms: u64,
     /// When the latest attempt was handed to a worker.
@@ -437,8 +437,8 @@ impl Task {
 /// A worker's load, as `Scheduler::workers` reports it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct WorkerLoad {
-    /// The worker's opaque id (e.g. a peer id).
-    pub worker: String,
+    /// The worker.
+    pub worker: WorkerId,
     /// Runs it accepts at once.
     pub slots: u32,
     /// Runs handed to it and not yet finished.

@@ -241,7 +241,7 @@ pub(super) async fn delete(
     let id = task_id(&id)?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let answer = if query.purge {
-        let shown = id.to_string();
+        let shown = id.clone();
         state.ask(|reply| Command::Purge { id, reply }).await??;
         Deleted::Purged(Purged {
             id: shown,

@@ -33,6 +33,7 @@ use super::views::{MemberRow, WorkerRow};
 use super::ApiError;
 use crate::sched::{
     Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader, TaskId, TaskStatus,
+    WorkerId,
 };
 use commit::Committer;
 use modules::Modules;
@@ -217,7 +218,7 @@ pub struct Core {
     /// Where committed changes and pool changes are announced.
     events: Arc<EventBus>,
     /// When each worker in the pool joined (clock ms).
-    joined: BTreeMap<String, u64>,
+    joined: BTreeMap<WorkerId, u64>,
     membership: Option<Rc<Membership>>,
     /// The call carrying each run in flight (several runs may share one).
     running: BTreeMap<(TaskId, u32, u32), Rc<runs::RunCall>>,
@@ -342,9 +343,10 @@ impl Core {
                 } => {
                     if let ViewEvent::Left { peer, .. } = event {
                         // A worker that left the membership view leaves the pool.
-                        if self.pool.remove(&peer.to_string()) {
-                            self.worker_left(peer.to_string(), "left the membership view".into());
-                            let effects = self.sched.worker_lost((self.clock)(), &peer.to_string());
+                        let worker = WorkerId::from(peer);
+                        if self.pool.remove(&worker) {
+                            self.worker_left(worker.clone(), "left the membership view".into());
+                            let effects = self.sched.worker_lost((self.clock)(), &worker);
                             self.apply(effects);
                         }
                     }

@@ -141,7 +141,7 @@ impl Core {
         // Committed now: what the events announce is on disk.
         for run in &released.runs {
             self.events.publish(Event::Run {
-                task: run.task.to_string(),
+                task: run.task.clone(),
                 index: run.index,
                 attempt: run.attempt,
                 status: run.status,
@@ -149,7 +149,7 @@ impl Core {
         }
         for (id, header) in &released.written {
             self.events.publish(Event::Task {
-                id: id.to_string(),
+                id: id.clone(),
                 status: header.status,
             });
         }
