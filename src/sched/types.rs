@@ -7,10 +7,10 @@ pub use super::id::{truncated, TaskId, WorkerId, TASK_ID_CHARS_MAX};
 
 /// Most runs one task may ask for.
 pub const REPEATS_MAX: u32 = 10_000;
-/// Longest description kept, in bytes.
-pub const DESCRIPTION_BYTES_MAX: usize = 4096;
-/// Longest export name, in bytes.
-pub const EXPORT_BYTES_MAX: usize = 256;
+/// Longest description kept, in characters.
+pub const DESCRIPTION_CHARS_MAX: usize = 4096;
+/// Longest export name, in characters.
+pub const EXPORT_CHARS_MAX: usize = 256;
 /// Most integer arguments per call.
 pub const ARGS_MAX: usize = 64;
 /// Most results kept per run.
@@ -79,34 +79,57 @@ impl TaskSpec {
                 });
             }
         }
-        let bad = |field: &'static str, reason: String| SchedError::BadSpec { field, reason };
-        if self.description.len() > DESCRIPTION_BYTES_MAX {
-            return Err(bad(
-                "description",
-                format!("over {DESCRIPTION_BYTES_MAX} bytes"),
-            ));
-        }
-        if self.export.is_empty() || self.export.len() > EXPORT_BYTES_MAX {
-            return Err(bad(
-                "export",
-                format!("must be 1..={EXPORT_BYTES_MAX} bytes"),
-            ));
-        }
-        if self.args.len() > ARGS_MAX {
-            return Err(bad("args", format!("more than {ARGS_MAX}")));
-        }
-        if self.duration_ms == 0 || self.duration_ms > DURATION_MS_MAX {
-            return Err(bad("duration_ms", format!("must be 1..={DURATION_MS_MAX}")));
-        }
-        let s = &self.schedule;
-        if s.repeats == 0 || s.repeats > REPEATS_MAX {
-            return Err(bad("repeats", format!("must be 1..={REPEATS_MAX}")));
-        }
-        if s.start_ms > SCHEDULE_MS_MAX || s.delay_ms > SCHEDULE_MS_MAX {
-            return Err(bad("start_ms/delay_ms", format!("over {SCHEDULE_MS_MAX}")));
-        }
-        Ok(())
+        check_fields(
+            &self.description,
+            &self.export,
+            &self.args,
+            self.duration_ms,
+            &self.schedule,
+        )
     }
+}
+
+/// The bounds of a spec's free fields, as [`TaskSpec::validate`] checks
+/// them; the API checks a submission with it before anything else.
+/// Lengths are in characters (Unicode scalar values), as JSON Schema's
+/// `maxLength` counts them.
+pub fn check_fields(
+    description: &str,
+    export: &str,
+    args: &[i64],
+    duration_ms: u64,
+    schedule: &Schedule,
+) -> Result<(), SchedError> {
+    let bad = |field: &'static str, reason: String| SchedError::BadSpec { field, reason };
+    if description.chars().count() > DESCRIPTION_CHARS_MAX {
+        return Err(bad(
+            "description",
+            format!("over {DESCRIPTION_CHARS_MAX} characters"),
+        ));
+    }
+    let export_chars = export.chars().count();
+    if export_chars == 0 || export_chars > EXPORT_CHARS_MAX {
+        return Err(bad(
+            "export",
+            format!("must be 1..={EXPORT_CHARS_MAX} characters"),
+        ));
+    }
+    if args.len() > ARGS_MAX {
+        return Err(bad("args", format!("more than {ARGS_MAX}")));
+    }
+    if duration_ms == 0 || duration_ms > DURATION_MS_MAX {
+        return Err(bad("duration_ms", format!("must be 1..={DURATION_MS_MAX}")));
+    }
+    if schedule.repeats == 0 || schedule.repeats > REPEATS_MAX {
+        return Err(bad("repeats", format!("must be 1..={REPEATS_MAX}")));
+    }
+    if schedule.start_ms > SCHEDULE_MS_MAX {
+        return Err(bad("start_ms", format!("over {SCHEDULE_MS_MAX}")));
+    }
+    if schedule.delay_ms > SCHEDULE_MS_MAX {
+        return Err(bad("delay_ms", format!("over {SCHEDULE_MS_MAX}")));
+    }
+    Ok(())
 }
 
 /// A task's state as the user sees it.

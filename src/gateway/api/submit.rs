@@ -13,6 +13,7 @@ use super::{bad, ApiState};
 use crate::gateway::commands::{Command, ModuleInput, NewTask};
 use crate::gateway::views::{task_detail, ModuleStored, TaskDetail};
 use crate::gateway::{ApiError, ErrorBody};
+use crate::sched::types::check_fields;
 use crate::sched::{Schedule, TaskId, IDEMPOTENCY_KEY_BYTES_MAX};
 
 /// The JSON form of a submission: exactly one of `module` and `wasm_base64`.
@@ -155,6 +156,13 @@ pub(super) async fn submit(
                         "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} characters"
                     )));
                 }
+                // HTTP strips them on the way: such a key would not be the
+                // one the client meant (the document's pattern says so too).
+                if key.starts_with([' ', '\t']) || key.ends_with([' ', '\t']) {
+                    return Err(bad(
+                        "Idempotency-Key must not start or end with a space or tab",
+                    ));
+                }
                 Some(key.to_string())
             }
         };
@@ -224,7 +232,7 @@ fn parse_json(body: TaskJson) -> Result<NewTask, ApiError> {
             ))
         }
     };
-    Ok(NewTask {
+    let task = NewTask {
         id: parse_task_id(body.id)?,
         description: body.description,
         module,
@@ -239,7 +247,22 @@ fn parse_json(body: TaskJson) -> Result<NewTask, ApiError> {
             repeats: body.repeats,
         },
         completions_initial: body.completions,
-    })
+    };
+    check_bounds(&task)?;
+    Ok(task)
+}
+
+/// The bounds every submission is held to (the scheduler's own, checked
+/// here first so a refusal is a 400 naming the field, whatever the module).
+fn check_bounds(task: &NewTask) -> Result<(), ApiError> {
+    check_fields(
+        &task.description,
+        &task.export,
+        &task.args,
+        task.duration_ms,
+        &task.schedule,
+    )
+    .map_err(|e| bad(e.to_string()))
 }
 
 fn parse_hash(text: &str) -> Result<[u8; 32], ApiError> {
@@ -293,7 +316,7 @@ async fn parse_form(mut form: Multipart) -> Result<NewTask, ApiError> {
     let wasm = wasm.ok_or_else(|| bad("field wasm (the module file) is missing"))?;
     let repeats =
         u32::try_from(number("repeats", 1)?).map_err(|_| bad("field repeats is too large"))?;
-    Ok(NewTask {
+    let task = NewTask {
         id: parse_task_id(fields.get("id").cloned())?,
         description: fields.get("description").cloned().unwrap_or_default(),
         module: ModuleInput::Bytes(wasm),
@@ -308,7 +331,9 @@ async fn parse_form(mut form: Multipart) -> Result<NewTask, ApiError> {
             repeats,
         },
         completions_initial: number("complete", 0)?,
-    })
+    };
+    check_bounds(&task)?;
+    Ok(task)
 }
 
 /// A body over the limit is 413 wherever the form hits it; anything else is 400.

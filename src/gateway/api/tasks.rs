@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{bad, ApiState, PAGE_DEFAULT, PAGE_MAX};
+use super::{bad, ApiState, OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX, RUNS_OFFSET_MAX};
 use crate::gateway::commands::Command;
 use crate::gateway::views::{task_detail, task_summary, Purged, TaskDetail, TaskSummary};
 use crate::gateway::{ApiError, ErrorBody};
@@ -34,12 +34,12 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+fn page_limit(name: &str, limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(PAGE_DEFAULT),
-        Some(0) => Err(bad("limit must be at least 1")),
+        Some(0) => Err(bad(format!("{name} must be at least 1"))),
         Some(n) if n > PAGE_MAX => Err(bad(format!(
-            "limit {n} is over the page maximum {PAGE_MAX}"
+            "{name} {n} is over the page maximum {PAGE_MAX}"
         ))),
         Some(n) => Ok(n),
     }
@@ -72,8 +72,14 @@ pub(super) async fn list(
         None | Some("") => None,
         Some(text) => Some(TaskId::parse(text).map_err(|e| bad(format!("after: {e}")))?),
     };
-    let limit = page_limit(query.limit)?;
+    let limit = page_limit("limit", query.limit)?;
     let offset = query.offset;
+    if offset > OFFSET_MAX {
+        return Err(bad(format!(
+            "offset {offset} is over {OFFSET_MAX}: page on with `after` (the last id \
+             of the previous page) instead"
+        )));
+    }
     let headers = state
         .reader
         .read(move |store| store.list(status, after.as_ref(), offset, limit))
@@ -133,8 +139,13 @@ pub(super) async fn detail(
     let Path(TaskPath { id }) = path.map_err(path_error)?;
     let id = task_id(&id)?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let limit = page_limit(query.runs_limit)?;
+    let limit = page_limit("runs_limit", query.runs_limit)?;
     let offset = query.runs_offset;
+    if offset > RUNS_OFFSET_MAX {
+        return Err(bad(format!(
+            "runs_offset {offset} is over {RUNS_OFFSET_MAX}, the most runs a task has"
+        )));
+    }
     let wanted = id.clone();
     let (header, runs) = state
         .reader
