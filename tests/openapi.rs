@@ -237,7 +237,41 @@ fn the_document_is_openapi_3_1_served_as_built_and_every_ref_resolves() {
             .map(str::to_string)
             .collect();
         assert_eq!(declared, in_path, "{method} {path}: path parameters");
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            let name = &parameter["name"];
+            if parameter["in"] == "path" {
+                assert_eq!(parameter["required"], true, "{method} {path}: {name}");
+            }
+            assert!(
+                parameter["description"].is_string(),
+                "{method} {path}: {name} undescribed"
+            );
+            // Authentication is the security scheme, never a parameter.
+            assert!(
+                !name.as_str().unwrap().eq_ignore_ascii_case("authorization"),
+                "{method} {path}"
+            );
+        }
+        // Every id in a path has the id pattern.
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            if parameter["name"] == "id" {
+                let schema = resolve(&doc, &parameter["schema"]);
+                assert_eq!(schema["pattern"], ww_sched::sched::TASK_ID_PATTERN);
+            }
+        }
     }
+    // Authentication: an optional bearer token (a loopback gateway needs
+    // none); the open routes need nothing at all.
+    assert_eq!(doc["security"], json!([{ "bearer": [] }, {}]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]));
+    // A submission: closed, and exactly one of the two module sources.
+    let submission = &doc["components"]["schemas"]["TaskJson"]["allOf"];
+    assert_eq!(submission[0]["additionalProperties"], false);
+    assert_eq!(submission[1]["oneOf"].as_array().map(Vec::len), Some(2));
     // `ww-sched openapi` prints the same document, without a gateway.
     let printed = std::process::Command::new(env!("CARGO_BIN_EXE_ww-sched"))
         .arg("openapi")
@@ -927,6 +961,38 @@ fn check(doc: &Value, case: &Case, answer: &Answer) -> Result<(), String> {
         }
     } else if std::str::from_utf8(&answer.body).is_err() {
         return Err(format!("a text body that is not UTF-8:\n{}", shown()));
+    } else if got == "text/event-stream" {
+        // Each frame as the document's `x-item-schema` says: `data:` lines,
+        // each one `Event`.
+        let frame_schema = &documented["x-item-schema"];
+        if !frame_schema.is_object() {
+            return Err(format!(
+                "an event stream without x-item-schema:\n{}",
+                shown()
+            ));
+        }
+        let text = String::from_utf8_lossy(&answer.body);
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .map(str::trim_start)
+            .collect();
+        if data.is_empty() {
+            return Err(format!("an event frame without data:\n{}", shown()));
+        }
+        let mut schema =
+            json!({ "allOf": [frame_schema["properties"]["data"]["contentSchema"].clone()] });
+        schema["components"] = strict_components(doc);
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| format!("the event schema does not compile: {e}"))?;
+        for line in data {
+            let event: Value = serde_json::from_str(line)
+                .map_err(|e| format!("event data not JSON ({e}):\n{}", shown()))?;
+            let first = validator.iter_errors(&event).next().map(|e| e.to_string());
+            if let Some(e) = first {
+                return Err(format!("an event off its schema: {e}\n{}", shown()));
+            }
+        }
     }
     Ok(())
 }

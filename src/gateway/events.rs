@@ -26,6 +26,9 @@ pub const SUBSCRIBERS_MAX: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// The first event of every stream, once it is subscribed: (re)load
+    /// what you show, and follow the events from here.
+    Hello,
     /// A task was committed with this status (new, changed or final).
     Task {
         /// The task's id.

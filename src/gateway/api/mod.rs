@@ -7,6 +7,7 @@
 mod events;
 pub mod guard;
 mod openapi;
+pub mod schema;
 pub mod serve;
 mod submit;
 mod tasks;

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{bad, ApiState};
+use super::{bad, schema, ApiState};
 use crate::gateway::commands::{Command, ModuleInput, NewTask};
 use crate::gateway::views::{task_detail, ModuleStored, TaskDetail};
 use crate::gateway::{ApiError, ErrorBody};
@@ -17,7 +17,9 @@ use crate::sched::types::check_fields;
 use crate::sched::{Schedule, TaskId, IDEMPOTENCY_KEY_BYTES_MAX};
 
 /// The JSON form of a submission: exactly one of `module` and `wasm_base64`.
-#[derive(Deserialize, ToSchema)]
+/// Its schema is written out (`schema::task_json`): the derived one could
+/// say neither the bounds nor the one-of.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TaskJson {
     /// The task's id (letters, digits, `-`, `_`, `.`); generated when absent.
@@ -31,7 +33,6 @@ pub(super) struct TaskJson {
     wasm_base64: Option<String>,
     /// The export each run calls.
     #[serde(default = "default_export")]
-    #[schema(default = "run")]
     export: String,
     /// The export's integer arguments.
     #[serde(default)]
@@ -44,7 +45,6 @@ pub(super) struct TaskJson {
     memory_pages_max: u32,
     /// Per-run time limit.
     #[serde(default = "default_duration_ms")]
-    #[schema(default = 30000, minimum = 1)]
     duration_ms: u64,
     /// When the first run falls due, after submission.
     #[serde(default)]
@@ -54,40 +54,42 @@ pub(super) struct TaskJson {
     delay_ms: u64,
     /// Runs to make.
     #[serde(default = "one")]
-    #[schema(default = 1, minimum = 1)]
     repeats: u32,
     /// Completions already counted (runs to skip).
     #[serde(default)]
     completions: u64,
 }
 
+impl utoipa::PartialSchema for TaskJson {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema::task_json()
+    }
+}
+
+impl ToSchema for TaskJson {}
+
 /// The original's multipart form (times in seconds; `input` and
 /// `difficulty` are the export's two arguments). `parse_form` reads it
-/// field by field, by these names.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Only its schema is used: the form is streamed, not deserialised.
-pub(super) struct TaskForm {
-    /// The module file.
-    #[schema(value_type = String, format = Binary)]
-    wasm: Vec<u8>,
-    /// The first argument.
-    input: i64,
-    /// The second argument.
-    difficulty: i64,
-    /// The task's id; generated when absent.
-    id: Option<String>,
-    /// Free text.
-    description: Option<String>,
-    /// Time limit per run, in seconds (default 30).
-    duration: Option<u64>,
-    /// When the first run falls due, in seconds after submission.
-    start: Option<u64>,
-    /// Seconds between runs.
-    delay: Option<u64>,
-    /// Runs to make (default 1).
-    repeats: Option<u32>,
-    /// Completions already counted.
-    complete: Option<u64>,
+/// field by field; its schema is `schema::task_form`.
+pub(super) struct TaskForm;
+
+impl utoipa::PartialSchema for TaskForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema::task_form()
+    }
+}
+
+impl ToSchema for TaskForm {}
+
+/// The headers of `POST /tasks`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only its parameters are used: the header is read by hand.
+pub(super) struct SubmitHeaders {
+    /// Makes a retried submission return the task the first one made
+    /// (visible ASCII, 1 to 256 characters); used with another body: 422.
+    #[param(rename = "Idempotency-Key", schema_with = schema::idempotency_key)]
+    idempotency_key: Option<String>,
 }
 
 /// A WebAssembly module's bytes.
@@ -120,8 +122,7 @@ fn parse_task_id(id: Option<String>) -> Result<Option<TaskId>, ApiError> {
 /// `POST /tasks`: 201 with the task once it is committed (200 for a retry
 /// with the same `Idempotency-Key`).
 #[utoipa::path(post, path = "/tasks", tag = "tasks",
-    params(("Idempotency-Key" = Option<String>, Header,
-            description = "Makes a retried submission return the task the first one made (1 to 256 visible ASCII characters)")),
+    params(SubmitHeaders),
     request_body(content(
         (TaskJson = "application/json"),
         (TaskForm = "multipart/form-data"),
@@ -131,9 +132,9 @@ fn parse_task_id(id: Option<String>) -> Result<Option<TaskId>, ApiError> {
          headers(("Location" = String, description = "/tasks/{id}"))),
         (status = 200, description = "A retry with the same Idempotency-Key: the task it made", body = TaskDetail),
         (status = 409, description = "A task with this id exists already", body = ErrorBody),
-        (status = 413, description = "The body is over the limit", body = ErrorBody),
-        (status = 422, description = "The module is not valid WebAssembly, or `module` names none uploaded",
-         body = ErrorBody),
+        (status = 413, description = "The body or the module is over the limit", body = ErrorBody),
+        (status = 422, description = "The module is not valid WebAssembly, `module` names none uploaded, \
+          or the `Idempotency-Key` was used with another body", body = ErrorBody),
     ))]
 pub(super) async fn submit(
     State(state): State<ApiState>,

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{bad, ApiState, OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX, RUNS_OFFSET_MAX};
+use super::{bad, schema, ApiState, OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX, RUNS_OFFSET_MAX};
 use crate::gateway::commands::Command;
 use crate::gateway::views::{task_detail, task_summary, Purged, TaskDetail, TaskSummary};
 use crate::gateway::{ApiError, ErrorBody};
@@ -21,16 +21,19 @@ use crate::sched::{Run, TaskId, TaskStatus};
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Only tasks with this status (empty: all).
-    #[param(value_type = Option<TaskStatus>)]
+    #[param(schema_with = schema::status)]
     status: Option<String>,
     /// Only tasks whose id sorts after this one (a cursor: the last id of the
-    /// previous page).
+    /// previous page; empty: from the first).
+    #[param(schema_with = schema::after)]
     after: Option<String>,
-    /// Tasks to skip (after the cursor).
+    /// Tasks to skip (after the cursor), at most 10,000: page further with
+    /// `after`.
     #[serde(default)]
+    #[param(schema_with = schema::offset)]
     offset: usize,
     /// Tasks in the page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(schema_with = schema::limit)]
     limit: Option<usize>,
 }
 
@@ -93,11 +96,13 @@ pub(super) async fn list(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct DetailQuery {
-    /// Index of the first run in the page.
+    /// Index of the first run in the page, 0 to 10,000 (the most runs a task
+    /// has: from there the page is empty).
     #[serde(default)]
+    #[param(schema_with = schema::runs_offset)]
     runs_offset: u32,
     /// Runs in the page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(schema_with = schema::limit)]
     runs_limit: Option<usize>,
 }
 
@@ -105,7 +110,8 @@ pub(super) struct DetailQuery {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(super) struct TaskPath {
-    /// The task's id.
+    /// The task's id (an id that breaks the id rules names no task: 404).
+    #[param(schema_with = schema::task_id)]
     id: String,
 }
 
@@ -114,9 +120,10 @@ pub(super) struct TaskPath {
 #[into_params(parameter_in = Path)]
 pub(super) struct RunPath {
     /// The task's id.
+    #[param(schema_with = schema::task_id)]
     id: String,
     /// The run's index, 0 to repeats - 1.
-    #[param(value_type = u32)]
+    #[param(schema_with = schema::run_index)]
     index: String,
 }
 
@@ -222,6 +229,7 @@ pub(super) async fn run_stdout(
 pub(super) struct DeleteQuery {
     /// Delete the (finished) task and its runs instead of cancelling it.
     #[serde(default)]
+    #[param(schema_with = schema::purge)]
     purge: bool,
 }
 
