@@ -49,7 +49,7 @@ use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::sched::types::REPEATS_MAX;
 use ww_sched::sched::{
     Batch, Op, RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, Task, TaskId,
-    TaskSpec,
+    TaskSpec, WorkerId,
 };
 use ww_sched::worker::{RemoteWorker, WorkerConfig, WorkerServer};
 
@@ -464,7 +464,7 @@ fn runs(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
 /// again), built by the scheduler so that `gateway_parts` runs alone.
 fn open_task() -> Task {
     let id = TaskId::parse("sample").expect("id");
-    let worker = Identity::from_secret([1; 32]).peer_id().to_string();
+    let worker = WorkerId::from(Identity::from_secret([1; 32]).peer_id());
     let mut sched = Scheduler::new(SchedConfig::default());
     sched.worker_joined(0, &worker, RUNS);
     let spec = TaskSpec {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ww_sched::gateway::Planner;
 use ww_sched::sched::{
-    BatchReport, Effect, RunOutcome, SchedConfig, Schedule, Scheduler, TaskId, TaskSpec, TaskStatus,
+    BatchReport, Effect, RunOutcome, SchedConfig, Schedule, Scheduler, TaskId, TaskSpec,
+    TaskStatus, WorkerId,
 };
 
 fn spec(repeats: u32) -> TaskSpec {
@@ -47,7 +48,8 @@ fn one_task(repeats: u32) -> Duration {
     let mut now_ms = 1;
     let mut finished = 0u32;
     let mut succeeded = false;
-    let mut effects = sched.worker_joined(now_ms, "worker", 8);
+    let worker = WorkerId::from(ww::transport::Identity::from_secret([1; 32]).peer_id());
+    let mut effects = sched.worker_joined(now_ms, &worker, 8);
     effects.extend(sched.submit(now_ms, spec(repeats)).expect("accepted"));
     loop {
         for effect in effects.drain(..) {

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use ww::rpc;
 use ww_sched::gateway::{lock, ApiAccess, ApiToken, Event, HttpLimits, SUBSCRIBERS_MAX};
+use ww_sched::sched::WorkerId;
 
 use gateway_support::*;
 
@@ -192,17 +193,20 @@ fn a_lagging_subscriber_gets_resync() {
         let mut sse = subscribed(&h).await;
         let bus = h.gateway.as_ref().unwrap().events();
         let total = ww_sched::gateway::EVENTS_CAPACITY + 100;
+        // Told apart by their reasons (a worker is named by a peer id only).
+        let peer = WorkerId::from(ww::transport::Identity::from_secret([5; 32]).peer_id());
         for n in 0..total {
             bus.publish(Event::WorkerLeft {
-                peer: format!("p{n}"),
-                reason: "test".into(),
+                peer: peer.clone(),
+                reason: format!("r{n}"),
             });
         }
         let resync = sse.next_within(Duration::from_secs(5)).await.unwrap();
         assert_eq!(resync, json!({"type": "resync", "missed": 100}));
         // Then the events it did not miss, in order.
         let next = sse.next_within(Duration::from_secs(5)).await.unwrap();
-        assert_eq!(next["peer"], "p100");
+        assert_eq!(next["reason"], "r100");
+        assert_eq!(next["peer"], peer.as_str());
     })
     .unwrap();
 }
@@ -288,12 +292,13 @@ fn the_stream_needs_the_token_and_outlives_the_deadline() {
         // Past the 300 ms deadline, the stream still carries events.
         tokio::time::sleep(Duration::from_millis(900)).await;
         let bus = h.gateway.as_ref().unwrap().events();
+        let peer = WorkerId::from(ww::transport::Identity::from_secret([6; 32]).peer_id());
         bus.publish(Event::WorkerJoined {
-            peer: "late".into(),
+            peer: peer.clone(),
             slots: 1,
         });
         let late = sse.next_within(Duration::from_secs(5)).await.unwrap();
-        assert_eq!(late["peer"], "late");
+        assert_eq!(late["peer"], peer.as_str());
     })
     .unwrap();
 }

@@ -176,7 +176,7 @@ impl Model {
                     let outcome = match kind {
                         0 => ok(),
                         1 => RunOutcome::TaskFailed {
-                            kind: "trap".into(),
+                            kind: ww::exec::ErrorKind::Trap,
                             message: "boom".into(),
                             stdout: String::new(),
                             fuel_used: 1,
@@ -303,7 +303,7 @@ proptest! {
         fail_at in 0u64..12,
     ) {
         let mut sched = Scheduler::new(SchedConfig { attempts_max: 2, ..config(seed) });
-        sched.worker_joined(0, "w", 3);
+        sched.worker_joined(0, &worker("w"), 3);
         let mut model = Model {
             sched,
             plan: Planner::new(std::iter::empty()),

@@ -427,6 +427,14 @@ fn bad_requests_are_refused_with_the_error_shape_and_change_nothing() {
             ("/tasks?status=PENDING", "status"),
             ("/tasks?limit=many", "limit"),
             ("/tasks?offset=-1", "offset"),
+            // Past the bound: page with the cursor.
+            ("/tasks?offset=10001", "after"),
+            ("/tasks?limit=0", "limit"),
+            ("/tasks?limit=1001", "limit"),
+            ("/tasks?after=a%20b", "after"),
+            ("/tasks?after=%C3%BC", "after"),
+            ("/tasks/nope?runs_offset=10001", "runs_offset"),
+            ("/tasks/nope?runs_limit=1001", "runs_limit"),
         ] {
             let (status, answer) = h.get(uri).await;
             assert_error(
@@ -437,6 +445,18 @@ fn bad_requests_are_refused_with_the_error_shape_and_change_nothing() {
                 needle,
             );
         }
+
+        // At the bounds, answered.
+        for uri in ["/tasks?offset=10000&limit=1000", "/tasks?after="] {
+            let (status, _) = h.get(uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+        }
+        let (status, _) = h.get("/tasks/nope?runs_offset=10000").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "in bounds: the task is looked for"
+        );
 
         assert_eq!(
             h.all_tasks().await,

@@ -237,7 +237,41 @@ fn the_document_is_openapi_3_1_served_as_built_and_every_ref_resolves() {
             .map(str::to_string)
             .collect();
         assert_eq!(declared, in_path, "{method} {path}: path parameters");
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            let name = &parameter["name"];
+            if parameter["in"] == "path" {
+                assert_eq!(parameter["required"], true, "{method} {path}: {name}");
+            }
+            assert!(
+                parameter["description"].is_string(),
+                "{method} {path}: {name} undescribed"
+            );
+            // Authentication is the security scheme, never a parameter.
+            assert!(
+                !name.as_str().unwrap().eq_ignore_ascii_case("authorization"),
+                "{method} {path}"
+            );
+        }
+        // Every id in a path has the id pattern.
+        for parameter in operation["parameters"].as_array().into_iter().flatten() {
+            if parameter["name"] == "id" {
+                let schema = resolve(&doc, &parameter["schema"]);
+                assert_eq!(schema["pattern"], ww_sched::sched::TASK_ID_PATTERN);
+            }
+        }
     }
+    // Authentication: an optional bearer token (a loopback gateway needs
+    // none); the open routes need nothing at all.
+    assert_eq!(doc["security"], json!([{ "bearer": [] }, {}]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([{}]));
+    // A submission: closed, and exactly one of the two module sources.
+    let submission = &doc["components"]["schemas"]["TaskJson"]["allOf"];
+    assert_eq!(submission[0]["additionalProperties"], false);
+    assert_eq!(submission[1]["oneOf"].as_array().map(Vec::len), Some(2));
     // `ww-sched openapi` prints the same document, without a gateway.
     let printed = std::process::Command::new(env!("CARGO_BIN_EXE_ww-sched"))
         .arg("openapi")
@@ -927,6 +961,38 @@ fn check(doc: &Value, case: &Case, answer: &Answer) -> Result<(), String> {
         }
     } else if std::str::from_utf8(&answer.body).is_err() {
         return Err(format!("a text body that is not UTF-8:\n{}", shown()));
+    } else if got == "text/event-stream" {
+        // Each frame as the document's `x-item-schema` says: `data:` lines,
+        // each one `Event`.
+        let frame_schema = &documented["x-item-schema"];
+        if !frame_schema.is_object() {
+            return Err(format!(
+                "an event stream without x-item-schema:\n{}",
+                shown()
+            ));
+        }
+        let text = String::from_utf8_lossy(&answer.body);
+        let data: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .map(str::trim_start)
+            .collect();
+        if data.is_empty() {
+            return Err(format!("an event frame without data:\n{}", shown()));
+        }
+        let mut schema =
+            json!({ "allOf": [frame_schema["properties"]["data"]["contentSchema"].clone()] });
+        schema["components"] = strict_components(doc);
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| format!("the event schema does not compile: {e}"))?;
+        for line in data {
+            let event: Value = serde_json::from_str(line)
+                .map_err(|e| format!("event data not JSON ({e}):\n{}", shown()))?;
+            let first = validator.iter_errors(&event).next().map(|e| e.to_string());
+            if let Some(e) = first {
+                return Err(format!("an event off its schema: {e}\n{}", shown()));
+            }
+        }
     }
     Ok(())
 }
@@ -968,6 +1034,707 @@ fn generated_requests_get_documented_answers_and_never_5xx() {
     let all: BTreeSet<u16> = seen.values().flatten().copied().collect();
     for status in [200, 201, 400, 401, 403, 404, 409, 422] {
         assert!(all.contains(&status), "no case answered {status}: {seen:?}");
+    }
+    drop(world);
+}
+
+// ---------------------------------------------------------------------------
+// The request side: what the document calls valid is accepted (a success,
+// or a refusal the document names for a reason of state or content: 404,
+// 409, 422), and what it calls invalid is refused with a 4xx. Values come
+// from the document's own schemas (types, bounds, patterns through
+// proptest's regex strategies) and each request is held to the document with
+// `jsonschema` before it is sent, so the test checks the document and the
+// server against each other.
+
+/// Answers a valid request may get besides the operation's successes: refusals
+/// of state (no such task: 404; an id or purge in conflict: 409) or of
+/// content the schema cannot judge (a module that is not WebAssembly, or not
+/// uploaded; a key reused with another body: 422).
+const STATE_REFUSALS: [u16; 3] = [404, 409, 422];
+
+/// Values drawn from the document's schemas, one case's worth.
+struct Maker<'a> {
+    doc: &'a Value,
+    rng: ChaCha8Rng,
+    runner: TestRunner,
+}
+
+/// Compiled validators of the document's schemas, by schema text.
+type Validators = RefCell<BTreeMap<String, std::rc::Rc<jsonschema::Validator>>>;
+
+thread_local! {
+    static VALIDATORS: Validators = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// Whether `value` is valid under `schema`, a schema of `doc` (whose
+/// components its `$ref`s name).
+fn conforms(doc: &Value, schema: &Value, value: &Value) -> bool {
+    let key = schema.to_string();
+    let validator = VALIDATORS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| {
+                let mut root = json!({ "allOf": [schema.clone()] });
+                root["components"] = doc["components"].clone();
+                std::rc::Rc::new(
+                    jsonschema::validator_for(&root)
+                        .unwrap_or_else(|e| panic!("{schema} does not compile: {e}")),
+                )
+            })
+            .clone()
+    });
+    validator.is_valid(value)
+}
+
+/// Characters a free string is made of: ASCII, and one of each UTF-8 width
+/// (lengths are counted in characters, not bytes), and some JSON escapes.
+const CHARS: [char; 10] = ['a', 'Z', '7', ' ', 'é', '€', '𝄞', '"', '\\', '\n'];
+
+impl<'a> Maker<'a> {
+    fn new(doc: &'a Value, seed: u64) -> Maker<'a> {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+            &bytes,
+        );
+        Maker {
+            doc,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            runner: TestRunner::new_with_rng(ProptestConfig::default(), rng),
+        }
+    }
+
+    fn coin(&mut self, p: f64) -> bool {
+        self.rng.random_bool(p)
+    }
+
+    /// A string matching `pattern` (anchored at both ends, as every pattern
+    /// of the document is), drawn by proptest's regex strategy.
+    fn matching(&mut self, pattern: &str) -> String {
+        let inner = pattern
+            .strip_prefix('^')
+            .and_then(|p| p.strip_suffix('$'))
+            .unwrap_or_else(|| panic!("pattern {pattern} is not anchored"));
+        let strategy = proptest::string::string_regex(inner)
+            .unwrap_or_else(|e| panic!("pattern {pattern}: {e}"));
+        proptest::strategy::ValueTree::current(&strategy.new_tree(&mut self.runner).unwrap())
+    }
+
+    /// A whole number in `min..=max`, often at or next to a bound.
+    fn whole(&mut self, min: i128, max: i128) -> i128 {
+        let span = max - min;
+        match self.rng.random_range(0..7) {
+            0 => min,
+            1 => max,
+            2 => min + self.rng.random_range(0..=span.min(3) as u64) as i128,
+            3 => max - self.rng.random_range(0..=span.min(3) as u64) as i128,
+            4 => {
+                // Log-uniform: every order of magnitude of the range.
+                let span = u64::try_from(span).unwrap_or(u64::MAX);
+                let bits = self.rng.random_range(0..=64 - span.leading_zeros());
+                let top = if bits >= 64 {
+                    span
+                } else {
+                    ((1u64 << bits) - 1).min(span)
+                };
+                min + i128::from(self.rng.random_range(0..=top))
+            }
+            _ => min + self.rng.random_range(0..=span.min(100) as u64) as i128,
+        }
+    }
+
+    /// A valid value of `schema`.
+    fn valid(&mut self, schema: &Value) -> Value {
+        let schema = resolve(self.doc, schema).clone();
+        if let Some(members) = schema.get("allOf").and_then(Value::as_array) {
+            // Drawn from the member with the properties, and kept only if it
+            // also satisfies the others (the one-of of a submission).
+            let base = members
+                .iter()
+                .find(|m| resolve(self.doc, m).get("properties").is_some())
+                .unwrap_or(&members[0])
+                .clone();
+            for _ in 0..256 {
+                let value = self.valid(&base);
+                if conforms(self.doc, &schema, &value) {
+                    return value;
+                }
+            }
+            panic!("no valid value of {schema} in 256 draws");
+        }
+        if let Some(choices) = schema
+            .get("oneOf")
+            .or_else(|| schema.get("anyOf"))
+            .and_then(Value::as_array)
+        {
+            let pick = choices[self.rng.random_range(0..choices.len())].clone();
+            return self.valid(&pick);
+        }
+        if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+            return options[self.rng.random_range(0..options.len())].clone();
+        }
+        let kind = match &schema["type"] {
+            Value::String(kind) => kind.clone(),
+            Value::Array(kinds) => kinds[self.rng.random_range(0..kinds.len())]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            other => panic!("a schema without a type: {schema} ({other})"),
+        };
+        let bound = |key: &str, default: i128| {
+            schema[key]
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| schema[key].as_u64().map(i128::from))
+                .unwrap_or(default)
+        };
+        match kind.as_str() {
+            "null" => Value::Null,
+            "boolean" => json!(self.coin(0.5)),
+            "integer" => {
+                let n = self.whole(
+                    bound("minimum", i128::from(i64::MIN)),
+                    bound("maximum", i128::from(u64::MAX)),
+                );
+                match i64::try_from(n) {
+                    Ok(n) => json!(n),
+                    Err(_) => json!(u64::try_from(n).unwrap()),
+                }
+            }
+            "string" => {
+                let (min, max) = (bound("minLength", 0), bound("maxLength", 64));
+                if let Some(pattern) = schema["pattern"].as_str() {
+                    for _ in 0..64 {
+                        let text = self.matching(pattern);
+                        let chars = text.chars().count() as i128;
+                        if (min..=max).contains(&chars) {
+                            return json!(text);
+                        }
+                    }
+                    panic!("no string of {schema} in 64 draws");
+                }
+                let len = match self.rng.random_range(0..4) {
+                    0 => min,
+                    1 => max,
+                    _ => self.whole(min, max.min(min + 16)),
+                };
+                let text: String = (0..len)
+                    .map(|_| CHARS[self.rng.random_range(0..CHARS.len())])
+                    .collect();
+                json!(text)
+            }
+            "array" => {
+                let max = bound("maxItems", 8);
+                let len = if self.coin(0.2) {
+                    max
+                } else {
+                    self.whole(bound("minItems", 0), max.min(4))
+                };
+                Value::Array((0..len).map(|_| self.valid(&schema["items"])).collect())
+            }
+            "object" => {
+                let required: BTreeSet<String> = schema["required"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                let mut object = serde_json::Map::new();
+                for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+                    if required.contains(name) || self.coin(0.5) {
+                        object.insert(name.clone(), self.valid(property));
+                    }
+                }
+                Value::Object(object)
+            }
+            other => panic!("a type the generator does not know: {other}"),
+        }
+    }
+
+    /// Ways to break `value` that the document forbids (each checked: the
+    /// document calls the result invalid), named, in a random order.
+    fn invalid(&mut self, schema: &Value, value: &Value) -> Vec<(String, Value)> {
+        let schema = resolve(self.doc, schema).clone();
+        let mut ways: Vec<(String, Value)> = Vec::new();
+        if let Some(below) = schema["minimum"].as_i64().and_then(|m| m.checked_sub(1)) {
+            ways.push(("below minimum".into(), json!(below)));
+        }
+        if let Some(max) = schema["maximum"].as_u64().filter(|m| *m < u64::MAX) {
+            ways.push(("above maximum".into(), json!(max + 1)));
+        }
+        if schema["type"] == "integer" {
+            ways.push(("not an integer".into(), json!(1.5)));
+            ways.push(("a string for an integer".into(), json!("7")));
+        }
+        if let Some(max) = schema["maxLength"].as_u64() {
+            ways.push(("too long".into(), json!("x".repeat(max as usize + 1))));
+        }
+        if schema["minLength"].as_u64() == Some(1) {
+            ways.push(("empty".into(), json!("")));
+        }
+        if let (Some(pattern), Some(text)) = (schema["pattern"].as_str(), value.as_str()) {
+            for bad in [" ", "!", "é", "/"] {
+                let mut broken = text.to_string();
+                let mut at = self.rng.random_range(0..=text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                broken.insert_str(at, bad);
+                ways.push((format!("off pattern {pattern}"), json!(broken)));
+            }
+        }
+        if let (Some(max), Some(items)) = (schema["maxItems"].as_u64(), value.as_array()) {
+            let item = items.first().cloned().unwrap_or(json!(1));
+            ways.push(("too many items".into(), json!(vec![item; max as usize + 1])));
+        }
+        if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+            if options.iter().all(Value::is_string) {
+                ways.push(("not in the enum".into(), json!("bogus")));
+            }
+        }
+        if schema.get("anyOf").is_some() {
+            ways.push(("none of anyOf".into(), json!("bogus")));
+        }
+        if schema["type"] == "string" {
+            ways.push(("null for a string".into(), Value::Null));
+        }
+        let mut ways: Vec<(String, Value)> = ways
+            .into_iter()
+            .filter(|(_, broken)| !conforms(self.doc, &schema, broken))
+            .collect();
+        // Shuffled, so each way gets its turn.
+        for i in (1..ways.len()).rev() {
+            let j = self.rng.random_range(0..=i);
+            ways.swap(i, j);
+        }
+        ways
+    }
+}
+
+/// A parameter's or form field's text as the document judges it: the
+/// number or boolean it spells where the schema wants one, else the text.
+fn as_sent(doc: &Value, schema: &Value, text: &str) -> Value {
+    let schema = resolve(doc, schema);
+    if matches!(schema["type"].as_str(), Some("integer" | "boolean")) {
+        if let Ok(value @ (Value::Number(_) | Value::Bool(_))) = serde_json::from_str(text) {
+            return value;
+        }
+    }
+    json!(text)
+}
+
+/// What one request is meant to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Intent {
+    /// Valid by the document: answered with a success or a state refusal.
+    Valid,
+    /// Invalid in its path: refused, 404 (no task or run is named by it).
+    BadPath,
+    /// Invalid in its query, a header or its body: refused, 400.
+    BadShape,
+}
+
+/// A request made from the document for operation `which`, valid, or with
+/// one part broken (the document calls the result invalid).
+fn documented_case(
+    world: &World,
+    which: usize,
+    seed: u64,
+    break_it: bool,
+) -> (Case, Intent, String) {
+    let doc = &world.doc;
+    let all = operations(doc);
+    let (method, template, operation) = &all[which % all.len()];
+    let mut maker = Maker::new(doc, seed);
+    // Where a break goes: one of the parameters, or the body.
+    let parameters: Vec<Value> = operation["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| resolve(doc, p).clone())
+        .collect();
+    let has_body = operation["requestBody"]["content"].is_object();
+    let targets = parameters.len() + usize::from(has_body);
+    let broken_at = (break_it && targets > 0).then(|| maker.rng.random_range(0..targets));
+    let mut intent = Intent::Valid;
+    let mut how = String::new();
+    let mut path = template.clone();
+    let mut query = Vec::new();
+    let mut headers = vec![
+        ("authorization".to_string(), format!("Bearer {TOKEN}")),
+        ("host".to_string(), HOST.to_string()),
+    ];
+    for (i, parameter) in parameters.iter().enumerate() {
+        let name = parameter["name"].as_str().unwrap();
+        let schema = &parameter["schema"];
+        let place = parameter["in"].as_str().unwrap();
+        let required = parameter["required"] == true || place == "path";
+        let mut value = maker.valid(schema);
+        // Reach stored tasks and runs too, not only ids nobody made.
+        if name == "id" && maker.coin(0.6) {
+            value =
+                json!(["seed-done", "seed-pending", "seed-cancel"][maker.rng.random_range(0..3)]);
+        }
+        if name == "index" && maker.coin(0.6) {
+            value = json!(maker.rng.random_range(0..3));
+        }
+        if broken_at == Some(i) {
+            // As text, which is what a parameter is: a break must still be
+            // one once written down ("7" is the integer 7).
+            let broken = maker
+                .invalid(schema, &value)
+                .into_iter()
+                .find(|(_, broken)| {
+                    !conforms(doc, schema, &as_sent(doc, schema, &form_text(broken)))
+                });
+            match broken {
+                Some((way, broken)) => {
+                    how = format!("{place} {name}: {way} ({broken})");
+                    value = broken;
+                    intent = if place == "path" {
+                        Intent::BadPath
+                    } else {
+                        Intent::BadShape
+                    };
+                }
+                None => how = format!("{place} {name}: nothing to break"),
+            }
+        } else if !required && maker.coin(0.4) {
+            continue;
+        }
+        let sent = as_sent(doc, schema, &form_text(&value));
+        assert_eq!(
+            conforms(doc, schema, &sent),
+            intent == Intent::Valid || broken_at != Some(i),
+            "{name} = {sent}: the document's judgement is not the one meant"
+        );
+        let text = percent_encode(&form_text(&value));
+        match place {
+            "path" => path = path.replace(&format!("{{{name}}}"), &text),
+            "query" => query.push(format!("{name}={text}")),
+            "header" => headers.push((name.to_string(), form_text(&value))),
+            other => panic!("parameter in {other}"),
+        }
+    }
+    let mut body = Vec::new();
+    if let Some(content) = operation["requestBody"]["content"].as_object() {
+        let kinds: Vec<&String> = content.keys().collect();
+        let kind = kinds[maker.rng.random_range(0..kinds.len())].clone();
+        let schema = resolve(doc, &content[&kind]["schema"]).clone();
+        let break_body = broken_at == Some(parameters.len());
+        if kind == "application/json" {
+            let mut value = maker.valid(&schema);
+            let object = value.as_object_mut().unwrap();
+            // Reach past the module checks: the uploaded module, the echo
+            // module's bytes (both still match their patterns); a few runs.
+            if object.get("module").is_some_and(Value::is_string) && maker.coin(0.7) {
+                object.insert("module".into(), json!(world.module_hash));
+            }
+            if object.get("wasm_base64").is_some_and(Value::is_string) && maker.coin(0.7) {
+                let wasm = base64::engine::general_purpose::STANDARD.encode(echo_wasm());
+                object.insert("wasm_base64".into(), json!(wasm));
+            }
+            if maker.coin(0.2) {
+                object.insert("id".into(), json!("seed-pending"));
+            }
+            if object.get("repeats").and_then(Value::as_u64).unwrap_or(1) > 4 {
+                let start = object.get("start_ms").and_then(Value::as_u64).unwrap_or(0);
+                object.insert("start_ms".into(), json!(start.max(3_600_000)));
+            }
+            assert!(
+                conforms(doc, &schema, &value),
+                "body off its schema: {value}"
+            );
+            if break_body {
+                how = break_submission(&mut maker, &schema, &mut value);
+                assert!(
+                    !conforms(doc, &schema, &value),
+                    "{how}: {value} still valid"
+                );
+                intent = Intent::BadShape;
+            }
+            body = value.to_string().into_bytes();
+            headers.push(("content-type".into(), kind.clone()));
+        } else if kind == "multipart/form-data" {
+            let mut value = maker.valid(&schema);
+            let object = value.as_object_mut().unwrap();
+            if maker.coin(0.2) {
+                object.insert("id".into(), json!("seed-pending"));
+            }
+            if object.get("repeats").and_then(Value::as_u64).unwrap_or(1) > 4 {
+                let start = object.get("start").and_then(Value::as_u64).unwrap_or(0);
+                object.insert("start".into(), json!(start.max(3_600)));
+            }
+            let wasm = if maker.coin(0.8) {
+                echo_wasm()
+            } else {
+                b"not a module".to_vec()
+            };
+            object.insert("wasm".into(), json!("(the file)"));
+            assert!(
+                conforms(doc, &schema, &value),
+                "form off its schema: {value}"
+            );
+            if break_body {
+                let fields: Vec<String> = schema["properties"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| *k != "wasm")
+                    .cloned()
+                    .collect();
+                let field = fields[maker.rng.random_range(0..fields.len())].clone();
+                let field_schema = schema["properties"][&field].clone();
+                let current = value.get(&field).cloned().unwrap_or(Value::Null);
+                // Fields are text too.
+                let broken = maker
+                    .invalid(&field_schema, &current)
+                    .into_iter()
+                    .filter(|(_, b)| !b.is_null())
+                    .find(|(_, b)| {
+                        !conforms(
+                            doc,
+                            &field_schema,
+                            &as_sent(doc, &field_schema, &form_text(b)),
+                        )
+                    });
+                match broken {
+                    Some((way, broken)) => {
+                        how = format!("form field {field}: {way} ({broken})");
+                        value[&field] = as_sent(doc, &field_schema, &form_text(&broken));
+                    }
+                    None => {
+                        how = "form without its required field input".into();
+                        value.as_object_mut().unwrap().remove("input");
+                    }
+                }
+                assert!(!conforms(doc, &schema, &value), "{how}: still valid");
+                intent = Intent::BadShape;
+            }
+            let mut fields: BTreeMap<String, Value> = value
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            fields.remove("wasm");
+            body = multipart(&fields, Some(&wasm));
+            headers.push((
+                "content-type".into(),
+                "multipart/form-data; boundary=openapi-test-boundary".into(),
+            ));
+        } else {
+            body = if maker.coin(0.7) {
+                echo_wasm()
+            } else {
+                b"not a module".to_vec()
+            };
+            headers.push(("content-type".into(), kind.clone()));
+        }
+    }
+    let uri = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    };
+    let case = Case {
+        method: method.clone(),
+        uri,
+        headers,
+        body,
+        operation: format!("{method} {template}"),
+    };
+    (case, intent, how)
+}
+
+/// Breaks a valid JSON submission one way its schema forbids: a field out of
+/// its bounds or pattern, an unknown field, both or neither of `module` and
+/// `wasm_base64`. Returns how.
+fn break_submission(maker: &mut Maker, schema: &Value, value: &mut Value) -> String {
+    let doc = maker.doc;
+    let schema = resolve(doc, schema).clone();
+    let object_schema = schema["allOf"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m.get("properties").is_some()))
+        .cloned()
+        .unwrap_or(schema.clone());
+    let object = value.as_object_mut().unwrap();
+    match maker.rng.random_range(0..6) {
+        0 => {
+            object.insert("bogus".into(), json!(1));
+            "an unknown field".into()
+        }
+        1 => {
+            object.insert("module".into(), json!("00".repeat(32)));
+            object.insert(
+                "wasm_base64".into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(echo_wasm())),
+            );
+            "both module and wasm_base64".into()
+        }
+        2 => {
+            object.remove("module");
+            if maker.coin(0.5) {
+                object.insert("wasm_base64".into(), Value::Null);
+            } else {
+                object.remove("wasm_base64");
+            }
+            "neither module nor wasm_base64".into()
+        }
+        _ => {
+            let properties = object_schema["properties"].as_object().unwrap();
+            let names: Vec<&String> = properties.keys().collect();
+            for _ in 0..32 {
+                let name = names[maker.rng.random_range(0..names.len())].clone();
+                let current = object.get(&name).cloned().unwrap_or_else(|| {
+                    // A field left out: break a valid value of it instead.
+                    maker.valid(&properties[&name])
+                });
+                if let Some((way, broken)) = maker.invalid(&properties[&name], &current).pop() {
+                    // `null` is the absence of `module` or `wasm_base64`.
+                    if broken.is_null() && (name == "module" || name == "wasm_base64") {
+                        continue;
+                    }
+                    object.insert(name.clone(), broken.clone());
+                    return format!("field {name}: {way} ({broken})");
+                }
+            }
+            object.insert("repeats".into(), json!(0));
+            "field repeats: below minimum (0)".into()
+        }
+    }
+}
+
+#[test]
+fn requests_the_document_calls_valid_are_accepted_and_invalid_ones_refused() {
+    let world = World::start();
+    // Operations with more to get right come up more often: a submission
+    // most, then those with parameters or a body.
+    let weighted: Vec<usize> = operations(&world.doc)
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (method, path, operation))| {
+            let weight = if method == Method::POST && path == "/tasks" {
+                12
+            } else if operation["requestBody"].is_object() || path == "/tasks" {
+                4
+            } else if operation["parameters"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+            {
+                3
+            } else {
+                1
+            };
+            std::iter::repeat_n(i, weight)
+        })
+        .collect();
+    let seen: RefCell<BTreeMap<(Intent, u16), usize>> = RefCell::default();
+    let breaks: RefCell<BTreeSet<String>> = RefCell::default();
+    let mut config = ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 1500;
+    }
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(20_261_206);
+    }
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(
+        &(0..weighted.len(), any::<u64>(), any::<bool>()),
+        |(pick, seed, break_it)| {
+            let (case, intent, how) = documented_case(&world, weighted[pick], seed, break_it);
+            let answer = world.answer(&case);
+            let status = answer.status.as_u16();
+            seen.borrow_mut()
+                .entry((intent, status))
+                .and_modify(|n| *n += 1)
+                .or_insert(1);
+            if intent != Intent::Valid {
+                // "where: way (value)" without the value.
+                let named = how.split(" (").next().unwrap_or(&how).to_string();
+                breaks.borrow_mut().insert(named);
+            }
+            let shown = || {
+                format!(
+                    "{intent:?} {how}\n{} {} {:?}\n{}\nanswered {status} {}",
+                    case.method,
+                    case.uri,
+                    case.headers,
+                    String::from_utf8_lossy(&case.body),
+                    String::from_utf8_lossy(&answer.body)
+                )
+            };
+            let (method, template) = case.operation.split_once(' ').unwrap();
+            let responses = &world.doc["paths"][template][method.to_ascii_lowercase()]["responses"];
+            match intent {
+                Intent::Valid => {
+                    let success = (200..300).contains(&status);
+                    let state = STATE_REFUSALS.contains(&status)
+                        && responses.get(status.to_string()).is_some();
+                    prop_assert!(
+                        success || state,
+                        "a request the document calls valid was refused:\n{}",
+                        shown()
+                    );
+                }
+                Intent::BadPath => prop_assert!(
+                    status == 404,
+                    "a path the document calls invalid was not refused with 404:\n{}",
+                    shown()
+                ),
+                Intent::BadShape => prop_assert!(
+                    status == 400,
+                    "a request the document calls invalid was not refused with 400:\n{}",
+                    shown()
+                ),
+            }
+            check(&world.doc, &case, &answer).map_err(TestCaseError::fail)
+        },
+    );
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    let seen = seen.into_inner();
+    let breaks = breaks.into_inner();
+    eprintln!("answers by intent: {seen:?}\nbreaks tried: {breaks:#?}");
+    // Valid requests reached successes and state refusals; broken ones of
+    // every kind were refused.
+    for wanted in [
+        (Intent::Valid, 200),
+        (Intent::Valid, 201),
+        (Intent::Valid, 404),
+        (Intent::Valid, 409),
+        (Intent::Valid, 422),
+        (Intent::BadPath, 404),
+        (Intent::BadShape, 400),
+    ] {
+        assert!(seen.contains_key(&wanted), "no {wanted:?}: {seen:?}");
+    }
+    let tried = |what: &str| breaks.iter().any(|b| b.contains(what));
+    for wanted in [
+        "query offset: above maximum",
+        "query limit: ",
+        "query runs_offset: above maximum",
+        "query after: ",
+        "query status: ",
+        "path id: ",
+        "path index: ",
+        "header Idempotency-Key: ",
+        "both module and wasm_base64",
+        "neither module nor wasm_base64",
+        "an unknown field",
+        ": above maximum",
+        ": below minimum",
+        ": off pattern",
+        "form field ",
+    ] {
+        assert!(tried(wanted), "no break {wanted:?} was tried: {breaks:#?}");
     }
     drop(world);
 }

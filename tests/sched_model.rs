@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use ww_sched::sched::{Effect, RunStatus, SchedConfig, Scheduler, TaskId, TaskStatus};
+use ww_sched::sched::{Effect, RunStatus, SchedConfig, Scheduler, TaskId, TaskStatus, WorkerId};
 
 mod sched_support;
 
@@ -48,7 +48,7 @@ struct Harness {
     s: Scheduler,
     now_ms: u64,
     log: Vec<Effect>,
-    outstanding: Vec<(TaskId, u32, u32, String)>,
+    outstanding: Vec<(TaskId, u32, u32, WorkerId)>,
     cancelled: BTreeSet<TaskId>,
     terminal: BTreeMap<(TaskId, u32), RunStatus>,
 }
@@ -103,10 +103,11 @@ impl Harness {
                 }
                 e
             }
-            Cmd::Join(w) => self
-                .s
-                .worker_joined(self.now_ms, &format!("w{w}"), slots_of(*w)),
-            Cmd::Lose(w) => self.s.worker_lost(self.now_ms, &format!("w{w}")),
+            Cmd::Join(w) => {
+                self.s
+                    .worker_joined(self.now_ms, &worker(&format!("w{w}")), slots_of(*w))
+            }
+            Cmd::Lose(w) => self.s.worker_lost(self.now_ms, &worker(&format!("w{w}"))),
             Cmd::Finish(n, kind) => {
                 if self.outstanding.is_empty() {
                     Vec::new()

@@ -6,8 +6,17 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 use ww_sched::sched::{
     Batch, Effect, Op, PurgeOutcome, RunOutcome, RunStatus, SchedConfig, SchedError, Schedule,
-    Scheduler, Store, Task, TaskId, TaskSpec, TaskStatus,
+    Scheduler, Store, Task, TaskId, TaskSpec, TaskStatus, WorkerId,
 };
+
+/// The worker a test calls `name`: a peer id derived from the name.
+fn worker(name: &str) -> WorkerId {
+    let mut secret = [0u8; 32];
+    for (i, byte) in name.bytes().enumerate() {
+        secret[i % 32] ^= byte.wrapping_add(i as u8);
+    }
+    WorkerId::from(ww::transport::Identity::from_secret(secret).peer_id())
+}
 
 /// The smallest valid module header; tasks below refer to it.
 const MODULE: &[u8] = b"\0asm\x01\0\0\0";
@@ -123,7 +132,7 @@ fn put_task_overwrites_and_purge_removes() {
     let dir = TempDir::new("overwrite");
     let store = open(&dir);
     let mut sched = Scheduler::new(SchedConfig::default());
-    sched.worker_joined(0, "w", 1);
+    sched.worker_joined(0, &worker("w"), 1);
     let e = sched.submit(0, spec("t", 0, 1)).unwrap();
     persist(&store, &sched, &e);
     assert_eq!(store.tasks().unwrap()[0].runs[0].status, RunStatus::Running);
@@ -181,7 +190,7 @@ fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
     {
         let store = open(&dir);
         let mut sched = Scheduler::new(SchedConfig::default());
-        let e = sched.worker_joined(0, "w", 2);
+        let e = sched.worker_joined(0, &worker("w"), 2);
         persist(&store, &sched, &e);
         for (name, delay_ms, repeats) in [("one", 0, 1), ("three", 1000, 3), ("done", 0, 1)] {
             let e = sched.submit(0, spec(name, delay_ms, repeats)).unwrap();
@@ -243,7 +252,7 @@ fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
         store.header(&id("done")).unwrap().unwrap().status,
         TaskStatus::Succeeded
     );
-    let e = sched.worker_joined(60, "w-new", 4);
+    let e = sched.worker_joined(60, &worker("w-new"), 4);
     persist(&store, &sched, &e);
     let mut started: Vec<(String, u32, u32)> = e
         .iter()
@@ -253,7 +262,7 @@ fn a_crash_mid_run_gives_every_unfinished_task_its_runs_back() {
                 index,
                 attempt,
                 ..
-            } => Some((task.0.clone(), *index, *attempt)),
+            } => Some((task.to_string(), *index, *attempt)),
             _ => None,
         })
         .collect();

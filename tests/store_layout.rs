@@ -22,6 +22,7 @@ const RUNS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("runs");
 const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
 const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const BY_STATUS: TableDefinition<(u8, &str), ()> = TableDefinition::new("by_status");
 
 /// A file under the system temp dir, removed on drop.
 struct TempFile(PathBuf);
@@ -113,7 +114,10 @@ fn lists_come_from_headers_by_status_with_a_cursor(store: &Store) {
     let all: Vec<&Task> = done.iter().chain(open_.iter()).collect();
     store.put_tasks(&all, true).expect("put");
     let names = |headers: Vec<ww_sched::sched::TaskHeader>| {
-        headers.into_iter().map(|h| h.spec.id.0).collect::<Vec<_>>()
+        headers
+            .into_iter()
+            .map(|h| h.spec.id.to_string())
+            .collect::<Vec<_>>()
     };
     assert_eq!(
         names(store.list(None, None, 0, 10).unwrap()),
@@ -529,4 +533,96 @@ fn a_gap_in_the_runs_is_reported_as_corrupt() {
         matches!(&error, StoreError::Corrupt { what, .. } if what == "runs of task holey"),
         "{error}"
     );
+}
+
+/// What a store holds that this code never writes is corruption, never a
+/// value: a task id off the id rules (in a header, the status index or the
+/// idempotency table), a run's worker that is not a peer id, an error kind
+/// this build does not know.
+#[test]
+fn stored_text_that_is_not_an_id_a_peer_or_an_error_kind_is_corrupt() {
+    type Edit = fn(&redb::WriteTransaction);
+    let edits: [(&str, Edit, &str); 5] = [
+        (
+            "worker",
+            |txn| edit_run(txn, |run| run["worker"] = serde_json::json!("w1")),
+            "run typed/0",
+        ),
+        (
+            "error_kind",
+            |txn| edit_run(txn, |run| run["error_kind"] = serde_json::json!("fuel")),
+            "run typed/0",
+        ),
+        (
+            "header id",
+            |txn| {
+                let mut tasks = txn.open_table(TASKS).expect("tasks");
+                let mut header: serde_json::Value = {
+                    let value = tasks.get("typed").expect("get").expect("stored");
+                    serde_json::from_slice(value.value()).expect("json")
+                };
+                header["spec"]["id"] = serde_json::json!("typed/0");
+                let json = serde_json::to_vec(&header).expect("json");
+                tasks.insert("typed", json.as_slice()).expect("insert");
+            },
+            "task typed",
+        ),
+        (
+            "status index",
+            |txn| {
+                let mut index = txn.open_table(BY_STATUS).expect("by_status");
+                index.insert((1, "no spaces"), ()).expect("insert");
+            },
+            "task id in the status index",
+        ),
+        (
+            "idempotency",
+            |txn| {
+                let mut keys = txn.open_table(IDEMPOTENCY).expect("keys");
+                keys.insert("key", "ü").expect("insert");
+            },
+            "task id in the idempotency table",
+        ),
+    ];
+    for (name, edit, what) in edits {
+        let file = TempFile::new(&format!("untyped-{}", name.replace(' ', "-")));
+        let task = task_with_runs("typed", 2, 1, 5);
+        assert!(task.runs[0].worker.is_some() && task.runs[0].error_kind.is_none());
+        {
+            let store = open(&file);
+            let batch = Batch {
+                ops: vec![put(&task, task.runs.clone())],
+            };
+            store.commit(&batch, true).expect("put");
+        }
+        {
+            let db = Database::open(&file.0).expect("open raw");
+            let txn = db.begin_write().expect("write");
+            edit(&txn);
+            txn.commit().expect("commit");
+        }
+        let store = Store::open(&file.0).expect("open");
+        let error = match name {
+            "idempotency" => store.idempotency("key").map(|_| ()),
+            _ => store.open_tasks().map(|_| ()),
+        }
+        .expect_err(name);
+        assert!(
+            matches!(&error, StoreError::Corrupt { what: found, .. } if found == what),
+            "{name}: {error}"
+        );
+        assert!(!error.is_transient(), "{name}");
+    }
+}
+
+/// Rewrites run 0 of task `typed` with `change` applied to its JSON.
+fn edit_run(txn: &redb::WriteTransaction, change: impl FnOnce(&mut serde_json::Value)) {
+    let mut runs = txn.open_table(RUNS).expect("runs");
+    let mut run: serde_json::Value = {
+        let value = runs.get(("typed", 0)).expect("get").expect("stored");
+        serde_json::from_slice(value.value()).expect("json")
+    };
+    change(&mut run);
+    let json = serde_json::to_vec(&run).expect("json");
+    runs.insert(("typed", 0), json.as_slice()).expect("insert");
 }

@@ -288,11 +288,20 @@ fn a_corrupt_orphan_is_passed_over_and_the_others_are_claimed() {
             &[],
         )
         .unwrap();
+    // A row whose id is not a task id (it sorts first): corrupt too.
+    client
+        .execute(
+            "INSERT INTO ww_tasks (id, status, module_hash, header, owner, owner_epoch) \
+             SELECT 'bad id', status, module_hash, header, owner, owner_epoch \
+             FROM ww_tasks WHERE id = 'k3'",
+            &[],
+        )
+        .unwrap();
     sa.resign().unwrap();
     // Before, the first claim to reach k1 failed whole, every time.
     assert_eq!(ids(&sb.claim(10).unwrap()), ["k2", "k3"]);
     assert!(sb.claim(10).unwrap().is_empty(), "passed over, not retried");
-    for corrupt in ["k1", "k4"] {
+    for corrupt in ["k1", "k4", "bad id"] {
         let owner: Option<String> = client
             .query_one("SELECT owner FROM ww_tasks WHERE id = $1", &[&corrupt])
             .unwrap()
@@ -432,4 +441,76 @@ fn a_version_1_database_is_migrated_and_its_tasks_are_claimable() {
     store
         .put_task(&task_with_runs("old", 2, 2, 9))
         .expect("its new owner writes it");
+}
+
+/// Text read back from a column is parsed: a task id off the id rules, a
+/// run's worker that is not a peer id, an unknown error kind are corruption.
+#[test]
+fn stored_text_that_is_not_an_id_a_peer_or_an_error_kind_is_corrupt() {
+    let db = PgDatabase::new("untyped");
+    let store = Store::postgres(&db.url, options()).expect("connect");
+    store.put_module(MODULE, 0).unwrap();
+    let task = task_with_runs("typed", 2, 1, 5);
+    assert!(task.runs[0].worker.is_some());
+    store.put_task(&task).unwrap();
+    let mut client = db.client();
+    let run_json = |client: &mut postgres::Client| -> serde_json::Value {
+        let text: String = client
+            .query_one(
+                "SELECT run FROM ww_runs WHERE task_id = 'typed' AND idx = 0",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        serde_json::from_str(&text).unwrap()
+    };
+    let good = run_json(&mut client);
+    for (field, bad) in [("worker", "w1"), ("error_kind", "fuel")] {
+        let mut run = good.clone();
+        run[field] = serde_json::json!(bad);
+        client
+            .execute(
+                "UPDATE ww_runs SET run = $1 WHERE task_id = 'typed' AND idx = 0",
+                &[&run.to_string()],
+            )
+            .unwrap();
+        let error = store.runs(&id("typed"), 0, 10).expect_err(field);
+        assert!(
+            matches!(&error, StoreError::Corrupt { what, .. } if what == "run typed/0"),
+            "{field}: {error}"
+        );
+        assert!(!error.is_transient());
+    }
+    client
+        .execute(
+            "UPDATE ww_runs SET run = $1 WHERE task_id = 'typed' AND idx = 0",
+            &[&good.to_string()],
+        )
+        .unwrap();
+    assert_eq!(
+        store.runs(&id("typed"), 0, 1).unwrap(),
+        vec![task.runs[0].clone()]
+    );
+    // An id off the rules in a row the unfinished tasks are listed from, and
+    // in the task an idempotency key names.
+    client
+        .execute(
+            "INSERT INTO ww_tasks (id, status, module_hash, header, idempotency_key) \
+             SELECT 'no spaces', status, module_hash, header, 'key' FROM ww_tasks \
+             WHERE id = 'typed'",
+            &[],
+        )
+        .unwrap();
+    for (what, error) in [
+        (
+            "unfinished tasks",
+            store.open_tasks().map(|_| ()).unwrap_err(),
+        ),
+        ("key", store.idempotency("key").map(|_| ()).unwrap_err()),
+    ] {
+        assert!(
+            matches!(&error, StoreError::Corrupt { what, .. } if what.starts_with("task id in ww_tasks")),
+            "{what}: {error}"
+        );
+    }
 }

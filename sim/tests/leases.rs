@@ -184,7 +184,7 @@ fn op(seq: u64, at_ms: u64, request: Request, reply: Reply) -> OpRecord {
 
 fn run_ref(attempt: u32) -> RunRef {
     RunRef {
-        task: "t".into(),
+        task: ww_sched::sched::TaskId::parse("t").unwrap(),
         index: 0,
         attempt,
     }
@@ -210,7 +210,7 @@ fn started_log() -> LeaseLog {
                 Request::Submit {
                     gateway: 0,
                     epoch: 1,
-                    task: "t".into(),
+                    task: ww_sched::sched::TaskId::parse("t").unwrap(),
                     runs: 1,
                 },
                 Reply::Done,

@@ -6,8 +6,18 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ww_sched::sched::{
     RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec,
+    WorkerId,
 };
 use ww_sim::disk::{DiskFault, SimDisk};
+
+/// The worker the tests call `name`: a peer id derived from the name.
+fn worker(name: &str) -> WorkerId {
+    let mut secret = [0u8; 32];
+    for (i, byte) in name.bytes().enumerate() {
+        secret[i % 32] ^= byte.wrapping_add(i as u8);
+    }
+    WorkerId::from(ww::transport::Identity::from_secret(secret).peer_id())
+}
 
 /// The module the tasks refer to; the store keeps no task without its module.
 const MODULE: &[u8] = b"\0asm\x01\0\0\0";
@@ -58,7 +68,7 @@ fn statuses(store: &Store) -> Vec<(String, RunStatus)> {
 fn a_crash_keeps_durable_writes_and_loses_the_rest() {
     let disk = SimDisk::new();
     let mut sched = Scheduler::new(SchedConfig::default());
-    sched.worker_joined(0, "w", 4);
+    sched.worker_joined(0, &worker("w"), 4);
     let durable = running_task(&mut sched, "durable");
     let unsynced = running_task(&mut sched, "unsynced");
     {
@@ -82,7 +92,7 @@ fn a_crash_keeps_durable_writes_and_loses_the_rest() {
 fn a_sync_makes_earlier_unsynced_writes_survive() {
     let disk = SimDisk::new();
     let mut sched = Scheduler::new(SchedConfig::default());
-    sched.worker_joined(0, "w", 4);
+    sched.worker_joined(0, &worker("w"), 4);
     let task = running_task(&mut sched, "t");
     let id = task.spec.id.clone();
     {
@@ -116,7 +126,7 @@ fn a_sync_makes_earlier_unsynced_writes_survive() {
 /// hold exactly the tasks written up to the last durable commit.
 fn crash_at_every_step(torn_seed: Option<u64>) {
     let mut sched = Scheduler::new(SchedConfig::default());
-    sched.worker_joined(0, "w", 64);
+    sched.worker_joined(0, &worker("w"), 64);
     let tasks: Vec<Task> = (0..12)
         .map(|i| running_task(&mut sched, &format!("t{i:02}")))
         .collect();
@@ -171,7 +181,7 @@ fn the_store_reopens_after_a_torn_crash_at_every_step() {
 #[test]
 fn a_refused_write_is_an_error_and_a_reopen_keeps_the_durable_commits() {
     let mut sched = Scheduler::new(SchedConfig::default());
-    sched.worker_joined(0, "w", 4);
+    sched.worker_joined(0, &worker("w"), 4);
     let (kept, refused, later) = (
         running_task(&mut sched, "kept"),
         running_task(&mut sched, "refused"),

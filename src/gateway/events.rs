@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{broadcast, OwnedSemaphorePermit, Semaphore};
 
-use crate::sched::{RunStatus, TaskStatus};
+use crate::sched::{RunStatus, TaskId, TaskStatus, WorkerId};
 
 /// Events a subscriber may fall behind before it gets [`Event::Resync`].
 pub const EVENTS_CAPACITY: usize = 1024;
@@ -26,17 +26,20 @@ pub const SUBSCRIBERS_MAX: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// The first event of every stream, once it is subscribed: (re)load
+    /// what you show, and follow the events from here.
+    Hello,
     /// A task was committed with this status (new, changed or final).
     Task {
         /// The task's id.
-        id: String,
+        id: TaskId,
         /// Its status as committed.
         status: TaskStatus,
     },
     /// A run of a task was committed in this state.
     Run {
         /// The task's id.
-        task: String,
+        task: TaskId,
         /// The run's index.
         index: u32,
         /// Its attempt (0 before the first dispatch).
@@ -47,14 +50,14 @@ pub enum Event {
     /// A worker joined the pool (or registered again).
     WorkerJoined {
         /// Its peer id.
-        peer: String,
+        peer: WorkerId,
         /// Runs it takes at once.
         slots: u32,
     },
     /// A worker left the pool.
     WorkerLeft {
         /// Its peer id.
-        peer: String,
+        peer: WorkerId,
         /// Why.
         reason: String,
     },
@@ -133,10 +136,14 @@ impl Subscription {
 mod tests {
     use super::*;
 
-    fn worker(n: u32) -> Event {
+    fn peer(n: u8) -> WorkerId {
+        WorkerId::from(ww::transport::Identity::from_secret([n; 32]).peer_id())
+    }
+
+    fn worker(n: u8) -> Event {
         Event::WorkerJoined {
-            peer: format!("p{n}"),
-            slots: n,
+            peer: peer(n),
+            slots: u32::from(n),
         }
     }
 
@@ -166,7 +173,7 @@ mod tests {
     #[test]
     fn events_serialize_with_their_type() {
         let run = Event::Run {
-            task: "t".into(),
+            task: TaskId::parse("t").unwrap(),
             index: 2,
             attempt: 1,
             status: RunStatus::TimedOut,
@@ -176,9 +183,11 @@ mod tests {
             serde_json::json!({"type":"run","task":"t","index":2,"attempt":1,"status":"timed_out"})
         );
         let left = Event::WorkerLeft {
-            peer: "p".into(),
+            peer: peer(1),
             reason: "r".into(),
         };
-        assert_eq!(serde_json::to_value(&left).unwrap()["type"], "worker_left");
+        let left = serde_json::to_value(&left).unwrap();
+        assert_eq!(left["type"], "worker_left");
+        assert_eq!(left["peer"], peer(1).as_str());
     }
 }

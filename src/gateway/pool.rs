@@ -9,25 +9,25 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::sched::WorkerId;
 use crate::schema::worker_capnp::registration;
 use crate::worker::RemoteWorker;
 use ww::csp::ChannelServer;
-use ww::transport::PeerId;
 
 /// Pool changes the core must tell the scheduler about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolEvent {
     /// A worker (new, or registered again) offers `slots` runs at once.
     Joined {
-        /// Its id (peer id text).
-        worker: String,
+        /// Its id (its authenticated peer id).
+        worker: WorkerId,
         /// Runs at once.
         slots: u32,
     },
     /// A worker is gone; its runs must be retried elsewhere.
     Left {
         /// Its id.
-        worker: String,
+        worker: WorkerId,
         /// Why.
         reason: String,
     },
@@ -57,12 +57,12 @@ impl Default for PoolConfig {
 
 enum Internal {
     Register {
-        worker: String,
+        worker: WorkerId,
         client: crate::schema::worker_capnp::worker::Client,
         slots: u32,
     },
     PingFailed {
-        worker: String,
+        worker: WorkerId,
         generation: u64,
         reason: String,
     },
@@ -82,7 +82,7 @@ impl Drop for Entry {
 
 /// The gateway's workers.
 pub struct Pool {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<WorkerId, Entry>,
     config: PoolConfig,
     sender: mpsc::Sender<Internal>,
     receiver: mpsc::Receiver<Internal>,
@@ -133,7 +133,7 @@ impl Pool {
                     item.read::<registration::Owned, _>(|r| Ok((r.get_worker()?, r.get_slots())));
                 match parsed {
                     Ok((client, slots)) => {
-                        let worker = origin.to_string();
+                        let worker = WorkerId::from(origin);
                         if sender
                             .send(Internal::Register {
                                 worker,
@@ -155,7 +155,7 @@ impl Pool {
     /// Adds (or replaces) a worker directly, as a registration would.
     pub fn add(
         &mut self,
-        worker: String,
+        worker: WorkerId,
         client: crate::schema::worker_capnp::worker::Client,
         slots: u32,
     ) -> Option<PoolEvent> {
@@ -165,10 +165,9 @@ impl Pool {
         }
         self.generation += 1;
         let generation = self.generation;
-        let peer: Option<PeerId> = worker.parse().ok();
         let remote = Rc::new(RemoteWorker::from_capability(
             client,
-            peer,
+            Some(worker.peer()),
             self.config.call_timeout,
         ));
         let monitor = tokio::task::spawn_local(monitor(
@@ -190,17 +189,17 @@ impl Pool {
     }
 
     /// Removes a worker; true if it was in the pool.
-    pub fn remove(&mut self, worker: &str) -> bool {
+    pub fn remove(&mut self, worker: &WorkerId) -> bool {
         self.entries.remove(worker).is_some()
     }
 
     /// The worker's capability, if it is in the pool.
-    pub fn client(&self, worker: &str) -> Option<Rc<RemoteWorker>> {
+    pub fn client(&self, worker: &WorkerId) -> Option<Rc<RemoteWorker>> {
         self.entries.get(worker).map(|e| e.worker.clone())
     }
 
     /// Workers in the pool, by id.
-    pub fn workers(&self) -> Vec<String> {
+    pub fn workers(&self) -> Vec<WorkerId> {
         self.entries.keys().cloned().collect()
     }
 
@@ -244,7 +243,7 @@ impl Pool {
 
 async fn monitor(
     remote: Rc<RemoteWorker>,
-    worker: String,
+    worker: WorkerId,
     generation: u64,
     config: PoolConfig,
     sender: mpsc::Sender<Internal>,

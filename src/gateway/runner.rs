@@ -115,7 +115,7 @@ async fn finish(
                     fuel_used: report.fuel_used,
                 },
                 Err(e) => RunOutcome::TaskFailed {
-                    kind: e.kind().as_str().to_string(),
+                    kind: e.kind(),
                     message: e.message().to_string(),
                     stdout,
                     fuel_used: report.fuel_used,

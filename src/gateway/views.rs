@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::sched::{Run, RunStatus, TaskHeader, TaskStatus};
+use crate::sched::{Run, RunErrorKind, RunStatus, TaskHeader, TaskId, TaskStatus, WorkerId};
 
 fn seconds(ms: u64) -> u64 {
     ms / 1000
@@ -16,7 +16,7 @@ fn seconds(ms: u64) -> u64 {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct TaskSummary {
     /// The task's id.
-    pub id: String,
+    pub id: TaskId,
     /// Free text given at submission.
     pub description: String,
     /// Runs that have finished (with any outcome), including those counted at submission.
@@ -83,7 +83,7 @@ pub struct RunRow {
     /// Dispatches so far (0 before the first).
     pub attempt: u32,
     /// Peer id of the worker of the latest attempt.
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     /// When the run fell due (ms since the epoch).
     pub scheduled_ms: u64,
     /// When the latest attempt was handed to a worker.
@@ -96,8 +96,8 @@ pub struct RunRow {
     pub results: Vec<i64>,
     /// Fuel the latest finished attempt used.
     pub fuel_used: u64,
-    /// Kind of the latest error (`trap`, `fuel`, `timeout`, `transport`, ...).
-    pub error_kind: Option<String>,
+    /// Kind of the latest error.
+    pub error_kind: Option<RunErrorKind>,
     /// Message of the latest error.
     pub error: Option<String>,
     /// Length of the captured stdout, in bytes.
@@ -108,7 +108,7 @@ pub struct RunRow {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct WorkerRow {
     /// The worker's peer id.
-    pub worker: String,
+    pub worker: WorkerId,
     /// Runs it takes at once.
     pub slots: u32,
     /// Runs it holds now.
@@ -136,7 +136,7 @@ pub struct MemberRow {
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Purged {
     /// The task deleted.
-    pub id: String,
+    pub id: TaskId,
     /// Always true.
     pub purged: bool,
 }
@@ -154,7 +154,7 @@ pub struct ModuleStored {
 pub fn task_summary(task: &TaskHeader) -> TaskSummary {
     let spec = &task.spec;
     TaskSummary {
-        id: spec.id.0.clone(),
+        id: spec.id.clone(),
         description: spec.description.clone(),
         completions: task.completions,
         duration: seconds(spec.duration_ms),
@@ -179,7 +179,7 @@ pub fn run_row(run: &Run) -> RunRow {
         status: run.status,
         results: run.results.clone(),
         fuel_used: run.fuel_used,
-        error_kind: run.error_kind.clone(),
+        error_kind: run.error_kind,
         error: run.error.clone(),
         stdout_bytes: run.stdout.len(),
     }

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 pub type GatewayId = u32;
 /// A gateway's registration count: a new epoch forgets every task it held.
 pub type Epoch = u64;
-/// A task's identity.
-pub type TaskId = String;
+/// A task's identity: the scheduler's, parsed like every other.
+pub use crate::sched::TaskId;
 
 /// The protocol's timing, in milliseconds of each party's own clock.
 ///

@@ -2,11 +2,16 @@
 
 use super::*;
 
+/// A task id for a test.
+fn id(text: &str) -> TaskId {
+    TaskId::parse(text).expect("a test id")
+}
+
 const LEASE_MS: u64 = 10_000;
 
 fn run(task: &str, index: u32, attempt: u32) -> RunRef {
     RunRef {
-        task: task.into(),
+        task: id(task),
         index,
         attempt,
     }
@@ -26,7 +31,7 @@ fn submit(store: &mut Store, now_ms: u64, gateway: GatewayId, epoch: Epoch, task
         &Request::Submit {
             gateway,
             epoch,
-            task: task.into(),
+            task: id(task),
             runs: 1,
         },
     )
@@ -122,7 +127,7 @@ fn only_orphaned_tasks_are_claimed_and_a_running_run_needs_a_new_attempt() {
         },
     );
     assert!(claim(&mut store, 9_999, 1, b).is_empty(), "a's lease holds");
-    assert_eq!(claim(&mut store, 10_000, 1, b), vec!["t".to_string()]);
+    assert_eq!(claim(&mut store, 10_000, 1, b), vec![id("t")]);
     // a's late result is fenced; b must start a newer attempt.
     assert_eq!(
         finish(&mut store, 10_000, 0, a, run("t", 0, 1)),
@@ -155,7 +160,7 @@ fn a_cancel_stops_every_later_start_and_is_itself_final() {
     let cancel = Request::Cancel {
         gateway: 1,
         epoch: b,
-        task: "t".into(),
+        task: id("t"),
     };
     assert_eq!(store.apply(1, &cancel), Reply::Done);
     assert_eq!(store.apply(2, &cancel), Reply::Done, "a retried cancel");
@@ -166,12 +171,9 @@ fn a_cancel_stops_every_later_start_and_is_itself_final() {
     let poll = Request::PollCancelled {
         gateway: 0,
         epoch: a,
-        tasks: vec!["t".into()],
+        tasks: vec![id("t")],
     };
-    assert_eq!(
-        store.apply(4, &poll),
-        Reply::CancelledTasks(vec!["t".into()])
-    );
+    assert_eq!(store.apply(4, &poll), Reply::CancelledTasks(vec![id("t")]));
     let row = store.task("t").expect("stored");
     assert_eq!(row.terminal, Some(TaskStatus::Cancelled));
     assert_eq!(row.runs[&0].status, RunStatus::Cancelled);
@@ -189,7 +191,7 @@ fn a_lost_claim_reply_is_reconciled_by_the_next_claim() {
             gateway: 0,
             epoch: a,
             max: 10,
-            known: vec!["t".into()],
+            known: vec![id("t")],
         },
     );
     let Reply::Claimed(tasks) = reply else {

@@ -4,7 +4,7 @@ use rand_chacha::rand_core::Rng;
 
 use super::scheduler::{Effect, Out, RunKey, RunOutcome, Scheduler};
 use super::types::{
-    truncated, Run, RunStatus, Task, TaskId, TaskStatus, ERROR_BYTES_MAX, ERROR_KIND_BYTES_MAX,
+    truncated, Run, RunErrorKind, RunStatus, Task, TaskId, TaskStatus, WorkerId, ERROR_BYTES_MAX,
     RESULTS_MAX, STDOUT_BYTES_MAX,
 };
 use ww::exec::ErrorKind;
@@ -65,7 +65,7 @@ impl Scheduler {
             if let Some(run) = self.run_mut(&id, index) {
                 run.status = RunStatus::TimedOut;
                 run.finished_ms = Some(now_ms);
-                run.error_kind = Some("timeout".into());
+                run.error_kind = Some(RunErrorKind::Timeout);
                 run.error = Some(format!("run exceeded duration_ms = {limit_ms}; stopped"));
             }
             self.settle(now_ms, &id, index, out);
@@ -83,7 +83,7 @@ impl Scheduler {
                 .run(&id, index)
                 .filter(|r| r.status == RunStatus::Retrying)
                 .and_then(|r| r.worker.clone());
-            let Some(worker) = self.choose_worker(avoid.as_deref()) else {
+            let Some(worker) = self.choose_worker(avoid.as_ref()) else {
                 break;
             };
             self.waiting.pop_first();
@@ -94,21 +94,21 @@ impl Scheduler {
 
     /// Least in-flight runs relative to slots among workers with a free slot; ties
     /// broken by the seeded RNG. `avoid` is skipped if any other worker is free.
-    fn choose_worker(&mut self, avoid: Option<&str>) -> Option<String> {
-        let free: Vec<(&String, u64, u64)> = self
+    fn choose_worker(&mut self, avoid: Option<&WorkerId>) -> Option<WorkerId> {
+        let free: Vec<(&WorkerId, u64, u64)> = self
             .workers
             .iter()
             .filter(|(_, w)| w.has_free_slot())
             .map(|(name, w)| (name, w.in_flight.len() as u64, u64::from(w.slots)))
             .collect();
-        let others = free.iter().any(|(name, _, _)| Some(name.as_str()) != avoid);
-        let pool: Vec<&(&String, u64, u64)> = free
+        let others = free.iter().any(|(name, _, _)| Some(*name) != avoid);
+        let pool: Vec<&(&WorkerId, u64, u64)> = free
             .iter()
-            .filter(|(name, _, _)| !others || Some(name.as_str()) != avoid)
+            .filter(|(name, _, _)| !others || Some(*name) != avoid)
             .collect();
         // Compare in_flight/slots by cross-multiplying: exact, no floats.
         let best = pool.iter().min_by(|a, b| (a.1 * b.2).cmp(&(b.1 * a.2)))?;
-        let ties: Vec<&String> = pool
+        let ties: Vec<&WorkerId> = pool
             .iter()
             .filter(|c| c.1 * best.2 == best.1 * c.2)
             .map(|c| c.0)
@@ -121,7 +121,7 @@ impl Scheduler {
     }
 
     /// Hands a run to `worker` as its next attempt.
-    fn dispatch(&mut self, now_ms: u64, id: &TaskId, index: u32, worker: String, out: &mut Out) {
+    fn dispatch(&mut self, now_ms: u64, id: &TaskId, index: u32, worker: WorkerId, out: &mut Out) {
         let Some(task) = self.tasks.get_mut(id) else {
             return;
         };
@@ -141,7 +141,7 @@ impl Scheduler {
             w.in_flight.insert((id.clone(), index));
         }
         self.deadlines.insert((deadline_ms, id.clone(), index));
-        tracing::debug!(task = %id, index, attempt, worker, "run placed");
+        tracing::debug!(task = %id, index, attempt, %worker, "run placed");
         out.effects.push(Effect::StartRun {
             task: id.clone(),
             index,
@@ -154,7 +154,7 @@ impl Scheduler {
 
     /// Removes a Running run from its worker and the deadline index.
     /// Returns its worker and attempt, or `None` if it was not running.
-    fn take_in_flight(&mut self, id: &TaskId, index: u32) -> Option<(String, u32)> {
+    fn take_in_flight(&mut self, id: &TaskId, index: u32) -> Option<(WorkerId, u32)> {
         let task = self.tasks.get(id)?;
         let run = task.runs.get(index as usize)?;
         if run.status != RunStatus::Running {
@@ -189,7 +189,7 @@ impl Scheduler {
         let Some(run) = self.run_mut(id, index) else {
             return;
         };
-        run.error_kind = Some("transport".into());
+        run.error_kind = Some(RunErrorKind::Transport);
         if attempt >= attempts_max {
             run.status = RunStatus::Failed;
             run.finished_ms = Some(now_ms);
@@ -282,14 +282,14 @@ impl Scheduler {
             } => {
                 // The worker's wall clock and the gateway's deadline timer race to
                 // end a run past its limit; either way it is the same event.
-                run.status = if kind == ErrorKind::Deadline.as_str() {
+                run.status = if kind == ErrorKind::Deadline {
                     RunStatus::TimedOut
                 } else {
                     RunStatus::Failed
                 };
                 run.stdout = truncated(&stdout, STDOUT_BYTES_MAX);
                 run.fuel_used = fuel_used;
-                run.error_kind = Some(truncated(&kind, ERROR_KIND_BYTES_MAX));
+                run.error_kind = Some(RunErrorKind::from(kind));
                 run.error = Some(truncated(&message, ERROR_BYTES_MAX));
             }
             RunOutcome::TransportFailed { .. } => {}

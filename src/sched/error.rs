@@ -1,13 +1,13 @@
 //! Errors of the scheduler core; each says what did (or did not) change.
 
-use super::id::{BadTaskId, TaskId};
+use super::id::{TaskId, TaskIdError};
 
 /// A command the scheduler refused; the scheduler's state is unchanged.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum SchedError {
     /// The id is empty, too long or has a character outside `[A-Za-z0-9._-]`.
     #[error(transparent)]
-    BadId(#[from] BadTaskId),
+    BadId(#[from] TaskIdError),
     /// A field of the spec is out of bounds.
     #[error("task spec field {field} rejected: {reason}; nothing changed")]
     BadSpec {

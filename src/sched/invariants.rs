@@ -16,7 +16,7 @@ impl Scheduler {
                     return Err(format!("{key:?} in flight on two workers"));
                 }
                 let run = self.run(&key.0, key.1).ok_or(format!("{key:?} unknown"))?;
-                if run.status != RunStatus::Running || run.worker.as_deref() != Some(name) {
+                if run.status != RunStatus::Running || run.worker.as_ref() != Some(name) {
                     return Err(format!("{key:?} on {name} but run is {run:?}"));
                 }
             }

@@ -1,8 +1,9 @@
 //! Scheduling of WASM tasks: tasks, runs, timing, placement, retries and the store.
 //!
 //! The core (`Scheduler`) is sans-IO: commands and the current time in, effects out.
-//! It knows workers only as opaque ids and modules only by SHA-256; the gateway
-//! drives it, calls workers and persists each changed task through `Store`.
+//! It knows workers only by their ids (`WorkerId`, a peer id) and modules only
+//! by SHA-256; the gateway drives it, calls workers and persists each changed
+//! task through `Store`.
 
 mod engine;
 pub mod error;
@@ -14,11 +15,10 @@ pub mod store;
 pub mod types;
 
 pub use error::SchedError;
-pub use id::{BadTaskId, TaskId};
+pub use id::{TaskId, TaskIdError, WorkerId, WorkerIdError, TASK_ID_PATTERN};
 pub use redb::StorageBackend;
 pub use scheduler::{
     Effect, RunOutcome, SchedConfig, Scheduler, OPEN_TASKS_MAX_DEFAULT, SLOTS_MAX,
-    WORKER_ID_BYTES_MAX,
 };
 pub use store::{
     Batch, BatchReport, DeletedTask, Lease, ModuleRefs, Op, PgOptions, PgStore, PurgeOutcome,
@@ -26,6 +26,6 @@ pub use store::{
     PG_SCHEMA_VERSION,
 };
 pub use types::{
-    Run, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus, WorkerLoad,
-    IDEMPOTENCY_KEY_BYTES_MAX, RESULTS_MAX,
+    Run, RunErrorKind, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus,
+    WorkerLoad, IDEMPOTENCY_KEY_BYTES_MAX, RESULTS_MAX,
 };

@@ -13,10 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::RunTally;
 use super::error::SchedError;
+use super::id::WorkerId;
 use super::types::{Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};
-
-/// Longest worker id accepted, in bytes.
-pub const WORKER_ID_BYTES_MAX: usize = 256;
 /// Most slots one worker may announce; more are clamped.
 pub const SLOTS_MAX: u32 = 1024;
 /// Default of [`SchedConfig::open_tasks_max`].
@@ -68,8 +66,9 @@ pub enum RunOutcome {
     },
     /// The task itself failed (trap, fuel, memory, bad module): not retried.
     TaskFailed {
-        /// Error kind, e.g. `trap` or `fuel`.
-        kind: String,
+        /// The sandbox's kind of error (`trap`, `fuel_exhausted`, ...).
+        #[serde(with = "super::types::exec_kind")]
+        kind: ww::exec::ErrorKind,
         /// Error text.
         message: String,
         /// Captured stdout.
@@ -96,7 +95,7 @@ pub enum Effect {
         /// The attempt, to hand back in `run_finished`.
         attempt: u32,
         /// The chosen worker.
-        worker: String,
+        worker: WorkerId,
         /// What to run (boxed: the other effects are small).
         spec: Box<TaskSpec>,
     },
@@ -109,7 +108,7 @@ pub enum Effect {
         /// The attempt to stop.
         attempt: u32,
         /// The worker running it.
-        worker: String,
+        worker: WorkerId,
     },
     /// The task changed: persist it (`Scheduler::task`) before any answer
     /// that shows the change. `runs` lists the indexes of the runs that
@@ -139,7 +138,7 @@ pub struct Scheduler {
     pub(super) config: SchedConfig,
     pub(super) rng: ChaCha8Rng,
     pub(super) tasks: BTreeMap<TaskId, Task>,
-    pub(super) workers: BTreeMap<String, WorkerState>,
+    pub(super) workers: BTreeMap<WorkerId, WorkerState>,
     /// The next run to create of each task that has runs to come, by due time.
     pub(super) upcoming: BTreeSet<(u64, TaskId)>,
     /// Scheduled and Retrying runs, by the time they may be placed.
@@ -220,26 +219,21 @@ impl Scheduler {
     }
 
     /// A worker offers `slots` runs at once; a known worker's slots are updated.
-    pub fn worker_joined(&mut self, now_ms: u64, worker: &str, slots: u32) -> Vec<Effect> {
+    pub fn worker_joined(&mut self, now_ms: u64, worker: &WorkerId, slots: u32) -> Vec<Effect> {
         let slots = slots.min(SLOTS_MAX);
-        if worker.is_empty() || worker.len() > WORKER_ID_BYTES_MAX {
-            tracing::warn!(
-                len = worker.len(),
-                "worker id out of bounds; worker not added"
-            );
-        } else if let Some(state) = self.workers.get_mut(worker) {
+        if let Some(state) = self.workers.get_mut(worker) {
             state.slots = slots;
         } else if self.workers.len() >= self.config.workers_max {
             tracing::warn!(
-                worker,
+                %worker,
                 workers_max = self.config.workers_max,
                 "worker table full; worker not added"
             );
         } else {
             let in_flight = BTreeSet::new();
             self.workers
-                .insert(worker.to_owned(), WorkerState { slots, in_flight });
-            tracing::debug!(worker, slots, "worker joined");
+                .insert(worker.clone(), WorkerState { slots, in_flight });
+            tracing::debug!(%worker, slots, "worker joined");
         }
         let mut out = Out::default();
         self.advance(now_ms, &mut out);
@@ -247,10 +241,10 @@ impl Scheduler {
     }
 
     /// A worker left; its in-flight runs are retried on others.
-    pub fn worker_lost(&mut self, now_ms: u64, worker: &str) -> Vec<Effect> {
+    pub fn worker_lost(&mut self, now_ms: u64, worker: &WorkerId) -> Vec<Effect> {
         let mut out = Out::default();
         if let Some(state) = self.workers.remove(worker) {
-            tracing::debug!(worker, in_flight = state.in_flight.len(), "worker lost");
+            tracing::debug!(%worker, in_flight = state.in_flight.len(), "worker lost");
             for (task, index) in state.in_flight {
                 self.transport_failed(now_ms, &task, index, "worker lost", &mut out);
             }

@@ -3,22 +3,20 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::SchedError;
-pub use super::id::{truncated, TaskId, TASK_ID_CHARS_MAX};
+pub use super::id::{truncated, TaskId, WorkerId, TASK_ID_CHARS_MAX};
 
 /// Most runs one task may ask for.
 pub const REPEATS_MAX: u32 = 10_000;
-/// Longest description kept, in bytes.
-pub const DESCRIPTION_BYTES_MAX: usize = 4096;
-/// Longest export name, in bytes.
-pub const EXPORT_BYTES_MAX: usize = 256;
+/// Longest description kept, in characters.
+pub const DESCRIPTION_CHARS_MAX: usize = 4096;
+/// Longest export name, in characters.
+pub const EXPORT_CHARS_MAX: usize = 256;
 /// Most integer arguments per call.
 pub const ARGS_MAX: usize = 64;
 /// Most results kept per run.
 pub const RESULTS_MAX: usize = 64;
 /// Captured stdout kept per run, in bytes; the rest is cut at a char boundary.
 pub const STDOUT_BYTES_MAX: usize = 64 * 1024;
-/// Longest error kind kept, in bytes.
-pub const ERROR_KIND_BYTES_MAX: usize = 64;
 /// Longest error message kept, in bytes.
 pub const ERROR_BYTES_MAX: usize = 4096;
 /// Longest start or delay: one year, so due-time arithmetic cannot overflow.
@@ -72,7 +70,7 @@ pub struct TaskSpec {
 impl TaskSpec {
     /// Checks every bound; a bad spec is `SchedError::BadSpec` naming the field.
     pub fn validate(&self) -> Result<(), SchedError> {
-        TaskId::parse(&self.id.0)?;
+        // The id is a `TaskId`: it passed the id rules when it was made.
         if let Some(key) = &self.idempotency_key {
             if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
                 return Err(SchedError::BadSpec {
@@ -81,34 +79,57 @@ impl TaskSpec {
                 });
             }
         }
-        let bad = |field: &'static str, reason: String| SchedError::BadSpec { field, reason };
-        if self.description.len() > DESCRIPTION_BYTES_MAX {
-            return Err(bad(
-                "description",
-                format!("over {DESCRIPTION_BYTES_MAX} bytes"),
-            ));
-        }
-        if self.export.is_empty() || self.export.len() > EXPORT_BYTES_MAX {
-            return Err(bad(
-                "export",
-                format!("must be 1..={EXPORT_BYTES_MAX} bytes"),
-            ));
-        }
-        if self.args.len() > ARGS_MAX {
-            return Err(bad("args", format!("more than {ARGS_MAX}")));
-        }
-        if self.duration_ms == 0 || self.duration_ms > DURATION_MS_MAX {
-            return Err(bad("duration_ms", format!("must be 1..={DURATION_MS_MAX}")));
-        }
-        let s = &self.schedule;
-        if s.repeats == 0 || s.repeats > REPEATS_MAX {
-            return Err(bad("repeats", format!("must be 1..={REPEATS_MAX}")));
-        }
-        if s.start_ms > SCHEDULE_MS_MAX || s.delay_ms > SCHEDULE_MS_MAX {
-            return Err(bad("start_ms/delay_ms", format!("over {SCHEDULE_MS_MAX}")));
-        }
-        Ok(())
+        check_fields(
+            &self.description,
+            &self.export,
+            &self.args,
+            self.duration_ms,
+            &self.schedule,
+        )
     }
+}
+
+/// The bounds of a spec's free fields, as [`TaskSpec::validate`] checks
+/// them; the API checks a submission with it before anything else.
+/// Lengths are in characters (Unicode scalar values), as JSON Schema's
+/// `maxLength` counts them.
+pub fn check_fields(
+    description: &str,
+    export: &str,
+    args: &[i64],
+    duration_ms: u64,
+    schedule: &Schedule,
+) -> Result<(), SchedError> {
+    let bad = |field: &'static str, reason: String| SchedError::BadSpec { field, reason };
+    if description.chars().count() > DESCRIPTION_CHARS_MAX {
+        return Err(bad(
+            "description",
+            format!("over {DESCRIPTION_CHARS_MAX} characters"),
+        ));
+    }
+    let export_chars = export.chars().count();
+    if export_chars == 0 || export_chars > EXPORT_CHARS_MAX {
+        return Err(bad(
+            "export",
+            format!("must be 1..={EXPORT_CHARS_MAX} characters"),
+        ));
+    }
+    if args.len() > ARGS_MAX {
+        return Err(bad("args", format!("more than {ARGS_MAX}")));
+    }
+    if duration_ms == 0 || duration_ms > DURATION_MS_MAX {
+        return Err(bad("duration_ms", format!("must be 1..={DURATION_MS_MAX}")));
+    }
+    if schedule.repeats == 0 || schedule.repeats > REPEATS_MAX {
+        return Err(bad("repeats", format!("must be 1..={REPEATS_MAX}")));
+    }
+    if schedule.start_ms > SCHEDULE_MS_MAX {
+        return Err(bad("start_ms", format!("over {SCHEDULE_MS_MAX}")));
+    }
+    if schedule.delay_ms > SCHEDULE_MS_MAX {
+        return Err(bad("delay_ms", format!("over {SCHEDULE_MS_MAX}")));
+    }
+    Ok(())
 }
 
 /// A task's state as the user sees it.
@@ -189,6 +210,133 @@ impl RunStatus {
     }
 }
 
+/// Why a run's latest attempt failed: each kind the sandbox reports
+/// ([`ww::exec::ErrorKind`], under the same names) and the two the gateway
+/// gives itself, [`RunErrorKind::Timeout`] and [`RunErrorKind::Transport`].
+/// Stored and shown as its snake_case name; a stored name outside this list
+/// is corruption (every writer is this code, and the list has only grown).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunErrorKind {
+    /// The bytes are not WebAssembly (no `\0asm` magic).
+    NotWasm,
+    /// The module failed to parse, validate, link or instantiate.
+    BadModule,
+    /// The module is over the worker's size limit.
+    ModuleTooLarge,
+    /// The module is neither on the worker nor in the gateway's store.
+    UnknownModule,
+    /// The export does not exist or is not a function.
+    MissingExport,
+    /// The export's signature or the arguments do not fit.
+    WrongSignature,
+    /// The guest trapped.
+    Trap,
+    /// The run used up its fuel.
+    FuelExhausted,
+    /// The guest asked for more memory than allowed.
+    MemoryLimit,
+    /// The worker's own wall clock ended the run (the run is `timed_out`).
+    Deadline,
+    /// The guest called `proc_exit` with a nonzero code.
+    Exit,
+    /// The worker was asked to stop the run.
+    Cancelled,
+    /// A bug in the worker's sandbox.
+    Internal,
+    /// The gateway stopped the run past its `duration_ms` (the run is `timed_out`).
+    Timeout,
+    /// The attempt was lost in transport (worker gone, call failed, an
+    /// impossible report): retried up to the attempt limit.
+    Transport,
+}
+
+impl RunErrorKind {
+    /// Every kind, the sandbox's first, in declaration order.
+    pub const ALL: [RunErrorKind; 15] = [
+        Self::NotWasm,
+        Self::BadModule,
+        Self::ModuleTooLarge,
+        Self::UnknownModule,
+        Self::MissingExport,
+        Self::WrongSignature,
+        Self::Trap,
+        Self::FuelExhausted,
+        Self::MemoryLimit,
+        Self::Deadline,
+        Self::Exit,
+        Self::Cancelled,
+        Self::Internal,
+        Self::Timeout,
+        Self::Transport,
+    ];
+
+    /// The kind's name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Transport => "transport",
+            Self::NotWasm => ww::exec::ErrorKind::NotWasm.as_str(),
+            Self::BadModule => ww::exec::ErrorKind::BadModule.as_str(),
+            Self::ModuleTooLarge => ww::exec::ErrorKind::ModuleTooLarge.as_str(),
+            Self::UnknownModule => ww::exec::ErrorKind::UnknownModule.as_str(),
+            Self::MissingExport => ww::exec::ErrorKind::MissingExport.as_str(),
+            Self::WrongSignature => ww::exec::ErrorKind::WrongSignature.as_str(),
+            Self::Trap => ww::exec::ErrorKind::Trap.as_str(),
+            Self::FuelExhausted => ww::exec::ErrorKind::FuelExhausted.as_str(),
+            Self::MemoryLimit => ww::exec::ErrorKind::MemoryLimit.as_str(),
+            Self::Deadline => ww::exec::ErrorKind::Deadline.as_str(),
+            Self::Exit => ww::exec::ErrorKind::Exit.as_str(),
+            Self::Cancelled => ww::exec::ErrorKind::Cancelled.as_str(),
+            Self::Internal => ww::exec::ErrorKind::Internal.as_str(),
+        }
+    }
+}
+
+impl From<ww::exec::ErrorKind> for RunErrorKind {
+    fn from(kind: ww::exec::ErrorKind) -> Self {
+        use ww::exec::ErrorKind as K;
+        match kind {
+            K::NotWasm => Self::NotWasm,
+            K::BadModule => Self::BadModule,
+            K::ModuleTooLarge => Self::ModuleTooLarge,
+            K::UnknownModule => Self::UnknownModule,
+            K::MissingExport => Self::MissingExport,
+            K::WrongSignature => Self::WrongSignature,
+            K::Trap => Self::Trap,
+            K::FuelExhausted => Self::FuelExhausted,
+            K::MemoryLimit => Self::MemoryLimit,
+            K::Deadline => Self::Deadline,
+            K::Exit => Self::Exit,
+            K::Cancelled => Self::Cancelled,
+            K::Internal => Self::Internal,
+        }
+    }
+}
+
+impl std::fmt::Display for RunErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Serializes a sandbox [`ww::exec::ErrorKind`] as its name.
+pub mod exec_kind {
+    use super::*;
+
+    /// Writes the kind's name.
+    pub fn serialize<S: Serializer>(kind: &ww::exec::ErrorKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    /// Reads a kind's name; any other text is refused.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ww::exec::ErrorKind, D::Error> {
+        let text = String::deserialize(d)?;
+        ww::exec::ErrorKind::from_str_name(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error kind {text:?}")))
+    }
+}
+
 /// Names one run of a task.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RunId {
@@ -206,7 +354,7 @@ pub struct Run {
     /// Dispatches so far (1 for the first `StartRun`, 0 before it).
     pub attempt: u32,
     /// Worker of the latest attempt.
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     /// When the run fell due.
     pub scheduled_ms: u64,
     /// When the latest attempt was handed to a worker.
@@ -221,8 +369,8 @@ pub struct Run {
     pub stdout: String,
     /// Fuel the latest finished attempt used.
     pub fuel_used: u64,
-    /// Kind of the latest error (`trap`, `fuel`, `timeout`, `transport`, ...).
-    pub error_kind: Option<String>,
+    /// Kind of the latest error.
+    pub error_kind: Option<RunErrorKind>,
     /// Message of the latest error.
     pub error: Option<String>,
 }
@@ -312,8 +460,8 @@ impl Task {
 /// A worker's load, as `Scheduler::workers` reports it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct WorkerLoad {
-    /// The worker's opaque id (e.g. a peer id).
-    pub worker: String,
+    /// The worker.
+    pub worker: WorkerId,
     /// Runs it accepts at once.
     pub slots: u32,
     /// Runs handed to it and not yet finished.
@@ -353,5 +501,28 @@ pub mod hex32 {
             hash[i] = (hi * 16 + lo) as u8;
         }
         Some(hash)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_error_kinds_keep_the_names_stored_so_far_and_refuse_others() {
+        for kind in ww::exec::ErrorKind::ALL {
+            let ours = RunErrorKind::from(kind);
+            assert_eq!(ours.as_str(), kind.as_str());
+        }
+        for kind in RunErrorKind::ALL {
+            let text = serde_json::to_value(kind).unwrap();
+            assert_eq!(text, serde_json::json!(kind.as_str()));
+            assert_eq!(serde_json::from_value::<RunErrorKind>(text).unwrap(), kind);
+        }
+        assert_eq!(RunErrorKind::Timeout.as_str(), "timeout");
+        assert_eq!(RunErrorKind::Transport.as_str(), "transport");
+        for unknown in ["", "fuel", "Trap", "timeout ", "other"] {
+            assert!(serde_json::from_value::<RunErrorKind>(serde_json::json!(unknown)).is_err());
+        }
     }
 }

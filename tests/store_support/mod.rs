@@ -2,7 +2,18 @@
 
 #![allow(dead_code)]
 
-use ww_sched::sched::{RunOutcome, SchedConfig, Schedule, Scheduler, Task, TaskId, TaskSpec};
+use ww_sched::sched::{
+    RunOutcome, SchedConfig, Schedule, Scheduler, Task, TaskId, TaskSpec, WorkerId,
+};
+
+/// The worker a test calls `name`: a peer id derived from the name.
+pub fn worker(name: &str) -> WorkerId {
+    let mut secret = [0u8; 32];
+    for (i, byte) in name.bytes().enumerate() {
+        secret[i % 32] ^= byte.wrapping_add(i as u8);
+    }
+    WorkerId::from(ww::transport::Identity::from_secret(secret).peer_id())
+}
 
 /// The module every task here refers to.
 pub const MODULE: &[u8] = b"\0asm\x01\0\0\0";
@@ -20,7 +31,7 @@ pub fn id(text: &str) -> TaskId {
 pub fn task_with_runs(name: &str, repeats: u32, finished: u32, at: u64) -> Task {
     let id = id(name);
     let mut sched = Scheduler::new(SchedConfig::default());
-    sched.worker_joined(0, "w", repeats);
+    sched.worker_joined(0, &worker("w"), repeats);
     sched
         .submit(
             0,

@@ -22,7 +22,7 @@ use futures::StreamExt as _;
 
 use super::ApiState;
 use crate::gateway::events::{Event, SUBSCRIBERS_MAX};
-use crate::gateway::ApiError;
+use crate::gateway::{ApiError, ErrorBody};
 
 /// How often an idle stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -43,6 +43,8 @@ fn frame(value: &impl serde::Serialize) -> SseEvent {
         (status = 200, description = "Server-sent events: `data:` lines, each one `Event` as JSON, \
           first `{\"type\":\"hello\"}`; keep-alive comments every 15 s",
          content_type = "text/event-stream", body = String),
+        (status = 503, description = "64 streams are open already (`busy`), or the gateway stopped",
+         body = ErrorBody),
     ))]
 pub(super) async fn stream(State(state): State<ApiState>) -> Result<Response, ApiError> {
     state.health.check()?;
@@ -51,9 +53,7 @@ pub(super) async fn stream(State(state): State<ApiState>) -> Result<Response, Ap
             "at most {SUBSCRIBERS_MAX} event streams at once; retry shortly"
         ))
     })?;
-    let hello = futures::stream::once(async {
-        Ok::<_, Infallible>(frame(&serde_json::json!({ "type": "hello" })))
-    });
+    let hello = futures::stream::once(async { Ok::<_, Infallible>(frame(&Event::Hello)) });
     let health = state.health.clone();
     let changes = futures::stream::unfold(
         (subscription, health),

@@ -7,6 +7,7 @@
 mod events;
 pub mod guard;
 mod openapi;
+pub mod schema;
 pub mod serve;
 mod submit;
 mod tasks;
@@ -39,6 +40,15 @@ use crate::sched::{Store, StoreError};
 pub const PAGE_MAX: usize = 1000;
 /// Tasks (or runs) a page returns when the request does not say.
 pub const PAGE_DEFAULT: usize = 100;
+/// Most tasks `GET /tasks` skips with `offset`: skipping costs a read of
+/// each task skipped, so deeper pages go by the cursor (`after`, the last id
+/// of the previous page), as the dashboard and `ww-sched tasks` do. Ten full
+/// pages.
+pub const OFFSET_MAX: usize = 10 * PAGE_MAX;
+/// Largest `runs_offset`: a task has at most this many runs, so a page from
+/// here is already empty (`ww-sched logs` and the dashboard ask from the
+/// runs they have seen, at most all of them).
+pub const RUNS_OFFSET_MAX: u32 = crate::sched::types::REPEATS_MAX;
 
 /// Reads of the store from handlers: on the blocking pool on real hosts, so
 /// a slow disk holds up no other request; inline in simulation.

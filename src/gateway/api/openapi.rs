@@ -8,11 +8,16 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response as SpecResponse, ResponseBuilder};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required};
+use utoipa::ToSchema;
 
 use super::ApiState;
+use crate::gateway::events::Event;
 
 /// The answers the guard in front of every route may give (see
 /// `guard.rs`), as `(status, name of the shared response, description)`.
@@ -25,7 +30,7 @@ const GUARD_RESPONSES: [(&str, &str, &str); 4] = [
     (
         "401",
         "Unauthorized",
-        "An API listening off loopback needs `Authorization: Bearer <token>`",
+        "An API listening off loopback needs `Authorization: Bearer <token>` (the `bearer` scheme)",
     ),
     (
         "403",
@@ -40,25 +45,40 @@ const GUARD_RESPONSES: [(&str, &str, &str); 4] = [
     ),
 ];
 
-/// Finishes the generated document: title, version, the bearer scheme and
-/// the guard's answers on every operation.
+/// Finishes the generated document: title, version, the optional bearer
+/// scheme, the event stream's frames and the guard's answers on every
+/// operation.
 pub(super) fn finish(mut api: OpenApi) -> OpenApi {
     api.info.title = "ww-sched gateway".into();
     api.info.version = env!("CARGO_PKG_VERSION").into();
     api.info.description = Some(
         "Submit WebAssembly tasks, follow their runs, read their results, cancel them. \
-         Every error answer is an `ErrorBody`."
+         Every error answer is an `ErrorBody`. A gateway listening on loopback (the \
+         default) needs no token; off loopback every operation but `/healthz` and the \
+         dashboard's page needs `Authorization: Bearer <token>` (401 without it)."
             .into(),
     );
     let components = api.components.get_or_insert_with(Default::default);
-    // What `/events` streams, one per `data:` line.
-    components.schemas.insert(
-        "Event".to_string(),
-        <crate::gateway::events::Event as utoipa::PartialSchema>::schema(),
-    );
+    // What `/events` streams, one per `data:` line, with what it names.
+    let mut event_schemas = vec![(
+        <Event as ToSchema>::name().into_owned(),
+        <Event as utoipa::PartialSchema>::schema(),
+    )];
+    <Event as ToSchema>::schemas(&mut event_schemas);
+    for (name, schema) in event_schemas {
+        components.schemas.entry(name).or_insert(schema);
+    }
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The API token (`DATA/api-token` or `--api-token-file`): required when \
+                     the gateway listens off loopback, ignored on loopback",
+                ))
+                .build(),
+        ),
     );
     for (_, name, description) in GUARD_RESPONSES {
         let response: SpecResponse = ResponseBuilder::new()
@@ -74,11 +94,18 @@ pub(super) fn finish(mut api: OpenApi) -> OpenApi {
             .responses
             .insert(name.to_string(), RefOr::T(response));
     }
-    api.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
-        "bearer",
-        Vec::<String>::new(),
-    )]);
-    for item in api.paths.paths.values_mut() {
+    // Optional: the token, or nothing (a loopback gateway). Operations open
+    // to all (`/healthz`, the page shell) say `security: [{}]` themselves.
+    api.security = Some(vec![
+        SecurityRequirement::new("bearer", Vec::<String>::new()),
+        SecurityRequirement::default(),
+    ]);
+    for (path, item) in api.paths.paths.iter_mut() {
+        if path == "/events" {
+            if let Some(get) = &mut item.get {
+                describe_event_stream(get);
+            }
+        }
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -90,6 +117,7 @@ pub(super) fn finish(mut api: OpenApi) -> OpenApi {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            parameters_in_full(operation);
             for (status, name, _) in GUARD_RESPONSES {
                 operation
                     .responses
@@ -100,6 +128,54 @@ pub(super) fn finish(mut api: OpenApi) -> OpenApi {
         }
     }
     api
+}
+
+/// Parameters whose schema is written out (`api/schema.rs`, through
+/// `schema_with`, which sets neither) get their description from their
+/// schema, and path parameters are required, as OpenAPI has them.
+fn parameters_in_full(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        if parameter.parameter_in == ParameterIn::Path {
+            parameter.required = Required::True;
+        }
+        if parameter.description.is_none() {
+            let schema = serde_json::to_value(&parameter.schema).unwrap_or_default();
+            parameter.description = schema["description"].as_str().map(str::to_string);
+        }
+    }
+}
+
+/// The 200 answer of `GET /events`: a `text/event-stream` body (a string to
+/// OpenAPI 3.1), each frame of which is one `data:` line holding an `Event`
+/// as JSON; the frame's shape is given as OpenAPI 3.2 would (`itemSchema`),
+/// under the extension `x-item-schema`.
+fn describe_event_stream(operation: &mut Operation) {
+    let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") else {
+        return;
+    };
+    let Some(RefOr::T(content)) = ok.content.get_mut("text/event-stream") else {
+        return;
+    };
+    content.schema = Some(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("text/event-stream")
+            .description(Some(
+                "Server-sent events. Every frame is one `data:` line with one `Event` as \
+                 JSON (no `event:` field: the event's type is its `type`): first `hello`, \
+                 then `task`, `run`, `worker_joined`, `worker_left` as they are committed \
+                 or happen, and `resync` in place of events a slow reader missed. A \
+                 comment line (`:`) every 15 s keeps the connection alive.",
+            ))
+            .into(),
+    );
+    content.extensions = Some(Extensions::from_iter([(
+        "x-item-schema",
+        super::schema::event_frame(),
+    )]));
 }
 
 /// `GET /openapi.json`: this document.

@@ -7,16 +7,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{bad, ApiState};
+use super::{bad, schema, ApiState};
 use crate::gateway::commands::{Command, ModuleInput, NewTask};
 use crate::gateway::views::{task_detail, ModuleStored, TaskDetail};
 use crate::gateway::{ApiError, ErrorBody};
+use crate::sched::types::check_fields;
 use crate::sched::{Schedule, TaskId, IDEMPOTENCY_KEY_BYTES_MAX};
 
 /// The JSON form of a submission: exactly one of `module` and `wasm_base64`.
-#[derive(Deserialize, ToSchema)]
+/// Its schema is written out (`schema::task_json`): the derived one could
+/// say neither the bounds nor the one-of.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TaskJson {
     /// The task's id (letters, digits, `-`, `_`, `.`); generated when absent.
@@ -30,7 +33,6 @@ pub(super) struct TaskJson {
     wasm_base64: Option<String>,
     /// The export each run calls.
     #[serde(default = "default_export")]
-    #[schema(default = "run")]
     export: String,
     /// The export's integer arguments.
     #[serde(default)]
@@ -43,7 +45,6 @@ pub(super) struct TaskJson {
     memory_pages_max: u32,
     /// Per-run time limit.
     #[serde(default = "default_duration_ms")]
-    #[schema(default = 30000, minimum = 1)]
     duration_ms: u64,
     /// When the first run falls due, after submission.
     #[serde(default)]
@@ -53,40 +54,42 @@ pub(super) struct TaskJson {
     delay_ms: u64,
     /// Runs to make.
     #[serde(default = "one")]
-    #[schema(default = 1, minimum = 1)]
     repeats: u32,
     /// Completions already counted (runs to skip).
     #[serde(default)]
     completions: u64,
 }
 
+impl utoipa::PartialSchema for TaskJson {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema::task_json()
+    }
+}
+
+impl ToSchema for TaskJson {}
+
 /// The original's multipart form (times in seconds; `input` and
 /// `difficulty` are the export's two arguments). `parse_form` reads it
-/// field by field, by these names.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Only its schema is used: the form is streamed, not deserialised.
-pub(super) struct TaskForm {
-    /// The module file.
-    #[schema(value_type = String, format = Binary)]
-    wasm: Vec<u8>,
-    /// The first argument.
-    input: i64,
-    /// The second argument.
-    difficulty: i64,
-    /// The task's id; generated when absent.
-    id: Option<String>,
-    /// Free text.
-    description: Option<String>,
-    /// Time limit per run, in seconds (default 30).
-    duration: Option<u64>,
-    /// When the first run falls due, in seconds after submission.
-    start: Option<u64>,
-    /// Seconds between runs.
-    delay: Option<u64>,
-    /// Runs to make (default 1).
-    repeats: Option<u32>,
-    /// Completions already counted.
-    complete: Option<u64>,
+/// field by field; its schema is `schema::task_form`.
+pub(super) struct TaskForm;
+
+impl utoipa::PartialSchema for TaskForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        schema::task_form()
+    }
+}
+
+impl ToSchema for TaskForm {}
+
+/// The headers of `POST /tasks`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Only its parameters are used: the header is read by hand.
+pub(super) struct SubmitHeaders {
+    /// Makes a retried submission return the task the first one made
+    /// (visible ASCII, 1 to 256 characters); used with another body: 422.
+    #[param(rename = "Idempotency-Key", schema_with = schema::idempotency_key)]
+    idempotency_key: Option<String>,
 }
 
 /// A WebAssembly module's bytes.
@@ -119,8 +122,7 @@ fn parse_task_id(id: Option<String>) -> Result<Option<TaskId>, ApiError> {
 /// `POST /tasks`: 201 with the task once it is committed (200 for a retry
 /// with the same `Idempotency-Key`).
 #[utoipa::path(post, path = "/tasks", tag = "tasks",
-    params(("Idempotency-Key" = Option<String>, Header,
-            description = "Makes a retried submission return the task the first one made (1 to 256 visible ASCII characters)")),
+    params(SubmitHeaders),
     request_body(content(
         (TaskJson = "application/json"),
         (TaskForm = "multipart/form-data"),
@@ -130,9 +132,9 @@ fn parse_task_id(id: Option<String>) -> Result<Option<TaskId>, ApiError> {
          headers(("Location" = String, description = "/tasks/{id}"))),
         (status = 200, description = "A retry with the same Idempotency-Key: the task it made", body = TaskDetail),
         (status = 409, description = "A task with this id exists already", body = ErrorBody),
-        (status = 413, description = "The body is over the limit", body = ErrorBody),
-        (status = 422, description = "The module is not valid WebAssembly, or `module` names none uploaded",
-         body = ErrorBody),
+        (status = 413, description = "The body or the module is over the limit", body = ErrorBody),
+        (status = 422, description = "The module is not valid WebAssembly, `module` names none uploaded, \
+          or the `Idempotency-Key` was used with another body", body = ErrorBody),
     ))]
 pub(super) async fn submit(
     State(state): State<ApiState>,
@@ -154,6 +156,13 @@ pub(super) async fn submit(
                     return Err(bad(format!(
                         "Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_BYTES_MAX} characters"
                     )));
+                }
+                // HTTP strips them on the way: such a key would not be the
+                // one the client meant (the document's pattern says so too).
+                if key.starts_with([' ', '\t']) || key.ends_with([' ', '\t']) {
+                    return Err(bad(
+                        "Idempotency-Key must not start or end with a space or tab",
+                    ));
                 }
                 Some(key.to_string())
             }
@@ -198,7 +207,7 @@ pub(super) async fn submit(
         } else {
             StatusCode::OK
         };
-        let location = format!("/tasks/{}", task.spec.id.0);
+        let location = format!("/tasks/{}", task.spec.id.as_str());
         Ok((
             status,
             [(header::LOCATION, location)],
@@ -224,7 +233,7 @@ fn parse_json(body: TaskJson) -> Result<NewTask, ApiError> {
             ))
         }
     };
-    Ok(NewTask {
+    let task = NewTask {
         id: parse_task_id(body.id)?,
         description: body.description,
         module,
@@ -239,7 +248,22 @@ fn parse_json(body: TaskJson) -> Result<NewTask, ApiError> {
             repeats: body.repeats,
         },
         completions_initial: body.completions,
-    })
+    };
+    check_bounds(&task)?;
+    Ok(task)
+}
+
+/// The bounds every submission is held to (the scheduler's own, checked
+/// here first so a refusal is a 400 naming the field, whatever the module).
+fn check_bounds(task: &NewTask) -> Result<(), ApiError> {
+    check_fields(
+        &task.description,
+        &task.export,
+        &task.args,
+        task.duration_ms,
+        &task.schedule,
+    )
+    .map_err(|e| bad(e.to_string()))
 }
 
 fn parse_hash(text: &str) -> Result<[u8; 32], ApiError> {
@@ -293,7 +317,7 @@ async fn parse_form(mut form: Multipart) -> Result<NewTask, ApiError> {
     let wasm = wasm.ok_or_else(|| bad("field wasm (the module file) is missing"))?;
     let repeats =
         u32::try_from(number("repeats", 1)?).map_err(|_| bad("field repeats is too large"))?;
-    Ok(NewTask {
+    let task = NewTask {
         id: parse_task_id(fields.get("id").cloned())?,
         description: fields.get("description").cloned().unwrap_or_default(),
         module: ModuleInput::Bytes(wasm),
@@ -308,7 +332,9 @@ async fn parse_form(mut form: Multipart) -> Result<NewTask, ApiError> {
             repeats,
         },
         completions_initial: number("complete", 0)?,
-    })
+    };
+    check_bounds(&task)?;
+    Ok(task)
 }
 
 /// A body over the limit is 413 wherever the form hits it; anything else is 400.

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{bad, ApiState, PAGE_DEFAULT, PAGE_MAX};
+use super::{bad, schema, ApiState, OFFSET_MAX, PAGE_DEFAULT, PAGE_MAX, RUNS_OFFSET_MAX};
 use crate::gateway::commands::Command;
 use crate::gateway::views::{task_detail, task_summary, Purged, TaskDetail, TaskSummary};
 use crate::gateway::{ApiError, ErrorBody};
@@ -21,25 +21,28 @@ use crate::sched::{Run, TaskId, TaskStatus};
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Only tasks with this status (empty: all).
-    #[param(value_type = Option<TaskStatus>)]
+    #[param(schema_with = schema::status)]
     status: Option<String>,
     /// Only tasks whose id sorts after this one (a cursor: the last id of the
-    /// previous page).
+    /// previous page; empty: from the first).
+    #[param(schema_with = schema::after)]
     after: Option<String>,
-    /// Tasks to skip (after the cursor).
+    /// Tasks to skip (after the cursor), at most 10,000: page further with
+    /// `after`.
     #[serde(default)]
+    #[param(schema_with = schema::offset)]
     offset: usize,
     /// Tasks in the page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(schema_with = schema::limit)]
     limit: Option<usize>,
 }
 
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+fn page_limit(name: &str, limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(PAGE_DEFAULT),
-        Some(0) => Err(bad("limit must be at least 1")),
+        Some(0) => Err(bad(format!("{name} must be at least 1"))),
         Some(n) if n > PAGE_MAX => Err(bad(format!(
-            "limit {n} is over the page maximum {PAGE_MAX}"
+            "{name} {n} is over the page maximum {PAGE_MAX}"
         ))),
         Some(n) => Ok(n),
     }
@@ -72,8 +75,14 @@ pub(super) async fn list(
         None | Some("") => None,
         Some(text) => Some(TaskId::parse(text).map_err(|e| bad(format!("after: {e}")))?),
     };
-    let limit = page_limit(query.limit)?;
+    let limit = page_limit("limit", query.limit)?;
     let offset = query.offset;
+    if offset > OFFSET_MAX {
+        return Err(bad(format!(
+            "offset {offset} is over {OFFSET_MAX}: page on with `after` (the last id \
+             of the previous page) instead"
+        )));
+    }
     let headers = state
         .reader
         .read(move |store| store.list(status, after.as_ref(), offset, limit))
@@ -87,11 +96,13 @@ pub(super) async fn list(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct DetailQuery {
-    /// Index of the first run in the page.
+    /// Index of the first run in the page, 0 to 10,000 (the most runs a task
+    /// has: from there the page is empty).
     #[serde(default)]
+    #[param(schema_with = schema::runs_offset)]
     runs_offset: u32,
     /// Runs in the page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(schema_with = schema::limit)]
     runs_limit: Option<usize>,
 }
 
@@ -99,7 +110,8 @@ pub(super) struct DetailQuery {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub(super) struct TaskPath {
-    /// The task's id.
+    /// The task's id (an id that breaks the id rules names no task: 404).
+    #[param(schema_with = schema::task_id)]
     id: String,
 }
 
@@ -108,9 +120,10 @@ pub(super) struct TaskPath {
 #[into_params(parameter_in = Path)]
 pub(super) struct RunPath {
     /// The task's id.
+    #[param(schema_with = schema::task_id)]
     id: String,
     /// The run's index, 0 to repeats - 1.
-    #[param(value_type = u32)]
+    #[param(schema_with = schema::run_index)]
     index: String,
 }
 
@@ -133,14 +146,19 @@ pub(super) async fn detail(
     let Path(TaskPath { id }) = path.map_err(path_error)?;
     let id = task_id(&id)?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
-    let limit = page_limit(query.runs_limit)?;
+    let limit = page_limit("runs_limit", query.runs_limit)?;
     let offset = query.runs_offset;
+    if offset > RUNS_OFFSET_MAX {
+        return Err(bad(format!(
+            "runs_offset {offset} is over {RUNS_OFFSET_MAX}, the most runs a task has"
+        )));
+    }
     let wanted = id.clone();
     let (header, runs) = state
         .reader
         .read(move |store| store.task_page(&wanted, offset, limit))
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no task {:?}", id.0)))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no task {:?}", id.as_str())))?;
     Ok(Json(task_detail(&header, Some((offset, &runs)))).into_response())
 }
 
@@ -159,10 +177,10 @@ async fn find_run(state: &ApiState, id: &str, index: &str) -> Result<Run, ApiErr
         })
         .await?;
     match run {
-        None => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+        None => Err(ApiError::NotFound(format!("no task {:?}", id.as_str()))),
         Some(None) => Err(ApiError::NotFound(format!(
             "task {:?} has no run {index} (yet)",
-            id.0
+            id.as_str()
         ))),
         Some(Some(run)) => Ok(run),
     }
@@ -211,6 +229,7 @@ pub(super) async fn run_stdout(
 pub(super) struct DeleteQuery {
     /// Delete the (finished) task and its runs instead of cancelling it.
     #[serde(default)]
+    #[param(schema_with = schema::purge)]
     purge: bool,
 }
 
@@ -241,7 +260,7 @@ pub(super) async fn delete(
     let id = task_id(&id)?;
     let Query(query) = query.map_err(|e| bad(e.body_text()))?;
     let answer = if query.purge {
-        let shown = id.0.clone();
+        let shown = id.clone();
         state.ask(|reply| Command::Purge { id, reply }).await??;
         Deleted::Purged(Purged {
             id: shown,

@@ -92,9 +92,19 @@ fn page() -> Response {
     )
 }
 
+/// The path of a dashboard file.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Only its parameter is used: the path is read as a string.
+struct AssetPath {
+    /// The file: `index.html`, `app.js` or `style.css` (any other: 404).
+    #[param(schema_with = super::schema::ui_file)]
+    file: String,
+}
+
 /// `GET /ui/{file}`: one of the page's files (`index.html`, `app.js`, `style.css`).
 #[utoipa::path(get, path = "/ui/{file}", tag = "dashboard", security(()),
-    params(("file" = String, Path, description = "index.html, app.js or style.css")),
+    params(AssetPath),
     responses(
         (status = 200, description = "The file",
          content((String = "text/html; charset=utf-8"), (String = "text/javascript; charset=utf-8"),

@@ -33,6 +33,7 @@ use super::views::{MemberRow, WorkerRow};
 use super::ApiError;
 use crate::sched::{
     Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader, TaskId, TaskStatus,
+    WorkerId,
 };
 use commit::Committer;
 use modules::Modules;
@@ -217,7 +218,7 @@ pub struct Core {
     /// Where committed changes and pool changes are announced.
     events: Arc<EventBus>,
     /// When each worker in the pool joined (clock ms).
-    joined: BTreeMap<String, u64>,
+    joined: BTreeMap<WorkerId, u64>,
     membership: Option<Rc<Membership>>,
     /// The call carrying each run in flight (several runs may share one).
     running: BTreeMap<(TaskId, u32, u32), Rc<runs::RunCall>>,
@@ -342,9 +343,10 @@ impl Core {
                 } => {
                     if let ViewEvent::Left { peer, .. } = event {
                         // A worker that left the membership view leaves the pool.
-                        if self.pool.remove(&peer.to_string()) {
-                            self.worker_left(peer.to_string(), "left the membership view".into());
-                            let effects = self.sched.worker_lost((self.clock)(), &peer.to_string());
+                        let worker = WorkerId::from(peer);
+                        if self.pool.remove(&worker) {
+                            self.worker_left(worker.clone(), "left the membership view".into());
+                            let effects = self.sched.worker_lost((self.clock)(), &worker);
                             self.apply(effects);
                         }
                     }
@@ -516,7 +518,7 @@ impl Core {
                             return self.cancel_elsewhere(id, reply);
                         }
                         Ok(Some(header)) => Ok(header),
-                        Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+                        Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.as_str()))),
                         Err(e) => Err(self.read_failed(e)),
                     };
                     let _ = reply.send(answer);
@@ -528,13 +530,14 @@ impl Core {
                 Some(task) if task.status.is_final() => {
                     let _ = reply.send(Err(ApiError::Conflict(format!(
                         "task {:?} has just finished and is being stored; purge it in a moment",
-                        id.0
+                        id.as_str()
                     ))));
                 }
                 Some(task) => {
                     let _ = reply.send(Err(ApiError::Conflict(format!(
                         "task {:?} is {:?}, not finished; cancel it and purge it once final",
-                        id.0, task.status
+                        id.as_str(),
+                        task.status
                     ))));
                 }
                 None => {

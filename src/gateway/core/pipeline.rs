@@ -141,7 +141,7 @@ impl Core {
         // Committed now: what the events announce is on disk.
         for run in &released.runs {
             self.events.publish(Event::Run {
-                task: run.task.0.clone(),
+                task: run.task.clone(),
                 index: run.index,
                 attempt: run.attempt,
                 status: run.status,
@@ -149,7 +149,7 @@ impl Core {
         }
         for (id, header) in &released.written {
             self.events.publish(Event::Task {
-                id: id.0.clone(),
+                id: id.clone(),
                 status: header.status,
             });
         }
@@ -229,20 +229,20 @@ impl Core {
                         Ok(Some(header)) => Ok((header, false)),
                         Ok(None) => Err(ApiError::Conflict(format!(
                             "idempotency key of task {:?} named task {:?}, since deleted",
-                            id.0, other.0
+                            id.as_str(), other.as_str()
                         ))),
                         Err(e) => Err(ApiError::Busy(format!("the task store: {e}"))),
                     },
                     TakenCause::Id => Err(ApiError::Conflict(format!(
                         "a task with id {:?} was created through another gateway at the same moment",
-                        id.0
+                        id.as_str()
                     ))),
                     TakenCause::ModuleGone(hash) => Err(ApiError::Unprocessable(format!(
                         "unknown module {}: it was deleted, unused, while this task was \
                          accepted; upload it again with POST /modules (task {:?} was not \
                          created)",
                         ww::exec::ModuleHash(hash),
-                        id.0
+                        id.as_str()
                     ))),
                 };
                 let _ = reply.send(answer);
@@ -262,11 +262,11 @@ impl Core {
                 let answer = match outcome {
                     Some(PurgeOutcome::Purged) => Ok(()),
                     Some(PurgeOutcome::NotFound) => {
-                        Err(ApiError::NotFound(format!("no task {:?}", id.0)))
+                        Err(ApiError::NotFound(format!("no task {:?}", id.as_str())))
                     }
                     Some(PurgeOutcome::NotFinished) => Err(ApiError::Conflict(format!(
                         "task {:?} is not finished; cancel it and purge it once final",
-                        id.0
+                        id.as_str()
                     ))),
                     None => Err(internal(format!("purge of {id} not carried out"))),
                 };

@@ -9,7 +9,7 @@ use super::{Core, RunDone};
 use crate::gateway::events::Event;
 use crate::gateway::pool::PoolEvent;
 use crate::gateway::runner::{run_many_on_worker, run_on_worker, RemoteWorkerHandle};
-use crate::sched::{Effect, RunOutcome, StoreError, TaskId, TaskSpec};
+use crate::sched::{Effect, RunOutcome, StoreError, TaskId, TaskSpec, WorkerId};
 use crate::worker::wire::RUN_MANY_MAX;
 
 /// A run the scheduler started this turn, sent when the turn ends.
@@ -17,7 +17,7 @@ pub(super) struct Start {
     task: TaskId,
     index: u32,
     attempt: u32,
-    worker: String,
+    worker: WorkerId,
     spec: TaskSpec,
 }
 
@@ -69,7 +69,7 @@ impl Core {
     }
 
     /// Forgets when `worker` joined and announces that it left.
-    pub(super) fn worker_left(&mut self, worker: String, reason: String) {
+    pub(super) fn worker_left(&mut self, worker: WorkerId, reason: String) {
         self.joined.remove(&worker);
         self.events.publish(Event::WorkerLeft {
             peer: worker,
@@ -152,7 +152,7 @@ impl Core {
             }
         }
         // Ordered by worker, then as started: the same every time.
-        let mut groups: BTreeMap<String, Vec<Start>> = BTreeMap::new();
+        let mut groups: BTreeMap<WorkerId, Vec<Start>> = BTreeMap::new();
         for start in self.starts.drain(..) {
             groups.entry(start.worker.clone()).or_default().push(start);
         }
@@ -168,7 +168,7 @@ impl Core {
     /// outcome of an attempt that cannot start.
     fn ready(
         &mut self,
-        worker: &str,
+        worker: &WorkerId,
         spec: &TaskSpec,
     ) -> Result<(RemoteWorkerHandle, Arc<Vec<u8>>), RunOutcome> {
         match self.pool.client(worker) {
@@ -178,7 +178,7 @@ impl Core {
             Some(client) => match self.module_bytes(&spec.module_hash) {
                 Ok(Some(module)) => Ok((client, module)),
                 Ok(None) => Err(RunOutcome::TaskFailed {
-                    kind: "unknown_module".into(),
+                    kind: ww::exec::ErrorKind::UnknownModule,
                     message: "module missing from the store".into(),
                     stdout: String::new(),
                     fuel_used: 0,
@@ -203,14 +203,14 @@ impl Core {
     }
 
     /// Starts runs on one worker: `run` for one, `runMany` for more.
-    fn start_runs(&mut self, worker: &str, starts: Vec<Start>) {
+    fn start_runs(&mut self, worker: &WorkerId, starts: Vec<Start>) {
         let mut client = None;
         let mut runs = Vec::with_capacity(starts.len());
         for start in starts {
             match self.ready(worker, &start.spec) {
                 Ok((ready, module)) => {
                     client = Some(ready);
-                    tracing::debug!(task = %start.task, index = start.index, attempt = start.attempt, worker, "run started");
+                    tracing::debug!(task = %start.task, index = start.index, attempt = start.attempt, %worker, "run started");
                     runs.push(((start.task, start.index, start.attempt), start.spec, module));
                 }
                 // Failing before any call is reported like any other end of
@@ -229,7 +229,7 @@ impl Core {
         };
         let done = self.done_sender.clone();
         let keys: Vec<(TaskId, u32, u32)> = runs.iter().map(|(key, _, _)| key.clone()).collect();
-        let worker = worker.to_string();
+        let worker = worker.clone();
         let handle = tokio::task::spawn_local(async move {
             if let [(key, spec, module)] = &runs[..] {
                 let outcome = run_on_worker(&client, spec, module.clone()).await;
@@ -271,7 +271,7 @@ impl Core {
 /// Logs an attempt's end and hands it to the core.
 fn report_end(
     done: &tokio::sync::mpsc::UnboundedSender<RunDone>,
-    worker: &str,
+    worker: &WorkerId,
     (task, index, attempt): (TaskId, u32, u32),
     outcome: RunOutcome,
 ) {
@@ -288,10 +288,16 @@ fn report_end(
 /// One event per attempt that came back, with the task, run index, attempt and
 /// worker as fields: successes at debug (a task may have thousands), failures
 /// at info.
-fn log_attempt_end(task: &TaskId, index: u32, attempt: u32, worker: &str, outcome: &RunOutcome) {
+fn log_attempt_end(
+    task: &TaskId,
+    index: u32,
+    attempt: u32,
+    worker: &WorkerId,
+    outcome: &RunOutcome,
+) {
     match outcome {
         RunOutcome::Succeeded { fuel_used, .. } => {
-            tracing::debug!(%task, index, attempt, worker, fuel_used, "run succeeded");
+            tracing::debug!(%task, index, attempt, %worker, fuel_used, "run succeeded");
         }
         RunOutcome::TaskFailed {
             kind,
@@ -299,10 +305,10 @@ fn log_attempt_end(task: &TaskId, index: u32, attempt: u32, worker: &str, outcom
             fuel_used,
             ..
         } => {
-            tracing::info!(%task, index, attempt, worker, kind = %kind, error = %message, fuel_used, "run failed");
+            tracing::info!(%task, index, attempt, %worker, kind = %kind, error = %message, fuel_used, "run failed");
         }
         RunOutcome::TransportFailed { message } => {
-            tracing::info!(%task, index, attempt, worker, error = %message, "run attempt lost; it may be retried");
+            tracing::info!(%task, index, attempt, %worker, error = %message, "run attempt lost; it may be retried");
         }
     }
 }

@@ -69,7 +69,7 @@ impl Core {
                 // Finished meanwhile: answer with what the store holds.
                 let answer = match self.store.header(&id) {
                     Ok(Some(header)) => Ok(header),
-                    Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+                    Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.as_str()))),
                     Err(e) => Err(self.read_failed(e)),
                 };
                 let _ = reply.send(answer);
@@ -106,10 +106,10 @@ impl Core {
                             Ok(Ok(Some(_))) => Err(ApiError::Busy(format!(
                                 "task {:?} is run by another gateway, which has not applied the \
                                  cancel within {} s; the request stands: ask again to see it applied",
-                                id.0,
+                                id.as_str(),
                                 CANCEL_ELSEWHERE_WAIT.as_secs()
                             ))),
-                            Ok(Ok(None)) => Err(ApiError::NotFound(format!("no task {:?}", id.0))),
+                            Ok(Ok(None)) => Err(ApiError::NotFound(format!("no task {:?}", id.as_str()))),
                             Ok(Err(e)) => Err(ApiError::Storage(format!("store read failed: {e}"))),
                             Err(e) => Err(internal(e)),
                         };

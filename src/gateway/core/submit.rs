@@ -85,7 +85,7 @@ impl Core {
                     return Err(ApiError::Unprocessable(format!(
                         "Idempotency-Key {key:?} was used for task {:?} with another \
                          {field}; nothing changed (use a new key for a new task)",
-                        spec.id.0
+                        spec.id.as_str()
                     )));
                 }
                 return Ok((spec.id, false));
@@ -112,7 +112,7 @@ impl Core {
             Some(id) if self.sched.task(&id).is_some() || self.stored(&id)? => {
                 return Err(ApiError::Conflict(format!(
                     "a task with id {:?} exists",
-                    id.0
+                    id.as_str()
                 )));
             }
             Some(id) => id,

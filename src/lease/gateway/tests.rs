@@ -4,6 +4,11 @@
 use super::*;
 use crate::lease::model::{Store, TaskStatus};
 
+/// A task id for a test.
+fn id(text: &str) -> TaskId {
+    TaskId::parse(text).expect("a test id")
+}
+
 /// A gateway and a store on one clock; requests the test withholds wait in
 /// `held`.
 struct Bench {
@@ -72,9 +77,9 @@ impl Bench {
 #[test]
 fn a_submission_is_acknowledged_run_and_finished_once() {
     let mut bench = Bench::new();
-    bench.step(|g, now| g.submit(now, "t".into(), 2));
+    bench.step(|g, now| g.submit(now, id("t"), 2));
     assert!(bench.decisions.contains(&Output::SubmitAcked {
-        task: "t".into(),
+        task: id("t"),
         epoch: 1
     }));
     assert_eq!(bench.dispatched().len(), 2, "both runs start at once");
@@ -93,9 +98,9 @@ fn a_submission_is_acknowledged_run_and_finished_once() {
 #[test]
 fn a_cancel_is_acknowledged_one_dispatch_window_after_it_committed() {
     let mut bench = Bench::new();
-    bench.step(|g, now| g.submit(now, "t".into(), 1));
+    bench.step(|g, now| g.submit(now, id("t"), 1));
     bench.now_ms = 100;
-    bench.step(|g, now| g.cancel(now, "t".into()));
+    bench.step(|g, now| g.cancel(now, id("t")));
     let stopped = bench
         .decisions
         .iter()
@@ -116,7 +121,7 @@ fn a_cancel_is_acknowledged_one_dispatch_window_after_it_committed() {
 #[test]
 fn a_cut_off_gateway_stops_its_runs_at_its_deadline_and_acts_no_more() {
     let mut bench = Bench::new();
-    bench.step(|g, now| g.submit(now, "t".into(), 1));
+    bench.step(|g, now| g.submit(now, id("t"), 1));
     assert_eq!(bench.dispatched().len(), 1);
     bench.connected = false;
     let deadline = bench.gateway.keeper().deadline_ms().expect("registered");
@@ -129,10 +134,10 @@ fn a_cut_off_gateway_stops_its_runs_at_its_deadline_and_acts_no_more() {
         .iter()
         .any(|d| matches!(d, Output::Stop { .. })));
     assert_eq!(bench.gateway.held_tasks().count(), 0);
-    bench.step(|g, now| g.submit(now, "u".into(), 1));
+    bench.step(|g, now| g.submit(now, id("u"), 1));
     assert_eq!(
         bench.decisions.last(),
-        Some(&Output::SubmitFailed { task: "u".into() })
+        Some(&Output::SubmitFailed { task: id("u") })
     );
     // Healed: it registers anew, claims its old task and runs it again.
     bench.connected = true;
@@ -157,11 +162,11 @@ fn a_start_answered_after_the_dispatch_window_is_not_dispatched() {
         &Request::Submit {
             gateway: 0,
             epoch,
-            task: "v".into(),
+            task: id("v"),
             runs: 1,
         },
     );
-    bench.gateway.hold("v".into(), [0].into_iter());
+    bench.gateway.hold(id("v"), [0].into_iter());
     bench.gateway.start_runs(0);
     let Some(Output::Send { id, request }) = bench.gateway.poll_output() else {
         panic!("a start to send");

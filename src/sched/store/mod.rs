@@ -151,32 +151,15 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Unavailable { .. } => true,
-            StoreError::Postgres { source, .. } => match source.as_db_error() {
+            StoreError::Postgres { source, .. } => match source.code() {
                 // Not from the server: transient if the connection failed (a
-                // socket error, a closed connection, a connect timeout); a
-                // row that does not convert is not.
-                None => {
-                    let mut cause: Option<&(dyn std::error::Error + 'static)> =
-                        Some(source.as_ref());
-                    let mut io = false;
-                    while let Some(error) = cause {
-                        io |= error.is::<std::io::Error>();
-                        cause = error.source();
-                    }
-                    io || source.is_closed() || source.to_string().contains("timeout")
-                }
-                // The transaction was rolled back whole and may succeed again:
-                // connection exceptions, a server shutting down or starting,
-                // out of resources (e.g. connections), a deadlock or
-                // serialization failure with another gateway's transaction, a
-                // lock or statement timeout.
-                Some(db) => {
-                    let code = db.code().code();
-                    code.starts_with("08")
-                        || code.starts_with("53")
-                        || matches!(code, "57P01" | "57P02" | "57P03" | "57014")
-                        || matches!(code, "40001" | "40P01" | "55P03")
-                }
+                // socket error or timeout, anywhere in the chain of causes,
+                // or a closed connection); a row that does not convert, a
+                // bad parameter or a refused configuration is not.
+                None => source.is_closed() || caused_by_io(source.as_ref()),
+                // Told apart by code (pg/sqlstate.rs): rolled back whole and
+                // may succeed again.
+                Some(code) => pg::transient_code(code),
             },
             _ => false,
         }
@@ -201,6 +184,19 @@ impl StoreError {
         }
         None
     }
+}
+
+/// Whether an I/O error is among `error`'s causes (a refused, reset or
+/// timed-out socket): the client's own kind of error, not its message.
+fn caused_by_io(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<std::io::Error>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// What the store holds of a module's use.
@@ -329,6 +325,15 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
             }
         }
     }
+}
+
+/// A task id read back from the store (`place`: where it was found): parsed
+/// like any input, and one that does not pass is corruption, never an id.
+fn stored_id(place: &str, text: impl Into<String>) -> Result<TaskId, StoreError> {
+    TaskId::try_from(text.into()).map_err(|e| StoreError::Corrupt {
+        what: format!("task id in {place}"),
+        reason: e.to_string(),
+    })
 }
 
 /// A task with all its runs; a gap or excess in the runs is corrupt.

@@ -224,7 +224,7 @@ pub fn simulate(
             let cancel_ms =
                 cancelled.then(|| submit_ms + between(&mut plan_rng, 0, 2 * spec.run_ms_max));
             Plan {
-                task: format!("task-{i:04}"),
+                task: TaskId::parse(&format!("task-{i:04}")).expect("a valid task id"),
                 submit_ms,
                 runs,
                 cancel_ms,

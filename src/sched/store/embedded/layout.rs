@@ -105,7 +105,7 @@ fn migrate_whole_tasks(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut headers = txn.open_table(TASKS).map_err(|e| err()(boxed(e)))?;
     let mut runs = txn.open_table(RUNS).map_err(|e| err()(boxed(e)))?;
     for mut task in tasks {
-        let id = task.spec.id.0.clone();
+        let id = task.spec.id.to_string();
         for run in std::mem::take(&mut task.runs) {
             let bytes = encode(&format!("run {id}/{}", run.index), &run)?;
             runs.insert((id.as_str(), run.index), bytes.as_slice())

@@ -172,7 +172,7 @@ impl RedbStore {
                     if found != code {
                         break;
                     }
-                    ids.push(TaskId(id.to_string()));
+                    ids.push(super::super::stored_id("the status index", id)?);
                 }
             }
         }
@@ -221,7 +221,9 @@ impl RedbStore {
         let txn = self.read("idempotency key")?;
         let table = txn.open_table(IDEMPOTENCY).map_err(|e| err()(boxed(e)))?;
         let value = table.get(key).map_err(|e| err()(boxed(e)))?;
-        Ok(value.map(|v| TaskId(v.value().to_owned())))
+        value
+            .map(|v| super::super::stored_id("the idempotency table", v.value()))
+            .transpose()
     }
 
     /// How many finished tasks are kept.

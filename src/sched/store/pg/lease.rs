@@ -8,7 +8,7 @@ use super::queries::*;
 use super::read::rows_to_runs;
 use super::{decode, pg_err, Conn, PgStore};
 use crate::sched::id::TaskId;
-use crate::sched::store::{Lease, SharedStore, StoreError};
+use crate::sched::store::{stored_id, Lease, SharedStore, StoreError};
 use crate::sched::types::{Task, TaskHeader};
 
 /// Corrupt orphaned tasks a store remembers to pass over in claims.
@@ -62,11 +62,11 @@ impl PgStore {
 
     /// Claims pass over `id` for a while (at most [`CORRUPT_PASSED_MAX`]
     /// ids; beyond, the one found longest ago is forgotten).
-    fn passed_over(&self, id: TaskId) {
+    fn passed_over(&self, id: String) {
         let Ok(mut found) = self.corrupt.lock() else {
             return;
         };
-        if found.len() >= CORRUPT_PASSED_MAX && !found.contains_key(&id.0) {
+        if found.len() >= CORRUPT_PASSED_MAX && !found.contains_key(&id) {
             let oldest = found
                 .iter()
                 .min_by_key(|(_, at)| **at)
@@ -75,7 +75,7 @@ impl PgStore {
                 found.remove(&oldest);
             }
         }
-        found.insert(id.0, std::time::Instant::now());
+        found.insert(id, std::time::Instant::now());
     }
 
     fn registered(&self, what: &str) -> Result<Lease, StoreError> {
@@ -163,26 +163,27 @@ impl SharedStore for PgStore {
             let rows = txn
                 .query(&sql[CLAIM_CANDIDATES], &[&max, &skip])
                 .map_err(pg_err(what))?;
-            let mut ids: Vec<TaskId> = rows.into_iter().map(|r| TaskId(r.get(0))).collect();
-            ids.sort();
-            let mut tasks = Vec::with_capacity(ids.len());
-            let mut corrupt = Vec::new();
-            for id in &ids {
-                match whole_task(&mut txn, sql, id) {
-                    Ok(task) => tasks.push(task),
-                    // One undecodable task must not stop every claim: it
-                    // stays unclaimed, for an operator, and is passed over.
-                    Err(e @ StoreError::Corrupt { .. }) => corrupt.push((id.clone(), e)),
+            let mut raw: Vec<String> = rows.into_iter().map(|r| r.get(0)).collect();
+            raw.sort();
+            let mut tasks = Vec::with_capacity(raw.len());
+            // One undecodable task (or a row whose id is not an id) must not
+            // stop every claim: it stays unclaimed, for an operator, and is
+            // passed over, by the text of its row.
+            let mut corrupt: Vec<(String, StoreError)> = Vec::new();
+            let mut claimed: Vec<&str> = Vec::with_capacity(raw.len());
+            for text in &raw {
+                let task = stored_id("ww_tasks", text.as_str())
+                    .and_then(|id| whole_task(&mut txn, sql, &id));
+                match task {
+                    Ok(task) => {
+                        tasks.push(task);
+                        // The rows locked above, never ids read from inside them.
+                        claimed.push(text);
+                    }
+                    Err(e @ StoreError::Corrupt { .. }) => corrupt.push((text.clone(), e)),
                     Err(e) => return Err(e),
                 }
             }
-            // The rows locked above, never ids read from inside them.
-            let corrupt_ids: Vec<&TaskId> = corrupt.iter().map(|(id, _)| id).collect();
-            let claimed: Vec<&str> = ids
-                .iter()
-                .filter(|id| !corrupt_ids.contains(id))
-                .map(TaskId::as_str)
-                .collect();
             if !claimed.is_empty() {
                 let updated = txn
                     .execute(&sql[CLAIM], &[&lease.gateway, &epoch(&lease), &claimed])
@@ -193,7 +194,7 @@ impl SharedStore for PgStore {
             Ok((tasks, corrupt))
         })?;
         for (id, error) in corrupt {
-            tracing::error!(task = %id, %error, "an orphaned task is corrupt: left unclaimed (repair or delete it)");
+            tracing::error!(task = %id.escape_debug(), %error, "an orphaned task is corrupt: left unclaimed (repair or delete it)");
             self.passed_over(id);
         }
         Ok(tasks)
@@ -204,7 +205,7 @@ impl SharedStore for PgStore {
         let lease = self.registered(what)?;
         let max = i64::try_from(max).unwrap_or(i64::MAX);
         // Ids are never empty, and "" sorts first under COLLATE "C".
-        let after = after.map_or_else(String::new, |id| id.0.clone());
+        let after = after.map_or_else(String::new, |id| id.as_str().to_owned());
         self.pool.call(what, move |conn: &mut Conn| {
             let (client, sql) = conn.open()?;
             let rows = client
@@ -213,7 +214,9 @@ impl SharedStore for PgStore {
                     &[&lease.gateway, &epoch(&lease), &after, &max],
                 )
                 .map_err(pg_err(what))?;
-            Ok(rows.into_iter().map(|r| TaskId(r.get(0))).collect())
+            rows.into_iter()
+                .map(|r| stored_id("ww_tasks", r.get::<_, String>(0)))
+                .collect()
         })
     }
 
@@ -277,7 +280,9 @@ impl SharedStore for PgStore {
                     &[&lease.gateway, &epoch(&lease), &max],
                 )
                 .map_err(pg_err(what))?;
-            Ok(rows.into_iter().map(|r| TaskId(r.get(0))).collect())
+            rows.into_iter()
+                .map(|r| stored_id("ww_cancels", r.get::<_, String>(0)))
+                .collect()
         })
     }
 }

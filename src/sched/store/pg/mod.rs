@@ -13,6 +13,7 @@ mod pool;
 mod queries;
 mod read;
 mod schema;
+mod sqlstate;
 mod write;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use schema::PG_SCHEMA_VERSION;
+pub(super) use sqlstate::transient as transient_code;
 
 use super::{Batch, BatchReport, Lease, ModuleRefs, SharedStore, StoreError, TaskStore};
 use crate::sched::id::TaskId;
@@ -200,7 +202,7 @@ impl TaskStore for PgStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<TaskHeader>, StoreError> {
-        let after = after.map(|id| id.0.clone());
+        let after = after.map(|id| id.as_str().to_owned());
         self.pool.call("task list", move |conn| {
             read::list(conn, status, after.as_deref(), offset, limit)
         })

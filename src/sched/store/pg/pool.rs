@@ -155,10 +155,9 @@ impl Pool {
             // server ending the session) leaves the connection in doubt: the
             // next job makes a new one. Other errors leave it usable.
             let broken = match &result {
-                Err(StoreError::Postgres { source, .. }) => source.as_db_error().is_none_or(|db| {
-                    let code = db.code().code();
-                    code.starts_with("08") || code.starts_with("57P")
-                }),
+                Err(StoreError::Postgres { source, .. }) => {
+                    source.code().is_none_or(super::sqlstate::connection_broken)
+                }
                 Err(StoreError::CommitUnknown { .. }) => true,
                 _ => false,
             };

@@ -8,7 +8,7 @@ use postgres::IsolationLevel;
 use super::queries::*;
 use super::{decode, pg_err, Conn};
 use crate::sched::id::TaskId;
-use crate::sched::store::{ModuleRefs, StoreError};
+use crate::sched::store::{stored_id, ModuleRefs, StoreError};
 use crate::sched::types::{Run, TaskHeader, TaskStatus};
 
 /// A count or offset as PostgreSQL's bigint (`usize::MAX` means no limit).
@@ -136,7 +136,9 @@ pub(super) fn open_ids(conn: &mut Conn) -> Result<Vec<TaskId>, StoreError> {
     let rows = client
         .query(&sql[IDS_WITH_STATUS], &[&codes])
         .map_err(pg_err(what))?;
-    Ok(rows.into_iter().map(|row| TaskId(row.get(0))).collect())
+    rows.into_iter()
+        .map(|row| stored_id("ww_tasks", row.get::<_, String>(0)))
+        .collect()
 }
 
 /// A module's bytes.
@@ -184,7 +186,8 @@ pub(super) fn idempotency(conn: &mut Conn, key: &str) -> Result<Option<TaskId>, 
     let row = client
         .query_opt(&sql[TASK_OF_KEY], &[&key])
         .map_err(pg_err(what))?;
-    Ok(row.map(|row| TaskId(row.get(0))))
+    row.map(|row| stored_id("ww_tasks by idempotency key", row.get::<_, String>(0)))
+        .transpose()
 }
 
 /// The count of finished tasks.

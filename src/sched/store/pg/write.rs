@@ -316,7 +316,11 @@ impl Writer<'_, '_> {
         if let Some(key) = key {
             let st = self.st(TASK_OF_KEY).clone();
             if let Some(row) = self.txn.query_opt(&st, &[&key])? {
-                cause = TakenCause::Key(TaskId(row.get(0)));
+                let text: String = row.get(0);
+                cause = TakenCause::Key(
+                    crate::sched::store::stored_id("ww_tasks by idempotency key", text)
+                        .map_err(Step::Refused)?,
+                );
             }
         }
         Ok(TakenTask {
