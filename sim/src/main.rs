@@ -1,9 +1,9 @@
 //! `ww-sim`: runs scenario files in seeded simulations.
 //!
 //! `ww-sim run FILE [--seed N] [--swarm] [--sabotage NAME]` prints one run's
-//! timeline and verdict; `ww-sim swarm DIR [--seeds N] [--from S] [--jobs J]`
-//! runs every scenario under many seeds, each varied per seed, and prints a
-//! summary table. Exit codes: 0 every invariant held, 1 a safety violation,
+//! timeline and verdict; `ww-sim swarm DIR [--seeds N] [--from S]
+//! [--costly-seeds C] [--jobs J]` runs every scenario under many seeds, each
+//! varied per seed, and prints a summary table. Exit codes: 0 every invariant held, 1 a safety violation,
 //! 2 a liveness violation (and no safety one), 3 a harness error (bad
 //! arguments or file, or a simulation that failed or panicked).
 
@@ -21,7 +21,7 @@ mod swarm_cmd;
 const DEFAULT_SEED: u64 = 1;
 
 const USAGE: &str = "usage: ww-sim run <scenario.toml> [--seed N] [--swarm] [--sabotage NAME]
-       ww-sim swarm <dir> [--seeds N] [--from S] [--jobs J] [--sabotage NAME]
+       ww-sim swarm <dir> [--seeds N] [--from S] [--costly-seeds C] [--jobs J] [--sabotage NAME]
 
 run    one scenario (see scenarios/README.md) under seed N (decimal or 0x hex;
        default: $WW_SIM_SEED, else 1); prints the timeline and a verdict.
@@ -31,7 +31,9 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        run varied per seed (fault kinds switched off, fault times jittered,
        network latency); J runs at once (default: the machine's cores). Shows
        progress, then a table per scenario and invariant, then each failing
-       seed with its replay command.
+       seed with its replay command. A costly scenario (one that sets
+       swarm_seeds_max) runs only its first swarm_seeds_max of those seeds,
+       and with --costly-seeds C at most its first C.
 --sabotage NAME  arms a deliberate bug the invariants must catch
        (lose-acked-task: the gateway acknowledges one task but never stores it;
        show-unsynced-results: it answers reads with run outcomes not yet fsynced,
@@ -63,6 +65,9 @@ pub(crate) struct Args {
     pub seeds: u64,
     /// `--from`: a swarm's first seed.
     pub from: u64,
+    /// `--costly-seeds`: at most this many seeds for a scenario that caps its
+    /// swarm seeds (`swarm_seeds_max`), so a quick sample can still afford it.
+    pub costly_seeds: Option<u64>,
     /// `--jobs`: runs at once.
     pub jobs: usize,
     /// `--sabotage`: the deliberate bug to arm.
@@ -84,6 +89,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         swarm: false,
         seeds: 100,
         from: 1,
+        costly_seeds: None,
         jobs: std::thread::available_parallelism().map_or(1, |n| n.get()),
         sabotage: None,
     };
@@ -97,6 +103,9 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--seed" => parsed.seed = Some(number("--seed", rest.next())?),
             "--seeds" => parsed.seeds = number("--seeds", rest.next())?,
             "--from" => parsed.from = number("--from", rest.next())?,
+            "--costly-seeds" => {
+                parsed.costly_seeds = Some(number("--costly-seeds", rest.next())?.max(1))
+            }
             "--jobs" => parsed.jobs = number("--jobs", rest.next())?.clamp(1, 64) as usize,
             "--swarm" => parsed.swarm = true,
             "--sabotage" => {

@@ -74,19 +74,27 @@ pub fn swarm_command(args: &Args) -> u8 {
             .map(|s| format!(", sabotage {}", s.name()))
             .unwrap_or_default()
     );
-    // A costly scenario caps its seeds (`swarm_seeds_max`): it gets the first ones.
+    // A costly scenario caps its seeds (`swarm_seeds_max`, and `--costly-seeds`
+    // lower still): it gets the first ones.
     let caps: Vec<usize> = scenarios
         .iter()
         .map(|s| {
-            s.swarm_seeds_max
-                .map_or(seeds.len(), |cap| (cap as usize).min(seeds.len()))
+            s.swarm_seeds_max.map_or(seeds.len(), |cap| {
+                let cap = args.costly_seeds.map_or(cap, |costly| costly.min(cap));
+                usize::try_from(cap).unwrap_or(usize::MAX).min(seeds.len())
+            })
         })
         .collect();
     for (scenario, cap) in scenarios.iter().zip(&caps) {
         if *cap < seeds.len() {
             println!(
-                "swarm: {} runs only the first {cap} seeds (swarm_seeds_max)",
-                scenario.name
+                "swarm: {} runs only the first {cap} seeds (swarm_seeds_max{})",
+                scenario.name,
+                if args.costly_seeds.is_some() {
+                    ", --costly-seeds"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -786,6 +786,37 @@ fn the_binary_prints_a_verdict_and_exits_by_kind() {
     assert!(stdout.contains("swarm: 3 runs, 3 failing"), "{stdout}");
     assert!(String::from_utf8_lossy(&swarm.stderr).contains("[3/3]"));
 
+    // `--from` moves the seeds (scripts/swarm-sample starts from a seed that
+    // varies per run), and `--costly-seeds` cuts a costly scenario (one with
+    // `swarm_seeds_max`) to its first seeds of them.
+    std::fs::write(
+        swarm_dir.join("cold-start-costly.toml"),
+        "name = \"cold-start-costly\"\nduration_s = 5\nswarm_seeds_max = 2\n[cluster]\n\
+         nodes = 8\n[invariants]\nviews_complete_within_s = 0\n",
+    )
+    .expect("write");
+    let moved = Command::new(bin)
+        .arg("swarm")
+        .arg(&swarm_dir)
+        .args(["--seeds", "3", "--from", "1000", "--costly-seeds", "1"])
+        .args(["--jobs", "2"])
+        .output()
+        .expect("run ww-sim swarm");
+    let stdout = String::from_utf8_lossy(&moved.stdout);
+    assert_eq!(moved.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("x 3 seeds (1000..=1002)"), "{stdout}");
+    assert!(
+        stdout.contains("cold-start-costly runs only the first 1 seeds"),
+        "{stdout}"
+    );
+    for seed in 1000..=1002 {
+        let replay = format!("cold-start.toml --seed {seed} --swarm");
+        assert!(stdout.contains(&replay), "{replay}: {stdout}");
+    }
+    assert!(stdout.contains("cold-start-costly.toml --seed 1000 --swarm"));
+    assert!(!stdout.contains("cold-start-costly.toml --seed 1001"));
+    assert!(stdout.contains("swarm: 4 runs, 4 failing"), "{stdout}");
+
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "name = 3\n").expect("write");
     let harness = Command::new(bin)

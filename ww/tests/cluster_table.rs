@@ -134,6 +134,20 @@ impl Model {
         if let Some(seq_max) = buried {
             return Err(tombstoned(seq_max));
         }
+        // Runs are ordered by their sender's clock: one stamped no later than
+        // the held heartbeat is an earlier run's (buried when strictly earlier).
+        if h.sent_ms() <= old.sent_ms() {
+            let refused = Rejected::EarlierRun {
+                instance: h.instance(),
+                sent_ms: h.sent_ms(),
+                held_instance: old.instance(),
+                held_sent_ms: old.sent_ms(),
+            };
+            if h.sent_ms() < old.sent_ms() {
+                self.bury(tomb_key, h.seq(), now + 2 * WINDOW_MS);
+            }
+            return Err(refused);
+        }
         retired.push(old.instance());
         if retired.len() > 8 {
             retired.remove(0);
@@ -317,14 +331,15 @@ fn restarted_node_replaces_its_old_instance_whatever_the_seq() {
     let mut table = RoutingTable::default();
     let p = peer(1);
     assert_eq!(table.apply(0, p, hb(1000, 1, 50)), Ok(Applied::Joined));
-    // The Go original refused a new instance unless its seq was lower.
-    let replaced = table.apply(10, p, hb(3000, 2, 60));
+    // The Go original refused a new instance unless its seq was lower. A new
+    // run is stamped later than the old one's heartbeats (its host's clock).
+    let replaced = table.apply(10, p, hb_at(10, 3000, 2, 60));
     assert_eq!(replaced, Ok(Applied::Replaced { old_instance: 1 }));
     let record = table.get(&p).unwrap();
     assert_eq!((record.heartbeat.instance(), record.joined_ms), (2, 10));
     assert_eq!(record.deadline_ms, 3010);
     assert_eq!(
-        table.apply(20, p, hb(1000, 3, 0)),
+        table.apply(20, p, hb_at(20, 1000, 3, 0)),
         Ok(Applied::Replaced { old_instance: 2 })
     );
     // A delayed heartbeat from a retired instance never flips the entry back.
@@ -349,11 +364,61 @@ fn restarted_node_replaces_its_old_instance_whatever_the_seq() {
 }
 
 #[test]
+fn an_earlier_run_is_refused_and_buried_a_tie_only_refused() {
+    let mut table = RoutingTable::default();
+    let p = peer(1);
+    // This node never saw run 1: the first heartbeat it hears is run 2's.
+    assert_eq!(
+        table.apply(105, p, hb_at(100, 1000, 2, 1)),
+        Ok(Applied::Joined)
+    );
+    let late = table.apply(110, p, hb_at(90, 1000, 1, 17));
+    let earlier = Rejected::EarlierRun {
+        instance: 1,
+        sent_ms: 90,
+        held_instance: 2,
+        held_sent_ms: 100,
+    };
+    assert_eq!(late, Err(earlier));
+    assert!(earlier.to_string().contains("unchanged"), "{earlier}");
+    assert_eq!(table.tombstones(), 1, "run 1 is buried up to seq 17");
+    // Stamped in the same millisecond, two runs cannot be ordered: refused,
+    // remembered nowhere.
+    let tie = table.apply(110, p, hb_at(100, 1000, 3, 1));
+    assert!(matches!(tie, Err(Rejected::EarlierRun { instance: 3, .. })));
+    assert_eq!(table.tombstones(), 1);
+    assert_eq!(
+        table.apply(200, p, hb_at(200, 1000, 2, 2)),
+        Ok(Applied::Updated)
+    );
+    // Run 3 stamped later is a restart after all.
+    assert_eq!(
+        table.apply(300, p, hb_at(300, 1000, 3, 2)),
+        Ok(Applied::Replaced { old_instance: 2 })
+    );
+    let events = table.drain_events();
+    assert_eq!(events.len(), 4, "join, update, left+join: {events:?}");
+    // Once run 3 has left, run 1's refused heartbeat is refused again.
+    table.expire(1300);
+    assert_eq!(
+        table.apply(1300, p, hb_at(90, 1000, 1, 17)),
+        Err(Rejected::Tombstoned {
+            instance: 1,
+            seq: 17,
+            seq_max: 17
+        })
+    );
+    assert!(table.is_empty());
+}
+
+#[test]
 fn only_the_last_eight_retired_instances_are_remembered() {
     let mut table = RoutingTable::default();
     let p = peer(1);
     for instance in 0..10u64 {
-        table.apply(instance, p, hb(1000, instance, 0)).unwrap();
+        table
+            .apply(instance, p, hb_at(instance, 1000, instance, 0))
+            .unwrap();
     }
     // Retired now: 1..=8 (0 was pushed out); the current instance is 9.
     let got = table.apply(20, p, hb(1000, 1, 0));
@@ -375,7 +440,7 @@ fn only_the_last_eight_retired_instances_are_remembered() {
     let got = table.apply(later, p, hb_at(later, 1000, 1, 0));
     assert_eq!(got, Err(Rejected::RetiredInstance { instance: 1 }));
     assert_eq!(
-        table.apply(later, p, hb_at(later, 1000, 0, 0)),
+        table.apply(later, p, hb_at(later + 1, 1000, 0, 0)),
         Ok(Applied::Replaced { old_instance: 9 })
     );
 }
@@ -505,7 +570,7 @@ fn full_table_refuses_new_peers_but_serves_known_ones() {
         Ok(Applied::Updated)
     );
     assert_eq!(
-        table.apply(1, peer(2), hb(1000, 2, 0)),
+        table.apply(1, peer(2), hb_at(1, 1000, 2, 0)),
         Ok(Applied::Replaced { old_instance: 1 })
     );
     assert_eq!(table.len(), 2);

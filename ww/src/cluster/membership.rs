@@ -117,7 +117,8 @@ pub struct MembershipStats {
     pub not_fresh: u64,
     /// Refused: not newer than the instance's last (duplicate or reordered).
     pub stale: u64,
-    /// Refused: from an instance that left the view (retired or buried), i.e. a replay.
+    /// Refused: from an instance that left the view (retired or buried), or from
+    /// an earlier run than the one held (late or replayed).
     pub replayed: u64,
     /// Refused: the view is full.
     pub table_full: u64,
@@ -137,7 +138,9 @@ impl MembershipStats {
     fn count(&mut self, rejected: &Rejected) {
         let counter = match rejected {
             Rejected::Stale { .. } => &mut self.stale,
-            Rejected::RetiredInstance { .. } | Rejected::Tombstoned { .. } => &mut self.replayed,
+            Rejected::RetiredInstance { .. }
+            | Rejected::Tombstoned { .. }
+            | Rejected::EarlierRun { .. } => &mut self.replayed,
             Rejected::NotFresh { .. } => &mut self.not_fresh,
             Rejected::TableFull { .. } => &mut self.table_full,
         };

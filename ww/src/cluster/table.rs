@@ -11,6 +11,18 @@
 //! when freshness refuses them anyway. So a captured heartbeat replayed after the
 //! node died cannot revive it, while the same instance's newer heartbeats (after a
 //! partition heals) are accepted.
+//!
+//! Instances of one peer are runs of one process, one after another on one
+//! host's clock, so they are ordered by `sent_ms`: another instance's heartbeat
+//! replaces the held one only if stamped later. One stamped earlier is an
+//! earlier run's, late or replayed, and is refused (and buried up to its seq).
+//! Without that order, a node that had not seen the earlier run (it had just
+//! restarted itself, or had expired that run) took a late heartbeat of it for a
+//! restart, retired the live instance and refused it for a minute
+//! (`scenarios/cluster-256.toml`, swarm seed 7). Burying only up to the refused
+//! seq (not the whole instance, as a replaced one is) bounds what a host clock
+//! stepped back across a restart costs: its new run is refused only until the
+//! earlier run's record expires, within a TTL.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -90,7 +102,8 @@ pub enum Applied {
     },
 }
 
-/// Why a heartbeat was refused; the table is unchanged in every case.
+/// Why a heartbeat was refused. The view is unchanged in every case; only
+/// [`Rejected::EarlierRun`] may bury the refused instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum Rejected {
     /// Same instance, sequence number not above the stored one (duplicate or reordered).
@@ -108,6 +121,23 @@ pub enum Rejected {
     RetiredInstance {
         /// The retired instance.
         instance: u64,
+    },
+    /// The heartbeat comes from another instance than the one held, stamped no
+    /// later than the held heartbeat: an earlier run's heartbeat arriving late
+    /// (or replayed), not a restart. One stamped strictly earlier also buries its
+    /// instance up to its seq, as an expiry would; in the same millisecond the
+    /// two runs cannot be ordered, and nothing is remembered (the live run's next
+    /// heartbeat, stamped later, settles it).
+    #[error("heartbeat from instance {instance:016x} sent at {sent_ms} ms, not after the held instance {held_instance:016x}'s at {held_sent_ms} ms: an earlier run's; view unchanged")]
+    EarlierRun {
+        /// The refused instance.
+        instance: u64,
+        /// Its heartbeat's send time.
+        sent_ms: u64,
+        /// The instance held.
+        held_instance: u64,
+        /// The send time of the held heartbeat.
+        held_sent_ms: u64,
     },
     /// `sent_ms` is further than the freshness window from our clock.
     #[error("heartbeat sent at {sent_ms} ms is outside the freshness window of now ({now_ms} ms); table unchanged")]
@@ -294,8 +324,27 @@ impl RoutingTable {
                     seq_max,
                 });
             }
-            // Any other instance is a restart: seq counters of different runs are
-            // unrelated, so (unlike the Go original) the seq is not compared.
+            // Runs of one peer follow each other on its clock, so only a heartbeat
+            // stamped after the held one can come from a restart; seq counters of
+            // different runs are unrelated, so (unlike the Go original) the seq
+            // is not compared. A node that never saw the earlier run (it had just
+            // restarted, or had expired that run) would otherwise take that run's
+            // late heartbeat for a restart and retire the live instance.
+            if heartbeat.sent_ms() <= stored.sent_ms() {
+                let rejected = Rejected::EarlierRun {
+                    instance,
+                    sent_ms: heartbeat.sent_ms(),
+                    held_instance: stored.instance(),
+                    held_sent_ms: stored.sent_ms(),
+                };
+                if heartbeat.sent_ms() < stored.sent_ms() {
+                    // That run is over: its replays must not revive it once the
+                    // live instance has left, as for an expired instance.
+                    let until_ms = now_ms.saturating_add(self.config.tombstone_ms());
+                    self.tombstones.bury(&key, instance, seq, until_ms);
+                }
+                return Err(rejected);
+            }
             let old_instance = stored.instance();
             if entry.retired.len() >= RETIRED_PER_PEER_MAX {
                 entry.retired.pop_front();
@@ -450,5 +499,64 @@ impl RoutingTable {
             self.events_dropped += 1;
         }
         self.events.push_back(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Identity;
+
+    fn beat(instance: u64, seq: u64, sent_ms: u64) -> Heartbeat {
+        Heartbeat::new(6_000, instance, seq, "node-104", Vec::new())
+            .expect("valid heartbeat")
+            .with_sent_ms(sent_ms)
+    }
+
+    /// The swarm's `cluster-256` seed 7, replayed on one table: node-103 and
+    /// node-104 restart together at 13.650 s; node-103's new table hears
+    /// node-104's new instance first, then the old instance's last heartbeat
+    /// (sent before the restart, 200 ms links). Taking it for a restart retired
+    /// the live instance: node-103 refused it for the rest of the run.
+    #[test]
+    fn a_late_heartbeat_of_an_earlier_run_never_displaces_the_live_one() {
+        let peer = Identity::from_secret([4; 32]).peer_id();
+        let (old, new) = (0x7300_577c_c699_7035, 0x8d71_aeea_8a13_6fa4);
+        let mut table = RoutingTable::default();
+        assert_eq!(
+            table.apply(13_660, peer, beat(new, 1, 13_650)),
+            Ok(Applied::Joined)
+        );
+        assert!(table.apply(13_700, peer, beat(old, 17, 13_640)).is_err());
+        assert_eq!(table.get(&peer).map(|r| r.heartbeat.instance()), Some(new));
+        for seq in 2..=12 {
+            let at = 13_650 + seq * 857;
+            assert_eq!(
+                table.apply(at + 10, peer, beat(new, seq, at)),
+                Ok(Applied::Updated),
+                "the live instance's heartbeat {seq} must be taken"
+            );
+        }
+        // A late heartbeat of the earlier run after a partition: this node had
+        // expired that run (up to seq 9), and its seq 10 arrives after the new
+        // run's first heartbeat.
+        let other = Identity::from_secret([5; 32]).peer_id();
+        let mut table = RoutingTable::default();
+        table.apply(0, other, beat(old, 9, 0)).expect("join");
+        assert_eq!(table.expire(6_000).len(), 1);
+        table
+            .apply(8_000, other, beat(new, 1, 8_000))
+            .expect("join");
+        assert!(table.apply(8_050, other, beat(old, 10, 7_990)).is_err());
+        assert_eq!(
+            table.apply(8_900, other, beat(new, 2, 8_890)),
+            Ok(Applied::Updated)
+        );
+        // The earlier run stays dead once the live one leaves: its refused
+        // heartbeat, replayed within the freshness window, is still refused.
+        table.expire(8_900 + 6_000);
+        assert!(table.is_empty());
+        assert!(table.apply(15_000, other, beat(old, 10, 7_990)).is_err());
+        assert!(table.is_empty());
     }
 }
