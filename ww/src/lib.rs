@@ -23,6 +23,7 @@
 //! its own view; consistency is stated per service, never implied.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod anchor;
 pub mod boot;
