@@ -247,6 +247,10 @@ pub struct Core {
     /// they are not taken up again from a read made before.
     owned_reads: usize,
     forgotten_meanwhile: BTreeSet<TaskId>,
+    /// Tasks deleted (purged, expired) by batches committed while answers
+    /// are read from the store to be shown: one missing then was deleted,
+    /// not lost.
+    deleted_meanwhile: BTreeSet<TaskId>,
     /// The last wake-up and claim room told to the driver.
     wake_at: Option<u64>,
     claim_room: Option<usize>,
@@ -302,6 +306,7 @@ impl Core {
             cancels_waiting: 0,
             owned_reads: 0,
             forgotten_meanwhile: BTreeSet::new(),
+            deleted_meanwhile: BTreeSet::new(),
             wake_at: None,
             claim_room: None,
         };

@@ -127,6 +127,7 @@ impl Core {
         let report = released.report;
         for deleted in &report.deleted {
             self.modules.released(&deleted.module_hash, now);
+            self.deleted_meanwhile.insert(deleted.id.clone());
         }
         if !report.deleted.is_empty() {
             tracing::debug!(tasks = report.deleted.len(), "finished tasks deleted");
@@ -190,6 +191,7 @@ impl Core {
                 None => self.release(held, &report.purged, &released.written, &taken),
             }
         }
+        self.forget_deleted_unless_rendering();
     }
 
     /// The store's counts of modules it kept though the mirror thought them
@@ -340,9 +342,29 @@ impl Core {
                         return self.render(held, Ok(Some(header)));
                     }
                 }
-                let cause = format!("task {id} was committed but is not in the store");
-                self.fail(cause.clone());
-                Err(ApiError::Storage(cause))
+                let retry = matches!(held, Held::Submit { created: false, .. });
+                if retry {
+                    // A retry acknowledges nothing new, and the task its key
+                    // named may have been purged or expired since the key
+                    // was looked up: gone by request, not lost.
+                    Err(ApiError::Conflict(format!(
+                        "the Idempotency-Key named task {:?}, since deleted; nothing changed \
+                         (use a new key for a new task)",
+                        id.0
+                    )))
+                } else if self.deleted_meanwhile.contains(&id) {
+                    // Purged or expired since it was acknowledged: gone by
+                    // request, not lost.
+                    Err(ApiError::NotFound(format!(
+                        "task {:?} was deleted (purged, or past its retention) before this \
+                         answer could show it",
+                        id.0
+                    )))
+                } else {
+                    let cause = format!("task {id} was committed but is not in the store");
+                    self.fail(cause.clone());
+                    Err(ApiError::Storage(cause))
+                }
             }
             Err(e) => Err(self.read_failed(e)),
         };
@@ -357,6 +379,14 @@ impl Core {
             }
             Held::Cancel { request, .. } => self.answer(request, Answer::Cancel(header)),
             other => debug_assert!(false, "{other:?} is not rendered from a header"),
+        }
+    }
+
+    /// Deletions are remembered only while an answer is being read to be
+    /// shown.
+    pub(super) fn forget_deleted_unless_rendering(&mut self) {
+        if !self.reads.values().any(|p| matches!(p, Pending::Render(_))) {
+            self.deleted_meanwhile.clear();
         }
     }
 

@@ -90,7 +90,10 @@ impl Core {
             (Pending::CancelFinal { request, id }, ReadResult::Header(result)) => {
                 self.cancel_final(request, id, result);
             }
-            (Pending::Render(held), ReadResult::Header(result)) => self.render(held, result),
+            (Pending::Render(held), ReadResult::Header(result)) => {
+                self.render(held, result);
+                self.forget_deleted_unless_rendering();
+            }
             (Pending::TakenKey { request, id, other }, ReadResult::Header(result)) => {
                 self.taken_key(request, id, other, result);
             }
