@@ -354,22 +354,18 @@ impl Driver {
             return;
         };
         // A handler that gave up waiting dropped its end: nobody to tell.
-        let sent = match (reply, answer) {
-            (Reply::Submit(reply), Answer::Submit(a)) => reply.send(a).is_ok(),
-            (Reply::Cancel(reply), Answer::Cancel(a)) => reply.send(a).is_ok(),
-            (Reply::Purge(reply), Answer::Purge(a)) => reply.send(a).is_ok(),
-            (Reply::Module(reply), Answer::Module(a)) => reply.send(a).is_ok(),
-            (Reply::Workers(reply), Answer::Workers(a)) => reply.send(a).is_ok(),
-            (Reply::Health(reply), Answer::Health(a)) => reply.send(a).is_ok(),
+        match (reply, answer) {
+            (Reply::Submit(reply), Answer::Submit(a)) => drop(reply.send(a)),
+            (Reply::Cancel(reply), Answer::Cancel(a)) => drop(reply.send(a)),
+            (Reply::Purge(reply), Answer::Purge(a)) => drop(reply.send(a)),
+            (Reply::Module(reply), Answer::Module(a)) => drop(reply.send(a)),
+            (Reply::Workers(reply), Answer::Workers(a)) => drop(reply.send(a)),
+            (Reply::Health(reply), Answer::Health(a)) => drop(reply.send(a)),
             (Reply::Metrics(reply), Answer::Metrics(a)) => {
-                reply.send(a.map(|s| self.with_membership(s))).is_ok()
+                drop(reply.send(a.map(|s| self.with_membership(s))));
             }
-            (_, answer) => {
-                debug_assert!(false, "request {request:?} answered with {answer:?}");
-                false
-            }
-        };
-        let _ = sent;
+            (_, answer) => debug_assert!(false, "request {request:?} answered with {answer:?}"),
+        }
     }
 
     /// A scrape's snapshot with the membership's levels, which are the
