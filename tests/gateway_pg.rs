@@ -260,6 +260,61 @@ fn a_database_outage_refuses_acknowledgements_and_records_runs_when_it_returns()
     server.resume();
 }
 
+/// `GET http/path`: the status and the body as JSON (`Null` if it is not).
+fn get_status(http: &str, path: &str) -> (u16, Value) {
+    let mut response = agent().get(&format!("{http}{path}")).call().unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_json().unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn a_database_outage_answers_health_and_metrics_503_and_the_gateway_keeps_running() {
+    let server = PgServer::private();
+    let db = PgDatabase::on(&server, "health");
+    let data = TempDir::new("pg-health");
+    let mut gateway = start_gateway(&data, &db);
+    let (status, body) = get_status(&gateway.http, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok", "{body}");
+    assert_eq!(get_status(&gateway.http, "/metrics").0, 200);
+
+    // Down for 2 s, inside the lease window: the count of finished tasks
+    // cannot be read, which says nothing wrong of the store.
+    server.pause();
+    let down_at = Instant::now();
+    let (status, body) = get_status(&gateway.http, "/healthz");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable", "{body}");
+    let (status, body) = get_status(&gateway.http, "/metrics");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "busy", "{body}");
+    std::thread::sleep(Duration::from_secs(2).saturating_sub(down_at.elapsed()));
+    server.resume();
+    assert!(
+        gateway.proc.wait_exit(Duration::from_millis(10)).is_none(),
+        "the gateway kept running through the outage"
+    );
+    // Healthy again once the pool has a connection back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get_status(&gateway.http, "/healthz");
+        if status == 200 {
+            assert_eq!(body["status"], "ok", "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not healthy again: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get_status(&gateway.http, "/metrics").0, 200);
+    assert!(gateway.proc.wait_exit(Duration::from_millis(10)).is_none());
+}
+
 #[test]
 fn a_gateway_stopped_with_ctrl_c_hands_its_tasks_over_at_once() {
     let (db, _data, mut a, b) = two_gateways("handover");

@@ -1,6 +1,6 @@
-//! What the REST handlers ask of the gateway core, and the answers they wait for.
-//! Reads of tasks do not come here: handlers read the store directly, which
-//! holds only committed state.
+//! What the REST handlers (and the lease keeper) ask of the gateway core's
+//! driver, and the answers they wait for. Reads of tasks do not come here:
+//! handlers read the store directly, which holds only committed state.
 
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -44,12 +44,27 @@ pub struct NewTask {
 /// created it (a retry with the same idempotency key did not).
 pub type Acked = (TaskHeader, bool);
 
+/// How the gateway stands, as `/healthz` says it (`status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// The core answers and the store works (200).
+    Ok,
+    /// The store cannot be reached for now (a database restarting): nothing
+    /// is acknowledged meanwhile, but the gateway keeps running (503).
+    Unavailable,
+    /// A store error stopped acknowledgements for good (503; the process
+    /// exits).
+    Failed,
+}
+
 /// The core's view of its own health, as `/healthz` shows it.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct HealthReport {
-    /// `ok`, or `failed` once a store error stopped acknowledgements.
-    pub status: &'static str,
-    /// Why the store failed, if it did.
+    /// `ok`, `unavailable` while the store cannot be reached, or `failed`
+    /// once a store error stopped acknowledgements.
+    pub status: HealthStatus,
+    /// Why the store failed or cannot be reached, if so.
     pub store_error: Option<String>,
     /// How long the batch being committed has been in flight, if one is.
     pub commit_in_flight_ms: Option<u64>,
@@ -59,7 +74,7 @@ pub struct HealthReport {
     pub open_tasks: usize,
     /// Modules stored (or about to be).
     pub modules: usize,
-    /// Finished tasks kept in the store (as last committed).
+    /// Finished tasks kept in the store (as last read).
     pub finished_tasks: u64,
     /// Workers in the pool.
     pub workers: usize,
@@ -114,8 +129,8 @@ pub enum Command {
     },
     /// The levels a metrics scrape shows (tasks, workers, slots, membership).
     Metrics {
-        /// Where the snapshot goes.
-        reply: oneshot::Sender<super::metrics::MetricsSnapshot>,
+        /// Where the snapshot goes (503 while the store cannot be reached).
+        reply: oneshot::Sender<Result<super::metrics::MetricsSnapshot, ApiError>>,
     },
     /// Tasks this gateway claimed from a shared store (their owner's lease
     /// expired): run them from their stored state on.

@@ -20,8 +20,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use self::core::{
-    Acked, Clock, Command, CoreConfig, Formed, HealthReport, ModuleInput, NewTask, PlanFailed,
-    Planner, Released, Retention, RunEnded, RunWritten, StorageMode, COMMAND_QUEUE_MAX,
+    Acked, Answer, Clock, Command, Core, CoreConfig, Effect, Formed, HealthReport, HealthStatus,
+    Input, ModuleInput, NewTask, PlanFailed, Planner, Read, ReadId, ReadResult, Released, Request,
+    RequestId, Retention, RunEnded, RunKey, RunStart, RunWritten, StorageMode, COMMAND_QUEUE_MAX,
     COMMIT_STALL_MAX, EXPIRE_INTERVAL_MS,
 };
 pub use api::guard::{
@@ -224,7 +225,7 @@ impl Gateway {
                 format!("{tail}.{epoch}")
             }),
         };
-        let core = self::core::Core::restore(
+        let core = self::core::Driver::restore(
             store.clone(),
             pool,
             clock,

@@ -106,6 +106,32 @@ impl Harness {
         }
     }
 
+    /// A gateway on the store `open` opens in the data directory (a test's
+    /// own engine or decorator).
+    pub async fn start_on_store(
+        name: &str,
+        open: impl FnOnce(&std::path::Path) -> ww_sched::sched::Store,
+    ) -> Harness {
+        let dir = TempDir::new(name);
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let store = open(&dir.0);
+        let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate())).unwrap();
+        let address = transport.listen(Address::new(LOOPBACK)).await.unwrap();
+        let config = GatewayConfig::new(dir.0.clone());
+        let gateway =
+            Gateway::start_with_store(&transport, None, host_clock(), config.clone(), store)
+                .await
+                .unwrap();
+        Harness {
+            router: gateway.router(),
+            gateway: Some(gateway),
+            transport,
+            address,
+            dir,
+            config,
+        }
+    }
+
     /// Stops the gateway and starts it again on the same directory.
     pub async fn restart(&mut self) {
         // The old router holds the store open too.

@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::commands::HealthReport;
+use super::commands::{HealthReport, HealthStatus};
 use super::core::{Command, StorageMode};
 use super::events::EventBus;
 use super::health::Health;
@@ -247,7 +247,7 @@ async fn healthz(State(state): State<ApiState>) -> Response {
         return failed(e);
     }
     match state.ask(|reply| Command::Health { reply }).await {
-        Ok(report) if report.status == "ok" => Json(report).into_response(),
+        Ok(report) if report.status == HealthStatus::Ok => Json(report).into_response(),
         Ok(report) => unhealthy(Unhealthy::Report(report)),
         Err(e) => failed(e),
     }
@@ -277,7 +277,7 @@ async fn count_requests(
                content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8",
                body = String)))]
 async fn scrape(State(state): State<ApiState>) -> Result<Response, ApiError> {
-    let snapshot = state.ask(|reply| Command::Metrics { reply }).await?;
+    let snapshot = state.ask(|reply| Command::Metrics { reply }).await??;
     let text = state.metrics.scrape(&snapshot);
     Ok(([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response())
 }

@@ -1,48 +1,52 @@
-//! The gateway core: one task on the node's thread that owns the scheduler (the
-//! unfinished tasks), the worker pool and the commit pipeline. HTTP handlers
-//! send it commands through a bounded queue; runs report back through a queue
-//! whose length is bounded by the runs in flight.
+//! The gateway core, sans-IO: a state machine that owns the scheduler (the
+//! unfinished tasks), the commit planner, the modules mirror and the
+//! shared-store bookkeeping, and decides everything the gateway does with
+//! them. [`Core::handle`] takes one [`Input`] (a request, a commit or read
+//! result, a run's end, a pool change, a tick) with the scheduler's clock, and
+//! returns the [`Effect`]s to carry out (commit this batch, read the store,
+//! start or stop runs, answer a request, wake me at T). It holds no clock, no
+//! channel, no store and no task: `driver/` does all I/O and feeds the
+//! results back, so a test can drive the whole core step by step
+//! (`tests/gateway_core_model.rs`).
 //!
-//! Every change goes to the store through the planner (`plan.rs`): the core
-//! handles an event and whatever else is waiting, then forms a batch and sends
-//! it to the committer (`commit.rs`), which commits it durably on its own
-//! thread while the core goes on. An answer that acknowledges something
-//! (submit, cancel, purge, upload) is held until the batch formed after it
-//! commits, and is rendered from the store, so it shows only committed state.
-//! Reads do not come here: handlers read the store, which holds only commits.
+//! Every change goes to the store through the planner (`plan.rs`): inputs
+//! accumulate until [`Input::TurnEnd`], when the runs started meanwhile go out
+//! and the next batch forms (one in flight at a time). An answer that
+//! acknowledges something (submit, cancel, purge, upload) is held until the
+//! batch formed after it commits, and shows the store's copy. Whatever the
+//! core must know from the store (an id or key taken, a module uploaded
+//! elsewhere, the finished count for `/healthz`) it asks for with
+//! [`Effect::ReadStore`] and goes on with other inputs until the result comes.
 //!
-//! A failed commit trips the gateway's [`Health`]: held answers are refused
-//! with 503 and nothing is acknowledged again; whoever runs the gateway exits.
+//! A failed commit, or a read that shows the store can no longer be trusted
+//! (not one that only could not reach it), fail-stops the core: held answers
+//! are refused with 503, runs are stopped, nothing is acknowledged again.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::rc::Rc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-
-pub use super::commands::{Acked, Command, HealthReport, ModuleInput, NewTask};
-pub use commit::StorageMode;
+pub use super::commands::{Acked, Command, HealthReport, HealthStatus, ModuleInput, NewTask};
+pub use driver::{Driver, StorageMode};
+pub use effect::{Answer, Effect, Read, RunStart};
+pub use input::{Input, ReadId, ReadResult, Request, RequestId, RunKey};
 pub use plan::{Formed, PlanFailed, Planner, Released, RunEnded, RunWritten};
 
-use super::events::EventBus;
-use super::health::Health;
-use super::metrics::{GatewayMetrics, MetricsSnapshot};
-use super::pool::Pool;
-use super::views::{MemberRow, WorkerRow};
+use super::metrics::GatewayMetrics;
 use super::ApiError;
-use crate::sched::{
-    Op, RunOutcome, SchedConfig, Scheduler, Store, StoreError, TaskHeader, TaskId, TaskStatus,
-    WorkerId,
-};
-use commit::Committer;
+use crate::sched::{ModuleRefs, SchedConfig, Scheduler, StoreError, Task, TaskId, WorkerId};
 use modules::Modules;
-use ww::cluster::{Membership, Query, ViewEvent};
+use reads::Pending;
+use submit::Submission;
 
-mod commit;
+mod driver;
+mod effect;
+mod input;
+mod invariants;
 mod modules;
 mod pipeline;
 mod plan;
+mod reads;
+mod requests;
 mod runs;
 mod shared;
 mod submit;
@@ -51,14 +55,18 @@ mod submit;
 pub const COMMAND_QUEUE_MAX: usize = 256;
 /// Commands and run results handled before a batch forms: bounds the batch.
 pub const FLUSH_BATCH_MAX: usize = 256;
-/// A commit in flight longer than this counts as failed (a hung disk).
-pub const COMMIT_STALL_MAX: Duration = Duration::from_secs(30);
+/// A commit in flight longer than this (on the core's clock) counts as
+/// failed (a hung disk).
+pub const COMMIT_STALL_MAX_MS: u64 = 30_000;
+/// [`COMMIT_STALL_MAX_MS`] as a duration.
+pub const COMMIT_STALL_MAX: std::time::Duration =
+    std::time::Duration::from_millis(COMMIT_STALL_MAX_MS);
 /// How often retention runs by default (and more often while it has a backlog).
 pub const EXPIRE_INTERVAL_MS: u64 = 10_000;
 
 /// Most tasks owned but not held that one page of a comparison takes up
-/// (each is read on the core's thread, a few round trips); the rest wait for
-/// the next comparison.
+/// (each is read whole, a few round trips); the rest wait for the next
+/// comparison.
 pub const OWNED_TAKE_UP_MAX: usize = 64;
 /// Most finished tasks one batch deletes, so one commit stays short.
 pub const EXPIRE_DELETE_MAX: usize = 2_000;
@@ -69,7 +77,10 @@ pub const MODULES_COLLECT_MAX: usize = 256;
 pub const CANCELS_WAITING_MAX: usize = 64;
 /// Longest a cancel of another gateway's task waits for its owner to apply it:
 /// a dead owner's lease (10 s) and a claim (1 s), with room to spare.
-pub const CANCEL_ELSEWHERE_WAIT: Duration = Duration::from_secs(20);
+pub const CANCEL_ELSEWHERE_WAIT_MS: u64 = 20_000;
+/// Most submissions waiting for store reads at once; more are answered 503
+/// (each waits for the ones before it).
+pub const SUBMISSIONS_READING_MAX: usize = 1_024;
 
 /// How long finished tasks and unused modules are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,14 +109,6 @@ impl Default for Retention {
     }
 }
 
-/// How a run attempt ended, as the runner reports it.
-struct RunDone {
-    task: TaskId,
-    index: u32,
-    attempt: u32,
-    outcome: RunOutcome,
-}
-
 /// Settings of the core.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -115,508 +118,333 @@ pub struct CoreConfig {
     pub module_bytes_max: usize,
     /// What is kept, and how long.
     pub retention: Retention,
-    /// Where commits run.
+    /// Where commits and reads run (the driver's concern).
     pub storage: StorageMode,
     /// Put into generated task ids on a shared store (a tag of this gateway's
     /// peer id and its lease epoch), so two gateways, or two lives of one,
-    /// never generate the same one.
+    /// never generate the same one. Its presence also means the store is
+    /// shared by several gateways.
     pub id_tag: Option<String>,
+}
+
+impl CoreConfig {
+    /// Whether several gateways share the store (this one holds a lease).
+    pub fn shared(&self) -> bool {
+        self.id_tag.is_some()
+    }
 }
 
 /// The milliseconds clock the scheduler runs on. It must never step back or
 /// jump (run deadlines are measured on it): on real hosts it is the wall clock
 /// read once at start, advanced by a monotonic clock, so stored times are
 /// wall-clock times and a step of the system clock times out nothing; in
-/// simulations it is virtual time.
-pub type Clock = Rc<dyn Fn() -> u64>;
+/// simulations it is virtual time. Only the driver reads it.
+pub type Clock = std::rc::Rc<dyn Fn() -> u64>;
 
 /// An answer held until the batch formed after it commits.
+#[derive(Debug)]
 enum Held {
     Submit {
-        reply: oneshot::Sender<Result<Acked, ApiError>>,
+        request: RequestId,
         id: TaskId,
         created: bool,
     },
     Cancel {
-        reply: oneshot::Sender<Result<TaskHeader, ApiError>>,
+        request: RequestId,
         id: TaskId,
     },
     Purge {
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        request: RequestId,
         id: TaskId,
     },
     Module {
-        reply: oneshot::Sender<Result<[u8; 32], ApiError>>,
+        request: RequestId,
         hash: [u8; 32],
     },
 }
 
 impl Held {
-    /// Refuses the answer: what it would acknowledge may not be on disk.
-    fn refuse(self, cause: &str) {
-        let error = || ApiError::Storage(format!("not acknowledged: {cause}"));
+    /// The request it answers.
+    fn request(&self) -> RequestId {
         match self {
-            Held::Submit { reply, .. } => drop(reply.send(Err(error()))),
-            Held::Cancel { reply, .. } => drop(reply.send(Err(error()))),
-            Held::Purge { reply, .. } => drop(reply.send(Err(error()))),
-            Held::Module { reply, .. } => drop(reply.send(Err(error()))),
+            Held::Submit { request, .. }
+            | Held::Cancel { request, .. }
+            | Held::Purge { request, .. }
+            | Held::Module { request, .. } => *request,
         }
     }
-}
 
-/// Answers 503 to a command that would need acknowledging while the store is
-/// out of reach (nothing of it is applied); hands any other command back.
-fn refuse_while_unreachable(command: Command) -> Option<Command> {
-    let busy = || {
-        ApiError::Busy(
-            "the task store cannot be reached; nothing was acknowledged: retry shortly".into(),
-        )
-    };
-    match command {
-        Command::Submit { reply, .. } => drop(reply.send(Err(busy()))),
-        Command::Cancel { reply, .. } => drop(reply.send(Err(busy()))),
-        Command::Purge { reply, .. } => drop(reply.send(Err(busy()))),
-        Command::PutModule { reply, .. } => drop(reply.send(Err(busy()))),
-        other => return Some(other),
+    /// The refusal of the answer: what it would acknowledge may not be on disk.
+    fn refusal(self, cause: &str) -> Effect {
+        let error = || ApiError::Storage(format!("not acknowledged: {cause}"));
+        let answer = match self {
+            Held::Submit { .. } => Answer::Submit(Err(error())),
+            Held::Cancel { .. } => Answer::Cancel(Err(error())),
+            Held::Purge { .. } => Answer::Purge(Err(error())),
+            Held::Module { .. } => Answer::Module(Err(error())),
+        };
+        Effect::Answer {
+            request: self.request(),
+            answer: Box::new(answer),
+        }
     }
-    None
 }
 
 pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-impl Core {
-    /// A store read failed: the disk may no longer hold what it says, so the
-    /// gateway fail-stops (the health switch stops the core on its next turn)
-    /// and the request is refused with 503.
-    pub(super) fn read_failed(&self, e: StoreError) -> ApiError {
-        if e.is_transient() {
-            // Out of reach, not wrong: refuse this request, keep going.
-            return ApiError::Busy(format!("the task store cannot be reached: {e}"));
-        }
-        let cause = format!("store read failed: {e}");
-        self.health.trip(cause.clone());
-        ApiError::Storage(cause)
-    }
+/// A run the scheduler started, to be sent when the turn ends.
+#[derive(Debug)]
+struct Start {
+    run: RunKey,
+    worker: WorkerId,
+    spec: crate::sched::TaskSpec,
 }
 
 /// The core's state.
 pub struct Core {
     sched: Scheduler,
-    store: Arc<Store>,
     plan: Planner<Held>,
-    committer: Committer,
-    /// When the batch in flight was sent.
-    in_flight_since: Option<tokio::time::Instant>,
-    commits: u64,
-    pool: Pool,
-    clock: Clock,
     config: CoreConfig,
-    health: Arc<Health>,
+    /// Counters moved where their events happen (atomics: no I/O, and never
+    /// read back by the core).
     metrics: Arc<GatewayMetrics>,
-    /// Where committed changes and pool changes are announced.
-    events: Arc<EventBus>,
-    /// When each worker in the pool joined (clock ms).
+    /// The clock at the input being handled.
+    now_ms: u64,
+    /// Effects of the input being handled.
+    out: Vec<Effect>,
+    /// When the batch in flight was sent.
+    in_flight_since_ms: Option<u64>,
+    commits: u64,
+    /// When each worker in the pool joined.
     joined: BTreeMap<WorkerId, u64>,
-    membership: Option<Rc<Membership>>,
-    /// The call carrying each run in flight (several runs may share one).
-    running: BTreeMap<(TaskId, u32, u32), Rc<runs::RunCall>>,
     /// Runs started this turn, sent together when it ends.
-    starts: Vec<runs::Start>,
-    /// Run results; at most one per attempt in flight, so bounded by the pool's slots.
-    done_sender: mpsc::UnboundedSender<RunDone>,
-    done: mpsc::UnboundedReceiver<RunDone>,
-    /// Attempts that failed before any call (no worker, no module).
-    failed_at_start: VecDeque<RunDone>,
+    starts: Vec<Start>,
+    /// Runs whose module's bytes are being read, by module.
+    module_waits: BTreeMap<[u8; 32], Vec<Start>>,
     generated: u64,
     modules: Modules,
     /// Idempotency keys of the tasks held in memory (the store has the rest).
     keys: BTreeMap<String, TaskId>,
-    /// When retention runs next (clock ms).
+    /// When retention runs next.
     next_expire_ms: u64,
-    /// On a shared store: until when runs may start (the lease window).
-    act_until: Option<super::shared::ActUntil>,
-    /// On a shared store: how many more tasks this gateway may take over
-    /// (`open_tasks_max` less those held), kept for the lease keeper.
-    claim_room: Option<super::shared::ClaimRoom>,
-    /// Cancels of other gateways' tasks waiting to be applied.
-    cancels_waiting: Rc<std::cell::Cell<usize>>,
+    /// `false` while a commit is retried because the store is out of reach.
+    reachable: bool,
+    /// Store reads in flight, and what each is for.
+    reads: BTreeMap<ReadId, Pending>,
+    next_read: u64,
+    /// Submissions waiting, in order, for the reads their checks need; the
+    /// first is the one being read for.
+    submissions: VecDeque<Submission>,
+    /// The finished count as last read (shown once reads have stopped).
+    finished_seen: u64,
+    /// Health and metrics requests waiting for the finished count being read.
+    count_waiters: Vec<(RequestId, bool)>,
+    /// Cancels of other gateways' tasks waiting for their owners.
+    cancels_waiting: usize,
+    /// Tasks taken over by `Owned` reads in flight: forgotten meanwhile,
+    /// they are not taken up again from a read made before.
+    owned_reads: usize,
+    forgotten_meanwhile: BTreeSet<TaskId>,
+    /// Tasks deleted (purged, expired) by batches committed while answers
+    /// are read from the store to be shown: one missing then was deleted,
+    /// not lost.
+    deleted_meanwhile: BTreeSet<TaskId>,
+    /// The last wake-up and claim room told to the driver.
+    wake_at: Option<u64>,
+    claim_room: Option<usize>,
 }
 
 impl Core {
-    /// Restores the unfinished tasks from the store (runs that were in flight at
-    /// the last stop are retried: at-least-once) and starts the committer.
-    #[allow(clippy::too_many_arguments)]
-    pub fn restore(
-        store: Arc<Store>,
-        pool: Pool,
-        clock: Clock,
+    /// A core holding `tasks` (the unfinished tasks restored or claimed from
+    /// the store; runs in flight at the last stop are retried: at-least-once)
+    /// and the store's `module_refs`, at `now_ms`. The effects start the
+    /// tasks' runs.
+    pub fn new(
         config: CoreConfig,
-        membership: Option<Rc<Membership>>,
-        health: Arc<Health>,
+        tasks: Vec<Task>,
+        module_refs: BTreeMap<[u8; 32], ModuleRefs>,
         metrics: Arc<GatewayMetrics>,
-        events: Arc<EventBus>,
-    ) -> Result<Self, StoreError> {
-        // On a shared store, only the tasks this gateway now owns: those of
-        // gateways whose leases expired (and its own previous epoch's).
-        let tasks = match store.shared() {
-            Some(shared) => shared.claim(config.sched.open_tasks_max)?,
-            None => store.open_tasks()?,
-        };
-        let modules = Modules::new(store.module_refs()?);
+        now_ms: u64,
+    ) -> (Self, Vec<Effect>) {
+        let modules = Modules::new(module_refs);
         let keys = tasks
             .iter()
             .filter_map(|t| Some((t.spec.idempotency_key.clone()?, t.spec.id.clone())))
             .collect();
         let plan = Planner::new(&tasks);
         let restored = tasks.len();
-        let now_ms = clock();
         let (sched, effects) = Scheduler::restore(config.sched.clone(), now_ms, tasks);
         tracing::info!(
             tasks = restored,
             modules = modules.count(),
             "unfinished tasks restored from the store"
         );
-        let committer =
-            Committer::start(store.clone(), config.storage, metrics.clone()).map_err(|e| {
-                StoreError::Corrupt {
-                    what: "commit thread".into(),
-                    reason: format!("not started: {e}"),
-                }
-            })?;
-        let (done_sender, done) = mpsc::unbounded_channel();
         let mut core = Core {
             sched,
-            store,
             plan,
-            committer,
-            in_flight_since: None,
-            commits: 0,
-            pool,
-            clock,
             config,
-            health,
             metrics,
-            events,
+            now_ms,
+            out: Vec::new(),
+            in_flight_since_ms: None,
+            commits: 0,
             joined: BTreeMap::new(),
-            membership,
-            running: BTreeMap::new(),
             starts: Vec::new(),
-            done_sender,
-            done,
-            failed_at_start: VecDeque::new(),
+            module_waits: BTreeMap::new(),
             generated: 0,
             modules,
             keys,
             next_expire_ms: now_ms,
-            act_until: None,
+            reachable: true,
+            reads: BTreeMap::new(),
+            next_read: 1,
+            submissions: VecDeque::new(),
+            finished_seen: 0,
+            count_waiters: Vec::new(),
+            cancels_waiting: 0,
+            owned_reads: 0,
+            forgotten_meanwhile: BTreeSet::new(),
+            deleted_meanwhile: BTreeSet::new(),
+            wake_at: None,
             claim_room: None,
-            cancels_waiting: Rc::default(),
         };
         core.apply(effects);
-        core.send_starts();
-        core.send_batch();
-        Ok(core)
+        let out = core.handle(Input::TurnEnd, now_ms);
+        (core, out)
     }
 
-    /// Serves commands, commit results, run results, pool changes and timers
-    /// until the command queue closes.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut view_events = self.membership.as_ref().map(|m| m.watch());
-        loop {
-            let wake = self.next_wake();
-            tokio::select! {
-                biased;
-                (seq, result) = self.committer.result() => self.commit_done(seq, result),
-                command = commands.recv() => match command {
-                    Some(command) => self.handle(command),
-                    None => return,
-                },
-                Some(done) = self.done.recv() => self.run_done(done),
-                event = self.pool.next_event() => self.pool_event(event),
-                Some(event) = async {
-                    match view_events.as_mut() {
-                        Some(events) => events.next().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if let ViewEvent::Left { peer, .. } = event {
-                        // A worker that left the membership view leaves the pool.
-                        let worker = WorkerId::from(peer);
-                        if self.pool.remove(&worker) {
-                            self.worker_left(worker.clone(), "left the membership view".into());
-                            let effects = self.sched.worker_lost((self.clock)(), &worker);
-                            self.apply(effects);
-                        }
-                    }
-                }
-                _ = tokio::time::sleep(wake) => self.tick(),
-            }
-            // Take whatever else is already waiting into the same batch.
-            for _ in 0..FLUSH_BATCH_MAX {
-                let Ok(command) = commands.try_recv() else {
-                    break;
-                };
-                self.handle(command);
-            }
-            for _ in 0..FLUSH_BATCH_MAX {
-                let Ok(done) = self.done.try_recv() else {
-                    break;
-                };
-                self.run_done(done);
-            }
-            // Runs started this turn go out together; any that could not
-            // start end at once, which may start others.
-            loop {
-                self.send_starts();
-                let Some(done) = self.failed_at_start.pop_front() else {
-                    break;
-                };
-                self.run_done(done);
-                while let Some(done) = self.failed_at_start.pop_front() {
-                    self.run_done(done);
-                }
-            }
-            // A handler's failed read trips the switch too: stop here as well.
-            if let (Some(cause), None) = (self.health.fatal(), self.plan.failure()) {
-                let cause = cause.to_string();
-                self.fail(cause);
-            }
-            self.send_batch();
-            self.update_claim_room();
+    /// Handles one input at `now_ms` (the scheduler's clock, never going
+    /// back) and returns what to do, in order.
+    pub fn handle(&mut self, input: Input, now_ms: u64) -> Vec<Effect> {
+        debug_assert!(now_ms >= self.now_ms, "the clock went back");
+        self.now_ms = self.now_ms.max(now_ms);
+        match input {
+            Input::Request { id, request } => self.request(id, request),
+            Input::Committed { seq, result } => self.commit_done(seq, result),
+            Input::ReadDone { id, result } => self.read_done(id, result),
+            Input::RunDone { run, outcome } => self.run_done(run, outcome),
+            Input::WorkerJoined { worker, slots } => self.worker_joined(worker, slots),
+            Input::WorkerLeft { worker, reason } => self.worker_left(worker, reason),
+            Input::Adopt { tasks } => self.adopt(tasks),
+            Input::Owned { ids } => self.take_up_owned(ids),
+            Input::CancelAsked { id } => self.cancel_asked(&id),
+            Input::StoreReachable(reachable) => self.reachable = reachable,
+            Input::Tripped { cause } => self.fail(cause),
+            Input::Tick => self.tick(),
+            Input::TurnEnd => self.turn_end(),
         }
+        debug_assert_eq!(self.check_invariants(), Ok(()));
+        std::mem::take(&mut self.out)
     }
 
-    /// How long the core may sleep: until the scheduler, retention or the
-    /// stall check next has work.
-    fn next_wake(&self) -> Duration {
-        let now = (self.clock)();
-        let mut at = self.next_expire_ms;
-        if let Some(due) = self.sched.next_wakeup_ms() {
-            at = at.min(due);
-        }
-        let mut wake = Duration::from_millis(at.saturating_sub(now));
-        if let Some(since) = self.in_flight_since {
-            wake = wake.min(
-                (since + COMMIT_STALL_MAX).saturating_duration_since(tokio::time::Instant::now()),
-            );
-        }
-        wake
+    /// Whether the core has fail-stopped.
+    pub fn failed(&self) -> Option<&str> {
+        self.plan.failure()
     }
 
+    /// The scheduler, to look at (tests, invariants).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    /// The number of the batch in flight, if one is.
+    pub fn batch_in_flight(&self) -> Option<u64> {
+        self.plan.in_flight()
+    }
+
+    /// Timers: the scheduler's due runs and deadlines, retention, and a
+    /// commit in flight too long.
     fn tick(&mut self) {
-        let now = (self.clock)();
+        let now = self.now_ms;
         let effects = self.sched.tick(now);
         self.apply(effects);
         if now >= self.next_expire_ms {
             self.expire(now);
         }
-        if let Some(since) = self.in_flight_since {
-            if since.elapsed() >= COMMIT_STALL_MAX {
+        if let Some(since) = self.in_flight_since_ms {
+            if now.saturating_sub(since) >= COMMIT_STALL_MAX_MS {
                 let seq = self.plan.in_flight().unwrap_or(0);
                 self.fail(format!(
                     "commit of batch {seq} still in flight after {} s: the disk hangs",
-                    COMMIT_STALL_MAX.as_secs()
+                    COMMIT_STALL_MAX_MS / 1000
                 ));
             }
         }
     }
 
-    fn health_report(&mut self) -> HealthReport {
-        let finished_tasks = match self.store.finished_count() {
-            Ok(count) => count,
-            Err(e) => {
-                self.fail(format!("store read failed: {e}"));
-                0
-            }
-        };
-        let failed = self.plan.failure().map(str::to_string);
-        HealthReport {
-            status: if failed.is_some() { "failed" } else { "ok" },
-            store_error: failed,
-            commit_in_flight_ms: self
-                .in_flight_since
-                .map(|since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)),
-            commits: self.commits,
-            open_tasks: self.sched.tasks_held(),
-            modules: self.modules.count(),
-            finished_tasks,
-            workers: self.sched.workers().len(),
+    /// The end of a turn: runs started go out together, the next batch
+    /// forms, and the driver learns when to wake the core and how much room
+    /// the lease keeper has.
+    fn turn_end(&mut self) {
+        self.send_starts();
+        self.send_batch();
+        let room = self.config.shared().then(|| {
+            self.config
+                .sched
+                .open_tasks_max
+                .saturating_sub(self.sched.tasks_held())
+        });
+        if room.is_some() && room != self.claim_room {
+            self.claim_room = room;
+            self.out.push(Effect::ClaimRoom {
+                room: room.unwrap_or(0),
+            });
+        }
+        let wake = self.next_wake_ms();
+        if Some(wake) != self.wake_at {
+            self.wake_at = Some(wake);
+            self.out.push(Effect::WakeAt { at_ms: wake });
         }
     }
 
-    /// The levels a scrape shows, as the core knows them now.
-    fn metrics_snapshot(&mut self) -> MetricsSnapshot {
-        let mut snapshot = MetricsSnapshot::default();
-        for task in self.sched.tasks() {
-            match task.status {
-                TaskStatus::Pending => snapshot.tasks_pending += 1,
-                TaskStatus::Running => snapshot.tasks_running += 1,
-                // Final, being stored: not yet in the store's count (it is
-                // forgotten on the same turn as the commit that counts it).
-                _ => snapshot.tasks_finished += 1,
-            }
+    /// When the core next has timed work: the scheduler, retention, or the
+    /// stall check.
+    fn next_wake_ms(&self) -> u64 {
+        let mut at = self.next_expire_ms;
+        if let Some(due) = self.sched.next_wakeup_ms() {
+            at = at.min(due);
         }
-        snapshot.tasks_finished += match self.store.finished_count() {
-            Ok(count) => count,
-            Err(e) => {
-                self.fail(format!("store read failed: {e}"));
-                0
-            }
-        };
-        for worker in self.sched.workers() {
-            let (slots, busy) = (u64::from(worker.slots), u64::from(worker.in_flight));
-            snapshot.workers += 1;
-            snapshot.slots_busy += busy.min(slots);
-            snapshot.slots_free += slots.saturating_sub(busy);
+        if let Some(since) = self.in_flight_since_ms {
+            at = at.min(since.saturating_add(COMMIT_STALL_MAX_MS));
         }
-        if let Some(membership) = &self.membership {
-            let peers = membership.view(&Query::all()).len() as u64;
-            snapshot.membership = Some((peers, membership.stats()));
-            snapshot.discovery = Some(membership.discovery_stats());
-        }
-        snapshot
-    }
-
-    fn handle(&mut self, command: Command) {
-        // While the store is out of reach a commit is being retried: nothing
-        // new is taken that would need acknowledging (it could not be).
-        let command = if self.committer.unreachable() {
-            match refuse_while_unreachable(command) {
-                Some(command) => command,
-                None => return,
-            }
-        } else {
-            command
-        };
-        match command {
-            Command::Submit {
-                task,
-                idempotency_key,
-                reply,
-            } => match self.submit(task, idempotency_key) {
-                Ok((id, created)) => self.hold(Held::Submit { reply, id, created }),
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Command::Cancel { id, reply } => {
-                if self.sched.task(&id).is_some() {
-                    match self.sched.cancel((self.clock)(), &id) {
-                        Ok(effects) => {
-                            self.apply(effects);
-                            self.hold(Held::Cancel { reply, id });
-                        }
-                        Err(e) => drop(reply.send(Err(ApiError::BadRequest(e.to_string())))),
-                    }
-                } else {
-                    // Not held: finished (cancelling changes nothing), unknown,
-                    // or another gateway's (a shared store: asked of its owner).
-                    let answer = match self.store.header(&id) {
-                        Ok(Some(header))
-                            if !header.status.is_final() && self.store.shared().is_some() =>
-                        {
-                            return self.cancel_elsewhere(id, reply);
-                        }
-                        Ok(Some(header)) => Ok(header),
-                        Ok(None) => Err(ApiError::NotFound(format!("no task {:?}", id.as_str()))),
-                        Err(e) => Err(self.read_failed(e)),
-                    };
-                    let _ = reply.send(answer);
-                }
-            }
-            Command::Purge { id, reply } => match self.sched.task(&id) {
-                // Its final state is still being written: a purge now would be
-                // ordered before that write.
-                Some(task) if task.status.is_final() => {
-                    let _ = reply.send(Err(ApiError::Conflict(format!(
-                        "task {:?} has just finished and is being stored; purge it in a moment",
-                        id.as_str()
-                    ))));
-                }
-                Some(task) => {
-                    let _ = reply.send(Err(ApiError::Conflict(format!(
-                        "task {:?} is {:?}, not finished; cancel it and purge it once final",
-                        id.as_str(),
-                        task.status
-                    ))));
-                }
-                None => {
-                    self.plan.queue(Op::Purge {
-                        id: id.clone(),
-                        now_ms: (self.clock)(),
-                    });
-                    self.hold(Held::Purge { reply, id });
-                }
-            },
-            Command::PutModule { bytes, reply } => match self.check_module(&bytes) {
-                Ok(()) => {
-                    let bytes = Arc::new(bytes);
-                    let hash = ww::exec::ModuleHash::of(&bytes).0;
-                    let now = (self.clock)();
-                    self.modules.uploaded(hash, bytes.clone(), now);
-                    self.plan.queue(Op::PutModule {
-                        hash,
-                        bytes,
-                        now_ms: now,
-                    });
-                    self.hold(Held::Module { reply, hash });
-                }
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Command::Workers { reply } => {
-                let rows = self
-                    .sched
-                    .workers()
-                    .into_iter()
-                    .map(|w| WorkerRow {
-                        joined_ms: self.joined.get(&w.worker).copied(),
-                        worker: w.worker,
-                        slots: w.slots,
-                        in_flight: w.in_flight,
-                    })
-                    .collect();
-                let _ = reply.send(rows);
-            }
-            Command::Cluster { reply } => {
-                let _ = reply.send(self.cluster_rows());
-            }
-            Command::Health { reply } => {
-                let _ = reply.send(self.health_report());
-            }
-            Command::Metrics { reply } => {
-                let _ = reply.send(self.metrics_snapshot());
-            }
-            Command::Adopt { tasks } => self.adopt(tasks),
-            Command::Owned { ids } => self.take_up_owned(ids),
-            Command::CancelAsked { id } => self.cancel_asked(&id),
-        }
+        at
     }
 
     /// Holds an answer for the next batch, or refuses it when the store failed.
     fn hold(&mut self, held: Held) {
         if let Err((held, failed)) = self.plan.hold(held) {
-            held.refuse(&failed.0);
+            self.out.push(held.refusal(&failed.0));
         }
     }
 
-    fn cluster_rows(&self) -> Vec<MemberRow> {
-        let Some(membership) = &self.membership else {
-            return Vec::new();
-        };
-        let now = membership.now_ms();
-        membership
-            .view(&Query::all())
-            .iter()
-            .map(|r| {
-                let meta: BTreeMap<_, _> = r.heartbeat.meta().iter().cloned().collect();
-                MemberRow {
-                    peer: r.peer.to_string(),
-                    host: r.heartbeat.host().to_string(),
-                    instance: r.heartbeat.instance_hex(),
-                    meta,
-                    expires_in_ms: r.deadline_ms.saturating_sub(now),
-                }
-            })
-            .collect()
+    /// Sends `answer` to `request`.
+    fn answer(&mut self, request: RequestId, answer: Answer) {
+        self.out.push(Effect::Answer {
+            request,
+            answer: Box::new(answer),
+        });
+    }
+
+    /// A store read failed. Out of reach (transient): this request is refused
+    /// with 503 and the gateway goes on. Anything else: the disk may no
+    /// longer hold what it says, so the core fail-stops.
+    fn read_failed(&mut self, e: StoreError) -> ApiError {
+        if e.is_transient() {
+            return ApiError::Busy(format!("the task store cannot be reached: {e}"));
+        }
+        let cause = format!("store read failed: {e}");
+        self.fail(cause.clone());
+        ApiError::Storage(cause)
+    }
+
+    /// Asks the driver to read the store for `pending`.
+    fn read(&mut self, read: Read, pending: Pending) -> ReadId {
+        let id = ReadId(self.next_read);
+        self.next_read += 1;
+        self.reads.insert(id, pending);
+        self.out.push(Effect::ReadStore { id, read });
+        id
     }
 }

@@ -107,10 +107,16 @@ impl Modules {
 
     /// Modules no task has referred to since `grace_ms` before `now_ms`, at
     /// most `max`: they leave the mirror now, to be deleted by the next batch.
+    /// A module whose upload is not committed yet is never one: its deletion
+    /// could go into the very batch that stores it, after the upload was
+    /// acknowledged (the core model found it with a commit slower than the
+    /// grace).
     pub fn collect(&mut self, now_ms: u64, grace_ms: u64, max: usize) -> Vec<[u8; 32]> {
+        let pending = &self.pending;
         let unused: Vec<[u8; 32]> = self
             .refs
             .iter()
+            .filter(|(hash, _)| !pending.contains_key(*hash))
             .filter(|(_, r)| r.tasks == 0 && r.unused_since_ms.saturating_add(grace_ms) <= now_ms)
             .map(|(hash, _)| *hash)
             .take(max)

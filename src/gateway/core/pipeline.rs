@@ -1,14 +1,19 @@
-//! The core's side of the commit pipeline: forming and sending batches,
-//! taking their results, releasing or refusing held answers, retention, and
-//! the fail-stop.
+//! The core's side of the commit pipeline: forming batches, taking their
+//! results, releasing or refusing held answers, retention, and the
+//! fail-stop.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{internal, Core, Held, Released, EXPIRE_DELETE_MAX, MODULES_COLLECT_MAX};
+use super::reads::Pending;
+use super::{
+    internal, Answer, Core, Effect, Held, Read, Released, RequestId, EXPIRE_DELETE_MAX,
+    MODULES_COLLECT_MAX,
+};
 use crate::gateway::events::Event;
 use crate::gateway::ApiError;
 use crate::sched::{
-    Effect, Op, PurgeOutcome, StoreError, TakenCause, TakenTask, TaskHeader, TaskId,
+    BatchReport, Effect as SchedEffect, ModuleRefs, Op, PurgeOutcome, StoreError, TakenCause,
+    TakenTask, TaskHeader, TaskId,
 };
 
 impl Core {
@@ -32,7 +37,7 @@ impl Core {
         self.next_expire_ms = now_ms.saturating_add(retention.interval_ms.max(1));
     }
 
-    /// Forms the next batch and sends it, if none is in flight.
+    /// Forms the next batch and asks for its commit, if none is in flight.
     pub(super) fn send_batch(&mut self) {
         let sched = &self.sched;
         let Some(formed) = self.plan.form(|id| sched.task(id)) else {
@@ -49,16 +54,25 @@ impl Core {
             // readers see it: a crash then takes back a result already shown.
             durable = false;
         }
-        self.in_flight_since = Some(tokio::time::Instant::now());
-        self.committer.send(formed.seq, formed.batch, durable);
+        self.in_flight_since_ms = Some(self.now_ms);
+        self.out.push(Effect::Commit {
+            seq: formed.seq,
+            batch: formed.batch,
+            durable,
+        });
     }
 
-    pub(super) fn commit_done(
-        &mut self,
-        seq: u64,
-        result: Result<crate::sched::BatchReport, StoreError>,
-    ) {
-        self.in_flight_since = None;
+    /// Batch `seq` committed (its answers go) or failed (everything stops).
+    pub(super) fn commit_done(&mut self, seq: u64, result: Result<BatchReport, StoreError>) {
+        if self.plan.in_flight() != Some(seq) {
+            // A result after a fail-stop (the batch was refused then).
+            debug_assert!(
+                self.plan.failure().is_some(),
+                "result of batch {seq}, not in flight"
+            );
+            return;
+        }
+        self.in_flight_since_ms = None;
         match result {
             Ok(report) => {
                 self.commits += 1;
@@ -75,28 +89,28 @@ impl Core {
         }
     }
 
-    /// The store failed: refuse everything held (the batch in flight too),
-    /// trip the health switch.
+    /// The store failed (or cannot be trusted): refuse everything held and
+    /// waiting, stop every run, trip the health switch. Once only.
     pub(super) fn fail(&mut self, cause: String) {
         if self.plan.failure().is_some() {
             return;
         }
         let seq = self.plan.in_flight().unwrap_or(0);
-        self.in_flight_since = None;
+        self.in_flight_since_ms = None;
         for held in self.plan.failed(seq, cause.clone()) {
-            held.refuse(&cause);
+            self.out.push(held.refusal(&cause));
         }
+        self.refuse_reading(&cause);
         // Nothing they report can be recorded now, and on a shared store
         // another gateway may soon run them: stop them.
         self.starts.clear();
-        for (_, call) in std::mem::take(&mut self.running) {
-            call.0.abort();
-        }
-        self.health.trip(cause);
+        self.module_waits.clear();
+        self.out.push(Effect::StopAllRuns);
+        self.out.push(Effect::FailStop { cause });
     }
 
     pub(super) fn released(&mut self, mut released: Released<Held>) {
-        let now = (self.clock)();
+        let now = self.now_ms;
         let taken = std::mem::take(&mut released.report.taken);
         if !taken.is_empty() {
             let gone: BTreeSet<TaskId> = taken.iter().map(|t| t.id.clone()).collect();
@@ -113,24 +127,21 @@ impl Core {
         let report = released.report;
         for deleted in &report.deleted {
             self.modules.released(&deleted.module_hash, now);
+            self.deleted_meanwhile.insert(deleted.id.clone());
         }
         if !report.deleted.is_empty() {
             tracing::debug!(tasks = report.deleted.len(), "finished tasks deleted");
         }
-        if self.store.shared().is_some() {
+        if self.config.shared() {
             for hash in &report.modules_kept {
                 self.modules.kept_elsewhere(*hash, now);
             }
         } else if !report.modules_kept.is_empty() {
-            let refs = match self.store.module_refs() {
-                Ok(refs) => refs,
-                Err(e) => return self.fail(format!("store read failed: {e}")),
-            };
-            for hash in &report.modules_kept {
-                if let Some(refs) = refs.get(hash) {
-                    self.modules.kept(*hash, *refs);
-                }
-            }
+            // The mirror was wrong: learn the store's counts.
+            self.read(
+                Read::ModuleRefs,
+                Pending::ModuleRefs(report.modules_kept.clone()),
+            );
         }
         if report.expire_more {
             self.next_expire_ms = now;
@@ -140,18 +151,18 @@ impl Core {
         }
         // Committed now: what the events announce is on disk.
         for run in &released.runs {
-            self.events.publish(Event::Run {
+            self.out.push(Effect::Publish(Event::Run {
                 task: run.task.clone(),
                 index: run.index,
                 attempt: run.attempt,
                 status: run.status,
-            });
+            }));
         }
         for (id, header) in &released.written {
-            self.events.publish(Event::Task {
+            self.out.push(Effect::Publish(Event::Task {
                 id: id.clone(),
                 status: header.status,
-            });
+            }));
         }
         for id in released.finished {
             match self.sched.forget(&id) {
@@ -161,13 +172,51 @@ impl Core {
                     if let Some(key) = &task.spec.idempotency_key {
                         self.keys.remove(key);
                     }
+                    if self.owned_reads > 0 {
+                        self.forgotten_meanwhile.insert(id);
+                    }
                 }
                 Err(e) => debug_assert!(false, "a task stored final could not be forgotten: {e}"),
             }
         }
         self.modules.committed();
         for held in released.answers {
-            self.answer(held, &report.purged, &released.written, &taken);
+            match self.plan.failure() {
+                // An answer before it found the store wanting: nothing more
+                // is acknowledged.
+                Some(cause) => {
+                    let refusal = held.refusal(cause);
+                    self.out.push(refusal);
+                }
+                None => self.release(held, &report.purged, &released.written, &taken),
+            }
+        }
+        self.forget_deleted_unless_rendering();
+    }
+
+    /// The store's counts of modules it kept though the mirror thought them
+    /// unused came back.
+    pub(super) fn module_refs_read(
+        &mut self,
+        hashes: Vec<[u8; 32]>,
+        result: Result<BTreeMap<[u8; 32], ModuleRefs>, StoreError>,
+    ) {
+        match result {
+            Ok(refs) => {
+                for hash in &hashes {
+                    if let Some(refs) = refs.get(hash) {
+                        self.modules.kept(*hash, *refs);
+                    }
+                }
+            }
+            Err(e) if e.is_transient() => {
+                // Asked again: the mirror does not know them meanwhile (a
+                // submission naming one is refused as unknown, as while its
+                // deletion was in flight).
+                tracing::warn!(error = %e, "module counts not read; asking again");
+                self.read(Read::ModuleRefs, Pending::ModuleRefs(hashes));
+            }
+            Err(e) => self.fail(format!("store read failed: {e}")),
         }
     }
 
@@ -184,7 +233,7 @@ impl Core {
                 // other tasks' runs that its slots now let start are.
                 let effects = effects
                     .into_iter()
-                    .filter(|e| !matches!(e, Effect::TaskChanged { task, .. } if task == id))
+                    .filter(|e| !matches!(e, SchedEffect::TaskChanged { task, .. } if task == id))
                     .collect();
                 self.apply(effects);
             }
@@ -203,36 +252,29 @@ impl Core {
         tracing::info!(task = %id, "another gateway's commit took this task's id, key or module first; this copy is dropped");
     }
 
-    /// Sends a held answer, showing committed state only: the header the
-    /// batch wrote, or else the store's.
-    pub(super) fn answer(
+    /// Sends a released answer, showing committed state only: the header the
+    /// batch wrote, or else the store's (read first).
+    fn release(
         &mut self,
         held: Held,
         purged: &[(TaskId, PurgeOutcome)],
         written: &BTreeMap<TaskId, TaskHeader>,
         taken: &[TakenTask],
     ) {
-        let committed = |core: &mut Core, id: &TaskId| match written.get(id) {
-            Some(header) => Ok(header.clone()),
-            None => core.committed_header(id),
-        };
         match held {
-            Held::Submit { reply, id, .. } if taken.iter().any(|t| t.id == id) => {
+            Held::Submit { request, id, .. } if taken.iter().any(|t| t.id == id) => {
                 let cause = taken
                     .iter()
                     .find(|t| t.id == id)
                     .map_or(TakenCause::Id, |t| t.cause.clone());
                 let answer = match cause {
                     // The same request, through another gateway first: its
-                    // task (gone meanwhile, or unreadable: say so, stop nothing).
-                    TakenCause::Key(other) => match self.store.header(&other) {
-                        Ok(Some(header)) => Ok((header, false)),
-                        Ok(None) => Err(ApiError::Conflict(format!(
-                            "idempotency key of task {:?} named task {:?}, since deleted",
-                            id.as_str(), other.as_str()
-                        ))),
-                        Err(e) => Err(ApiError::Busy(format!("the task store: {e}"))),
-                    },
+                    // task, as the store holds it.
+                    TakenCause::Key(other) => {
+                        let read = Read::Header(other.clone());
+                        self.read(read, Pending::TakenKey { request, id, other });
+                        return;
+                    }
                     TakenCause::Id => Err(ApiError::Conflict(format!(
                         "a task with id {:?} was created through another gateway at the same moment",
                         id.as_str()
@@ -245,19 +287,21 @@ impl Core {
                         id.as_str()
                     ))),
                 };
-                let _ = reply.send(answer);
+                self.answer(request, Answer::Submit(answer));
             }
-            Held::Submit { reply, id, created } => {
-                let header = committed(self, &id);
-                if created && header.is_ok() {
-                    self.metrics.tasks_submitted.inc();
+            Held::Submit { .. } | Held::Cancel { .. } => {
+                let id = match &held {
+                    Held::Submit { id, .. } | Held::Cancel { id, .. } => id.clone(),
+                    _ => unreachable!("matched above"),
+                };
+                match written.get(&id).cloned() {
+                    Some(header) => self.render(held, Ok(Some(header))),
+                    None => {
+                        self.read(Read::Header(id), Pending::Render(held));
+                    }
                 }
-                let _ = reply.send(header.map(|h| (h, created)));
             }
-            Held::Cancel { reply, id } => {
-                let _ = reply.send(committed(self, &id));
-            }
-            Held::Purge { reply, id } => {
+            Held::Purge { request, id } => {
                 let outcome = purged.iter().find(|(p, _)| *p == id).map(|(_, o)| *o);
                 let answer = match outcome {
                     Some(PurgeOutcome::Purged) => Ok(()),
@@ -270,34 +314,100 @@ impl Core {
                     ))),
                     None => Err(internal(format!("purge of {id} not carried out"))),
                 };
-                let _ = reply.send(answer);
+                self.answer(request, Answer::Purge(answer));
             }
-            Held::Module { reply, hash } => {
-                let _ = reply.send(Ok(hash));
-            }
+            Held::Module { request, hash } => self.answer(request, Answer::Module(Ok(hash))),
         }
     }
 
-    /// The task's header as the store holds it; missing or unreadable trips
-    /// fail-stop, since an acknowledgement is about to show it.
-    pub(super) fn committed_header(&mut self, id: &TaskId) -> Result<TaskHeader, ApiError> {
-        match self.store.header(id) {
+    /// Answers a released submission or cancel with the task as committed:
+    /// missing from the store, or unreadable there, the store can no longer
+    /// be trusted (fail-stop); out of reach, 503 (it was committed: a retry
+    /// with the same key finds it).
+    pub(super) fn render(&mut self, held: Held, header: Result<Option<TaskHeader>, StoreError>) {
+        let id = match &held {
+            Held::Submit { id, .. } | Held::Cancel { id, .. } => id.clone(),
+            other => {
+                debug_assert!(false, "{other:?} is not rendered from a header");
+                return;
+            }
+        };
+        let header = match header {
             Ok(Some(header)) => Ok(header),
             Ok(None) => {
                 #[cfg(feature = "sabotage")]
-                if self.plan.unwritten.contains(id) {
-                    if let Some(task) = self.sched.task(id) {
-                        return Ok(task.header());
+                if self.plan.unwritten.contains(&id) {
+                    if let Some(task) = self.sched.task(&id) {
+                        let header = task.header();
+                        return self.render(held, Ok(Some(header)));
                     }
                 }
-                let cause = format!("task {id} was committed but is not in the store");
-                self.fail(cause.clone());
-                Err(ApiError::Storage(cause))
+                let retry = matches!(held, Held::Submit { created: false, .. });
+                if retry {
+                    // A retry acknowledges nothing new, and the task its key
+                    // named may have been purged or expired since the key
+                    // was looked up: gone by request, not lost.
+                    Err(ApiError::Conflict(format!(
+                        "the Idempotency-Key named task {:?}, since deleted; nothing changed \
+                         (use a new key for a new task)",
+                        id.as_str()
+                    )))
+                } else if self.deleted_meanwhile.contains(&id) {
+                    // Purged or expired since it was acknowledged: gone by
+                    // request, not lost.
+                    Err(ApiError::NotFound(format!(
+                        "task {:?} was deleted (purged, or past its retention) before this \
+                         answer could show it",
+                        id.as_str()
+                    )))
+                } else {
+                    let cause = format!("task {id} was committed but is not in the store");
+                    self.fail(cause.clone());
+                    Err(ApiError::Storage(cause))
+                }
             }
-            Err(e) => {
-                self.fail(e.to_string());
-                Err(ApiError::Storage(e.to_string()))
+            Err(e) => Err(self.read_failed(e)),
+        };
+        match held {
+            Held::Submit {
+                request, created, ..
+            } => {
+                if created && header.is_ok() {
+                    self.metrics.tasks_submitted.inc();
+                }
+                self.answer(request, Answer::Submit(header.map(|h| (h, created))));
             }
+            Held::Cancel { request, .. } => self.answer(request, Answer::Cancel(header)),
+            other => debug_assert!(false, "{other:?} is not rendered from a header"),
         }
+    }
+
+    /// Deletions are remembered only while an answer is being read to be
+    /// shown.
+    pub(super) fn forget_deleted_unless_rendering(&mut self) {
+        if !self.reads.values().any(|p| matches!(p, Pending::Render(_))) {
+            self.deleted_meanwhile.clear();
+        }
+    }
+
+    /// A submission whose key another gateway stored first: its task, or
+    /// why not (never a fail-stop: the store did what it should).
+    pub(super) fn taken_key(
+        &mut self,
+        request: RequestId,
+        id: TaskId,
+        other: TaskId,
+        header: Result<Option<TaskHeader>, StoreError>,
+    ) {
+        let answer = match header {
+            Ok(Some(header)) => Ok((header, false)),
+            Ok(None) => Err(ApiError::Conflict(format!(
+                "idempotency key of task {:?} named task {:?}, since deleted",
+                id.as_str(),
+                other.as_str()
+            ))),
+            Err(e) => Err(ApiError::Busy(format!("the task store: {e}"))),
+        };
+        self.answer(request, Answer::Submit(answer));
     }
 }
