@@ -16,12 +16,6 @@ pub enum Sabotage {
     /// The gateway shows run outcomes before they are durable (stays armed for
     /// the whole run): a crash then takes back a result a client has seen.
     ShowUnsyncedResults,
-    /// The gateway answers every submission with 500 (stays armed for the
-    /// whole run): a refusal no fault explains.
-    RefuseSubmissions,
-    /// The gateway records every worker report, even one that cannot be true
-    /// (stays armed for the whole run).
-    AcceptImpossibleReports,
 }
 
 impl Sabotage {
@@ -30,21 +24,14 @@ impl Sabotage {
         match self {
             Sabotage::LoseAckedTask => "lose-acked-task",
             Sabotage::ShowUnsyncedResults => "show-unsynced-results",
-            Sabotage::RefuseSubmissions => "refuse-submissions",
-            Sabotage::AcceptImpossibleReports => "accept-impossible-reports",
         }
     }
 
     /// Parses [`Sabotage::name`].
     pub fn parse(name: &str) -> Option<Sabotage> {
-        [
-            Sabotage::LoseAckedTask,
-            Sabotage::ShowUnsyncedResults,
-            Sabotage::RefuseSubmissions,
-            Sabotage::AcceptImpossibleReports,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
+        [Sabotage::LoseAckedTask, Sabotage::ShowUnsyncedResults]
+            .into_iter()
+            .find(|s| s.name() == name)
     }
 }
 

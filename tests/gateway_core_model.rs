@@ -181,6 +181,7 @@ impl Harness {
                 interval_ms: 500,
             },
             storage: StorageMode::Inline,
+            report_check: Arc::new(ww_sched::gateway::PlausibleReports),
             id_tag: None,
         };
         let metrics = Arc::new(GatewayMetrics::new());

@@ -2,18 +2,25 @@
 //! one guarantee, so a check that claims to guard it must be seen to fail.
 //!
 //! Where a bug can be made from outside the code under test, the simulation
-//! makes it itself: [`Sabotage::SkipRepublish`] is a republish period longer
-//! than any run, [`Sabotage::DropAnchorSet`] a wrapper around a host's anchor
-//! server ([`DropOneSet`]). The others are still switches compiled into
+//! makes it itself, through a seam the code offers any user:
+//! [`Sabotage::SkipRepublish`] is a republish period longer than any run,
+//! [`Sabotage::DropAnchorSet`] a wrapper around a host's anchor server
+//! ([`DropOneSet`]), [`Sabotage::RefuseSubmissions`] a layer in front of the
+//! gateway's router ([`refuse_submissions`]), and
+//! [`Sabotage::AcceptImpossibleReports`] the gateway's report check
+//! ([`AcceptEveryReport`]). The others are still switches compiled into
 //! ww-sched's test-only `sabotage` feature.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use capnp::capability::Rc as CapRc;
 use ww::anchor::AnchorServer;
+use ww::exec::{Limits, RunReport};
 use ww::schema::anchor_capnp::anchor;
+use ww_sched::gateway::{ApiError, ReportCheck};
 
 /// A deliberate bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +82,6 @@ impl Sabotage {
         match self {
             Sabotage::LoseAckedTask => Some(Node::LoseAckedTask),
             Sabotage::ShowUnsyncedResults => Some(Node::ShowUnsyncedResults),
-            Sabotage::RefuseSubmissions => Some(Node::RefuseSubmissions),
-            Sabotage::AcceptImpossibleReports => Some(Node::AcceptImpossibleReports),
             _ => None,
         }
     }
@@ -155,5 +160,29 @@ impl anchor::Server for DropOneSet {
         results: anchor::RemoveResults,
     ) -> Result<(), capnp::Error> {
         anchor::Server::remove(self.inner.clone(), params, results).await
+    }
+}
+
+/// [`Sabotage::RefuseSubmissions`]: `router` behind a layer that answers every
+/// submission (`POST /tasks`) with 500, a refusal no fault explains.
+pub fn refuse_submissions(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            if request.method() == axum::http::Method::POST && request.uri().path() == "/tasks" {
+                return ApiError::Internal("sabotage: submissions refused".into()).into_response();
+            }
+            next.run(request).await
+        },
+    ))
+}
+
+/// [`Sabotage::AcceptImpossibleReports`]: a gateway report check that records
+/// every worker report, even one no honest worker can make.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AcceptEveryReport;
+
+impl ReportCheck for AcceptEveryReport {
+    fn refusal(&self, _report: &RunReport, _limits: &Limits) -> Option<String> {
+        None
     }
 }

@@ -37,7 +37,7 @@ pub use events::{Event, EventBus, Subscription, EVENTS_CAPACITY, SUBSCRIBERS_MAX
 pub use health::Health;
 pub use metrics::{GatewayMetrics, MetricsSnapshot, METRICS_CONTENT_TYPE};
 pub use pool::{Pool, PoolConfig, PoolEvent};
-pub use runner::RUN_STDOUT_MAX;
+pub use runner::{PlausibleReports, ReportCheck, RUN_STDOUT_MAX};
 pub use views::{
     run_row, task_detail, task_summary, MemberRow, ModuleStored, Purged, RunRow, TaskDetail,
     TaskSummary, WorkerRow,
@@ -78,6 +78,9 @@ pub struct GatewayConfig {
     pub storage: StorageMode,
     /// Lease timing, on a store several gateways share.
     pub lease: shared::LeaseTiming,
+    /// What every worker's report must pass to be recorded
+    /// ([`PlausibleReports`] by default).
+    pub report_check: Arc<dyn ReportCheck>,
 }
 
 impl GatewayConfig {
@@ -94,6 +97,7 @@ impl GatewayConfig {
             retention: Retention::default(),
             storage: StorageMode::Thread,
             lease: shared::LeaseTiming::default(),
+            report_check: Arc::new(PlausibleReports),
         }
     }
 }
@@ -211,6 +215,7 @@ impl Gateway {
             module_bytes_max: config.body_bytes_max,
             retention: config.retention,
             storage: config.storage,
+            report_check: config.report_check.clone(),
             // The peer id's last 8 characters (base58: 58^8 tags) and the
             // epoch, new at every registration of this peer id.
             id_tag: registered_at.map(|_| {

@@ -33,12 +33,13 @@ fn unknown_module(report: &Result<RunReport, RpcError>) -> bool {
 /// worker does not have it yet.
 pub(super) async fn run_on_worker(
     worker: &RemoteWorkerHandle,
+    check: &dyn ReportCheck,
     spec: &TaskSpec,
     module: Arc<Vec<u8>>,
 ) -> RunOutcome {
     let run = run_spec(spec);
     let report = worker.run(&run).await;
-    finish(worker, spec, &run, &module, report).await
+    finish(worker, check, spec, &run, &module, report).await
 }
 
 /// Runs attempts, each of its task's spec with the task's module, in one
@@ -46,6 +47,7 @@ pub(super) async fn run_on_worker(
 /// gets one `run` call per attempt, side by side.
 pub(super) async fn run_many_on_worker(
     worker: &RemoteWorkerHandle,
+    check: &dyn ReportCheck,
     runs: &[(TaskSpec, Arc<Vec<u8>>)],
 ) -> Vec<RunOutcome> {
     let specs: Vec<RunSpec> = runs.iter().map(|(spec, _)| run_spec(spec)).collect();
@@ -61,13 +63,15 @@ pub(super) async fn run_many_on_worker(
         Ok(None) => {
             futures::future::join_all(
                 runs.iter()
-                    .map(|(spec, module)| run_on_worker(worker, spec, module.clone())),
+                    .map(|(spec, module)| run_on_worker(worker, check, spec, module.clone())),
             )
             .await
         }
         Ok(Some(reports)) => {
             futures::future::join_all(runs.iter().zip(&specs).zip(reports).map(
-                |(((spec, module), run), report)| finish(worker, spec, run, module, Ok(report)),
+                |(((spec, module), run), report)| {
+                    finish(worker, check, spec, run, module, Ok(report))
+                },
             ))
             .await
         }
@@ -78,6 +82,7 @@ pub(super) async fn run_many_on_worker(
 /// `unknown_module` is asked again with the module's bytes.
 async fn finish(
     worker: &RemoteWorkerHandle,
+    check: &dyn ReportCheck,
     spec: &TaskSpec,
     run: &RunSpec,
     module: &Arc<Vec<u8>>,
@@ -89,7 +94,7 @@ async fn finish(
         report = worker.run(&run).await;
     }
     let report = report.map(|r| {
-        let why = implausible(&r, &run.limits);
+        let why = check.refusal(&r, &run.limits);
         (r, why)
     });
     match report {
@@ -125,14 +130,33 @@ async fn finish(
     }
 }
 
-/// Why `report` cannot be an honest worker's report of a run under `limits`, if
-/// it cannot: key holders are trusted to run tasks faithfully (docs/SECURITY.md),
-/// so this catches broken or careless workers, not clever forgeries.
-pub(crate) fn implausible(report: &RunReport, limits: &Limits) -> Option<String> {
-    #[cfg(feature = "sabotage")]
-    if crate::sabotage::armed(crate::sabotage::Sabotage::AcceptImpossibleReports) {
-        return None;
+/// What the gateway checks of every worker's report before it records the
+/// run: a report refused is not recorded, and the run is retried like a lost
+/// attempt (another worker may do better). [`PlausibleReports`] is the
+/// default; an application can put its own in the gateway's configuration,
+/// for example one that also verifies results it can check cheaply.
+pub trait ReportCheck: std::fmt::Debug + Send + Sync {
+    /// Why `report`, a worker's answer to a run under `limits`, is not to be
+    /// recorded; `None` to record it.
+    fn refusal(&self, report: &RunReport, limits: &Limits) -> Option<String>;
+}
+
+/// Refuses what no honest worker can report of a run: more fuel than its
+/// limit, more results than [`RESULTS_MAX`]. Key holders are trusted to run
+/// tasks faithfully (docs/SECURITY.md), so this catches broken or careless
+/// workers, not clever forgeries.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlausibleReports;
+
+impl ReportCheck for PlausibleReports {
+    fn refusal(&self, report: &RunReport, limits: &Limits) -> Option<String> {
+        implausible(report, limits)
     }
+}
+
+/// Why `report` cannot be an honest worker's report of a run under `limits`, if
+/// it cannot.
+fn implausible(report: &RunReport, limits: &Limits) -> Option<String> {
     // Zero asks for the worker's default, which the gateway does not know.
     if limits.fuel_max > 0 && report.fuel_used > limits.fuel_max {
         return Some(format!(

@@ -177,6 +177,7 @@ pub fn run_with(
             scenario.tasks.as_ref(),
             disk.clone(),
             keyed,
+            options.sabotage,
         )
     });
     let security = &scenario.security;

@@ -27,6 +27,7 @@ use crate::cluster::{node_address as address, now, peer_of};
 use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::http::{request, HttpResponse};
+use crate::sabotage::{refuse_submissions, AcceptEveryReport, Sabotage};
 use crate::scenario::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
@@ -249,12 +250,13 @@ pub fn add_hosts(
     tasks: Option<&TasksSpec>,
     disk: SimDisk,
     keyed: bool,
+    sabotage: Option<Sabotage>,
 ) -> SharedTasks {
     let shared = SharedTasks::default();
     {
         let shared = shared.clone();
         sim.host(GATEWAY_HOST, move || {
-            run_gateway(seed, disk.clone(), shared.clone(), keyed)
+            run_gateway(seed, disk.clone(), shared.clone(), keyed, sabotage)
         });
     }
     for i in 0..gateway.workers {
@@ -282,7 +284,13 @@ pub const GATEWAY_RESTART_DELAY: Duration = Duration::from_secs(1);
 /// fail-stops, starts it again on the same disk after `GATEWAY_RESTART_DELAY`.
 /// A fail-stop loses what the disk had not synced (after a failed fsync the
 /// kernel may drop dirty pages): the strictest model of a process exit.
-async fn run_gateway(seed: u64, disk: SimDisk, shared: SharedTasks, keyed: bool) -> HostResult {
+async fn run_gateway(
+    seed: u64,
+    disk: SimDisk,
+    shared: SharedTasks,
+    keyed: bool,
+    sabotage: Option<Sabotage>,
+) -> HostResult {
     let transport = SimTransport::new(crate::host_config(seed, GATEWAY_HOST, keyed));
     transport.listen(address(GATEWAY_HOST)).await?;
     loop {
@@ -292,7 +300,7 @@ async fn run_gateway(seed: u64, disk: SimDisk, shared: SharedTasks, keyed: bool)
             obs.gateway_starts
         };
         tracing::info!(target: "ww_sim::workload", start, "gateway starting");
-        let cause = run_gateway_once(seed, start, &transport, &disk).await;
+        let cause = run_gateway_once(seed, start, &transport, &disk, sabotage).await;
         let lost = disk.crash();
         tracing::warn!(
             target: "ww_sim::workload",
@@ -306,11 +314,13 @@ async fn run_gateway(seed: u64, disk: SimDisk, shared: SharedTasks, keyed: bool)
 }
 
 /// One life of the gateway process, until it stops itself; returns why.
+/// `sabotage`, if it is one the gateway's seams make, breaks it.
 async fn run_gateway_once(
     seed: u64,
     start: u64,
     transport: &SimTransport,
     disk: &SimDisk,
+    sabotage: Option<Sabotage>,
 ) -> String {
     let store = match Store::open_on(disk.backend(), "simulated disk") {
         Ok(store) => store,
@@ -323,6 +333,9 @@ async fn run_gateway_once(
     config.pool.call_timeout = Duration::from_secs(10);
     // Commits inline on the simulation's one thread: same seed, same run.
     config.storage = StorageMode::Inline;
+    if sabotage == Some(Sabotage::AcceptImpossibleReports) {
+        config.report_check = Arc::new(AcceptEveryReport);
+    }
     let clock: ww_sched::gateway::Clock = Rc::new(now_ms);
     let mut gateway = match Gateway::start_with_store(transport, None, clock, config, store).await {
         Ok(gateway) => gateway,
@@ -332,7 +345,10 @@ async fn run_gateway_once(
         Ok(listener) => listener,
         Err(e) => return format!("HTTP port not bound: {e}"),
     };
-    let router = gateway.router();
+    let router = match sabotage {
+        Some(Sabotage::RefuseSubmissions) => refuse_submissions(gateway.router()),
+        _ => gateway.router(),
+    };
     let cause = tokio::select! {
         biased;
         cause = gateway.stopped() => cause,

@@ -141,10 +141,6 @@ pub(super) async fn submit(
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> Response {
-    #[cfg(feature = "sabotage")]
-    if crate::sabotage::armed(crate::sabotage::Sabotage::RefuseSubmissions) {
-        return ApiError::Internal("sabotage: submissions refused".into()).into_response();
-    }
     let result = async {
         let idempotency_key = match headers.get("idempotency-key") {
             None => None,

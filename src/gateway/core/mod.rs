@@ -120,6 +120,9 @@ pub struct CoreConfig {
     pub retention: Retention,
     /// Where commits and reads run (the driver's concern).
     pub storage: StorageMode,
+    /// What every worker's report must pass to be recorded (the driver's
+    /// concern: it makes the calls).
+    pub report_check: std::sync::Arc<dyn crate::gateway::ReportCheck>,
     /// Put into generated task ids on a shared store (a tag of this gateway's
     /// peer id and its lease epoch), so two gateways, or two lives of one,
     /// never generate the same one. Its presence also means the store is

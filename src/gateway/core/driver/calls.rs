@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::gateway::core::{RunKey, RunStart};
-use crate::gateway::runner::{run_many_on_worker, run_on_worker, RemoteWorkerHandle};
+use crate::gateway::runner::{run_many_on_worker, run_on_worker, RemoteWorkerHandle, ReportCheck};
 use crate::sched::{RunOutcome, TaskId, WorkerId};
 
 /// The call carrying one or more runs; shared by the runs of a `runMany`.
@@ -27,17 +28,20 @@ impl Drop for RunCall {
 /// The calls in flight, and the queue their ends come back on.
 pub(super) struct Calls {
     running: BTreeMap<RunKey, Rc<RunCall>>,
+    /// What every report must pass to be recorded.
+    check: Arc<dyn ReportCheck>,
     sender: mpsc::UnboundedSender<(RunKey, RunOutcome)>,
     /// Each attempt's end (at most one per attempt in flight).
     pub(super) ends: mpsc::UnboundedReceiver<(RunKey, RunOutcome)>,
 }
 
 impl Calls {
-    /// No calls.
-    pub(super) fn new() -> Self {
+    /// No calls; every report they bring back must pass `check`.
+    pub(super) fn new(check: Arc<dyn ReportCheck>) -> Self {
         let (sender, ends) = mpsc::unbounded_channel();
         Calls {
             running: BTreeMap::new(),
+            check,
             sender,
             ends,
         }
@@ -52,9 +56,11 @@ impl Calls {
     ) {
         let keys: Vec<RunKey> = runs.iter().map(|r| r.run.clone()).collect();
         let done = self.sender.clone();
+        let check = self.check.clone();
         let handle = tokio::task::spawn_local(async move {
             if let [start] = &runs[..] {
-                let outcome = run_on_worker(&client, &start.spec, start.module.clone()).await;
+                let outcome =
+                    run_on_worker(&client, &*check, &start.spec, start.module.clone()).await;
                 report_end(&done, &worker, start.run.clone(), outcome);
                 return;
             }
@@ -62,7 +68,7 @@ impl Calls {
                 .into_iter()
                 .map(|start| (start.run, (start.spec, start.module)))
                 .unzip();
-            let outcomes = run_many_on_worker(&client, &specs).await;
+            let outcomes = run_many_on_worker(&client, &*check, &specs).await;
             for (key, outcome) in keys.into_iter().zip(outcomes) {
                 report_end(&done, &worker, key, outcome);
             }

@@ -108,6 +108,7 @@ impl Driver {
                 }
             })?;
         let storage = config.storage;
+        let calls = calls::Calls::new(config.report_check.clone());
         let now = clock();
         let (core, effects) = Core::new(config, tasks, module_refs, metrics, now);
         let (read_results, read_ends) = mpsc::unbounded_channel();
@@ -118,7 +119,7 @@ impl Driver {
             storage,
             committer,
             pool,
-            calls: calls::Calls::new(),
+            calls,
             membership,
             health,
             events,
