@@ -535,7 +535,7 @@ fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
                 runs: vec![big.runs[7].clone()],
                 new: false,
             };
-            store.commit(&Batch { ops: vec![change] }, true).unwrap()
+            store.commit(&Batch { ops: vec![change] }).unwrap()
         })
     });
     drop(store);
@@ -580,7 +580,7 @@ fn parts(c: &mut Criterion, runtime: &Runtime, local: &LocalSet) {
             metrics.run_dispatched(1, 998, 1_000);
             metrics.run_ended(std::hint::black_box(&ended));
             metrics.request_answered("/tasks/{id}", 200);
-            metrics.committed(Duration::from_micros(300), true);
+            metrics.committed(Duration::from_micros(300));
         })
     });
     group.finish();

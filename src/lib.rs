@@ -15,8 +15,6 @@ pub mod gateway;
 pub mod history;
 pub mod lease;
 pub mod node;
-#[cfg(feature = "sabotage")]
-pub mod sabotage;
 pub mod sched;
 pub mod schema;
 pub mod tasks;

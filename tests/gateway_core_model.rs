@@ -574,7 +574,7 @@ impl Harness {
                     Default::default()
                 } else {
                     self.store
-                        .commit(&batch, true)
+                        .commit(&batch)
                         .map_err(|e| fail(format!("the store refused batch {seq}: {e}")))?
                 };
                 self.last_committed = seq;

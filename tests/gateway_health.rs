@@ -39,8 +39,8 @@ impl TaskStore for Flaky {
     fn engine(&self) -> &'static str {
         self.inner.engine()
     }
-    fn commit(&self, batch: &Batch, durable: bool) -> Result<BatchReport, StoreError> {
-        self.inner.commit(batch, durable)
+    fn commit(&self, batch: &Batch) -> Result<BatchReport, StoreError> {
+        self.inner.commit(batch)
     }
     fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError> {
         self.inner.header(id)

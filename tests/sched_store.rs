@@ -142,7 +142,7 @@ fn put_task_overwrites_and_purge_removes() {
             now_ms,
         }],
     };
-    let report = store.commit(&purge(1), true).unwrap();
+    let report = store.commit(&purge(1)).unwrap();
     assert_eq!(report.purged, vec![(id("t"), PurgeOutcome::NotFinished)]);
     let outcome = RunOutcome::Succeeded {
         results: vec![17],
@@ -157,13 +157,13 @@ fn put_task_overwrites_and_purge_removes() {
     assert_eq!(tasks[0].finished_ms, Some(5));
     assert_eq!(tasks[0].runs[0].results, vec![17]);
     assert_eq!(store.finished_count().unwrap(), 1);
-    let report = store.commit(&purge(9), true).unwrap();
+    let report = store.commit(&purge(9)).unwrap();
     assert_eq!(report.purged, vec![(id("t"), PurgeOutcome::Purged)]);
     assert!(store.tasks().unwrap().is_empty());
     assert_eq!(store.finished_count().unwrap(), 0);
     let refs = store.module_refs().unwrap()[&module_hash()];
     assert_eq!((refs.tasks, refs.unused_since_ms), (0, 9));
-    let report = store.commit(&purge(10), true).unwrap();
+    let report = store.commit(&purge(10)).unwrap();
     assert_eq!(report.purged, vec![(id("t"), PurgeOutcome::NotFound)]);
 }
 

@@ -93,7 +93,7 @@ fn a_change_writes_the_header_and_only_the_listed_runs(store: &Store) {
     let batch = Batch {
         ops: vec![put(&after, vec![after.runs[1].clone()])],
     };
-    store.commit(&batch, true).expect("put change");
+    store.commit(&batch).expect("put change");
     let stored = &store.tasks().expect("tasks")[0];
     assert_eq!(stored.completions, after.completions);
     assert_eq!(stored.runs[0], before.runs[0]);
@@ -112,7 +112,7 @@ fn lists_come_from_headers_by_status_with_a_cursor(store: &Store) {
     let done = ["a", "c", "e"].map(|n| task_with_runs(n, 1, 1, 5));
     let open_ = ["b", "d"].map(|n| task_with_runs(n, 2, 0, 5));
     let all: Vec<&Task> = done.iter().chain(open_.iter()).collect();
-    store.put_tasks(&all, true).expect("put");
+    store.put_tasks(&all).expect("put");
     let names = |headers: Vec<ww_sched::sched::TaskHeader>| {
         headers
             .into_iter()
@@ -161,7 +161,7 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
     let again = Batch {
         ops: vec![put(&fresh, fresh.runs.clone()), put(&finished, vec![])],
     };
-    let error = store.commit(&again, true).expect_err("refused");
+    let error = store.commit(&again).expect_err("refused");
     assert!(
         matches!(&error, StoreError::Corrupt { what, .. } if what == "task f"),
         "{error}"
@@ -179,7 +179,6 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
             &Batch {
                 ops: vec![put(&orphan, vec![])],
             },
-            true,
         )
         .expect_err("refused");
     assert!(error.to_string().contains("not stored"), "{error}");
@@ -192,7 +191,6 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
             &Batch {
                 ops: vec![put(&twin, vec![])],
             },
-            true,
         )
         .expect_err("refused");
     assert!(error.to_string().contains("names task f"), "{error}");
@@ -211,7 +209,6 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
                 &Batch {
                     ops: vec![put(impostor, vec![])],
                 },
-                true,
             )
             .expect_err("refused");
         assert!(
@@ -229,7 +226,6 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
             &Batch {
                 ops: vec![put(&fresh, vec![beyond])],
             },
-            true,
         )
         .expect_err("refused");
     assert!(error.to_string().contains("beyond"), "{error}");
@@ -244,7 +240,7 @@ fn retention_deletes_the_oldest_finished_first_within_its_bound(store: &Store) {
     let running = task_with_runs("open", 2, 1, 50);
     let mut all: Vec<&Task> = tasks.iter().collect();
     all.push(&running);
-    store.put_tasks(&all, true).expect("put");
+    store.put_tasks(&all).expect("put");
     assert_eq!(store.finished_count().unwrap(), 6);
     let expire = |now_ms, retain_ms, finished_max, delete_max| Batch {
         ops: vec![Op::Expire {
@@ -255,19 +251,19 @@ fn retention_deletes_the_oldest_finished_first_within_its_bound(store: &Store) {
         }],
     };
     // Nothing is old enough and the count is under the most kept.
-    let report = store.commit(&expire(101, Some(10), 10, 100), true).unwrap();
+    let report = store.commit(&expire(101, Some(10), 10, 100)).unwrap();
     assert!(report.deleted.is_empty() && !report.expire_more);
     // t0, t1 and t2 (finished at 100..=102) are older than 10 ms at 112; two
     // at a time.
-    let report = store.commit(&expire(112, Some(10), 10, 2), true).unwrap();
+    let report = store.commit(&expire(112, Some(10), 10, 2)).unwrap();
     let gone: Vec<&str> = report.deleted.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(gone, ["t0", "t1"]);
     assert!(report.expire_more, "t2 is due too");
-    let report = store.commit(&expire(112, Some(10), 10, 2), true).unwrap();
+    let report = store.commit(&expire(112, Some(10), 10, 2)).unwrap();
     assert_eq!(report.deleted.len(), 1);
     assert!(!report.expire_more);
     // Kept for ever, but at most two: the oldest of the rest go.
-    let report = store.commit(&expire(10_000, None, 2, 100), true).unwrap();
+    let report = store.commit(&expire(10_000, None, 2, 100)).unwrap();
     let gone: Vec<&str> = report.deleted.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(gone, ["t3"]);
     assert_eq!(ids(&store.tasks().unwrap()), ["open", "t4", "t5"]);
@@ -295,7 +291,7 @@ fn modules_are_deleted_only_when_no_task_refers_to_them(store: &Store) {
             hashes: vec![module_hash(), other_hash],
         }],
     };
-    let report = store.commit(&delete, true).unwrap();
+    let report = store.commit(&delete).unwrap();
     assert_eq!(report.modules_deleted, vec![other_hash]);
     assert_eq!(report.modules_kept, vec![module_hash()]);
     assert_eq!(store.module(&other_hash).unwrap(), None);
@@ -306,7 +302,7 @@ fn modules_are_deleted_only_when_no_task_refers_to_them(store: &Store) {
         bytes: Arc::new(other),
         now_ms: 40,
     };
-    store.commit(&Batch { ops: vec![again] }, true).unwrap();
+    store.commit(&Batch { ops: vec![again] }).unwrap();
     assert_eq!(
         store.module_refs().unwrap()[&other_hash].unused_since_ms,
         40
@@ -326,7 +322,6 @@ fn any_text_a_client_sends_is_written_and_updated(store: &Store) {
             &Batch {
                 ops: vec![put(&fresh, fresh.runs.clone())],
             },
-            true,
         )
         .expect("a new task");
     let done = with_text(1);
@@ -335,7 +330,6 @@ fn any_text_a_client_sends_is_written_and_updated(store: &Store) {
             &Batch {
                 ops: vec![put(&done, vec![done.runs[0].clone()])],
             },
-            true,
         )
         .expect("its update");
     assert_eq!(store.header(&id("text")).unwrap(), Some(done.header()));
@@ -523,7 +517,7 @@ fn a_gap_in_the_runs_is_reported_as_corrupt() {
         let batch = Batch {
             ops: vec![put(&task, vec![task.runs[0].clone(), task.runs[2].clone()])],
         };
-        store.commit(&batch, true).expect("put");
+        store.commit(&batch).expect("put");
     }
     let store = Store::open(&file.0).expect("open");
     let error = store
@@ -593,7 +587,7 @@ fn stored_text_that_is_not_an_id_a_peer_or_an_error_kind_is_corrupt() {
             let batch = Batch {
                 ops: vec![put(&task, task.runs.clone())],
             };
-            store.commit(&batch, true).expect("put");
+            store.commit(&batch).expect("put");
         }
         {
             let db = Database::open(&file.0).expect("open raw");

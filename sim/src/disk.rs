@@ -11,6 +11,13 @@
 //!
 //! Faults can be armed on the disk (and outlive every incarnation of the host
 //! until healed): see [`DiskFault`]. A refused call changes nothing.
+//!
+//! The disk can also lie about `sync_data` ([`SyncPolicy`]): it reports every
+//! sync done while flushing only some, as a drive with a volatile write cache
+//! that ignores flushes does. The store believes its commits durable and shows
+//! them; a crash takes back everything since the last real flush. That is the
+//! `show-unsynced-results` sabotage: the checks must see a result the client
+//! was shown change.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -54,6 +61,21 @@ impl DiskFault {
     }
 }
 
+/// What `sync_data` does on a [`SimDisk`]. A lie is not a fault: the call
+/// succeeds and nothing is counted in [`SimDisk::failures`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every sync makes every write so far durable.
+    #[default]
+    Honest,
+    /// Every sync reports success and makes nothing durable.
+    Lying,
+    /// One sync in `n` (the `n`-th, the `2n`-th, ...) makes every write so
+    /// far durable; the others report success and make nothing durable. `0`
+    /// counts as 1 (honest).
+    FlushEvery(u64),
+}
+
 /// Raw os error of an I/O error (EIO).
 const EIO: i32 = 5;
 /// Raw os error of a full disk (ENOSPC).
@@ -83,9 +105,37 @@ struct Image {
     fault: Option<DiskFault>,
     /// Calls refused by an armed fault (all generations).
     failures: u64,
+    /// What `sync_data` does.
+    policy: SyncPolicy,
+    /// Syncs reported done but not made (all generations).
+    lies: u64,
+    /// Syncs asked for since the last one made under [`SyncPolicy::FlushEvery`].
+    since_flush: u64,
+    /// A sync was reported done but not made since the last real one.
+    lie_pending: bool,
 }
 
 impl Image {
+    /// Whether the sync asked for now is really made (counting a lie if not).
+    fn flushes(&mut self) -> bool {
+        let flush = match self.policy {
+            SyncPolicy::Honest => true,
+            SyncPolicy::Lying => false,
+            SyncPolicy::FlushEvery(n) => {
+                self.since_flush += 1;
+                self.since_flush >= n
+            }
+        };
+        if flush {
+            self.since_flush = 0;
+            self.lie_pending = false;
+        } else {
+            self.lies += 1;
+            self.lie_pending = true;
+        }
+        flush
+    }
+
     /// Refuses the call (counting it) with raw os error `code`.
     fn refuse(&mut self, code: i32) -> io::Error {
         self.failures += 1;
@@ -132,6 +182,12 @@ impl SimDisk {
     fn crash_keeping(&self, mut persisted: impl FnMut() -> bool) -> u64 {
         let mut image = self.lock();
         let image = &mut *image;
+        // After a lie, the write cache loses all it held: a torn subset of
+        // several commits the store believed durable (whose pages it has
+        // reused since) is a disk no database survives, which would test
+        // redb, not what the gateway showed.
+        let whole = std::mem::take(&mut image.lie_pending);
+        let mut persisted = move || !whole && persisted();
         if let Some(len) = image.unsynced_len.take() {
             if persisted() {
                 image.synced.resize(len, 0);
@@ -177,6 +233,20 @@ impl SimDisk {
     /// Calls refused by injected faults so far (all generations).
     pub fn failures(&self) -> u64 {
         self.lock().failures
+    }
+
+    /// Sets what `sync_data` does from now on, for every handle and across
+    /// crashes; writes already reported synced stay as they are (durable or
+    /// not).
+    pub fn set_sync_policy(&self, policy: SyncPolicy) {
+        let mut image = self.lock();
+        image.policy = policy;
+        image.since_flush = 0;
+    }
+
+    /// Syncs reported done but not made so far (all generations).
+    pub fn lies(&self) -> u64 {
+        self.lock().lies
     }
 }
 
@@ -243,6 +313,9 @@ impl StorageBackend for DiskBackend {
             let dropped: Vec<(usize, Vec<u8>)> = image.dirty.drain(..).collect();
             image.dropped.extend(dropped);
             return Err(image.refuse(EIO));
+        }
+        if !image.flushes() {
+            return Ok(());
         }
         image.synced.resize(image.live.len(), 0);
         image.unsynced_len = None;
@@ -439,6 +512,35 @@ mod tests {
         assert_eq!(handle.read(0, 8).unwrap(), b"DUralost");
         assert_eq!(disk.crash(), 4);
         assert_eq!(disk.backend().read(0, 8).unwrap(), b"DUra\0\0\0\0");
+    }
+
+    #[test]
+    fn a_lying_disk_reports_syncs_and_a_crash_loses_them_whole() {
+        let (disk, handle) = disk_with_unsynced_tail();
+        disk.set_sync_policy(SyncPolicy::Lying);
+        handle.sync_data(false).unwrap();
+        handle.write(0, b"DURA").unwrap();
+        handle.sync_data(false).unwrap();
+        assert_eq!(handle.read(0, 8).unwrap(), b"DURAlost");
+        assert_eq!((disk.lies(), disk.failures()), (2, 0), "a lie is no fault");
+        // However the crash is torn, nothing since the last real flush stays.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1);
+        assert_eq!(disk.crash_torn(&mut rng), 8);
+        assert_eq!(disk.backend().read(0, 8).unwrap(), b"dura\0\0\0\0");
+    }
+
+    #[test]
+    fn flushing_every_second_sync_makes_both_writes_durable_at_the_second() {
+        let (disk, handle) = disk_with_unsynced_tail();
+        disk.set_sync_policy(SyncPolicy::FlushEvery(2));
+        handle.sync_data(false).unwrap();
+        handle.write(0, b"DURA").unwrap();
+        handle.sync_data(false).unwrap();
+        handle.write(0, b"gone").unwrap();
+        handle.sync_data(false).unwrap();
+        assert_eq!(disk.lies(), 2);
+        assert_eq!(disk.crash(), 4, "only the write after the real flush is lost");
+        assert_eq!(disk.backend().read(0, 8).unwrap(), b"DURAlost");
     }
 
     #[test]

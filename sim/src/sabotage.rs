@@ -8,7 +8,10 @@
 //! ([`DropOneSet`]), [`Sabotage::RefuseSubmissions`] a layer in front of the
 //! gateway's router ([`refuse_submissions`]), and
 //! [`Sabotage::AcceptImpossibleReports`] the gateway's report check
-//! ([`AcceptEveryReport`]). The others are still switches compiled into
+//! ([`AcceptEveryReport`]), [`Sabotage::LoseAckedTask`] a decorator around the
+//! gateway's task store ([`LoseOneTask`]), and
+//! [`Sabotage::ShowUnsyncedResults`] a disk that lies about fsync
+//! ([`SHOW_UNSYNCED_SYNCS`]). The others are still switches compiled into
 //! ww-sched's test-only `sabotage` feature.
 
 use std::cell::Cell;
@@ -21,6 +24,12 @@ use ww::anchor::AnchorServer;
 use ww::exec::{Limits, RunReport};
 use ww::schema::anchor_capnp::anchor;
 use ww_sched::gateway::{ApiError, ReportCheck};
+
+use crate::disk::SyncPolicy;
+
+mod lose_task;
+
+pub use lose_task::LoseOneTask;
 
 /// A deliberate bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,17 +84,6 @@ impl Sabotage {
         Sabotage::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// The switch in ww-sched's `sabotage` feature that makes this bug, if
-    /// it is one of those.
-    pub(crate) fn node_switch(self) -> Option<ww_sched::sabotage::Sabotage> {
-        use ww_sched::sabotage::Sabotage as Node;
-        match self {
-            Sabotage::LoseAckedTask => Some(Node::LoseAckedTask),
-            Sabotage::ShowUnsyncedResults => Some(Node::ShowUnsyncedResults),
-            _ => None,
-        }
-    }
-
     /// The lease protocol's switch that makes this bug, if it is one of those.
     pub(crate) fn lease_switch(self) -> Option<ww_sched::lease::Sabotage> {
         match self {
@@ -95,6 +93,12 @@ impl Sabotage {
         }
     }
 }
+
+/// The gateway disk's sync policy under [`Sabotage::ShowUnsyncedResults`]: it
+/// flushes one sync in 64 and reports every other one done without making
+/// it durable, so the gateway shows results (and acknowledges tasks) that a
+/// crash then takes back.
+pub const SHOW_UNSYNCED_SYNCS: SyncPolicy = SyncPolicy::FlushEvery(64);
 
 /// The republish period of [`Sabotage::SkipRepublish`]: longer than any run,
 /// so holders never pass their records on.

@@ -8,7 +8,7 @@ use ww_sched::sched::{
     RunOutcome, RunStatus, SchedConfig, Schedule, Scheduler, Store, Task, TaskId, TaskSpec,
     WorkerId,
 };
-use ww_sim::disk::{DiskFault, SimDisk};
+use ww_sim::disk::{DiskFault, SimDisk, SyncPolicy};
 
 /// The worker the tests call `name`: a peer id derived from the name.
 fn worker(name: &str) -> WorkerId {
@@ -74,11 +74,12 @@ fn a_crash_keeps_durable_writes_and_loses_the_rest() {
     {
         let store = open(&disk);
         store.put_task(&durable).expect("durable put");
-        store.put_tasks(&[&unsynced], false).expect("unsynced put");
+        disk.set_sync_policy(SyncPolicy::Lying);
+        store.put_task(&unsynced).expect("unsynced put");
         // Both are readable before the crash: reads see unsynced writes.
         assert_eq!(store.tasks().expect("tasks").len(), 2);
         let lost = disk.crash();
-        assert!(lost > 0, "the unsynced commit wrote nothing");
+        assert!(lost > 0, "the commit whose sync was a lie wrote nothing");
         // The crashed store is dropped here; its last writes must go nowhere.
     }
     let store = Store::open_on(disk.backend(), "disk").expect("reopen after crash");
@@ -89,7 +90,7 @@ fn a_crash_keeps_durable_writes_and_loses_the_rest() {
 }
 
 #[test]
-fn a_sync_makes_earlier_unsynced_writes_survive() {
+fn a_real_sync_makes_earlier_unsynced_writes_survive() {
     let disk = SimDisk::new();
     let mut sched = Scheduler::new(SchedConfig::default());
     sched.worker_joined(0, &worker("w"), 4);
@@ -110,20 +111,27 @@ fn a_sync_makes_earlier_unsynced_writes_survive() {
             },
         );
         let finished = sched.task(&id).expect("task").clone();
-        store.put_tasks(&[&finished], false).expect("unsynced put");
-        store.sync().expect("sync");
+        disk.set_sync_policy(SyncPolicy::Lying);
+        store.put_task(&finished).expect("unsynced put");
+        disk.set_sync_policy(SyncPolicy::Honest);
+        let other = running_task(&mut sched, "other");
+        store.put_task(&other).expect("synced put");
         disk.crash();
     }
     let store = Store::open_on(disk.backend(), "disk").expect("reopen");
     assert_eq!(
         statuses(&store),
-        vec![("t".to_string(), RunStatus::Succeeded)]
+        vec![
+            ("other".to_string(), RunStatus::Running),
+            ("t".to_string(), RunStatus::Succeeded)
+        ]
     );
 }
 
-/// Crashes after each of a series of mixed commits, keeping a seeded subset of
-/// the unsynced writes when `torn_seed` is given; every reopen must succeed and
-/// hold exactly the tasks written up to the last durable commit.
+/// Crashes after each of a series of commits, every third of them on a disk
+/// that lies about its sync, keeping a seeded subset of the unsynced writes
+/// when `torn_seed` is given; every reopen must succeed and hold exactly the
+/// tasks written up to the last commit really synced.
 fn crash_at_every_step(torn_seed: Option<u64>) {
     let mut sched = Scheduler::new(SchedConfig::default());
     sched.worker_joined(0, &worker("w"), 64);
@@ -137,7 +145,12 @@ fn crash_at_every_step(torn_seed: Option<u64>) {
             let store = open(&disk);
             for (i, task) in tasks.iter().enumerate().take(crash_after + 1) {
                 let durable = i % 3 != 2;
-                store.put_tasks(&[task], durable).expect("put");
+                disk.set_sync_policy(if durable {
+                    SyncPolicy::Honest
+                } else {
+                    SyncPolicy::Lying
+                });
+                store.put_task(task).expect("put");
                 if durable {
                     // A durable commit also makes every earlier write durable.
                     expected = tasks[..=i].iter().map(|t| t.spec.id.clone()).collect();

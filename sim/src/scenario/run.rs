@@ -10,7 +10,6 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use ww::cluster::{LeaveReason, EXPIRY_TICK_MS};
 use ww::transport::PeerId;
-use ww_sched::sabotage as switches;
 
 use super::faults::{apply, describe, Disturbances};
 use super::format::{
@@ -81,22 +80,6 @@ fn wrong_views(
             None => Some(format!("{host} has no view yet")),
         })
         .collect()
-}
-
-/// Arms a sabotage for one run and disarms it when dropped, even on a panic.
-struct Armed;
-
-impl Armed {
-    fn new(sabotage: Option<Sabotage>) -> Armed {
-        switches::arm(sabotage.and_then(Sabotage::node_switch));
-        Armed
-    }
-}
-
-impl Drop for Armed {
-    fn drop(&mut self) {
-        switches::arm(None);
-    }
 }
 
 /// Runs `scenario` under `seed`. `Err` is a harness error (the simulation itself
@@ -220,7 +203,6 @@ pub fn run_with(
     let inv = &scenario.invariants;
 
     tasks::take_livelock();
-    let armed = Armed::new(options.sabotage);
     let outcome = trace.capture(|| -> Result<(), ScenarioError> {
         for fault in &scenario.faults {
             run_until(&mut sim, secs(fault.at_s))?;
@@ -422,7 +404,6 @@ pub fn run_with(
         }
         Ok(())
     });
-    drop(armed);
     verdict.simulated = sim.elapsed();
     drop(sim);
     outcome?;

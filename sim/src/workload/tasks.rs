@@ -16,10 +16,8 @@ use serde_json::{json, Value};
 use ww::exec::{Sandbox, SandboxConfig, SeededHost};
 use ww::rpc::RpcConfig;
 use ww::transport::{PeerId, SimTransport, Transport};
-use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
 use ww_sched::history::History;
 use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
-use ww_sched::sched::Store;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
 use ww_sched::worker::{ExecMode, WorkerConfig};
 
@@ -27,10 +25,13 @@ use crate::cluster::{node_address as address, now, peer_of};
 use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::http::{request, HttpResponse};
-use crate::sabotage::{refuse_submissions, AcceptEveryReport, Sabotage};
+use crate::sabotage::Sabotage;
 use crate::scenario::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
 
-type HostResult = Result<(), Box<dyn std::error::Error>>;
+pub use super::tasks_gateway::GATEWAY_RESTART_DELAY;
+use super::tasks_gateway::{run_gateway, GatewaySeams};
+
+pub(super) type HostResult = Result<(), Box<dyn std::error::Error>>;
 
 /// The gateway's REST port.
 pub const HTTP_PORT: u16 = 8080;
@@ -69,7 +70,7 @@ pub fn take_livelock() -> Option<String> {
 /// [`CLOCK_READS_PER_INSTANT_MAX`] times without time advancing (a livelock),
 /// it records the livelock for [`take_livelock`] and panics, which ends the
 /// spinning task (tokio catches the panic).
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     let at = now();
     let reads = CLOCK_READS.with(|cell| {
         let (last, reads) = cell.get();
@@ -233,7 +234,7 @@ pub struct TaskObservations {
 /// Shared, lockable task observations.
 pub type SharedTasks = Arc<Mutex<TaskObservations>>;
 
-fn lock(shared: &SharedTasks) -> MutexGuard<'_, TaskObservations> {
+pub(super) fn lock(shared: &SharedTasks) -> MutexGuard<'_, TaskObservations> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -255,8 +256,9 @@ pub fn add_hosts(
     let shared = SharedTasks::default();
     {
         let shared = shared.clone();
+        let seams = GatewaySeams::new(sabotage, &disk);
         sim.host(GATEWAY_HOST, move || {
-            run_gateway(seed, disk.clone(), shared.clone(), keyed, sabotage)
+            run_gateway(seed, disk.clone(), shared.clone(), keyed, seams.clone())
         });
     }
     for i in 0..gateway.workers {
@@ -274,89 +276,6 @@ pub fn add_hosts(
         });
     }
     shared
-}
-
-/// How long the gateway's supervisor waits before starting it again after it
-/// stopped itself (a fail-stop), as a service manager would.
-pub const GATEWAY_RESTART_DELAY: Duration = Duration::from_secs(1);
-
-/// The gateway host: a supervisor that runs the gateway and, whenever it
-/// fail-stops, starts it again on the same disk after `GATEWAY_RESTART_DELAY`.
-/// A fail-stop loses what the disk had not synced (after a failed fsync the
-/// kernel may drop dirty pages): the strictest model of a process exit.
-async fn run_gateway(
-    seed: u64,
-    disk: SimDisk,
-    shared: SharedTasks,
-    keyed: bool,
-    sabotage: Option<Sabotage>,
-) -> HostResult {
-    let transport = SimTransport::new(crate::host_config(seed, GATEWAY_HOST, keyed));
-    transport.listen(address(GATEWAY_HOST)).await?;
-    loop {
-        let start = {
-            let mut obs = lock(&shared);
-            obs.gateway_starts += 1;
-            obs.gateway_starts
-        };
-        tracing::info!(target: "ww_sim::workload", start, "gateway starting");
-        let cause = run_gateway_once(seed, start, &transport, &disk, sabotage).await;
-        let lost = disk.crash();
-        tracing::warn!(
-            target: "ww_sim::workload",
-            start,
-            %cause,
-            unsynced_bytes_lost = lost,
-            "gateway stopped itself; its supervisor restarts it"
-        );
-        tokio::time::sleep(GATEWAY_RESTART_DELAY).await;
-    }
-}
-
-/// One life of the gateway process, until it stops itself; returns why.
-/// `sabotage`, if it is one the gateway's seams make, breaks it.
-async fn run_gateway_once(
-    seed: u64,
-    start: u64,
-    transport: &SimTransport,
-    disk: &SimDisk,
-    sabotage: Option<Sabotage>,
-) -> String {
-    let store = match Store::open_on(disk.backend(), "simulated disk") {
-        Ok(store) => store,
-        Err(e) => return format!("store not opened: {e}"),
-    };
-    // The data directory is never touched: the store is already open on the disk.
-    let mut config = GatewayConfig::new(std::path::PathBuf::new());
-    config.sched.seed = derive_seed(seed, &format!("gateway/scheduler/{start}"));
-    config.pool.ping_interval = Duration::from_secs(1);
-    config.pool.call_timeout = Duration::from_secs(10);
-    // Commits inline on the simulation's one thread: same seed, same run.
-    config.storage = StorageMode::Inline;
-    if sabotage == Some(Sabotage::AcceptImpossibleReports) {
-        config.report_check = Arc::new(AcceptEveryReport);
-    }
-    let clock: ww_sched::gateway::Clock = Rc::new(now_ms);
-    let mut gateway = match Gateway::start_with_store(transport, None, clock, config, store).await {
-        Ok(gateway) => gateway,
-        Err(e) => return format!("gateway not started: {e}"),
-    };
-    let listener = match turmoil::net::TcpListener::bind(("0.0.0.0", HTTP_PORT)).await {
-        Ok(listener) => listener,
-        Err(e) => return format!("HTTP port not bound: {e}"),
-    };
-    let router = match sabotage {
-        Some(Sabotage::RefuseSubmissions) => refuse_submissions(gateway.router()),
-        _ => gateway.router(),
-    };
-    let cause = tokio::select! {
-        biased;
-        cause = gateway.stopped() => cause,
-        () = crate::http::serve(listener, router) => "the HTTP server ended".into(),
-    };
-    // The process exits: its core, commit pipeline and registration channel go.
-    gateway.shutdown().await;
-    cause
 }
 
 async fn run_worker(

@@ -94,8 +94,6 @@ pub enum Effect {
         seq: u64,
         /// What to write.
         batch: Batch,
-        /// Wait for the disk before the commit is visible.
-        durable: bool,
     },
     /// Read the store off the core's thread and report it as
     /// [`super::Input::ReadDone`].

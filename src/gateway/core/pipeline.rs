@@ -44,21 +44,10 @@ impl Core {
             return;
         };
         self.modules.formed();
-        #[allow(unused_mut)]
-        let mut durable = true;
-        #[cfg(feature = "sabotage")]
-        if !formed.answers_waiting
-            && crate::sabotage::armed(crate::sabotage::Sabotage::ShowUnsyncedResults)
-        {
-            // Progress nobody waits for is committed without an fsync, yet
-            // readers see it: a crash then takes back a result already shown.
-            durable = false;
-        }
         self.in_flight_since_ms = Some(self.now_ms);
         self.out.push(Effect::Commit {
             seq: formed.seq,
             batch: formed.batch,
-            durable,
         });
     }
 
@@ -335,13 +324,6 @@ impl Core {
         let header = match header {
             Ok(Some(header)) => Ok(header),
             Ok(None) => {
-                #[cfg(feature = "sabotage")]
-                if self.plan.unwritten.contains(&id) {
-                    if let Some(task) = self.sched.task(&id) {
-                        let header = task.header();
-                        return self.render(held, Ok(Some(header)));
-                    }
-                }
                 let retry = matches!(held, Held::Submit { created: false, .. });
                 if retry {
                     // A retry acknowledges nothing new, and the task its key

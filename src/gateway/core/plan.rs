@@ -88,8 +88,6 @@ pub struct Formed {
     pub seq: u64,
     /// What to write.
     pub batch: crate::sched::Batch,
-    /// Whether an answer waits for it.
-    pub answers_waiting: bool,
 }
 
 /// What a successful commit lets go.
@@ -155,9 +153,6 @@ pub struct Planner<A> {
     in_flight: Option<InFlight<A>>,
     next_seq: u64,
     failed: Option<String>,
-    /// Tasks never to be written (the `lose-acked-task` sabotage).
-    #[cfg(feature = "sabotage")]
-    pub(crate) unwritten: BTreeSet<TaskId>,
 }
 
 /// Why nothing more is committed.
@@ -185,8 +180,6 @@ impl<A> Planner<A> {
             in_flight: None,
             next_seq: 1,
             failed: None,
-            #[cfg(feature = "sabotage")]
-            unwritten: BTreeSet::new(),
         }
     }
 
@@ -256,10 +249,6 @@ impl<A> Planner<A> {
         let mut ended = Vec::new();
         let mut runs_written = Vec::new();
         for (id, indexes) in std::mem::take(&mut self.dirty) {
-            #[cfg(feature = "sabotage")]
-            if self.unwritten.contains(&id) {
-                continue;
-            }
             let Some(task) = task(&id) else {
                 debug_assert!(false, "changed task {id} is not held");
                 continue;
@@ -311,7 +300,6 @@ impl<A> Planner<A> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let answers = std::mem::take(&mut self.waiting);
-        let answers_waiting = !answers.is_empty();
         self.in_flight = Some(InFlight {
             seq,
             answers,
@@ -323,7 +311,6 @@ impl<A> Planner<A> {
         Some(Formed {
             seq,
             batch: crate::sched::Batch { ops },
-            answers_waiting,
         })
     }
 

@@ -312,11 +312,6 @@ impl Core {
             self.keys.insert(key.clone(), id.clone());
         }
         self.apply(effects);
-        #[cfg(feature = "sabotage")]
-        if crate::sabotage::strike(crate::sabotage::Sabotage::LoseAckedTask) {
-            tracing::warn!(%id, "sabotage: acknowledged task will never be persisted");
-            self.plan.unwritten.insert(id.clone());
-        }
         self.hold(Held::Submit {
             request: sub.request,
             id,

@@ -216,9 +216,9 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
     fn engine(&self) -> &'static str;
 
     /// Commits `batch` in one transaction: all of it or, on any error, none.
-    /// `durable` waits for the disk before the commit becomes visible;
-    /// otherwise a crash may lose it (only the simulation's sabotage asks).
-    fn commit(&self, batch: &Batch, durable: bool) -> Result<BatchReport, StoreError>;
+    /// The commit waits for the disk before it becomes visible, so what a
+    /// reader sees survives a crash.
+    fn commit(&self, batch: &Batch) -> Result<BatchReport, StoreError>;
 
     /// The task's header, if stored.
     fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError>;
@@ -273,13 +273,13 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
             .find(|r| r.index == index))
     }
 
-    /// Writes the whole task (header and every run) in one durable transaction.
+    /// Writes the whole task (header and every run) in one transaction.
     fn put_task(&self, task: &Task) -> Result<(), StoreError> {
-        self.put_tasks(&[task], true)
+        self.put_tasks(&[task])
     }
 
     /// Writes several whole tasks in one transaction (see [`TaskStore::commit`]).
-    fn put_tasks(&self, tasks: &[&Task], durable: bool) -> Result<(), StoreError> {
+    fn put_tasks(&self, tasks: &[&Task]) -> Result<(), StoreError> {
         let ops = tasks
             .iter()
             .map(|task| Op::PutTask {
@@ -288,11 +288,11 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
                 new: false,
             })
             .collect();
-        self.commit(&Batch { ops }, durable).map(drop)
+        self.commit(&Batch { ops }).map(drop)
     }
 
-    /// Stores module bytes under their SHA-256 and returns it (durably); storing
-    /// twice is a no-op.
+    /// Stores module bytes under their SHA-256 and returns it; storing twice
+    /// is a no-op.
     fn put_module(&self, bytes: &[u8], now_ms: u64) -> Result<[u8; 32], StoreError> {
         let hash = ww::exec::ModuleHash::of(bytes).0;
         let op = Op::PutModule {
@@ -300,13 +300,8 @@ pub trait TaskStore: Send + Sync + std::fmt::Debug {
             bytes: std::sync::Arc::new(bytes.to_vec()),
             now_ms,
         };
-        self.commit(&Batch { ops: vec![op] }, true)?;
+        self.commit(&Batch { ops: vec![op] })?;
         Ok(hash)
-    }
-
-    /// Makes every earlier non-durable commit durable (an empty durable commit).
-    fn sync(&self) -> Result<(), StoreError> {
-        self.commit(&Batch::default(), true).map(drop)
     }
 
     /// Every stored task with its runs, ordered by id (for tests and tools:

@@ -37,7 +37,6 @@ pub type CommitResult = (u64, Result<BatchReport, StoreError>);
 struct Job {
     seq: u64,
     batch: Batch,
-    durable: bool,
 }
 
 /// Commits `job`, retrying for up to [`COMMIT_RETRY_MAX`] while the store is
@@ -50,7 +49,7 @@ fn commit_retrying(
     closing: &AtomicBool,
 ) -> Result<BatchReport, StoreError> {
     let began = std::time::Instant::now();
-    let mut result = store.commit(&job.batch, job.durable);
+    let mut result = store.commit(&job.batch);
     while let Err(e) = &result {
         if !e.is_transient()
             || began.elapsed() >= COMMIT_RETRY_MAX
@@ -62,7 +61,7 @@ fn commit_retrying(
             tracing::warn!(seq = job.seq, error = %e, "the task store is out of reach: retrying the commit, refusing new acknowledgements meanwhile");
         }
         std::thread::sleep(COMMIT_RETRY_PAUSE);
-        result = store.commit(&job.batch, job.durable);
+        result = store.commit(&job.batch);
     }
     if unreachable.swap(false, Ordering::AcqRel) && result.is_ok() {
         tracing::info!(seq = job.seq, "the task store answers again; commit done");
@@ -142,7 +141,7 @@ impl Committer {
                                 let began = std::time::Instant::now();
                                 let result = commit_retrying(&store, &job, &flag, &stop);
                                 if result.is_ok() {
-                                    metrics.committed(began.elapsed(), job.durable);
+                                    metrics.committed(began.elapsed());
                                 }
                                 if done.send((job.seq, result)).is_err() {
                                     return;
@@ -168,7 +167,7 @@ impl Committer {
 
     /// Starts committing batch `seq`. The caller sends the next one only after
     /// this one's result.
-    pub fn send(&mut self, seq: u64, batch: Batch, durable: bool) {
+    pub fn send(&mut self, seq: u64, batch: Batch) {
         match &mut self.inner {
             Inner::Inline {
                 store,
@@ -182,19 +181,15 @@ impl Committer {
                 // tokio's clock, virtual under turmoil: a simulation reads
                 // no wall clock, and the time is only shown, never acted on.
                 let began = tokio::time::Instant::now();
-                let result = store.commit(&batch, durable);
+                let result = store.commit(&batch);
                 if result.is_ok() {
-                    metrics.committed(began.elapsed(), durable);
+                    metrics.committed(began.elapsed());
                 }
                 *ready = Some((seq, result));
             }
             Inner::Thread { jobs, .. } => {
                 if jobs
-                    .send(Job {
-                        seq,
-                        batch,
-                        durable,
-                    })
+                    .send(Job { seq, batch })
                     .is_err()
                 {
                     // The thread is gone only if it panicked; the stall check

@@ -290,14 +290,10 @@ impl Driver {
         for effect in effects {
             match effect {
                 Effect::Answer { request, answer } => self.reply(request, *answer),
-                Effect::Commit {
-                    seq,
-                    batch,
-                    durable,
-                } => {
+                Effect::Commit { seq, batch } => {
                     // A fail-stop earlier in this list refused the batch.
                     if self.core.failed().is_none() {
-                        self.committer.send(seq, batch, durable);
+                        self.committer.send(seq, batch);
                     }
                 }
                 Effect::ReadStore { id, read } => {

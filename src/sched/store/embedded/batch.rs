@@ -324,23 +324,15 @@ impl<'t> Tables<'t> {
 
 impl RedbStore {
     /// Commits `batch` in one transaction: all of it or, on any error, none.
-    /// `durable` waits for the fsync before the commit becomes visible;
-    /// otherwise a crash may lose it (only the simulation's sabotage asks).
-    pub(super) fn commit_batch(
-        &self,
-        batch: &Batch,
-        durable: bool,
-    ) -> Result<BatchReport, StoreError> {
+    /// The commit waits for the fsync before it becomes visible, so what a
+    /// reader sees survives a crash.
+    pub(super) fn commit_batch(&self, batch: &Batch) -> Result<BatchReport, StoreError> {
         let what = batch.describe();
         let mut txn = self
             .db
             .begin_write()
             .map_err(|e| write_err(what.clone())(boxed(e)))?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        });
+        txn.set_durability(Durability::Immediate);
         let mut report = BatchReport::default();
         let applied = (|| -> Result<(), Step> {
             let mut tables = Tables::open(&txn)?;

@@ -86,8 +86,8 @@ impl TaskStore for RedbStore {
         "redb"
     }
 
-    fn commit(&self, batch: &Batch, durable: bool) -> Result<BatchReport, StoreError> {
-        self.commit_batch(batch, durable)
+    fn commit(&self, batch: &Batch) -> Result<BatchReport, StoreError> {
+        self.commit_batch(batch)
     }
 
     fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError> {

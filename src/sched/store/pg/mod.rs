@@ -164,11 +164,11 @@ impl TaskStore for PgStore {
         "postgres"
     }
 
-    fn commit(&self, batch: &Batch, durable: bool) -> Result<BatchReport, StoreError> {
+    fn commit(&self, batch: &Batch) -> Result<BatchReport, StoreError> {
         let batch = batch.clone();
         let lease = self.lease();
         self.pool.call_write(&batch.describe(), move |conn| {
-            write::commit(conn, &batch, durable, lease.as_ref())
+            write::commit(conn, &batch, lease.as_ref())
         })
     }
 

@@ -505,21 +505,17 @@ impl Writer<'_, '_> {
     }
 }
 
-/// Commits `batch` in one transaction on `conn`; `durable` waits for the
-/// server's WAL flush (`synchronous_commit`), as every acknowledgement needs.
+/// Commits `batch` in one transaction on `conn`, waiting for the server's
+/// WAL flush (`synchronous_commit`, the server's default), as every
+/// acknowledgement needs.
 pub(super) fn commit(
     conn: &mut Conn,
     batch: &Batch,
-    durable: bool,
     lease: Option<&Lease>,
 ) -> Result<BatchReport, StoreError> {
     let what = batch.describe();
     let (client, sql) = conn.open()?;
     let mut txn = client.transaction().map_err(pg_err(what.clone()))?;
-    if !durable {
-        txn.batch_execute("SET LOCAL synchronous_commit = off")
-            .map_err(pg_err(what.clone()))?;
-    }
     let mut report = BatchReport::default();
     let applied = Writer {
         txn: &mut txn,
