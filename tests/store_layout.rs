@@ -175,11 +175,9 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
     let mut orphan = task_with_runs("o", 1, 0, 5);
     orphan.spec.module_hash = [3; 32];
     let error = store
-        .commit(
-            &Batch {
-                ops: vec![put(&orphan, vec![])],
-            },
-        )
+        .commit(&Batch {
+            ops: vec![put(&orphan, vec![])],
+        })
         .expect_err("refused");
     assert!(error.to_string().contains("not stored"), "{error}");
 
@@ -187,11 +185,9 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
     let mut twin = task_with_runs("twin", 1, 0, 5);
     twin.spec.idempotency_key = Some("key-f".into());
     let error = store
-        .commit(
-            &Batch {
-                ops: vec![put(&twin, vec![])],
-            },
-        )
+        .commit(&Batch {
+            ops: vec![put(&twin, vec![])],
+        })
         .expect_err("refused");
     assert!(error.to_string().contains("names task f"), "{error}");
 
@@ -205,11 +201,9 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
     later.submitted_ms += 1;
     for impostor in [&other, &later] {
         let error = store
-            .commit(
-                &Batch {
-                    ops: vec![put(impostor, vec![])],
-                },
-            )
+            .commit(&Batch {
+                ops: vec![put(impostor, vec![])],
+            })
             .expect_err("refused");
         assert!(
             error.to_string().contains("another task with its id"),
@@ -222,11 +216,9 @@ fn batches_that_would_make_the_tables_disagree_are_refused_whole(store: &Store) 
     let mut beyond = fresh.runs[0].clone();
     beyond.index = 7;
     let error = store
-        .commit(
-            &Batch {
-                ops: vec![put(&fresh, vec![beyond])],
-            },
-        )
+        .commit(&Batch {
+            ops: vec![put(&fresh, vec![beyond])],
+        })
         .expect_err("refused");
     assert!(error.to_string().contains("beyond"), "{error}");
     assert_eq!(ids(&store.tasks().unwrap()), ["f", "open"]);
@@ -318,19 +310,15 @@ fn any_text_a_client_sends_is_written_and_updated(store: &Store) {
     };
     let fresh = with_text(0);
     store
-        .commit(
-            &Batch {
-                ops: vec![put(&fresh, fresh.runs.clone())],
-            },
-        )
+        .commit(&Batch {
+            ops: vec![put(&fresh, fresh.runs.clone())],
+        })
         .expect("a new task");
     let done = with_text(1);
     store
-        .commit(
-            &Batch {
-                ops: vec![put(&done, vec![done.runs[0].clone()])],
-            },
-        )
+        .commit(&Batch {
+            ops: vec![put(&done, vec![done.runs[0].clone()])],
+        })
         .expect("its update");
     assert_eq!(store.header(&id("text")).unwrap(), Some(done.header()));
     assert_eq!(

@@ -165,8 +165,7 @@ fn only_the_owner_writes_and_a_dead_owners_tasks_are_claimed_once() {
     let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
     let t1 = task_with_runs("t1", 3, 1, 5);
     let t2 = task_with_runs("t2", 2, 0, 5);
-    a.put_tasks(&[&t1, &t2])
-        .expect("a writes its new tasks");
+    a.put_tasks(&[&t1, &t2]).expect("a writes its new tasks");
     assert!(sb.claim(10).unwrap().is_empty(), "a's lease is live");
     let refused = b
         .put_task(&task_with_runs("t1", 3, 2, 6))
@@ -200,13 +199,11 @@ fn a_resigned_lease_hands_tasks_over_at_once_and_a_new_epoch_reclaims_its_own() 
     let db = PgDatabase::new("resign");
     let (a, b) = shared_pair(&db, 60_000);
     let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
-    a.put_tasks(&[&task_with_runs("r1", 1, 0, 5)])
-        .unwrap();
+    a.put_tasks(&[&task_with_runs("r1", 1, 0, 5)]).unwrap();
     sa.resign().unwrap();
     assert_eq!(ids(&sb.claim(10).unwrap()), ["r1"]);
     // A gateway that restarts (a new epoch) may take back its old epoch's tasks at once.
-    b.put_tasks(&[&task_with_runs("r2", 1, 0, 5)])
-        .unwrap();
+    b.put_tasks(&[&task_with_runs("r2", 1, 0, 5)]).unwrap();
     sb.register("gw-b", 60_000).unwrap();
     assert_eq!(ids(&sb.claim(10).unwrap()), ["r1", "r2"]);
     // Final tasks are never claimed.
@@ -219,8 +216,7 @@ fn a_resigned_lease_hands_tasks_over_at_once_and_a_new_epoch_reclaims_its_own() 
 fn a_new_task_whose_id_or_key_another_gateway_took_is_dropped_and_nothing_of_it_stays() {
     let db = PgDatabase::new("taken_new");
     let (a, b) = shared_pair(&db, 60_000);
-    a.put_tasks(&[&task_with_runs("dup", 2, 0, 5)])
-        .unwrap();
+    a.put_tasks(&[&task_with_runs("dup", 2, 0, 5)]).unwrap();
     let mut same_id = task_with_runs("dup", 3, 0, 9);
     same_id.spec.idempotency_key = Some("key-b".into());
     let mut same_key = task_with_runs("mine", 1, 0, 9);
@@ -271,8 +267,7 @@ fn a_corrupt_orphan_is_passed_over_and_the_others_are_claimed() {
         .iter()
         .map(|name| task_with_runs(name, 1, 0, 5))
         .collect();
-    a.put_tasks(&tasks.iter().collect::<Vec<_>>())
-        .unwrap();
+    a.put_tasks(&tasks.iter().collect::<Vec<_>>()).unwrap();
     let mut client = db.client();
     client
         .execute(
@@ -319,15 +314,12 @@ fn a_gateway_lists_what_it_owns_and_reads_only_its_own_open_tasks() {
     let db = PgDatabase::new("owned");
     let (a, b) = shared_pair(&db, 60_000);
     let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
-    a.put_tasks(
-        &[
-            &task_with_runs("o1", 2, 0, 5),
-            &task_with_runs("o2", 1, 1, 5),
-        ],
-    )
+    a.put_tasks(&[
+        &task_with_runs("o1", 2, 0, 5),
+        &task_with_runs("o2", 1, 1, 5),
+    ])
     .unwrap();
-    b.put_tasks(&[&task_with_runs("o3", 1, 0, 5)])
-        .unwrap();
+    b.put_tasks(&[&task_with_runs("o3", 1, 0, 5)]).unwrap();
     assert_eq!(sa.owned_open(None, 10).unwrap(), [id("o1")], "o2 is final");
     assert_eq!(sb.owned_open(None, 10).unwrap(), [id("o3")]);
     assert!(sa.owned_open(None, 0).unwrap().is_empty(), "bounded");
@@ -352,8 +344,7 @@ fn a_cancel_asked_of_another_gateways_task_waits_for_its_owner() {
     let db = PgDatabase::new("cancels");
     let (a, b) = shared_pair(&db, 60_000);
     let (sa, sb) = (a.shared().unwrap(), b.shared().unwrap());
-    a.put_tasks(&[&task_with_runs("c1", 2, 0, 5)])
-        .unwrap();
+    a.put_tasks(&[&task_with_runs("c1", 2, 0, 5)]).unwrap();
     assert!(sa.cancel_requests(10).unwrap().is_empty());
     assert!(sb.request_cancel(&id("c1"), 50).unwrap(), "asked");
     assert!(

@@ -524,7 +524,8 @@ mod tests {
         assert_eq!(handle.read(0, 8).unwrap(), b"DURAlost");
         assert_eq!((disk.lies(), disk.failures()), (2, 0), "a lie is no fault");
         // However the crash is torn, nothing since the last real flush stays.
-        let mut rng = <rand_chacha::ChaCha8Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1);
+        let mut rng =
+            <rand_chacha::ChaCha8Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(1);
         assert_eq!(disk.crash_torn(&mut rng), 8);
         assert_eq!(disk.backend().read(0, 8).unwrap(), b"dura\0\0\0\0");
     }
@@ -539,7 +540,11 @@ mod tests {
         handle.write(0, b"gone").unwrap();
         handle.sync_data(false).unwrap();
         assert_eq!(disk.lies(), 2);
-        assert_eq!(disk.crash(), 4, "only the write after the real flush is lost");
+        assert_eq!(
+            disk.crash(),
+            4,
+            "only the write after the real flush is lost"
+        );
         assert_eq!(disk.backend().read(0, 8).unwrap(), b"DURAlost");
     }
 

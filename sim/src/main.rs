@@ -36,8 +36,9 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        and with --costly-seeds C at most its first C.
 --sabotage NAME  arms a deliberate bug the invariants must catch
        (lose-acked-task: the gateway acknowledges one task but never stores it;
-       show-unsynced-results: it answers reads with run outcomes not yet fsynced,
-       so a crash can take back a result a client saw;
+       show-unsynced-results: its disk lies about fsync, so it shows run
+       outcomes that are not durable and a crash can take back a result a
+       client saw;
        refuse-submissions: it answers every POST /tasks with 500;
        accept-impossible-reports: it records worker reports that cannot be true;
        skip-republish: record holders never pass records on to the closest hosts;

@@ -32,7 +32,11 @@ impl Lost {
     }
 
     fn runs(&self, offset: u32, limit: usize) -> Vec<Run> {
-        self.runs.range(offset..).map(|(_, run)| run.clone()).take(limit).collect()
+        self.runs
+            .range(offset..)
+            .map(|(_, run)| run.clone())
+            .take(limit)
+            .collect()
     }
 }
 
@@ -148,7 +152,9 @@ impl TaskStore for LoseOneTask {
         }
         *lost = next;
         if let Some(deleted) = purged {
-            report.purged.push((deleted.id.clone(), PurgeOutcome::Purged));
+            report
+                .purged
+                .push((deleted.id.clone(), PurgeOutcome::Purged));
             report.deleted.push(deleted);
         }
         Ok(report)
@@ -228,5 +234,94 @@ impl TaskStore for LoseOneTask {
 
     fn shared(&self) -> Option<&dyn SharedStore> {
         self.inner.shared()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::SimDisk;
+    use ww_sched::sched::{SchedConfig, Schedule, Scheduler, TaskSpec};
+
+    const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+    /// A new task `name` as the gateway would put it, with its module.
+    fn submission(sched: &mut Scheduler, name: &str) -> Batch {
+        let spec = TaskSpec {
+            id: TaskId::parse(name).expect("valid id"),
+            description: String::new(),
+            module_hash: ww::exec::ModuleHash::of(MODULE).0,
+            export: "run".into(),
+            args: vec![],
+            fuel_max: 1 << 20,
+            memory_pages_max: 16,
+            duration_ms: 10_000,
+            schedule: Schedule {
+                start_ms: 0,
+                delay_ms: 0,
+                repeats: 1,
+            },
+            completions_initial: 0,
+            idempotency_key: Some(format!("key-{name}")),
+        };
+        sched.submit(0, spec.clone()).expect("submit");
+        let task = sched.task(&spec.id).expect("task");
+        Batch {
+            ops: vec![
+                Op::PutModule {
+                    hash: spec.module_hash,
+                    bytes: Arc::new(MODULE.to_vec()),
+                    now_ms: 0,
+                },
+                Op::PutTask {
+                    header: Box::new(task.header()),
+                    runs: task.runs.clone(),
+                    new: true,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_first_new_task_is_acknowledged_shown_and_gone_after_a_restart() {
+        let disk = SimDisk::new();
+        let struck = Arc::new(AtomicBool::new(false));
+        let mut sched = Scheduler::new(SchedConfig::default());
+        let (lost, kept) = (
+            TaskId::parse("lost").unwrap(),
+            TaskId::parse("kept").unwrap(),
+        );
+        {
+            let open = Store::open_on(disk.backend(), "disk").expect("open");
+            let store = LoseOneTask::new(open, struck.clone());
+            store
+                .commit(&submission(&mut sched, "lost"))
+                .expect("acknowledged");
+            store
+                .commit(&submission(&mut sched, "kept"))
+                .expect("stored");
+            // This incarnation shows the lost task as committed.
+            assert!(store.header(&lost).unwrap().is_some());
+            assert_eq!(store.idempotency("key-lost").unwrap(), Some(lost.clone()));
+            assert_eq!(
+                store.module_refs().unwrap().values().next().unwrap().tasks,
+                2
+            );
+            assert!(store.task_page(&lost, 0, 10).unwrap().is_some());
+        }
+        // A restart (all was synced: no crash needed) finds only the other.
+        let open = Store::open_on(disk.backend(), "disk").expect("reopen");
+        let store = LoseOneTask::new(open, struck);
+        assert!(store.header(&lost).unwrap().is_none());
+        assert!(store.header(&kept).unwrap().is_some());
+        // Struck once per run: the next new task is stored.
+        store
+            .commit(&submission(&mut sched, "next"))
+            .expect("stored");
+        assert!(store
+            .inner
+            .header(&TaskId::parse("next").unwrap())
+            .unwrap()
+            .is_some());
     }
 }

@@ -145,4 +145,3 @@ async fn run_gateway_once(
     gateway.shutdown().await;
     cause
 }
-

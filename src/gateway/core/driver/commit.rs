@@ -188,10 +188,7 @@ impl Committer {
                 *ready = Some((seq, result));
             }
             Inner::Thread { jobs, .. } => {
-                if jobs
-                    .send(Job { seq, batch })
-                    .is_err()
-                {
+                if jobs.send(Job { seq, batch }).is_err() {
                     // The thread is gone only if it panicked; the stall check
                     // turns the missing result into a failure.
                     tracing::error!(seq, "the store's commit thread is gone");
