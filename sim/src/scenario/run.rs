@@ -13,8 +13,8 @@ use ww::transport::PeerId;
 
 use super::faults::{apply, describe, Disturbances};
 use super::format::{
-    node_names, outsider_name, rogue_name, secs, FaultKind, Scenario, BOOT_HOST, CLIENT_HOST,
-    DHT_CLIENT_HOST, GATEWAY_HOST, TAP_HOST,
+    node_names, outsider_name, rogue_name, secs, Fault, FaultKind, Scenario, BOOT_HOST,
+    CLIENT_HOST, DHT_CLIENT_HOST, GATEWAY_HOST, TAP_HOST,
 };
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
@@ -101,13 +101,32 @@ pub fn run_with(
             options.sabotage.and_then(Sabotage::lease_switch),
         );
     }
-    let names = node_names(scenario.cluster.nodes);
-    let peer_of_host: BTreeMap<String, PeerId> = names
-        .iter()
-        .map(|n| (n.clone(), peer_of(seed, n)))
-        .collect();
-    let host_of: BTreeMap<PeerId, String> =
-        peer_of_host.iter().map(|(n, p)| (*p, n.clone())).collect();
+    let mut sim = new_sim(scenario, seed);
+    let hosts = add_hosts(&mut sim, scenario, seed, options);
+    let trace = Trace::new();
+    let mut state = RunState::new(scenario, &hosts.names);
+
+    tasks::take_livelock();
+    let outcome = trace.capture(|| -> Result<(), ScenarioError> {
+        for fault in &scenario.faults {
+            run_until(&mut sim, secs(fault.at_s))?;
+            state.fault(&mut sim, seed, &hosts, fault);
+        }
+        state.judge(&mut sim, scenario, seed, &hosts)
+    });
+    let mut verdict = state.verdict;
+    verdict.simulated = sim.elapsed();
+    drop(sim);
+    outcome?;
+    if let Some(livelock) = tasks::take_livelock() {
+        return Err(ScenarioError(livelock));
+    }
+    verdict.digest = trace.digest();
+    Ok(verdict)
+}
+
+/// The seeded simulation of `scenario`, with its network, and no host yet.
+fn new_sim<'a>(scenario: &Scenario, seed: u64) -> turmoil::Sim<'a> {
     let mut builder = turmoil::Builder::new();
     builder
         .rng_seed(seed)
@@ -119,14 +138,48 @@ pub fn run_with(
     if let Some(ms) = scenario.network.max_latency_ms {
         builder.max_message_latency(Duration::from_millis(ms));
     }
-    let mut sim = builder.build();
+    builder.build()
+}
+
+/// The hosts of one run, and the logs they fill for the checks.
+struct Hosts {
+    /// The membership nodes.
+    names: Vec<String>,
+    peer_of_host: BTreeMap<String, PeerId>,
+    host_of: BTreeMap<PeerId, String>,
+    members: SharedObservations,
+    /// The gateway's disk, kept across its restarts.
+    disk: SimDisk,
+    task_obs: Option<tasks::SharedTasks>,
+    adversaries: Option<adversary::SharedAdversaryLog>,
+    hostile: BTreeMap<PeerId, String>,
+    forgers: BTreeMap<PeerId, String>,
+    records_log: Option<records::SharedRecordsLog>,
+    anchor_log: Option<anchors::SharedAnchorLog>,
+    channel_log: Option<channel::SharedChannelLog>,
+}
+
+/// Adds every host `scenario` asks for to `sim`; `options.sabotage` breaks
+/// the one it is about.
+fn add_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    scenario: &Scenario,
+    seed: u64,
+    options: RunOptions,
+) -> Hosts {
+    let names = node_names(scenario.cluster.nodes);
+    let peer_of_host: BTreeMap<String, PeerId> = names
+        .iter()
+        .map(|n| (n.clone(), peer_of(seed, n)))
+        .collect();
+    let host_of = peer_of_host.iter().map(|(n, p)| (*p, n.clone())).collect();
     let publish_every = scenario
         .pubsub
         .as_ref()
         .map(|p| Duration::from_millis(p.interval_ms));
     let keyed = scenario.security.swarm_key;
     if scenario.boot.is_some() {
-        add_boot_server(&mut sim, seed, BOOT_HOST, keyed);
+        add_boot_server(sim, seed, BOOT_HOST, keyed);
     }
     let setup = MemberSetup {
         keyed,
@@ -142,22 +195,16 @@ pub fn run_with(
         drop_anchor_set: (options.sabotage == Some(Sabotage::DropAnchorSet))
             .then(|| Rc::new(Cell::new(false))),
     };
-    let members = add_members_with(
-        &mut sim,
-        seed,
-        &names,
-        scenario.cluster.ttl_ms,
-        publish_every,
-        &setup,
-    );
+    let ttl_ms = scenario.cluster.ttl_ms;
+    let members = add_members_with(sim, seed, &names, ttl_ms, publish_every, &setup);
     let disk = SimDisk::new();
-    let mut disk_crashes = 0u32;
     let task_obs = scenario.gateway.as_ref().map(|gateway| {
+        let tasks = scenario.tasks.as_ref();
         tasks::add_hosts(
-            &mut sim,
+            sim,
             seed,
             gateway,
-            scenario.tasks.as_ref(),
+            tasks,
             disk.clone(),
             keyed,
             options.sabotage,
@@ -165,105 +212,140 @@ pub fn run_with(
     });
     let security = &scenario.security;
     let adversaries = (security.outsiders > 0 || security.tap || security.rogue_workers > 0)
-        .then(|| adversary::add_hosts(&mut sim, seed, security, scenario.gateway.is_some()));
-    let hostile: BTreeMap<PeerId, String> = (0..security.outsiders)
+        .then(|| adversary::add_hosts(sim, seed, security, scenario.gateway.is_some()));
+    let hostile = (0..security.outsiders)
         .map(outsider_name)
         .chain(security.tap.then(|| TAP_HOST.to_string()))
         .map(|n| (peer_of(seed, &n), n))
         .collect();
-    let forgers: BTreeMap<PeerId, String> = (0..security.rogue_workers)
+    let forgers = (0..security.rogue_workers)
         .map(rogue_name)
         .map(|n| (peer_of(seed, &n), n))
         .collect();
-    let forger_ids: BTreeSet<String> = forgers.keys().map(|p| p.to_string()).collect();
-    let records_log = scenario
-        .records
-        .as_ref()
-        .map(|spec| records::add_client(&mut sim, seed, scenario.cluster.nodes, spec));
-    let anchor_log = scenario
-        .anchors
-        .as_ref()
-        .map(|spec| anchors::add_clients(&mut sim, seed, scenario.cluster.nodes, spec));
-    // Every loss of a node's memory: a crash, or a restart of a running node.
-    let mut wipes: Vec<(Duration, String)> = Vec::new();
-    let channel_log = scenario
-        .channel
-        .as_ref()
-        .map(|spec| channel::add_hosts(&mut sim, seed, spec));
+    let nodes = scenario.cluster.nodes;
+    Hosts {
+        records_log: (scenario.records.as_ref())
+            .map(|spec| records::add_client(sim, seed, nodes, spec)),
+        anchor_log: (scenario.anchors.as_ref())
+            .map(|spec| anchors::add_clients(sim, seed, nodes, spec)),
+        channel_log: (scenario.channel.as_ref()).map(|spec| channel::add_hosts(sim, seed, spec)),
+        names,
+        peer_of_host,
+        host_of,
+        members,
+        disk,
+        task_obs,
+        adversaries,
+        hostile,
+        forgers,
+    }
+}
 
-    let trace = Trace::new();
-    let mut verdict = Verdict::default();
-    let mut disturbances = Disturbances::default();
-    disturbances.network_loss(scenario.network.fail_rate);
-    // Calls the gateway's disk had refused when its current fault was armed.
-    let mut failures_before_fault = 0u64;
-    let mut running: BTreeSet<String> = names.iter().cloned().collect();
-    let quiet = scenario.quiet_from();
-    let end = secs(scenario.duration_s);
-    let inv = &scenario.invariants;
+/// What a run learns as it goes: the faults applied and what they did.
+struct RunState {
+    verdict: Verdict,
+    disturbances: Disturbances,
+    /// Membership nodes running now.
+    running: BTreeSet<String>,
+    /// Every loss of a node's memory: a crash, or a restart of a running node.
+    wipes: Vec<(Duration, String)>,
+    /// Calls the gateway's disk had refused when its current fault was armed.
+    failures_before_fault: u64,
+    /// Crashes of the gateway's disk so far.
+    disk_crashes: u32,
+}
 
-    tasks::take_livelock();
-    let outcome = trace.capture(|| -> Result<(), ScenarioError> {
-        for fault in &scenario.faults {
-            run_until(&mut sim, secs(fault.at_s))?;
-            let at = sim.elapsed();
-            let gateway_down = matches!(fault.kind, FaultKind::Crash | FaultKind::Restart)
-                && fault.nodes.iter().any(|n| n == GATEWAY_HOST);
-            if gateway_down && task_obs.is_some() {
-                // Before turmoil drops the host: what it writes going down is lost,
-                // and of what it wrote since its last sync a seeded subset survives.
-                disk_crashes += 1;
-                let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
-                    seed,
-                    &format!("{GATEWAY_HOST}/disk/crash/{disk_crashes}"),
-                ));
-                let lost = disk.crash_torn(&mut rng);
-                tracing::info!(target: "ww_sim::scenario", bytes = lost, "gateway disk crashed");
-                verdict.timeline.push(format!(
-                    "{} gateway disk lost {lost} unsynced bytes",
-                    stamp(at)
-                ));
-            }
-            if fault.kind.is_disk() && fault.kind != FaultKind::DiskHeal {
-                failures_before_fault = disk.failures();
-            }
-            if fault.kind == FaultKind::DiskHeal {
-                if let Some(armed) = disk.fault() {
-                    let refused = disk.failures() - failures_before_fault;
-                    tracing::info!(target: "ww_sim::scenario", refused, "gateway disk healed");
-                    verdict.timeline.push(format!(
-                        "{} gateway disk refused {refused} calls under {}",
-                        stamp(at),
-                        armed.name()
-                    ));
-                }
-            }
-            apply(&mut sim, fault, &disk);
-            for n in &fault.nodes {
-                let wiped = match fault.kind {
-                    FaultKind::Crash => true,
-                    FaultKind::Restart => running.contains(n),
-                    _ => false,
-                };
-                if wiped && n.starts_with("node-") {
-                    wipes.push((at, n.clone()));
-                }
-                if n.starts_with("node-") {
-                    match fault.kind {
-                        FaultKind::Crash => running.remove(n),
-                        _ => running.insert(n.clone()),
-                    };
-                }
-            }
-            disturbances.record(fault, at);
-            let line = describe(fault);
-            tracing::info!(target: "ww_sim::scenario", fault = %line, "fault");
-            verdict.timeline.push(format!("{} fault {line}", stamp(at)));
+impl RunState {
+    fn new(scenario: &Scenario, names: &[String]) -> RunState {
+        let mut disturbances = Disturbances::default();
+        disturbances.network_loss(scenario.network.fail_rate);
+        RunState {
+            verdict: Verdict::default(),
+            disturbances,
+            running: names.iter().cloned().collect(),
+            wipes: Vec::new(),
+            failures_before_fault: 0,
+            disk_crashes: 0,
         }
+    }
 
-        let expected: BTreeSet<PeerId> = running.iter().map(|n| peer_of(seed, n)).collect();
-        let views_check = |when: &str, bound: f64, at: Duration| {
-            let wrong = wrong_views(&members, &running, &expected);
+    /// Applies `fault` now, with what it does to the gateway's disk.
+    fn fault(&mut self, sim: &mut turmoil::Sim<'_>, seed: u64, hosts: &Hosts, fault: &Fault) {
+        let at = sim.elapsed();
+        self.gateway_disk(seed, hosts, fault, at);
+        apply(sim, fault, &hosts.disk);
+        for n in &fault.nodes {
+            let wiped = match fault.kind {
+                FaultKind::Crash => true,
+                FaultKind::Restart => self.running.contains(n),
+                _ => false,
+            };
+            if wiped && n.starts_with("node-") {
+                self.wipes.push((at, n.clone()));
+            }
+            if n.starts_with("node-") {
+                match fault.kind {
+                    FaultKind::Crash => self.running.remove(n),
+                    _ => self.running.insert(n.clone()),
+                };
+            }
+        }
+        self.disturbances.record(fault, at);
+        let line = describe(fault);
+        tracing::info!(target: "ww_sim::scenario", fault = %line, "fault");
+        self.verdict
+            .timeline
+            .push(format!("{} fault {line}", stamp(at)));
+    }
+
+    /// What `fault` at `at` does to the gateway's disk, before it is applied.
+    fn gateway_disk(&mut self, seed: u64, hosts: &Hosts, fault: &Fault, at: Duration) {
+        let disk = &hosts.disk;
+        let gateway_down = matches!(fault.kind, FaultKind::Crash | FaultKind::Restart)
+            && fault.nodes.iter().any(|n| n == GATEWAY_HOST);
+        if gateway_down && hosts.task_obs.is_some() {
+            // Before turmoil drops the host: what it writes going down is lost,
+            // and of what it wrote since its last sync a seeded subset survives.
+            self.disk_crashes += 1;
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+                seed,
+                &format!("{GATEWAY_HOST}/disk/crash/{}", self.disk_crashes),
+            ));
+            let lost = disk.crash_torn(&mut rng);
+            tracing::info!(target: "ww_sim::scenario", bytes = lost, "gateway disk crashed");
+            self.verdict.timeline.push(format!(
+                "{} gateway disk lost {lost} unsynced bytes",
+                stamp(at)
+            ));
+        }
+        if fault.kind.is_disk() && fault.kind != FaultKind::DiskHeal {
+            self.failures_before_fault = disk.failures();
+        }
+        if fault.kind == FaultKind::DiskHeal {
+            if let Some(armed) = disk.fault() {
+                let refused = disk.failures() - self.failures_before_fault;
+                tracing::info!(target: "ww_sim::scenario", refused, "gateway disk healed");
+                self.verdict.timeline.push(format!(
+                    "{} gateway disk refused {refused} calls under {}",
+                    stamp(at),
+                    armed.name()
+                ));
+            }
+        }
+    }
+
+    /// Runs to the end, judging the views on the way, then every invariant.
+    fn judge(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        scenario: &Scenario,
+        seed: u64,
+        hosts: &Hosts,
+    ) -> Result<(), ScenarioError> {
+        let inv = &scenario.invariants;
+        let expected: BTreeSet<PeerId> = self.running.iter().map(|n| peer_of(seed, n)).collect();
+        let views_check = |running: &BTreeSet<String>, when: &str, bound: f64, at: Duration| {
+            let wrong = wrong_views(&hosts.members, running, &expected);
             let wrong = if wrong.is_empty() {
                 wrong
             } else {
@@ -283,51 +365,65 @@ pub fn run_with(
             )
         };
         if let Some(bound) = inv.views_complete_within_s {
-            run_until(&mut sim, quiet + secs(bound) + SAMPLE_INTERVAL)?;
-            let check = views_check("bound after last fault", bound, sim.elapsed());
-            verdict.record(sim.elapsed(), check);
+            run_until(sim, scenario.quiet_from() + secs(bound) + SAMPLE_INTERVAL)?;
+            let at = sim.elapsed();
+            let check = views_check(&self.running, "bound after last fault", bound, at);
+            self.verdict.record(at, check);
         }
-        run_until(&mut sim, end)?;
+        run_until(sim, secs(scenario.duration_s))?;
         let at = sim.elapsed();
         if let Some(bound) = inv.views_complete_within_s {
-            verdict.record(at, views_check("end of run", bound, at));
+            let check = views_check(&self.running, "end of run", bound, at);
+            self.verdict.record(at, check);
         }
         if inv.no_false_leave {
-            let check = false_leaves(
-                &members,
-                &host_of,
-                &disturbances,
-                Duration::from_millis(u64::from(scenario.cluster.ttl_ms)) + EXCUSE_SLACK,
-            );
+            let window = Duration::from_millis(u64::from(scenario.cluster.ttl_ms)) + EXCUSE_SLACK;
+            let check = false_leaves(&hosts.members, &hosts.host_of, &self.disturbances, window);
+            self.verdict.record(at, check);
+        }
+        self.judge_tasks(at, scenario, hosts);
+        self.judge_channel_and_adversaries(at, scenario, hosts);
+        self.judge_records_anchors_pubsub(at, scenario, seed, hosts);
+        Ok(())
+    }
+
+    /// The task invariants, at the end of the run (`at`).
+    fn judge_tasks(&mut self, at: Duration, scenario: &Scenario, hosts: &Hosts) {
+        let (inv, verdict) = (&scenario.invariants, &mut self.verdict);
+        let Some(obs) = &hosts.task_obs else {
+            return;
+        };
+        let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
+        let windows = self.disturbances.windows(GATEWAY_HOST, CLIENT_HOST);
+        let excuses = tasks_check::Excuses::new(&windows, at);
+        if inv.no_task_lost {
+            verdict.record(at, tasks_check::no_task_lost(&obs, &excuses, at));
+        }
+        if inv.one_terminal_status {
+            let forger_ids: BTreeSet<String> =
+                hosts.forgers.keys().map(|p| p.to_string()).collect();
+            verdict.record(at, tasks_check::one_terminal_status(&obs, &forger_ids));
+        }
+        if inv.cancel_stops_runs {
+            verdict.record(at, tasks_check::cancel_stops_runs(&obs));
+        }
+        if inv.history_checked {
+            verdict.record(at, tasks_check::history_checked(&obs));
+        }
+        if inv.refusals_explained {
+            verdict.record(at, tasks_check::refusals_explained(&obs, &excuses));
+        }
+        if let Some(bound) = inv.runs_finish_within_s {
+            let (quiet, end) = (scenario.quiet_from(), secs(scenario.duration_s));
+            let check = tasks_check::runs_finish_within(&obs, quiet, secs(bound), end);
             verdict.record(at, check);
         }
-        if let Some(obs) = &task_obs {
-            let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
-            let excuses =
-                tasks_check::Excuses::new(&disturbances.windows(GATEWAY_HOST, CLIENT_HOST), at);
-            if inv.no_task_lost {
-                verdict.record(at, tasks_check::no_task_lost(&obs, &excuses, at));
-            }
-            if inv.one_terminal_status {
-                verdict.record(at, tasks_check::one_terminal_status(&obs, &forger_ids));
-            }
-            if inv.cancel_stops_runs {
-                verdict.record(at, tasks_check::cancel_stops_runs(&obs));
-            }
-            if inv.history_checked {
-                verdict.record(at, tasks_check::history_checked(&obs));
-            }
-            if inv.refusals_explained {
-                verdict.record(at, tasks_check::refusals_explained(&obs, &excuses));
-            }
-            if let Some(bound) = inv.runs_finish_within_s {
-                verdict.record(
-                    at,
-                    tasks_check::runs_finish_within(&obs, quiet, secs(bound), end),
-                );
-            }
-        }
-        if let (Some(log), Some(spec)) = (&channel_log, &scenario.channel) {
+    }
+
+    /// The channel and adversary invariants, at the end of the run (`at`).
+    fn judge_channel_and_adversaries(&mut self, at: Duration, scenario: &Scenario, hosts: &Hosts) {
+        let (inv, verdict) = (&scenario.invariants, &mut self.verdict);
+        if let (Some(log), Some(spec)) = (&hosts.channel_log, &scenario.channel) {
             let log = log.lock().unwrap_or_else(|p| p.into_inner());
             if inv.channel_exactly_once {
                 verdict.record(at, channel_check::exactly_once(&log, spec.capacity));
@@ -336,28 +432,41 @@ pub fn run_with(
                 verdict.record(at, channel_check::order(&log));
             }
             if let Some(bound) = inv.channel_drains_within_s {
-                let deadline = quiet.max(secs(spec.send_until_s)) + secs(bound);
-                verdict.record(
-                    at,
-                    channel_check::drains_within(&log, spec.senders, deadline),
-                );
+                let deadline = scenario.quiet_from().max(secs(spec.send_until_s)) + secs(bound);
+                let check = channel_check::drains_within(&log, spec.senders, deadline);
+                verdict.record(at, check);
             }
         }
-        if let (true, Some(log), Some(obs)) = (inv.forgeries_attributed, &adversaries, &task_obs) {
+        let (adversaries, task_obs) = (&hosts.adversaries, &hosts.task_obs);
+        if let (true, Some(log), Some(obs)) = (inv.forgeries_attributed, adversaries, task_obs) {
             let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
             let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            verdict.record(at, adversary::forgeries_attributed(&obs, &forgers, &log));
+            let check = adversary::forgeries_attributed(&obs, &hosts.forgers, &log);
+            verdict.record(at, check);
         }
-        if let (true, Some(log)) = (inv.outsiders_excluded, &adversaries) {
-            let members = members.lock().unwrap_or_else(|p| p.into_inner());
+        if let (true, Some(log)) = (inv.outsiders_excluded, adversaries) {
+            let members = hosts.members.lock().unwrap_or_else(|p| p.into_inner());
             let tasks = task_obs
                 .as_ref()
                 .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
             let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let check = adversary::outsiders_excluded(&members, tasks.as_deref(), &hostile, &log);
+            let check =
+                adversary::outsiders_excluded(&members, tasks.as_deref(), &hosts.hostile, &log);
             verdict.record(at, check);
         }
-        if let (Some(log), Some(spec)) = (&records_log, &scenario.records) {
+    }
+
+    /// The records, anchors and pubsub invariants, at the end of the run (`at`).
+    fn judge_records_anchors_pubsub(
+        &mut self,
+        at: Duration,
+        scenario: &Scenario,
+        seed: u64,
+        hosts: &Hosts,
+    ) {
+        let (inv, verdict, wipes) = (&scenario.invariants, &mut self.verdict, &self.wipes);
+        let quiet = scenario.quiet_from();
+        if let (Some(log), Some(spec)) = (&hosts.records_log, &scenario.records) {
             let log = log.lock().unwrap_or_else(|p| p.into_inner());
             if inv.records_intact {
                 let client = peer_of(seed, DHT_CLIENT_HOST);
@@ -368,50 +477,41 @@ pub fn run_with(
                     Duration::from_millis(u64::from(scenario.cluster.ttl_ms)),
                     secs(spec.republish_every_s),
                 );
-                verdict.record(
-                    at,
-                    records::survive(&log, &wipes, window, spec.read_at_s.len()),
-                );
+                let check = records::survive(&log, wipes, window, spec.read_at_s.len());
+                verdict.record(at, check);
             }
         }
-        if let Some(log) = &anchor_log {
+        if let Some(log) = &hosts.anchor_log {
             let calls = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if inv.anchors_linearizable {
-                verdict.record(at, anchors::linearizable(&calls, &wipes));
+                verdict.record(at, anchors::linearizable(&calls, wipes));
             }
             if inv.anchors_available {
                 let first = scenario
                     .faults
                     .first()
                     .map_or(Duration::ZERO, |f| secs(f.at_s));
-                let check = anchors::available(&calls, &disturbances, (first, quiet));
+                let check = anchors::available(&calls, &self.disturbances, (first, quiet));
                 verdict.record(at, check);
             }
             if let Some(bound) = inv.anchors_reachable_within_s {
-                let check = anchors::reachable_after(&calls, &running, quiet + secs(bound));
+                let check = anchors::reachable_after(&calls, &self.running, quiet + secs(bound));
                 verdict.record(at, check);
             }
         }
         if scenario.pubsub.is_some() {
-            let obs = members.lock().unwrap_or_else(|p| p.into_inner());
+            let obs = hosts.members.lock().unwrap_or_else(|p| p.into_inner());
             if inv.pubsub_integrity {
-                verdict.record(at, pubsub_check::integrity(&obs, &peer_of_host));
+                verdict.record(at, pubsub_check::integrity(&obs, &hosts.peer_of_host));
             }
             if let Some(bound) = inv.pubsub_delivery_within_s {
-                let check = pubsub_check::delivery_within(&obs, &running, quiet, end, secs(bound));
+                let end = secs(scenario.duration_s);
+                let check =
+                    pubsub_check::delivery_within(&obs, &self.running, quiet, end, secs(bound));
                 verdict.record(at, check);
             }
         }
-        Ok(())
-    });
-    verdict.simulated = sim.elapsed();
-    drop(sim);
-    outcome?;
-    if let Some(livelock) = tasks::take_livelock() {
-        return Err(ScenarioError(livelock));
     }
-    verdict.digest = trace.digest();
-    Ok(verdict)
 }
 
 /// Safety `no_false_leave`: every expiry a node reported must be excused by a
