@@ -8,7 +8,9 @@
 //! ([`DropOneSet`]), [`Sabotage::RefuseSubmissions`] a layer in front of the
 //! gateway's router ([`refuse_submissions`]), and
 //! [`Sabotage::AcceptImpossibleReports`] the gateway's report check
-//! ([`AcceptEveryReport`]). The others are still switches compiled into
+//! ([`AcceptEveryReport`]). [`Sabotage::LeaseActPastDeadline`] and
+//! [`Sabotage::LeaseStartCancelled`] are made by the lease driver's clocks and
+//! store (`workload::leases`). The others are still switches compiled into
 //! ww-sched's test-only `sabotage` feature.
 
 use std::cell::Cell;
@@ -37,9 +39,10 @@ pub enum Sabotage {
     SkipRepublish,
     /// One anchor set is acknowledged but never applied.
     DropAnchorSet,
-    /// A lease gateway acts on any committed reply however late.
+    /// Lease gateways' clocks leave out the time their host was paused, so a
+    /// gateway woken from a pause acts past its lease.
     LeaseActPastDeadline,
-    /// The lease store starts runs of cancelled tasks.
+    /// The lease store's start transaction lost its cancel check.
     LeaseStartCancelled,
 }
 
@@ -82,15 +85,6 @@ impl Sabotage {
         match self {
             Sabotage::LoseAckedTask => Some(Node::LoseAckedTask),
             Sabotage::ShowUnsyncedResults => Some(Node::ShowUnsyncedResults),
-            _ => None,
-        }
-    }
-
-    /// The lease protocol's switch that makes this bug, if it is one of those.
-    pub(crate) fn lease_switch(self) -> Option<ww_sched::lease::Sabotage> {
-        match self {
-            Sabotage::LeaseActPastDeadline => Some(ww_sched::lease::Sabotage::ActPastLease),
-            Sabotage::LeaseStartCancelled => Some(ww_sched::lease::Sabotage::StartCancelled),
             _ => None,
         }
     }

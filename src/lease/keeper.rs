@@ -48,8 +48,6 @@ pub struct LeaseKeeper {
     /// registration may still commit and move the row past `seen`, so an
     /// epoch up to it is never adopted.
     seen_sent: Option<Epoch>,
-    /// Sabotage: act past the local deadline and never give the lease up.
-    act_past_deadline: bool,
 }
 
 impl LeaseKeeper {
@@ -66,14 +64,7 @@ impl LeaseKeeper {
             },
             seen: 0,
             seen_sent: None,
-            act_past_deadline: false,
         }
-    }
-
-    /// Arms the sabotage that ignores the local deadline.
-    #[cfg(feature = "sabotage")]
-    pub fn set_act_past_deadline(&mut self, on: bool) {
-        self.act_past_deadline = on;
     }
 
     /// The current epoch, if registered.
@@ -97,7 +88,7 @@ impl LeaseKeeper {
         match self.state {
             State::Held {
                 epoch, deadline_ms, ..
-            } if now_ms < deadline_ms || self.act_past_deadline => Some(epoch),
+            } if now_ms < deadline_ms => Some(epoch),
             _ => None,
         }
     }
@@ -144,13 +135,7 @@ impl LeaseKeeper {
                 deadline_ms,
                 next_renew_ms,
                 ..
-            } => {
-                if self.act_past_deadline {
-                    next_renew_ms
-                } else {
-                    next_renew_ms.min(deadline_ms)
-                }
-            }
+            } => next_renew_ms.min(deadline_ms),
         }
     }
 
@@ -225,7 +210,7 @@ impl LeaseKeeper {
     /// [`LeaseKeeper::on_lost`]).
     pub fn check_deadline(&mut self, now_ms: u64) -> bool {
         match self.state {
-            State::Held { deadline_ms, .. } if now_ms >= deadline_ms && !self.act_past_deadline => {
+            State::Held { deadline_ms, .. } if now_ms >= deadline_ms => {
                 self.state = State::Unregistered {
                     register_sent_ms: None,
                 };

@@ -113,33 +113,3 @@ pub enum RunOutcome {
     /// It failed.
     Failed,
 }
-
-/// A deliberate bug for the simulation to catch (feature `sabotage`).
-#[cfg(feature = "sabotage")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sabotage {
-    /// The gateway acts on any committed reply however late: past its local
-    /// lease deadline (the margin rule) and its dispatch window, and never
-    /// gives its lease up on its own.
-    ActPastLease,
-    /// The store starts runs of cancelled tasks.
-    StartCancelled,
-}
-
-#[cfg(feature = "sabotage")]
-impl Sabotage {
-    /// The switch's name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Sabotage::ActPastLease => "lease-act-past-deadline",
-            Sabotage::StartCancelled => "lease-start-cancelled",
-        }
-    }
-
-    /// Parses [`Sabotage::name`].
-    pub fn parse(name: &str) -> Option<Sabotage> {
-        [Sabotage::ActPastLease, Sabotage::StartCancelled]
-            .into_iter()
-            .find(|s| s.name() == name)
-    }
-}

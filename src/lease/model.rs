@@ -264,8 +264,6 @@ pub struct Store {
     lease_ms: u64,
     gateways: BTreeMap<GatewayId, GatewayRow>,
     tasks: BTreeMap<TaskId, TaskRow>,
-    #[cfg(feature = "sabotage")]
-    sabotage: Option<super::Sabotage>,
 }
 
 impl Store {
@@ -275,12 +273,6 @@ impl Store {
             lease_ms,
             ..Store::default()
         }
-    }
-
-    /// Arms a deliberate bug (the simulation must catch it).
-    #[cfg(feature = "sabotage")]
-    pub fn set_sabotage(&mut self, sabotage: Option<super::Sabotage>) {
-        self.sabotage = sabotage;
     }
 
     /// A gateway's row.
@@ -516,18 +508,14 @@ impl Store {
         if row.owner != owner {
             return Err(Refusal::NotOwner);
         }
-        #[cfg(feature = "sabotage")]
-        let ignore_cancel = self.sabotage == Some(super::Sabotage::StartCancelled);
-        #[cfg(not(feature = "sabotage"))]
-        let ignore_cancel = false;
-        if row.cancelled && !ignore_cancel {
+        if row.cancelled {
             return Err(Refusal::Cancelled);
         }
-        if row.terminal.is_some() && !(ignore_cancel && row.cancelled) {
+        if row.terminal.is_some() {
             return Err(Refusal::Terminal);
         }
         let slot = row.runs.get_mut(&run.index).ok_or(Refusal::UnknownTask)?;
-        if slot.status.is_final() && !(ignore_cancel && slot.status == RunStatus::Cancelled) {
+        if slot.status.is_final() {
             return Err(Refusal::RunFinal);
         }
         if run.attempt <= slot.attempt {

@@ -112,11 +112,7 @@ pub fn run_with(
     options: RunOptions,
 ) -> Result<Verdict, ScenarioError> {
     if scenario.leases.is_some() {
-        return super::leases_run::run(
-            scenario,
-            seed,
-            options.sabotage.and_then(Sabotage::lease_switch),
-        );
+        return super::leases_run::run(scenario, seed, options.sabotage);
     }
     let names = node_names(scenario.cluster.nodes);
     let peer_of_host: BTreeMap<String, PeerId> = names
