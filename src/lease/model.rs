@@ -300,28 +300,8 @@ impl Store {
     /// Applies `request` atomically at the store's time `now_ms`.
     pub fn apply(&mut self, now_ms: u64, request: &Request) -> Reply {
         match request {
-            Request::Register { gateway, seen } => {
-                let row = self.gateways.entry(*gateway).or_insert(GatewayRow {
-                    epoch: 0,
-                    expires_ms: 0,
-                });
-                if row.epoch != *seen {
-                    return Reply::EpochMoved { current: row.epoch };
-                }
-                row.epoch += 1;
-                row.expires_ms = now_ms + self.lease_ms;
-                Reply::Registered { epoch: row.epoch }
-            }
-            Request::Renew { gateway, epoch } => {
-                if !self.lease_valid(*gateway, *epoch, now_ms) {
-                    return Reply::Refused(Refusal::LeaseLost);
-                }
-                let lease_ms = self.lease_ms;
-                if let Some(row) = self.gateways.get_mut(gateway) {
-                    row.expires_ms = now_ms + lease_ms;
-                }
-                Reply::Renewed
-            }
+            Request::Register { gateway, seen } => self.register(now_ms, *gateway, *seen),
+            Request::Renew { gateway, epoch } => self.renew(now_ms, *gateway, *epoch),
             Request::Submit {
                 gateway,
                 epoch,
@@ -378,29 +358,7 @@ impl Store {
                 gateway,
                 epoch,
                 task,
-            } => {
-                if !self.lease_valid(*gateway, *epoch, now_ms) {
-                    return Reply::Refused(Refusal::LeaseLost);
-                }
-                let Some(row) = self.tasks.get_mut(task) else {
-                    return Reply::Refused(Refusal::UnknownTask);
-                };
-                match row.terminal {
-                    // A retried cancel that was committed the first time.
-                    Some(TaskStatus::Cancelled) => Reply::Done,
-                    Some(_) => Reply::Refused(Refusal::Terminal),
-                    None => {
-                        row.cancelled = true;
-                        row.terminal = Some(TaskStatus::Cancelled);
-                        for run in row.runs.values_mut() {
-                            if !run.status.is_final() {
-                                run.status = RunStatus::Cancelled;
-                            }
-                        }
-                        Reply::Done
-                    }
-                }
-            }
+            } => self.cancel(now_ms, *gateway, *epoch, task),
             Request::PollCancelled {
                 gateway,
                 epoch,
@@ -415,6 +373,54 @@ impl Store {
                     .cloned()
                     .collect();
                 Reply::CancelledTasks(cancelled)
+            }
+        }
+    }
+
+    fn register(&mut self, now_ms: u64, gateway: GatewayId, seen: Epoch) -> Reply {
+        let row = self.gateways.entry(gateway).or_insert(GatewayRow {
+            epoch: 0,
+            expires_ms: 0,
+        });
+        if row.epoch != seen {
+            return Reply::EpochMoved { current: row.epoch };
+        }
+        row.epoch += 1;
+        row.expires_ms = now_ms + self.lease_ms;
+        Reply::Registered { epoch: row.epoch }
+    }
+
+    fn renew(&mut self, now_ms: u64, gateway: GatewayId, epoch: Epoch) -> Reply {
+        if !self.lease_valid(gateway, epoch, now_ms) {
+            return Reply::Refused(Refusal::LeaseLost);
+        }
+        let lease_ms = self.lease_ms;
+        if let Some(row) = self.gateways.get_mut(&gateway) {
+            row.expires_ms = now_ms + lease_ms;
+        }
+        Reply::Renewed
+    }
+
+    fn cancel(&mut self, now_ms: u64, gateway: GatewayId, epoch: Epoch, task: &TaskId) -> Reply {
+        if !self.lease_valid(gateway, epoch, now_ms) {
+            return Reply::Refused(Refusal::LeaseLost);
+        }
+        let Some(row) = self.tasks.get_mut(task) else {
+            return Reply::Refused(Refusal::UnknownTask);
+        };
+        match row.terminal {
+            // A retried cancel that was committed the first time.
+            Some(TaskStatus::Cancelled) => Reply::Done,
+            Some(_) => Reply::Refused(Refusal::Terminal),
+            None => {
+                row.cancelled = true;
+                row.terminal = Some(TaskStatus::Cancelled);
+                for run in row.runs.values_mut() {
+                    if !run.status.is_final() {
+                        run.status = RunStatus::Cancelled;
+                    }
+                }
+                Reply::Done
             }
         }
     }

@@ -456,13 +456,7 @@ impl Sim<'_> {
                 }
             );
             if host.pause_due && acts_on {
-                host.pause_due = false;
-                host.paused = Some(Vec::new());
-                host.clock.pause(self.now_ms);
-                let (g, at) = (host.gateway_id(), self.now_ms);
-                let seq = self.next_seq();
-                self.log.cuts.push((seq, at, g, "pause"));
-                self.log.trace.push(format!("{at} gw-{g} paused"));
+                self.pause(target);
                 return self.handle(seed, event);
             }
             if let Some(queued) = &mut host.paused {
@@ -476,26 +470,7 @@ impl Sim<'_> {
                 incarnation,
                 id,
                 request,
-            } => {
-                let reply = self.store.apply(self.now_ms, &request);
-                let seq = self.next_seq();
-                self.log
-                    .trace
-                    .push(format!("{} store {request:?} -> {reply:?}", self.now_ms));
-                self.log.ops.push(OpRecord {
-                    seq,
-                    at_ms: self.now_ms,
-                    request,
-                    reply: reply.clone(),
-                });
-                let event = Event::ToGateway {
-                    to: from,
-                    incarnation,
-                    id,
-                    reply,
-                };
-                self.transmit(from, false, event);
-            }
+            } => self.at_store(from, incarnation, id, request),
             Event::ToGateway {
                 to,
                 incarnation,
@@ -547,6 +522,43 @@ impl Sim<'_> {
             }
             Event::Fault(i) => self.fault(seed, i),
         }
+    }
+
+    /// Freezes gateway `target` now: what reaches it waits for its resume.
+    fn pause(&mut self, target: Option<GatewayId>) {
+        let at = self.now_ms;
+        let Some(Some(host)) = target.and_then(|g| self.hosts.get_mut(&g)) else {
+            return;
+        };
+        host.pause_due = false;
+        host.paused = Some(Vec::new());
+        host.clock.pause(at);
+        let g = host.gateway_id();
+        let seq = self.next_seq();
+        self.log.cuts.push((seq, at, g, "pause"));
+        self.log.trace.push(format!("{at} gw-{g} paused"));
+    }
+
+    /// The store applies `request` from `from` now, logs it, and answers.
+    fn at_store(&mut self, from: GatewayId, incarnation: u64, id: RequestId, request: Request) {
+        let reply = self.store.apply(self.now_ms, &request);
+        let seq = self.next_seq();
+        self.log
+            .trace
+            .push(format!("{} store {request:?} -> {reply:?}", self.now_ms));
+        self.log.ops.push(OpRecord {
+            seq,
+            at_ms: self.now_ms,
+            request,
+            reply: reply.clone(),
+        });
+        let event = Event::ToGateway {
+            to: from,
+            incarnation,
+            id,
+            reply,
+        };
+        self.transmit(from, false, event);
     }
 
     fn is_incarnation(&self, g: GatewayId, incarnation: u64) -> bool {
