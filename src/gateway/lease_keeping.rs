@@ -381,3 +381,68 @@ async fn compare_owned(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::{Lease, Task};
+
+    /// A shared store that only registers, always at epoch 7.
+    struct Registers;
+
+    impl SharedStore for Registers {
+        fn register(&self, gateway: &str, lease_ms: u64) -> Result<Lease, StoreError> {
+            Ok(Lease {
+                gateway: gateway.to_string(),
+                epoch: 7,
+                lease_ms,
+            })
+        }
+        fn renew(&self) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        fn resign(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn claim(&self, _: usize) -> Result<Vec<Task>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn owned_open(&self, _: Option<&TaskId>, _: usize) -> Result<Vec<TaskId>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn owned_task(&self, _: &TaskId) -> Result<Option<Task>, StoreError> {
+            Ok(None)
+        }
+        fn request_cancel(&self, _: &TaskId, _: u64) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        fn cancel_requests(&self, _: usize) -> Result<Vec<TaskId>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_registration_may_act_until_its_send_plus_lease_minus_margin() {
+        let config = LeaseConfig::default();
+        let before = Instant::now();
+        let registration = Registration::register(&Registers, "gw", config).expect("registered");
+        let after = Instant::now();
+        assert_eq!(registration.epoch(), 7);
+        // Sent between `before` and `after`; the keeper's clock counts whole
+        // milliseconds, so its deadline is at most 1 ms early, never late.
+        let window = Duration::from_millis(config.lease_ms - config.margin_ms);
+        let until = registration.act_until();
+        assert!(until + Duration::from_millis(1) >= before + window);
+        assert!(until <= after + window);
+    }
+
+    #[test]
+    fn a_timing_that_breaks_the_rule_is_refused_before_registering() {
+        let tight = LeaseConfig {
+            margin_ms: 6_000,
+            ..LeaseConfig::default()
+        };
+        let refused = Registration::register(&Registers, "gw", tight).expect_err("refused");
+        assert!(refused.contains("no room"), "{refused}");
+    }
+}
