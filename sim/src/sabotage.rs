@@ -11,8 +11,9 @@
 //! ([`AcceptEveryReport`]), [`Sabotage::LoseAckedTask`] a decorator around the
 //! gateway's task store ([`LoseOneTask`]), and
 //! [`Sabotage::ShowUnsyncedResults`] a disk that lies about fsync
-//! ([`SHOW_UNSYNCED_SYNCS`]). The others are still switches compiled into
-//! ww-sched's test-only `sabotage` feature.
+//! ([`SHOW_UNSYNCED_SYNCS`]). [`Sabotage::LeaseActPastDeadline`] and
+//! [`Sabotage::LeaseStartCancelled`] are made by the lease driver's clocks and
+//! store (`workload::leases`). No switch is compiled into the shipped crates.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -46,9 +47,10 @@ pub enum Sabotage {
     SkipRepublish,
     /// One anchor set is acknowledged but never applied.
     DropAnchorSet,
-    /// A lease gateway acts on any committed reply however late.
+    /// Lease gateways' clocks leave out the time their host was paused, so a
+    /// gateway woken from a pause acts past its lease.
     LeaseActPastDeadline,
-    /// The lease store starts runs of cancelled tasks.
+    /// The lease store's start transaction lost its cancel check.
     LeaseStartCancelled,
 }
 
@@ -84,14 +86,6 @@ impl Sabotage {
         Sabotage::ALL.into_iter().find(|s| s.name() == name)
     }
 
-    /// The lease protocol's switch that makes this bug, if it is one of those.
-    pub(crate) fn lease_switch(self) -> Option<ww_sched::lease::Sabotage> {
-        match self {
-            Sabotage::LeaseActPastDeadline => Some(ww_sched::lease::Sabotage::ActPastLease),
-            Sabotage::LeaseStartCancelled => Some(ww_sched::lease::Sabotage::StartCancelled),
-            _ => None,
-        }
-    }
 }
 
 /// The gateway disk's sync policy under [`Sabotage::ShowUnsyncedResults`]: it

@@ -310,6 +310,13 @@ lease_one_terminal = true
         "unknown host",
     );
     refused("[gateway]\nworkers = 1\n", "runs alone");
+    // The gateways' one timing rule: a 3 s margin needs a lease of 6 s.
+    let tight = base.replace(
+        "submit_until_s = 10",
+        "submit_until_s = 10\nlease_ms = 4000",
+    );
+    let error = Scenario::from_toml_str(&tight).expect_err("tight").0;
+    assert!(error.contains("no room for two renewals"), "{error}");
     let too_short = base.replace(
         "lease_one_terminal = true",
         "lease_tasks_final_within_s = 55",

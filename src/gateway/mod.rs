@@ -9,10 +9,10 @@ mod core;
 mod error;
 pub mod events;
 mod health;
+pub mod lease_keeping;
 pub mod metrics;
 mod pool;
 mod runner;
-pub mod shared;
 mod views;
 
 use std::path::PathBuf;
@@ -77,7 +77,7 @@ pub struct GatewayConfig {
     /// Where commits and reads run.
     pub storage: StorageMode,
     /// Lease timing, on a store several gateways share.
-    pub lease: shared::LeaseTiming,
+    pub lease: crate::lease::LeaseConfig,
     /// What every worker's report must pass to be recorded
     /// ([`PlausibleReports`] by default).
     pub report_check: Arc<dyn ReportCheck>,
@@ -96,7 +96,7 @@ impl GatewayConfig {
             channel_capacity: 64,
             retention: Retention::default(),
             storage: StorageMode::Thread,
-            lease: shared::LeaseTiming::default(),
+            lease: crate::lease::LeaseConfig::default(),
             report_check: Arc::new(PlausibleReports),
         }
     }
@@ -178,20 +178,14 @@ impl Gateway {
         let health = Health::new();
         // On a shared store: a new epoch before anything is claimed or written.
         let peer = transport.local_peer_id().to_string();
-        let (registered_at, epoch) = match store.shared() {
-            Some(shared) => {
-                config.lease.check().map_err(GatewayError::Lease)?;
-                let sent_at = tokio::time::Instant::now();
-                let lease = shared
-                    .register(
-                        &transport.local_peer_id().to_string(),
-                        config.lease.lease_ms,
-                    )
-                    .map_err(|e| GatewayError::Lease(e.to_string()))?;
-                (Some(sent_at), lease.epoch)
-            }
-            None => (None, 0),
+        let registration = match store.shared() {
+            Some(shared) => Some(
+                lease_keeping::Registration::register(shared, &peer, config.lease)
+                    .map_err(GatewayError::Lease)?,
+            ),
+            None => None,
         };
+        let epoch = registration.as_ref().map_or(0, |r| r.epoch());
         let channel = ChannelServer::new(ChanConfig {
             capacity: config.channel_capacity,
             ..ChanConfig::default()
@@ -218,7 +212,7 @@ impl Gateway {
             report_check: config.report_check.clone(),
             // The peer id's last 8 characters (base58: 58^8 tags) and the
             // epoch, new at every registration of this peer id.
-            id_tag: registered_at.map(|_| {
+            id_tag: registration.as_ref().map(|_| {
                 let tail: String = peer
                     .chars()
                     .rev()
@@ -243,25 +237,21 @@ impl Gateway {
         .map_err(GatewayError::Restore)?;
         let (commands, receiver) = tokio::sync::mpsc::channel(COMMAND_QUEUE_MAX);
         // Set by the lease keeper; far ahead on the embedded store (no lease).
-        let act_until: shared::ActUntil = Rc::new(std::cell::Cell::new(registered_at.map_or_else(
-            far_future,
-            |at| {
-                at + std::time::Duration::from_millis(
-                    config.lease.lease_ms.saturating_sub(config.lease.margin_ms),
-                )
-            },
-        )));
-        let claim_room: shared::ClaimRoom = Rc::default();
+        let act_until: lease_keeping::ActUntil = Rc::new(std::cell::Cell::new(
+            registration
+                .as_ref()
+                .map_or_else(far_future, |r| r.act_until()),
+        ));
+        let claim_room: lease_keeping::ClaimRoom = Rc::default();
         let mut core = core;
-        if registered_at.is_some() {
+        if registration.is_some() {
             core.on_shared_store(act_until.clone(), claim_room.clone());
         }
         let core = tokio::task::spawn_local(core.run(receiver));
-        let lease = registered_at.map(|at| {
-            tokio::task::spawn_local(shared::keep_lease(
+        let lease = registration.map(|registration| {
+            tokio::task::spawn_local(lease_keeping::keep_lease(
                 store.clone(),
-                config.lease,
-                at,
+                registration,
                 commands.clone(),
                 health.clone(),
                 act_until.clone(),

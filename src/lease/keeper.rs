@@ -48,8 +48,6 @@ pub struct LeaseKeeper {
     /// registration may still commit and move the row past `seen`, so an
     /// epoch up to it is never adopted.
     seen_sent: Option<Epoch>,
-    /// Sabotage: act past the local deadline and never give the lease up.
-    act_past_deadline: bool,
 }
 
 impl LeaseKeeper {
@@ -66,14 +64,12 @@ impl LeaseKeeper {
             },
             seen: 0,
             seen_sent: None,
-            act_past_deadline: false,
         }
     }
 
-    /// Arms the sabotage that ignores the local deadline.
-    #[cfg(feature = "sabotage")]
-    pub fn set_act_past_deadline(&mut self, on: bool) {
-        self.act_past_deadline = on;
+    /// The timing it keeps.
+    pub fn config(&self) -> &LeaseConfig {
+        &self.config
     }
 
     /// The current epoch, if registered.
@@ -97,7 +93,7 @@ impl LeaseKeeper {
         match self.state {
             State::Held {
                 epoch, deadline_ms, ..
-            } if now_ms < deadline_ms || self.act_past_deadline => Some(epoch),
+            } if now_ms < deadline_ms => Some(epoch),
             _ => None,
         }
     }
@@ -144,13 +140,7 @@ impl LeaseKeeper {
                 deadline_ms,
                 next_renew_ms,
                 ..
-            } => {
-                if self.act_past_deadline {
-                    next_renew_ms
-                } else {
-                    next_renew_ms.min(deadline_ms)
-                }
-            }
+            } => next_renew_ms.min(deadline_ms),
         }
     }
 
@@ -206,6 +196,16 @@ impl LeaseKeeper {
         }
     }
 
+    /// A renewal failed without an answer from the store (an error, a
+    /// timeout): the next one goes `renew_retry_ms` from `now_ms`, not a
+    /// whole renewal period later, while the deadline still allows.
+    pub fn on_renew_failed(&mut self, now_ms: u64) {
+        let retry_ms = now_ms + self.config.renew_retry_ms;
+        if let State::Held { next_renew_ms, .. } = &mut self.state {
+            *next_renew_ms = (*next_renew_ms).min(retry_ms);
+        }
+    }
+
     /// The store said the lease of `epoch` is lost. Returns whether that was
     /// the current lease (then the caller drops every task and stops their
     /// runs; the keeper registers again).
@@ -225,7 +225,7 @@ impl LeaseKeeper {
     /// [`LeaseKeeper::on_lost`]).
     pub fn check_deadline(&mut self, now_ms: u64) -> bool {
         match self.state {
-            State::Held { deadline_ms, .. } if now_ms >= deadline_ms && !self.act_past_deadline => {
+            State::Held { deadline_ms, .. } if now_ms >= deadline_ms => {
                 self.state = State::Unregistered {
                     register_sent_ms: None,
                 };
@@ -245,8 +245,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The defaults with a 1 s margin (round numbers below).
     fn config() -> LeaseConfig {
-        LeaseConfig::default()
+        LeaseConfig {
+            margin_ms: 1_000,
+            ..LeaseConfig::default()
+        }
     }
 
     #[test]
@@ -267,6 +271,24 @@ mod tests {
         );
         keeper.on_renewed(2_600, 1);
         assert_eq!(keeper.deadline_ms(), Some(2_600 + 9_000));
+    }
+
+    #[test]
+    fn a_failed_renewal_is_retried_soon() {
+        let mut keeper = LeaseKeeper::new(config());
+        keeper.poll_request(0);
+        keeper.on_registered(0, 1);
+        assert_eq!(
+            keeper.poll_request(2_500),
+            Some(LeaseRequest::Renew { epoch: 1 })
+        );
+        keeper.on_renew_failed(2_600);
+        assert_eq!(keeper.next_wakeup_ms(), 2_850);
+        assert_eq!(keeper.poll_request(2_849), None);
+        assert_eq!(
+            keeper.poll_request(2_850),
+            Some(LeaseRequest::Renew { epoch: 1 })
+        );
     }
 
     #[test]

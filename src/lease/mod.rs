@@ -37,7 +37,10 @@ pub type Epoch = u64;
 /// A task's identity: the scheduler's, parsed like every other.
 pub use crate::sched::TaskId;
 
-/// The protocol's timing, in milliseconds of each party's own clock.
+/// The protocol's timing, in milliseconds of each party's own clock: one
+/// rule for the sans-IO [`gateway::LeaseGateway`] and the shipped gateway on
+/// PostgreSQL (`gateway::lease_keeping`), both keeping their lease with
+/// [`keeper::LeaseKeeper`].
 ///
 /// Clocks may be offset from each other but must advance at the same rate
 /// (the margin absorbs the transit of a dispatch and any small drift).
@@ -49,9 +52,21 @@ pub struct LeaseConfig {
     pub margin_ms: u64,
     /// How often a gateway renews (default `lease_ms / 4`).
     pub renew_every_ms: u64,
-    /// How often a gateway asks which of its tasks were cancelled, and tries to
-    /// claim orphaned tasks.
+    /// How soon a renewal that failed (an error, not a refusal) is tried again.
+    pub renew_retry_ms: u64,
+    /// How often a gateway tries to claim orphaned tasks (the sans-IO gateway
+    /// also asks then which of its tasks were cancelled).
     pub poll_ms: u64,
+    /// How often the shipped gateway reads the cancels other gateways were
+    /// asked for its tasks.
+    pub cancel_poll_ms: u64,
+    /// How often the shipped gateway compares the tasks the store says it
+    /// owns with those it holds (a claim whose answer was lost leaves some
+    /// unheld).
+    pub owned_check_ms: u64,
+    /// How soon after a failed claim the shipped gateway compares them: past
+    /// the store's job deadline (6 s), so a claim that still committed has.
+    pub owned_recheck_ms: u64,
     /// A request unanswered this long is given up (and retried if needed);
     /// lease requests are waited for `lease_ms - margin_ms`.
     pub request_timeout_ms: u64,
@@ -65,21 +80,55 @@ pub struct LeaseConfig {
 }
 
 impl Default for LeaseConfig {
+    /// A 10 s lease renewed every 2.5 s (every 250 ms after a failure);
+    /// acting stops 3 s before the earliest expiry (the shipped gateway exits
+    /// 1 s after it stops, inside the margin); claims every second, at most
+    /// 256 tasks; cancels read every 250 ms; owned tasks compared every
+    /// minute and 7 s after a failed claim.
     fn default() -> Self {
         LeaseConfig {
             lease_ms: 10_000,
-            margin_ms: 1_000,
+            margin_ms: 3_000,
             renew_every_ms: 2_500,
+            renew_retry_ms: 250,
             poll_ms: 1_000,
+            cancel_poll_ms: 250,
+            owned_check_ms: 60_000,
+            owned_recheck_ms: 7_000,
             request_timeout_ms: 2_000,
             dispatch_window_ms: 1_000,
             slots: 8,
-            claim_max: 8,
+            claim_max: 256,
         }
     }
 }
 
 impl LeaseConfig {
+    /// Whether the timing keeps the rule: positive intervals, renewals well
+    /// within the lease, and a margin that leaves time for two renewals.
+    pub fn check(&self) -> Result<(), String> {
+        let intervals = [
+            self.renew_every_ms,
+            self.renew_retry_ms,
+            self.poll_ms,
+            self.cancel_poll_ms,
+            self.owned_check_ms,
+            self.owned_recheck_ms,
+        ];
+        if intervals.contains(&0) {
+            return Err(
+                "renew, retry, claim, cancel and owned-check intervals must be positive".into(),
+            );
+        }
+        if self.margin_ms + 2 * self.renew_every_ms > self.lease_ms {
+            return Err(format!(
+                "lease of {} ms leaves no room for two renewals every {} ms and a margin of {} ms",
+                self.lease_ms, self.renew_every_ms, self.margin_ms
+            ));
+        }
+        Ok(())
+    }
+
     /// The longest a crashed gateway's tasks wait before another gateway can
     /// claim them, plus one claim period: the lease, then the next poll.
     pub fn takeover_bound_ms(&self) -> u64 {
@@ -114,32 +163,24 @@ pub enum RunOutcome {
     Failed,
 }
 
-/// A deliberate bug for the simulation to catch (feature `sabotage`).
-#[cfg(feature = "sabotage")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sabotage {
-    /// The gateway acts on any committed reply however late: past its local
-    /// lease deadline (the margin rule) and its dispatch window, and never
-    /// gives its lease up on its own.
-    ActPastLease,
-    /// The store starts runs of cancelled tasks.
-    StartCancelled,
-}
+#[cfg(test)]
+mod tests {
+    use super::LeaseConfig;
 
-#[cfg(feature = "sabotage")]
-impl Sabotage {
-    /// The switch's name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Sabotage::ActPastLease => "lease-act-past-deadline",
-            Sabotage::StartCancelled => "lease-start-cancelled",
-        }
-    }
-
-    /// Parses [`Sabotage::name`].
-    pub fn parse(name: &str) -> Option<Sabotage> {
-        [Sabotage::ActPastLease, Sabotage::StartCancelled]
-            .into_iter()
-            .find(|s| s.name() == name)
+    #[test]
+    fn the_default_timing_keeps_the_rule_and_a_tight_one_is_refused() {
+        let config = LeaseConfig::default();
+        assert_eq!(config.check(), Ok(()));
+        assert_eq!(config.takeover_bound_ms(), 11_000);
+        let tight = LeaseConfig {
+            margin_ms: 6_000,
+            ..config
+        };
+        assert!(tight.check().unwrap_err().contains("no room"));
+        let zero = LeaseConfig {
+            renew_every_ms: 0,
+            ..config
+        };
+        assert!(zero.check().is_err());
     }
 }

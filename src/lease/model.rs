@@ -264,8 +264,6 @@ pub struct Store {
     lease_ms: u64,
     gateways: BTreeMap<GatewayId, GatewayRow>,
     tasks: BTreeMap<TaskId, TaskRow>,
-    #[cfg(feature = "sabotage")]
-    sabotage: Option<super::Sabotage>,
 }
 
 impl Store {
@@ -275,12 +273,6 @@ impl Store {
             lease_ms,
             ..Store::default()
         }
-    }
-
-    /// Arms a deliberate bug (the simulation must catch it).
-    #[cfg(feature = "sabotage")]
-    pub fn set_sabotage(&mut self, sabotage: Option<super::Sabotage>) {
-        self.sabotage = sabotage;
     }
 
     /// A gateway's row.
@@ -308,28 +300,8 @@ impl Store {
     /// Applies `request` atomically at the store's time `now_ms`.
     pub fn apply(&mut self, now_ms: u64, request: &Request) -> Reply {
         match request {
-            Request::Register { gateway, seen } => {
-                let row = self.gateways.entry(*gateway).or_insert(GatewayRow {
-                    epoch: 0,
-                    expires_ms: 0,
-                });
-                if row.epoch != *seen {
-                    return Reply::EpochMoved { current: row.epoch };
-                }
-                row.epoch += 1;
-                row.expires_ms = now_ms + self.lease_ms;
-                Reply::Registered { epoch: row.epoch }
-            }
-            Request::Renew { gateway, epoch } => {
-                if !self.lease_valid(*gateway, *epoch, now_ms) {
-                    return Reply::Refused(Refusal::LeaseLost);
-                }
-                let lease_ms = self.lease_ms;
-                if let Some(row) = self.gateways.get_mut(gateway) {
-                    row.expires_ms = now_ms + lease_ms;
-                }
-                Reply::Renewed
-            }
+            Request::Register { gateway, seen } => self.register(now_ms, *gateway, *seen),
+            Request::Renew { gateway, epoch } => self.renew(now_ms, *gateway, *epoch),
             Request::Submit {
                 gateway,
                 epoch,
@@ -386,29 +358,7 @@ impl Store {
                 gateway,
                 epoch,
                 task,
-            } => {
-                if !self.lease_valid(*gateway, *epoch, now_ms) {
-                    return Reply::Refused(Refusal::LeaseLost);
-                }
-                let Some(row) = self.tasks.get_mut(task) else {
-                    return Reply::Refused(Refusal::UnknownTask);
-                };
-                match row.terminal {
-                    // A retried cancel that was committed the first time.
-                    Some(TaskStatus::Cancelled) => Reply::Done,
-                    Some(_) => Reply::Refused(Refusal::Terminal),
-                    None => {
-                        row.cancelled = true;
-                        row.terminal = Some(TaskStatus::Cancelled);
-                        for run in row.runs.values_mut() {
-                            if !run.status.is_final() {
-                                run.status = RunStatus::Cancelled;
-                            }
-                        }
-                        Reply::Done
-                    }
-                }
-            }
+            } => self.cancel(now_ms, *gateway, *epoch, task),
             Request::PollCancelled {
                 gateway,
                 epoch,
@@ -423,6 +373,54 @@ impl Store {
                     .cloned()
                     .collect();
                 Reply::CancelledTasks(cancelled)
+            }
+        }
+    }
+
+    fn register(&mut self, now_ms: u64, gateway: GatewayId, seen: Epoch) -> Reply {
+        let row = self.gateways.entry(gateway).or_insert(GatewayRow {
+            epoch: 0,
+            expires_ms: 0,
+        });
+        if row.epoch != seen {
+            return Reply::EpochMoved { current: row.epoch };
+        }
+        row.epoch += 1;
+        row.expires_ms = now_ms + self.lease_ms;
+        Reply::Registered { epoch: row.epoch }
+    }
+
+    fn renew(&mut self, now_ms: u64, gateway: GatewayId, epoch: Epoch) -> Reply {
+        if !self.lease_valid(gateway, epoch, now_ms) {
+            return Reply::Refused(Refusal::LeaseLost);
+        }
+        let lease_ms = self.lease_ms;
+        if let Some(row) = self.gateways.get_mut(&gateway) {
+            row.expires_ms = now_ms + lease_ms;
+        }
+        Reply::Renewed
+    }
+
+    fn cancel(&mut self, now_ms: u64, gateway: GatewayId, epoch: Epoch, task: &TaskId) -> Reply {
+        if !self.lease_valid(gateway, epoch, now_ms) {
+            return Reply::Refused(Refusal::LeaseLost);
+        }
+        let Some(row) = self.tasks.get_mut(task) else {
+            return Reply::Refused(Refusal::UnknownTask);
+        };
+        match row.terminal {
+            // A retried cancel that was committed the first time.
+            Some(TaskStatus::Cancelled) => Reply::Done,
+            Some(_) => Reply::Refused(Refusal::Terminal),
+            None => {
+                row.cancelled = true;
+                row.terminal = Some(TaskStatus::Cancelled);
+                for run in row.runs.values_mut() {
+                    if !run.status.is_final() {
+                        run.status = RunStatus::Cancelled;
+                    }
+                }
+                Reply::Done
             }
         }
     }
@@ -516,18 +514,14 @@ impl Store {
         if row.owner != owner {
             return Err(Refusal::NotOwner);
         }
-        #[cfg(feature = "sabotage")]
-        let ignore_cancel = self.sabotage == Some(super::Sabotage::StartCancelled);
-        #[cfg(not(feature = "sabotage"))]
-        let ignore_cancel = false;
-        if row.cancelled && !ignore_cancel {
+        if row.cancelled {
             return Err(Refusal::Cancelled);
         }
-        if row.terminal.is_some() && !(ignore_cancel && row.cancelled) {
+        if row.terminal.is_some() {
             return Err(Refusal::Terminal);
         }
         let slot = row.runs.get_mut(&run.index).ok_or(Refusal::UnknownTask)?;
-        if slot.status.is_final() && !(ignore_cancel && slot.status == RunStatus::Cancelled) {
+        if slot.status.is_final() {
             return Err(Refusal::RunFinal);
         }
         if run.attempt <= slot.attempt {

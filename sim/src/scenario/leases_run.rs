@@ -1,12 +1,11 @@
 //! The runner of `[leases]` scenarios: the seeded event driver of
 //! [`crate::workload::leases`] under the scenario's faults, then the checks.
 
-use ww_sched::lease::Sabotage;
-
 use super::faults::describe;
 use super::format::{secs, Scenario};
 use super::verdict::{stamp, Verdict};
 use super::ScenarioError;
+use crate::sabotage::Sabotage;
 use crate::workload::leases::simulate;
 use crate::workload::leases_check::judge;
 use crate::Trace;
@@ -19,7 +18,9 @@ const MAX_LATENCY_MS_DEFAULT: u64 = 100;
 /// operation, gateway action and fault, in order) on stderr.
 pub const TRACE_ENV: &str = "WW_SIM_LEASE_TRACE";
 
-/// Runs a `[leases]` scenario under `seed`, with `sabotage` armed.
+/// Runs a `[leases]` scenario under `seed`, with `sabotage` armed (the lease
+/// bugs are made by the simulation's clocks and store; any other changes
+/// nothing here).
 pub(super) fn run(
     scenario: &Scenario,
     seed: u64,

@@ -95,11 +95,7 @@ pub fn run_with(
     options: RunOptions,
 ) -> Result<Verdict, ScenarioError> {
     if scenario.leases.is_some() {
-        return super::leases_run::run(
-            scenario,
-            seed,
-            options.sabotage.and_then(Sabotage::lease_switch),
-        );
+        return super::leases_run::run(scenario, seed, options.sabotage);
     }
     let mut sim = new_sim(scenario, seed);
     let hosts = add_hosts(&mut sim, scenario, seed, options);

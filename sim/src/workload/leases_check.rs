@@ -185,84 +185,8 @@ impl Replay {
                     }
                 }
             }
-            (Request::StartRuns { gateway, epoch, .. }, Reply::Started(results)) => {
-                for (run, result) in results {
-                    if result.is_err() {
-                        continue;
-                    }
-                    let who = format!("{} epoch {epoch}", host_of(*gateway));
-                    if let Some(cancel_at) = self.cancel_committed.get(&run.task) {
-                        self.found.cancel.push(format!(
-                            "{when}: {who} started {} run {} attempt {} after its cancel \
-                             committed at {:.3}s",
-                            run.task,
-                            run.index,
-                            run.attempt,
-                            *cancel_at as f64 / 1e3
-                        ));
-                    }
-                    if self.owner.get(&run.task) != Some(&(*gateway, *epoch))
-                        || !self.valid(*gateway, *epoch, at)
-                    {
-                        self.found.lease.push(format!(
-                            "{when}: {who} started {} run {} without owning it under a valid \
-                             lease",
-                            run.task, run.index
-                        ));
-                    }
-                    self.started
-                        .insert((run.task.clone(), run.index), run.attempt);
-                    self.takeover(at, *gateway, &run.task);
-                }
-            }
-            (
-                Request::FinishRun {
-                    gateway,
-                    epoch,
-                    run,
-                    outcome,
-                },
-                Reply::Finished { terminal },
-            ) => {
-                self.found.finals += 1;
-                let key = (run.task.clone(), run.index);
-                if self.owner.get(&run.task) != Some(&(*gateway, *epoch))
-                    || !self.valid(*gateway, *epoch, at)
-                {
-                    self.found.lease.push(format!(
-                        "{when}: {} epoch {epoch} recorded {} run {} without owning it under a \
-                         valid lease (fencing)",
-                        host_of(*gateway),
-                        run.task,
-                        run.index
-                    ));
-                }
-                if self.finals.contains_key(&key) {
-                    self.found.runs_once.push(format!(
-                        "{when}: {} run {} got a second final record (attempt {})",
-                        run.task, run.index, run.attempt
-                    ));
-                }
-                if self.started.get(&key) != Some(&run.attempt) {
-                    self.found.runs_once.push(format!(
-                        "{when}: {} run {} recorded attempt {} though the latest started was {:?}",
-                        run.task,
-                        run.index,
-                        run.attempt,
-                        self.started.get(&key)
-                    ));
-                }
-                if self.terminal.contains_key(&run.task) {
-                    self.found.one_terminal.push(format!(
-                        "{when}: {} run {} recorded after the task was terminal",
-                        run.task, run.index
-                    ));
-                }
-                self.finals.insert(key, Some(*outcome));
-                if let Some(status) = terminal {
-                    self.terminate(at, &run.task, *status);
-                }
-            }
+            (Request::StartRuns { .. }, Reply::Started(_)) => self.op_start(op, &when),
+            (Request::FinishRun { .. }, Reply::Finished { .. }) => self.op_finish(op, &when),
             (Request::Cancel { task, .. }, Reply::Done) => match self.terminal.get(task) {
                 Some(TaskStatus::Cancelled) => {}
                 Some(other) => self.found.one_terminal.push(format!(
@@ -278,6 +202,100 @@ impl Replay {
                 }
             },
             _ => {}
+        }
+    }
+
+    /// A committed start: after no cancel, by the owner under a valid lease.
+    fn op_start(&mut self, op: &OpRecord, when: &str) {
+        let (Request::StartRuns { gateway, epoch, .. }, Reply::Started(results)) =
+            (&op.request, &op.reply)
+        else {
+            return;
+        };
+        let at = op.at_ms;
+        for (run, result) in results {
+            if result.is_err() {
+                continue;
+            }
+            let who = format!("{} epoch {epoch}", host_of(*gateway));
+            if let Some(cancel_at) = self.cancel_committed.get(&run.task) {
+                self.found.cancel.push(format!(
+                    "{when}: {who} started {} run {} attempt {} after its cancel \
+                     committed at {:.3}s",
+                    run.task,
+                    run.index,
+                    run.attempt,
+                    *cancel_at as f64 / 1e3
+                ));
+            }
+            if self.owner.get(&run.task) != Some(&(*gateway, *epoch))
+                || !self.valid(*gateway, *epoch, at)
+            {
+                self.found.lease.push(format!(
+                    "{when}: {who} started {} run {} without owning it under a valid \
+                     lease",
+                    run.task, run.index
+                ));
+            }
+            self.started
+                .insert((run.task.clone(), run.index), run.attempt);
+            self.takeover(at, *gateway, &run.task);
+        }
+    }
+
+    /// A committed outcome: by the owner under a valid lease, of the latest
+    /// started attempt, once per run, before the task's terminal record.
+    fn op_finish(&mut self, op: &OpRecord, when: &str) {
+        let (
+            Request::FinishRun {
+                gateway,
+                epoch,
+                run,
+                outcome,
+            },
+            Reply::Finished { terminal },
+        ) = (&op.request, &op.reply)
+        else {
+            return;
+        };
+        let at = op.at_ms;
+        self.found.finals += 1;
+        let key = (run.task.clone(), run.index);
+        if self.owner.get(&run.task) != Some(&(*gateway, *epoch))
+            || !self.valid(*gateway, *epoch, at)
+        {
+            self.found.lease.push(format!(
+                "{when}: {} epoch {epoch} recorded {} run {} without owning it under a \
+                 valid lease (fencing)",
+                host_of(*gateway),
+                run.task,
+                run.index
+            ));
+        }
+        if self.finals.contains_key(&key) {
+            self.found.runs_once.push(format!(
+                "{when}: {} run {} got a second final record (attempt {})",
+                run.task, run.index, run.attempt
+            ));
+        }
+        if self.started.get(&key) != Some(&run.attempt) {
+            self.found.runs_once.push(format!(
+                "{when}: {} run {} recorded attempt {} though the latest started was {:?}",
+                run.task,
+                run.index,
+                run.attempt,
+                self.started.get(&key)
+            ));
+        }
+        if self.terminal.contains_key(&run.task) {
+            self.found.one_terminal.push(format!(
+                "{when}: {} run {} recorded after the task was terminal",
+                run.task, run.index
+            ));
+        }
+        self.finals.insert(key, Some(*outcome));
+        if let Some(status) = terminal {
+            self.terminate(at, &run.task, *status);
         }
     }
 

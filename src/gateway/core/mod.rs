@@ -43,12 +43,12 @@ mod effect;
 mod input;
 mod invariants;
 mod modules;
+mod ownership;
 mod pipeline;
 mod plan;
 mod reads;
 mod requests;
 mod runs;
-mod shared;
 mod submit;
 
 /// Commands waiting for the core; handlers wait beyond this.

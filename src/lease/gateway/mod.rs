@@ -126,9 +126,6 @@ pub struct LeaseGateway {
     cancel_acks: Vec<(u64, TaskId)>,
     next_poll_ms: u64,
     outputs: VecDeque<Output>,
-    /// Sabotage: act on any committed reply however late (no lease deadline,
-    /// no dispatch window).
-    ignore_deadlines: bool,
 }
 
 impl LeaseGateway {
@@ -145,16 +142,7 @@ impl LeaseGateway {
             cancel_acks: Vec::new(),
             next_poll_ms: now_ms,
             outputs: VecDeque::new(),
-            ignore_deadlines: false,
         }
-    }
-
-    /// Arms the sabotage that acts past the local lease deadline and the
-    /// dispatch window.
-    #[cfg(feature = "sabotage")]
-    pub fn set_ignore_deadlines(&mut self, on: bool) {
-        self.ignore_deadlines = on;
-        self.keeper.set_act_past_deadline(on);
     }
 
     /// The gateway's identity.

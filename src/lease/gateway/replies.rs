@@ -117,7 +117,7 @@ impl LeaseGateway {
             }
             return;
         };
-        let in_window = now_ms <= sent_ms + self.config.dispatch_window_ms || self.ignore_deadlines;
+        let in_window = now_ms <= sent_ms + self.config.dispatch_window_ms;
         let acting = self.keeper.may_act(now_ms).filter(|e| Some(*e) == epoch);
         for (run, result) in results {
             let starting = RunState::Starting {

@@ -55,6 +55,9 @@ impl Sim<'_> {
             return;
         };
         host.pause_due = false;
+        if host.paused.is_some() {
+            host.clock.resume(self.now_ms);
+        }
         let queued = host.paused.take().unwrap_or_default();
         let incarnation = host.incarnation;
         for event in queued {

@@ -16,13 +16,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use ww_sched::lease::gateway::{LeaseGateway, Output, RequestId};
-use ww_sched::lease::model::{Reply, Request, Store};
-use ww_sched::lease::{Epoch, GatewayId, RunOutcome, RunRef, Sabotage, TaskId};
+use ww_sched::lease::model::{Reply, Request};
+use ww_sched::lease::{Epoch, GatewayId, RunOutcome, RunRef, TaskId};
 
 mod faults;
+mod seams;
+
+use seams::{LocalClock, SimStore};
 
 use super::leases_spec::{lease_gateway_name, LeasesSpec};
 use crate::derive_seed;
+use crate::sabotage::Sabotage;
 use crate::scenario::Fault;
 
 /// One committed store operation.
@@ -149,7 +153,7 @@ struct Host {
     /// worst moment.
     pause_due: bool,
     incarnation: u64,
-    offset_ms: u64,
+    clock: LocalClock,
     wake_at_ms: Option<u64>,
     on_workers: BTreeSet<RunRef>,
 }
@@ -177,7 +181,7 @@ struct Sim<'a> {
     now_ms: u64,
     seq: u64,
     queue: BTreeMap<(u64, u64), Event>,
-    store: Store,
+    store: SimStore,
     hosts: BTreeMap<GatewayId, Option<Host>>,
     links: BTreeMap<GatewayId, Link>,
     loss: f64,
@@ -185,7 +189,8 @@ struct Sim<'a> {
     net: ChaCha8Rng,
     work: ChaCha8Rng,
     plans: Vec<Plan>,
-    act_past_deadline: bool,
+    /// Gateway clocks leave pauses out (`lease-act-past-deadline`).
+    clocks_stop_when_paused: bool,
     incarnations: u64,
     log: LeaseLog,
 }
@@ -203,7 +208,8 @@ fn gateway_of(name: &str) -> Option<GatewayId> {
 }
 
 /// Runs the `[leases]` workload of a scenario for `duration_ms` under `seed`,
-/// messages taking 1..=`max_latency_ms` and lost at rate `loss`.
+/// messages taking 1..=`max_latency_ms` and lost at rate `loss`, with
+/// `sabotage` made by the simulation's clocks or store if it is a lease bug.
 pub fn simulate(
     spec: &LeasesSpec,
     faults: &[Fault],
@@ -231,8 +237,10 @@ pub fn simulate(
             }
         })
         .collect();
-    let mut store = Store::new(spec.lease_ms);
-    store.set_sabotage(sabotage.filter(|s| *s == Sabotage::StartCancelled));
+    let store = SimStore::new(
+        spec.lease_ms,
+        sabotage == Some(Sabotage::LeaseStartCancelled),
+    );
     let mut sim = Sim {
         spec,
         faults,
@@ -247,7 +255,7 @@ pub fn simulate(
         net: ChaCha8Rng::seed_from_u64(derive_seed(seed, "leases/net")),
         work: ChaCha8Rng::seed_from_u64(derive_seed(seed, "leases/work")),
         plans,
-        act_past_deadline: sabotage == Some(Sabotage::ActPastLease),
+        clocks_stop_when_paused: sabotage == Some(Sabotage::LeaseActPastDeadline),
         incarnations: 0,
         log: LeaseLog::default(),
     };
@@ -295,9 +303,8 @@ impl Sim<'_> {
         self.incarnations += 1;
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &format!("leases/clock/{g}")));
         let offset_ms = rng.next_u64() % (self.spec.clock_offset_ms_max + 1);
-        let local = self.now_ms + offset_ms;
-        let mut gateway = LeaseGateway::new(g, self.spec.config(), local);
-        gateway.set_ignore_deadlines(self.act_past_deadline);
+        let clock = LocalClock::new(offset_ms, self.clocks_stop_when_paused);
+        let gateway = LeaseGateway::new(g, self.spec.config(), clock.local(self.now_ms));
         self.hosts.insert(
             g,
             Some(Host {
@@ -305,7 +312,7 @@ impl Sim<'_> {
                 incarnation: self.incarnations,
                 paused: None,
                 pause_due: false,
-                offset_ms,
+                clock,
                 wake_at_ms: None,
                 on_workers: BTreeSet::new(),
             }),
@@ -320,13 +327,13 @@ impl Sim<'_> {
         let Some(Some(host)) = self.hosts.get_mut(&g) else {
             return;
         };
-        f(&mut host.gateway, now_ms + host.offset_ms);
+        f(&mut host.gateway, host.clock.local(now_ms));
         let mut outputs = Vec::new();
         while let Some(output) = host.gateway.poll_output() {
             outputs.push(output);
         }
         let incarnation = host.incarnation;
-        let wake = host.gateway.poll_timeout().saturating_sub(host.offset_ms);
+        let wake = host.clock.sim(host.gateway.poll_timeout());
         let wake = wake.max(now_ms + 1);
         let reschedule = host.wake_at_ms.is_none_or(|at| wake < at || at <= now_ms);
         if reschedule {
@@ -449,12 +456,7 @@ impl Sim<'_> {
                 }
             );
             if host.pause_due && acts_on {
-                host.pause_due = false;
-                host.paused = Some(Vec::new());
-                let (g, at) = (host.gateway_id(), self.now_ms);
-                let seq = self.next_seq();
-                self.log.cuts.push((seq, at, g, "pause"));
-                self.log.trace.push(format!("{at} gw-{g} paused"));
+                self.pause(target);
                 return self.handle(seed, event);
             }
             if let Some(queued) = &mut host.paused {
@@ -468,26 +470,7 @@ impl Sim<'_> {
                 incarnation,
                 id,
                 request,
-            } => {
-                let reply = self.store.apply(self.now_ms, &request);
-                let seq = self.next_seq();
-                self.log
-                    .trace
-                    .push(format!("{} store {request:?} -> {reply:?}", self.now_ms));
-                self.log.ops.push(OpRecord {
-                    seq,
-                    at_ms: self.now_ms,
-                    request,
-                    reply: reply.clone(),
-                });
-                let event = Event::ToGateway {
-                    to: from,
-                    incarnation,
-                    id,
-                    reply,
-                };
-                self.transmit(from, false, event);
-            }
+            } => self.at_store(from, incarnation, id, request),
             Event::ToGateway {
                 to,
                 incarnation,
@@ -539,6 +522,43 @@ impl Sim<'_> {
             }
             Event::Fault(i) => self.fault(seed, i),
         }
+    }
+
+    /// Freezes gateway `target` now: what reaches it waits for its resume.
+    fn pause(&mut self, target: Option<GatewayId>) {
+        let at = self.now_ms;
+        let Some(Some(host)) = target.and_then(|g| self.hosts.get_mut(&g)) else {
+            return;
+        };
+        host.pause_due = false;
+        host.paused = Some(Vec::new());
+        host.clock.pause(at);
+        let g = host.gateway_id();
+        let seq = self.next_seq();
+        self.log.cuts.push((seq, at, g, "pause"));
+        self.log.trace.push(format!("{at} gw-{g} paused"));
+    }
+
+    /// The store applies `request` from `from` now, logs it, and answers.
+    fn at_store(&mut self, from: GatewayId, incarnation: u64, id: RequestId, request: Request) {
+        let reply = self.store.apply(self.now_ms, &request);
+        let seq = self.next_seq();
+        self.log
+            .trace
+            .push(format!("{} store {request:?} -> {reply:?}", self.now_ms));
+        self.log.ops.push(OpRecord {
+            seq,
+            at_ms: self.now_ms,
+            request,
+            reply: reply.clone(),
+        });
+        let event = Event::ToGateway {
+            to: from,
+            incarnation,
+            id,
+            reply,
+        };
+        self.transmit(from, false, event);
     }
 
     fn is_incarnation(&self, g: GatewayId, incarnation: u64) -> bool {

@@ -27,9 +27,9 @@ use super::{
 };
 use crate::gateway::events::EventBus;
 use crate::gateway::health::Health;
+use crate::gateway::lease_keeping::{ActUntil, ClaimRoom};
 use crate::gateway::metrics::{GatewayMetrics, MetricsSnapshot};
 use crate::gateway::pool::{Pool, PoolEvent};
-use crate::gateway::shared::{ActUntil, ClaimRoom};
 use crate::gateway::views::{MemberRow, WorkerRow};
 use crate::gateway::ApiError;
 use crate::sched::{RunOutcome, Store, StoreError, TaskHeader, WorkerId};
