@@ -286,7 +286,8 @@ pub struct NsProc {
 }
 
 impl NsProc {
-    /// Starts `ww-sched args` in `host`'s namespace, stderr appended to `log`.
+    /// Starts `ww-sched args` in `host`'s namespace, stderr appended to `log`
+    /// (at `RUST_LOG=info`, or what `WW_NETNS_LOG` says).
     pub fn start(host: &Host, args: &[&str], log: &Path) -> NsProc {
         let stderr = File::options()
             .create(true)
@@ -296,7 +297,10 @@ impl NsProc {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &host.netns, &binary()])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WW_NETNS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -43,6 +43,19 @@ impl CidrHosts {
         })
     }
 
+    /// Continues an order at `position` (a [`CidrHosts::position`] of an
+    /// iterator made with the same block and seed), so a crawl cut short
+    /// resumes where it stopped instead of starting over.
+    pub fn resumed_at(mut self, position: u64) -> Self {
+        self.index = position.min(self.size);
+        self
+    }
+
+    /// How far the order has gone: pass it to [`CidrHosts::resumed_at`].
+    pub fn position(&self) -> u64 {
+        self.index
+    }
+
     /// How many host addresses the block has (what a full pass sends to).
     pub fn host_count(&self) -> u64 {
         self.size.saturating_sub(2)
@@ -121,6 +134,20 @@ mod tests {
             b.iter().collect::<BTreeSet<_>>()
         );
         assert_eq!(a.len(), 254);
+    }
+
+    #[test]
+    fn a_resumed_order_continues_where_the_first_stopped() {
+        let whole: Vec<_> = CidrHosts::new(Ipv4Addr::new(10, 0, 0, 0), 24, 3)
+            .expect("ok")
+            .collect();
+        let mut first = CidrHosts::new(Ipv4Addr::new(10, 0, 0, 0), 24, 3).expect("ok");
+        let head: Vec<_> = first.by_ref().take(100).collect();
+        let tail: Vec<_> = CidrHosts::new(Ipv4Addr::new(10, 0, 0, 0), 24, 3)
+            .expect("ok")
+            .resumed_at(first.position())
+            .collect();
+        assert_eq!([head, tail].concat(), whole);
     }
 
     #[test]

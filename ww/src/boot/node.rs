@@ -354,6 +354,7 @@ impl Shared {
             None => {
                 tracing::trace!(%namespace, %from, %source, "answering request");
                 self.respond(namespace, source);
+                self.ask_back(namespace, from, source);
             }
             Some(distance) if should_answer(&self.local, &from, distance) => {
                 tracing::trace!(%namespace, %from, distance, "answering survey");
@@ -363,6 +364,31 @@ impl Shared {
                 }
             }
             Some(distance) => tracing::trace!(%namespace, %from, distance, "survey not for us"),
+        }
+    }
+
+    /// A crawler that asked us is a peer our own streams may still lack: a
+    /// node that crawled an empty block before the crawler started would
+    /// otherwise learn of it only at its next pass. The request carries no
+    /// addresses, so we ask its sender back; its signed answer goes to our
+    /// streams like any other. Sent only while a stream of `namespace` lacks
+    /// `from`, so two crawlers never ask each other back and forth.
+    fn ask_back(&self, namespace: &str, from: PeerId, source: SocketAddr) {
+        let wanted = self
+            .sinks
+            .borrow()
+            .get(namespace)
+            .is_some_and(|sinks| sinks.iter().any(|sink| !sink.has(&from)));
+        if !wanted {
+            return;
+        }
+        let request = Body::Request { from: self.local };
+        match self.seal_bytes(namespace, request) {
+            Ok(bytes) => {
+                tracing::trace!(%namespace, %from, %source, "asking a crawler back");
+                self.try_queue(bytes, source);
+            }
+            Err(e) => tracing::warn!(error = %e, "request not encodable; not asked back"),
         }
     }
 
