@@ -120,7 +120,13 @@ impl CidrCrawl {
             .bind_datagram(SocketAddr::V4(config.bind))
             .await
             .map_err(BootError::Socket)?;
-        let node = Node::start(
+        // Requests go out from a socket of their own (see
+        // `Node::send_requests_from`), on the same address, any port.
+        let requests = transport
+            .bind_datagram(SocketAddr::V4(SocketAddrV4::new(*config.bind.ip(), 0)))
+            .await
+            .map_err(BootError::Socket)?;
+        let mut node = Node::start(
             transport,
             identity,
             socket,
@@ -135,6 +141,12 @@ impl CidrCrawl {
                 swarm_key: config.swarm_key.clone(),
                 wall_clock: config.wall_clock.clone(),
             },
+        )?;
+        node.send_requests_from(
+            requests,
+            config.rate_per_s,
+            config.burst,
+            config.send_queue_max,
         )?;
         tracing::info!(
             network = %config.network,
@@ -195,6 +207,17 @@ async fn crawl_pass(
     let Some(hosts) = CidrHosts::new(config.network, config.prefix_len, seed) else {
         return;
     };
+    // Outward from our own address in the block, if we know it.
+    let own = match config.bind.ip() {
+        ip if !ip.is_unspecified() => Some(*ip),
+        _ => shared
+            .upgrade()
+            .and_then(|s| s.listen_ipv4().into_iter().find(|ip| hosts.contains(*ip))),
+    };
+    let hosts = match own {
+        Some(own) => hosts.outward_from(own),
+        None => hosts,
+    };
     let mut hosts = hosts.resumed_at(at.position);
     let send_gap = Duration::from_secs(1) / config.rate_per_s.max(1);
     let gap = at
@@ -226,11 +249,10 @@ async fn crawl_pass(
             let Some(outgoing) = shared.seal(&namespace, Body::Request { from }, target) else {
                 return;
             };
-            (outgoing, shared.outbound())
+            (outgoing, shared.requests_outbound())
         };
-        // The queue is shared with our answers to others, which are dropped
-        // when it is full: the pass takes at most half of it, or two nodes
-        // crawling at once would drop each other's answers for a whole pass.
+        // Should the requests share the answers' queue (no socket of their
+        // own), a full queue would drop answers: take at most half of it.
         let room = queue.max_capacity().div_ceil(2);
         while queue.capacity() < room {
             tokio::time::sleep(send_gap).await;
