@@ -209,6 +209,9 @@ pub const REGISTRATION_CHECK: Duration = Duration::from_millis(500);
 pub const REGISTRATION_SILENCE_MAX: Duration = Duration::from_secs(10);
 /// How long a worker waits before trying to register again.
 pub const REGISTRATION_RETRY: Duration = Duration::from_secs(1);
+/// How often a worker that knows no gateway looks at its view again: a local
+/// query, so often enough that joining waits on the network, not on this.
+pub const GATEWAY_LOOKUP: Duration = Duration::from_millis(200);
 
 /// Keeps `node` registered with a gateway: finds it, connects to its `lb`
 /// channel, sends a `Registration` carrying the worker's capability, and holds
@@ -231,7 +234,7 @@ pub async fn keep_registered<T: Transport>(
             (GatewayLocator::Membership, None) => None,
         };
         let Some(gateway) = gateway else {
-            tokio::time::sleep(REGISTRATION_RETRY).await;
+            tokio::time::sleep(GATEWAY_LOOKUP).await;
             continue;
         };
         // A facet of its own per registration: its pings tell of this gateway

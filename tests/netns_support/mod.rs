@@ -124,8 +124,18 @@ pub struct Lan {
 }
 
 impl Lan {
-    /// Builds a LAN of `n` hosts on a /24 of 10.77.0.0/16 no interface uses.
+    /// Builds a LAN of `n` hosts on a /24 of 10.77.0.0/16 no interface uses,
+    /// at host addresses 1 to `n`.
     pub fn create(n: usize) -> Result<Lan, String> {
+        let numbers: Vec<u8> = (1..=n)
+            .map(|k| u8::try_from(k).expect("at most 253 hosts"))
+            .collect();
+        Lan::create_at(&numbers)
+    }
+
+    /// Builds a LAN with one host at each host address in `numbers` (each
+    /// 1..=253) on a /24 of 10.77.0.0/16 no interface uses.
+    pub fn create_at(numbers: &[u8]) -> Result<Lan, String> {
         let pid = std::process::id();
         let used = ip(&["-4", "-o", "addr", "show"])?;
         let third = (0..250u32)
@@ -158,11 +168,12 @@ impl Lan {
             &lan.bridge,
         ])?;
         ip(&["link", "set", &lan.bridge, "up"])?;
-        for k in 1..=n {
+        for (index, number) in numbers.iter().enumerate() {
+            let k = index + 1;
             let host = Host {
                 netns: format!("{PREFIX}-{pid}-host{k}"),
                 veth: format!("{PREFIX}{pid}h{k}"),
-                ip: format!("10.77.{third}.{k}"),
+                ip: format!("10.77.{third}.{number}"),
             };
             ip(&["netns", "add", &host.netns])?;
             lan.hosts.push(host.clone());
@@ -286,7 +297,8 @@ pub struct NsProc {
 }
 
 impl NsProc {
-    /// Starts `ww-sched args` in `host`'s namespace, stderr appended to `log`.
+    /// Starts `ww-sched args` in `host`'s namespace, stderr appended to `log`
+    /// (at `RUST_LOG=info`, or what `WW_NETNS_LOG` says).
     pub fn start(host: &Host, args: &[&str], log: &Path) -> NsProc {
         let stderr = File::options()
             .create(true)
@@ -296,7 +308,10 @@ impl NsProc {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &host.netns, &binary()])
             .args(args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("WW_NETNS_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -14,8 +14,8 @@ use sim_support::{clock, node, peer_of, sim, SimResult};
 use tokio::time::Instant;
 use ww::boot::packet::{self, Body, Envelope, Packet};
 use ww::boot::{
-    within_distance, CidrCrawl, CrawlConfig, Discovery, GradualConfig, GradualSurvey,
-    MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
+    within_distance, CidrCrawl, CrawlConfig, Discovery, DiscoveryStats, GradualConfig,
+    GradualSurvey, MulticastSurvey, SurveyConfig, DEFAULT_GROUP,
 };
 use ww::transport::{Address, Datagram, Identity, PeerId, SimConfig, SimTransport, Transport};
 
@@ -219,9 +219,9 @@ fn cidr_crawl_finds_advertised_nodes_by_unicast() -> SimResult {
         };
         let crawl = CidrCrawl::start(&transport, identity, config).await?;
         let peers = crawl.find_peers("ww", Some(names.len())).await?;
-        // 254 hosts at 32 packets/s take about 8 s; the stream ends at its limit.
+        // 254 hosts at 256 packets/s take about 1 s; the stream ends at its limit.
         let found: BTreeSet<PeerId> =
-            tokio::time::timeout(Duration::from_secs(10), peers.collect::<Vec<_>>())
+            tokio::time::timeout(Duration::from_secs(2), peers.collect::<Vec<_>>())
                 .await?
                 .into_iter()
                 .map(|p| p.peer)
@@ -230,6 +230,26 @@ fn cidr_crawl_finds_advertised_nodes_by_unicast() -> SimResult {
         assert_eq!(found, expected);
         let stats = crawl.stats();
         assert!(stats.sent >= names.len() as u64);
+        // The next stream resumes the pass where the first stopped and ends it
+        // at full rate; the pass after one that found peers goes gently.
+        let rest = crawl.find_peers("ww", None).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(rest);
+        let attempts = |s: DiscoveryStats| s.sent + s.send_failed;
+        let after_pass = attempts(crawl.stats());
+        assert!(
+            after_pass >= 254,
+            "a whole pass is {} requests, not {after_pass}",
+            254
+        );
+        let gentle = crawl.find_peers("ww", None).await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        drop(gentle);
+        let sent = attempts(crawl.stats()) - after_pass;
+        assert!(
+            (32..=66).contains(&sent),
+            "a pass after peers were found sends 16/s: {sent} in 4 s"
+        );
         // Requests to addresses without a host are refused, not fatal.
         assert!(stats.send_failed > 0);
         Ok(())
@@ -305,6 +325,52 @@ fn bad_packets_are_dropped_and_counted() -> SimResult {
         for datagram in datagrams {
             socket.send_to(&datagram, group).await?;
         }
+        Ok(())
+    });
+    sim.run()?;
+    Ok(())
+}
+
+/// A node whose crawl found an empty block learns of a crawler that starts
+/// later from the crawler's request: it asks the crawler back and the signed
+/// answer reaches its open stream, long before its own next pass.
+#[test]
+fn a_crawled_node_asks_the_crawler_back() -> SimResult {
+    const SEED: u64 = 12;
+    const PORT: u16 = 2020;
+    let config = || CrawlConfig {
+        wall_clock: clock(0),
+        seed: SEED,
+        ..CrawlConfig::new(Ipv4Addr::new(192, 168, 0, 0), 24, PORT)
+    };
+    let mut sim = sim(SEED, Duration::from_secs(60));
+    sim.client("early", async move {
+        let (transport, identity) = node(SEED, "early").await?;
+        let crawl = CidrCrawl::start(&transport, identity, config()).await?;
+        crawl.advertise("ww", Duration::from_secs(600)).await?;
+        let started = Instant::now();
+        let mut peers = crawl.find_peers("ww", None).await?;
+        let found = tokio::time::timeout(Duration::from_secs(10), peers.next())
+            .await?
+            .expect("the stream stays open");
+        assert_eq!(found.peer, peer_of(SEED, "late"));
+        // The late node starts at 3 s and its pass ends by 4 s; our own pass
+        // ended at about 1 s and the next is a new stream's, 30 s on.
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "found after {took:?}");
+        Ok(())
+    });
+    sim.client("late", async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (transport, identity) = node(SEED, "late").await?;
+        let crawl = CidrCrawl::start(&transport, identity, config()).await?;
+        crawl.advertise("ww", Duration::from_secs(600)).await?;
+        let peers = crawl.find_peers("ww", Some(1)).await?;
+        let found: Vec<_> =
+            tokio::time::timeout(Duration::from_secs(3), peers.collect::<Vec<_>>()).await?;
+        assert_eq!(found[0].peer, peer_of(SEED, "early"));
+        // Stay up to answer the early node's request.
+        tokio::time::sleep(Duration::from_secs(5)).await;
         Ok(())
     });
     sim.run()?;

@@ -1,14 +1,16 @@
 //! CIDR crawl: unicast requests to every host of a block, answered by unicast.
 
+use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::cidr::CidrHosts;
 use super::clock::WallClock;
-use super::node::{Node, NodeConfig};
+use super::node::{Node, NodeConfig, Shared};
 use super::packet::{Body, DATAGRAM_MAX_BYTES};
 use super::rate::{SOURCE_BURST, SOURCE_RATE_PER_S};
-use super::stream::PeerStream;
+use super::stream::{PeerStream, SinkProgress};
 use super::{BootError, Discovery, DiscoveryStats};
 use crate::transport::{Identity, SwarmKey, Transport};
 
@@ -23,8 +25,15 @@ pub struct CrawlConfig {
     pub port: u16,
     /// Where this node's socket binds (it answers requests there too).
     pub bind: SocketAddrV4,
-    /// Outgoing packets per second, on average.
+    /// Outgoing packets per second, on average, while the crawl has found no
+    /// peer: a /24 in one second, a /16 in about four minutes.
     pub rate_per_s: u32,
+    /// Outgoing requests per second in a pass that follows one that found a
+    /// peer: the cluster is joined and membership finds the rest through its
+    /// peers, so later passes only look for islands, gently. A pass in
+    /// progress always ends at `rate_per_s` (a node that starts last must
+    /// reach every host that started before it in its first pass).
+    pub found_rate_per_s: u32,
     /// Outgoing packets sent at once before the rate applies.
     pub burst: u32,
     /// The largest datagram sent or accepted.
@@ -46,15 +55,18 @@ pub struct CrawlConfig {
 }
 
 impl CrawlConfig {
-    /// A crawl of `network/prefix_len` on `port`, bound on `0.0.0.0:port`, 32 packets/s.
+    /// A crawl of `network/prefix_len` on `port`, bound on `0.0.0.0:port`, 256
+    /// packets/s (as fast as the original crawled) until a pass finds a peer,
+    /// 16/s in the passes after it.
     pub fn new(network: Ipv4Addr, prefix_len: u8, port: u16) -> Self {
         CrawlConfig {
             network,
             prefix_len,
             port,
             bind: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
-            rate_per_s: 32,
-            burst: 8,
+            rate_per_s: 256,
+            found_rate_per_s: 16,
+            burst: 16,
             datagram_max_bytes: DATAGRAM_MAX_BYTES,
             send_queue_max: 64,
             source_rate_per_s: SOURCE_RATE_PER_S,
@@ -69,10 +81,25 @@ impl CrawlConfig {
 /// Discovery by crawling a block: `find_peers` sends one request to each host (in a
 /// seeded pseudo-random order, rate-limited) and yields the unicast answers. The
 /// stream stays open after the pass for late answers.
+///
+/// One walk over the block is shared by every stream: a stream dropped mid-pass
+/// (membership starts a new round every 30 s, shorter than a /16's pass) leaves
+/// the walk where it stopped and the next stream resumes it, so every host is
+/// asked once per pass however the rounds fall.
 pub struct CidrCrawl {
     node: Node,
     config: CrawlConfig,
-    streams_started: std::cell::Cell<u64>,
+    walk: Rc<Cell<Walk>>,
+}
+
+/// Where the shared walk over the block is: which pass (it seeds the order),
+/// how far into it, and whether this pass or the last found anyone.
+#[derive(Clone, Copy, Debug, Default)]
+struct Walk {
+    pass: u64,
+    position: u64,
+    found: bool,
+    last_pass_found: bool,
 }
 
 impl CidrCrawl {
@@ -93,7 +120,13 @@ impl CidrCrawl {
             .bind_datagram(SocketAddr::V4(config.bind))
             .await
             .map_err(BootError::Socket)?;
-        let node = Node::start(
+        // Requests go out from a socket of their own (see
+        // `Node::send_requests_from`), on the same address, any port.
+        let requests = transport
+            .bind_datagram(SocketAddr::V4(SocketAddrV4::new(*config.bind.ip(), 0)))
+            .await
+            .map_err(BootError::Socket)?;
+        let mut node = Node::start(
             transport,
             identity,
             socket,
@@ -109,6 +142,12 @@ impl CidrCrawl {
                 wall_clock: config.wall_clock.clone(),
             },
         )?;
+        node.send_requests_from(
+            requests,
+            config.rate_per_s,
+            config.burst,
+            config.send_queue_max,
+        )?;
         tracing::info!(
             network = %config.network,
             prefix_len = config.prefix_len,
@@ -119,7 +158,7 @@ impl CidrCrawl {
         Ok(CidrCrawl {
             node,
             config,
-            streams_started: std::cell::Cell::new(0),
+            walk: Rc::new(Cell::new(Walk::default())),
         })
     }
 }
@@ -134,45 +173,103 @@ impl Discovery for CidrCrawl {
         namespace: &str,
         limit: Option<usize>,
     ) -> Result<PeerStream, BootError> {
-        let seed = super::stream_seed(self.config.seed, &self.streams_started);
-        let hosts = CidrHosts::new(self.config.network, self.config.prefix_len, seed)
-            .ok_or_else(|| BootError::Config("prefix length over 32".into()))?;
+        if CidrHosts::new(self.config.network, self.config.prefix_len, 0).is_none() {
+            return Err(BootError::Config("prefix length over 32".into()));
+        }
         let (stream, progress) = self.node.subscribe(namespace, limit)?;
-        let shared = self.node.weak();
-        let port = self.config.port;
-        let namespace = namespace.to_string();
-        let task = tokio::task::spawn_local(async move {
-            let count = hosts.host_count();
-            tracing::debug!(%namespace, hosts = count, "crawl pass starts");
-            for host in hosts {
-                if progress.is_closed() {
-                    break;
-                }
-                let target = SocketAddr::V4(SocketAddrV4::new(host, port));
-                // Upgrade only for the moment: holding the socket across the wait would
-                // keep it alive after the discovery object is dropped.
-                let (outgoing, queue) = {
-                    let Some(shared) = shared.upgrade() else {
-                        return;
-                    };
-                    let from = shared.local();
-                    let Some(outgoing) = shared.seal(&namespace, Body::Request { from }, target)
-                    else {
-                        return;
-                    };
-                    (outgoing, shared.outbound())
-                };
-                // Waiting for room is the rate limit's backpressure on the pass.
-                if queue.send(outgoing).await.is_err() {
-                    return;
-                }
-            }
-            tracing::debug!(%namespace, found = progress.found(), "crawl pass done");
-        });
+        let task = tokio::task::spawn_local(crawl_pass(
+            self.node.weak(),
+            self.config.clone(),
+            self.walk.clone(),
+            namespace.to_string(),
+            progress,
+        ));
         Ok(stream.owning(task))
     }
 
     fn stats(&self) -> DiscoveryStats {
         self.node.stats()
     }
+}
+
+/// Sends requests along the shared walk until the pass ends or the stream
+/// closes: at the node's rate, or paced down to `found_rate_per_s` if the
+/// last pass found a peer.
+async fn crawl_pass(
+    shared: Weak<Shared>,
+    config: CrawlConfig,
+    walk: Rc<Cell<Walk>>,
+    namespace: String,
+    progress: Rc<SinkProgress>,
+) {
+    let mut at = walk.get();
+    let seed = config.seed ^ at.pass.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let Some(hosts) = CidrHosts::new(config.network, config.prefix_len, seed) else {
+        return;
+    };
+    // Outward from our own address in the block, if we know it.
+    let own = match config.bind.ip() {
+        ip if !ip.is_unspecified() => Some(*ip),
+        _ => shared
+            .upgrade()
+            .and_then(|s| s.listen_ipv4().into_iter().find(|ip| hosts.contains(*ip))),
+    };
+    let hosts = match own {
+        Some(own) => hosts.outward_from(own),
+        None => hosts,
+    };
+    let mut hosts = hosts.resumed_at(at.position);
+    let send_gap = Duration::from_secs(1) / config.rate_per_s.max(1);
+    let gap = at
+        .last_pass_found
+        .then(|| Duration::from_secs(1) / config.found_rate_per_s.max(1));
+    tracing::debug!(
+        %namespace,
+        pass = at.pass,
+        from = at.position,
+        hosts = hosts.host_count(),
+        gentle = gap.is_some(),
+        "crawl pass resumes"
+    );
+    while let Some(host) = hosts.next() {
+        if progress.is_closed() {
+            return;
+        }
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
+        }
+        let target = SocketAddr::V4(SocketAddrV4::new(host, config.port));
+        // Upgrade only for the moment: holding the socket across the wait would
+        // keep it alive after the discovery object is dropped.
+        let (outgoing, queue) = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let from = shared.local();
+            let Some(outgoing) = shared.seal(&namespace, Body::Request { from }, target) else {
+                return;
+            };
+            (outgoing, shared.requests_outbound())
+        };
+        // Should the requests share the answers' queue (no socket of their
+        // own), a full queue would drop answers: take at most half of it.
+        let room = queue.max_capacity().div_ceil(2);
+        while queue.capacity() < room {
+            tokio::time::sleep(send_gap).await;
+        }
+        // Waiting for room is the rate limit's backpressure on the pass.
+        if queue.send(outgoing).await.is_err() {
+            return;
+        }
+        at.position = hosts.position();
+        at.found |= progress.found() > 0;
+        walk.set(at);
+    }
+    walk.set(Walk {
+        pass: at.pass.wrapping_add(1),
+        position: 0,
+        found: false,
+        last_pass_found: at.found || progress.found() > 0,
+    });
+    tracing::debug!(%namespace, found = progress.found(), "crawl pass done");
 }

@@ -5,8 +5,9 @@
 //!   every answer; a node also announces itself once when it starts advertising.
 //! - [`GradualSurvey`]: surveys at distances 0, 1, 2, … with bounded, jittered
 //!   backoff, and stops surveying once a peer is found.
-//! - [`CidrCrawl`]: unicast requests to every host of a block, in a seeded
-//!   pseudo-random order, rate-limited, answered by unicast.
+//! - [`CidrCrawl`]: unicast requests to every host of a block, outward from
+//!   our own address (else in a seeded pseudo-random order), rate-limited,
+//!   answered by unicast; an asked node asks the crawler back.
 //! - [`StaticPeers`]: a fixed list.
 //! - [`BootClient`]: a boot server ([`BootService`]), for networks without
 //!   multicast: nodes register their signed addresses there and ask it for

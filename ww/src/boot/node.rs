@@ -81,6 +81,9 @@ pub(crate) struct Shared {
     sinks: RefCell<BTreeMap<String, Vec<PeerSink>>>,
     stats: StatsCell,
     outbound: mpsc::Sender<Outgoing>,
+    /// Where this node's own requests go out, if apart from its answers
+    /// ([`Node::send_requests_from`]).
+    requests_outbound: std::cell::OnceCell<mpsc::Sender<Outgoing>>,
     group: Option<SocketAddr>,
     datagram_max_bytes: usize,
     /// Namespaces with an answer to the group queued and not yet sent.
@@ -94,7 +97,7 @@ pub(crate) struct Shared {
 /// A running socket: its tasks stop when this is dropped.
 pub(crate) struct Node {
     shared: Rc<Shared>,
-    _tasks: [TaskGuard; 2],
+    tasks: Vec<TaskGuard>,
 }
 
 impl Node {
@@ -128,6 +131,7 @@ impl Node {
             sinks: RefCell::new(BTreeMap::new()),
             stats: StatsCell::default(),
             outbound,
+            requests_outbound: std::cell::OnceCell::new(),
             group: config.group,
             datagram_max_bytes: config.datagram_max_bytes,
             group_answers_pending: RefCell::new(BTreeSet::new()),
@@ -141,8 +145,45 @@ impl Node {
             tokio::task::spawn_local(send_loop(socket, queue, bucket, Rc::downgrade(&shared)));
         Ok(Node {
             shared,
-            _tasks: [TaskGuard(receiver), TaskGuard(sender)],
+            tasks: vec![TaskGuard(receiver), TaskGuard(sender)],
         })
+    }
+
+    /// Sends this node's own requests from `socket`, whose answers come back
+    /// to it, at `rate_per_s` (burst `burst`) through a queue of `queue_max`.
+    ///
+    /// Why a socket apart: the kernel holds a datagram to an address whose
+    /// link-layer address is unknown until its resolution fails (3 s on
+    /// Linux), charged to the socket that sent it, and a crawl of a sparse
+    /// block fills the socket's send buffer with them (about 170 of 212 KiB
+    /// at the default `wmem`). On the answering socket that would hold every
+    /// answer to another crawler behind them for seconds.
+    pub(crate) fn send_requests_from<D: Datagram + 'static>(
+        &mut self,
+        socket: D,
+        rate_per_s: u32,
+        burst: u32,
+        queue_max: usize,
+    ) -> Result<(), BootError> {
+        let bucket = TokenBucket::new(rate_per_s, burst, Instant::now())
+            .ok_or_else(|| BootError::Config("rate_per_s and burst must be positive".into()))?;
+        let (outbound, queue) = mpsc::channel(queue_max.max(1));
+        if self.shared.requests_outbound.set(outbound).is_err() {
+            return Err(BootError::Config(
+                "requests already have their own socket".into(),
+            ));
+        }
+        let socket = Rc::new(socket);
+        let receiver = tokio::task::spawn_local(receive_loop(socket.clone(), self.shared.clone()));
+        let sender = tokio::task::spawn_local(send_loop(
+            socket,
+            queue,
+            bucket,
+            Rc::downgrade(&self.shared),
+        ));
+        self.tasks.push(TaskGuard(receiver));
+        self.tasks.push(TaskGuard(sender));
+        Ok(())
     }
 
     /// Answers for `namespace` until `ttl` elapses.
@@ -201,6 +242,21 @@ impl Shared {
         self.local
     }
 
+    /// The IPv4 addresses this node listens on (`/ip4/<a.b.c.d>/...`).
+    pub(crate) fn listen_ipv4(&self) -> Vec<std::net::Ipv4Addr> {
+        (self.addresses)()
+            .iter()
+            .filter_map(|a| {
+                a.as_str()
+                    .strip_prefix("/ip4/")?
+                    .split('/')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Seals `body` for `namespace` and queues it without waiting; a full queue drops it.
     pub(crate) fn try_send(&self, namespace: &str, body: Body, target: SocketAddr) {
         match self.seal_bytes(namespace, body) {
@@ -209,9 +265,13 @@ impl Shared {
         }
     }
 
-    /// A clone of the send queue, for tasks that may wait for room.
-    pub(crate) fn outbound(&self) -> mpsc::Sender<Outgoing> {
-        self.outbound.clone()
+    /// The queue of this node's own requests: their socket's, if they have
+    /// one, else the answers' one.
+    pub(crate) fn requests_outbound(&self) -> mpsc::Sender<Outgoing> {
+        self.requests_outbound
+            .get()
+            .unwrap_or(&self.outbound)
+            .clone()
     }
 
     /// Seals `body` for `namespace` as an [`Outgoing`] datagram to `target`.
@@ -354,6 +414,7 @@ impl Shared {
             None => {
                 tracing::trace!(%namespace, %from, %source, "answering request");
                 self.respond(namespace, source);
+                self.ask_back(namespace, from, source);
             }
             Some(distance) if should_answer(&self.local, &from, distance) => {
                 tracing::trace!(%namespace, %from, distance, "answering survey");
@@ -363,6 +424,31 @@ impl Shared {
                 }
             }
             Some(distance) => tracing::trace!(%namespace, %from, distance, "survey not for us"),
+        }
+    }
+
+    /// A crawler that asked us is a peer our own streams may still lack: a
+    /// node that crawled an empty block before the crawler started would
+    /// otherwise learn of it only at its next pass. The request carries no
+    /// addresses, so we ask its sender back; its signed answer goes to our
+    /// streams like any other. Sent only while a stream of `namespace` lacks
+    /// `from`, so two crawlers never ask each other back and forth.
+    fn ask_back(&self, namespace: &str, from: PeerId, source: SocketAddr) {
+        let wanted = self
+            .sinks
+            .borrow()
+            .get(namespace)
+            .is_some_and(|sinks| sinks.iter().any(|sink| !sink.has(&from)));
+        if !wanted {
+            return;
+        }
+        let request = Body::Request { from: self.local };
+        match self.seal_bytes(namespace, request) {
+            Ok(bytes) => {
+                tracing::trace!(%namespace, %from, %source, "asking a crawler back");
+                self.try_queue(bytes, source);
+            }
+            Err(e) => tracing::warn!(error = %e, "request not encodable; not asked back"),
         }
     }
 

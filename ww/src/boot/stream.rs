@@ -134,6 +134,12 @@ pub struct PeerSink {
 }
 
 impl PeerSink {
+    /// Whether `peer` was delivered to this stream already (or it is closed:
+    /// nothing more is wanted either way).
+    pub fn has(&self, peer: &PeerId) -> bool {
+        self.sender.is_none() || self.seen.contains(peer)
+    }
+
     /// Offers a found peer without waiting; a full buffer drops it (it may be offered again).
     pub fn offer(&mut self, peer: PeerInfo) -> Offer {
         let Some(sender) = &self.sender else {
