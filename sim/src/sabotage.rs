@@ -85,7 +85,6 @@ impl Sabotage {
     pub fn parse(name: &str) -> Option<Sabotage> {
         Sabotage::ALL.into_iter().find(|s| s.name() == name)
     }
-
 }
 
 /// The gateway disk's sync policy under [`Sabotage::ShowUnsyncedResults`]: it
