@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::core::RunEnded;
+use super::core::plan::RunEnded;
 use crate::sched::{RunStatus, TaskStatus};
 use ww::boot::DiscoveryStats;
 use ww::cluster::MembershipStats;

@@ -1,6 +1,6 @@
 //! Taking stored tasks back after a restart (at-least-once for in-flight runs).
 
-use super::engine::{derived_status, RunTally};
+use super::tally::{derived_status, RunTally};
 use super::scheduler::{Out, Scheduler};
 use super::types::{RunStatus, Task, TaskStatus};
 

@@ -11,7 +11,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::engine::RunTally;
+use super::tally::RunTally;
 use super::error::SchedError;
 use super::id::WorkerId;
 use super::types::{Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};

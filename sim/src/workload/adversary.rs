@@ -27,9 +27,8 @@ use ww_sched::worker::WorkerConfig;
 use super::tasks::{gateway_peer, stay_registered, TaskObservations, WORKER_RPC};
 use crate::cluster::{join_cluster, node_address, now, Observations};
 use crate::derive_seed;
-use crate::scenario::{
-    outsider_name, rogue_name, Check, Class, SecuritySpec, GATEWAY_HOST, TAP_HOST,
-};
+use crate::scenario::format::{outsider_name, rogue_name, SecuritySpec, GATEWAY_HOST, TAP_HOST};
+use crate::scenario::verdict::{Check, Class};
 use ww::transport::PeerId;
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;

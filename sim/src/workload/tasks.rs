@@ -28,7 +28,7 @@ use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::http::{request, HttpResponse};
 use crate::sabotage::{refuse_submissions, AcceptEveryReport, Sabotage};
-use crate::scenario::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
+use crate::scenario::format::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -44,7 +44,7 @@ mod input;
 mod invariants;
 mod modules;
 mod pipeline;
-mod plan;
+pub(crate) mod plan;
 mod reads;
 mod requests;
 mod runs;

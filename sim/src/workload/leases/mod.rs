@@ -23,7 +23,7 @@ mod faults;
 
 use super::leases_spec::{lease_gateway_name, LeasesSpec};
 use crate::derive_seed;
-use crate::scenario::Fault;
+use crate::scenario::format::Fault;
 
 /// One committed store operation.
 #[derive(Clone, Debug)]
