@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use ww::exec::{probe_native_stack, Sandbox, SandboxConfig};
 use ww::rpc::RpcConfig;
 use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
+use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
 use ww_sched::worker::WorkerConfig;
 

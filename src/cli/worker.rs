@@ -11,7 +11,7 @@ use clap::Args;
 use ww::exec::{probe_native_stack, EngineKind, Sandbox, SandboxConfig};
 use ww::process::ExecutorConfig;
 use ww::transport::{Address, Identity, Libp2pTransport};
-use ww_sched::node::WorkerNode;
+use ww_sched::worker::node::WorkerNode;
 use ww_sched::worker::WorkerConfig;
 
 use super::{ClusterArgs, LimitArgs};
@@ -19,7 +19,7 @@ use std::rc::Rc;
 use ww::cluster::ViewEvent;
 use ww::rpc::RpcConfig;
 use ww::transport::{PeerId, Transport};
-use ww_sched::node::{
+use ww_sched::worker::node::{
     keep_registered, keep_registered_with_every_gateway, Callers, GatewayLocator,
 };
 

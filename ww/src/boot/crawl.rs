@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::cidr::CidrHosts;
 use super::clock::WallClock;
-use super::node::{Node, NodeConfig};
+use super::socket::{Socket, SocketConfig};
 use super::packet::{Body, DATAGRAM_MAX_BYTES};
 use super::rate::{SOURCE_BURST, SOURCE_RATE_PER_S};
 use super::stream::PeerStream;
@@ -70,7 +70,7 @@ impl CrawlConfig {
 /// seeded pseudo-random order, rate-limited) and yields the unicast answers. The
 /// stream stays open after the pass for late answers.
 pub struct CidrCrawl {
-    node: Node,
+    socket: Socket,
     config: CrawlConfig,
     streams_started: std::cell::Cell<u64>,
 }
@@ -88,16 +88,16 @@ impl CidrCrawl {
                 config.prefix_len
             )));
         }
-        super::node::check_identity(transport, &identity)?;
+        super::socket::check_identity(transport, &identity)?;
         let socket = transport
             .bind_datagram(SocketAddr::V4(config.bind))
             .await
             .map_err(BootError::Socket)?;
-        let node = Node::start(
+        let socket = Socket::start(
             transport,
             identity,
             socket,
-            NodeConfig {
+            SocketConfig {
                 group: None,
                 rate_per_s: config.rate_per_s,
                 burst: config.burst,
@@ -117,7 +117,7 @@ impl CidrCrawl {
             "cidr crawl started"
         );
         Ok(CidrCrawl {
-            node,
+            socket,
             config,
             streams_started: std::cell::Cell::new(0),
         })
@@ -126,7 +126,7 @@ impl CidrCrawl {
 
 impl Discovery for CidrCrawl {
     async fn advertise(&self, namespace: &str, ttl: Duration) -> Result<Duration, BootError> {
-        Ok(self.node.advertise(namespace, ttl)?.ttl)
+        Ok(self.socket.advertise(namespace, ttl)?.ttl)
     }
 
     async fn find_peers(
@@ -137,8 +137,8 @@ impl Discovery for CidrCrawl {
         let seed = super::stream_seed(self.config.seed, &self.streams_started);
         let hosts = CidrHosts::new(self.config.network, self.config.prefix_len, seed)
             .ok_or_else(|| BootError::Config("prefix length over 32".into()))?;
-        let (stream, progress) = self.node.subscribe(namespace, limit)?;
-        let shared = self.node.weak();
+        let (stream, progress) = self.socket.subscribe(namespace, limit)?;
+        let shared = self.socket.weak();
         let port = self.config.port;
         let namespace = namespace.to_string();
         let task = tokio::task::spawn_local(async move {
@@ -173,6 +173,6 @@ impl Discovery for CidrCrawl {
     }
 
     fn stats(&self) -> DiscoveryStats {
-        self.node.stats()
+        self.socket.stats()
     }
 }
