@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use super::scheduler::Scheduler;
+use super::tally::{RunTally, TALLY_CHECKED_RUNS_MAX};
 use super::types::RunStatus;
 
 impl Scheduler {
@@ -21,7 +22,15 @@ impl Scheduler {
                 }
             }
         }
+        if self.tallies.len() != self.tasks.len() {
+            return Err("tallies and tasks disagree".into());
+        }
         for (id, task) in &self.tasks {
+            let tally = self.tallies.get(id).ok_or(format!("{id}: no tally"))?;
+            // A scan of the task's runs: bounded, like the check in `settle`.
+            if task.runs.len() <= TALLY_CHECKED_RUNS_MAX && *tally != RunTally::of(task) {
+                return Err(format!("{id}: tally {tally:?} disagrees with its runs"));
+            }
             for run in &task.runs {
                 let key = (id.clone(), run.index);
                 let waits = self.ready_at.contains_key(&key);

@@ -340,9 +340,12 @@ impl Scheduler {
             Some(t) if !t.status.is_final() => Err(SchedError::NotFinished { id: id.clone() }),
             Some(_) => {
                 self.tallies.remove(id);
-                self.tasks
+                let task = self
+                    .tasks
                     .remove(id)
-                    .ok_or_else(|| SchedError::NotFound { id: id.clone() })
+                    .ok_or_else(|| SchedError::NotFound { id: id.clone() });
+                debug_assert_eq!(self.check_invariants(), Ok(()), "after forgetting {id}");
+                task
             }
         }
     }
