@@ -71,6 +71,7 @@ mod p2p;
 #[cfg(feature = "sim")]
 mod sim;
 mod swarm_key;
+mod swarm_task;
 mod topic;
 mod udp;
 
