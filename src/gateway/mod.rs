@@ -49,6 +49,65 @@ use ww::csp::{ChanConfig, ChannelServer};
 use ww::rpc::{export_protocol, serve_per_peer, ServeHandle, ServeLimits};
 use ww::transport::Transport;
 
+/// On a shared store, registers this gateway (a new epoch) before anything is
+/// claimed or written: when the registration was sent, and the epoch. On the
+/// embedded store, `(None, 0)`.
+fn register_lease(
+    store: &Store,
+    peer: &str,
+    config: &GatewayConfig,
+) -> Result<(Option<tokio::time::Instant>, u64), GatewayError> {
+    let Some(shared) = store.shared() else {
+        return Ok((None, 0));
+    };
+    config.lease.check().map_err(GatewayError::Lease)?;
+    let sent_at = tokio::time::Instant::now();
+    let lease = shared
+        .register(peer, config.lease.lease_ms)
+        .map_err(|e| GatewayError::Lease(e.to_string()))?;
+    Ok((Some(sent_at), lease.epoch))
+}
+
+/// Exports the registration channel on its protocol: the pool its
+/// registrations feed, and the handle serving it.
+fn export_registrations<T: Transport>(
+    transport: &T,
+    config: &GatewayConfig,
+) -> Result<(Pool, ServeHandle), GatewayError> {
+    let channel = ChannelServer::new(ChanConfig {
+        capacity: config.channel_capacity,
+        ..ChanConfig::default()
+    })
+    .map_err(|e| GatewayError::Export(e.to_string()))?;
+    let protocol =
+        export_protocol(REGISTRATION_CHANNEL).map_err(|e| GatewayError::Export(e.to_string()))?;
+    let facets = channel.clone();
+    // Every peer that can connect may register: on a keyed cluster that is a
+    // holder of the swarm key (docs/SECURITY.md).
+    let serving = serve_per_peer(transport, &protocol, ServeLimits::default(), move |peer| {
+        Some(facets.sender_for(peer).client)
+    })
+    .map_err(|e| GatewayError::Export(e.to_string()))?;
+    let mut pool = Pool::new(config.pool);
+    pool.take_registrations_from(channel);
+    Ok((pool, serving))
+}
+
+/// The tag of the task ids this gateway makes up on a shared store: the peer
+/// id's last 8 characters (base58: 58^8 tags) and the epoch, new at every
+/// registration of this peer id.
+fn id_tag(peer: &str, epoch: u64) -> String {
+    let tail: String = peer
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{tail}.{epoch}")
+}
+
 /// A time no lease reaches (30 years on).
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + std::time::Duration::from_secs(30 * 365 * 24 * 3600)
@@ -176,38 +235,9 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let store = Arc::new(store);
         let health = Health::new();
-        // On a shared store: a new epoch before anything is claimed or written.
         let peer = transport.local_peer_id().to_string();
-        let (registered_at, epoch) = match store.shared() {
-            Some(shared) => {
-                config.lease.check().map_err(GatewayError::Lease)?;
-                let sent_at = tokio::time::Instant::now();
-                let lease = shared
-                    .register(
-                        &transport.local_peer_id().to_string(),
-                        config.lease.lease_ms,
-                    )
-                    .map_err(|e| GatewayError::Lease(e.to_string()))?;
-                (Some(sent_at), lease.epoch)
-            }
-            None => (None, 0),
-        };
-        let channel = ChannelServer::new(ChanConfig {
-            capacity: config.channel_capacity,
-            ..ChanConfig::default()
-        })
-        .map_err(|e| GatewayError::Export(e.to_string()))?;
-        let protocol = export_protocol(REGISTRATION_CHANNEL)
-            .map_err(|e| GatewayError::Export(e.to_string()))?;
-        let facets = channel.clone();
-        // Every peer that can connect may register: on a keyed cluster that is a
-        // holder of the swarm key (docs/SECURITY.md).
-        let serving = serve_per_peer(transport, &protocol, ServeLimits::default(), move |peer| {
-            Some(facets.sender_for(peer).client)
-        })
-        .map_err(|e| GatewayError::Export(e.to_string()))?;
-        let mut pool = Pool::new(config.pool);
-        pool.take_registrations_from(channel);
+        let (registered_at, epoch) = register_lease(&store, &peer, &config)?;
+        let (pool, serving) = export_registrations(transport, &config)?;
         let metrics = Arc::new(GatewayMetrics::new());
         let events = EventBus::new();
         let core_config = CoreConfig {
@@ -216,19 +246,7 @@ impl Gateway {
             retention: config.retention,
             storage: config.storage,
             report_check: config.report_check.clone(),
-            // The peer id's last 8 characters (base58: 58^8 tags) and the
-            // epoch, new at every registration of this peer id.
-            id_tag: registered_at.map(|_| {
-                let tail: String = peer
-                    .chars()
-                    .rev()
-                    .take(8)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                format!("{tail}.{epoch}")
-            }),
+            id_tag: registered_at.map(|_| id_tag(&peer, epoch)),
         };
         let core = self::core::Driver::restore(
             store.clone(),

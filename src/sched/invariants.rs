@@ -6,7 +6,20 @@ use super::scheduler::Scheduler;
 use super::tally::{RunTally, TALLY_CHECKED_RUNS_MAX};
 use super::types::RunStatus;
 
+/// Above this many tasks held, the check after every command (debug builds)
+/// is skipped: it scans every task and run, so it would make long runs quadratic.
+const SCANNED_TASKS_MAX: usize = 2_000;
+
 impl Scheduler {
+    /// [`check_invariants`](Self::check_invariants) after a command, for a
+    /// scheduler small enough to scan (debug builds); `Ok` beyond.
+    pub(super) fn check_after_command(&self) -> Result<(), String> {
+        if self.tasks.len() > SCANNED_TASKS_MAX {
+            return Ok(());
+        }
+        self.check_invariants()
+    }
+
     /// Checks that the indexes agree with the tasks and workers; for tests.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {

@@ -344,7 +344,7 @@ impl Scheduler {
                     .tasks
                     .remove(id)
                     .ok_or_else(|| SchedError::NotFound { id: id.clone() });
-                debug_assert_eq!(self.check_invariants(), Ok(()), "after forgetting {id}");
+                debug_assert_eq!(self.check_after_command(), Ok(()), "after forgetting {id}");
                 task
             }
         }
