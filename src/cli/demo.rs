@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use ww::exec::{probe_native_stack, Sandbox, SandboxConfig};
 use ww::rpc::RpcConfig;
 use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, PeerId, Transport};
-use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
+use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::worker::WorkerConfig;
 
 use super::http;
@@ -77,7 +77,8 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
         "gateway {} with its REST API on {base}",
         short(&gateway_peer.to_string())
     );
-    let registrations = start_workers(args.workers, &loopback, gateway_peer, &gateway_address).await?;
+    let registrations =
+        start_workers(args.workers, &loopback, gateway_peer, &gateway_address).await?;
     wait_for_workers(&base, args.workers).await?;
     let ids = submit_puzzles(&base, args).await?;
     let wrong = follow_puzzles(&base, args, ids).await?;

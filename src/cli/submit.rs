@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::logs::run_is_final;
 use super::http::AuthArgs;
+use super::logs::run_is_final;
 use super::{http, OutputFormat};
 
 /// Flags of `ww-sched submit`.

@@ -227,11 +227,8 @@ impl GatewayMetrics {
             "Tasks now: pending and running (held), finished (kept)",
             self.tasks.clone(),
         );
-        self.registry.register(
-            "workers",
-            "Workers in the pool",
-            self.workers.clone(),
-        );
+        self.registry
+            .register("workers", "Workers in the pool", self.workers.clone());
         self.registry.register(
             "worker_slots",
             "Slots of the pool's workers, busy or free",

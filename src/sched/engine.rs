@@ -19,7 +19,11 @@ impl Scheduler {
         // Every command that changes the scheduler ends here (`forget` checks
         // for itself): its indexes must agree with its tasks and workers. A
         // scan, so debug builds only, and up to a size.
-        debug_assert_eq!(self.check_after_command(), Ok(()), "after a command at {now_ms} ms");
+        debug_assert_eq!(
+            self.check_after_command(),
+            Ok(()),
+            "after a command at {now_ms} ms"
+        );
     }
 
     /// Creates every run whose due time has come, in due order.

@@ -11,9 +11,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::tally::RunTally;
 use super::error::SchedError;
 use super::id::WorkerId;
+use super::tally::RunTally;
 use super::types::{Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};
 /// Most slots one worker may announce; more are clamped.
 pub const SLOTS_MAX: u32 = 1024;

@@ -18,9 +18,9 @@ use ww::boot::DEFAULT_GROUP;
 use ww::exec::RunReport;
 use ww::exec::{Sandbox, SandboxConfig};
 use ww::transport::{Datagram, SimConfig, SimTransport, SwarmKey, Transport, SIM_BROADCAST_GROUP};
-use ww_sched::worker::node::{register_worker, Callers, WorkerNode};
 use ww_sched::schema::worker_capnp::worker;
 use ww_sched::tasks::hash_puzzle;
+use ww_sched::worker::node::{register_worker, Callers, WorkerNode};
 use ww_sched::worker::wire;
 use ww_sched::worker::WorkerConfig;
 

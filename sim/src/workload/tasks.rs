@@ -18,9 +18,9 @@ use ww::rpc::RpcConfig;
 use ww::transport::{PeerId, SimTransport, Transport};
 use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
 use ww_sched::history::History;
-use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::sched::Store;
 use ww_sched::tasks::HASH_PUZZLE_WASM;
+use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::worker::{ExecMode, WorkerConfig};
 
 use crate::cluster::{node_address as address, now, peer_of};

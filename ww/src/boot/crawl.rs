@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::cidr::CidrHosts;
 use super::clock::WallClock;
-use super::socket::{Socket, SocketConfig};
 use super::packet::{Body, DATAGRAM_MAX_BYTES};
 use super::rate::{SOURCE_BURST, SOURCE_RATE_PER_S};
+use super::socket::{Socket, SocketConfig};
 use super::stream::PeerStream;
 use super::{BootError, Discovery, DiscoveryStats};
 use crate::transport::{Identity, SwarmKey, Transport};

@@ -5,9 +5,9 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::clock::WallClock;
-use super::socket::{Socket, SocketConfig, Shared};
 use super::packet::{Body, DATAGRAM_MAX_BYTES};
 use super::rate::{SOURCE_BURST, SOURCE_RATE_PER_S};
+use super::socket::{Shared, Socket, SocketConfig};
 use super::stream::{PeerStream, SinkProgress};
 use super::{BootError, Discovery, DiscoveryStats};
 use crate::transport::{Identity, SwarmKey, Transport};

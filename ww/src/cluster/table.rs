@@ -462,7 +462,6 @@ impl RoutingTable {
     }
 }
 
-
 /// A heartbeat offered to the table, with what `apply` derived from it.
 struct Offer {
     peer: PeerId,

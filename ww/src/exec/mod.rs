@@ -19,7 +19,9 @@ pub use cache::CacheStats;
 pub use error::{cap_text, ErrorKind, ExecError, MESSAGE_BYTES_MAX};
 pub use host::{ClockFn, HostEnv, RealHost, SeededHost};
 pub use limits::{Limits, MODULE_BYTES_MAX, WASM_PAGE_BYTES};
-pub use meter::{FUEL_SLICE, HOST_CALL_FUEL, HOST_CHUNK_BYTES, HOST_FUEL_PER_BYTE, START_SECTION_FUEL};
+pub use meter::{
+    FUEL_SLICE, HOST_CALL_FUEL, HOST_CHUNK_BYTES, HOST_FUEL_PER_BYTE, START_SECTION_FUEL,
+};
 pub use sandbox::{EngineKind, Sandbox, SandboxConfig};
 pub use spec::{ModuleHash, ModuleRef, RunReport, RunSpec};
 pub use stack_probe::{

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{
-    connection_limits, gossipsub, identify, memory_connection_limits, Multiaddr, Swarm,
-};
+use libp2p::{connection_limits, gossipsub, identify, memory_connection_limits, Multiaddr, Swarm};
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_book::AddressBook;
@@ -125,7 +123,11 @@ impl SwarmDriver {
                 }
                 let _ = reply.send(receiver);
             }
-            Command::Publish { topic, payload, reply } => {
+            Command::Publish {
+                topic,
+                payload,
+                reply,
+            } => {
                 let topic = gossipsub::IdentTopic::new(topic);
                 let outcome = match swarm.behaviour_mut().gossipsub.publish(topic, payload) {
                     // Best effort: with nobody to hear it, a message is simply not heard.
@@ -146,7 +148,11 @@ impl SwarmDriver {
         listener: libp2p::core::transport::ListenerId,
         answer: Result<Multiaddr, String>,
     ) {
-        if let Some(at) = self.pending_listens.iter().position(|(id, _)| *id == listener) {
+        if let Some(at) = self
+            .pending_listens
+            .iter()
+            .position(|(id, _)| *id == listener)
+        {
             let (_, reply) = self.pending_listens.swap_remove(at);
             let _ = reply.send(answer);
         }
@@ -155,7 +161,10 @@ impl SwarmDriver {
     /// Follows one event of the swarm.
     fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { listener_id, address } => {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
                 tracing::debug!(%address, "listening");
                 lock(&self.listen_addresses).push(address.clone());
                 self.answer_listen(listener_id, Ok(address));
@@ -163,7 +172,11 @@ impl SwarmDriver {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 lock(&self.listen_addresses).retain(|a| a != &address);
             }
-            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
                 let detail = match reason {
                     Ok(()) => "listener closed".to_string(),
                     Err(e) => e.to_string(),
@@ -197,7 +210,9 @@ impl SwarmDriver {
                     lock(&self.topics).deliver(&delivered);
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
                 tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
             }
             SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {

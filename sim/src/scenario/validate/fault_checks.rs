@@ -108,9 +108,7 @@ impl Scenario {
             (true, Some(ms)) if ms > 60_000 => {
                 return err(format!("{at}: latency_ms must be at most 60000"))
             }
-            (false, Some(_)) => {
-                return err(format!("{at}: `latency_ms` only applies to latency"))
-            }
+            (false, Some(_)) => return err(format!("{at}: `latency_ms` only applies to latency")),
             _ => {}
         }
         Ok(())

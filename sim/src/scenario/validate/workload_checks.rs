@@ -30,8 +30,7 @@ impl Scenario {
             return err("[leases] runs alone: no other hosts or workloads in its file");
         }
         if let Some(fault) = self.faults.iter().find(|f| {
-            f.kind.is_disk()
-                || (f.kind.takes_nodes() && f.nodes.iter().any(|n| n == STORE_HOST))
+            f.kind.is_disk() || (f.kind.takes_nodes() && f.nodes.iter().any(|n| n == STORE_HOST))
         }) {
             return err(format!(
                 "[leases]: the store (PostgreSQL's stand-in) neither crashes nor has a disk \
@@ -172,11 +171,7 @@ impl Scenario {
         if self.cluster.nodes == 0 {
             return err("[anchors] needs membership nodes ([cluster] nodes)");
         }
-        if anchors.clients == 0
-            || anchors.clients > 64
-            || anchors.keys == 0
-            || anchors.keys > 64
-        {
+        if anchors.clients == 0 || anchors.clients > 64 || anchors.keys == 0 || anchors.keys > 64 {
             return err("anchors: clients and keys must be in 1..=64");
         }
         if anchors.interval_ms < 10 || anchors.set_percent > 100 {
@@ -190,17 +185,15 @@ impl Scenario {
         let Some(pubsub) = &self.pubsub else {
             return Ok(());
         };
-            if self.cluster.nodes == 0 {
-                return err("[pubsub] needs membership nodes ([cluster] nodes)");
-            }
-            if pubsub.interval_ms < 10 {
-                return err(format!(
-                    "pubsub.interval_ms must be >= 10, got {}",
-                    pubsub.interval_ms
-                ));
-            }
+        if self.cluster.nodes == 0 {
+            return err("[pubsub] needs membership nodes ([cluster] nodes)");
         }
-        Ok(())
+        if pubsub.interval_ms < 10 {
+            return err(format!(
+                "pubsub.interval_ms must be >= 10, got {}",
+                pubsub.interval_ms
+            ));
+        }
         Ok(())
     }
 }
