@@ -1422,7 +1422,8 @@ fn documented_case(
         let name = parameter["name"].as_str().unwrap();
         let place = parameter["in"].as_str().unwrap();
         let broken = broken_at == Some(i);
-        let Some(value) = documented_parameter(&mut maker, parameter, broken, &mut intent, &mut how)
+        let Some(value) =
+            documented_parameter(&mut maker, parameter, broken, &mut intent, &mut how)
         else {
             continue;
         };
@@ -1441,7 +1442,14 @@ fn documented_case(
         let schema = resolve(doc, &content[&kind]["schema"]).clone();
         let break_body = broken_at == Some(parameters.len());
         if kind == "application/json" {
-            body = documented_json(world, &mut maker, &schema, break_body, &mut intent, &mut how);
+            body = documented_json(
+                world,
+                &mut maker,
+                &schema,
+                break_body,
+                &mut intent,
+                &mut how,
+            );
             headers.push(("content-type".into(), kind.clone()));
         } else if kind == "multipart/form-data" {
             body = documented_form(&mut maker, &schema, break_body, &mut intent, &mut how);
@@ -1491,8 +1499,7 @@ fn documented_parameter(
     let mut value = maker.valid(schema);
     // Reach stored tasks and runs too, not only ids nobody made.
     if name == "id" && maker.coin(0.6) {
-        value =
-            json!(["seed-done", "seed-pending", "seed-cancel"][maker.rng.random_range(0..3)]);
+        value = json!(["seed-done", "seed-pending", "seed-cancel"][maker.rng.random_range(0..3)]);
     }
     if name == "index" && maker.coin(0.6) {
         value = json!(maker.rng.random_range(0..3));
@@ -1503,9 +1510,7 @@ fn documented_parameter(
         let breaks = maker
             .invalid(schema, &value)
             .into_iter()
-            .find(|(_, broken)| {
-                !conforms(doc, schema, &as_sent(doc, schema, &form_text(broken)))
-            });
+            .find(|(_, broken)| !conforms(doc, schema, &as_sent(doc, schema, &form_text(broken))));
         match breaks {
             Some((way, bad)) => {
                 *how = format!("{place} {name}: {way} ({bad})");
@@ -1541,7 +1546,7 @@ fn documented_json(
     how: &mut String,
 ) -> Vec<u8> {
     let doc = &world.doc;
-    let mut value = maker.valid(&schema);
+    let mut value = maker.valid(schema);
     let object = value.as_object_mut().unwrap();
     // Reach past the module checks: the uploaded module, the echo
     // module's bytes (both still match their patterns); a few runs.
@@ -1560,13 +1565,13 @@ fn documented_json(
         object.insert("start_ms".into(), json!(start.max(3_600_000)));
     }
     assert!(
-        conforms(doc, &schema, &value),
+        conforms(doc, schema, &value),
         "body off its schema: {value}"
     );
     if break_body {
-        *how = break_submission(&mut maker, &schema, &mut value);
+        *how = break_submission(maker, schema, &mut value);
         assert!(
-            !conforms(doc, &schema, &value),
+            !conforms(doc, schema, &value),
             "{how}: {value} still valid"
         );
         *intent = Intent::BadShape;
@@ -1584,7 +1589,7 @@ fn documented_form(
     how: &mut String,
 ) -> Vec<u8> {
     let doc = maker.doc;
-    let mut value = maker.valid(&schema);
+    let mut value = maker.valid(schema);
     let object = value.as_object_mut().unwrap();
     if maker.coin(0.2) {
         object.insert("id".into(), json!("seed-pending"));
@@ -1600,7 +1605,7 @@ fn documented_form(
     };
     object.insert("wasm".into(), json!("(the file)"));
     assert!(
-        conforms(doc, &schema, &value),
+        conforms(doc, schema, &value),
         "form off its schema: {value}"
     );
     if break_body {
@@ -1654,7 +1659,7 @@ fn break_form(maker: &mut Maker, schema: &Value, value: &mut Value) -> String {
             value.as_object_mut().unwrap().remove("input");
         }
     }
-    assert!(!conforms(doc, &schema, &value), "{how}: still valid");
+    assert!(!conforms(doc, schema, value), "{how}: still valid");
     how
 }
 
@@ -1814,8 +1819,8 @@ fn judge(
     match intent {
         Intent::Valid => {
             let success = (200..300).contains(&status);
-            let state = STATE_REFUSALS.contains(&status)
-                && responses.get(status.to_string()).is_some();
+            let state =
+                STATE_REFUSALS.contains(&status) && responses.get(status.to_string()).is_some();
             prop_assert!(
                 success || state,
                 "a request the document calls valid was refused:\n{}",

@@ -5,7 +5,7 @@ use rand_chacha::rand_core::Rng;
 use super::scheduler::{Effect, Out, RunKey, RunOutcome, Scheduler};
 use super::tally::{derived_status, RunTally, TALLY_CHECKED_RUNS_MAX};
 use super::types::{
-    truncated, Run, RunErrorKind, RunStatus, Task, TaskId, TaskStatus, WorkerId, ERROR_BYTES_MAX,
+    truncated, Run, RunErrorKind, RunStatus, TaskId, TaskStatus, WorkerId, ERROR_BYTES_MAX,
     RESULTS_MAX, STDOUT_BYTES_MAX,
 };
 use ww::exec::ErrorKind;

@@ -217,7 +217,7 @@ impl Membership {
             config.meta.clone(),
         )?;
         let topic = pubsub.join(&config.namespace);
-        let mut heartbeats = topic.subscribe(RECEIVE_BUFFER).await?;
+        let heartbeats = topic.subscribe(RECEIVE_BUFFER).await?;
         let shared = Rc::new(RefCell::new(Shared {
             table: RoutingTable::new(TableConfig::default()),
             watchers: Vec::new(),

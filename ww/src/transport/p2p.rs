@@ -12,16 +12,15 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, Transport as _};
 use libp2p::core::upgrade::Version;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{
     connection_limits, gossipsub, identify, memory_connection_limits, noise, tcp, yamux, Multiaddr,
-    StreamProtocol, Swarm,
+    StreamProtocol,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_book::AddressBook;
 use super::swarm_task::{drive_swarm, Behaviour, Command};
-use super::topic::{check_topic, TopicMessage, TopicSubscribers, TOPIC_PAYLOAD_MAX};
+use super::topic::{check_topic, TopicSubscribers, TOPIC_PAYLOAD_MAX};
 use super::{
     lock, Address, Identity, PeerId, Protocol, SwarmKey, TopicReceiver, Transport, TransportError,
     UdpDatagram,

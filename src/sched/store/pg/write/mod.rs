@@ -15,7 +15,7 @@ use crate::sched::store::{
     Batch, BatchReport, DeletedTask, Lease, Op, PurgeOutcome, StoreError, TakenCause, TakenTask,
     MODULE_BYTES_MAX,
 };
-use crate::sched::types::{hex32, Run, TaskHeader};
+use crate::sched::types::{hex32, TaskHeader};
 
 /// A failed step: a PostgreSQL error, or a disagreement that aborts the batch.
 enum Step {
