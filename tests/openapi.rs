@@ -1570,10 +1570,7 @@ fn documented_json(
     );
     if break_body {
         *how = break_submission(maker, schema, &mut value);
-        assert!(
-            !conforms(doc, schema, &value),
-            "{how}: {value} still valid"
-        );
+        assert!(!conforms(doc, schema, &value), "{how}: {value} still valid");
         *intent = Intent::BadShape;
     }
     value.to_string().into_bytes()
