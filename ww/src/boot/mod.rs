@@ -44,6 +44,27 @@
 //!
 //! The default, [`DEFAULT_DISCOVER`], is `/ip4/228.8.8.8/udp/8822/multicast/lo`: a
 //! default node never sends multicast beyond this machine.
+//!
+//! # Example
+//!
+//! The simplest [`Discovery`]: a static list of peers, found in any namespace.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use ww::boot::{Discovery, PeerInfo, StaticPeers};
+//! use ww::transport::{Address, Identity};
+//!
+//! ww::rpc::block_on_local(async {
+//!     let peer = Identity::generate().peer_id();
+//!     let addresses = vec![Address::new("/ip4/192.0.2.7/tcp/4001")];
+//!     let discovery = StaticPeers::new(vec![PeerInfo { peer, addresses }]);
+//!     let found: Vec<PeerInfo> = discovery.find_peers("ww", None).await?.collect().await;
+//!     assert_eq!(found.len(), 1);
+//!     assert_eq!(found[0].peer, peer);
+//!     Ok::<(), ww::boot::BootError>(())
+//! })??;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod any;
 mod cidr;

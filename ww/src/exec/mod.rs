@@ -1,4 +1,26 @@
 //! The WASM sandbox: validation, a module cache, fuel/memory/deadline limits and a WASI subset.
+//!
+//! # Example
+//!
+//! A module's export run under fuel, memory and time limits.
+//!
+//! ```
+//! use ww::exec::{Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
+//!
+//! let wasm = wat::parse_str(
+//!     r#"(module (func (export "add") (param i32 i32) (result i32)
+//!          (i32.add (local.get 0) (local.get 1))))"#,
+//! )?;
+//! let sandbox = Sandbox::new(SandboxConfig::default());
+//! let report = sandbox.run(&RunSpec {
+//!     module: ModuleRef::Bytes(wasm),
+//!     export: "add".into(),
+//!     args: vec![2, 3],
+//!     limits: Limits::default(),
+//! });
+//! assert_eq!(report.outcome?, vec![5]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod cache;
 mod error;
