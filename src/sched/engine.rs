@@ -339,6 +339,11 @@ impl Scheduler {
                 run.status = RunStatus::Cancelled;
                 run.finished_ms = Some(now_ms);
             }
+            // The task's status stays Cancelled whatever its tally says, but
+            // the tally is an index like any other: it follows its runs.
+            if let Some(tally) = self.tallies.get_mut(id) {
+                tally.settled(RunStatus::Cancelled);
+            }
             out.run_changed(id, index);
         }
         if let Some(task) = self.tasks.get_mut(id) {

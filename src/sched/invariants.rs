@@ -42,7 +42,8 @@ impl Scheduler {
             let tally = self.tallies.get(id).ok_or(format!("{id}: no tally"))?;
             // A scan of the task's runs: bounded, like the check in `settle`.
             if task.runs.len() <= TALLY_CHECKED_RUNS_MAX && *tally != RunTally::of(task) {
-                return Err(format!("{id}: tally {tally:?} disagrees with its runs"));
+                let scanned = RunTally::of(task);
+                return Err(format!("{id}: tally {tally:?}, its runs {scanned:?}"));
             }
             for run in &task.runs {
                 let key = (id.clone(), run.index);
