@@ -319,7 +319,7 @@ fn sample_until_done(
 
 /// The samples as CSV, for a plot.
 fn write_csv(csv: &std::path::Path, samples: &[Sample]) {
-    let mut file = std::fs::File::create(&csv).expect("csv");
+    let mut file = std::fs::File::create(csv).expect("csv");
     writeln!(file, "seconds,acknowledged,finished,gateway_rss_mib").expect("csv");
     for s in samples {
         writeln!(

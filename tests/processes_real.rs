@@ -147,7 +147,7 @@ fn spawn_and_follow(address: &str, hello: &str) -> String {
     // reads the stream by offset), then `wait` gives its exit code.
     let started = Instant::now();
     let out = ww(&[
-        "spawn", "--peer", address, "--wasm", &hello, "--arg", "3", "--follow",
+        "spawn", "--peer", address, "--wasm", hello, "--arg", "3", "--follow",
     ]);
     let spawn_follow = started.elapsed();
     assert!(
