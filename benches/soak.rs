@@ -131,6 +131,24 @@ struct Sample {
     rss_mib: f64,
 }
 
+/// Keeps `progress.finished` at the gateway's finished count, fresh enough
+/// for the clients' window, until all `tasks` finished.
+fn watch_finished(
+    http: String,
+    progress: Arc<Progress>,
+    tasks: usize,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let health_agent = http_agent(Duration::from_secs(60));
+        while progress.finished.load(Ordering::SeqCst) < tasks as u64 {
+            let health = get_json(&health_agent, &format!("{http}/healthz"));
+            let finished = health["finished_tasks"].as_u64().unwrap_or(0);
+            progress.finished.store(finished, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything else is a filter criterion
     // would take, which this harness has no use for.
@@ -156,28 +174,7 @@ fn main() {
         .map(|_| start_worker("none", &["--slots", "2", "--dial", &gateway.dial]))
         .collect();
     let agent = agent();
-    let started = Instant::now();
-    while get_json(&agent, &format!("{http}/workers"))
-        .as_array()
-        .map_or(0, Vec::len)
-        < 2
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "workers did not register"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let wasm = wat::parse_str(NOOP_WAT).expect("wat");
-    let module: Value = agent
-        .post(&format!("{http}/modules"))
-        .header("Content-Type", "application/wasm")
-        .send(&wasm[..])
-        .expect("upload")
-        .body_mut()
-        .read_json()
-        .expect("JSON");
-    let module = module["hash"].as_str().expect("hash").to_string();
+    let module = upload_noop(&agent, &http);
     eprintln!(
         "soak: {tasks} no-op tasks, {clients} clients, at most {window} unfinished, gateway {http}, data {}",
         data.display()
@@ -191,68 +188,15 @@ fn main() {
             std::thread::spawn(move || client(http, module, tasks, window, progress))
         })
         .collect();
-    // The gateway's finished count, fresh enough for the clients' window.
-    let watcher = {
-        let (http, progress) = (http.clone(), progress.clone());
-        std::thread::spawn(move || {
-            let health_agent = http_agent(Duration::from_secs(60));
-            while progress.finished.load(Ordering::SeqCst) < tasks as u64 {
-                let health = get_json(&health_agent, &format!("{http}/healthz"));
-                let finished = health["finished_tasks"].as_u64().unwrap_or(0);
-                progress.finished.store(finished, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
-    let mut samples = Vec::new();
-    let mut last_report = Instant::now();
-    loop {
-        let health = get_json(&agent, &format!("{http}/healthz"));
-        let sample = Sample {
-            at_s: started.elapsed().as_secs_f64(),
-            acked: progress.acked.load(Ordering::SeqCst),
-            finished: health["finished_tasks"].as_u64().unwrap_or(0),
-            rss_mib: rss_mib(gateway.proc.pid()),
-        };
-        let done = sample.finished >= tasks as u64;
-        if last_report.elapsed() >= REPORT_EVERY || done {
-            eprintln!(
-                "{:>7.1} s: {} acknowledged, {} finished, {} open, gateway RSS {:.1} MiB, {} busy answers",
-                sample.at_s,
-                sample.acked,
-                sample.finished,
-                health["open_tasks"],
-                sample.rss_mib,
-                progress.busy.load(Ordering::SeqCst)
-            );
-            last_report = Instant::now();
-        }
-        samples.push(sample);
-        if done {
-            break;
-        }
-        assert!(
-            started.elapsed() < RUN_MAX,
-            "the soak did not finish within {RUN_MAX:?}"
-        );
-        std::thread::sleep(SAMPLE_EVERY);
-    }
+    let watcher = watch_finished(http.clone(), progress.clone(), tasks);
+    let samples = sample_until_done(&agent, &http, gateway.proc.pid(), &progress, tasks, started);
     for thread in threads {
         thread.join().expect("client");
     }
     watcher.join().expect("watcher");
     let elapsed_s = started.elapsed().as_secs_f64();
 
-    let mut file = std::fs::File::create(&csv).expect("csv");
-    writeln!(file, "seconds,acknowledged,finished,gateway_rss_mib").expect("csv");
-    for s in &samples {
-        writeln!(
-            file,
-            "{:.1},{},{},{:.1}",
-            s.at_s, s.acked, s.finished, s.rss_mib
-        )
-        .expect("csv");
-    }
+    write_csv(&csv, &samples);
 
     // Checks.
     let health = get_json(&agent, &format!("{http}/healthz"));
@@ -304,5 +248,91 @@ fn main() {
     } else {
         println!("soak: FAIL\n  {}", failures.join("\n  "));
         std::process::exit(1);
+    }
+}
+
+/// Waits for both workers to register, then uploads the no-op module; its hash.
+fn upload_noop(agent: &ureq::Agent, http: &str) -> String {
+    let started = Instant::now();
+    while get_json(agent, &format!("{http}/workers"))
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "workers did not register"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wasm = wat::parse_str(NOOP_WAT).expect("wat");
+    let module: Value = agent
+        .post(&format!("{http}/modules"))
+        .header("Content-Type", "application/wasm")
+        .send(&wasm[..])
+        .expect("upload")
+        .body_mut()
+        .read_json()
+        .expect("JSON");
+    module["hash"].as_str().expect("hash").to_string()
+}
+
+/// Samples the gateway (acknowledged, finished, its RSS) until every task
+/// finished, printing progress now and then.
+fn sample_until_done(
+    agent: &ureq::Agent,
+    http: &str,
+    pid: u32,
+    progress: &Progress,
+    tasks: usize,
+    started: Instant,
+) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut last_report = Instant::now();
+    loop {
+        let health = get_json(agent, &format!("{http}/healthz"));
+        let sample = Sample {
+            at_s: started.elapsed().as_secs_f64(),
+            acked: progress.acked.load(Ordering::SeqCst),
+            finished: health["finished_tasks"].as_u64().unwrap_or(0),
+            rss_mib: rss_mib(pid),
+        };
+        let done = sample.finished >= tasks as u64;
+        if last_report.elapsed() >= REPORT_EVERY || done {
+            eprintln!(
+                "{:>7.1} s: {} acknowledged, {} finished, {} open, gateway RSS {:.1} MiB, {} busy answers",
+                sample.at_s,
+                sample.acked,
+                sample.finished,
+                health["open_tasks"],
+                sample.rss_mib,
+                progress.busy.load(Ordering::SeqCst)
+            );
+            last_report = Instant::now();
+        }
+        samples.push(sample);
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < RUN_MAX,
+            "the soak did not finish within {RUN_MAX:?}"
+        );
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    samples
+}
+
+/// The samples as CSV, for a plot.
+fn write_csv(csv: &std::path::Path, samples: &[Sample]) {
+    let mut file = std::fs::File::create(csv).expect("csv");
+    writeln!(file, "seconds,acknowledged,finished,gateway_rss_mib").expect("csv");
+    for s in samples {
+        writeln!(
+            file,
+            "{:.1},{},{},{:.1}",
+            s.at_s, s.acked, s.finished, s.rss_mib
+        )
+        .expect("csv");
     }
 }

@@ -192,118 +192,11 @@ fn dashboard_submits_follows_live_and_cancels() {
     let mut page = Browser::launch(1400, 1300);
     let long = Duration::from_secs(30);
 
-    // The shell loads without the token; the first data request asks for it.
-    page.navigate(&server.url("/"));
-    page.wait_for(
-        "the token dialog",
-        "document.querySelector('#token-dialog').open",
-        long,
-    );
-    page.eval(&format!(
-        "document.querySelector('#token-input').value = {TOKEN:?}; \
-         document.querySelector('#token-form').requestSubmit(); true"
-    ));
-    page.wait_for(
-        "the live stream",
-        "document.querySelector('#live').textContent === 'live'",
-        long,
-    );
-    page.wait_for(
-        "the worker in the pool table",
-        "document.querySelectorAll('#workers tbody tr').length === 1",
-        long,
-    );
-    page.wait_for(
-        "the gateway in the cluster view",
-        "document.querySelector('#cluster tbody').textContent.includes('dashboard-gateway')",
-        long,
-    );
-    assert_eq!(
-        page.eval("sessionStorage.getItem('ww-sched-token')"),
-        json!(TOKEN)
-    );
-    // Set after load: a reload would lose it.
-    page.eval("window.__marker = 1; true");
-
-    // Submit from the form: two runs a second apart, the second only
-    // appearing (and both finishing) after the submission's answer.
-    let dir = TempDir::new("dashboard-module");
-    std::fs::create_dir_all(dir.path()).unwrap();
-    let module = dir.path().join("echo.wasm");
-    std::fs::write(&module, wat::parse_str(ECHO_WAT).unwrap()).unwrap();
-    page.set_file_input("#wasm", &module);
-    page.eval(
-        "document.querySelector('#task-id').value = 'dash-echo'; \
-         document.querySelector('#description').value = 'echo from the page'; \
-         document.querySelector('#args').value = '4, 20000000'; \
-         document.querySelector('#repeats').value = '2'; \
-         document.querySelector('#delay').value = '1'; \
-         document.querySelector('#submit-form').requestSubmit(); true",
-    );
-    page.wait_for(
-        "the submitted task's detail",
-        "document.querySelector('#detail-id').textContent === 'dash-echo'",
-        long,
-    );
-    let runs = "[...document.querySelectorAll('#runs tbody tr')]\
-                .map(r => r.children[1].textContent).join(',')";
-    page.wait_for(
-        "both runs succeeded in the detail",
-        &format!("{runs} === 'succeeded,succeeded'"),
-        long,
-    );
-    page.wait_for(
-        "the task row succeeded",
-        &format!("{} === 'succeeded'", task_status("dash-echo")),
-        long,
-    );
-    let worker = page.eval("document.querySelector('#runs tbody tr').children[3].textContent");
-    assert!(
-        worker.as_str().is_some_and(|w| w.len() > 20),
-        "the run names its worker: {worker}"
-    );
-    // A run's stdout.
-    page.eval("document.querySelector('#runs tbody tr button').click(); true");
-    page.wait_for(
-        "run 0's stdout",
-        "document.querySelector('#stdout').textContent === 'out:4\\n'",
-        long,
-    );
-
-    // A task submitted elsewhere shows up through the events; cancel it here.
-    let answer = ureq::post(&server.url("/tasks"))
-        .header("Authorization", &format!("Bearer {TOKEN}"))
-        .send_json(json!({
-            "id": "dash-later",
-            "description": "due in an hour",
-            "wasm_base64": base64_of(&wat::parse_str(ECHO_WAT).unwrap()),
-            "args": [1, 1],
-            "start_ms": 3_600_000,
-        }))
-        .expect("submit over HTTP");
-    assert_eq!(answer.status(), 201);
-    page.wait_for(
-        "the other task, pending",
-        &format!("{} === 'pending'", task_status("dash-later")),
-        long,
-    );
-    page.eval(
-        "[...document.querySelectorAll('#tasks tbody tr')]\
-           .find(r => r.dataset.id === 'dash-later').querySelector('button.cancel').click(); true",
-    );
-    page.wait_for(
-        "the other task, cancelled",
-        &format!("{} === 'cancelled'", task_status("dash-later")),
-        long,
-    );
-    assert_eq!(page.eval("window.__marker"), json!(1), "the page reloaded");
-    assert!(page.exceptions.is_empty(), "{:?}", page.exceptions);
-    assert_eq!(
-        page.eval("document.querySelector('#live').textContent"),
-        json!("live")
-    );
-
+    sign_in(&mut page, &server, long);
+    submit_from_the_form(&mut page, long);
+    cancel_one_submitted_elsewhere(&mut page, &server, long);
     // Show the finished task for the picture.
+    let runs = RUN_STATUSES;
     page.eval(
         "[...document.querySelectorAll('#tasks tbody tr')]\
            .find(r => r.dataset.id === 'dash-echo').click(); true",
@@ -336,6 +229,132 @@ fn dashboard_submits_follows_live_and_cancels() {
         "dashboard test took {:.1} s; screenshot at {}",
         began.elapsed().as_secs_f64(),
         shot.display()
+    );
+}
+
+/// The statuses of the runs in the detail, comma-separated (JavaScript).
+const RUN_STATUSES: &str = "[...document.querySelectorAll('#runs tbody tr')]\
+                            .map(r => r.children[1].textContent).join(',')";
+
+/// Gives the page the token it asks for, then waits for the live stream, the
+/// worker and the gateway to show.
+fn sign_in(page: &mut Browser, server: &Server, long: Duration) {
+    // The shell loads without the token; the first data request asks for it.
+    page.navigate(&server.url("/"));
+    page.wait_for(
+        "the token dialog",
+        "document.querySelector('#token-dialog').open",
+        long,
+    );
+    page.eval(&format!(
+        "document.querySelector('#token-input').value = {TOKEN:?}; \
+         document.querySelector('#token-form').requestSubmit(); true"
+    ));
+    page.wait_for(
+        "the live stream",
+        "document.querySelector('#live').textContent === 'live'",
+        long,
+    );
+    page.wait_for(
+        "the worker in the pool table",
+        "document.querySelectorAll('#workers tbody tr').length === 1",
+        long,
+    );
+    page.wait_for(
+        "the gateway in the cluster view",
+        "document.querySelector('#cluster tbody').textContent.includes('dashboard-gateway')",
+        long,
+    );
+    assert_eq!(
+        page.eval("sessionStorage.getItem('ww-sched-token')"),
+        json!(TOKEN)
+    );
+    // Set after load: a reload would lose it.
+    page.eval("window.__marker = 1; true");
+}
+
+/// Submits a task of two runs from the form and follows it to the end in the
+/// detail, the task list, and run 0's stdout.
+fn submit_from_the_form(page: &mut Browser, long: Duration) {
+    // Submit from the form: two runs a second apart, the second only
+    // appearing (and both finishing) after the submission's answer.
+    let dir = TempDir::new("dashboard-module");
+    std::fs::create_dir_all(dir.path()).unwrap();
+    let module = dir.path().join("echo.wasm");
+    std::fs::write(&module, wat::parse_str(ECHO_WAT).unwrap()).unwrap();
+    page.set_file_input("#wasm", &module);
+    page.eval(
+        "document.querySelector('#task-id').value = 'dash-echo'; \
+         document.querySelector('#description').value = 'echo from the page'; \
+         document.querySelector('#args').value = '4, 20000000'; \
+         document.querySelector('#repeats').value = '2'; \
+         document.querySelector('#delay').value = '1'; \
+         document.querySelector('#submit-form').requestSubmit(); true",
+    );
+    page.wait_for(
+        "the submitted task's detail",
+        "document.querySelector('#detail-id').textContent === 'dash-echo'",
+        long,
+    );
+    let runs = RUN_STATUSES;
+    page.wait_for(
+        "both runs succeeded in the detail",
+        &format!("{runs} === 'succeeded,succeeded'"),
+        long,
+    );
+    page.wait_for(
+        "the task row succeeded",
+        &format!("{} === 'succeeded'", task_status("dash-echo")),
+        long,
+    );
+    let worker = page.eval("document.querySelector('#runs tbody tr').children[3].textContent");
+    assert!(
+        worker.as_str().is_some_and(|w| w.len() > 20),
+        "the run names its worker: {worker}"
+    );
+    // A run's stdout.
+    page.eval("document.querySelector('#runs tbody tr button').click(); true");
+    page.wait_for(
+        "run 0's stdout",
+        "document.querySelector('#stdout').textContent === 'out:4\\n'",
+        long,
+    );
+}
+
+/// A task submitted over HTTP shows up through the events; cancels it from
+/// the page, which must not reload.
+fn cancel_one_submitted_elsewhere(page: &mut Browser, server: &Server, long: Duration) {
+    // A task submitted elsewhere shows up through the events; cancel it here.
+    let answer = ureq::post(&server.url("/tasks"))
+        .header("Authorization", &format!("Bearer {TOKEN}"))
+        .send_json(json!({
+            "id": "dash-later",
+            "description": "due in an hour",
+            "wasm_base64": base64_of(&wat::parse_str(ECHO_WAT).unwrap()),
+            "args": [1, 1],
+            "start_ms": 3_600_000,
+        }))
+        .expect("submit over HTTP");
+    assert_eq!(answer.status(), 201);
+    page.wait_for(
+        "the other task, pending",
+        &format!("{} === 'pending'", task_status("dash-later")),
+        long,
+    );
+    page.eval(
+        "[...document.querySelectorAll('#tasks tbody tr')]\
+           .find(r => r.dataset.id === 'dash-later').querySelector('button.cancel').click(); true",
+    );
+    page.wait_for(
+        "the other task, cancelled",
+        &format!("{} === 'cancelled'", task_status("dash-later")),
+        long,
+    );
+    assert_eq!(page.eval("window.__marker"), json!(1), "the page reloaded");
+    assert!(page.exceptions.is_empty(), "{:?}", page.exceptions);
+    assert_eq!(
+        page.eval("document.querySelector('#live').textContent"),
+        json!("live")
     );
 }
 

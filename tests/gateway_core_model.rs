@@ -26,8 +26,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use ww_sched::gateway::{
-    Answer, Core, CoreConfig, Effect, GatewayMetrics, HealthStatus, Input, ModuleInput, NewTask,
-    Read, ReadResult, Request, RequestId, Retention, RunKey, StorageMode,
+    Answer, ApiError, Core, CoreConfig, Effect, GatewayMetrics, HealthReport, HealthStatus, Input,
+    MetricsSnapshot, ModuleInput, NewTask, Read, ReadResult, Request, RequestId, Retention, RunKey,
+    StorageMode,
 };
 use ww_sched::sched::{
     Batch, RunOutcome, SchedConfig, Schedule, Store, StoreError, TaskId, WorkerId,
@@ -356,54 +357,72 @@ impl Harness {
             | (Kind::Purge, Answer::Purge(_))
             | (Kind::Module, Answer::Module(_))
             | (Kind::Workers, Answer::Workers(_)) => {}
-            (Kind::Health, Answer::Health(report)) => match report.status {
-                HealthStatus::Ok => {
-                    prop_assert!(!self.failed);
-                    prop_assert_eq!(
-                        &self.answering,
-                        &Some(Read::FinishedCount),
-                        "health answered without its read"
-                    );
-                    let count = self
-                        .store
-                        .finished_count()
-                        .map_err(|e| fail(e.to_string()))?;
-                    prop_assert_eq!(report.finished_tasks, count);
-                    prop_assert_eq!(report.open_tasks, self.core.scheduler().tasks_held());
-                }
-                HealthStatus::Unavailable => {
-                    prop_assert!(
-                        !self.failed && self.answering_transient,
-                        "unavailable without a store out of reach"
-                    );
-                }
-                HealthStatus::Failed => prop_assert!(self.failed || self.core.failed().is_some()),
-            },
-            (Kind::Metrics, Answer::Metrics(snapshot)) => match snapshot {
-                Ok(snapshot) => {
-                    prop_assert_eq!(
-                        &self.answering,
-                        &Some(Read::FinishedCount),
-                        "metrics answered without their read"
-                    );
-                    let count = self
-                        .store
-                        .finished_count()
-                        .map_err(|e| fail(e.to_string()))?;
-                    let held_final = self
-                        .core
-                        .scheduler()
-                        .tasks()
-                        .filter(|t| t.status.is_final())
-                        .count() as u64;
-                    prop_assert_eq!(snapshot.tasks_finished, count + held_final);
-                }
-                Err(e) => prop_assert!(
-                    self.answering_transient || self.failed || self.core.failed().is_some(),
-                    "metrics refused: {e}"
-                ),
-            },
+            (Kind::Health, Answer::Health(report)) => self.check_health(report)?,
+            (Kind::Metrics, Answer::Metrics(snapshot)) => self.check_metrics(snapshot)?,
             (kind, answer) => prop_assert!(false, "{kind:?} answered with {answer:?}"),
+        }
+        Ok(())
+    }
+
+    /// A health answer: ok with the store's finished count and the held
+    /// tasks, unavailable only with the store out of reach, failed only after
+    /// a fail-stop.
+    fn check_health(&self, report: &HealthReport) -> Result<(), TestCaseError> {
+        match report.status {
+            HealthStatus::Ok => {
+                prop_assert!(!self.failed);
+                prop_assert_eq!(
+                    &self.answering,
+                    &Some(Read::FinishedCount),
+                    "health answered without its read"
+                );
+                let count = self
+                    .store
+                    .finished_count()
+                    .map_err(|e| fail(e.to_string()))?;
+                prop_assert_eq!(report.finished_tasks, count);
+                prop_assert_eq!(report.open_tasks, self.core.scheduler().tasks_held());
+            }
+            HealthStatus::Unavailable => {
+                prop_assert!(
+                    !self.failed && self.answering_transient,
+                    "unavailable without a store out of reach"
+                );
+            }
+            HealthStatus::Failed => prop_assert!(self.failed || self.core.failed().is_some()),
+        }
+        Ok(())
+    }
+
+    /// A metrics answer: with the store's finished count and the held final
+    /// tasks, refused only with the store out of reach or after a fail-stop.
+    fn check_metrics(
+        &self,
+        snapshot: &Result<MetricsSnapshot, ApiError>,
+    ) -> Result<(), TestCaseError> {
+        match snapshot {
+            Ok(snapshot) => {
+                prop_assert_eq!(
+                    &self.answering,
+                    &Some(Read::FinishedCount),
+                    "metrics answered without their read"
+                );
+                let count = self
+                    .store
+                    .finished_count()
+                    .map_err(|e| fail(e.to_string()))?;
+                let held_final = self
+                    .core
+                    .scheduler()
+                    .tasks()
+                    .filter(|t| t.status.is_final())
+                    .count() as u64;
+                prop_assert_eq!(snapshot.tasks_finished, count + held_final);
+            }
+            Err(e) => prop_assert!(
+                self.answering_transient || self.failed || self.core.failed().is_some(),
+                "metrics refused: {e}"
+            ),
         }
         Ok(())
     }
@@ -441,35 +460,7 @@ impl Harness {
                 given_id,
                 by_hash,
             } => {
-                let module = if *by_hash {
-                    ModuleInput::Hash(self.module_hash())
-                } else {
-                    ModuleInput::Bytes(self.module.clone())
-                };
-                let task = NewTask {
-                    id: given_id.then(|| TaskId::parse(&format!("t{task}")).expect("an id")),
-                    description: String::new(),
-                    module,
-                    export: "run".into(),
-                    args: vec![i64::from(*task)],
-                    fuel_max: 0,
-                    memory_pages_max: 0,
-                    duration_ms: 300,
-                    schedule: Schedule {
-                        start_ms: 0,
-                        delay_ms: 50,
-                        repeats: 1 + u32::from(*task % 3),
-                    },
-                    completions_initial: 0,
-                };
-                let idempotency_key = key.map(|k| format!("k{k}"));
-                self.ask(
-                    Kind::Submit,
-                    Request::Submit {
-                        task,
-                        idempotency_key,
-                    },
-                )?;
+                self.submit(*task, *key, *given_id, *by_hash)?;
             }
             Cmd::Cancel(n) => {
                 let id = self.target(*n);
@@ -499,26 +490,7 @@ impl Harness {
                 }
             }
             Cmd::Finish(n, kind) => {
-                if !self.runs.is_empty() {
-                    let run = self.runs.remove(n % self.runs.len());
-                    let outcome = match kind {
-                        0 => RunOutcome::Succeeded {
-                            results: vec![1],
-                            stdout: "ok\n".into(),
-                            fuel_used: 5,
-                        },
-                        1 => RunOutcome::TaskFailed {
-                            kind: ww::exec::ErrorKind::Trap,
-                            message: "boom".into(),
-                            stdout: String::new(),
-                            fuel_used: 1,
-                        },
-                        _ => RunOutcome::TransportFailed {
-                            message: "reset".into(),
-                        },
-                    };
-                    self.feed(Input::RunDone { run, outcome })?;
-                }
+                self.finish(*n, *kind)?;
             }
             Cmd::Tick(ms) => {
                 self.now_ms += ms;
@@ -536,6 +508,71 @@ impl Harness {
             }
         }
         Ok(())
+    }
+
+    /// Submits task `task` (by hash or with its bytes, maybe with a given id and a key).
+    fn submit(
+        &mut self,
+        task: u8,
+        key: Option<u8>,
+        given_id: bool,
+        by_hash: bool,
+    ) -> Result<(), TestCaseError> {
+        let module = if by_hash {
+            ModuleInput::Hash(self.module_hash())
+        } else {
+            ModuleInput::Bytes(self.module.clone())
+        };
+        let task = NewTask {
+            id: given_id.then(|| TaskId::parse(&format!("t{task}")).expect("an id")),
+            description: String::new(),
+            module,
+            export: "run".into(),
+            args: vec![i64::from(task)],
+            fuel_max: 0,
+            memory_pages_max: 0,
+            duration_ms: 300,
+            schedule: Schedule {
+                start_ms: 0,
+                delay_ms: 50,
+                repeats: 1 + u32::from(task % 3),
+            },
+            completions_initial: 0,
+        };
+        let idempotency_key = key.map(|k| format!("k{k}"));
+        self.ask(
+            Kind::Submit,
+            Request::Submit {
+                task,
+                idempotency_key,
+            },
+        )
+    }
+
+    /// Finishes the n-th outstanding attempt (mod count): succeeds (`kind` 0),
+    /// fails (1) or loses its transport.
+    fn finish(&mut self, n: usize, kind: u8) -> Result<(), TestCaseError> {
+        if self.runs.is_empty() {
+            return Ok(());
+        }
+        let run = self.runs.remove(n % self.runs.len());
+        let outcome = match kind {
+            0 => RunOutcome::Succeeded {
+                results: vec![1],
+                stdout: "ok\n".into(),
+                fuel_used: 5,
+            },
+            1 => RunOutcome::TaskFailed {
+                kind: ww::exec::ErrorKind::Trap,
+                message: "boom".into(),
+                stdout: String::new(),
+                fuel_used: 1,
+            },
+            _ => RunOutcome::TransportFailed {
+                message: "reset".into(),
+            },
+        };
+        self.feed(Input::RunDone { run, outcome })
     }
 
     /// The batch in flight commits, stays out of reach for now, or fails.

@@ -212,43 +212,48 @@ impl Model {
                     ),
                 }
             }
-            Cmd::Commit => {
-                let Some((seq, batch)) = self.in_flight.take() else {
-                    return Ok(());
-                };
-                self.commits += 1;
-                if self.commits == self.fail_at {
-                    self.failed = true;
-                    let refused = self.plan.failed(seq, "injected".into());
-                    self.refused += refused.len();
-                    return Ok(());
-                }
-                self.store.apply(&batch)?;
-                let released = self.plan.committed(seq, BatchReport::default());
-                for answer in released.answers {
-                    self.released += 1;
-                    prop_assert!(
-                        answer.formed_before < seq,
-                        "answer held after batch {seq} formed was released by it"
-                    );
-                    let stored = self.store.tasks.get(&answer.id);
-                    prop_assert!(stored.is_some(), "{} acknowledged, not stored", answer.id);
-                    if answer.cancel {
-                        let status = stored.map(|s| s.0.status);
-                        prop_assert!(status.is_some_and(TaskStatus::is_final), "{status:?}");
-                    }
-                }
-                for id in released.finished {
-                    let stored = self.store.tasks.get(&id).map(|s| s.0.status);
-                    prop_assert!(stored.is_some_and(TaskStatus::is_final), "{id}: {stored:?}");
-                    self.sched
-                        .forget(&id)
-                        .expect("a finished task is forgotten");
-                    self.outstanding.retain(|(t, _, _)| *t != id);
-                }
-            }
+            Cmd::Commit => self.commit()?,
         }
         self.sched.check_invariants().map_err(TestCaseError::fail)?;
+        Ok(())
+    }
+
+    /// Commits the batch in flight (or fails it, at the commit chosen to
+    /// fail): what it releases must have been stored by it.
+    fn commit(&mut self) -> Result<(), TestCaseError> {
+        let Some((seq, batch)) = self.in_flight.take() else {
+            return Ok(());
+        };
+        self.commits += 1;
+        if self.commits == self.fail_at {
+            self.failed = true;
+            let refused = self.plan.failed(seq, "injected".into());
+            self.refused += refused.len();
+            return Ok(());
+        }
+        self.store.apply(&batch)?;
+        let released = self.plan.committed(seq, BatchReport::default());
+        for answer in released.answers {
+            self.released += 1;
+            prop_assert!(
+                answer.formed_before < seq,
+                "answer held after batch {seq} formed was released by it"
+            );
+            let stored = self.store.tasks.get(&answer.id);
+            prop_assert!(stored.is_some(), "{} acknowledged, not stored", answer.id);
+            if answer.cancel {
+                let status = stored.map(|s| s.0.status);
+                prop_assert!(status.is_some_and(TaskStatus::is_final), "{status:?}");
+            }
+        }
+        for id in released.finished {
+            let stored = self.store.tasks.get(&id).map(|s| s.0.status);
+            prop_assert!(stored.is_some_and(TaskStatus::is_final), "{id}: {stored:?}");
+            self.sched
+                .forget(&id)
+                .expect("a finished task is forgotten");
+            self.outstanding.retain(|(t, _, _)| *t != id);
+        }
         Ok(())
     }
 

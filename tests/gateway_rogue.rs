@@ -15,9 +15,9 @@ use serde_json::json;
 use ww::exec::RunReport;
 use ww::rpc::{self, RpcConfig};
 use ww::transport::{Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::node::register_worker;
 use ww_sched::schema::worker_capnp::worker;
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
+use ww_sched::worker::node::register_worker;
 use ww_sched::worker::wire;
 
 /// A worker that never runs anything: it answers every run with `results`,

@@ -297,7 +297,7 @@ fn a_worker_serves_its_own_runs_fuel_errors_and_cache() {
     use std::sync::Arc;
     use ww::exec::{ErrorKind, Limits, ModuleRef, RunSpec, Sandbox, SandboxConfig};
     use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport};
-    use ww_sched::node::{Callers, WorkerNode};
+    use ww_sched::worker::node::{Callers, WorkerNode};
     use ww_sched::worker::{RemoteWorker, WorkerConfig};
 
     rpc::block_on_local(async {

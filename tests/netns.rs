@@ -281,72 +281,9 @@ fn chaos_on_a_lan_of_namespaces() {
              degraded link is a tbf rate limit instead of netem loss 20% delay 50ms"
         );
     }
-    let key = dir.join("swarm.key").to_str().unwrap().to_string();
-    let out = std::process::Command::new(netns_support::binary())
-        .args(["swarm-key", "--out", &key])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "swarm-key: {out:?}");
-    let mut cluster = Cluster {
-        lan,
-        dir: dir.clone(),
-        key,
-        ns: format!("netns-{pid}"),
-        nodes: (0..4).map(|_| None).collect(),
-        http_port: 0,
-    };
-    for n in 0..4 {
-        cluster
-            .start(n)
-            .unwrap_or_else(|e| panic!("node {n} did not start: {e}"));
-    }
-    let token = std::fs::read_to_string(dir.join("gateway/api-token"))
-        .expect("the gateway's api token")
-        .trim()
-        .to_string();
-    let client = Client {
-        base: format!("http://{}:{}", cluster.lan.hosts[0].ip, cluster.http_port),
-        token,
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(HTTP_TIMEOUT))
-            .build()
-            .into(),
-        history: Arc::default(),
-    };
-    // Every worker registered, found by multicast on the LAN.
-    let started = Instant::now();
-    loop {
-        let workers = client.send("GET", "/workers", None, None);
-        if let Ok((200, Value::Array(rows))) = &workers {
-            if rows.len() == 3 {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "3 workers did not register within 60 s: {workers:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    eprintln!(
-        "netns: 3 workers registered after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let wasm = std::fs::read("tasks/hash-puzzle/hash-puzzle.wasm").unwrap();
-    let module = client
-        .agent
-        .post(&format!("{}/modules", client.base))
-        .header("Authorization", &format!("Bearer {}", client.token))
-        .header("Content-Type", "application/wasm")
-        .send(&wasm[..])
-        .unwrap()
-        .body_mut()
-        .read_json::<Value>()
-        .unwrap()["hash"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (mut cluster, client) = start_cluster(&dir, lan, pid);
+    wait_for_workers(&client);
+    let module = upload_module(&client);
 
     let stop = Arc::new(AtomicBool::new(false));
     let known = Arc::new(Mutex::new(Known::default()));
@@ -371,30 +308,10 @@ fn chaos_on_a_lan_of_namespaces() {
     for t in threads {
         t.join().expect("client thread");
     }
-    // Heal: every link up and clean, every process running.
-    for n in 0..4 {
-        let _ = cluster.lan.heal_cut(n);
-        cluster.lan.heal_degrade(n);
-        if let Some(proc) = &cluster.nodes[n] {
-            proc.signal("CONT");
-        }
-        if cluster.nodes[n].as_mut().is_none_or(NsProc::exited) {
-            eprintln!("netns: node {n} had exited; starting it again");
-            cluster.start(n).expect("restart after the chaos");
-        }
-    }
+    heal(&mut cluster);
     // Wait for every acknowledged task to finish, then read each once more.
     let acked = known.lock().unwrap().acked.clone();
-    let drain = Instant::now();
-    let mut open: Vec<String> = acked.clone();
-    while !open.is_empty() && drain.elapsed() < DRAIN {
-        open.retain(|id| {
-            let op = client.read_op(2, id);
-            !op.task_view().is_some_and(|v| is_terminal(&v.status))
-        });
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let mut finals: Vec<Operation> = acked.iter().map(|id| client.read_op(2, id)).collect();
+    let mut finals = drain(&client, &acked);
     finals.push(client.list_op(2));
     let history = client.history.lock().unwrap().clone();
     let config = CheckConfig {
@@ -420,6 +337,115 @@ fn chaos_on_a_lan_of_namespaces() {
     );
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the four nodes on `lan` (a gateway and three workers, with a swarm
+/// key in `dir`); the cluster and a client of its gateway's API.
+fn start_cluster(dir: &std::path::Path, lan: Lan, pid: u32) -> (Cluster, Client) {
+    let key = dir.join("swarm.key").to_str().unwrap().to_string();
+    let out = std::process::Command::new(netns_support::binary())
+        .args(["swarm-key", "--out", &key])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "swarm-key: {out:?}");
+    let mut cluster = Cluster {
+        lan,
+        dir: dir.to_path_buf(),
+        key,
+        ns: format!("netns-{pid}"),
+        nodes: (0..4).map(|_| None).collect(),
+        http_port: 0,
+    };
+    for n in 0..4 {
+        cluster
+            .start(n)
+            .unwrap_or_else(|e| panic!("node {n} did not start: {e}"));
+    }
+    let token = std::fs::read_to_string(dir.join("gateway/api-token"))
+        .expect("the gateway's api token")
+        .trim()
+        .to_string();
+    let client = Client {
+        base: format!("http://{}:{}", cluster.lan.hosts[0].ip, cluster.http_port),
+        token,
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(HTTP_TIMEOUT))
+            .build()
+            .into(),
+        history: Arc::default(),
+    };
+    (cluster, client)
+}
+
+/// Every worker registered, found by multicast on the LAN (60 s at most).
+fn wait_for_workers(client: &Client) {
+    let started = Instant::now();
+    loop {
+        let workers = client.send("GET", "/workers", None, None);
+        if let Ok((200, Value::Array(rows))) = &workers {
+            if rows.len() == 3 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "3 workers did not register within 60 s: {workers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!(
+        "netns: 3 workers registered after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Uploads the hash-puzzle module; its hash.
+fn upload_module(client: &Client) -> String {
+    let wasm = std::fs::read("tasks/hash-puzzle/hash-puzzle.wasm").unwrap();
+    client
+        .agent
+        .post(&format!("{}/modules", client.base))
+        .header("Authorization", &format!("Bearer {}", client.token))
+        .header("Content-Type", "application/wasm")
+        .send(&wasm[..])
+        .unwrap()
+        .body_mut()
+        .read_json::<Value>()
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Heals the LAN: every link up and clean, every process running.
+fn heal(cluster: &mut Cluster) {
+    for n in 0..4 {
+        let _ = cluster.lan.heal_cut(n);
+        cluster.lan.heal_degrade(n);
+        if let Some(proc) = &cluster.nodes[n] {
+            proc.signal("CONT");
+        }
+        if cluster.nodes[n].as_mut().is_none_or(NsProc::exited) {
+            eprintln!("netns: node {n} had exited; starting it again");
+            cluster.start(n).expect("restart after the chaos");
+        }
+    }
+}
+
+/// Waits for every acknowledged task to finish (up to `DRAIN`), then reads
+/// each once more: the final reads.
+fn drain(client: &Client, acked: &[String]) -> Vec<Operation> {
+    let drain = Instant::now();
+    let mut open: Vec<String> = acked.to_vec();
+    while !open.is_empty() && drain.elapsed() < DRAIN {
+        open.retain(|id| {
+            let op = client.read_op(2, id);
+            !op.task_view().is_some_and(|v| is_terminal(&v.status))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    acked.iter().map(|id| client.read_op(2, id)).collect()
 }
 
 /// Prints what the run did: faults by kind, operations by kind and outcome.

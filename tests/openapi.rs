@@ -710,40 +710,7 @@ fn case(world: &World, which: usize, seed: u64) -> Case {
     let wild = rng.random_bool(0.3);
     let all = operations(doc);
     let (method, template, operation) = &all[which % all.len()];
-    let mut path = template.clone();
-    let mut query = Vec::new();
-    let mut headers = Vec::new();
-    for parameter in operation["parameters"].as_array().into_iter().flatten() {
-        let parameter = resolve(doc, parameter);
-        let name = parameter["name"].as_str().unwrap();
-        match parameter["in"].as_str().unwrap() {
-            "path" => {
-                let value = match (name, rng.random_range(0..8)) {
-                    ("id", 0..=4) => ["seed-done", "seed-pending", "seed-cancel"]
-                        [rng.random_range(0..3)]
-                    .to_string(),
-                    ("index", 0..=4) => rng.random_range(0..2).to_string(),
-                    (_, 5) => "%FF%FE".to_string(),
-                    (_, 6) => percent_encode("a/b c"),
-                    _ => percent_encode(&text(&mut rng)),
-                };
-                path = path.replace(&format!("{{{name}}}"), &value);
-            }
-            "query" if rng.random_bool(0.6) => {
-                let value = generate(doc, &parameter["schema"], &mut rng, wild, 0);
-                query.push(format!("{name}={}", percent_encode(&form_text(&value))));
-            }
-            "header" if rng.random_bool(0.4) => {
-                let value = if rng.random_bool(0.8) {
-                    format!("key-{}", rng.random_range(0..4))
-                } else {
-                    "k".repeat(300)
-                };
-                headers.push((name.to_string(), value));
-            }
-            _ => {}
-        }
-    }
+    let (path, mut query, mut headers) = draw_parameters(doc, template, operation, &mut rng, wild);
     if rng.random_bool(0.1) {
         query.push("bogus=1".into());
     }
@@ -775,68 +742,12 @@ fn case(world: &World, which: usize, seed: u64) -> Case {
             kind.clone()
         };
         if kind == "application/json" {
-            let mut value = generate(doc, schema, &mut rng, wild, 0);
-            if let Value::Object(map) = &mut value {
-                // Mostly exactly one module source, as the schema says in words.
-                map.remove("wasm_base64");
-                map.remove("module");
-                match rng.random_range(0..5) {
-                    0 | 1 => {
-                        map.insert("module".into(), json!(world.module_hash));
-                    }
-                    2 => {
-                        let wasm = module_bytes(&mut rng);
-                        map.insert(
-                            "wasm_base64".into(),
-                            json!(base64::engine::general_purpose::STANDARD.encode(wasm)),
-                        );
-                    }
-                    3 => {
-                        map.insert("module".into(), json!(text(&mut rng)));
-                    }
-                    _ => {}
-                }
-                // Generated ids are fresh, or collide (409).
-                match rng.random_range(0..5) {
-                    0 | 1 => drop(map.insert("id".into(), json!(format!("gen-{seed}")))),
-                    2 | 3 => drop(map.insert("id".into(), json!("seed-pending"))),
-                    _ => {}
-                }
-            }
-            if rng.random_bool(0.2) {
-                mutate(&mut value, &mut rng);
-            }
-            body = if rng.random_bool(0.05) {
-                b"{\"id\": ".to_vec()
-            } else {
-                value.to_string().into_bytes()
-            };
+            body = json_body(world, schema, &mut rng, wild, seed);
             headers.push(("content-type".into(), sent_kind));
         } else if kind == "multipart/form-data" {
-            let value = generate(doc, schema, &mut rng, wild, 0);
-            let mut fields: BTreeMap<String, Value> = value
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            fields.remove("wasm");
-            if fields.contains_key("id") && rng.random_bool(0.5) {
-                fields.insert("id".into(), json!(format!("form-{seed}")));
-            }
-            let wasm = rng.random_bool(0.9).then(|| module_bytes(&mut rng));
-            body = multipart(&fields, wasm.as_deref());
-            let content_type = if sent_kind == "text/plain" {
-                sent_kind
-            } else if rng.random_bool(0.05) {
-                "multipart/form-data".to_string() // no boundary
-            } else {
-                "multipart/form-data; boundary=openapi-test-boundary".to_string()
-            };
+            let (form, content_type) = form_body(doc, schema, &mut rng, wild, seed, sent_kind);
+            body = form;
             headers.push(("content-type".into(), content_type));
-            if rng.random_bool(0.05) {
-                body.truncate(body.len() / 2);
-            }
         } else {
             body = module_bytes(&mut rng);
             headers.push(("content-type".into(), sent_kind));
@@ -854,6 +765,136 @@ fn case(world: &World, which: usize, seed: u64) -> Case {
         body,
         operation: format!("{method} {template}"),
     }
+}
+
+/// Operation `operation`'s parameters, drawn: the path with its
+/// placeholders filled, the query's fields and the headers.
+fn draw_parameters(
+    doc: &Value,
+    template: &str,
+    operation: &Value,
+    rng: &mut ChaCha8Rng,
+    wild: bool,
+) -> (String, Vec<String>, Vec<(String, String)>) {
+    let mut path = template.to_string();
+    let mut query = Vec::new();
+    let mut headers = Vec::new();
+    for parameter in operation["parameters"].as_array().into_iter().flatten() {
+        let parameter = resolve(doc, parameter);
+        let name = parameter["name"].as_str().unwrap();
+        match parameter["in"].as_str().unwrap() {
+            "path" => {
+                let value = match (name, rng.random_range(0..8)) {
+                    ("id", 0..=4) => ["seed-done", "seed-pending", "seed-cancel"]
+                        [rng.random_range(0..3)]
+                    .to_string(),
+                    ("index", 0..=4) => rng.random_range(0..2).to_string(),
+                    (_, 5) => "%FF%FE".to_string(),
+                    (_, 6) => percent_encode("a/b c"),
+                    _ => percent_encode(&text(rng)),
+                };
+                path = path.replace(&format!("{{{name}}}"), &value);
+            }
+            "query" if rng.random_bool(0.6) => {
+                let value = generate(doc, &parameter["schema"], rng, wild, 0);
+                query.push(format!("{name}={}", percent_encode(&form_text(&value))));
+            }
+            "header" if rng.random_bool(0.4) => {
+                let value = if rng.random_bool(0.8) {
+                    format!("key-{}", rng.random_range(0..4))
+                } else {
+                    "k".repeat(300)
+                };
+                headers.push((name.to_string(), value));
+            }
+            _ => {}
+        }
+    }
+    (path, query, headers)
+}
+
+/// A JSON body after `schema`: mostly exactly one module source and a fresh
+/// or colliding id; sometimes mutated or cut short.
+fn json_body(
+    world: &World,
+    schema: &Value,
+    rng: &mut ChaCha8Rng,
+    wild: bool,
+    seed: u64,
+) -> Vec<u8> {
+    let doc = &world.doc;
+    let mut value = generate(doc, schema, rng, wild, 0);
+    if let Value::Object(map) = &mut value {
+        // Mostly exactly one module source, as the schema says in words.
+        map.remove("wasm_base64");
+        map.remove("module");
+        match rng.random_range(0..5) {
+            0 | 1 => {
+                map.insert("module".into(), json!(world.module_hash));
+            }
+            2 => {
+                let wasm = module_bytes(rng);
+                map.insert(
+                    "wasm_base64".into(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(wasm)),
+                );
+            }
+            3 => {
+                map.insert("module".into(), json!(text(rng)));
+            }
+            _ => {}
+        }
+        // Generated ids are fresh, or collide (409).
+        match rng.random_range(0..5) {
+            0 | 1 => drop(map.insert("id".into(), json!(format!("gen-{seed}")))),
+            2 | 3 => drop(map.insert("id".into(), json!("seed-pending"))),
+            _ => {}
+        }
+    }
+    if rng.random_bool(0.2) {
+        mutate(&mut value, rng);
+    }
+    if rng.random_bool(0.05) {
+        b"{\"id\": ".to_vec()
+    } else {
+        value.to_string().into_bytes()
+    }
+}
+
+/// A multipart body after `schema`, mostly with a module, and its content
+/// type (`sent_kind` if that is not multipart; sometimes without boundary).
+fn form_body(
+    doc: &Value,
+    schema: &Value,
+    rng: &mut ChaCha8Rng,
+    wild: bool,
+    seed: u64,
+    sent_kind: String,
+) -> (Vec<u8>, String) {
+    let value = generate(doc, schema, rng, wild, 0);
+    let mut fields: BTreeMap<String, Value> = value
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    fields.remove("wasm");
+    if fields.contains_key("id") && rng.random_bool(0.5) {
+        fields.insert("id".into(), json!(format!("form-{seed}")));
+    }
+    let wasm = rng.random_bool(0.9).then(|| module_bytes(rng));
+    let mut body = multipart(&fields, wasm.as_deref());
+    let content_type = if sent_kind == "text/plain" {
+        sent_kind
+    } else if rng.random_bool(0.05) {
+        "multipart/form-data".to_string() // no boundary
+    } else {
+        "multipart/form-data; boundary=openapi-test-boundary".to_string()
+    };
+    if rng.random_bool(0.05) {
+        body.truncate(body.len() / 2);
+    }
+    (body, content_type)
 }
 
 /// The media type of a `Content-Type` value, without parameters.
@@ -1205,26 +1246,8 @@ impl<'a> Maker<'a> {
                 }
             }
             "string" => {
-                let (min, max) = (bound("minLength", 0), bound("maxLength", 64));
-                if let Some(pattern) = schema["pattern"].as_str() {
-                    for _ in 0..64 {
-                        let text = self.matching(pattern);
-                        let chars = text.chars().count() as i128;
-                        if (min..=max).contains(&chars) {
-                            return json!(text);
-                        }
-                    }
-                    panic!("no string of {schema} in 64 draws");
-                }
-                let len = match self.rng.random_range(0..4) {
-                    0 => min,
-                    1 => max,
-                    _ => self.whole(min, max.min(min + 16)),
-                };
-                let text: String = (0..len)
-                    .map(|_| CHARS[self.rng.random_range(0..CHARS.len())])
-                    .collect();
-                json!(text)
+                let lengths = (bound("minLength", 0), bound("maxLength", 64));
+                self.valid_string(&schema, lengths)
             }
             "array" => {
                 let max = bound("maxItems", 8);
@@ -1235,23 +1258,51 @@ impl<'a> Maker<'a> {
                 };
                 Value::Array((0..len).map(|_| self.valid(&schema["items"])).collect())
             }
-            "object" => {
-                let required: BTreeSet<String> = schema["required"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect();
-                let mut object = serde_json::Map::new();
-                for (name, property) in schema["properties"].as_object().into_iter().flatten() {
-                    if required.contains(name) || self.coin(0.5) {
-                        object.insert(name.clone(), self.valid(property));
-                    }
-                }
-                Value::Object(object)
-            }
+            "object" => self.valid_object(&schema),
             other => panic!("a type the generator does not know: {other}"),
         }
+    }
+
+    /// A valid string of `schema`, its length in `(min, max)`: matching its
+    /// pattern if it has one.
+    fn valid_string(&mut self, schema: &Value, (min, max): (i128, i128)) -> Value {
+        if let Some(pattern) = schema["pattern"].as_str() {
+            for _ in 0..64 {
+                let text = self.matching(pattern);
+                let chars = text.chars().count() as i128;
+                if (min..=max).contains(&chars) {
+                    return json!(text);
+                }
+            }
+            panic!("no string of {schema} in 64 draws");
+        }
+        let len = match self.rng.random_range(0..4) {
+            0 => min,
+            1 => max,
+            _ => self.whole(min, max.min(min + 16)),
+        };
+        let text: String = (0..len)
+            .map(|_| CHARS[self.rng.random_range(0..CHARS.len())])
+            .collect();
+        json!(text)
+    }
+
+    /// A valid object of `schema`: its required properties, and each other one
+    /// by a coin.
+    fn valid_object(&mut self, schema: &Value) -> Value {
+        let required: BTreeSet<String> = schema["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let mut object = serde_json::Map::new();
+        for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+            if required.contains(name) || self.coin(0.5) {
+                object.insert(name.clone(), self.valid(property));
+            }
+        }
+        Value::Object(object)
     }
 
     /// Ways to break `value` that the document forbids (each checked: the
@@ -1369,48 +1420,13 @@ fn documented_case(
     ];
     for (i, parameter) in parameters.iter().enumerate() {
         let name = parameter["name"].as_str().unwrap();
-        let schema = &parameter["schema"];
         let place = parameter["in"].as_str().unwrap();
-        let required = parameter["required"] == true || place == "path";
-        let mut value = maker.valid(schema);
-        // Reach stored tasks and runs too, not only ids nobody made.
-        if name == "id" && maker.coin(0.6) {
-            value =
-                json!(["seed-done", "seed-pending", "seed-cancel"][maker.rng.random_range(0..3)]);
-        }
-        if name == "index" && maker.coin(0.6) {
-            value = json!(maker.rng.random_range(0..3));
-        }
-        if broken_at == Some(i) {
-            // As text, which is what a parameter is: a break must still be
-            // one once written down ("7" is the integer 7).
-            let broken = maker
-                .invalid(schema, &value)
-                .into_iter()
-                .find(|(_, broken)| {
-                    !conforms(doc, schema, &as_sent(doc, schema, &form_text(broken)))
-                });
-            match broken {
-                Some((way, broken)) => {
-                    how = format!("{place} {name}: {way} ({broken})");
-                    value = broken;
-                    intent = if place == "path" {
-                        Intent::BadPath
-                    } else {
-                        Intent::BadShape
-                    };
-                }
-                None => how = format!("{place} {name}: nothing to break"),
-            }
-        } else if !required && maker.coin(0.4) {
+        let broken = broken_at == Some(i);
+        let Some(value) =
+            documented_parameter(&mut maker, parameter, broken, &mut intent, &mut how)
+        else {
             continue;
-        }
-        let sent = as_sent(doc, schema, &form_text(&value));
-        assert_eq!(
-            conforms(doc, schema, &sent),
-            intent == Intent::Valid || broken_at != Some(i),
-            "{name} = {sent}: the document's judgement is not the one meant"
-        );
+        };
         let text = percent_encode(&form_text(&value));
         match place {
             "path" => path = path.replace(&format!("{{{name}}}"), &text),
@@ -1426,102 +1442,17 @@ fn documented_case(
         let schema = resolve(doc, &content[&kind]["schema"]).clone();
         let break_body = broken_at == Some(parameters.len());
         if kind == "application/json" {
-            let mut value = maker.valid(&schema);
-            let object = value.as_object_mut().unwrap();
-            // Reach past the module checks: the uploaded module, the echo
-            // module's bytes (both still match their patterns); a few runs.
-            if object.get("module").is_some_and(Value::is_string) && maker.coin(0.7) {
-                object.insert("module".into(), json!(world.module_hash));
-            }
-            if object.get("wasm_base64").is_some_and(Value::is_string) && maker.coin(0.7) {
-                let wasm = base64::engine::general_purpose::STANDARD.encode(echo_wasm());
-                object.insert("wasm_base64".into(), json!(wasm));
-            }
-            if maker.coin(0.2) {
-                object.insert("id".into(), json!("seed-pending"));
-            }
-            if object.get("repeats").and_then(Value::as_u64).unwrap_or(1) > 4 {
-                let start = object.get("start_ms").and_then(Value::as_u64).unwrap_or(0);
-                object.insert("start_ms".into(), json!(start.max(3_600_000)));
-            }
-            assert!(
-                conforms(doc, &schema, &value),
-                "body off its schema: {value}"
+            body = documented_json(
+                world,
+                &mut maker,
+                &schema,
+                break_body,
+                &mut intent,
+                &mut how,
             );
-            if break_body {
-                how = break_submission(&mut maker, &schema, &mut value);
-                assert!(
-                    !conforms(doc, &schema, &value),
-                    "{how}: {value} still valid"
-                );
-                intent = Intent::BadShape;
-            }
-            body = value.to_string().into_bytes();
             headers.push(("content-type".into(), kind.clone()));
         } else if kind == "multipart/form-data" {
-            let mut value = maker.valid(&schema);
-            let object = value.as_object_mut().unwrap();
-            if maker.coin(0.2) {
-                object.insert("id".into(), json!("seed-pending"));
-            }
-            if object.get("repeats").and_then(Value::as_u64).unwrap_or(1) > 4 {
-                let start = object.get("start").and_then(Value::as_u64).unwrap_or(0);
-                object.insert("start".into(), json!(start.max(3_600)));
-            }
-            let wasm = if maker.coin(0.8) {
-                echo_wasm()
-            } else {
-                b"not a module".to_vec()
-            };
-            object.insert("wasm".into(), json!("(the file)"));
-            assert!(
-                conforms(doc, &schema, &value),
-                "form off its schema: {value}"
-            );
-            if break_body {
-                let fields: Vec<String> = schema["properties"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .filter(|k| *k != "wasm")
-                    .cloned()
-                    .collect();
-                let field = fields[maker.rng.random_range(0..fields.len())].clone();
-                let field_schema = schema["properties"][&field].clone();
-                let current = value.get(&field).cloned().unwrap_or(Value::Null);
-                // Fields are text too.
-                let broken = maker
-                    .invalid(&field_schema, &current)
-                    .into_iter()
-                    .filter(|(_, b)| !b.is_null())
-                    .find(|(_, b)| {
-                        !conforms(
-                            doc,
-                            &field_schema,
-                            &as_sent(doc, &field_schema, &form_text(b)),
-                        )
-                    });
-                match broken {
-                    Some((way, broken)) => {
-                        how = format!("form field {field}: {way} ({broken})");
-                        value[&field] = as_sent(doc, &field_schema, &form_text(&broken));
-                    }
-                    None => {
-                        how = "form without its required field input".into();
-                        value.as_object_mut().unwrap().remove("input");
-                    }
-                }
-                assert!(!conforms(doc, &schema, &value), "{how}: still valid");
-                intent = Intent::BadShape;
-            }
-            let mut fields: BTreeMap<String, Value> = value
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            fields.remove("wasm");
-            body = multipart(&fields, Some(&wasm));
+            body = documented_form(&mut maker, &schema, break_body, &mut intent, &mut how);
             headers.push((
                 "content-type".into(),
                 "multipart/form-data; boundary=openapi-test-boundary".into(),
@@ -1548,6 +1479,185 @@ fn documented_case(
         operation: format!("{method} {template}"),
     };
     (case, intent, how)
+}
+
+/// A value of `parameter` as the document allows it (often naming a stored
+/// task or run), or broken when `broken`, which sets `intent` and `how`;
+/// `None` when the optional parameter is left out.
+fn documented_parameter(
+    maker: &mut Maker,
+    parameter: &Value,
+    broken: bool,
+    intent: &mut Intent,
+    how: &mut String,
+) -> Option<Value> {
+    let doc = maker.doc;
+    let name = parameter["name"].as_str().unwrap();
+    let schema = &parameter["schema"];
+    let place = parameter["in"].as_str().unwrap();
+    let required = parameter["required"] == true || place == "path";
+    let mut value = maker.valid(schema);
+    // Reach stored tasks and runs too, not only ids nobody made.
+    if name == "id" && maker.coin(0.6) {
+        value = json!(["seed-done", "seed-pending", "seed-cancel"][maker.rng.random_range(0..3)]);
+    }
+    if name == "index" && maker.coin(0.6) {
+        value = json!(maker.rng.random_range(0..3));
+    }
+    if broken {
+        // As text, which is what a parameter is: a break must still be
+        // one once written down ("7" is the integer 7).
+        let breaks = maker
+            .invalid(schema, &value)
+            .into_iter()
+            .find(|(_, broken)| !conforms(doc, schema, &as_sent(doc, schema, &form_text(broken))));
+        match breaks {
+            Some((way, bad)) => {
+                *how = format!("{place} {name}: {way} ({bad})");
+                value = bad;
+                *intent = if place == "path" {
+                    Intent::BadPath
+                } else {
+                    Intent::BadShape
+                };
+            }
+            None => *how = format!("{place} {name}: nothing to break"),
+        }
+    } else if !required && maker.coin(0.4) {
+        return None;
+    }
+    let sent = as_sent(doc, schema, &form_text(&value));
+    assert_eq!(
+        conforms(doc, schema, &sent),
+        *intent == Intent::Valid || !broken,
+        "{name} = {sent}: the document's judgement is not the one meant"
+    );
+    Some(value)
+}
+
+/// A JSON submission valid by `schema` that reaches past the module checks,
+/// or broken when `break_body` (which sets `intent` and `how`).
+fn documented_json(
+    world: &World,
+    maker: &mut Maker,
+    schema: &Value,
+    break_body: bool,
+    intent: &mut Intent,
+    how: &mut String,
+) -> Vec<u8> {
+    let doc = &world.doc;
+    let mut value = maker.valid(schema);
+    let object = value.as_object_mut().unwrap();
+    // Reach past the module checks: the uploaded module, the echo
+    // module's bytes (both still match their patterns); a few runs.
+    if object.get("module").is_some_and(Value::is_string) && maker.coin(0.7) {
+        object.insert("module".into(), json!(world.module_hash));
+    }
+    if object.get("wasm_base64").is_some_and(Value::is_string) && maker.coin(0.7) {
+        let wasm = base64::engine::general_purpose::STANDARD.encode(echo_wasm());
+        object.insert("wasm_base64".into(), json!(wasm));
+    }
+    if maker.coin(0.2) {
+        object.insert("id".into(), json!("seed-pending"));
+    }
+    if object.get("repeats").and_then(Value::as_u64).unwrap_or(1) > 4 {
+        let start = object.get("start_ms").and_then(Value::as_u64).unwrap_or(0);
+        object.insert("start_ms".into(), json!(start.max(3_600_000)));
+    }
+    assert!(
+        conforms(doc, schema, &value),
+        "body off its schema: {value}"
+    );
+    if break_body {
+        *how = break_submission(maker, schema, &mut value);
+        assert!(!conforms(doc, schema, &value), "{how}: {value} still valid");
+        *intent = Intent::BadShape;
+    }
+    value.to_string().into_bytes()
+}
+
+/// A form valid by `schema` with the echo module (or bytes that are not a
+/// module), or broken when `break_body` (which sets `intent` and `how`).
+fn documented_form(
+    maker: &mut Maker,
+    schema: &Value,
+    break_body: bool,
+    intent: &mut Intent,
+    how: &mut String,
+) -> Vec<u8> {
+    let doc = maker.doc;
+    let mut value = maker.valid(schema);
+    let object = value.as_object_mut().unwrap();
+    if maker.coin(0.2) {
+        object.insert("id".into(), json!("seed-pending"));
+    }
+    if object.get("repeats").and_then(Value::as_u64).unwrap_or(1) > 4 {
+        let start = object.get("start").and_then(Value::as_u64).unwrap_or(0);
+        object.insert("start".into(), json!(start.max(3_600)));
+    }
+    let wasm = if maker.coin(0.8) {
+        echo_wasm()
+    } else {
+        b"not a module".to_vec()
+    };
+    object.insert("wasm".into(), json!("(the file)"));
+    assert!(
+        conforms(doc, schema, &value),
+        "form off its schema: {value}"
+    );
+    if break_body {
+        *how = break_form(maker, schema, &mut value);
+        *intent = Intent::BadShape;
+    }
+    let mut fields: BTreeMap<String, Value> = value
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    fields.remove("wasm");
+    multipart(&fields, Some(&wasm))
+}
+
+/// Breaks one field of a valid form `value` (text, as every field is), or
+/// leaves out its required `input`; returns how.
+fn break_form(maker: &mut Maker, schema: &Value, value: &mut Value) -> String {
+    let doc = maker.doc;
+    let how;
+    let fields: Vec<String> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "wasm")
+        .cloned()
+        .collect();
+    let field = fields[maker.rng.random_range(0..fields.len())].clone();
+    let field_schema = schema["properties"][&field].clone();
+    let current = value.get(&field).cloned().unwrap_or(Value::Null);
+    // Fields are text too.
+    let broken = maker
+        .invalid(&field_schema, &current)
+        .into_iter()
+        .filter(|(_, b)| !b.is_null())
+        .find(|(_, b)| {
+            !conforms(
+                doc,
+                &field_schema,
+                &as_sent(doc, &field_schema, &form_text(b)),
+            )
+        });
+    match broken {
+        Some((way, broken)) => {
+            how = format!("form field {field}: {way} ({broken})");
+            value[&field] = as_sent(doc, &field_schema, &form_text(&broken));
+        }
+        None => {
+            how = "form without its required field input".into();
+            value.as_object_mut().unwrap().remove("input");
+        }
+    }
+    assert!(!conforms(doc, schema, value), "{how}: still valid");
+    how
 }
 
 /// Breaks a valid JSON submission one way its schema forbids: a field out of
@@ -1613,25 +1723,7 @@ fn requests_the_document_calls_valid_are_accepted_and_invalid_ones_refused() {
     let world = World::start();
     // Operations with more to get right come up more often: a submission
     // most, then those with parameters or a body.
-    let weighted: Vec<usize> = operations(&world.doc)
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (method, path, operation))| {
-            let weight = if method == Method::POST && path == "/tasks" {
-                12
-            } else if operation["requestBody"].is_object() || path == "/tasks" {
-                4
-            } else if operation["parameters"]
-                .as_array()
-                .is_some_and(|p| !p.is_empty())
-            {
-                3
-            } else {
-                1
-            };
-            std::iter::repeat_n(i, weight)
-        })
-        .collect();
+    let weighted = weighted_operations(&world.doc);
     let seen: RefCell<BTreeMap<(Intent, u16), usize>> = RefCell::default();
     let breaks: RefCell<BTreeSet<String>> = RefCell::default();
     let mut config = ProptestConfig {
@@ -1660,41 +1752,7 @@ fn requests_the_document_calls_valid_are_accepted_and_invalid_ones_refused() {
                 let named = how.split(" (").next().unwrap_or(&how).to_string();
                 breaks.borrow_mut().insert(named);
             }
-            let shown = || {
-                format!(
-                    "{intent:?} {how}\n{} {} {:?}\n{}\nanswered {status} {}",
-                    case.method,
-                    case.uri,
-                    case.headers,
-                    String::from_utf8_lossy(&case.body),
-                    String::from_utf8_lossy(&answer.body)
-                )
-            };
-            let (method, template) = case.operation.split_once(' ').unwrap();
-            let responses = &world.doc["paths"][template][method.to_ascii_lowercase()]["responses"];
-            match intent {
-                Intent::Valid => {
-                    let success = (200..300).contains(&status);
-                    let state = STATE_REFUSALS.contains(&status)
-                        && responses.get(status.to_string()).is_some();
-                    prop_assert!(
-                        success || state,
-                        "a request the document calls valid was refused:\n{}",
-                        shown()
-                    );
-                }
-                Intent::BadPath => prop_assert!(
-                    status == 404,
-                    "a path the document calls invalid was not refused with 404:\n{}",
-                    shown()
-                ),
-                Intent::BadShape => prop_assert!(
-                    status == 400,
-                    "a request the document calls invalid was not refused with 400:\n{}",
-                    shown()
-                ),
-            }
-            check(&world.doc, &case, &answer).map_err(TestCaseError::fail)
+            judge(&world, &case, intent, &how, &answer)
         },
     );
     if let Err(failure) = result {
@@ -1703,8 +1761,86 @@ fn requests_the_document_calls_valid_are_accepted_and_invalid_ones_refused() {
     let seen = seen.into_inner();
     let breaks = breaks.into_inner();
     eprintln!("answers by intent: {seen:?}\nbreaks tried: {breaks:#?}");
-    // Valid requests reached successes and state refusals; broken ones of
-    // every kind were refused.
+    assert_coverage(&seen, &breaks);
+    drop(world);
+}
+
+/// Each operation's index, repeated by its weight: operations with more to
+/// get right come up more often (a submission most, then those with
+/// parameters or a body).
+fn weighted_operations(doc: &Value) -> Vec<usize> {
+    operations(doc)
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (method, path, operation))| {
+            let weight = if method == Method::POST && path == "/tasks" {
+                12
+            } else if operation["requestBody"].is_object() || path == "/tasks" {
+                4
+            } else if operation["parameters"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+            {
+                3
+            } else {
+                1
+            };
+            std::iter::repeat_n(i, weight)
+        })
+        .collect()
+}
+
+/// Judges `answer` to `case`, meant as `intent` (broken `how`): a valid request
+/// succeeds or meets a documented state refusal, a bad path is 404, a bad
+/// shape 400; the answer matches its documented shape.
+fn judge(
+    world: &World,
+    case: &Case,
+    intent: Intent,
+    how: &str,
+    answer: &Answer,
+) -> Result<(), TestCaseError> {
+    let status = answer.status.as_u16();
+    let shown = || {
+        format!(
+            "{intent:?} {how}\n{} {} {:?}\n{}\nanswered {status} {}",
+            case.method,
+            case.uri,
+            case.headers,
+            String::from_utf8_lossy(&case.body),
+            String::from_utf8_lossy(&answer.body)
+        )
+    };
+    let (method, template) = case.operation.split_once(' ').unwrap();
+    let responses = &world.doc["paths"][template][method.to_ascii_lowercase()]["responses"];
+    match intent {
+        Intent::Valid => {
+            let success = (200..300).contains(&status);
+            let state =
+                STATE_REFUSALS.contains(&status) && responses.get(status.to_string()).is_some();
+            prop_assert!(
+                success || state,
+                "a request the document calls valid was refused:\n{}",
+                shown()
+            );
+        }
+        Intent::BadPath => prop_assert!(
+            status == 404,
+            "a path the document calls invalid was not refused with 404:\n{}",
+            shown()
+        ),
+        Intent::BadShape => prop_assert!(
+            status == 400,
+            "a request the document calls invalid was not refused with 400:\n{}",
+            shown()
+        ),
+    }
+    check(&world.doc, case, answer).map_err(TestCaseError::fail)
+}
+
+/// Valid requests reached successes and state refusals; broken ones of every
+/// kind were refused.
+fn assert_coverage(seen: &BTreeMap<(Intent, u16), usize>, breaks: &BTreeSet<String>) {
     for wanted in [
         (Intent::Valid, 200),
         (Intent::Valid, 201),
@@ -1736,5 +1872,4 @@ fn requests_the_document_calls_valid_are_accepted_and_invalid_ones_refused() {
     ] {
         assert!(tried(wanted), "no break {wanted:?} was tried: {breaks:#?}");
     }
-    drop(world);
 }

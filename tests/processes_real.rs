@@ -85,33 +85,7 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
     std::fs::write(&hello, wat::parse_str(HELLO_WAT).unwrap()).unwrap();
     std::fs::write(&tick, wat::parse_str(TICK_WAT).unwrap()).unwrap();
 
-    // A process that prints and exits: its stdout is read over RPC (--follow
-    // reads the stream by offset), then `wait` gives its exit code.
-    let started = Instant::now();
-    let out = ww(&[
-        "spawn", "--peer", &address, "--wasm", &hello, "--arg", "3", "--follow",
-    ]);
-    let spawn_follow = started.elapsed();
-    assert!(
-        out.status.success(),
-        "spawn --follow: {}",
-        text(&out.stderr)
-    );
-    let stdout = text(&out.stdout);
-    let mut lines = stdout.lines();
-    let first = lines.next().expect("a process id").to_string();
-    assert!(
-        first.starts_with(&address) && first.ends_with("/proc/1"),
-        "{first}"
-    );
-    assert_eq!(lines.collect::<Vec<_>>(), ["hello"; 3]);
-    assert!(
-        text(&out.stderr).contains("exited 3"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(ww_ok(&["wait", &first]).trim(), "exited 3");
-    eprintln!("spawn --follow of a 3-line process, CLI start to end: {spawn_follow:?}");
+    let first = spawn_and_follow(&address, &hello);
 
     // A process that runs until killed.
     let looping = ww_ok(&[
@@ -130,33 +104,7 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
     // Still running a second later: no deadline was given.
     std::thread::sleep(Duration::from_secs(1));
     assert!(ps_line(&address, &looping).unwrap().starts_with("running"));
-    // The host lists its processes under its anchors too.
-    let listed = ww_ok(&[
-        "ls",
-        &format!("/{}/proc", worker.peer),
-        "--discover",
-        &address,
-    ]);
-    let proc_anchors: Vec<&str> = listed
-        .lines()
-        .filter_map(|line| line.split('\t').next())
-        .collect();
-    assert_eq!(
-        proc_anchors,
-        [
-            format!("/{}/proc/1", worker.peer),
-            format!("/{}/proc/2", worker.peer)
-        ],
-        "{listed}"
-    );
-    let state = ww_ok(&[
-        "anchor",
-        "get",
-        &format!("/{}/proc/2", worker.peer),
-        "--discover",
-        &address,
-    ]);
-    assert!(state.starts_with("running - "), "{state}");
+    assert_listed_under_anchors(&worker.peer, &address);
 
     let killed_at = Instant::now();
     assert_eq!(
@@ -173,31 +121,7 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
     );
     assert_eq!(ww_ok(&["wait", &looping]).trim(), "killed 137");
 
-    // A process that runs out of its own fuel fails, and says why.
-    let out = ww(&[
-        "spawn",
-        "--peer",
-        &address,
-        "--wasm",
-        &tick,
-        "--arg",
-        "1000",
-        "--fuel-max",
-        "1000000",
-        "--follow",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("failed 134 fuel_exhausted"),
-        "{}",
-        text(&out.stderr)
-    );
-    let starved = text(&out.stdout).lines().next().unwrap().to_string();
-    let line = ps_line(&address, &starved).unwrap();
-    assert!(
-        line.starts_with("failed") && line.contains(" 134 "),
-        "{line}"
-    );
+    out_of_fuel(&address, &tick);
 
     // Killing it again, or a process that never was, is a clear error.
     let again = ww(&["kill", &looping]);
@@ -214,6 +138,88 @@ fn processes_are_spawned_read_waited_for_listed_and_killed() {
         text(&none.stderr).contains("no process 99"),
         "{}",
         text(&none.stderr)
+    );
+}
+
+/// Spawns `hello` printing 3 lines and follows it; its process id.
+fn spawn_and_follow(address: &str, hello: &str) -> String {
+    // A process that prints and exits: its stdout is read over RPC (--follow
+    // reads the stream by offset), then `wait` gives its exit code.
+    let started = Instant::now();
+    let out = ww(&[
+        "spawn", "--peer", address, "--wasm", hello, "--arg", "3", "--follow",
+    ]);
+    let spawn_follow = started.elapsed();
+    assert!(
+        out.status.success(),
+        "spawn --follow: {}",
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    let mut lines = stdout.lines();
+    let first = lines.next().expect("a process id").to_string();
+    assert!(
+        first.starts_with(address) && first.ends_with("/proc/1"),
+        "{first}"
+    );
+    assert_eq!(lines.collect::<Vec<_>>(), ["hello"; 3]);
+    assert!(
+        text(&out.stderr).contains("exited 3"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(ww_ok(&["wait", &first]).trim(), "exited 3");
+    eprintln!("spawn --follow of a 3-line process, CLI start to end: {spawn_follow:?}");
+    first
+}
+
+/// The host lists its processes under its anchors too: both, the second running.
+fn assert_listed_under_anchors(peer: &str, address: &str) {
+    let listed = ww_ok(&["ls", &format!("/{}/proc", peer), "--discover", address]);
+    let proc_anchors: Vec<&str> = listed
+        .lines()
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    assert_eq!(
+        proc_anchors,
+        [format!("/{}/proc/1", peer), format!("/{}/proc/2", peer)],
+        "{listed}"
+    );
+    let state = ww_ok(&[
+        "anchor",
+        "get",
+        &format!("/{}/proc/2", peer),
+        "--discover",
+        address,
+    ]);
+    assert!(state.starts_with("running - "), "{state}");
+}
+
+/// A process that runs out of its own fuel fails, and says why.
+fn out_of_fuel(address: &str, tick: &str) {
+    let out = ww(&[
+        "spawn",
+        "--peer",
+        address,
+        "--wasm",
+        tick,
+        "--arg",
+        "1000",
+        "--fuel-max",
+        "1000000",
+        "--follow",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("failed 134 fuel_exhausted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let starved = text(&out.stdout).lines().next().unwrap().to_string();
+    let line = ps_line(address, &starved).unwrap();
+    assert!(
+        line.starts_with("failed") && line.contains(" 134 "),
+        "{line}"
     );
 }
 

@@ -246,7 +246,38 @@ fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
     let data = data.to_str().unwrap();
     let http = gateway.http.as_str();
 
-    // `submit` piped: the id on stdout, then plain progress lines, no bar.
+    submit_piped(wasm, http, data);
+
+    follow_spaced(wasm, http, data, &worker.peer);
+
+    // `logs` of an unknown task fails naming it.
+    let out = cli(&["logs", "nope", "--gateway", http, "--data", data]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no task"));
+
+    // `tasks --output json`: one JSON array with both tasks.
+    let out = cli(&[
+        "tasks",
+        "--output",
+        "json",
+        "--gateway",
+        http,
+        "--data",
+        data,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(ids(&list), ["piped", "spaced"], "{list}");
+
+    check_gateway_log(&gateway.stderr, &worker.peer);
+}
+
+/// `submit` piped: the id on stdout, then plain progress lines, no bar.
+fn submit_piped(wasm: &str, http: &str, data: &str) {
     let out = cli(&[
         "submit",
         wasm,
@@ -282,10 +313,12 @@ fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
             .any(|l| l == "piped: succeeded, 2/2 runs done, 0 failed"),
         "no final progress line: {stderr}"
     );
+}
 
-    // `logs --follow` on a task whose runs fall due a second apart and take
-    // a while each (so the follower sees them running): each run's header
-    // and stdout once, in index order, then exit 0.
+/// `logs --follow` on a task whose runs fall due a second apart and take a
+/// while each (so the follower sees them running): each run's header and
+/// stdout once, in index order, then exit 0.
+fn follow_spaced(wasm: &str, http: &str, data: &str, worker: &str) {
     let out = cli(&[
         "submit",
         wasm,
@@ -330,40 +363,16 @@ fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 6, "{stdout}");
     for (index, pair) in lines.chunks(2).enumerate() {
-        let header = format!(
-            "==> run {index} succeeded (attempt 1, worker {}",
-            worker.peer
-        );
+        let header = format!("==> run {index} succeeded (attempt 1, worker {worker}");
         assert!(pair[0].starts_with(&header), "{index}: {stdout}");
         assert_eq!(pair[1], "out:7", "{index}: {stdout}");
     }
+}
 
-    // `logs` of an unknown task fails naming it.
-    let out = cli(&["logs", "nope", "--gateway", http, "--data", data]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no task"));
-
-    // `tasks --output json`: one JSON array with both tasks.
-    let out = cli(&[
-        "tasks",
-        "--output",
-        "json",
-        "--gateway",
-        http,
-        "--data",
-        data,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
-    assert_eq!(ids(&list), ["piped", "spaced"], "{list}");
-
-    // The gateway's stderr: every line a JSON object, and run events carry
-    // the task and run index as fields of their own.
-    let log = std::fs::read_to_string(&gateway.stderr).unwrap();
+/// The gateway's stderr: every line a JSON object, and run events carry the
+/// task and run index as fields of their own.
+fn check_gateway_log(stderr: &std::path::Path, worker: &str) {
+    let log = std::fs::read_to_string(stderr).unwrap();
     let events: Vec<serde_json::Value> = log
         .lines()
         .map(|line| {
@@ -382,7 +391,7 @@ fn cli_follows_logs_lists_json_and_the_gateway_logs_json() {
             "{event}"
         );
         assert!(event["index"].is_u64(), "{event}");
-        assert_eq!(event["worker"], worker.peer.as_str(), "{event}");
+        assert_eq!(event["worker"], worker, "{event}");
     }
     // A task's end carries its id as a field too.
     let ended: Vec<&serde_json::Value> = events

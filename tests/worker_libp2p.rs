@@ -6,8 +6,8 @@ use std::time::Duration;
 use ww::exec::{ErrorKind, Limits, ModuleHash, ModuleRef, RunSpec, Sandbox, SandboxConfig};
 use ww::rpc::{self, RpcConfig, RpcError};
 use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::node::{Callers, WorkerNode};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
+use ww_sched::worker::node::{Callers, WorkerNode};
 use ww_sched::worker::{ExecMode, RemoteWorker, WorkerConfig, WorkerServer};
 
 const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";

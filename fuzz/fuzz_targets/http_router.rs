@@ -1,4 +1,6 @@
 //! `cargo fuzz run --features libfuzzer http_router`: see [`ww_sched_fuzz::http_router`].
 #![no_main]
+// libFuzzer's entry point, which `fuzz_target!` defines, is `#[no_mangle]`.
+#![allow(unsafe_code)]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| ww_sched_fuzz::http_router(data));

@@ -20,7 +20,7 @@ use ww::boot::{
 use ww::cluster::{LeaveReason, Membership, MembershipConfig, ViewEvent};
 use ww::pubsub::PubSub;
 use ww::records::{take_part, RecordService, RecordsConfig};
-use ww::transport::{Address, PeerId, SimConfig, SimTransport, Transport};
+use ww::transport::{Address, PeerId, SimConfig, SimTransport, TopicMessage, Transport};
 
 use crate::derive_seed;
 use crate::sabotage::DropOneSet;
@@ -198,21 +198,7 @@ pub async fn run_member(
         }
         None => None,
     };
-    let _anchors = match setup.anchors {
-        true => {
-            let server = AnchorServer::new(AnchorLimits::default());
-            let client = match &setup.drop_anchor_set {
-                Some(struck) => capnp_rpc::new_client(DropOneSet::new(server, struck.clone())),
-                None => server.client(),
-            };
-            Some(ww::rpc::serve(
-                &transport,
-                &anchor_protocol(),
-                client.client,
-            )?)
-        }
-        false => None,
-    };
+    let _anchors = serve_anchors(&transport, &setup)?;
     let mut events = membership.watch();
     let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
     let topic = pubsub.join(TRAFFIC_TOPIC);
@@ -228,13 +214,7 @@ pub async fn run_member(
             // Fixed branch order: tokio picks randomly otherwise, unseeded by turmoil.
             biased;
             Some(message) = async { traffic.as_mut()?.recv().await }, if traffic.is_some() => {
-                let payload = String::from_utf8_lossy(&message.payload).into_owned();
-                let mut observations = observations.lock().unwrap_or_else(|p| p.into_inner());
-                observations
-                    .delivered
-                    .entry((name.clone(), payload))
-                    .and_modify(|(_, _, count)| *count += 1)
-                    .or_insert((message.origin, now(), 1));
+                note_delivery(&observations, &name, &message);
             }
             _ = publish.tick(), if publish_every.is_some() => {
                 let payload = format!("{name}/{start}/{published}");
@@ -247,25 +227,7 @@ pub async fn run_member(
                         .insert(payload, (name.clone(), now()));
                 }
             }
-            event = events.next() => {
-                if let Some(ViewEvent::Joined(record)) = &event {
-                    observations
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .joined
-                        .entry(record.peer)
-                        .or_insert_with(|| (name.clone(), now()));
-                }
-                if let Some(ViewEvent::Left { peer, reason, .. }) = event {
-                    tracing::debug!(observer = %name, %peer, ?reason, "sim: leave seen");
-                    observations.lock().unwrap_or_else(|p| p.into_inner()).leaves.push(LeaveSeen {
-                        at: now(),
-                        observer: name.clone(),
-                        peer,
-                        reason,
-                    });
-                }
-            }
+            event = events.next() => note_view_event(&observations, &name, event),
             _ = sample.tick() => {
                 // The peer ids only: cloning every record of every view ten
                 // times a second was a tenth of a 32-node run's wall time.
@@ -277,6 +239,63 @@ pub async fn run_member(
                     .insert(name.clone(), (now(), view));
             }
         }
+    }
+}
+
+/// The anchor service of a member that runs one (with the sabotage that drops
+/// one set, if the scenario struck it).
+fn serve_anchors(
+    transport: &SimTransport,
+    setup: &MemberSetup,
+) -> Result<Option<ww::rpc::ServeHandle>, Box<dyn std::error::Error>> {
+    if !setup.anchors {
+        return Ok(None);
+    }
+    let server = AnchorServer::new(AnchorLimits::default());
+    let client = match &setup.drop_anchor_set {
+        Some(struck) => capnp_rpc::new_client(DropOneSet::new(server, struck.clone())),
+        None => server.client(),
+    };
+    Ok(Some(ww::rpc::serve(
+        transport,
+        &anchor_protocol(),
+        client.client,
+    )?))
+}
+
+/// Member `name` heard `message` on the traffic topic.
+fn note_delivery(observations: &SharedObservations, name: &str, message: &TopicMessage) {
+    let payload = String::from_utf8_lossy(&message.payload).into_owned();
+    let mut observations = observations.lock().unwrap_or_else(|p| p.into_inner());
+    observations
+        .delivered
+        .entry((name.to_string(), payload))
+        .and_modify(|(_, _, count)| *count += 1)
+        .or_insert((message.origin, now(), 1));
+}
+
+/// Member `name`'s view changed: a first join and every leave are noted.
+fn note_view_event(observations: &SharedObservations, name: &str, event: Option<ViewEvent>) {
+    if let Some(ViewEvent::Joined(record)) = &event {
+        observations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .joined
+            .entry(record.peer)
+            .or_insert_with(|| (name.to_string(), now()));
+    }
+    if let Some(ViewEvent::Left { peer, reason, .. }) = event {
+        tracing::debug!(observer = %name, %peer, ?reason, "sim: leave seen");
+        observations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leaves
+            .push(LeaveSeen {
+                at: now(),
+                observer: name.to_string(),
+                peer,
+                reason,
+            });
     }
 }
 

@@ -45,23 +45,13 @@ fn scenario_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
 
 /// Runs the swarm; returns the exit code.
 pub fn swarm_command(args: &Args) -> u8 {
-    let files = match scenario_files(&args.path) {
-        Ok(files) => files,
+    let (files, scenarios) = match load_scenarios(&args.path) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("ww-sim: {e}");
             return EXIT_HARNESS;
         }
     };
-    let mut scenarios = Vec::new();
-    for file in &files {
-        match Scenario::load(file) {
-            Ok(s) => scenarios.push(s),
-            Err(e) => {
-                eprintln!("ww-sim: {e}");
-                return EXIT_HARNESS;
-            }
-        }
-    }
     let seeds: Vec<u64> = (0..args.seeds).map(|i| args.from.wrapping_add(i)).collect();
     println!(
         "swarm: {} scenarios x {} seeds ({}..={}) on {} threads{}",
@@ -74,30 +64,7 @@ pub fn swarm_command(args: &Args) -> u8 {
             .map(|s| format!(", sabotage {}", s.name()))
             .unwrap_or_default()
     );
-    // A costly scenario caps its seeds (`swarm_seeds_max`, and `--costly-seeds`
-    // lower still): it gets the first ones.
-    let caps: Vec<usize> = scenarios
-        .iter()
-        .map(|s| {
-            s.swarm_seeds_max.map_or(seeds.len(), |cap| {
-                let cap = args.costly_seeds.map_or(cap, |costly| costly.min(cap));
-                usize::try_from(cap).unwrap_or(usize::MAX).min(seeds.len())
-            })
-        })
-        .collect();
-    for (scenario, cap) in scenarios.iter().zip(&caps) {
-        if *cap < seeds.len() {
-            println!(
-                "swarm: {} runs only the first {cap} seeds (swarm_seeds_max{})",
-                scenario.name,
-                if args.costly_seeds.is_some() {
-                    ", --costly-seeds"
-                } else {
-                    ""
-                }
-            );
-        }
-    }
+    let caps = seed_caps(args, &scenarios, seeds.len());
     let work: Arc<Vec<(usize, u64)>> = Arc::new(
         seeds
             .iter()
@@ -112,11 +79,87 @@ pub fn swarm_command(args: &Args) -> u8 {
     );
     let total = work.len();
     let scenarios = Arc::new(scenarios);
+    let started = Instant::now();
+    let (threads, outcomes) = match spawn_runners(args, work, scenarios.clone()) {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("ww-sim: cannot start a runner thread: {e}");
+            return EXIT_HARNESS;
+        }
+    };
+    let mut tally = Tally::default();
+    let mut last_progress = Instant::now();
+    for outcome in outcomes {
+        tally.record(&outcome, &files[outcome.file], &scenarios, args);
+        if last_progress.elapsed() >= PROGRESS_EVERY || tally.done == total {
+            last_progress = Instant::now();
+            eprint!(
+                "\r[{}/{total}] {:.0}s elapsed, {} failing runs   ",
+                tally.done,
+                started.elapsed().as_secs_f64(),
+                tally.failing
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+    eprintln!();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    tally.print(&scenarios, total, started);
+    tally.worst
+}
+
+/// The scenario files of `dir`, each loaded.
+fn load_scenarios(dir: &std::path::Path) -> Result<(Vec<PathBuf>, Vec<Scenario>), String> {
+    let files = scenario_files(dir)?;
+    let scenarios = files
+        .iter()
+        .map(|file| Scenario::load(file).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((files, scenarios))
+}
+
+/// How many of the `seeds` each scenario runs: a costly scenario caps its
+/// seeds (`swarm_seeds_max`, and `--costly-seeds` lower still) and gets the
+/// first ones.
+fn seed_caps(args: &Args, scenarios: &[Scenario], seeds: usize) -> Vec<usize> {
+    let caps: Vec<usize> = scenarios
+        .iter()
+        .map(|s| {
+            s.swarm_seeds_max.map_or(seeds, |cap| {
+                let cap = args.costly_seeds.map_or(cap, |costly| costly.min(cap));
+                usize::try_from(cap).unwrap_or(usize::MAX).min(seeds)
+            })
+        })
+        .collect();
+    for (scenario, cap) in scenarios.iter().zip(&caps) {
+        if *cap < seeds {
+            println!(
+                "swarm: {} runs only the first {cap} seeds (swarm_seeds_max{})",
+                scenario.name,
+                if args.costly_seeds.is_some() {
+                    ", --costly-seeds"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    caps
+}
+
+/// Starts the runner threads, which take `(scenario, seed)` pairs from `work`
+/// in turn; their outcomes come on the receiver.
+fn spawn_runners(
+    args: &Args,
+    work: Arc<Vec<(usize, u64)>>,
+    scenarios: Arc<Vec<Scenario>>,
+) -> std::io::Result<(Vec<std::thread::JoinHandle<()>>, mpsc::Receiver<Outcome>)> {
     let next = Arc::new(AtomicUsize::new(0));
     let (report, outcomes) = mpsc::channel::<Outcome>();
-    let started = Instant::now();
     let mut threads = Vec::new();
-    for _ in 0..args.jobs.min(total.max(1)) {
+    for _ in 0..args.jobs.min(work.len().max(1)) {
         let (work, scenarios, next, report) = (
             work.clone(),
             scenarios.clone(),
@@ -124,7 +167,7 @@ pub fn swarm_command(args: &Args) -> u8 {
             report.clone(),
         );
         let sabotage = args.sabotage;
-        let spawned = std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .stack_size(RUNNER_STACK_BYTES)
             .spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -136,38 +179,50 @@ pub fn swarm_command(args: &Args) -> u8 {
                 if report.send(Outcome { file, seed, result }).is_err() {
                     return;
                 }
-            });
-        match spawned {
-            Ok(handle) => threads.push(handle),
-            Err(e) => {
-                eprintln!("ww-sim: cannot start a runner thread: {e}");
-                return EXIT_HARNESS;
-            }
-        }
+            })?;
+        threads.push(handle);
     }
-    drop(report);
+    Ok((threads, outcomes))
+}
 
-    let mut rows: BTreeMap<(usize, &'static str), Row> = BTreeMap::new();
-    let mut harness_errors: BTreeMap<usize, u64> = BTreeMap::new();
-    let mut failures: Vec<String> = Vec::new();
-    let (mut done, mut failing, mut worst) = (0usize, 0usize, 0u8);
-    let mut last_progress = Instant::now();
-    for outcome in outcomes {
-        done += 1;
-        let file = &files[outcome.file];
-        let replay = replay_command(file, outcome.seed, true, args.sabotage);
+/// What the runs so far found.
+#[derive(Default)]
+struct Tally {
+    rows: BTreeMap<(usize, &'static str), Row>,
+    harness_errors: BTreeMap<usize, u64>,
+    failures: Vec<String>,
+    done: usize,
+    failing: usize,
+    worst: u8,
+}
+
+impl Tally {
+    /// Counts one run of scenario `file`'s file `path`.
+    fn record(
+        &mut self,
+        outcome: &Outcome,
+        path: &std::path::Path,
+        scenarios: &[Scenario],
+        args: &Args,
+    ) {
+        self.done += 1;
+        let name = &scenarios[outcome.file].name;
+        let replay = replay_command(path, outcome.seed, true, args.sabotage);
         match &outcome.result {
             Ok(verdict) => {
                 for check in &verdict.checks {
-                    let row = rows.entry((outcome.file, check.invariant)).or_default();
+                    let row = self
+                        .rows
+                        .entry((outcome.file, check.invariant))
+                        .or_default();
                     row.checked += 1;
                     row.violated += u64::from(!check.held());
                     row.class = Some(check.class);
                 }
                 let code = verdict_code(verdict);
                 if code != 0 {
-                    failing += 1;
-                    worst = worse(worst, code);
+                    self.failing += 1;
+                    self.worst = worse(self.worst, code);
                     let first = verdict
                         .safety_violations
                         .iter()
@@ -175,74 +230,64 @@ pub fn swarm_command(args: &Args) -> u8 {
                         .next()
                         .map(|v| truncate(v, 240))
                         .unwrap_or_default();
-                    failures.push(format!(
-                        "{} seed {}: {first}\n    replay: {replay}",
-                        scenarios[outcome.file].name, outcome.seed
+                    self.failures.push(format!(
+                        "{name} seed {}: {first}\n    replay: {replay}",
+                        outcome.seed
                     ));
                 }
             }
             Err(e) => {
-                failing += 1;
-                worst = worse(worst, EXIT_HARNESS);
-                *harness_errors.entry(outcome.file).or_default() += 1;
-                failures.push(format!(
-                    "{} seed {}: HARNESS ERROR {}\n    replay: {replay}",
-                    scenarios[outcome.file].name,
+                self.failing += 1;
+                self.worst = worse(self.worst, EXIT_HARNESS);
+                *self.harness_errors.entry(outcome.file).or_default() += 1;
+                self.failures.push(format!(
+                    "{name} seed {}: HARNESS ERROR {}\n    replay: {replay}",
                     outcome.seed,
                     truncate(e, 240)
                 ));
             }
         }
-        if last_progress.elapsed() >= PROGRESS_EVERY || done == total {
-            last_progress = Instant::now();
-            eprint!(
-                "\r[{done}/{total}] {:.0}s elapsed, {failing} failing runs   ",
-                started.elapsed().as_secs_f64()
-            );
-            let _ = std::io::stderr().flush();
-        }
-    }
-    eprintln!();
-    for thread in threads {
-        let _ = thread.join();
     }
 
-    println!(
-        "{:<24} {:<26} {:>9} {:>6} {:>9}",
-        "scenario", "invariant", "class", "runs", "violated"
-    );
-    for ((file, invariant), row) in &rows {
-        let class = match row.class {
-            Some(Class::Safety) => "safety",
-            Some(Class::Liveness) => "liveness",
-            None => "-",
-        };
+    /// The summary table per scenario and invariant, then the failing runs.
+    fn print(&self, scenarios: &[Scenario], total: usize, started: Instant) {
         println!(
             "{:<24} {:<26} {:>9} {:>6} {:>9}",
-            scenarios[*file].name, invariant, class, row.checked, row.violated
+            "scenario", "invariant", "class", "runs", "violated"
         );
-    }
-    for (file, count) in &harness_errors {
+        for ((file, invariant), row) in &self.rows {
+            let class = match row.class {
+                Some(Class::Safety) => "safety",
+                Some(Class::Liveness) => "liveness",
+                None => "-",
+            };
+            println!(
+                "{:<24} {:<26} {:>9} {:>6} {:>9}",
+                scenarios[*file].name, invariant, class, row.checked, row.violated
+            );
+        }
+        for (file, count) in &self.harness_errors {
+            println!(
+                "{:<24} {:<26} {:>9} {:>6} {:>9}",
+                scenarios[*file].name, "(harness errors)", "-", "-", count
+            );
+        }
+        for failure in self.failures.iter().take(FAILURES_LISTED_MAX) {
+            println!("FAILED {failure}");
+        }
+        if self.failures.len() > FAILURES_LISTED_MAX {
+            println!(
+                "... and {} more failing runs",
+                self.failures.len() - FAILURES_LISTED_MAX
+            );
+        }
         println!(
-            "{:<24} {:<26} {:>9} {:>6} {:>9}",
-            scenarios[*file].name, "(harness errors)", "-", "-", count
+            "swarm: {total} runs, {} failing, {} invariant checks violated, wall {:.1}s",
+            self.failing,
+            self.rows.values().map(|r| r.violated).sum::<u64>(),
+            started.elapsed().as_secs_f64()
         );
     }
-    for failure in failures.iter().take(FAILURES_LISTED_MAX) {
-        println!("FAILED {failure}");
-    }
-    if failures.len() > FAILURES_LISTED_MAX {
-        println!(
-            "... and {} more failing runs",
-            failures.len() - FAILURES_LISTED_MAX
-        );
-    }
-    println!(
-        "swarm: {total} runs, {failing} failing, {} invariant checks violated, wall {:.1}s",
-        rows.values().map(|r| r.violated).sum::<u64>(),
-        started.elapsed().as_secs_f64()
-    );
-    worst
 }
 
 /// The more serious of two exit codes: safety, then harness, then liveness.

@@ -610,10 +610,14 @@ fn swarm_variations_replay_exactly() {
 /// A gateway with one worker and nothing else, faults to follow.
 const GATEWAY: &str = "name = \"x\"\nduration_s = 10\n[gateway]\nworkers = 1\n[invariants]\n";
 
-#[test]
-fn bad_scenarios_are_refused_with_a_reason() {
-    let base = "name = \"x\"\nduration_s = 10\n[cluster]\nnodes = 4\n[invariants]\n";
-    let cases = [
+/// A small cluster and nothing else, to add a bad line to.
+const CLUSTER: &str = "name = \"x\"\nduration_s = 10\n[cluster]\nnodes = 4\n[invariants]\n";
+
+/// Bad files about the format, faults and workloads, each with what its
+/// error must mention.
+fn format_and_workload_cases() -> Vec<(String, &'static str)> {
+    let base = CLUSTER;
+    vec![
         (format!("{base}bogus = 1\n"), "bogus"),
         (format!("colour = 1\n{base}"), "colour"),
         (
@@ -678,6 +682,14 @@ fn bad_scenarios_are_refused_with_a_reason() {
             "name = \"x\"\nduration_s = 10\n[invariants]\n".to_string(),
             "nothing to simulate",
         ),
+    ]
+}
+
+/// Bad files about disks, the boot server and security, each with what its
+/// error must mention.
+fn disk_and_boot_cases() -> Vec<(String, &'static str)> {
+    let base = CLUSTER;
+    vec![
         (
             format!("{base}[[faults]]\nat_s = 1\nkind = \"disk_eio\"\nnodes = [\"gateway\"]\n"),
             "need a [gateway] section",
@@ -720,7 +732,13 @@ fn bad_scenarios_are_refused_with_a_reason() {
             format!("{base}[boot]\n[security]\noutsiders = 1\n"),
             "cannot be combined",
         ),
-    ];
+    ]
+}
+
+#[test]
+fn bad_scenarios_are_refused_with_a_reason() {
+    let mut cases = format_and_workload_cases();
+    cases.extend(disk_and_boot_cases());
     for (text, expected) in cases {
         let error = Scenario::from_toml_str(&text).expect_err(&text).to_string();
         assert!(

@@ -14,9 +14,9 @@ use clap::Args;
 use serde_json::{json, Value};
 use ww::exec::{probe_native_stack, Sandbox, SandboxConfig};
 use ww::rpc::RpcConfig;
-use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
-use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
+use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, PeerId, Transport};
 use ww_sched::tasks::{hash_puzzle, HASH_PUZZLE_WASM};
+use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::worker::WorkerConfig;
 
 use super::http;
@@ -58,6 +58,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     outcome
 }
 
+/// The demo with its gateway's data in `data`.
 async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Result<()> {
     let loopback = Address::new("/ip4/127.0.0.1/tcp/0");
     let gateway_transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
@@ -76,11 +77,39 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
         "gateway {} with its REST API on {base}",
         short(&gateway_peer.to_string())
     );
+    let registrations =
+        start_workers(args.workers, &loopback, gateway_peer, &gateway_address).await?;
+    wait_for_workers(&base, args.workers).await?;
+    let ids = submit_puzzles(&base, args).await?;
+    let wrong = follow_puzzles(&base, args, ids).await?;
+    println!(
+        "{} tasks, {} verified, {} workers, {:.2} s",
+        args.tasks,
+        args.tasks - wrong,
+        args.workers,
+        started.elapsed().as_secs_f64()
+    );
+    for registration in registrations {
+        registration.abort();
+    }
+    if wrong > 0 {
+        bail!("{wrong} results disagree with the native reference");
+    }
+    Ok(())
+}
 
+/// Starts `count` workers on loopback, each registering with the gateway;
+/// their registration tasks.
+async fn start_workers(
+    count: u32,
+    loopback: &Address,
+    gateway_peer: PeerId,
+    gateway_address: &Address,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     probe_native_stack().context("the sandbox's start-up check failed")?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig::default()));
     let mut registrations = Vec::new();
-    for _ in 0..args.workers {
+    for _ in 0..count {
         let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
         transport.add_peer_address(gateway_peer, gateway_address.clone())?;
         let config = WorkerConfig {
@@ -92,7 +121,7 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
                 transport,
                 sandbox.clone(),
                 config,
-                std::slice::from_ref(&loopback),
+                std::slice::from_ref(loopback),
                 // The gateway calls over the registration; nobody else needs to.
                 Callers::Only(Default::default()),
             )
@@ -106,27 +135,32 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
             RpcConfig::default(),
         )));
     }
+    Ok(registrations)
+}
 
-    // Workers register through the gateway's channel; wait until all are in its pool.
+/// Workers register through the gateway's channel; waits until all `count`
+/// are in its pool (30 s at most).
+async fn wait_for_workers(base: &str, count: u32) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let url = format!("{base}/workers");
         let workers = blocking(move || http::get_json(&url)).await?;
-        let count = workers.as_array().map_or(0, Vec::len);
-        if count == args.workers as usize {
-            println!("{count} workers registered with the gateway");
-            break;
+        let registered = workers.as_array().map_or(0, Vec::len);
+        if registered == count as usize {
+            println!("{registered} workers registered with the gateway");
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!(
-                "only {count} of {} workers registered in 30 s",
-                args.workers
-            );
+            bail!("only {registered} of {count} workers registered in 30 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
-    let url = base.clone();
+/// Uploads the hash-puzzle module and submits one task per input; the
+/// inputs with their task ids.
+async fn submit_puzzles(base: &str, args: &DemoArgs) -> Result<Vec<(u32, String)>> {
+    let url = base.to_string();
     let module = blocking(move || http::upload_module(&url, HASH_PUZZLE_WASM)).await?;
     println!(
         "submitting {} hash-puzzle tasks (difficulty {}) as module {}…",
@@ -146,7 +180,12 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
         let task = blocking(move || http::post_json(&url, &body)).await?;
         ids.push((input, task["id"].as_str().unwrap_or_default().to_string()));
     }
+    Ok(ids)
+}
 
+/// Follows the tasks until all are final, checking each answer against the
+/// native reference; how many disagree.
+async fn follow_puzzles(base: &str, args: &DemoArgs, ids: Vec<(u32, String)>) -> Result<u32> {
     let mut pending: BTreeSet<(u32, String)> = ids.into_iter().collect();
     let mut done = 0;
     let mut wrong = 0;
@@ -186,18 +225,5 @@ async fn run_in(args: &DemoArgs, data: &std::path::Path, started: Instant) -> Re
             );
         }
     }
-    println!(
-        "{} tasks, {} verified, {} workers, {:.2} s",
-        args.tasks,
-        args.tasks - wrong,
-        args.workers,
-        started.elapsed().as_secs_f64()
-    );
-    for registration in registrations {
-        registration.abort();
-    }
-    if wrong > 0 {
-        bail!("{wrong} results disagree with the native reference");
-    }
-    Ok(())
+    Ok(wrong)
 }

@@ -1,11 +1,28 @@
 //! A small blocking HTTP client for the gateway's REST API (CLI only).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use clap::Args;
 use serde_json::Value;
 use ww_sched::gateway::API_TOKEN_FILE;
+
+/// Where `submit`, `tasks` and `logs` find the gateway's API token.
+#[derive(Args)]
+pub struct AuthArgs {
+    /// The gateway's data directory: its api-token is sent when readable and
+    /// WW_SCHED_TOKEN is not set (a gateway on loopback needs none).
+    #[arg(long, default_value = "ww-sched-data")]
+    data: PathBuf,
+}
+
+impl AuthArgs {
+    /// A client carrying the token these flags find.
+    pub fn client(&self) -> Client {
+        Client::new(find_token(&self.data))
+    }
+}
 
 /// The environment variable a client's API token is read from first.
 pub const TOKEN_ENV: &str = "WW_SCHED_TOKEN";

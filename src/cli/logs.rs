@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::http;
-use super::submit::AuthArgs;
+use super::http::AuthArgs;
 
 /// Flags of `ww-sched logs`.
 #[derive(Args)]

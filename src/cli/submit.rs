@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
+use super::http::AuthArgs;
 use super::logs::run_is_final;
 use super::{http, OutputFormat};
 
@@ -48,22 +49,6 @@ pub struct SubmitArgs {
     no_follow: bool,
     #[command(flatten)]
     auth: AuthArgs,
-}
-
-/// Where `submit` and `tasks` find the gateway's API token.
-#[derive(Args)]
-pub struct AuthArgs {
-    /// The gateway's data directory: its api-token is sent when readable and
-    /// WW_SCHED_TOKEN is not set (a gateway on loopback needs none).
-    #[arg(long, default_value = "ww-sched-data")]
-    data: PathBuf,
-}
-
-impl AuthArgs {
-    /// A client carrying the token these flags find.
-    pub fn client(&self) -> http::Client {
-        http::Client::new(http::find_token(&self.data))
-    }
 }
 
 /// Flags of `ww-sched tasks`.

@@ -11,7 +11,7 @@ use clap::Args;
 use ww::exec::{probe_native_stack, EngineKind, Sandbox, SandboxConfig};
 use ww::process::ExecutorConfig;
 use ww::transport::{Address, Identity, Libp2pTransport};
-use ww_sched::node::WorkerNode;
+use ww_sched::worker::node::WorkerNode;
 use ww_sched::worker::WorkerConfig;
 
 use super::{ClusterArgs, LimitArgs};
@@ -19,7 +19,7 @@ use std::rc::Rc;
 use ww::cluster::ViewEvent;
 use ww::rpc::RpcConfig;
 use ww::transport::{PeerId, Transport};
-use ww_sched::node::{
+use ww_sched::worker::node::{
     keep_registered, keep_registered_with_every_gateway, Callers, GatewayLocator,
 };
 
@@ -96,18 +96,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         engine: args.engine,
         ..SandboxConfig::default()
     }));
-    let mut allowed = BTreeSet::new();
-    for text in &args.allow {
-        allowed.insert(
-            text.parse::<PeerId>()
-                .with_context(|| format!("--allow {text}: expected a peer id"))?,
-        );
-    }
-    let callers = if network.swarm_key.is_none() && allowed.is_empty() {
-        Callers::Open
-    } else {
-        Callers::Only(allowed)
-    };
+    let callers = callers(&args.allow, network.swarm_key.is_some())?;
     let slots = config.slots;
     // Anchors and records are served to every peer that can connect, as the view is.
     let mut host_services = super::HostServices::serve(&transport)?;
@@ -159,46 +148,8 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         );
     }
     host_services.join_dht(node.transport(), identity, membership.clone());
-    let mut dialed = Vec::with_capacity(args.dial.len());
-    for text in &args.dial {
-        let (address, peer) = match text.parse::<PeerId>() {
-            Ok(peer) => (None, Some(peer)),
-            Err(_) => {
-                let (address, peer) = Address::new(text.clone()).split_peer()?;
-                (Some(address), peer)
-            }
-        };
-        let Some(peer) = peer else {
-            bail!("--dial {text}: expected a peer id or an address ending in /p2p/<peer id>");
-        };
-        if let Some(address) = address {
-            node.transport().add_peer_address(peer, address)?;
-        }
-        dialed.push(peer);
-    }
-    let node = Rc::new(node);
-    let mut registration = if dialed.is_empty() {
-        tokio::task::spawn_local(keep_registered_with_every_gateway(
-            node.clone(),
-            membership.clone(),
-            RpcConfig::default(),
-        ))
-    } else {
-        let each: Vec<_> = dialed
-            .into_iter()
-            .map(|peer| {
-                keep_registered(
-                    node.clone(),
-                    GatewayLocator::Peer(peer),
-                    Some(membership.clone()),
-                    RpcConfig::default(),
-                )
-            })
-            .collect();
-        tokio::task::spawn_local(async move {
-            futures::future::join_all(each).await;
-        })
-    };
+    let dialed = dialed_gateways(&args.dial, node.transport())?;
+    let mut registration = spawn_registration(Rc::new(node), dialed, membership.clone());
     println!(
         "joined namespace {} (instance {:016x})",
         args.cluster.namespace,
@@ -221,6 +172,76 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
             },
         }
     }
+}
+
+/// Who may call the worker directly: the `--allow`ed peers; anyone local when
+/// none is given and the cluster has no key (loopback only).
+fn callers(allow: &[String], keyed: bool) -> Result<Callers> {
+    let mut allowed = BTreeSet::new();
+    for text in allow {
+        allowed.insert(
+            text.parse::<PeerId>()
+                .with_context(|| format!("--allow {text}: expected a peer id"))?,
+        );
+    }
+    Ok(if !keyed && allowed.is_empty() {
+        Callers::Open
+    } else {
+        Callers::Only(allowed)
+    })
+}
+
+/// The gateways `--dial` names, each a peer id or an address ending in
+/// /p2p/<peer id> (then added to the transport's address book).
+fn dialed_gateways<T: Transport>(dial: &[String], transport: &T) -> Result<Vec<PeerId>> {
+    let mut dialed = Vec::with_capacity(dial.len());
+    for text in dial {
+        let (address, peer) = match text.parse::<PeerId>() {
+            Ok(peer) => (None, Some(peer)),
+            Err(_) => {
+                let (address, peer) = Address::new(text.clone()).split_peer()?;
+                (Some(address), peer)
+            }
+        };
+        let Some(peer) = peer else {
+            bail!("--dial {text}: expected a peer id or an address ending in /p2p/<peer id>");
+        };
+        if let Some(address) = address {
+            transport.add_peer_address(peer, address)?;
+        }
+        dialed.push(peer);
+    }
+    Ok(dialed)
+}
+
+/// Keeps the worker registered: with each dialed gateway, or with every
+/// gateway in the membership view when none was dialed.
+fn spawn_registration(
+    node: Rc<WorkerNode<Libp2pTransport>>,
+    dialed: Vec<PeerId>,
+    membership: Rc<ww::cluster::Membership>,
+) -> tokio::task::JoinHandle<()> {
+    if dialed.is_empty() {
+        return tokio::task::spawn_local(keep_registered_with_every_gateway(
+            node,
+            membership,
+            RpcConfig::default(),
+        ));
+    }
+    let each: Vec<_> = dialed
+        .into_iter()
+        .map(|peer| {
+            keep_registered(
+                node.clone(),
+                GatewayLocator::Peer(peer),
+                Some(membership.clone()),
+                RpcConfig::default(),
+            )
+        })
+        .collect();
+    tokio::task::spawn_local(async move {
+        futures::future::join_all(each).await;
+    })
 }
 
 /// One line per membership change, for people and for scripts that wait on it.

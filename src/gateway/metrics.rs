@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::core::RunEnded;
+use super::core::plan::RunEnded;
 use crate::sched::{RunStatus, TaskStatus};
 use ww::boot::DiscoveryStats;
 use ww::cluster::MembershipStats;
@@ -144,115 +144,28 @@ impl Default for GatewayMetrics {
 impl GatewayMetrics {
     /// Every metric at zero, registered under the `ww_sched` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ww_sched");
-        let tasks_submitted = Counter::default();
-        // prometheus-client adds `_total` to a counter's name.
-        registry.register(
-            "tasks_submitted",
-            "Tasks acknowledged as created (an idempotent retry is not counted)",
-            tasks_submitted.clone(),
-        );
-        let tasks_finished = Family::<StatusLabel, Counter>::default();
-        registry.register(
-            "tasks_finished",
-            "Tasks stored final since start, by final status",
-            tasks_finished.clone(),
-        );
-        let runs = Family::<StatusLabel, Counter>::default();
-        registry.register(
-            "runs",
-            "Runs stored final since start, by status; `retried` counts attempts dispatched again",
-            runs.clone(),
-        );
-        // 1 ms to about 9 min.
-        let run_duration = Histogram::new(exponential_buckets(0.001, 2.0, 20));
-        registry.register(
-            "run_duration_seconds",
-            "From a run's last start to its end, for runs stored final that started",
-            run_duration.clone(),
-        );
-        let queue_wait = Histogram::new(exponential_buckets(0.001, 2.0, 20));
-        registry.register(
-            "run_queue_wait_seconds",
-            "From a run falling due to its first dispatch to a worker",
-            queue_wait.clone(),
-        );
-        // 0.1 ms to about 3 s.
-        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        registry.register(
-            "store_commit_seconds",
-            "Time one batch takes to commit (durably: with its fsync)",
-            commit_seconds.clone(),
-        );
-        let fsyncs = Counter::default();
-        registry.register(
-            "store_fsyncs",
-            "Durable commits, each fsynced before readers see it",
-            fsyncs.clone(),
-        );
-        let http = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "API requests answered, by route template and status code",
-            http.clone(),
-        );
-        let tasks = Family::<StatusLabel, Gauge>::default();
-        registry.register(
-            "tasks",
-            "Tasks now: pending and running (held), finished (kept)",
-            tasks.clone(),
-        );
-        let workers = Gauge::default();
-        registry.register("workers", "Workers in the pool", workers.clone());
-        let slots = Family::<StateLabel, Gauge>::default();
-        registry.register(
-            "worker_slots",
-            "Slots of the pool's workers, busy or free",
-            slots.clone(),
-        );
-        let membership_peers = Gauge::default();
-        registry.register(
-            "membership_peers",
-            "Nodes in the membership view (this one included)",
-            membership_peers.clone(),
-        );
-        let heartbeats = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "membership_heartbeats",
-            "Heartbeats heard, by outcome (received counts all)",
-            heartbeats.clone(),
-        );
-        let discovery = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "discovery_datagrams",
-            "Discovery datagrams, by outcome (received and sent count all)",
-            discovery.clone(),
-        );
-        let refused = Family::<ReasonLabel, Counter>::default();
-        registry.register(
-            "http_refused",
-            "API requests the guard refused before they reached a route, by reason",
-            refused.clone(),
-        );
-        let metrics = GatewayMetrics {
-            registry,
+        let mut metrics = GatewayMetrics {
+            registry: Registry::with_prefix("ww_sched"),
             scrape: Mutex::new(()),
-            tasks_submitted,
-            tasks_finished,
-            runs,
-            run_duration,
-            queue_wait,
-            commit_seconds,
-            fsyncs,
-            http,
-            refused,
-            tasks,
-            workers,
-            slots,
-            membership_peers,
-            heartbeats,
-            discovery,
+            tasks_submitted: Counter::default(),
+            tasks_finished: Family::<StatusLabel, Counter>::default(),
+            runs: Family::<StatusLabel, Counter>::default(),
+            // 1 ms to about 9 min.
+            run_duration: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            queue_wait: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            // 0.1 ms to about 3 s.
+            commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            fsyncs: Counter::default(),
+            http: Family::<HttpLabels, Counter>::default(),
+            tasks: Family::<StatusLabel, Gauge>::default(),
+            workers: Gauge::default(),
+            slots: Family::<StateLabel, Gauge>::default(),
+            membership_peers: Gauge::default(),
+            heartbeats: Family::<OutcomeLabel, Counter>::default(),
+            discovery: Family::<OutcomeLabel, Counter>::default(),
+            refused: Family::<ReasonLabel, Counter>::default(),
         };
+        metrics.register();
         // Every fixed label shows from the start, at zero, so a rate() over
         // a series that has not moved yet is 0, not absent.
         for status in ["succeeded", "failed", "timed_out", "cancelled", "retried"] {
@@ -264,6 +177,83 @@ impl GatewayMetrics {
                 .get_or_create(&StatusLabel { status });
         }
         metrics
+    }
+
+    /// Registers every metric, in the order the exposition lists them.
+    fn register(&mut self) {
+        // prometheus-client adds `_total` to a counter's name.
+        self.registry.register(
+            "tasks_submitted",
+            "Tasks acknowledged as created (an idempotent retry is not counted)",
+            self.tasks_submitted.clone(),
+        );
+        self.registry.register(
+            "tasks_finished",
+            "Tasks stored final since start, by final status",
+            self.tasks_finished.clone(),
+        );
+        self.registry.register(
+            "runs",
+            "Runs stored final since start, by status; `retried` counts attempts dispatched again",
+            self.runs.clone(),
+        );
+        self.registry.register(
+            "run_duration_seconds",
+            "From a run's last start to its end, for runs stored final that started",
+            self.run_duration.clone(),
+        );
+        self.registry.register(
+            "run_queue_wait_seconds",
+            "From a run falling due to its first dispatch to a worker",
+            self.queue_wait.clone(),
+        );
+        self.registry.register(
+            "store_commit_seconds",
+            "Time one batch takes to commit (durably: with its fsync)",
+            self.commit_seconds.clone(),
+        );
+        self.registry.register(
+            "store_fsyncs",
+            "Durable commits, each fsynced before readers see it",
+            self.fsyncs.clone(),
+        );
+        self.registry.register(
+            "http_requests",
+            "API requests answered, by route template and status code",
+            self.http.clone(),
+        );
+        self.registry.register(
+            "tasks",
+            "Tasks now: pending and running (held), finished (kept)",
+            self.tasks.clone(),
+        );
+        self.registry
+            .register("workers", "Workers in the pool", self.workers.clone());
+        self.registry.register(
+            "worker_slots",
+            "Slots of the pool's workers, busy or free",
+            self.slots.clone(),
+        );
+        self.registry.register(
+            "membership_peers",
+            "Nodes in the membership view (this one included)",
+            self.membership_peers.clone(),
+        );
+        self.registry.register(
+            "membership_heartbeats",
+            "Heartbeats heard, by outcome (received counts all)",
+            self.heartbeats.clone(),
+        );
+        self.registry.register(
+            "discovery_datagrams",
+            "Discovery datagrams, by outcome (received and sent count all)",
+            self.discovery.clone(),
+        );
+        self.registry.register(
+            "http_refused",
+            "API requests the guard refused before they reached a route, by reason",
+            self.refused.clone(),
+        );
     }
 
     /// A run was stored final (counted once: the planner writes a final run once).

@@ -49,6 +49,61 @@ use ww::csp::{ChanConfig, ChannelServer};
 use ww::rpc::{export_protocol, serve_per_peer, ServeHandle, ServeLimits};
 use ww::transport::Transport;
 
+/// On a shared store, registers this gateway (a new epoch, through its lease
+/// keeper) before anything is claimed or written; on the embedded store, none.
+fn register_lease(
+    store: &Store,
+    peer: &str,
+    config: &GatewayConfig,
+) -> Result<Option<lease_keeping::Registration>, GatewayError> {
+    let Some(shared) = store.shared() else {
+        return Ok(None);
+    };
+    lease_keeping::Registration::register(shared, peer, config.lease)
+        .map(Some)
+        .map_err(GatewayError::Lease)
+}
+
+/// Exports the registration channel on its protocol: the pool its
+/// registrations feed, and the handle serving it.
+fn export_registrations<T: Transport>(
+    transport: &T,
+    config: &GatewayConfig,
+) -> Result<(Pool, ServeHandle), GatewayError> {
+    let channel = ChannelServer::new(ChanConfig {
+        capacity: config.channel_capacity,
+        ..ChanConfig::default()
+    })
+    .map_err(|e| GatewayError::Export(e.to_string()))?;
+    let protocol =
+        export_protocol(REGISTRATION_CHANNEL).map_err(|e| GatewayError::Export(e.to_string()))?;
+    let facets = channel.clone();
+    // Every peer that can connect may register: on a keyed cluster that is a
+    // holder of the swarm key (docs/SECURITY.md).
+    let serving = serve_per_peer(transport, &protocol, ServeLimits::default(), move |peer| {
+        Some(facets.sender_for(peer).client)
+    })
+    .map_err(|e| GatewayError::Export(e.to_string()))?;
+    let mut pool = Pool::new(config.pool);
+    pool.take_registrations_from(channel);
+    Ok((pool, serving))
+}
+
+/// The tag of the task ids this gateway makes up on a shared store: the peer
+/// id's last 8 characters (base58: 58^8 tags) and the epoch, new at every
+/// registration of this peer id.
+fn id_tag(peer: &str, epoch: u64) -> String {
+    let tail: String = peer
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("{tail}.{epoch}")
+}
+
 /// A time no lease reaches (30 years on).
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + std::time::Duration::from_secs(30 * 365 * 24 * 3600)
@@ -176,32 +231,10 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let store = Arc::new(store);
         let health = Health::new();
-        // On a shared store: a new epoch before anything is claimed or written.
         let peer = transport.local_peer_id().to_string();
-        let registration = match store.shared() {
-            Some(shared) => Some(
-                lease_keeping::Registration::register(shared, &peer, config.lease)
-                    .map_err(GatewayError::Lease)?,
-            ),
-            None => None,
-        };
+        let registration = register_lease(&store, &peer, &config)?;
         let epoch = registration.as_ref().map_or(0, |r| r.epoch());
-        let channel = ChannelServer::new(ChanConfig {
-            capacity: config.channel_capacity,
-            ..ChanConfig::default()
-        })
-        .map_err(|e| GatewayError::Export(e.to_string()))?;
-        let protocol = export_protocol(REGISTRATION_CHANNEL)
-            .map_err(|e| GatewayError::Export(e.to_string()))?;
-        let facets = channel.clone();
-        // Every peer that can connect may register: on a keyed cluster that is a
-        // holder of the swarm key (docs/SECURITY.md).
-        let serving = serve_per_peer(transport, &protocol, ServeLimits::default(), move |peer| {
-            Some(facets.sender_for(peer).client)
-        })
-        .map_err(|e| GatewayError::Export(e.to_string()))?;
-        let mut pool = Pool::new(config.pool);
-        pool.take_registrations_from(channel);
+        let (pool, serving) = export_registrations(transport, &config)?;
         let metrics = Arc::new(GatewayMetrics::new());
         let events = EventBus::new();
         let core_config = CoreConfig {
@@ -210,19 +243,7 @@ impl Gateway {
             retention: config.retention,
             storage: config.storage,
             report_check: config.report_check.clone(),
-            // The peer id's last 8 characters (base58: 58^8 tags) and the
-            // epoch, new at every registration of this peer id.
-            id_tag: registration.as_ref().map(|_| {
-                let tail: String = peer
-                    .chars()
-                    .rev()
-                    .take(8)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                format!("{tail}.{epoch}")
-            }),
+            id_tag: registration.as_ref().map(|_| id_tag(&peer, epoch)),
         };
         let core = self::core::Driver::restore(
             store.clone(),

@@ -3,8 +3,9 @@
 use rand_chacha::rand_core::Rng;
 
 use super::scheduler::{Effect, Out, RunKey, RunOutcome, Scheduler};
+use super::tally::{derived_status, RunTally, TALLY_CHECKED_RUNS_MAX};
 use super::types::{
-    truncated, Run, RunErrorKind, RunStatus, Task, TaskId, TaskStatus, WorkerId, ERROR_BYTES_MAX,
+    truncated, Run, RunErrorKind, RunStatus, TaskId, TaskStatus, WorkerId, ERROR_BYTES_MAX,
     RESULTS_MAX, STDOUT_BYTES_MAX,
 };
 use ww::exec::ErrorKind;
@@ -15,6 +16,14 @@ impl Scheduler {
         self.create_due(now_ms, out);
         self.expire(now_ms, out);
         self.place(now_ms, out);
+        // Every command that changes the scheduler ends here (`forget` checks
+        // for itself): its indexes must agree with its tasks and workers. A
+        // scan, so debug builds only, and up to a size.
+        debug_assert_eq!(
+            self.check_after_command(),
+            Ok(()),
+            "after a command at {now_ms} ms"
+        );
     }
 
     /// Creates every run whose due time has come, in due order.
@@ -330,6 +339,11 @@ impl Scheduler {
                 run.status = RunStatus::Cancelled;
                 run.finished_ms = Some(now_ms);
             }
+            // The task's status stays Cancelled whatever its tally says, but
+            // the tally is an index like any other: it follows its runs.
+            if let Some(tally) = self.tallies.get_mut(id) {
+                tally.settled(RunStatus::Cancelled);
+            }
             out.run_changed(id, index);
         }
         if let Some(task) = self.tasks.get_mut(id) {
@@ -376,69 +390,5 @@ impl Scheduler {
         self.run(id, index)
             .filter(|r| r.status == RunStatus::Running)
             .map(|r| r.attempt)
-    }
-}
-
-/// A task's status as its runs imply it (Cancelled is kept).
-pub(super) fn derived_status(task: &Task, tally: RunTally) -> TaskStatus {
-    if task.status == TaskStatus::Cancelled {
-        return TaskStatus::Cancelled;
-    }
-    let to_come = task.runs.len() < task.spec.schedule.repeats as usize;
-    if to_come || tally.open > 0 {
-        return if tally.started {
-            TaskStatus::Running
-        } else {
-            TaskStatus::Pending
-        };
-    }
-    if tally.unsuccessful == 0 {
-        TaskStatus::Succeeded
-    } else {
-        TaskStatus::Failed
-    }
-}
-
-/// Tasks up to this many runs have their tally checked against a scan in
-/// debug builds (beyond, the scan would make tests quadratic).
-const TALLY_CHECKED_RUNS_MAX: usize = 4096;
-
-/// A task's runs counted by what its status depends on, kept up to date as
-/// runs are created, started and settled, so that settling a run costs
-/// O(log n) rather than a scan of every run of its task.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct RunTally {
-    /// Runs not in a final state.
-    pub(super) open: u32,
-    /// Final runs that did not succeed.
-    pub(super) unsuccessful: u32,
-    /// Whether any run has been handed to a worker.
-    pub(super) started: bool,
-}
-
-impl RunTally {
-    /// Counts `task`'s runs (a scan: at restore, and in debug checks).
-    pub(super) fn of(task: &Task) -> RunTally {
-        let mut tally = RunTally::default();
-        for run in &task.runs {
-            if !run.status.is_final() {
-                tally.open += 1;
-            } else if run.status != RunStatus::Succeeded {
-                tally.unsuccessful += 1;
-            }
-            tally.started |= run.started_ms.is_some();
-        }
-        tally
-    }
-
-    /// A run of the task settled in `status`.
-    pub(super) fn settled(&mut self, status: RunStatus) {
-        if status.is_final() {
-            debug_assert!(self.open > 0, "a run settled that was not open");
-            self.open = self.open.saturating_sub(1);
-            if status != RunStatus::Succeeded {
-                self.unsuccessful += 1;
-            }
-        }
     }
 }

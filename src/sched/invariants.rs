@@ -3,9 +3,23 @@
 use std::collections::BTreeSet;
 
 use super::scheduler::Scheduler;
+use super::tally::{RunTally, TALLY_CHECKED_RUNS_MAX};
 use super::types::RunStatus;
 
+/// Above this many tasks held, the check after every command (debug builds)
+/// is skipped: it scans every task and run, so it would make long runs quadratic.
+const SCANNED_TASKS_MAX: usize = 2_000;
+
 impl Scheduler {
+    /// [`check_invariants`](Self::check_invariants) after a command, for a
+    /// scheduler small enough to scan (debug builds); `Ok` beyond.
+    pub(super) fn check_after_command(&self) -> Result<(), String> {
+        if self.tasks.len() > SCANNED_TASKS_MAX {
+            return Ok(());
+        }
+        self.check_invariants()
+    }
+
     /// Checks that the indexes agree with the tasks and workers; for tests.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
@@ -21,7 +35,16 @@ impl Scheduler {
                 }
             }
         }
+        if self.tallies.len() != self.tasks.len() {
+            return Err("tallies and tasks disagree".into());
+        }
         for (id, task) in &self.tasks {
+            let tally = self.tallies.get(id).ok_or(format!("{id}: no tally"))?;
+            // A scan of the task's runs: bounded, like the check in `settle`.
+            if task.runs.len() <= TALLY_CHECKED_RUNS_MAX && *tally != RunTally::of(task) {
+                let scanned = RunTally::of(task);
+                return Err(format!("{id}: tally {tally:?}, its runs {scanned:?}"));
+            }
             for run in &task.runs {
                 let key = (id.clone(), run.index);
                 let waits = self.ready_at.contains_key(&key);

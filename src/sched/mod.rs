@@ -12,6 +12,7 @@ mod invariants;
 mod restore;
 pub mod scheduler;
 pub mod store;
+mod tally;
 pub mod types;
 
 pub use error::SchedError;

@@ -1,7 +1,7 @@
 //! Taking stored tasks back after a restart (at-least-once for in-flight runs).
 
-use super::engine::{derived_status, RunTally};
 use super::scheduler::{Out, Scheduler};
+use super::tally::{derived_status, RunTally};
 use super::types::{RunStatus, Task, TaskStatus};
 
 impl Scheduler {

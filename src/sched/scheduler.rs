@@ -11,9 +11,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::engine::RunTally;
 use super::error::SchedError;
 use super::id::WorkerId;
+use super::tally::RunTally;
 use super::types::{Task, TaskId, TaskSpec, TaskStatus, WorkerLoad};
 /// Most slots one worker may announce; more are clamped.
 pub const SLOTS_MAX: u32 = 1024;
@@ -340,9 +340,12 @@ impl Scheduler {
             Some(t) if !t.status.is_final() => Err(SchedError::NotFinished { id: id.clone() }),
             Some(_) => {
                 self.tallies.remove(id);
-                self.tasks
+                let task = self
+                    .tasks
                     .remove(id)
-                    .ok_or_else(|| SchedError::NotFound { id: id.clone() })
+                    .ok_or_else(|| SchedError::NotFound { id: id.clone() });
+                debug_assert_eq!(self.check_after_command(), Ok(()), "after forgetting {id}");
+                task
             }
         }
     }

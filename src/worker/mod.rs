@@ -1,9 +1,11 @@
 //! The `Worker` capability: runs WASM in the [`exec`](ww::exec) sandbox when a
-//! peer asks, over Cap'n Proto RPC.
+//! peer asks, over Cap'n Proto RPC; [`node`] composes a worker node (transport,
+//! sandbox, the capability served) and registers it with gateways.
 
 mod client;
 pub mod metrics;
 mod modules;
+pub mod node;
 mod server;
 pub mod wire;
 

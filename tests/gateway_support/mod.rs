@@ -19,8 +19,8 @@ use ww::rpc::RpcConfig;
 use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
 use ww_sched::gateway::clock::host_clock;
 use ww_sched::gateway::{Gateway, GatewayConfig};
-use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::tasks::HASH_PUZZLE_WASM;
+use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::worker::WorkerConfig;
 
 pub const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";

@@ -21,6 +21,30 @@
 //!
 //! Every service is PA/EL: under a partition each side stays available with
 //! its own view; consistency is stated per service, never implied.
+//!
+//! # Example
+//!
+//! A node: a libp2p transport on loopback, with pubsub on it; every module
+//! has a runnable example of its own.
+//!
+//! ```
+//! use ww::pubsub::PubSub;
+//! use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+//!
+//! ww::rpc::block_on_local(async {
+//!     let identity = Identity::generate();
+//!     let transport = Libp2pTransport::new(Libp2pConfig::new(identity.clone()))?;
+//!     assert_eq!(transport.local_peer_id(), identity.peer_id());
+//!     let bound = transport.listen(Address::new("/ip4/127.0.0.1/tcp/0")).await?;
+//!     assert!(bound.as_str().starts_with("/ip4/127.0.0.1/tcp/"));
+//!     let topic = PubSub::new(transport).join("hello");
+//!     let mut heard = topic.subscribe(1).await?;
+//!     topic.publish(b"world".to_vec()).await?;
+//!     assert_eq!(heard.recv().await.expect("heard").payload, b"world");
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })??;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -5,13 +5,13 @@
 
 use std::fmt;
 
-mod faults;
-mod format;
+pub(crate) mod faults;
+pub(crate) mod format;
 mod leases_run;
 mod run;
 pub mod swarm;
 mod validate;
-mod verdict;
+pub(crate) mod verdict;
 
 pub use faults::{Cause, Disturbances, Window};
 pub use format::*;

@@ -18,18 +18,17 @@ use ww::boot::DEFAULT_GROUP;
 use ww::exec::RunReport;
 use ww::exec::{Sandbox, SandboxConfig};
 use ww::transport::{Datagram, SimConfig, SimTransport, SwarmKey, Transport, SIM_BROADCAST_GROUP};
-use ww_sched::node::{register_worker, Callers, WorkerNode};
 use ww_sched::schema::worker_capnp::worker;
 use ww_sched::tasks::hash_puzzle;
+use ww_sched::worker::node::{register_worker, Callers, WorkerNode};
 use ww_sched::worker::wire;
 use ww_sched::worker::WorkerConfig;
 
 use super::tasks::{gateway_peer, stay_registered, TaskObservations, WORKER_RPC};
 use crate::cluster::{join_cluster, node_address, now, Observations};
 use crate::derive_seed;
-use crate::scenario::{
-    outsider_name, rogue_name, Check, Class, SecuritySpec, GATEWAY_HOST, TAP_HOST,
-};
+use crate::scenario::format::{outsider_name, rogue_name, SecuritySpec, GATEWAY_HOST, TAP_HOST};
+use crate::scenario::verdict::{Check, Class};
 use ww::transport::PeerId;
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;

@@ -17,7 +17,9 @@ use ww::transport::{SimConfig, SimTransport, Transport};
 
 use crate::cluster::{node_address, now, peer_of};
 use crate::derive_seed;
-use crate::scenario::{anchor_client_name, node_names, AnchorsSpec, Check, Class, Disturbances};
+use crate::scenario::faults::Disturbances;
+use crate::scenario::format::{anchor_client_name, node_names, AnchorsSpec};
+use crate::scenario::verdict::{Check, Class};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -18,7 +18,7 @@ use ww_sched::schema::worker_capnp::worker::assign_results;
 
 use crate::cluster::{node_address, now, peer_of};
 use crate::derive_seed;
-use crate::scenario::{receiver_name, sender_name, ChannelSpec, CHANNEL_HOST};
+use crate::scenario::format::{receiver_name, sender_name, ChannelSpec, CHANNEL_HOST};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;
 

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::channel::{parse_value, ChannelLog, RecvRecord, SendOutcome, SendRecord};
-use crate::scenario::{receiver_name, Check, Class};
+use crate::scenario::format::receiver_name;
+use crate::scenario::verdict::{Check, Class};
 
 /// Safety `channel_exactly_once`: every acknowledged value is received exactly
 /// once, no value twice, none that was never sent; at capacity 0 a send is

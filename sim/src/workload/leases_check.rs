@@ -8,7 +8,7 @@ use ww_sched::lease::model::{Reply, Request, TaskStatus};
 use ww_sched::lease::{Epoch, GatewayId, RunOutcome, TaskId};
 
 use super::leases::{host_of, Action, ActionRecord, LeaseLog, OpRecord};
-use crate::scenario::{Check, Class};
+use crate::scenario::verdict::{Check, Class};
 
 /// Every violation and measurement of one run.
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ww::transport::PeerId;
 
 use crate::cluster::Observations;
-use crate::scenario::{Check, Class};
+use crate::scenario::verdict::{Check, Class};
 
 /// Safety `pubsub_integrity`: every message received was published, names its
 /// publisher as origin, and reaches each node at most once.

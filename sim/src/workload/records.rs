@@ -12,7 +12,8 @@ use ww::records::{self, Record, RecordKey, REPLICAS};
 use ww::transport::{PeerId, SimTransport, Transport};
 
 use crate::cluster::{node_address, now, peer_of, sim_wall_clock};
-use crate::scenario::{node_names, secs, Check, Class, RecordsSpec, DHT_CLIENT_HOST};
+use crate::scenario::format::{node_names, secs, RecordsSpec, DHT_CLIENT_HOST};
+use crate::scenario::verdict::{Check, Class};
 use crate::{derive_seed, host_config};
 
 type HostResult = Result<(), Box<dyn std::error::Error>>;

@@ -17,8 +17,8 @@ use ww::exec::{Sandbox, SandboxConfig, SeededHost};
 use ww::rpc::RpcConfig;
 use ww::transport::{PeerId, SimTransport, Transport};
 use ww_sched::history::History;
-use ww_sched::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::tasks::HASH_PUZZLE_WASM;
+use ww_sched::worker::node::{keep_registered, Callers, GatewayLocator, WorkerNode};
 use ww_sched::worker::{ExecMode, WorkerConfig};
 
 use crate::cluster::{node_address as address, now, peer_of};
@@ -26,7 +26,7 @@ use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::http::{request, HttpResponse};
 use crate::sabotage::Sabotage;
-use crate::scenario::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
+use crate::scenario::format::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
 
 pub use super::tasks_gateway::GATEWAY_RESTART_DELAY;
 use super::tasks_gateway::{run_gateway, GatewaySeams};

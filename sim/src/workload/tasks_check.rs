@@ -8,7 +8,8 @@ use ww_sched::history::{check, CheckConfig};
 use ww_sched::tasks::hash_puzzle;
 
 use super::tasks::{is_final, Refusal, TaskObservations, TaskSeen};
-use crate::scenario::{Cause, Check, Class, Window};
+use crate::scenario::faults::{Cause, Window};
+use crate::scenario::verdict::{Check, Class};
 
 /// How long after it starts (at 0 and at each restart) the gateway may refuse
 /// or not answer: a (re)starting gateway opens its store before it answers.

@@ -169,6 +169,49 @@ pub(super) fn task_json() -> RefOr<Schema> {
             "The task's id ({TASK_ID_PATTERN}); generated when absent, null or empty"
         ),
     });
+    let mut properties = json!({
+        "id": id,
+        "description": {
+            "type": "string",
+            "maxLength": DESCRIPTION_CHARS_MAX,
+            "default": "",
+            "description": "Free text",
+        },
+        "module": {
+            "type": ["string", "null"],
+            "pattern": MODULE_HASH_PATTERN,
+            "description": "Hex SHA-256 of a module uploaded with `POST /modules`",
+        },
+        "wasm_base64": {
+            "type": ["string", "null"],
+            "pattern": BASE64_PATTERN,
+            "contentEncoding": "base64",
+            "contentMediaType": "application/wasm",
+            "description": "The module itself, standard base64 with padding",
+        },
+        "export": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": EXPORT_CHARS_MAX,
+            "default": "run",
+            "description": "The export each run calls",
+        },
+        "args": {
+            "type": "array",
+            "maxItems": ARGS_MAX,
+            "items": {
+                "type": "integer",
+                "format": "int64",
+                "minimum": i64::MIN,
+                "maximum": i64::MAX,
+            },
+            "default": [],
+            "description": "The export's integer arguments",
+        },
+    });
+    if let Some(properties) = properties.as_object_mut() {
+        properties.extend(run_properties());
+    }
     schema(json!({
         "description": "A submission: exactly one of `module` and `wasm_base64`. \
             The module must be WebAssembly (else 422) within the gateway's module \
@@ -177,77 +220,7 @@ pub(super) fn task_json() -> RefOr<Schema> {
             {
                 "type": "object",
                 "additionalProperties": false,
-                "properties": {
-                    "id": id,
-                    "description": {
-                        "type": "string",
-                        "maxLength": DESCRIPTION_CHARS_MAX,
-                        "default": "",
-                        "description": "Free text",
-                    },
-                    "module": {
-                        "type": ["string", "null"],
-                        "pattern": MODULE_HASH_PATTERN,
-                        "description": "Hex SHA-256 of a module uploaded with `POST /modules`",
-                    },
-                    "wasm_base64": {
-                        "type": ["string", "null"],
-                        "pattern": BASE64_PATTERN,
-                        "contentEncoding": "base64",
-                        "contentMediaType": "application/wasm",
-                        "description": "The module itself, standard base64 with padding",
-                    },
-                    "export": {
-                        "type": "string",
-                        "minLength": 1,
-                        "maxLength": EXPORT_CHARS_MAX,
-                        "default": "run",
-                        "description": "The export each run calls",
-                    },
-                    "args": {
-                        "type": "array",
-                        "maxItems": ARGS_MAX,
-                        "items": {
-                            "type": "integer",
-                            "format": "int64",
-                            "minimum": i64::MIN,
-                            "maximum": i64::MAX,
-                        },
-                        "default": [],
-                        "description": "The export's integer arguments",
-                    },
-                    "fuel_max": {
-                        "type": "integer", "format": "uint64",
-                        "minimum": 0, "maximum": u64::MAX, "default": 0,
-                        "description": "Fuel per run (0: the worker's maximum; more is clamped to it)",
-                    },
-                    "memory_pages_max": {
-                        "type": "integer", "format": "uint32",
-                        "minimum": 0, "maximum": u32::MAX, "default": 0,
-                        "description": "Memory pages (64 KiB) per run (0: the worker's maximum; more is clamped to it)",
-                    },
-                    "duration_ms": {
-                        "type": "integer", "minimum": 1, "maximum": DURATION_MS_MAX, "default": 30000,
-                        "description": "Per-run time limit",
-                    },
-                    "start_ms": {
-                        "type": "integer", "minimum": 0, "maximum": SCHEDULE_MS_MAX, "default": 0,
-                        "description": "When the first run falls due, after submission",
-                    },
-                    "delay_ms": {
-                        "type": "integer", "minimum": 0, "maximum": SCHEDULE_MS_MAX, "default": 0,
-                        "description": "Between the due times of consecutive runs",
-                    },
-                    "repeats": {
-                        "type": "integer", "minimum": 1, "maximum": REPEATS_MAX, "default": 1,
-                        "description": "Runs to make",
-                    },
-                    "completions": {
-                        "type": "integer", "format": "uint64",
-                        "minimum": 0, "maximum": u64::MAX, "default": 0,
-                        "description": "Completions already counted",
-                    },
-                },
+                "properties": properties,
             },
             {
                 "oneOf": [
@@ -271,6 +244,46 @@ pub(super) fn task_json() -> RefOr<Schema> {
             },
         ],
     }))
+}
+
+/// The submission's fields about its runs: limits, schedule, completions.
+fn run_properties() -> serde_json::Map<String, serde_json::Value> {
+    let serde_json::Value::Object(properties) = json!({
+        "fuel_max": {
+            "type": "integer", "format": "uint64",
+            "minimum": 0, "maximum": u64::MAX, "default": 0,
+            "description": "Fuel per run (0: the worker's maximum; more is clamped to it)",
+        },
+        "memory_pages_max": {
+            "type": "integer", "format": "uint32",
+            "minimum": 0, "maximum": u32::MAX, "default": 0,
+            "description": "Memory pages (64 KiB) per run (0: the worker's maximum; more is clamped to it)",
+        },
+        "duration_ms": {
+            "type": "integer", "minimum": 1, "maximum": DURATION_MS_MAX, "default": 30000,
+            "description": "Per-run time limit",
+        },
+        "start_ms": {
+            "type": "integer", "minimum": 0, "maximum": SCHEDULE_MS_MAX, "default": 0,
+            "description": "When the first run falls due, after submission",
+        },
+        "delay_ms": {
+            "type": "integer", "minimum": 0, "maximum": SCHEDULE_MS_MAX, "default": 0,
+            "description": "Between the due times of consecutive runs",
+        },
+        "repeats": {
+            "type": "integer", "minimum": 1, "maximum": REPEATS_MAX, "default": 1,
+            "description": "Runs to make",
+        },
+        "completions": {
+            "type": "integer", "format": "uint64",
+            "minimum": 0, "maximum": u64::MAX, "default": 0,
+            "description": "Completions already counted",
+        },
+    }) else {
+        unreachable!("a JSON object literal")
+    };
+    properties
 }
 
 /// The original's multipart form: times in seconds, `input` and

@@ -17,8 +17,19 @@ impl Core {
     /// breach, named.
     #[doc(hidden)]
     pub fn check_invariants(&self) -> Result<(), String> {
+        self.check_fail_stop()?;
+        self.check_reads()?;
+        self.check_answers()?;
+        if self.sched.tasks_held() > SCANNED_TASKS_MAX {
+            return Ok(());
+        }
+        self.check_starts()?;
+        self.sched.check_invariants()
+    }
+
+    /// After a fail-stop nothing waits to be acknowledged or started.
+    fn check_fail_stop(&self) -> Result<(), String> {
         let failed = self.plan.failure().is_some();
-        // After a fail-stop nothing waits to be acknowledged or started.
         if failed {
             if !self.submissions.is_empty() || !self.count_waiters.is_empty() {
                 return Err("requests wait after a fail-stop".into());
@@ -30,8 +41,13 @@ impl Core {
                 return Err("a batch in flight after a fail-stop".into());
             }
         }
-        // One read per concern: the first submission waits for at most one,
-        // and the finished count is read once for all its waiters.
+        Ok(())
+    }
+
+    /// One read per concern: the first submission waits for at most one, the
+    /// finished count is read once for all its waiters, and every wait has
+    /// its read.
+    fn check_reads(&self) -> Result<(), String> {
         let counting = self
             .reads
             .values()
@@ -82,8 +98,13 @@ impl Core {
                 self.cancels_waiting
             ));
         }
-        // An answer is held for one batch: never for one in flight when it
-        // came (the planner's rule), and an answer is in one place only.
+        Ok(())
+    }
+
+    /// An answer is held for one batch: never for one in flight when it came
+    /// (the planner's rule), and an answer is in one place only; keys name
+    /// held tasks with that key.
+    fn check_answers(&self) -> Result<(), String> {
         let mut requests = BTreeSet::new();
         let rendering = self.reads.values().filter_map(|p| match p {
             Pending::Render(held) => Some(held.request()),
@@ -107,10 +128,11 @@ impl Core {
                 return Err(format!("key {key:?} names {id}, not held with it"));
             }
         }
-        if self.sched.tasks_held() > SCANNED_TASKS_MAX {
-            return Ok(());
-        }
-        // A run waiting to start is running on the scheduler, once.
+        Ok(())
+    }
+
+    /// A run waiting to start is running on the scheduler, once.
+    fn check_starts(&self) -> Result<(), String> {
         let mut starting = BTreeSet::new();
         for start in self
             .starts
@@ -133,6 +155,6 @@ impl Core {
                 return Err(format!("run {:?} waits to start but is {run:?}", start.run));
             }
         }
-        self.sched.check_invariants()
+        Ok(())
     }
 }

@@ -45,7 +45,7 @@ mod invariants;
 mod modules;
 mod ownership;
 mod pipeline;
-mod plan;
+pub(crate) mod plan;
 mod reads;
 mod requests;
 mod runs;

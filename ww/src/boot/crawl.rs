@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use super::cidr::CidrHosts;
 use super::clock::WallClock;
-use super::node::{Node, NodeConfig, Shared};
 use super::packet::{Body, DATAGRAM_MAX_BYTES};
 use super::rate::{SOURCE_BURST, SOURCE_RATE_PER_S};
+use super::socket::{Shared, Socket, SocketConfig};
 use super::stream::{PeerStream, SinkProgress};
 use super::{BootError, Discovery, DiscoveryStats};
 use crate::transport::{Identity, SwarmKey, Transport};
@@ -87,7 +87,7 @@ impl CrawlConfig {
 /// the walk where it stopped and the next stream resumes it, so every host is
 /// asked once per pass however the rounds fall.
 pub struct CidrCrawl {
-    node: Node,
+    socket: Socket,
     config: CrawlConfig,
     walk: Rc<Cell<Walk>>,
 }
@@ -115,22 +115,22 @@ impl CidrCrawl {
                 config.prefix_len
             )));
         }
-        super::node::check_identity(transport, &identity)?;
-        let socket = transport
+        super::socket::check_identity(transport, &identity)?;
+        let answers = transport
             .bind_datagram(SocketAddr::V4(config.bind))
             .await
             .map_err(BootError::Socket)?;
         // Requests go out from a socket of their own (see
-        // `Node::send_requests_from`), on the same address, any port.
+        // `Socket::send_requests_from`), on the same address, any port.
         let requests = transport
             .bind_datagram(SocketAddr::V4(SocketAddrV4::new(*config.bind.ip(), 0)))
             .await
             .map_err(BootError::Socket)?;
-        let mut node = Node::start(
+        let mut socket = Socket::start(
             transport,
             identity,
-            socket,
-            NodeConfig {
+            answers,
+            SocketConfig {
                 group: None,
                 rate_per_s: config.rate_per_s,
                 burst: config.burst,
@@ -142,7 +142,7 @@ impl CidrCrawl {
                 wall_clock: config.wall_clock.clone(),
             },
         )?;
-        node.send_requests_from(
+        socket.send_requests_from(
             requests,
             config.rate_per_s,
             config.burst,
@@ -156,7 +156,7 @@ impl CidrCrawl {
             "cidr crawl started"
         );
         Ok(CidrCrawl {
-            node,
+            socket,
             config,
             walk: Rc::new(Cell::new(Walk::default())),
         })
@@ -165,7 +165,7 @@ impl CidrCrawl {
 
 impl Discovery for CidrCrawl {
     async fn advertise(&self, namespace: &str, ttl: Duration) -> Result<Duration, BootError> {
-        Ok(self.node.advertise(namespace, ttl)?.ttl)
+        Ok(self.socket.advertise(namespace, ttl)?.ttl)
     }
 
     async fn find_peers(
@@ -176,9 +176,9 @@ impl Discovery for CidrCrawl {
         if CidrHosts::new(self.config.network, self.config.prefix_len, 0).is_none() {
             return Err(BootError::Config("prefix length over 32".into()));
         }
-        let (stream, progress) = self.node.subscribe(namespace, limit)?;
+        let (stream, progress) = self.socket.subscribe(namespace, limit)?;
         let task = tokio::task::spawn_local(crawl_pass(
-            self.node.weak(),
+            self.socket.weak(),
             self.config.clone(),
             self.walk.clone(),
             namespace.to_string(),
@@ -188,7 +188,7 @@ impl Discovery for CidrCrawl {
     }
 
     fn stats(&self) -> DiscoveryStats {
-        self.node.stats()
+        self.socket.stats()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The survey-answer rule: which nodes answer a survey sent at a distance.
 //!
-//! Pure functions of two peer ids. The socket driver (`node.rs`) answers by
+//! Pure functions of two peer ids. The socket driver (`socket.rs`) answers by
 //! them; surveys (`survey.rs`, `gradual.rs`) only send the distance. Kept apart
 //! so the driver does not depend on the survey that is built on it.
 

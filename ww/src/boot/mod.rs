@@ -45,6 +45,27 @@
 //!
 //! The default, [`DEFAULT_DISCOVER`], is `/ip4/228.8.8.8/udp/8822/multicast/lo`: a
 //! default node never sends multicast beyond this machine.
+//!
+//! # Example
+//!
+//! The simplest [`Discovery`]: a static list of peers, found in any namespace.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use ww::boot::{Discovery, PeerInfo, StaticPeers};
+//! use ww::transport::{Address, Identity};
+//!
+//! ww::rpc::block_on_local(async {
+//!     let peer = Identity::generate().peer_id();
+//!     let addresses = vec![Address::new("/ip4/192.0.2.7/tcp/4001")];
+//!     let discovery = StaticPeers::new(vec![PeerInfo { peer, addresses }]);
+//!     let found: Vec<PeerInfo> = discovery.find_peers("ww", None).await?.collect().await;
+//!     assert_eq!(found.len(), 1);
+//!     assert_eq!(found[0].peer, peer);
+//!     Ok::<(), ww::boot::BootError>(())
+//! })??;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod any;
 mod cidr;
@@ -54,11 +75,11 @@ mod crawl;
 mod distance;
 mod error;
 mod gradual;
-mod node;
 pub mod packet;
 mod rate;
 mod registry;
 mod server;
+mod socket;
 mod spec;
 mod static_list;
 mod stats;
@@ -79,10 +100,10 @@ pub use crawl::{CidrCrawl, CrawlConfig};
 pub use distance::{id_tail, should_answer, within_distance};
 pub use error::{BootError, SpecError};
 pub use gradual::{Backoff, GradualConfig, GradualSchedule, GradualSurvey};
-pub use node::STREAMS_MAX;
 pub use rate::{SourceLimits, TokenBucket, SOURCES_MAX, SOURCE_BURST, SOURCE_RATE_PER_S};
 pub use registry::{Registry, RegistryError, RegistryLimits};
 pub use server::{boot_protocol, BootServerConfig, BootService, BOOT_PROTOCOL, DISCOVER_MAX};
+pub use socket::STREAMS_MAX;
 pub use spec::{DiscoverySpec, COMBINED_MAX, DEFAULT_DISCOVER, STATIC_ADDRESSES_MAX};
 pub use static_list::StaticPeers;
 pub use stats::{DiscoveryStats, DropReason};

@@ -5,9 +5,9 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use super::clock::WallClock;
-use super::node::{Node, NodeConfig, Shared};
 use super::packet::{Body, DATAGRAM_MAX_BYTES};
 use super::rate::{SOURCE_BURST, SOURCE_RATE_PER_S};
+use super::socket::{Shared, Socket, SocketConfig};
 use super::stream::{PeerStream, SinkProgress};
 use super::{BootError, Discovery, DiscoveryStats};
 use crate::transport::{Identity, SwarmKey, Transport};
@@ -68,7 +68,7 @@ impl Default for SurveyConfig {
 /// starts advertising a namespace, so searchers that surveyed before it started
 /// still find it.
 pub struct MulticastSurvey {
-    node: Node,
+    socket: Socket,
     group: SocketAddr,
     distance: u8,
 }
@@ -86,17 +86,17 @@ impl MulticastSurvey {
                 config.group
             )));
         }
-        super::node::check_identity(transport, &identity)?;
+        super::socket::check_identity(transport, &identity)?;
         let socket = transport
             .bind_multicast(config.group, config.interface)
             .await
             .map_err(BootError::Socket)?;
         let group = SocketAddr::V4(config.group);
-        let node = Node::start(
+        let socket = Socket::start(
             transport,
             identity,
             socket,
-            NodeConfig {
+            SocketConfig {
                 group: Some(group),
                 rate_per_s: config.rate_per_s,
                 burst: config.burst,
@@ -110,7 +110,7 @@ impl MulticastSurvey {
         )?;
         tracing::info!(%group, interface = %config.interface, "multicast survey started");
         Ok(MulticastSurvey {
-            node,
+            socket,
             group,
             distance: config.distance,
         })
@@ -122,13 +122,13 @@ impl MulticastSurvey {
         namespace: &str,
         limit: Option<usize>,
     ) -> Result<(PeerStream, Rc<SinkProgress>), BootError> {
-        self.node.subscribe(namespace, limit)
+        self.socket.subscribe(namespace, limit)
     }
 
     /// A handle for sending surveys from a task that must not keep the socket alive.
     pub(crate) fn surveyor(&self) -> Surveyor {
         Surveyor {
-            shared: self.node.weak(),
+            shared: self.socket.weak(),
             group: self.group,
         }
     }
@@ -156,10 +156,10 @@ impl Surveyor {
 
 impl Discovery for MulticastSurvey {
     async fn advertise(&self, namespace: &str, ttl: Duration) -> Result<Duration, BootError> {
-        let granted = self.node.advertise(namespace, ttl)?;
+        let granted = self.socket.advertise(namespace, ttl)?;
         if granted.newly {
             // Announce once, for searchers that surveyed before we were listening.
-            self.node.shared().respond_to_group(namespace, self.group);
+            self.socket.shared().respond_to_group(namespace, self.group);
         }
         Ok(granted.ttl)
     }
@@ -175,7 +175,7 @@ impl Discovery for MulticastSurvey {
     }
 
     fn stats(&self) -> DiscoveryStats {
-        self.node.stats()
+        self.socket.stats()
     }
 }
 

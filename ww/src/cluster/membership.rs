@@ -20,7 +20,7 @@ use super::{
     Heartbeat, HeartbeatError, Query, Record, Rejected, RoutingTable, TableConfig, ViewEvent,
 };
 use crate::boot::{Discovery, WallClock};
-use crate::pubsub::{PubSub, PubSubError};
+use crate::pubsub::{PubSub, PubSubError, Subscription, Topic};
 use crate::transport::{PeerId, SwarmKey, Transport};
 
 /// Heartbeats sent per TTL, on average. With the +-10% jitter six intervals span
@@ -217,7 +217,7 @@ impl Membership {
             config.meta.clone(),
         )?;
         let topic = pubsub.join(&config.namespace);
-        let mut heartbeats = topic.subscribe(RECEIVE_BUFFER).await?;
+        let heartbeats = topic.subscribe(RECEIVE_BUFFER).await?;
         let shared = Rc::new(RefCell::new(Shared {
             table: RoutingTable::new(TableConfig::default()),
             watchers: Vec::new(),
@@ -228,75 +228,30 @@ impl Membership {
         let local = transport.local_peer_id();
         let mut tasks = Vec::new();
 
-        let receiving = shared.clone();
-        let (key, now) = (config.swarm_key.clone(), clock.clone());
-        tasks.push(tokio::task::spawn_local(async move {
-            while let Some(message) = heartbeats.recv().await {
-                let mut shared = receiving.borrow_mut();
-                shared.stats.received += 1;
-                let origin = message.origin;
-                let heartbeat = match Heartbeat::open(&message.payload, key.as_ref(), &origin) {
-                    Ok(heartbeat) => heartbeat,
-                    Err(e) => {
-                        tracing::debug!(%origin, error = %e, "heartbeat dropped");
-                        match e {
-                            HeartbeatError::Unauthenticated => shared.stats.unauthenticated += 1,
-                            _ => shared.stats.malformed += 1,
-                        }
-                        continue;
-                    }
-                };
-                match shared.table.apply(now.now_ms(), origin, heartbeat) {
-                    Ok(_) => shared.stats.applied += 1,
-                    Err(e) => {
-                        tracing::trace!(%origin, error = %e, "heartbeat not applied");
-                        shared.stats.count(&e);
-                    }
-                }
-                shared.publish_events();
-            }
-        }));
-
-        let expiring = shared.clone();
-        let now = clock.clone();
-        tasks.push(tokio::task::spawn_local(async move {
-            loop {
-                let now_ms = now.now_ms();
-                let next = expiring.borrow().table.next_deadline_ms();
-                let wait_ms = next.map_or(EXPIRY_TICK_MS, |deadline| {
-                    deadline.saturating_sub(now_ms).min(EXPIRY_TICK_MS)
-                });
-                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                let mut shared = expiring.borrow_mut();
-                let left = shared.table.expire(now.now_ms());
-                if !left.is_empty() {
-                    shared.publish_events();
-                }
-            }
-        }));
+        tasks.push(tokio::task::spawn_local(receive_heartbeats(
+            heartbeats,
+            shared.clone(),
+            config.swarm_key.clone(),
+            clock.clone(),
+        )));
+        tasks.push(tokio::task::spawn_local(expire_members(
+            shared.clone(),
+            clock.clone(),
+        )));
 
         if config.announce {
-            let interval_ms = u64::from(config.ttl_ms / HEARTBEATS_PER_TTL);
-            let namespace = config.namespace.clone();
-            let (key, now) = (config.swarm_key.clone(), clock.clone());
-            tasks.push(tokio::task::spawn_local(async move {
-                let mut seq: u64 = 0;
-                loop {
-                    seq += 1;
-                    let beat = template
-                        .clone()
-                        .with_seq(seq)
-                        .with_sent_ms(now.now_ms())
-                        .seal(key.as_ref(), &local);
-                    if let Err(e) = topic.publish(beat).await {
-                        tracing::debug!(%namespace, error = %e, "heartbeat not sent");
-                    }
-                    // +-10% jitter keeps a cluster started at once from beating in lockstep.
-                    let jitter = interval_ms / 10;
-                    let wait = interval_ms - jitter + rng.next_u64() % (2 * jitter + 1);
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                }
-            }));
+            tasks.push(tokio::task::spawn_local(announce(
+                topic,
+                template,
+                Announcing {
+                    interval_ms: u64::from(config.ttl_ms / HEARTBEATS_PER_TTL),
+                    namespace: config.namespace.clone(),
+                    key: config.swarm_key.clone(),
+                    clock: clock.clone(),
+                    local,
+                    rng,
+                },
+            )));
         }
 
         let discovery = Rc::new(discovery);
@@ -394,6 +349,88 @@ impl Watch {
     /// The next event; `None` once the membership has stopped.
     pub async fn next(&mut self) -> Option<ViewEvent> {
         self.0.recv().await
+    }
+}
+
+/// Applies every heartbeat heard on the namespace to the routing table,
+/// counting those dropped (unauthenticated, malformed, not applied).
+async fn receive_heartbeats(
+    mut heartbeats: Subscription,
+    shared: Rc<RefCell<Shared>>,
+    key: Option<SwarmKey>,
+    now: WallClock,
+) {
+    while let Some(message) = heartbeats.recv().await {
+        let mut shared = shared.borrow_mut();
+        shared.stats.received += 1;
+        let origin = message.origin;
+        let heartbeat = match Heartbeat::open(&message.payload, key.as_ref(), &origin) {
+            Ok(heartbeat) => heartbeat,
+            Err(e) => {
+                tracing::debug!(%origin, error = %e, "heartbeat dropped");
+                match e {
+                    HeartbeatError::Unauthenticated => shared.stats.unauthenticated += 1,
+                    _ => shared.stats.malformed += 1,
+                }
+                continue;
+            }
+        };
+        match shared.table.apply(now.now_ms(), origin, heartbeat) {
+            Ok(_) => shared.stats.applied += 1,
+            Err(e) => {
+                tracing::trace!(%origin, error = %e, "heartbeat not applied");
+                shared.stats.count(&e);
+            }
+        }
+        shared.publish_events();
+    }
+}
+
+/// Drops members whose heartbeats stopped, at their deadlines (or every
+/// `EXPIRY_TICK_MS` at least).
+async fn expire_members(shared: Rc<RefCell<Shared>>, now: WallClock) {
+    loop {
+        let now_ms = now.now_ms();
+        let next = shared.borrow().table.next_deadline_ms();
+        let wait_ms = next.map_or(EXPIRY_TICK_MS, |deadline| {
+            deadline.saturating_sub(now_ms).min(EXPIRY_TICK_MS)
+        });
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        let mut shared = shared.borrow_mut();
+        let left = shared.table.expire(now.now_ms());
+        if !left.is_empty() {
+            shared.publish_events();
+        }
+    }
+}
+
+/// How a member announces itself.
+struct Announcing {
+    interval_ms: u64,
+    namespace: String,
+    key: Option<SwarmKey>,
+    clock: WallClock,
+    local: PeerId,
+    rng: ChaCha8Rng,
+}
+
+/// Publishes this member's heartbeat every `interval_ms`, with jitter.
+async fn announce<T: Transport>(topic: Topic<T>, template: Heartbeat, mut how: Announcing) {
+    let mut seq: u64 = 0;
+    loop {
+        seq += 1;
+        let beat = template
+            .clone()
+            .with_seq(seq)
+            .with_sent_ms(how.clock.now_ms())
+            .seal(how.key.as_ref(), &how.local);
+        if let Err(e) = topic.publish(beat).await {
+            tracing::debug!(namespace = %how.namespace, error = %e, "heartbeat not sent");
+        }
+        // +-10% jitter keeps a cluster started at once from beating in lockstep.
+        let jitter = how.interval_ms / 10;
+        let wait = how.interval_ms - jitter + how.rng.next_u64() % (2 * jitter + 1);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 }
 

@@ -262,107 +262,36 @@ impl RoutingTable {
             });
         }
         let key = peer.to_string();
-        let deadline_ms = now_ms.saturating_add(u64::from(heartbeat.ttl_ms()));
-        let (instance, seq) = (heartbeat.instance(), heartbeat.seq());
-        let buried = self.tombstones.refuses(&key, instance, seq);
+        let offer = Offer {
+            deadline_ms: now_ms.saturating_add(u64::from(heartbeat.ttl_ms())),
+            buried: self
+                .tombstones
+                .refuses(&key, heartbeat.instance(), heartbeat.seq()),
+            peer,
+            heartbeat,
+            now_ms,
+        };
+        let deadline_ms = offer.deadline_ms;
         let Some(entry) = self.entries.get_mut(&key) else {
-            if let Some(seq_max) = buried {
-                return Err(Rejected::Tombstoned {
-                    instance,
-                    seq,
-                    seq_max,
-                });
-            }
-            if self.entries.len() >= self.config.peers_max {
-                return Err(Rejected::TableFull {
-                    peers_max: self.config.peers_max,
-                });
-            }
-            let record = Record {
-                peer,
-                heartbeat,
-                deadline_ms,
-                joined_ms: now_ms,
-                updated_ms: now_ms,
-            };
-            self.tombstones.lift(&key, instance);
-            self.deadlines.insert((deadline_ms, key.clone()));
-            self.entries.insert(
-                key,
-                Entry {
-                    record: record.clone(),
-                    retired: VecDeque::new(),
-                },
-            );
-            self.push_event(ViewEvent::Joined(record));
-            return Ok(Applied::Joined);
+            return self.join(key, offer);
         };
         let stored = &entry.record.heartbeat;
         let old_deadline_ms = entry.record.deadline_ms;
-        let applied = if heartbeat.instance() == stored.instance() {
-            if heartbeat.seq() <= stored.seq() {
+        let applied = if offer.heartbeat.instance() == stored.instance() {
+            if offer.heartbeat.seq() <= stored.seq() {
                 return Err(Rejected::Stale {
-                    instance: heartbeat.instance(),
-                    seq: heartbeat.seq(),
+                    instance: offer.heartbeat.instance(),
+                    seq: offer.heartbeat.seq(),
                     stored_seq: stored.seq(),
                 });
             }
-            entry.record.heartbeat = heartbeat;
+            entry.record.heartbeat = offer.heartbeat;
             entry.record.deadline_ms = deadline_ms;
             entry.record.updated_ms = now_ms;
             Applied::Updated
         } else {
-            if entry.retired.contains(&heartbeat.instance()) {
-                return Err(Rejected::RetiredInstance {
-                    instance: heartbeat.instance(),
-                });
-            }
-            if let Some(seq_max) = buried {
-                return Err(Rejected::Tombstoned {
-                    instance,
-                    seq,
-                    seq_max,
-                });
-            }
-            // Runs of one peer follow each other on its clock, so only a heartbeat
-            // stamped after the held one can come from a restart; seq counters of
-            // different runs are unrelated, so (unlike the Go original) the seq
-            // is not compared. A node that never saw the earlier run (it had just
-            // restarted, or had expired that run) would otherwise take that run's
-            // late heartbeat for a restart and retire the live instance.
-            if heartbeat.sent_ms() <= stored.sent_ms() {
-                let rejected = Rejected::EarlierRun {
-                    instance,
-                    sent_ms: heartbeat.sent_ms(),
-                    held_instance: stored.instance(),
-                    held_sent_ms: stored.sent_ms(),
-                };
-                if heartbeat.sent_ms() < stored.sent_ms() {
-                    // That run is over: its replays must not revive it once the
-                    // live instance has left, as for an expired instance.
-                    let until_ms = now_ms.saturating_add(self.config.tombstone_ms());
-                    self.tombstones.bury(&key, instance, seq, until_ms);
-                }
-                return Err(rejected);
-            }
-            let old_instance = stored.instance();
-            if entry.retired.len() >= RETIRED_PER_PEER_MAX {
-                entry.retired.pop_front();
-            }
-            entry.retired.push_back(old_instance);
-            // The old run is over: none of its heartbeats may bring it back,
-            // even after this entry (and its retired list) expires.
-            let until_ms = now_ms.saturating_add(self.config.tombstone_ms());
-            self.tombstones.bury(&key, old_instance, u64::MAX, until_ms);
-            self.tombstones.lift(&key, instance);
-            entry.record = Record {
-                peer,
-                heartbeat,
-                deadline_ms,
-                joined_ms: now_ms,
-                updated_ms: now_ms,
-            };
-            Applied::Replaced { old_instance }
+            let tombstone_ms = self.config.tombstone_ms();
+            restart(entry, &mut self.tombstones, tombstone_ms, &key, offer)?
         };
         let record = entry.record.clone();
         self.deadlines.remove(&(old_deadline_ms, key.clone()));
@@ -379,6 +308,37 @@ impl RoutingTable {
             _ => self.push_event(ViewEvent::Updated(record)),
         }
         Ok(applied)
+    }
+
+    /// A heartbeat from a peer the table does not hold: it joins, unless its
+    /// instance is buried or the table is full.
+    fn join(&mut self, key: String, offer: Offer) -> Result<Applied, Rejected> {
+        let (instance, seq) = (offer.heartbeat.instance(), offer.heartbeat.seq());
+        if let Some(seq_max) = offer.buried {
+            return Err(Rejected::Tombstoned {
+                instance,
+                seq,
+                seq_max,
+            });
+        }
+        if self.entries.len() >= self.config.peers_max {
+            return Err(Rejected::TableFull {
+                peers_max: self.config.peers_max,
+            });
+        }
+        let deadline_ms = offer.deadline_ms;
+        let record = offer.record();
+        self.tombstones.lift(&key, instance);
+        self.deadlines.insert((deadline_ms, key.clone()));
+        self.entries.insert(
+            key,
+            Entry {
+                record: record.clone(),
+                retired: VecDeque::new(),
+            },
+        );
+        self.push_event(ViewEvent::Joined(record));
+        Ok(Applied::Joined)
     }
 
     /// Removes every record whose deadline is at or before `now_ms`, in peer
@@ -502,61 +462,88 @@ impl RoutingTable {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transport::Identity;
+/// A heartbeat offered to the table, with what `apply` derived from it.
+struct Offer {
+    peer: PeerId,
+    heartbeat: Heartbeat,
+    now_ms: u64,
+    /// When the peer expires unless heard from again.
+    deadline_ms: u64,
+    /// The highest seq its instance is buried up to, if it is.
+    buried: Option<u64>,
+}
 
-    fn beat(instance: u64, seq: u64, sent_ms: u64) -> Heartbeat {
-        Heartbeat::new(6_000, instance, seq, "node-104", Vec::new())
-            .expect("valid heartbeat")
-            .with_sent_ms(sent_ms)
-    }
-
-    /// The swarm's `cluster-256` seed 7, replayed on one table: node-103 and
-    /// node-104 restart together at 13.650 s; node-103's new table hears
-    /// node-104's new instance first, then the old instance's last heartbeat
-    /// (sent before the restart, 200 ms links). Taking it for a restart retired
-    /// the live instance: node-103 refused it for the rest of the run.
-    #[test]
-    fn a_late_heartbeat_of_an_earlier_run_never_displaces_the_live_one() {
-        let peer = Identity::from_secret([4; 32]).peer_id();
-        let (old, new) = (0x7300_577c_c699_7035, 0x8d71_aeea_8a13_6fa4);
-        let mut table = RoutingTable::default();
-        assert_eq!(
-            table.apply(13_660, peer, beat(new, 1, 13_650)),
-            Ok(Applied::Joined)
-        );
-        assert!(table.apply(13_700, peer, beat(old, 17, 13_640)).is_err());
-        assert_eq!(table.get(&peer).map(|r| r.heartbeat.instance()), Some(new));
-        for seq in 2..=12 {
-            let at = 13_650 + seq * 857;
-            assert_eq!(
-                table.apply(at + 10, peer, beat(new, seq, at)),
-                Ok(Applied::Updated),
-                "the live instance's heartbeat {seq} must be taken"
-            );
+impl Offer {
+    /// The record of a peer (re)joining with this heartbeat.
+    fn record(self) -> Record {
+        Record {
+            peer: self.peer,
+            heartbeat: self.heartbeat,
+            deadline_ms: self.deadline_ms,
+            joined_ms: self.now_ms,
+            updated_ms: self.now_ms,
         }
-        // A late heartbeat of the earlier run after a partition: this node had
-        // expired that run (up to seq 9), and its seq 10 arrives after the new
-        // run's first heartbeat.
-        let other = Identity::from_secret([5; 32]).peer_id();
-        let mut table = RoutingTable::default();
-        table.apply(0, other, beat(old, 9, 0)).expect("join");
-        assert_eq!(table.expire(6_000).len(), 1);
-        table
-            .apply(8_000, other, beat(new, 1, 8_000))
-            .expect("join");
-        assert!(table.apply(8_050, other, beat(old, 10, 7_990)).is_err());
-        assert_eq!(
-            table.apply(8_900, other, beat(new, 2, 8_890)),
-            Ok(Applied::Updated)
-        );
-        // The earlier run stays dead once the live one leaves: its refused
-        // heartbeat, replayed within the freshness window, is still refused.
-        table.expire(8_900 + 6_000);
-        assert!(table.is_empty());
-        assert!(table.apply(15_000, other, beat(old, 10, 7_990)).is_err());
-        assert!(table.is_empty());
     }
 }
+
+/// A heartbeat of another instance than the held one: the peer restarted and
+/// replaces the held run, unless the heartbeat comes from a retired, buried or
+/// earlier run.
+fn restart(
+    entry: &mut Entry,
+    tombstones: &mut Tombstones,
+    tombstone_ms: u64,
+    key: &str,
+    offer: Offer,
+) -> Result<Applied, Rejected> {
+    let stored = &entry.record.heartbeat;
+    let (instance, seq) = (offer.heartbeat.instance(), offer.heartbeat.seq());
+    if entry.retired.contains(&instance) {
+        return Err(Rejected::RetiredInstance { instance });
+    }
+    if let Some(seq_max) = offer.buried {
+        return Err(Rejected::Tombstoned {
+            instance,
+            seq,
+            seq_max,
+        });
+    }
+    // Runs of one peer follow each other on its clock, so only a heartbeat
+    // stamped after the held one can come from a restart; seq counters of
+    // different runs are unrelated, so (unlike the Go original) the seq
+    // is not compared. A node that never saw the earlier run (it had just
+    // restarted, or had expired that run) would otherwise take that run's
+    // late heartbeat for a restart and retire the live instance.
+    let sent_ms = offer.heartbeat.sent_ms();
+    if sent_ms <= stored.sent_ms() {
+        let rejected = Rejected::EarlierRun {
+            instance,
+            sent_ms,
+            held_instance: stored.instance(),
+            held_sent_ms: stored.sent_ms(),
+        };
+        if sent_ms < stored.sent_ms() {
+            // That run is over: its replays must not revive it once the
+            // live instance has left, as for an expired instance.
+            let until_ms = offer.now_ms.saturating_add(tombstone_ms);
+            tombstones.bury(key, instance, seq, until_ms);
+        }
+        return Err(rejected);
+    }
+    let old_instance = stored.instance();
+    if entry.retired.len() >= RETIRED_PER_PEER_MAX {
+        entry.retired.pop_front();
+    }
+    entry.retired.push_back(old_instance);
+    // The old run is over: none of its heartbeats may bring it back,
+    // even after this entry (and its retired list) expires.
+    let until_ms = offer.now_ms.saturating_add(tombstone_ms);
+    tombstones.bury(key, old_instance, u64::MAX, until_ms);
+    tombstones.lift(key, instance);
+    entry.record = offer.record();
+    Ok(Applied::Replaced { old_instance })
+}
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;

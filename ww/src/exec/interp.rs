@@ -4,8 +4,7 @@
 
 use super::error::{ErrorKind, ExecError};
 use super::meter::FUEL_SLICE;
-use super::meter::HOST_CALL_FUEL;
-use super::sandbox::START_SECTION_FUEL;
+use super::meter::{HOST_CALL_FUEL, START_SECTION_FUEL};
 use super::signature::{missing_export, typed_args, Arg, IntType};
 use super::wasi::{errno, TABLE_ELEMENTS_MAX};
 use super::wasi::{foreign_import, link_wasi, GuestCall, HostState, IMPLEMENTED, WASI_MODULE};

@@ -10,6 +10,9 @@ use std::sync::Arc;
 /// Fuel handed out per slice; the deadline is checked between slices (a few ms of work).
 pub const FUEL_SLICE: u64 = 4_000_000;
 
+/// Fuel for a module's `start` section, which wasmi cannot pause to check the deadline.
+pub const START_SECTION_FUEL: u64 = 100_000_000;
+
 /// Fuel every host call costs before its bytes: its fixed work (dispatch, a clock
 /// read for the deadline) takes about 70 ns, as long as about 64 guest instructions.
 pub const HOST_CALL_FUEL: u64 = 64;

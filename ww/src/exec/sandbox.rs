@@ -12,9 +12,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Fuel for a module's `start` section, which wasmi cannot pause to check the deadline.
-pub const START_SECTION_FUEL: u64 = 100_000_000;
-
 /// The engine that compiles and runs modules.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum EngineKind {

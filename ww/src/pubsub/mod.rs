@@ -2,6 +2,28 @@
 //! (gossipsub on real hosts, a simulated broadcast in turmoil), with two
 //! additions: a node hears its own messages, and every local subscriber has a
 //! bounded buffer that drops (and counts) rather than blocks.
+//!
+//! # Example
+//!
+//! A node hears its own messages on a topic it subscribed to (and, in a
+//! cluster, every member's).
+//!
+//! ```
+//! use ww::pubsub::PubSub;
+//! use ww::transport::{Identity, Libp2pConfig, Libp2pTransport};
+//!
+//! ww::rpc::block_on_local(async {
+//!     let transport = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+//!     let pubsub = PubSub::new(transport);
+//!     let news = pubsub.join("news");
+//!     let mut heard = news.subscribe(16).await?;
+//!     news.publish(b"hello".to_vec()).await?;
+//!     let message = heard.recv().await.expect("the message");
+//!     assert_eq!(message.payload, b"hello");
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })??;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

@@ -11,6 +11,26 @@
 //! or alter one.
 //!
 //! [`Transport`]: crate::transport::Transport
+//!
+//! # Example
+//!
+//! A signed content record, checked and kept by a host's store (sans-IO: the
+//! service around it finds the hosts closest to its key).
+//!
+//! ```
+//! use ww::records::{Record, RecordStore, StoreLimits};
+//! use ww::transport::Identity;
+//!
+//! let author = Identity::generate();
+//! let now_ms = 1_000_000;
+//! let record = Record::content(&author, now_ms, b"hello".to_vec())?;
+//! // Anyone can check a record from its bytes alone.
+//! assert_eq!(Record::open(&record.bytes)?.key(), record.key());
+//! let mut store = RecordStore::new(StoreLimits::default());
+//! store.put(&record, now_ms)?;
+//! assert_eq!(store.get(&record.key(), now_ms), Some(record.bytes.clone()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod record;
 mod service;

@@ -4,6 +4,47 @@
 //! capnp-rpc is `!Send`, so everything here runs on one thread: a node's RPC lives
 //! on a current-thread tokio runtime with a [`tokio::task::LocalSet`] (see
 //! [`block_on_local`]); turmoil hosts already run that way.
+//!
+//! # Example
+//!
+//! A capability (here a CSP channel) served on one loopback node and called
+//! from another.
+//!
+//! ```
+//! use capnp::capability::FromClientHook;
+//! use ww::csp::{ChanConfig, ChannelServer};
+//! use ww::rpc::{self, export_protocol, RpcConfig};
+//! use ww::schema::channel_capnp::{chan, recver, sender};
+//! use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Transport};
+//!
+//! rpc::block_on_local(async {
+//!     let protocol = export_protocol("example")?;
+//!     let host = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+//!     let channel = ChannelServer::new(ChanConfig { capacity: 1, ..ChanConfig::default() })?;
+//!     let _serving = rpc::serve(&host, &protocol, channel.client().client)?;
+//!     let bound = host.listen(Address::new("/ip4/127.0.0.1/tcp/0")).await?;
+//!     let guest = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+//!     guest.add_peer_address(host.local_peer_id(), bound)?;
+//!     let connection = rpc::connect::<_, chan::Client>(
+//!         &guest,
+//!         host.local_peer_id(),
+//!         &protocol,
+//!         RpcConfig::default(),
+//!     )
+//!     .await?;
+//!     let chan = connection.client();
+//!     let send: sender::Client = chan.clone().cast_to();
+//!     let mut request = send.send_request();
+//!     request.get().init_value().set_as::<capnp::text::Owned>("hi")?;
+//!     request.send().promise.await?;
+//!     let recv: recver::Client = chan.clone().cast_to();
+//!     let answer = recv.recv_request().send().promise.await?;
+//!     let value = answer.get()?.get_value().get_as::<capnp::text::Reader>()?;
+//!     assert_eq!(value.to_str()?, "hi");
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })??;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod connection;
 mod error;

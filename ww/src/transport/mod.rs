@@ -7,6 +7,39 @@
 //! feature (ww-sim and the simulation tests enable it; a shipped build has no
 //! turmoil). Nothing outside this module (and the `sim` crate) names a libp2p or
 //! turmoil type.
+//!
+//! # Example
+//!
+//! Two libp2p nodes on loopback: one accepts a protocol, the other dials it
+//! and the bytes come back.
+//!
+//! ```
+//! use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+//! use ww::transport::{Address, Identity, Libp2pConfig, Libp2pTransport, Protocol, Transport};
+//!
+//! ww::rpc::block_on_local(async {
+//!     let echo = Protocol::new("/example/echo")?;
+//!     let server = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+//!     let client = Libp2pTransport::new(Libp2pConfig::new(Identity::generate()))?;
+//!     let mut incoming = server.accept(&echo)?;
+//!     let bound = server.listen(Address::new("/ip4/127.0.0.1/tcp/0")).await?;
+//!     client.add_peer_address(server.local_peer_id(), bound)?;
+//!     tokio::task::spawn_local(async move {
+//!         let (_dialer, mut stream) = incoming.next().await.expect("a stream");
+//!         let mut buf = [0u8; 5];
+//!         stream.read_exact(&mut buf).await.expect("read");
+//!         stream.write_all(&buf).await.expect("write");
+//!         stream.close().await.expect("close");
+//!     });
+//!     let mut stream = client.dial(server.local_peer_id(), &echo).await?;
+//!     stream.write_all(b"hello").await?;
+//!     let mut back = Vec::new();
+//!     stream.read_to_end(&mut back).await?;
+//!     assert_eq!(back, b"hello");
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })??;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 /// Implements [`Datagram`] for a newtype over a socket with tokio's UDP methods
 /// (tokio's and turmoil's sockets share them), naming `$what` in errors.
@@ -71,6 +104,7 @@ mod p2p;
 #[cfg(feature = "sim")]
 mod sim;
 mod swarm_key;
+mod swarm_task;
 mod topic;
 mod udp;
 

@@ -12,16 +12,15 @@ use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, Transport as _};
 use libp2p::core::upgrade::Version;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     connection_limits, gossipsub, identify, memory_connection_limits, noise, tcp, yamux, Multiaddr,
-    StreamProtocol, Swarm,
+    StreamProtocol,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::address_book::AddressBook;
-use super::topic::{check_topic, TopicMessage, TopicSubscribers, TOPIC_PAYLOAD_MAX};
+use super::swarm_task::{drive_swarm, Behaviour, Command};
+use super::topic::{check_topic, TopicSubscribers, TOPIC_PAYLOAD_MAX};
 use super::{
     lock, Address, Identity, PeerId, Protocol, SwarmKey, TopicReceiver, Transport, TransportError,
     UdpDatagram,
@@ -97,43 +96,6 @@ impl Default for ConnectionBounds {
             memory_fraction_max: 0.9,
         }
     }
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    limits: connection_limits::Behaviour,
-    memory: memory_connection_limits::Behaviour,
-    addresses: AddressBook,
-    stream: libp2p_stream::Behaviour,
-    identify: identify::Behaviour,
-    gossipsub: gossipsub::Behaviour,
-}
-
-enum Command {
-    Listen {
-        address: Multiaddr,
-        reply: oneshot::Sender<Result<Multiaddr, String>>,
-    },
-    AddAddress {
-        peer: libp2p::PeerId,
-        address: Multiaddr,
-    },
-    Connect {
-        peer: libp2p::PeerId,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    Subscribe {
-        topic: String,
-        reply: oneshot::Sender<TopicReceiver>,
-    },
-    Publish {
-        topic: String,
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// Answered once every earlier command is applied, so a dial sees the
-    /// addresses added before it.
-    Barrier(oneshot::Sender<()>),
 }
 
 /// A libp2p node behind the [`Transport`] trait. Clones share the node; the swarm
@@ -476,120 +438,5 @@ impl futures::Stream for Libp2pIncoming {
         self.0
             .poll_next_unpin(cx)
             .map(|next| next.map(|(peer, stream)| (PeerId(peer), stream)))
-    }
-}
-
-/// Runs the swarm: answers commands and keeps the listen-address list current.
-async fn drive_swarm(
-    mut swarm: Swarm<Behaviour>,
-    mut commands: mpsc::Receiver<Command>,
-    listen_addresses: Arc<Mutex<Vec<Multiaddr>>>,
-    topics: Arc<Mutex<TopicSubscribers>>,
-) {
-    let mut pending_listens: Vec<(libp2p::core::transport::ListenerId, oneshot::Sender<_>)> =
-        Vec::new();
-    loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                None => return,
-                Some(Command::Listen { address, reply }) => match swarm.listen_on(address) {
-                    Ok(id) => pending_listens.push((id, reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
-                },
-                Some(Command::AddAddress { peer, address }) => {
-                    swarm.add_peer_address(peer, address);
-                }
-                Some(Command::Connect { peer, reply }) => {
-                    let options = DialOpts::peer_id(peer)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
-                    let outcome = match swarm.dial(options) {
-                        Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let _ = reply.send(outcome);
-                }
-                Some(Command::Subscribe { topic, reply }) => {
-                    let (receiver, first) = lock(&topics).add(&topic);
-                    if first {
-                        let topic = gossipsub::IdentTopic::new(topic);
-                        if let Err(e) = swarm.behaviour_mut().gossipsub.subscribe(&topic) {
-                            tracing::warn!(%topic, error = %e, "gossipsub subscribe failed");
-                        }
-                    }
-                    let _ = reply.send(receiver);
-                }
-                Some(Command::Publish { topic, payload, reply }) => {
-                    let topic = gossipsub::IdentTopic::new(topic);
-                    let outcome = match swarm.behaviour_mut().gossipsub.publish(topic, payload) {
-                        // Best effort: with nobody to hear it, a message is simply not heard.
-                        Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Ok(()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let _ = reply.send(outcome);
-                }
-                Some(Command::Barrier(reply)) => {
-                    let _ = reply.send(());
-                }
-            },
-            event = swarm.select_next_some() => match event {
-                SwarmEvent::NewListenAddr { listener_id, address } => {
-                    tracing::debug!(%address, "listening");
-                    lock(&listen_addresses).push(address.clone());
-                    if let Some(at) = pending_listens.iter().position(|(id, _)| *id == listener_id) {
-                        let (_, reply) = pending_listens.swap_remove(at);
-                        let _ = reply.send(Ok(address));
-                    }
-                }
-                SwarmEvent::ExpiredListenAddr { address, .. } => {
-                    lock(&listen_addresses).retain(|a| a != &address);
-                }
-                SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
-                    if let Some(at) = pending_listens.iter().position(|(id, _)| *id == listener_id) {
-                        let (_, reply) = pending_listens.swap_remove(at);
-                        let detail = match reason {
-                            Ok(()) => "listener closed".to_string(),
-                            Err(e) => e.to_string(),
-                        };
-                        let _ = reply.send(Err(detail));
-                    }
-                }
-                SwarmEvent::ListenerError { listener_id, error } => {
-                    if let Some(at) = pending_listens.iter().position(|(id, _)| *id == listener_id) {
-                        let (_, reply) = pending_listens.swap_remove(at);
-                        let _ = reply.send(Err(error.to_string()));
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })) => {
-                    // Remember where a peer says it listens, so later dials can reach it.
-                    for address in info.listen_addrs {
-                        swarm.add_peer_address(peer_id, address);
-                    }
-                }
-                SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message { message, .. })) => {
-                    // Strict validation means unsigned messages never get here.
-                    if let Some(origin) = message.source {
-                        let delivered = TopicMessage {
-                            topic: message.topic.into_string(),
-                            origin: PeerId(origin),
-                            payload: message.data,
-                        };
-                        lock(&topics).deliver(&delivered);
-                    }
-                }
-                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
-                    tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
-                }
-                SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
-                    tracing::debug!(peer = %peer_id, ?cause, "disconnected");
-                }
-                SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                    tracing::debug!(?peer_id, %error, "outgoing connection failed");
-                }
-                _ => {}
-            },
-        }
     }
 }

@@ -4,7 +4,7 @@
 use ww_sched::lease::GatewayId;
 
 use super::{gateway_of, Event, Sim};
-use crate::scenario::{Fault, FaultKind};
+use crate::scenario::format::{Fault, FaultKind};
 use crate::workload::leases_spec::STORE_HOST;
 
 impl Sim<'_> {

@@ -27,7 +27,7 @@ use seams::{LocalClock, SimStore};
 use super::leases_spec::{lease_gateway_name, LeasesSpec};
 use crate::derive_seed;
 use crate::sabotage::Sabotage;
-use crate::scenario::Fault;
+use crate::scenario::format::Fault;
 
 /// One committed store operation.
 #[derive(Clone, Debug)]

@@ -2,6 +2,8 @@
 //! as the embedded store (a batch that would make the tables disagree is
 //! refused whole, as `Corrupt`).
 
+mod task;
+
 use std::collections::HashMap;
 
 use postgres::{Statement, Transaction};
@@ -13,7 +15,7 @@ use crate::sched::store::{
     Batch, BatchReport, DeletedTask, Lease, Op, PurgeOutcome, StoreError, TakenCause, TakenTask,
     MODULE_BYTES_MAX,
 };
-use crate::sched::types::{hex32, Run, TaskHeader};
+use crate::sched::types::{hex32, TaskHeader};
 
 /// A failed step: a PostgreSQL error, or a disagreement that aborts the batch.
 enum Step {
@@ -87,204 +89,6 @@ impl Writer<'_, '_> {
         let owner: Option<String> = row.get(1);
         let epoch: Option<i64> = row.get(2);
         Ok(Some((header, owner.zip(epoch))))
-    }
-
-    /// Writes a task and the listed runs; a new task someone else stored
-    /// first (a shared store) is not written and comes back as taken. A task
-    /// the writer believes `new` is first inserted whole in one statement; if
-    /// its id or key is taken, the checks below decide as for any other.
-    fn put_task(
-        &mut self,
-        header: &TaskHeader,
-        runs: &[Run],
-        new: bool,
-    ) -> Result<Option<TakenTask>, Step> {
-        let id = &header.spec.id;
-        let status = i16::from(header.status.code());
-        let finished_ms = if header.status.is_final() {
-            let at = header
-                .finished_ms
-                .ok_or_else(|| corrupt(format!("task {id}"), "final without a finish time"))?;
-            Some(ms(at, "finish time")?)
-        } else {
-            None
-        };
-        let json = encode(id, "header", header)?;
-        let mut indexes = Vec::with_capacity(runs.len());
-        let mut bodies = Vec::with_capacity(runs.len());
-        for run in runs {
-            if run.index >= header.runs_created {
-                return Err(corrupt(
-                    format!("run {id}/{}", run.index),
-                    format!("beyond the {} runs created", header.runs_created),
-                ));
-            }
-            indexes.push(i64::from(run.index));
-            bodies.push(encode(id, &format!("run {}", run.index), run)?);
-        }
-        let me = owner_of(self.lease);
-        if new {
-            let (gateway, epoch) = me.clone().unzip();
-            let st = self.st(INSERT_NEW_TASK).clone();
-            let row = self.txn.query_one(
-                &st,
-                &[
-                    &id.as_str(),
-                    &status,
-                    &finished_ms,
-                    &header.spec.idempotency_key.as_deref(),
-                    &header.spec.module_hash.as_slice(),
-                    &json,
-                    &gateway,
-                    &epoch,
-                    &indexes,
-                    &bodies,
-                ],
-            )?;
-            let (inserted, referred): (i64, i64) = (row.get(0), row.get(1));
-            if inserted == 1 {
-                if referred != 1 {
-                    return self.module_gone(id, &header.spec.module_hash);
-                }
-                if finished_ms.is_some() {
-                    // New: no cancel request can name it yet.
-                    self.finished_delta += 1;
-                }
-                return Ok(None);
-            }
-        } else {
-            // The common update in one round trip: only an unfinished task
-            // this writer owns, with the same spec, is written; anything else
-            // goes through the checks below, which say what is wrong.
-            let (gateway, epoch) = me.clone().unzip();
-            let spec = encode(id, "spec", &header.spec)?;
-            let spec_prefix = format!("{{\"spec\":{spec},\"status\":");
-            let submitted = format!(",\"submitted_ms\":{},\"finished_ms\":", header.submitted_ms);
-            debug_assert!(
-                json.starts_with(&spec_prefix) && json.contains(&submitted),
-                "the header's fields moved: the update's guard would never match"
-            );
-            let st = self.st(UPDATE_OWN_TASK).clone();
-            let updated: i64 = self
-                .txn
-                .query_one(
-                    &st,
-                    &[
-                        &id.as_str(),
-                        &status,
-                        &finished_ms,
-                        &json,
-                        &gateway,
-                        &epoch,
-                        &indexes,
-                        &bodies,
-                        &spec_prefix,
-                        &submitted,
-                    ],
-                )?
-                .get(0);
-            if updated == 1 {
-                if finished_ms.is_some() {
-                    self.finished_delta += 1;
-                }
-                return Ok(None);
-            }
-        }
-        let previous = self.header_for_update(id.as_str())?;
-        if let Some((old, owner)) = &previous {
-            // Another task under this id, stored by another gateway since this
-            // one accepted its own: this one's is dropped, the batch stands.
-            let same_task = old.spec == header.spec && old.submitted_ms == header.submitted_ms;
-            if !same_task && self.lease.is_some() && *owner != me {
-                let key = header.spec.idempotency_key.as_deref();
-                return Ok(Some(self.insert_conflict(id, key)?));
-            }
-        }
-        if let Some((old, owner)) = &previous {
-            // Final tasks have no owner left to check: the next arm refuses them.
-            if !old.status.is_final() && *owner != me {
-                return Err(Step::Refused(StoreError::NotOwner {
-                    id: id.clone(),
-                    owner: owner
-                        .as_ref()
-                        .map_or("nobody".into(), |(g, e)| format!("{g}/{e}")),
-                }));
-            }
-        }
-        match previous.as_ref().map(|(header, _)| header) {
-            Some(old) if old.status.is_final() => {
-                return Err(corrupt(
-                    format!("task {id}"),
-                    format!(
-                        "is stored {:?}, final; it is never written again",
-                        old.status
-                    ),
-                ))
-            }
-            Some(old) if old.spec != header.spec || old.submitted_ms != header.submitted_ms => {
-                return Err(corrupt(
-                    format!("task {id}"),
-                    "a write would change its spec: another task with its id",
-                ))
-            }
-            Some(_) => {
-                let st = self.st(UPDATE_TASK).clone();
-                self.txn
-                    .execute(&st, &[&id.as_str(), &status, &finished_ms, &json])?;
-            }
-            None => {
-                let key = header.spec.idempotency_key.as_deref();
-                let hash = header.spec.module_hash.as_slice();
-                let st = self.st(INSERT_TASK).clone();
-                let (gateway, epoch) = me.clone().unzip();
-                let inserted = self.txn.execute(
-                    &st,
-                    &[
-                        &id.as_str(),
-                        &status,
-                        &finished_ms,
-                        &key,
-                        &hash,
-                        &json,
-                        &gateway,
-                        &epoch,
-                    ],
-                )?;
-                if inserted == 0 {
-                    let taken = self.insert_conflict(id, key)?;
-                    // Among several gateways another one stored it first:
-                    // this one drops its copy; the rest of the batch stands.
-                    if self.lease.is_some() {
-                        return Ok(Some(taken));
-                    }
-                    return Err(corrupt(
-                        format!("task {id}"),
-                        match &taken.cause {
-                            TakenCause::Key(other) => format!(
-                                "idempotency key {:?} names task {other} already",
-                                key.unwrap_or_default()
-                            ),
-                            _ => "stored by another writer during this batch".into(),
-                        },
-                    ));
-                }
-                let hash = &header.spec.module_hash;
-                if !self.refer(hash)? {
-                    return self.module_gone(id, hash);
-                }
-            }
-        }
-        if finished_ms.is_some() {
-            self.finished_delta += 1;
-            let st = self.st(DELETE_CANCEL).clone();
-            self.txn.execute(&st, &[&id.as_str()])?;
-        }
-        if runs.is_empty() {
-            return Ok(None);
-        }
-        let st = self.st(UPSERT_RUNS).clone();
-        self.txn.execute(&st, &[&id.as_str(), &indexes, &bodies])?;
-        Ok(None)
     }
 
     /// A new task just inserted names a module that is not stored: another

@@ -33,7 +33,7 @@ pub const GROUP_ANSWER_DELAY: Duration = Duration::from_millis(50);
 
 /// Socket-level settings common to every socket-based discovery.
 #[derive(Clone, Debug)]
-pub(crate) struct NodeConfig {
+pub(crate) struct SocketConfig {
     /// Where surveys are answered: the group (survey) or `None` (answer the sender).
     pub group: Option<SocketAddr>,
     pub rate_per_s: u32,
@@ -82,7 +82,7 @@ pub(crate) struct Shared {
     stats: StatsCell,
     outbound: mpsc::Sender<Outgoing>,
     /// Where this node's own requests go out, if apart from its answers
-    /// ([`Node::send_requests_from`]).
+    /// ([`Socket::send_requests_from`]).
     requests_outbound: std::cell::OnceCell<mpsc::Sender<Outgoing>>,
     group: Option<SocketAddr>,
     datagram_max_bytes: usize,
@@ -95,19 +95,19 @@ pub(crate) struct Shared {
 }
 
 /// A running socket: its tasks stop when this is dropped.
-pub(crate) struct Node {
+pub(crate) struct Socket {
     shared: Rc<Shared>,
     tasks: Vec<TaskGuard>,
 }
 
-impl Node {
+impl Socket {
     /// Starts the receive and send loops on `socket`.
     pub(crate) fn start<T: Transport>(
         transport: &T,
         identity: Identity,
         socket: T::Datagram,
-        config: NodeConfig,
-    ) -> Result<Node, BootError> {
+        config: SocketConfig,
+    ) -> Result<Socket, BootError> {
         check_identity(transport, &identity)?;
         let bucket = TokenBucket::new(config.rate_per_s, config.burst, Instant::now())
             .ok_or_else(|| BootError::Config("rate_per_s and burst must be positive".into()))?;
@@ -143,7 +143,7 @@ impl Node {
         let receiver = tokio::task::spawn_local(receive_loop(socket.clone(), shared.clone()));
         let sender =
             tokio::task::spawn_local(send_loop(socket, queue, bucket, Rc::downgrade(&shared)));
-        Ok(Node {
+        Ok(Socket {
             shared,
             tasks: vec![TaskGuard(receiver), TaskGuard(sender)],
         })
