@@ -13,5 +13,4 @@ pub mod pubsub_check;
 pub mod records;
 pub mod tasks;
 pub mod tasks_check;
-mod tasks_gateway;
 pub mod tasks_history;

@@ -28,8 +28,10 @@ use crate::http::{request, HttpResponse};
 use crate::sabotage::Sabotage;
 use crate::scenario::format::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
 
-pub use super::tasks_gateway::GATEWAY_RESTART_DELAY;
-use super::tasks_gateway::{run_gateway, GatewaySeams};
+mod gateway;
+
+pub use gateway::GATEWAY_RESTART_DELAY;
+use gateway::{run_gateway, GatewaySeams};
 
 pub(super) type HostResult = Result<(), Box<dyn std::error::Error>>;
 

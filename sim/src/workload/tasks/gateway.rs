@@ -11,14 +11,14 @@ use ww::transport::{SimTransport, Transport};
 use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
 use ww_sched::sched::Store;
 
-use super::tasks::{lock, now_ms, HostResult, SharedTasks, HTTP_PORT};
+use super::{lock, now_ms, HostResult, SharedTasks, HTTP_PORT};
 use crate::cluster::node_address as address;
 use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::sabotage::{
     refuse_submissions, AcceptEveryReport, LoseOneTask, Sabotage, SHOW_UNSYNCED_SYNCS,
 };
-use crate::scenario::GATEWAY_HOST;
+use crate::scenario::format::GATEWAY_HOST;
 
 /// The sabotage a run arms in its gateway, with what must outlive the
 /// gateway's restarts (one per run, shared by every incarnation).
