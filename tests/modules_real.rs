@@ -65,7 +65,7 @@ fn module_transfers(worker_flags: &[&str]) -> (u64, u64) {
     let http = gateway.http.clone();
     let mut flags = vec!["--metrics", "127.0.0.1:0", "--slots", "2"];
     flags.extend_from_slice(worker_flags);
-    let workers: Vec<StartedWorker> = (0..3).map(|_| start_worker(&discover, &flags)).collect();
+    let mut workers: Vec<StartedWorker> = (0..3).map(|_| start_worker(&discover, &flags)).collect();
     let metrics: Vec<String> = workers
         .iter()
         .map(|w| {
@@ -95,6 +95,10 @@ fn module_transfers(worker_flags: &[&str]) -> (u64, u64) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Records are placed by each node's own view: measure once every worker
+    // sees every node, or a worker whose view still lacks the putter's
+    // holders asks others, finds nothing and is sent the module.
+    wait_for_full_views(&mut workers, 4, Duration::from_secs(30));
     let total = |name: &str| metrics.iter().map(|url| metric(url, name)).sum::<u64>();
 
     // One run: one worker is sent the module (and leaves it in the records).
@@ -113,6 +117,34 @@ fn module_transfers(worker_flags: &[&str]) -> (u64, u64) {
         total("ww_sched_worker_modules_received_total"),
         total("ww_sched_worker_modules_fetched_total"),
     )
+}
+
+/// Waits until every worker has printed `peer joined:` for `nodes` distinct
+/// peers (itself included): its membership view holds the whole cluster.
+fn wait_for_full_views(workers: &mut [StartedWorker], nodes: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    for worker in workers.iter_mut() {
+        loop {
+            let joined: std::collections::BTreeSet<String> = worker
+                .proc
+                .seen
+                .iter()
+                .filter_map(|l| l.strip_prefix("peer joined: "))
+                .filter_map(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+                .collect();
+            if joined.len() >= nodes {
+                break;
+            }
+            assert!(
+                worker.proc.next_line(deadline).is_some(),
+                "worker {} saw {} of {nodes} nodes join within {timeout:?}: {:?}",
+                worker.peer,
+                joined.len(),
+                worker.proc.seen
+            );
+        }
+    }
 }
 
 #[test]
