@@ -219,7 +219,6 @@ async fn crawl_pass(
         None => hosts,
     };
     let mut hosts = hosts.resumed_at(at.position);
-    let send_gap = Duration::from_secs(1) / config.rate_per_s.max(1);
     let gap = at
         .last_pass_found
         .then(|| Duration::from_secs(1) / config.found_rate_per_s.max(1));
@@ -251,12 +250,6 @@ async fn crawl_pass(
             };
             (outgoing, shared.requests_outbound())
         };
-        // Should the requests share the answers' queue (no socket of their
-        // own), a full queue would drop answers: take at most half of it.
-        let room = queue.max_capacity().div_ceil(2);
-        while queue.capacity() < room {
-            tokio::time::sleep(send_gap).await;
-        }
         // Waiting for room is the rate limit's backpressure on the pass.
         if queue.send(outgoing).await.is_err() {
             return;

@@ -156,8 +156,9 @@ impl Socket {
     /// link-layer address is unknown until its resolution fails (3 s on
     /// Linux), charged to the socket that sent it, and a crawl of a sparse
     /// block fills the socket's send buffer with them (about 170 of 212 KiB
-    /// at the default `wmem`). On the answering socket that would hold every
-    /// answer to another crawler behind them for seconds.
+    /// at the default `wmem`; `scripts/neighbour-hold` measures it). On the
+    /// answering socket that would hold every answer to another crawler
+    /// behind them for seconds.
     pub(crate) fn send_requests_from<D: Datagram + 'static>(
         &mut self,
         socket: D,
