@@ -4,7 +4,8 @@
 //! disagree is refused whole; retention deletes the oldest finished tasks
 //! first, within its bound; layouts 1 and 2 are migrated on open; an unknown
 //! layout or a gap in the runs is refused. The tests of the layout's rules run
-//! on both engines (the embedded store and PostgreSQL) and must agree.
+//! on every engine (the embedded store, PostgreSQL, and the simulation's
+//! in-memory shared store) and must agree.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use pg_support::PgDatabase;
 use redb::{Database, ReadableTable, TableDefinition};
 use store_support::{id, module_hash, task_with_runs, MODULE};
-use ww_sched::sched::{Batch, Op, PgOptions, RunStatus, Store, StoreError, Task, TaskStatus};
+use ww_sched::sched::{
+    Batch, MemoryStore, Op, PgOptions, RunStatus, Store, StoreError, Task, TaskStatus,
+};
 
 mod pg_support;
 mod store_support;
@@ -46,6 +49,13 @@ impl Drop for TempFile {
 
 fn open(file: &TempFile) -> Store {
     let store = Store::open(&file.0).expect("open");
+    store.put_module(MODULE, 0).expect("module");
+    store
+}
+
+fn open_memory() -> Store {
+    let clock: ww_sched::sched::StoreClock = Arc::new(|| 0);
+    let store = Store::on(MemoryStore::new(clock).expect("an in-memory store"));
     store.put_module(MODULE, 0).expect("module");
     store
 }
@@ -327,8 +337,8 @@ fn any_text_a_client_sends_is_written_and_updated(store: &Store) {
     );
 }
 
-/// Runs a test on a fresh store of each engine: the embedded one, and
-/// PostgreSQL under each write hint.
+/// Runs a test on a fresh store of each engine: the embedded one, the
+/// simulation's shared in-memory one, and PostgreSQL under each write hint.
 macro_rules! on_both_engines {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -336,6 +346,11 @@ macro_rules! on_both_engines {
             fn redb() {
                 let file = super::TempFile::new(stringify!($name));
                 super::$name(&super::open(&file));
+            }
+
+            #[test]
+            fn memory() {
+                super::$name(&super::open_memory());
             }
 
             #[test]

@@ -45,7 +45,8 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        drop-anchor-set: a host acknowledges one anchor set but never applies it;
        lease-act-past-deadline: [leases] gateways act on replies however late,
        past their lease deadline; lease-start-cancelled: the lease store starts
-       runs of cancelled tasks).
+       runs of cancelled tasks; shared-claim-hidden: gateways on a shared store
+       take orphaned tasks but do not run them until their owned-task check).
 
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 

@@ -13,7 +13,8 @@
 //! [`Sabotage::ShowUnsyncedResults`] a disk that lies about fsync
 //! ([`SHOW_UNSYNCED_SYNCS`]). [`Sabotage::LeaseActPastDeadline`] and
 //! [`Sabotage::LeaseStartCancelled`] are made by the lease driver's clocks and
-//! store (`workload::leases`). No switch is compiled into the shipped crates.
+//! store (`workload::leases`), and [`Sabotage::SharedClaimHidden`] by the
+//! link to the shared store (`workload::tasks::LinkedStore`). No switch is compiled into the shipped crates.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -52,11 +53,15 @@ pub enum Sabotage {
     LeaseActPastDeadline,
     /// The lease store's start transaction lost its cancel check.
     LeaseStartCancelled,
+    /// Gateways on a shared store lose what their claims took: the tasks
+    /// become theirs in the store, but they do not run them until their
+    /// periodic comparison of owned tasks (every minute) finds them.
+    SharedClaimHidden,
 }
 
 impl Sabotage {
     /// Every deliberate bug.
-    pub const ALL: [Sabotage; 8] = [
+    pub const ALL: [Sabotage; 9] = [
         Sabotage::LoseAckedTask,
         Sabotage::ShowUnsyncedResults,
         Sabotage::RefuseSubmissions,
@@ -65,6 +70,7 @@ impl Sabotage {
         Sabotage::DropAnchorSet,
         Sabotage::LeaseActPastDeadline,
         Sabotage::LeaseStartCancelled,
+        Sabotage::SharedClaimHidden,
     ];
 
     /// The bug's name on the command line.
@@ -78,6 +84,7 @@ impl Sabotage {
             Sabotage::DropAnchorSet => "drop-anchor-set",
             Sabotage::LeaseActPastDeadline => "lease-act-past-deadline",
             Sabotage::LeaseStartCancelled => "lease-start-cancelled",
+            Sabotage::SharedClaimHidden => "shared-claim-hidden",
         }
     }
 

@@ -104,6 +104,9 @@ pub async fn observe_as(reach: &ReachArgs, identity: Identity) -> Result<Observe
     })
 }
 
+/// How long an observer waits before looking a peer record up again.
+const PEER_RECORD_RETRY: Duration = Duration::from_millis(500);
+
 impl Observer {
     /// Whether `peer` is in the observer's view.
     fn in_view(&self, peer: PeerId) -> bool {
@@ -135,22 +138,29 @@ impl Observer {
     where
         C: capnp::capability::FromClientHook + Clone,
     {
+        // The peer record is looked up again while it is not found: a view
+        // still filling (an observer just joined) can name other holders
+        // than the ones the record was put on.
         let mut resolved = false;
+        let mut next_lookup = Instant::now();
         loop {
             match connect(&self.transport, peer, protocol, config).await {
                 Ok(connection) => return Ok(connection),
                 // A host in the view that was never discovered directly (its
                 // heartbeats came relayed): its peer record says where it is.
-                Err(_) if !resolved && self.in_view(peer) => {
-                    resolved = true;
+                Err(_) if !resolved && Instant::now() >= next_lookup && self.in_view(peer) => {
+                    next_lookup = Instant::now() + PEER_RECORD_RETRY;
                     let hosts = self.membership.view_peers();
                     match ww::records::resolve(&self.transport, &hosts, peer).await {
-                        Ok(addresses) => tracing::info!(
-                            %peer,
-                            addresses = addresses.len(),
-                            "found through its peer record"
-                        ),
-                        Err(e) => tracing::debug!(%peer, error = %e, "no peer record"),
+                        Ok(addresses) => {
+                            resolved = true;
+                            tracing::info!(
+                                %peer,
+                                addresses = addresses.len(),
+                                "found through its peer record"
+                            );
+                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "no peer record yet"),
                     }
                 }
                 Err(e) if Instant::now() >= self.deadline => {

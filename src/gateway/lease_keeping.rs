@@ -2,7 +2,7 @@
 //! sans-IO [`LeaseKeeper`] (the one timing rule of [`LeaseConfig`]), claims
 //! the tasks of gateways whose leases expired, and applies cancels other
 //! gateways were asked for its tasks. This module only does the I/O: store
-//! calls on the blocking pool, sleeps until the keeper's next wake-up.
+//! calls on the blocking pool (inline in simulation), sleeps until the keeper's next wake-up.
 //!
 //! The safety rule (the keeper's): a renewal sent at local time `t` that
 //! succeeds makes the store's expiry at least `t + lease_ms` (the store sets
@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::commands::Command;
+use super::core::StorageMode;
 use super::health::Health;
 use crate::lease::keeper::{LeaseKeeper, LeaseRequest};
 use crate::lease::LeaseConfig;
@@ -107,11 +108,17 @@ fn deadline(keeper: &LeaseKeeper, clock: &KeeperClock) -> Instant {
         .map_or_else(Instant::now, |ms| clock.instant(ms))
 }
 
-/// Runs a store call off the async threads.
+/// Runs a store call off the async threads (on real hosts), or inline (in
+/// simulation, where a thread of its own would make the run depend on the
+/// machine's scheduling rather than on its seed).
 async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,
+    mode: StorageMode,
     call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
+    if mode == StorageMode::Inline {
+        return call(store);
+    }
     let store = store.clone();
     match tokio::task::spawn_blocking(move || call(&store)).await {
         Ok(result) => result,
@@ -163,6 +170,7 @@ enum Flow {
 /// calls are due.
 struct Keeping {
     store: Arc<Store>,
+    mode: StorageMode,
     config: LeaseConfig,
     keeper: LeaseKeeper,
     clock: KeeperClock,
@@ -182,6 +190,7 @@ struct Keeping {
 /// end, so a database that hangs is noticed in time, as one that refuses is.
 pub async fn keep_lease(
     store: Arc<Store>,
+    mode: StorageMode,
     registration: Registration,
     commands: mpsc::Sender<Command>,
     health: Arc<Health>,
@@ -194,6 +203,7 @@ pub async fn keep_lease(
     let now = Instant::now();
     let mut keeping = Keeping {
         store,
+        mode,
         config,
         keeper,
         clock,
@@ -260,7 +270,7 @@ impl Keeping {
             return Flow::Stop;
         };
         let sent_at = self.clock.instant(sent_ms);
-        let renewal = blocking(&self.store, |s| shared(s)?.renew());
+        let renewal = blocking(&self.store, self.mode, |s| shared(s)?.renew());
         match within(self.until(), renewal).await {
             Ok(true) => {
                 self.keeper.on_renewed(sent_ms, epoch);
@@ -289,7 +299,7 @@ impl Keeping {
         if max == 0 {
             return Flow::Go;
         }
-        let claim = blocking(&self.store, move |s| shared(s)?.claim(max));
+        let claim = blocking(&self.store, self.mode, move |s| shared(s)?.claim(max));
         match within(self.until(), claim).await {
             Ok(tasks) if tasks.is_empty() => {}
             Ok(tasks) => {
@@ -315,7 +325,7 @@ impl Keeping {
     /// core holds.
     async fn check_owned(&mut self, now: Instant) -> Flow {
         self.next_owned_check = now + Duration::from_millis(self.config.owned_check_ms);
-        match compare_owned(&self.store, self.until(), &self.commands).await {
+        match compare_owned(&self.store, self.mode, self.until(), &self.commands).await {
             Ok(true) => Flow::Go,
             Ok(false) => Flow::Stop,
             Err(StoreError::LeaseLost { .. }) => {
@@ -333,7 +343,7 @@ impl Keeping {
 
     /// Forwards the cancels other gateways were asked for this one's tasks.
     async fn read_cancels(&mut self) -> Flow {
-        let read = blocking(&self.store, |s| shared(s)?.cancel_requests(64));
+        let read = blocking(&self.store, self.mode, |s| shared(s)?.cancel_requests(64));
         match within(self.until(), read).await {
             Ok(ids) => {
                 for id in ids {
@@ -358,6 +368,7 @@ impl Keeping {
 /// `Ok(false)` once the core is gone.
 async fn compare_owned(
     store: &Arc<Store>,
+    mode: StorageMode,
     until: Instant,
     commands: &mpsc::Sender<Command>,
 ) -> Result<bool, StoreError> {
@@ -366,7 +377,7 @@ async fn compare_owned(
         let from = after.clone();
         let ids = within(
             until,
-            blocking(store, move |s| {
+            blocking(store, mode, move |s| {
                 shared(s)?.owned_open(from.as_ref(), OWNED_PAGE)
             }),
         )

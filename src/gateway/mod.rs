@@ -189,6 +189,8 @@ pub struct Gateway {
     /// Keeps the lease on a shared store.
     lease: Option<tokio::task::JoinHandle<()>>,
     store: Arc<Store>,
+    /// Where store calls run: inline in simulation.
+    storage: StorageMode,
     serving: Option<ServeHandle>,
 }
 
@@ -272,6 +274,7 @@ impl Gateway {
         let lease = registration.map(|registration| {
             tokio::task::spawn_local(lease_keeping::keep_lease(
                 store.clone(),
+                config.storage,
                 registration,
                 commands.clone(),
                 health.clone(),
@@ -295,6 +298,7 @@ impl Gateway {
             core,
             lease,
             store,
+            storage: config.storage,
             serving: Some(serving),
         })
     }
@@ -325,6 +329,9 @@ impl Gateway {
             lease.abort();
         }
         self.core.abort();
+        if self.storage == StorageMode::Inline {
+            return self.store.shared().map_or(Ok(()), |shared| shared.resign());
+        }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || match store.shared() {
             Some(shared) => shared.resign(),

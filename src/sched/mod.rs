@@ -22,9 +22,9 @@ pub use scheduler::{
     Effect, RunOutcome, SchedConfig, Scheduler, OPEN_TASKS_MAX_DEFAULT, SLOTS_MAX,
 };
 pub use store::{
-    Batch, BatchReport, DeletedTask, Lease, ModuleRefs, Op, PgOptions, PgStore, PurgeOutcome,
-    RedbStore, SharedStore, Store, StoreError, TakenCause, TakenTask, TaskStore, MODULE_BYTES_MAX,
-    PG_SCHEMA_VERSION,
+    Batch, BatchReport, DeletedTask, Lease, MemoryStore, ModuleRefs, Op, PgOptions, PgStore,
+    PurgeOutcome, RedbStore, SharedStore, Store, StoreClock, StoreError, TakenCause, TakenTask,
+    TaskStore, MODULE_BYTES_MAX, PG_SCHEMA_VERSION,
 };
 pub use types::{
     Run, RunErrorKind, RunId, RunStatus, Schedule, Task, TaskHeader, TaskSpec, TaskStatus,

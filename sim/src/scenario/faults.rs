@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::format::{Fault, FaultKind};
+use super::format::{Fault, FaultKind, STORE_HOST};
 use crate::disk::{DiskFault, SimDisk};
 
 /// A time interval during which a host, or a link between two hosts, was disturbed.
@@ -257,10 +257,12 @@ pub fn describe(fault: &Fault) -> String {
 
 /// Applies `fault` to `sim` now (a disk fault to the gateway's `disk`).
 pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault, disk: &SimDisk) {
+    // Links with a shared store are not turmoil's: `StoreLinks` applies them.
     let pairs: Vec<(&str, &str)> = fault
         .a
         .iter()
         .flat_map(|x| fault.b.iter().map(move |y| (x.as_str(), y.as_str())))
+        .filter(|(x, y)| *x != STORE_HOST && *y != STORE_HOST)
         .collect();
     for &(x, y) in &pairs {
         match fault.kind {

@@ -127,6 +127,10 @@ impl Default for NetworkSpec {
 
 /// `[gateway]`: host `gateway` (REST on port 8080, its store on disk, kept across
 /// restarts) and workers `worker-0` .. `worker-<n-1>` registering through it.
+/// With `store = "shared"`, `gateways` gateways (`gateway`, `gateway-1`, ...)
+/// share one store (the in-memory store with PostgreSQL's sharing rules,
+/// behind links named `store` in faults) under leases, and worker `i`
+/// registers with gateway `i % gateways`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySpec {
@@ -135,6 +139,27 @@ pub struct GatewaySpec {
     /// Runs each worker takes at once.
     #[serde(default = "default_slots")]
     pub slots: u32,
+    /// How many gateways (more than one needs `store = "shared"`).
+    #[serde(default = "default_gateways")]
+    pub gateways: usize,
+    /// Where the gateways keep their tasks.
+    #[serde(default)]
+    pub store: StoreKind,
+}
+
+/// The gateways' task store in a scenario.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded store on the gateway's simulated disk.
+    #[default]
+    Embedded,
+    /// One store every gateway shares, reached over links named `store`.
+    Shared,
+}
+
+fn default_gateways() -> usize {
+    1
 }
 
 fn default_slots() -> u32 {
@@ -598,8 +623,20 @@ pub fn node_names(count: usize) -> Vec<String> {
 
 /// The boot server's host name.
 pub const BOOT_HOST: &str = "boot";
-/// The gateway's host name.
+/// The gateway's host name (the first gateway's, when there are several).
 pub const GATEWAY_HOST: &str = "gateway";
+/// The shared store's name in faults (`a = ["gateway-1"], b = ["store"]`):
+/// not a turmoil host; its links are the gateways' store calls.
+pub const STORE_HOST: &str = "store";
+
+/// Gateway `i`'s host name: [`GATEWAY_HOST`] for the first.
+pub fn gateway_name(i: usize) -> String {
+    if i == 0 {
+        GATEWAY_HOST.to_string()
+    } else {
+        format!("{GATEWAY_HOST}-{i}")
+    }
+}
 /// The task client's host name.
 pub const CLIENT_HOST: &str = "client";
 /// The channel server's host name.
@@ -654,8 +691,11 @@ impl Scenario {
             hosts.insert(BOOT_HOST.into());
         }
         if let Some(gateway) = &self.gateway {
-            hosts.insert(GATEWAY_HOST.into());
+            hosts.extend((0..gateway.gateways).map(gateway_name));
             hosts.extend((0..gateway.workers).map(worker_name));
+            if gateway.store == StoreKind::Shared {
+                hosts.insert(STORE_HOST.into());
+            }
         }
         if self.tasks.is_some() {
             hosts.insert(CLIENT_HOST.into());

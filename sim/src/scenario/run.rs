@@ -11,10 +11,10 @@ use rand_chacha::ChaCha8Rng;
 use ww::cluster::{LeaveReason, EXPIRY_TICK_MS};
 use ww::transport::PeerId;
 
-use super::faults::{apply, describe, Disturbances};
+use super::faults::{apply, describe, Cause, Disturbances, Window};
 use super::format::{
-    node_names, outsider_name, rogue_name, secs, Fault, FaultKind, Scenario, BOOT_HOST,
-    CLIENT_HOST, DHT_CLIENT_HOST, GATEWAY_HOST, TAP_HOST,
+    gateway_name, node_names, outsider_name, rogue_name, secs, Fault, FaultKind, Scenario,
+    BOOT_HOST, CLIENT_HOST, DHT_CLIENT_HOST, GATEWAY_HOST, STORE_HOST, TAP_HOST,
 };
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
@@ -118,8 +118,18 @@ pub fn run_with(
         return Err(ScenarioError(livelock));
     }
     verdict.digest = trace.digest();
+    if let Some(path) = std::env::var_os(TRACE_FILE_ENV) {
+        let text: String = trace.lines().iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, text).map_err(|e| {
+            ScenarioError(format!("{TRACE_FILE_ENV}={}: {e}", path.to_string_lossy()))
+        })?;
+    }
     Ok(verdict)
 }
+
+/// When set, a run writes its trace (every event it hashed, stamped with
+/// simulated time) to this file, to read what happened in a replay.
+pub const TRACE_FILE_ENV: &str = "WW_SIM_TRACE_FILE";
 
 /// The seeded simulation of `scenario`, with its network, and no host yet.
 fn new_sim<'a>(scenario: &Scenario, seed: u64) -> turmoil::Sim<'a> {
@@ -147,6 +157,10 @@ struct Hosts {
     /// The gateway's disk, kept across its restarts.
     disk: SimDisk,
     task_obs: Option<tasks::SharedTasks>,
+    /// The gateways' links to their shared store, if they share one.
+    store_links: Option<tasks::StoreLinks>,
+    /// The gateways' host names.
+    gateways: Vec<String>,
     adversaries: Option<adversary::SharedAdversaryLog>,
     hostile: BTreeMap<PeerId, String>,
     forgers: BTreeMap<PeerId, String>,
@@ -194,7 +208,7 @@ fn add_hosts(
     let ttl_ms = scenario.cluster.ttl_ms;
     let members = add_members_with(sim, seed, &names, ttl_ms, publish_every, &setup);
     let disk = SimDisk::new();
-    let task_obs = scenario.gateway.as_ref().map(|gateway| {
+    let tasks_hosts = scenario.gateway.as_ref().map(|gateway| {
         let tasks = scenario.tasks.as_ref();
         tasks::add_hosts(
             sim,
@@ -206,6 +220,13 @@ fn add_hosts(
             options.sabotage,
         )
     });
+    let (task_obs, store_links) = match tasks_hosts {
+        Some((obs, links)) => (Some(obs), links),
+        None => (None, None),
+    };
+    let gateways = (0..scenario.gateway.as_ref().map_or(0, |g| g.gateways))
+        .map(gateway_name)
+        .collect();
     let security = &scenario.security;
     let adversaries = (security.outsiders > 0 || security.tap || security.rogue_workers > 0)
         .then(|| adversary::add_hosts(sim, seed, security, scenario.gateway.is_some()));
@@ -231,6 +252,8 @@ fn add_hosts(
         members,
         disk,
         task_obs,
+        store_links,
+        gateways,
         adversaries,
         hostile,
         forgers,
@@ -270,6 +293,9 @@ impl RunState {
         let at = sim.elapsed();
         self.gateway_disk(seed, hosts, fault, at);
         apply(sim, fault, &hosts.disk);
+        if let Some(links) = &hosts.store_links {
+            links.apply(fault);
+        }
         for n in &fault.nodes {
             let wiped = match fault.kind {
                 FaultKind::Crash => true,
@@ -385,12 +411,12 @@ impl RunState {
 
     /// The task invariants, at the end of the run (`at`).
     fn judge_tasks(&mut self, at: Duration, scenario: &Scenario, hosts: &Hosts) {
+        let windows = self.gateway_windows(&hosts.gateways);
         let (inv, verdict) = (&scenario.invariants, &mut self.verdict);
         let Some(obs) = &hosts.task_obs else {
             return;
         };
         let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
-        let windows = self.disturbances.windows(GATEWAY_HOST, CLIENT_HOST);
         let excuses = tasks_check::Excuses::new(&windows, at);
         if inv.no_task_lost {
             verdict.record(at, tasks_check::no_task_lost(&obs, &excuses, at));
@@ -414,6 +440,26 @@ impl RunState {
             let check = tasks_check::runs_finish_within(&obs, quiet, secs(bound), end);
             verdict.record(at, check);
         }
+    }
+
+    /// Every disturbance of the gateways, of their links with the client and,
+    /// as a fault of their storage, of their links with a shared store.
+    fn gateway_windows(&self, gateways: &[String]) -> Vec<Window> {
+        let mut windows = Vec::new();
+        for gateway in gateways {
+            windows.extend(self.disturbances.windows(gateway, CLIENT_HOST));
+            let store = self.disturbances.windows(gateway, STORE_HOST);
+            windows.extend(
+                store
+                    .into_iter()
+                    .filter(|w| w.cause == Cause::Link)
+                    .map(|w| Window {
+                        cause: Cause::Disk,
+                        ..w
+                    }),
+            );
+        }
+        windows
     }
 
     /// The channel and adversary invariants, at the end of the run (`at`).

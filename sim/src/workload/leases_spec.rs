@@ -7,8 +7,7 @@ use ww_sched::lease::LeaseConfig;
 /// Tasks a `[leases]` gateway claims at most per claim.
 const CLAIM_MAX: usize = 8;
 
-/// The store's host name in a `[leases]` scenario.
-pub const STORE_HOST: &str = "store";
+pub use crate::scenario::format::STORE_HOST;
 
 /// Gateway `i`'s host name in a `[leases]` scenario.
 pub fn lease_gateway_name(i: usize) -> String {

@@ -460,6 +460,7 @@ mod tests {
 
     fn refusal(sent: f64, at: f64, status: Option<u16>) -> Refusal {
         Refusal {
+            host: "gateway".into(),
             sent: s(sent),
             at: s(at),
             method: "POST".into(),

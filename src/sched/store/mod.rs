@@ -3,7 +3,10 @@
 //!
 //! - `embedded` (the default): redb, one file beside the gateway, nothing to
 //!   run or configure;
-//! - `pg`: PostgreSQL, a server that several gateways can share.
+//! - `pg`: PostgreSQL, a server that several gateways can share;
+//! - `memory`: a shared store in memory with PostgreSQL's sharing rules and
+//!   the embedded engine's tables, for simulations and tests (nothing
+//!   survives the process).
 //!
 //! Both commit every change as a [`Batch`] of operations in one transaction
 //! (a submission's task, module and idempotency key are written together or
@@ -13,6 +16,7 @@
 
 mod batch;
 mod embedded;
+mod memory;
 mod pg;
 mod shared;
 
@@ -23,6 +27,7 @@ use redb::StorageBackend;
 
 pub use batch::{Batch, BatchReport, DeletedTask, Op, PurgeOutcome, TakenCause, TakenTask};
 pub use embedded::{RedbStore, STORE_VERSION};
+pub use memory::{MemoryStore, StoreClock, GATEWAY_FORGET_MS};
 pub use pg::{PgOptions, PgStore, PG_SCHEMA_VERSION};
 pub use shared::{Lease, SharedStore};
 

@@ -1,8 +1,7 @@
 //! Validation of each workload's section.
 
 use super::{err, ScenarioError};
-use crate::scenario::format::Scenario;
-use crate::workload::leases_spec::STORE_HOST;
+use crate::scenario::format::{Scenario, StoreKind, STORE_HOST};
 
 impl Scenario {
     /// Every workload's section on its own.
@@ -50,6 +49,33 @@ impl Scenario {
             return err(format!(
                 "gateway.workers must be in 1..=64, got {}",
                 gateway.workers
+            ));
+        }
+        if gateway.gateways == 0 || gateway.gateways > 8 {
+            return err(format!(
+                "gateway.gateways must be in 1..=8, got {}",
+                gateway.gateways
+            ));
+        }
+        if gateway.gateways > 1 && gateway.store != StoreKind::Shared {
+            return err(
+                "several gateways need store = \"shared\" (the embedded store is one gateway's)",
+            );
+        }
+        if gateway.workers < gateway.gateways {
+            return err(
+                "every gateway needs a worker: gateway.workers must be at least gateway.gateways",
+            );
+        }
+        let shared = gateway.store == StoreKind::Shared;
+        if let Some(fault) = self.faults.iter().find(|f| {
+            (shared && f.kind.is_disk())
+                || (f.kind.takes_nodes() && f.nodes.iter().any(|n| n == STORE_HOST))
+        }) {
+            return err(format!(
+                "[gateway]: the shared store is reached over links (partition, hold, link_loss \
+                 with b = [\"{STORE_HOST}\"]); it has no node to crash and no disk: {} refused",
+                fault.kind.name()
             ));
         }
         if gateway.slots == 0 || gateway.slots > 64 {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use ww::transport::{SimTransport, Transport};
 use ww_sched::gateway::{Gateway, GatewayConfig, StorageMode};
-use ww_sched::sched::Store;
+use ww_sched::sched::{MemoryStore, Store};
+
+use super::store_links::{LinkedStore, StoreLinks};
 
 use super::{lock, now_ms, HostResult, SharedTasks, HTTP_PORT};
 use crate::cluster::node_address as address;
@@ -72,30 +74,69 @@ impl GatewaySeams {
 /// stopped itself (a fail-stop), as a service manager would.
 pub const GATEWAY_RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// The gateway host: a supervisor that runs the gateway and, whenever it
-/// fail-stops, starts it again on the same disk after `GATEWAY_RESTART_DELAY`.
+/// Where a gateway keeps its tasks.
+#[derive(Clone)]
+pub(super) enum GatewayStore {
+    /// The embedded store on this simulated disk, kept across restarts.
+    Disk(SimDisk),
+    /// A handle of its own on the store every gateway shares, over its link.
+    Shared {
+        /// The shared store (each life of the gateway takes a new handle).
+        store: Arc<MemoryStore>,
+        /// The links to it.
+        links: StoreLinks,
+    },
+}
+
+impl GatewayStore {
+    /// Opens the store for one life of gateway `host`; `hide_claims` arms
+    /// [`Sabotage::SharedClaimHidden`] on a shared store.
+    fn open(&self, host: &str, hide_claims: bool) -> Result<Store, String> {
+        match self {
+            GatewayStore::Disk(disk) => Store::open_on(disk.backend(), "simulated disk")
+                .map_err(|e| format!("store not opened: {e}")),
+            GatewayStore::Shared { store, links } => Ok(Store::on(
+                LinkedStore::new(store.handle(), host, links.clone()).hiding_claims(hide_claims),
+            )),
+        }
+    }
+
+    /// What a fail-stop loses: the disk's unsynced writes (nothing of a
+    /// shared store, which only answers committed transactions).
+    fn crash(&self) -> u64 {
+        match self {
+            GatewayStore::Disk(disk) => disk.crash(),
+            GatewayStore::Shared { .. } => 0,
+        }
+    }
+}
+
+/// The gateway host `host`: a supervisor that runs the gateway and, whenever it
+/// fail-stops, starts it again on the same store after `GATEWAY_RESTART_DELAY`.
 /// A fail-stop loses what the disk had not synced (after a failed fsync the
 /// kernel may drop dirty pages): the strictest model of a process exit.
 pub(super) async fn run_gateway(
     seed: u64,
-    disk: SimDisk,
+    host: String,
+    store: GatewayStore,
     shared: SharedTasks,
     keyed: bool,
     seams: GatewaySeams,
 ) -> HostResult {
-    let transport = SimTransport::new(crate::host_config(seed, GATEWAY_HOST, keyed));
-    transport.listen(address(GATEWAY_HOST)).await?;
+    let transport = SimTransport::new(crate::host_config(seed, &host, keyed));
+    transport.listen(address(&host)).await?;
     loop {
         let start = {
             let mut obs = lock(&shared);
             obs.gateway_starts += 1;
             obs.gateway_starts
         };
-        tracing::info!(target: "ww_sim::workload", start, "gateway starting");
-        let cause = run_gateway_once(seed, start, &transport, &disk, &seams).await;
-        let lost = disk.crash();
+        tracing::info!(target: "ww_sim::workload", %host, start, "gateway starting");
+        let cause = run_gateway_once(seed, start, &transport, &host, &store, &seams).await;
+        let lost = store.crash();
         tracing::warn!(
             target: "ww_sim::workload",
+            %host,
             start,
             %cause,
             unsynced_bytes_lost = lost,
@@ -111,16 +152,23 @@ async fn run_gateway_once(
     seed: u64,
     start: u64,
     transport: &SimTransport,
-    disk: &SimDisk,
+    host: &str,
+    store: &GatewayStore,
     seams: &GatewaySeams,
 ) -> String {
-    let store = match Store::open_on(disk.backend(), "simulated disk") {
+    let hide_claims = seams.sabotage == Some(Sabotage::SharedClaimHidden);
+    let store = match store.open(host, hide_claims) {
         Ok(store) => seams.store(store),
-        Err(e) => return format!("store not opened: {e}"),
+        Err(e) => return e,
     };
-    // The data directory is never touched: the store is already open on the disk.
+    // The data directory is never touched: the store is already open.
     let mut config = GatewayConfig::new(std::path::PathBuf::new());
-    config.sched.seed = derive_seed(seed, &format!("gateway/scheduler/{start}"));
+    let scheduler = if host == GATEWAY_HOST {
+        format!("gateway/scheduler/{start}")
+    } else {
+        format!("{host}/scheduler/{start}")
+    };
+    config.sched.seed = derive_seed(seed, &scheduler);
     config.pool.ping_interval = Duration::from_secs(1);
     config.pool.call_timeout = Duration::from_secs(10);
     // Commits inline on the simulation's one thread: same seed, same run.

@@ -26,12 +26,16 @@ use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::http::{request, HttpResponse};
 use crate::sabotage::Sabotage;
-use crate::scenario::format::{worker_name, GatewaySpec, TasksSpec, CLIENT_HOST, GATEWAY_HOST};
+use crate::scenario::format::{
+    gateway_name, worker_name, GatewaySpec, StoreKind, TasksSpec, CLIENT_HOST, GATEWAY_HOST,
+};
 
 mod gateway;
+mod store_links;
 
 pub use gateway::GATEWAY_RESTART_DELAY;
-use gateway::{run_gateway, GatewaySeams};
+use gateway::{run_gateway, GatewaySeams, GatewayStore};
+pub use store_links::{LinkedStore, StoreLinks, HUNG_CALL_WAIT_MS};
 
 pub(super) type HostResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -190,6 +194,8 @@ pub struct Refusal {
     pub sent: Duration,
     /// When its answer, or its failure, came.
     pub at: Duration,
+    /// The gateway it was sent to.
+    pub host: String,
     /// The request's method.
     pub method: String,
     /// The request's path.
@@ -245,7 +251,8 @@ pub fn is_final(status: &str) -> bool {
     matches!(status, "succeeded" | "failed" | "cancelled" | "timed_out")
 }
 
-/// Adds the gateway, its workers and the client to `sim`.
+/// Adds the gateways, their workers and the client to `sim`; `disk` is the
+/// lone gateway's (unused on a shared store, whose links are returned).
 pub fn add_hosts(
     sim: &mut turmoil::Sim<'_>,
     seed: u64,
@@ -254,42 +261,71 @@ pub fn add_hosts(
     disk: SimDisk,
     keyed: bool,
     sabotage: Option<Sabotage>,
-) -> SharedTasks {
+) -> (SharedTasks, Option<StoreLinks>) {
     let shared = SharedTasks::default();
-    {
-        let shared = shared.clone();
-        let seams = GatewaySeams::new(sabotage, &disk);
-        sim.host(GATEWAY_HOST, move || {
-            run_gateway(seed, disk.clone(), shared.clone(), keyed, seams.clone())
+    let links = (gateway.store == StoreKind::Shared).then(|| StoreLinks::new(seed));
+    let store = match &links {
+        None => GatewayStore::Disk(disk.clone()),
+        Some(links) => {
+            // The store's clock is the simulation's: leases are judged by it.
+            let clock: ww_sched::sched::StoreClock =
+                Arc::new(|| u64::try_from(now().as_millis()).unwrap_or(u64::MAX));
+            let store = ww_sched::sched::MemoryStore::new(clock).expect("an in-memory store opens");
+            GatewayStore::Shared {
+                store: Arc::new(store),
+                links: links.clone(),
+            }
+        }
+    };
+    let seams = GatewaySeams::new(sabotage, &disk);
+    for g in 0..gateway.gateways {
+        let (shared, store, seams, host) = (
+            shared.clone(),
+            store.clone(),
+            seams.clone(),
+            gateway_name(g),
+        );
+        sim.host(host.clone(), move || {
+            run_gateway(
+                seed,
+                host.clone(),
+                store.clone(),
+                shared.clone(),
+                keyed,
+                seams.clone(),
+            )
         });
     }
     for i in 0..gateway.workers {
         let name = worker_name(i);
         let starts = Arc::new(AtomicU64::new(0));
         let slots = gateway.slots;
+        let to = gateway_name(i % gateway.gateways);
         sim.host(name.clone(), move || {
-            run_worker(seed, name.clone(), slots, starts.clone(), keyed)
+            run_worker(seed, name.clone(), to.clone(), slots, starts.clone(), keyed)
         });
     }
     if let Some(tasks) = tasks {
         let (spec, shared) = (tasks.clone(), shared.clone());
+        let targets: Vec<String> = (0..gateway.gateways).map(gateway_name).collect();
         sim.host(CLIENT_HOST, move || {
-            run_client(seed, spec.clone(), shared.clone())
+            run_client(seed, spec.clone(), targets.clone(), shared.clone())
         });
     }
-    shared
+    (shared, links)
 }
 
 async fn run_worker(
     seed: u64,
     name: String,
+    gateway: String,
     slots: u32,
     starts: Arc<AtomicU64>,
     keyed: bool,
 ) -> HostResult {
     let start = starts.fetch_add(1, Ordering::SeqCst);
     let transport = SimTransport::new(crate::host_config(seed, &name, keyed));
-    transport.add_peer_address(gateway_peer(seed), address(GATEWAY_HOST))?;
+    transport.add_peer_address(peer_of(seed, &gateway), address(&gateway))?;
     let host = SeededHost::new(
         derive_seed(seed, &format!("{name}/sandbox/{start}")),
         Arc::new(now_ns),
@@ -309,7 +345,7 @@ async fn run_worker(
     // only through its registration, and no peer may call it directly.
     let callers = Callers::Only(Default::default());
     let node = WorkerNode::start(transport, sandbox, config, &[address(&name)], callers).await?;
-    stay_registered(node, seed).await;
+    stay_registered_with(node, peer_of(seed, &gateway)).await;
     Ok(())
 }
 
@@ -320,23 +356,47 @@ pub const WORKER_RPC: RpcConfig = RpcConfig {
     call_timeout: Duration::from_secs(5),
 };
 
-/// Keeps `node` registered with the gateway for as long as its host runs.
+/// Keeps `node` registered with the (first) gateway for as long as its host runs.
 pub async fn stay_registered(node: WorkerNode<SimTransport>, seed: u64) {
-    keep_registered(
-        Rc::new(node),
-        GatewayLocator::Peer(gateway_peer(seed)),
-        None,
-        WORKER_RPC,
-    )
-    .await
+    stay_registered_with(node, gateway_peer(seed)).await
+}
+
+/// Keeps `node` registered with gateway `peer` for as long as its host runs.
+async fn stay_registered_with(node: WorkerNode<SimTransport>, peer: PeerId) {
+    keep_registered(Rc::new(node), GatewayLocator::Peer(peer), None, WORKER_RPC).await
 }
 
 /// One request to the gateway; `None` when no definite answer came (the gateway
 /// is down, cut off or slow), which the caller retries. Every answer that is
 /// not a success is recorded as a [`Refusal`]: a 5xx or no answer for any
 /// request, and a 4xx other than 409 for a submission (`POST /tasks`).
+/// The gateways a client sends to, in turn: each request goes to the next
+/// (a round-robin balancer; one gateway gets them all).
+struct Targets {
+    hosts: Vec<String>,
+    next: std::cell::Cell<usize>,
+}
+
+impl Targets {
+    fn new(hosts: Vec<String>) -> Rc<Targets> {
+        debug_assert!(!hosts.is_empty(), "a client needs a gateway");
+        Rc::new(Targets {
+            hosts,
+            next: std::cell::Cell::new(0),
+        })
+    }
+
+    /// The gateway the next request goes to.
+    fn next(&self) -> &str {
+        let i = self.next.get();
+        self.next.set((i + 1) % self.hosts.len());
+        &self.hosts[i]
+    }
+}
+
 async fn call(
     shared: &SharedTasks,
+    host: &str,
     method: &str,
     path: &str,
     idempotency_key: Option<&str>,
@@ -348,16 +408,7 @@ async fn call(
         headers.push(("idempotency-key", key));
     }
     let sent = now();
-    let result = request(
-        GATEWAY_HOST,
-        HTTP_PORT,
-        method,
-        path,
-        &headers,
-        body,
-        HTTP_TIMEOUT,
-    )
-    .await;
+    let result = request(host, HTTP_PORT, method, path, &headers, body, HTTP_TIMEOUT).await;
     let submission = method == "POST" && path == "/tasks";
     let (status, text) = match &result {
         Ok(response) if response.status >= 500 => {
@@ -385,6 +436,7 @@ async fn call(
     }
     if status.is_some() || result.is_err() {
         obs.refusals.push(Refusal {
+            host: host.to_string(),
             sent,
             at: now(),
             method: method.to_string(),
@@ -400,6 +452,7 @@ async fn call(
 /// Repeats a request until it gets a definite answer.
 async fn call_until_answered(
     shared: &SharedTasks,
+    targets: &Targets,
     method: &str,
     path: &str,
     idempotency_key: Option<&str>,
@@ -409,6 +462,7 @@ async fn call_until_answered(
     loop {
         if let Some(response) = call(
             shared,
+            targets.next(),
             method,
             path,
             idempotency_key,
@@ -424,10 +478,17 @@ async fn call_until_answered(
     }
 }
 
-async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResult {
-    let poller = tokio::task::spawn_local(poll_tasks(shared.clone()));
+async fn run_client(
+    seed: u64,
+    spec: TasksSpec,
+    gateways: Vec<String>,
+    shared: SharedTasks,
+) -> HostResult {
+    let targets = Targets::new(gateways);
+    let poller = tokio::task::spawn_local(poll_tasks(shared.clone(), targets.clone()));
     let answer = call_until_answered(
         &shared,
+        &targets,
         "POST",
         "/modules",
         None,
@@ -459,8 +520,16 @@ async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResu
         if cancel {
             lock(&shared).cancels_asked.insert(plan.id.clone());
             let path = format!("/tasks/{}", plan.id);
-            let answer =
-                call_until_answered(&shared, "DELETE", &path, None, "application/json", &[]).await;
+            let answer = call_until_answered(
+                &shared,
+                &targets,
+                "DELETE",
+                &path,
+                None,
+                "application/json",
+                &[],
+            )
+            .await;
             let status = answer.json()["status"]
                 .as_str()
                 .unwrap_or_default()
@@ -487,6 +556,7 @@ async fn run_client(seed: u64, spec: TasksSpec, shared: SharedTasks) -> HostResu
         .to_string();
         let answer = call_until_answered(
             &shared,
+            &targets,
             "POST",
             "/tasks",
             Some(&plan.id),
@@ -527,7 +597,7 @@ fn next_to_poll(obs: &TaskObservations, polled: &BTreeSet<String>) -> Option<Str
 /// Polls every acknowledged task, forever (to the end of the run), in rounds
 /// [`POLL`] apart; a task not yet seen goes first, even one acknowledged
 /// while a round is under way.
-async fn poll_tasks(shared: SharedTasks) {
+async fn poll_tasks(shared: SharedTasks, targets: Rc<Targets>) {
     loop {
         let mut polled = BTreeSet::new();
         loop {
@@ -537,6 +607,7 @@ async fn poll_tasks(shared: SharedTasks) {
             polled.insert(id.clone());
             let Some(answer) = call(
                 &shared,
+                targets.next(),
                 "GET",
                 &format!("/tasks/{id}"),
                 None,

@@ -3,7 +3,9 @@
 //! planner forms the next batch. In simulation the commit runs inline on the
 //! one simulation thread, at the moment it is sent, so a run stays a function
 //! of its seed; its result is then taken by the core's next turn, as a
-//! thread's would be.
+//! thread's would be. Either way a commit the store was out of reach for is
+//! retried under the same rules (the thread sleeps; inline, the retry waits
+//! on tokio's clock, virtual under turmoil).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -69,6 +71,41 @@ fn commit_retrying(
     result
 }
 
+/// Retries the inline commit in `retrying` (which must hold one) when it is
+/// due, on tokio's clock, as [`commit_retrying`] does on the thread: until
+/// it is done, fails otherwise than by an unreachable store, or has been
+/// retried for [`COMMIT_RETRY_MAX`]. Cancel-safe: the retry and its next
+/// time stay in `retrying` until it ends.
+async fn retry_inline(
+    store: &Store,
+    metrics: &GatewayMetrics,
+    retrying: &mut Option<InlineRetry>,
+    unreachable: &AtomicBool,
+) -> CommitResult {
+    loop {
+        let Some(retry) = retrying.as_mut() else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(retry.next_try).await;
+        let tried = tokio::time::Instant::now();
+        let result = store.commit(&retry.job.batch);
+        let gave_up = tried.duration_since(retry.began) >= COMMIT_RETRY_MAX;
+        if matches!(&result, Err(e) if e.is_transient()) && !gave_up {
+            retry.next_try = tried + COMMIT_RETRY_PAUSE;
+            continue;
+        }
+        let seq = retry.job.seq;
+        *retrying = None;
+        if unreachable.swap(false, Ordering::AcqRel) && result.is_ok() {
+            tracing::info!(seq, "the task store answers again; commit done");
+        }
+        if result.is_ok() {
+            metrics.committed(tried.elapsed());
+        }
+        return (seq, result);
+    }
+}
+
 /// Runs commits one at a time and hands back their results. Dropping it
 /// waits for the commit thread to finish the commit it runs, so the store is
 /// closed when the drop returns.
@@ -95,6 +132,13 @@ impl Drop for Committer {
     }
 }
 
+/// An inline commit being retried while the store is out of reach.
+struct InlineRetry {
+    job: Job,
+    began: tokio::time::Instant,
+    next_try: tokio::time::Instant,
+}
+
 enum Inner {
     Thread {
         jobs: std::sync::mpsc::SyncSender<Job>,
@@ -104,6 +148,9 @@ enum Inner {
         store: Arc<Store>,
         metrics: Arc<GatewayMetrics>,
         ready: Option<CommitResult>,
+        /// A commit the store was out of reach for, retried on tokio's
+        /// (virtual) clock under the thread's rules.
+        retrying: Option<InlineRetry>,
     },
     Closed,
 }
@@ -124,6 +171,7 @@ impl Committer {
                 store,
                 metrics,
                 ready: None,
+                retrying: None,
             },
             StorageMode::Thread => {
                 // One batch is in flight at a time, so one slot is enough.
@@ -173,19 +221,34 @@ impl Committer {
                 store,
                 metrics,
                 ready,
+                retrying,
             } => {
                 debug_assert!(
-                    ready.is_none(),
+                    ready.is_none() && retrying.is_none(),
                     "batch {seq} sent before the last result was taken"
                 );
                 // tokio's clock, virtual under turmoil: a simulation reads
-                // no wall clock, and the time is only shown, never acted on.
+                // no wall clock.
                 let began = tokio::time::Instant::now();
                 let result = store.commit(&batch);
-                if result.is_ok() {
-                    metrics.committed(began.elapsed());
+                match result {
+                    Err(e) if e.is_transient() => {
+                        if !self.unreachable.swap(true, Ordering::AcqRel) {
+                            tracing::warn!(seq, error = %e, "the task store is out of reach: retrying the commit, refusing new acknowledgements meanwhile");
+                        }
+                        *retrying = Some(InlineRetry {
+                            job: Job { seq, batch },
+                            began,
+                            next_try: began + COMMIT_RETRY_PAUSE,
+                        });
+                    }
+                    result => {
+                        if result.is_ok() {
+                            metrics.committed(began.elapsed());
+                        }
+                        *ready = Some((seq, result));
+                    }
                 }
-                *ready = Some((seq, result));
             }
             Inner::Thread { jobs, .. } => {
                 if jobs.send(Job { seq, batch }).is_err() {
@@ -201,10 +264,20 @@ impl Committer {
     /// The next commit result; pending while none is due.
     pub async fn result(&mut self) -> CommitResult {
         match &mut self.inner {
-            Inner::Inline { ready, .. } => match ready.take() {
-                Some(result) => result,
-                None => std::future::pending().await,
-            },
+            Inner::Inline {
+                store,
+                metrics,
+                ready,
+                retrying,
+            } => {
+                if let Some(result) = ready.take() {
+                    return result;
+                }
+                if retrying.is_none() {
+                    return std::future::pending().await;
+                }
+                retry_inline(store, metrics, retrying, &self.unreachable).await
+            }
             Inner::Thread { results, .. } => match results.recv().await {
                 Some(result) => result,
                 // The thread ended without answering: it panicked mid-commit.

@@ -1,0 +1,288 @@
+//! The links between gateways and the shared store: every store call of a
+//! gateway passes its link, which the scenario's faults cut, hang or make
+//! lossy (`partition`, `hold`, `link_loss` with `b = ["store"]`).
+//!
+//! The store is ww-sched's [`MemoryStore`] (PostgreSQL's sharing rules, on
+//! the simulation's clock). The gateway calls it synchronously on the
+//! simulation's one thread (`StorageMode::Inline`), so a link fault is
+//! decided per call, in call order, from one seeded generator:
+//! - cut: the call fails at once as a refused connection, nothing applied;
+//! - held (the store hangs): the call fails as a timeout, nothing applied
+//!   (its wait is not simulated: the next call may come at once);
+//! - lossy: the call is applied, and its answer lost at the link's rate: a
+//!   commit answers "outcome unknown", anything else "no answer".
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use ww_sched::sched::{
+    Batch, BatchReport, Lease, MemoryStore, ModuleRefs, Run, SharedStore, StoreError, Task,
+    TaskHeader, TaskId, TaskStatus, TaskStore,
+};
+
+use crate::derive_seed;
+use crate::scenario::format::{Fault, FaultKind, STORE_HOST};
+
+/// The wait a hung store call is given up after, as PostgreSQL's client
+/// would report it, in ms.
+pub const HUNG_CALL_WAIT_MS: u64 = 2_000;
+
+/// One gateway's link to the store.
+#[derive(Clone, Copy, Debug, Default)]
+struct Link {
+    cut: bool,
+    held: bool,
+    loss: f64,
+}
+
+struct Links {
+    by_gateway: BTreeMap<String, Link>,
+    rng: ChaCha8Rng,
+}
+
+/// The store links of every gateway of a run.
+#[derive(Clone)]
+pub struct StoreLinks(Arc<Mutex<Links>>);
+
+/// What a link does to one call.
+enum Passage {
+    Refused(&'static str),
+    Through { answer_lost: bool },
+}
+
+impl StoreLinks {
+    /// Every link up, losses drawn from `seed`.
+    pub fn new(seed: u64) -> StoreLinks {
+        StoreLinks(Arc::new(Mutex::new(Links {
+            by_gateway: BTreeMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(seed, "store/links")),
+        })))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Links> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `fault` to the links it names with the store; the rest of it
+    /// is turmoil's.
+    pub fn apply(&self, fault: &Fault) {
+        let gateways = fault
+            .a
+            .iter()
+            .filter(|_| fault.b.iter().any(|y| y == STORE_HOST))
+            .chain(
+                fault
+                    .b
+                    .iter()
+                    .filter(|_| fault.a.iter().any(|x| x == STORE_HOST)),
+            )
+            .filter(|g| *g != STORE_HOST);
+        let mut links = self.lock();
+        for gateway in gateways {
+            let link = links.by_gateway.entry(gateway.clone()).or_default();
+            match fault.kind {
+                FaultKind::Partition | FaultKind::PartitionOneway => link.cut = true,
+                FaultKind::Repair | FaultKind::RepairOneway => link.cut = false,
+                FaultKind::Hold => link.held = true,
+                FaultKind::Release => link.held = false,
+                FaultKind::LinkLoss => link.loss = fault.fail_rate.unwrap_or_default(),
+                _ => {}
+            }
+        }
+    }
+
+    fn pass(&self, gateway: &str) -> Passage {
+        let mut links = self.lock();
+        let link = links.by_gateway.get(gateway).copied().unwrap_or_default();
+        if link.cut {
+            return Passage::Refused("connection refused: the link to the store is cut");
+        }
+        if link.held {
+            return Passage::Refused("no answer in time: the store hangs");
+        }
+        let answer_lost =
+            link.loss > 0.0 && (links.rng.next_u64() as f64 / u64::MAX as f64) < link.loss;
+        Passage::Through { answer_lost }
+    }
+}
+
+/// A gateway's store: a handle on the shared [`MemoryStore`] behind this
+/// gateway's link.
+#[derive(Debug)]
+pub struct LinkedStore {
+    store: MemoryStore,
+    gateway: String,
+    links: StoreLinks,
+    /// `shared-claim-hidden`: a claim's tasks are taken but not returned.
+    hide_claims: bool,
+}
+
+impl std::fmt::Debug for StoreLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreLinks").finish_non_exhaustive()
+    }
+}
+
+fn unreachable(what: &str, why: &str) -> StoreError {
+    StoreError::Unavailable {
+        what: format!("{what} ({why})"),
+        waited_ms: HUNG_CALL_WAIT_MS,
+    }
+}
+
+impl LinkedStore {
+    /// `store` (a handle of its own) reached over `gateway`'s link.
+    pub fn new(store: MemoryStore, gateway: &str, links: StoreLinks) -> LinkedStore {
+        LinkedStore {
+            store,
+            gateway: gateway.to_string(),
+            links,
+            hide_claims: false,
+        }
+    }
+
+    /// The seam of [`crate::Sabotage::SharedClaimHidden`]: every claim takes
+    /// its tasks in the store and answers that it found none (a client that
+    /// drops the rows it read), so only the gateway's periodic comparison of
+    /// what it owns finds them.
+    pub fn hiding_claims(mut self, hide: bool) -> LinkedStore {
+        self.hide_claims = hide;
+        self
+    }
+
+    /// `call` over the link: refused, or applied and its answer maybe lost.
+    fn over_link<T>(
+        &self,
+        what: &str,
+        call: impl FnOnce(&MemoryStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self.links.pass(&self.gateway) {
+            Passage::Refused(why) => Err(unreachable(what, why)),
+            Passage::Through { answer_lost } => {
+                let result = call(&self.store);
+                if answer_lost {
+                    return Err(unreachable(what, "the answer was lost"));
+                }
+                result
+            }
+        }
+    }
+}
+
+impl TaskStore for LinkedStore {
+    fn engine(&self) -> &'static str {
+        self.store.engine()
+    }
+
+    fn commit(&self, batch: &Batch) -> Result<BatchReport, StoreError> {
+        match self.links.pass(&self.gateway) {
+            Passage::Refused(why) => Err(unreachable("commit", why)),
+            Passage::Through { answer_lost } => {
+                let result = self.store.commit(batch);
+                if answer_lost {
+                    return Err(StoreError::CommitUnknown {
+                        what: batch_what(batch),
+                        detail: "the answer to COMMIT was lost".into(),
+                    });
+                }
+                result
+            }
+        }
+    }
+
+    fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError> {
+        self.over_link("header read", |s| s.header(id))
+    }
+
+    fn runs(&self, id: &TaskId, offset: u32, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.over_link("runs read", |s| s.runs(id, offset, limit))
+    }
+
+    fn task_page(
+        &self,
+        id: &TaskId,
+        offset: u32,
+        limit: usize,
+    ) -> Result<Option<(TaskHeader, Vec<Run>)>, StoreError> {
+        self.over_link("task read", |s| s.task_page(id, offset, limit))
+    }
+
+    fn list(
+        &self,
+        status: Option<TaskStatus>,
+        after: Option<&TaskId>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<TaskHeader>, StoreError> {
+        self.over_link("task list", |s| s.list(status, after, offset, limit))
+    }
+
+    fn open_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        self.over_link("open tasks read", |s| s.open_tasks())
+    }
+
+    fn module(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.over_link("module read", |s| s.module(hash))
+    }
+
+    fn module_refs(&self) -> Result<BTreeMap<[u8; 32], ModuleRefs>, StoreError> {
+        self.over_link("module references read", |s| s.module_refs())
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<TaskId>, StoreError> {
+        self.over_link("idempotency key read", |s| s.idempotency(key))
+    }
+
+    fn finished_count(&self) -> Result<u64, StoreError> {
+        self.over_link("finished count read", |s| s.finished_count())
+    }
+
+    fn shared(&self) -> Option<&dyn SharedStore> {
+        Some(self)
+    }
+}
+
+fn batch_what(batch: &Batch) -> String {
+    format!("a batch of {} operations", batch.ops.len())
+}
+
+impl SharedStore for LinkedStore {
+    fn register(&self, gateway: &str, lease_ms: u64) -> Result<Lease, StoreError> {
+        self.over_link("registration", |s| s.register(gateway, lease_ms))
+    }
+
+    fn renew(&self) -> Result<bool, StoreError> {
+        self.over_link("lease renewal", |s| s.renew())
+    }
+
+    fn resign(&self) -> Result<(), StoreError> {
+        self.over_link("lease resignation", |s| s.resign())
+    }
+
+    fn claim(&self, tasks_max: usize) -> Result<Vec<Task>, StoreError> {
+        let claimed = self.over_link("claim", |s| s.claim(tasks_max))?;
+        if self.hide_claims && !claimed.is_empty() {
+            tracing::warn!(target: "ww_sim::sabotage", gateway = %self.gateway, tasks = claimed.len(), "sabotage: claimed tasks hidden from the gateway");
+            return Ok(Vec::new());
+        }
+        Ok(claimed)
+    }
+
+    fn owned_open(&self, after: Option<&TaskId>, max: usize) -> Result<Vec<TaskId>, StoreError> {
+        self.over_link("owned tasks list", |s| s.owned_open(after, max))
+    }
+
+    fn owned_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError> {
+        self.over_link("owned task read", |s| s.owned_task(id))
+    }
+
+    fn request_cancel(&self, id: &TaskId, now_ms: u64) -> Result<bool, StoreError> {
+        self.over_link("cancel request", |s| s.request_cancel(id, now_ms))
+    }
+
+    fn cancel_requests(&self, max: usize) -> Result<Vec<TaskId>, StoreError> {
+        self.over_link("cancel requests read", |s| s.cancel_requests(max))
+    }
+}
