@@ -46,7 +46,9 @@ swarm  every *.toml in <dir>, each under seeds S..S+N (default 1..=100), each
        lease-act-past-deadline: [leases] gateways act on replies however late,
        past their lease deadline; lease-start-cancelled: the lease store starts
        runs of cancelled tasks; shared-claim-hidden: gateways on a shared store
-       take orphaned tasks but do not run them until their owned-task check).
+       take orphaned tasks but do not run them until their owned-task check;
+       lease-on-gateway-clock: the shared store judges gateway-1's leases and
+       claims by its clock, 9 s ahead, so it claims tasks of live owners).
 
 Exit codes: 0 ok, 1 safety violation, 2 liveness violation, 3 harness error.";
 

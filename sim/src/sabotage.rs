@@ -13,8 +13,10 @@
 //! [`Sabotage::ShowUnsyncedResults`] a disk that lies about fsync
 //! ([`SHOW_UNSYNCED_SYNCS`]). [`Sabotage::LeaseActPastDeadline`] and
 //! [`Sabotage::LeaseStartCancelled`] are made by the lease driver's clocks and
-//! store (`workload::leases`), and [`Sabotage::SharedClaimHidden`] by the
-//! link to the shared store (`workload::tasks::LinkedStore`). No switch is compiled into the shipped crates.
+//! store (`workload::leases`), [`Sabotage::SharedClaimHidden`] by the
+//! link to the shared store (`workload::tasks::LinkedStore`), and
+//! [`Sabotage::LeaseOnGatewayClock`] by the clock the simulation gives a
+//! gateway's handle on that store (`MemoryStore::handle_on_clock`). No switch is compiled into the shipped crates.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -57,11 +59,20 @@ pub enum Sabotage {
     /// become theirs in the store, but they do not run them until their
     /// periodic comparison of owned tasks (every minute) finds them.
     SharedClaimHidden,
+    /// The shared store judges `gateway-1`'s leases and claims by that
+    /// gateway's clock, which runs [`GATEWAY_CLOCK_AHEAD_MS`] ahead: it
+    /// claims tasks whose owners' leases are still live.
+    LeaseOnGatewayClock,
 }
+
+/// How far ahead `gateway-1`'s clock runs under
+/// [`Sabotage::LeaseOnGatewayClock`], in ms: more than a lease less its
+/// renewal period (10 s - 2.5 s), so a live lease looks expired to it.
+pub const GATEWAY_CLOCK_AHEAD_MS: u64 = 9_000;
 
 impl Sabotage {
     /// Every deliberate bug.
-    pub const ALL: [Sabotage; 9] = [
+    pub const ALL: [Sabotage; 10] = [
         Sabotage::LoseAckedTask,
         Sabotage::ShowUnsyncedResults,
         Sabotage::RefuseSubmissions,
@@ -71,6 +82,7 @@ impl Sabotage {
         Sabotage::LeaseActPastDeadline,
         Sabotage::LeaseStartCancelled,
         Sabotage::SharedClaimHidden,
+        Sabotage::LeaseOnGatewayClock,
     ];
 
     /// The bug's name on the command line.
@@ -85,6 +97,7 @@ impl Sabotage {
             Sabotage::LeaseActPastDeadline => "lease-act-past-deadline",
             Sabotage::LeaseStartCancelled => "lease-start-cancelled",
             Sabotage::SharedClaimHidden => "shared-claim-hidden",
+            Sabotage::LeaseOnGatewayClock => "lease-on-gateway-clock",
         }
     }
 

@@ -26,7 +26,15 @@ struct TraceEvents {
     lines: Vec<String>,
     hasher: Sha256,
     count: u64,
+    /// Every gateway's "run started" line, all of them (the checks of a
+    /// shared store read them; one per dispatch, so bounded by the run).
+    run_starts: Vec<String>,
 }
+
+/// The target of the gateway's event for each run it dispatches.
+pub const RUN_START_TARGET: &str = "ww_sched::gateway::core::runs";
+/// That event's message.
+pub const RUN_START_MESSAGE: &str = "run started";
 
 impl Trace {
     /// An empty trace.
@@ -47,6 +55,9 @@ impl Trace {
         events.hasher.update(line.as_bytes());
         events.hasher.update(b"\n");
         events.count += 1;
+        if line.contains(RUN_START_TARGET) && line.contains(RUN_START_MESSAGE) {
+            events.run_starts.push(line.clone());
+        }
         if events.lines.len() < TRACE_LINES_KEPT_MAX {
             events.lines.push(line);
         }
@@ -58,6 +69,15 @@ impl Trace {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .lines
+            .clone()
+    }
+
+    /// Every line of a gateway dispatching a run, in order (not capped).
+    pub fn run_starts(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .run_starts
             .clone()
     }
 

@@ -1,7 +1,9 @@
 //! Real gateways on one shared store (the in-memory store with PostgreSQL's
-//! sharing rules): a run repeats per seed, and a gateway that loses what its
-//! claims took (`shared-claim-hidden`) is caught by the takeover bound while
-//! the same seed unarmed is clean.
+//! sharing rules): a run repeats per seed; a gateway that loses what its
+//! claims took (`shared-claim-hidden`) is caught by the takeover bound, and a
+//! store that judges a gateway's leases by that gateway's fast clock
+//! (`lease-on-gateway-clock`) by `lease_one_owner_acting`, while the same
+//! seeds unarmed are clean; files that cannot run are refused.
 
 use std::path::{Path, PathBuf};
 
@@ -83,6 +85,39 @@ fn claimed_tasks_a_gateway_never_runs_are_caught_by_the_takeover_bound() {
 }
 
 #[test]
+fn a_store_judging_leases_by_a_gateways_clock_is_caught_as_two_owners_acting() {
+    let (file, scenario) = load("shared-gateways-crash.toml");
+    let options = RunOptions {
+        sabotage: Some(Sabotage::LeaseOnGatewayClock),
+    };
+    let base = root_seed(1);
+    let caught = (base..base.saturating_add(SEARCH_SEEDS)).find_map(|seed| {
+        let verdict = run_with(&scenario, seed, options).expect("run");
+        let hit = verdict
+            .safety_violations
+            .iter()
+            .any(|v| v.starts_with("lease_one_owner_acting:") && v.contains("still held"));
+        hit.then_some((seed, verdict))
+    });
+    let Some((seed, armed)) = caught else {
+        panic!(
+            "lease-on-gateway-clock went unnoticed by seeds {base}..{} of {}",
+            base + SEARCH_SEEDS,
+            file.display()
+        );
+    };
+    let again = run_with(&scenario, seed, options).expect("run");
+    assert_eq!(armed.safety_violations, again.safety_violations);
+    assert_eq!(armed.digest, again.digest, "seed {seed} replays");
+    let clean = run(&scenario, seed).expect("run");
+    assert!(
+        clean.is_clean(),
+        "seed {seed} unarmed: {:?}",
+        all_violations(&clean)
+    );
+}
+
+#[test]
 fn shared_store_scenarios_that_cannot_run_are_refused_with_a_reason() {
     let head = "name = \"x\"\nduration_s = 10\n[invariants]\n";
     let cases = [
@@ -108,6 +143,11 @@ fn shared_store_scenarios_that_cannot_run_are_refused_with_a_reason() {
             "[gateway]\nworkers = 1\n\
              [[faults]]\nat_s = 1\nkind = \"partition\"\na = [\"gateway\"]\nb = [\"store\"]\n",
             "unknown host",
+        ),
+        (
+            "lease_one_owner_acting = true\n[gateway]\nworkers = 1\n\
+             [tasks]\ncount = 1\nsubmit_until_s = 2\n",
+            "lease_one_owner_acting needs a shared-store [gateway]",
         ),
     ];
     for (body, needle) in cases {

@@ -589,13 +589,20 @@ pub struct Invariants {
     #[serde(default)]
     pub lease_runs_once: bool,
     /// Safety: no run starts after its task's cancel committed, and none is
-    /// dispatched after the cancel was acknowledged.
+    /// dispatched after the cancel was acknowledged (with `[leases]`, or
+    /// gateways on a shared store: there, no dispatch after the ack).
     #[serde(default)]
     pub lease_cancel_stops_runs: bool,
     /// Safety: a gateway dispatches and acknowledges only while its lease is
-    /// valid at the store; claims, starts and outcomes are fenced.
+    /// valid at the store; claims, starts and outcomes are fenced (with
+    /// `[leases]`, or gateways on a shared store: there, every dispatch).
     #[serde(default)]
     pub lease_valid_when_acting: bool,
+    /// Safety (gateways on a shared store): no gateway dispatches a task
+    /// while another gateway that dispatched it still holds the lease it
+    /// did so under.
+    #[serde(default)]
+    pub lease_one_owner_acting: bool,
     /// Liveness: every acknowledged task is terminal this long after the
     /// later of its ack and the last fault.
     pub lease_tasks_final_within_s: Option<f64>,

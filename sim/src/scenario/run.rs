@@ -13,8 +13,8 @@ use ww::transport::PeerId;
 
 use super::faults::{apply, describe, Cause, Disturbances, Window};
 use super::format::{
-    gateway_name, node_names, outsider_name, rogue_name, secs, Fault, FaultKind, Scenario,
-    BOOT_HOST, CLIENT_HOST, DHT_CLIENT_HOST, GATEWAY_HOST, STORE_HOST, TAP_HOST,
+    gateway_name, node_names, outsider_name, rogue_name, secs, worker_name, Fault, FaultKind,
+    Scenario, BOOT_HOST, CLIENT_HOST, DHT_CLIENT_HOST, GATEWAY_HOST, STORE_HOST, TAP_HOST,
 };
 use super::verdict::{stamp, Check, Class, Verdict};
 use super::ScenarioError;
@@ -26,7 +26,8 @@ use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::sabotage::{Sabotage, REPUBLISH_NEVER};
 use crate::workload::{
-    adversary, anchors, channel, channel_check, pubsub_check, records, tasks, tasks_check,
+    adversary, anchors, channel, channel_check, pubsub_check, records, shared_check, tasks,
+    tasks_check,
 };
 use crate::Trace;
 
@@ -114,6 +115,20 @@ pub fn run_with(
     verdict.simulated = sim.elapsed();
     drop(sim);
     outcome?;
+    if let (Some(links), Some(obs)) = (&hosts.store_links, &hosts.task_obs) {
+        let obs = obs.lock().unwrap_or_else(|p| p.into_inner());
+        let gateway_of_worker = gateway_of_worker(scenario, seed);
+        let checks = shared_check::judge(
+            &scenario.invariants,
+            &trace.run_starts(),
+            &gateway_of_worker,
+            &links.leases(),
+            &obs,
+        );
+        for check in checks {
+            verdict.record(verdict.simulated, check);
+        }
+    }
     if let Some(livelock) = tasks::take_livelock() {
         return Err(ScenarioError(livelock));
     }
@@ -130,6 +145,20 @@ pub fn run_with(
 /// When set, a run writes its trace (every event it hashed, stamped with
 /// simulated time) to this file, to read what happened in a replay.
 pub const TRACE_FILE_ENV: &str = "WW_SIM_TRACE_FILE";
+
+/// Each worker's peer id (as the gateway logs it) and the gateway it
+/// registers with.
+fn gateway_of_worker(scenario: &Scenario, seed: u64) -> BTreeMap<String, String> {
+    let Some(gateway) = &scenario.gateway else {
+        return BTreeMap::new();
+    };
+    (0..gateway.workers)
+        .map(|i| {
+            let peer = peer_of(seed, &worker_name(i)).to_string();
+            (peer, gateway_name(i % gateway.gateways))
+        })
+        .collect()
+}
 
 /// The seeded simulation of `scenario`, with its network, and no host yet.
 fn new_sim<'a>(scenario: &Scenario, seed: u64) -> turmoil::Sim<'a> {

@@ -11,6 +11,7 @@ pub mod leases_check;
 pub mod leases_spec;
 pub mod pubsub_check;
 pub mod records;
+pub mod shared_check;
 pub mod tasks;
 pub mod tasks_check;
 pub mod tasks_history;

@@ -88,10 +88,21 @@ impl std::fmt::Debug for Database {
 
 /// One gateway's handle on a shared in-memory store (what a connection pool
 /// is to PostgreSQL): [`MemoryStore::handle`] makes another on the same data.
-#[derive(Debug)]
 pub struct MemoryStore {
     db: Arc<Database>,
     lease: Mutex<Option<Lease>>,
+    /// The clock this handle judges leases by: the store's, unless a test
+    /// gave it its own (see [`MemoryStore::handle_on_clock`]).
+    clock: Option<StoreClock>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("lease", &self.lease())
+            .field("own_clock", &self.clock.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Locks `mutex`, going on with its data if a holder panicked (every change
@@ -112,6 +123,7 @@ impl MemoryStore {
         Ok(MemoryStore {
             db: Arc::new(db),
             lease: Mutex::new(None),
+            clock: None,
         })
     }
 
@@ -121,11 +133,28 @@ impl MemoryStore {
         MemoryStore {
             db: self.db.clone(),
             lease: Mutex::new(None),
+            clock: None,
+        }
+    }
+
+    /// Another handle whose operations judge leases by `clock` instead of
+    /// the store's: what a store that trusted its clients' clocks would do.
+    /// PostgreSQL never does (its leases are on `clock_timestamp()`); the
+    /// simulation makes that bug with it, to show its checks catch a
+    /// gateway claiming tasks whose owner's lease is still live.
+    pub fn handle_on_clock(&self, clock: StoreClock) -> MemoryStore {
+        MemoryStore {
+            db: self.db.clone(),
+            lease: Mutex::new(None),
+            clock: Some(clock),
         }
     }
 
     fn now_ms(&self) -> u64 {
-        (self.db.clock)()
+        match &self.clock {
+            Some(clock) => clock(),
+            None => (self.db.clock)(),
+        }
     }
 
     fn lease(&self) -> Option<Lease> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{err, ScenarioError};
 use crate::cluster::SAMPLE_INTERVAL;
-use crate::scenario::format::{secs, Scenario};
+use crate::scenario::format::{secs, Scenario, StoreKind};
 
 /// Refuses the first invariant of `invariants` asked for (`true`) without its
 /// workload's `section` in the file (`present`).
@@ -27,14 +27,29 @@ impl Scenario {
     /// The invariants of leases, records, anchors and security need their sections.
     fn validate_service_invariants(&self) -> Result<(), ScenarioError> {
         let inv = &self.invariants;
+        let shared = self
+            .gateway
+            .as_ref()
+            .is_some_and(|g| g.store == StoreKind::Shared);
+        needs(
+            "[leases] or shared-store [gateway] (store = \"shared\")",
+            self.leases.is_some() || (shared && self.tasks.is_some()),
+            &[
+                (inv.lease_cancel_stops_runs, "lease_cancel_stops_runs"),
+                (inv.lease_valid_when_acting, "lease_valid_when_acting"),
+            ],
+        )?;
+        needs(
+            "shared-store [gateway] (store = \"shared\") and [tasks]",
+            shared && self.tasks.is_some(),
+            &[(inv.lease_one_owner_acting, "lease_one_owner_acting")],
+        )?;
         needs(
             "[leases]",
             self.leases.is_some(),
             &[
                 (inv.lease_one_terminal, "lease_one_terminal"),
                 (inv.lease_runs_once, "lease_runs_once"),
-                (inv.lease_cancel_stops_runs, "lease_cancel_stops_runs"),
-                (inv.lease_valid_when_acting, "lease_valid_when_acting"),
                 (
                     inv.lease_tasks_final_within_s.is_some(),
                     "lease_tasks_final_within_s",

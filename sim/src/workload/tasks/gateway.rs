@@ -18,9 +18,10 @@ use crate::cluster::node_address as address;
 use crate::derive_seed;
 use crate::disk::SimDisk;
 use crate::sabotage::{
-    refuse_submissions, AcceptEveryReport, LoseOneTask, Sabotage, SHOW_UNSYNCED_SYNCS,
+    refuse_submissions, AcceptEveryReport, LoseOneTask, Sabotage, GATEWAY_CLOCK_AHEAD_MS,
+    SHOW_UNSYNCED_SYNCS,
 };
-use crate::scenario::format::GATEWAY_HOST;
+use crate::scenario::format::{gateway_name, GATEWAY_HOST};
 
 /// The sabotage a run arms in its gateway, with what must outlive the
 /// gateway's restarts (one per run, shared by every incarnation).
@@ -89,15 +90,26 @@ pub(super) enum GatewayStore {
 }
 
 impl GatewayStore {
-    /// Opens the store for one life of gateway `host`; `hide_claims` arms
-    /// [`Sabotage::SharedClaimHidden`] on a shared store.
-    fn open(&self, host: &str, hide_claims: bool) -> Result<Store, String> {
+    /// Opens the store for one life of gateway `host`, broken as `sabotage`
+    /// asks ([`Sabotage::SharedClaimHidden`], [`Sabotage::LeaseOnGatewayClock`]).
+    fn open(&self, host: &str, sabotage: Option<Sabotage>) -> Result<Store, String> {
         match self {
             GatewayStore::Disk(disk) => Store::open_on(disk.backend(), "simulated disk")
                 .map_err(|e| format!("store not opened: {e}")),
-            GatewayStore::Shared { store, links } => Ok(Store::on(
-                LinkedStore::new(store.handle(), host, links.clone()).hiding_claims(hide_claims),
-            )),
+            GatewayStore::Shared { store, links } => {
+                let handle =
+                    if sabotage == Some(Sabotage::LeaseOnGatewayClock) && host == gateway_name(1) {
+                        store.handle_on_clock(Arc::new(|| {
+                            StoreLinks::store_now_ms() + GATEWAY_CLOCK_AHEAD_MS
+                        }))
+                    } else {
+                        store.handle()
+                    };
+                let hide_claims = sabotage == Some(Sabotage::SharedClaimHidden);
+                Ok(Store::on(
+                    LinkedStore::new(handle, host, links.clone()).hiding_claims(hide_claims),
+                ))
+            }
         }
     }
 
@@ -156,8 +168,7 @@ async fn run_gateway_once(
     store: &GatewayStore,
     seams: &GatewaySeams,
 ) -> String {
-    let hide_claims = seams.sabotage == Some(Sabotage::SharedClaimHidden);
-    let store = match store.open(host, hide_claims) {
+    let store = match store.open(host, seams.sabotage) {
         Ok(store) => seams.store(store),
         Err(e) => return e,
     };

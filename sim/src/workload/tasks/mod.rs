@@ -35,7 +35,7 @@ mod store_links;
 
 pub use gateway::GATEWAY_RESTART_DELAY;
 use gateway::{run_gateway, GatewaySeams, GatewayStore};
-pub use store_links::{LinkedStore, StoreLinks, HUNG_CALL_WAIT_MS};
+pub use store_links::{LeaseTimeline, LinkedStore, StoreLinks, HUNG_CALL_WAIT_MS};
 
 pub(super) type HostResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -268,8 +268,7 @@ pub fn add_hosts(
         None => GatewayStore::Disk(disk.clone()),
         Some(links) => {
             // The store's clock is the simulation's: leases are judged by it.
-            let clock: ww_sched::sched::StoreClock =
-                Arc::new(|| u64::try_from(now().as_millis()).unwrap_or(u64::MAX));
+            let clock: ww_sched::sched::StoreClock = Arc::new(StoreLinks::store_now_ms);
             let store = ww_sched::sched::MemoryStore::new(clock).expect("an in-memory store opens");
             GatewayStore::Shared {
                 store: Arc::new(store),

@@ -40,6 +40,59 @@ struct Link {
 struct Links {
     by_gateway: BTreeMap<String, Link>,
     rng: ChaCha8Rng,
+    leases: LeaseTimeline,
+}
+
+/// A change the store applied to a gateway's lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LeaseEvent {
+    /// A registration: a new epoch, live until `until_ms`.
+    Registered { epoch: u64, until_ms: u64 },
+    /// A renewal: live until `until_ms`.
+    Renewed { until_ms: u64 },
+    /// A resignation: ended now.
+    Resigned,
+}
+
+/// Every lease change applied at the store, per gateway host, with the
+/// simulation's time: whether a gateway's lease was live at a moment, as a
+/// store judging leases by its own clock would say (answers lost or not).
+#[derive(Clone, Debug, Default)]
+pub struct LeaseTimeline {
+    by_gateway: BTreeMap<String, Vec<(u64, LeaseEvent)>>,
+}
+
+impl LeaseTimeline {
+    fn record(&mut self, gateway: &str, at_ms: u64, event: LeaseEvent) {
+        self.by_gateway
+            .entry(gateway.to_string())
+            .or_default()
+            .push((at_ms, event));
+    }
+
+    /// `gateway`'s registration at `at_ms`: its epoch and until when it was
+    /// live as of then; `None` before its first.
+    pub fn term_at(&self, gateway: &str, at_ms: u64) -> Option<(u64, u64)> {
+        let mut term = None;
+        for (at, event) in self.by_gateway.get(gateway)?.iter() {
+            if *at > at_ms {
+                break;
+            }
+            term = match (*event, term) {
+                (LeaseEvent::Registered { epoch, until_ms }, _) => Some((epoch, until_ms)),
+                (LeaseEvent::Renewed { until_ms }, Some((epoch, _))) => Some((epoch, until_ms)),
+                (LeaseEvent::Resigned, Some((epoch, until))) => Some((epoch, until.min(*at))),
+                (_, None) => None,
+            };
+        }
+        term
+    }
+
+    /// Whether `gateway`'s lease was live at `at_ms`.
+    pub fn live(&self, gateway: &str, at_ms: u64) -> bool {
+        self.term_at(gateway, at_ms)
+            .is_some_and(|(_, until)| until > at_ms)
+    }
 }
 
 /// The store links of every gateway of a run.
@@ -58,7 +111,23 @@ impl StoreLinks {
         StoreLinks(Arc::new(Mutex::new(Links {
             by_gateway: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(derive_seed(seed, "store/links")),
+            leases: LeaseTimeline::default(),
         })))
+    }
+
+    /// The lease changes the store applied so far.
+    pub fn leases(&self) -> LeaseTimeline {
+        self.lock().leases.clone()
+    }
+
+    fn record_lease(&self, gateway: &str, event: LeaseEvent) {
+        let at_ms = Self::store_now_ms();
+        self.lock().leases.record(gateway, at_ms, event);
+    }
+
+    /// The simulation's time in ms, as the store's clock reads it.
+    pub fn store_now_ms() -> u64 {
+        u64::try_from(crate::cluster::now().as_millis()).unwrap_or(u64::MAX)
     }
 
     fn lock(&self) -> MutexGuard<'_, Links> {
@@ -117,6 +186,8 @@ pub struct LinkedStore {
     links: StoreLinks,
     /// `shared-claim-hidden`: a claim's tasks are taken but not returned.
     hide_claims: bool,
+    /// The lease length of the latest registration, in ms.
+    lease_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for StoreLinks {
@@ -140,7 +211,13 @@ impl LinkedStore {
             gateway: gateway.to_string(),
             links,
             hide_claims: false,
+            lease_ms: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The simulation's time, in ms: the store's clock.
+    fn now_ms(&self) -> u64 {
+        StoreLinks::store_now_ms()
     }
 
     /// The seam of [`crate::Sabotage::SharedClaimHidden`]: every claim takes
@@ -250,15 +327,37 @@ fn batch_what(batch: &Batch) -> String {
 
 impl SharedStore for LinkedStore {
     fn register(&self, gateway: &str, lease_ms: u64) -> Result<Lease, StoreError> {
-        self.over_link("registration", |s| s.register(gateway, lease_ms))
+        self.over_link("registration", |s| {
+            let lease = s.register(gateway, lease_ms)?;
+            let until_ms = self.now_ms().saturating_add(lease_ms);
+            let epoch = lease.epoch;
+            self.lease_ms
+                .store(lease_ms, std::sync::atomic::Ordering::Relaxed);
+            self.links
+                .record_lease(&self.gateway, LeaseEvent::Registered { epoch, until_ms });
+            Ok(lease)
+        })
     }
 
     fn renew(&self) -> Result<bool, StoreError> {
-        self.over_link("lease renewal", |s| s.renew())
+        self.over_link("lease renewal", |s| {
+            let renewed = s.renew()?;
+            if renewed {
+                let lease_ms = self.lease_ms.load(std::sync::atomic::Ordering::Relaxed);
+                let until_ms = self.now_ms().saturating_add(lease_ms);
+                self.links
+                    .record_lease(&self.gateway, LeaseEvent::Renewed { until_ms });
+            }
+            Ok(renewed)
+        })
     }
 
     fn resign(&self) -> Result<(), StoreError> {
-        self.over_link("lease resignation", |s| s.resign())
+        self.over_link("lease resignation", |s| {
+            s.resign()?;
+            self.links.record_lease(&self.gateway, LeaseEvent::Resigned);
+            Ok(())
+        })
     }
 
     fn claim(&self, tasks_max: usize) -> Result<Vec<Task>, StoreError> {
@@ -284,5 +383,47 @@ impl SharedStore for LinkedStore {
 
     fn cancel_requests(&self, max: usize) -> Result<Vec<TaskId>, StoreError> {
         self.over_link("cancel requests read", |s| s.cancel_requests(max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_live_from_its_registration_to_its_latest_expiry_or_resignation() {
+        let mut t = LeaseTimeline::default();
+        let g = "gateway";
+        t.record(
+            g,
+            1_000,
+            LeaseEvent::Registered {
+                epoch: 1,
+                until_ms: 11_000,
+            },
+        );
+        t.record(g, 3_500, LeaseEvent::Renewed { until_ms: 13_500 });
+        assert!(!t.live(g, 999), "not yet registered");
+        assert!(t.live(g, 1_000));
+        assert_eq!(
+            t.term_at(g, 3_000),
+            Some((1, 11_000)),
+            "the renewal comes later"
+        );
+        assert!(t.live(g, 12_000), "renewed");
+        assert!(!t.live(g, 13_500), "expired");
+        t.record(
+            g,
+            20_000,
+            LeaseEvent::Registered {
+                epoch: 2,
+                until_ms: 30_000,
+            },
+        );
+        t.record(g, 25_000, LeaseEvent::Resigned);
+        assert_eq!(t.term_at(g, 21_000), Some((2, 30_000)));
+        assert!(t.live(g, 24_999));
+        assert!(!t.live(g, 25_000), "resigned");
+        assert!(!t.live("gateway-1", 5_000), "never registered");
     }
 }
