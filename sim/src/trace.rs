@@ -32,7 +32,7 @@ struct TraceEvents {
 }
 
 /// The target of the gateway's event for each run it dispatches.
-pub const RUN_START_TARGET: &str = "ww_sched::gateway::core::runs";
+pub const RUN_START_TARGET: &str = "ww_sched::gateway::core::driver";
 /// That event's message.
 pub const RUN_START_MESSAGE: &str = "run started";
 

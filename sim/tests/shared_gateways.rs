@@ -2,13 +2,15 @@
 //! sharing rules): a run repeats per seed; a gateway that loses what its
 //! claims took (`shared-claim-hidden`) is caught by the takeover bound, and a
 //! store that judges a gateway's leases by that gateway's fast clock
-//! (`lease-on-gateway-clock`) by `lease_one_owner_acting`, while the same
-//! seeds unarmed are clean; files that cannot run are refused.
+//! (`lease-on-gateway-clock`) by `lease_one_owner_acting`, and a gateway
+//! whose clock stopped while it was paused (`lease-act-past-deadline`) by
+//! `lease_valid_when_acting`, while the same seeds unarmed are clean; files
+//! that cannot run are refused.
 
 use std::path::{Path, PathBuf};
 
 use ww_sim::root_seed;
-use ww_sim::scenario::{run, run_with, RunOptions, Scenario, Verdict};
+use ww_sim::scenario::{run, run_with, swarm, RunOptions, Scenario, Verdict};
 use ww_sim::Sabotage;
 
 fn load(name: &str) -> (PathBuf, Scenario) {
@@ -117,6 +119,41 @@ fn a_store_judging_leases_by_a_gateways_clock_is_caught_as_two_owners_acting() {
     );
 }
 
+/// Swarm seeds searched for one whose pause strikes where a gateway with a
+/// stopped clock acts (between a run's placement and its call).
+const PAUSE_SEARCH_SEEDS: u64 = 20;
+
+#[test]
+fn a_gateway_whose_clock_stopped_while_paused_is_caught_dispatching_past_its_lease() {
+    let (file, scenario) = load("shared-gateways-pause.toml");
+    let options = RunOptions {
+        sabotage: Some(Sabotage::LeaseActPastDeadline),
+    };
+    let base = root_seed(1);
+    let caught = (base..base.saturating_add(PAUSE_SEARCH_SEEDS)).find_map(|seed| {
+        let (varied, how) = swarm::vary(&scenario, seed);
+        let verdict = run_with(&varied, seed, options).expect("run");
+        let hit = verdict
+            .safety_violations
+            .iter()
+            .any(|v| v.starts_with("lease_valid_when_acting:") && v.contains("not live"));
+        hit.then_some((seed, varied, how))
+    });
+    let Some((seed, varied, how)) = caught else {
+        panic!(
+            "lease-act-past-deadline went unnoticed by swarm seeds {base}..{} of {}",
+            base + PAUSE_SEARCH_SEEDS,
+            file.display()
+        );
+    };
+    let clean = run(&varied, seed).expect("run");
+    assert!(
+        clean.is_clean(),
+        "swarm seed {seed} ({how}) unarmed: {:?}",
+        all_violations(&clean)
+    );
+}
+
 #[test]
 fn shared_store_scenarios_that_cannot_run_are_refused_with_a_reason() {
     let head = "name = \"x\"\nduration_s = 10\n[invariants]\n";
@@ -143,6 +180,11 @@ fn shared_store_scenarios_that_cannot_run_are_refused_with_a_reason() {
             "[gateway]\nworkers = 1\n\
              [[faults]]\nat_s = 1\nkind = \"partition\"\na = [\"gateway\"]\nb = [\"store\"]\n",
             "unknown host",
+        ),
+        (
+            "[gateway]\nworkers = 1\n\
+             [[faults]]\nat_s = 1\nkind = \"pause\"\nnodes = [\"worker-0\"]\n",
+            "pause and resume are for gateways only",
         ),
         (
             "lease_one_owner_acting = true\n[gateway]\nworkers = 1\n\

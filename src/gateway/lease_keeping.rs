@@ -234,9 +234,16 @@ impl Keeping {
                 let since = self
                     .unreachable_since
                     .map_or(0, |s| now.duration_since(s).as_millis());
+                let why = if self.unreachable_since.is_some() {
+                    format!("the store has been unreachable for {since} ms")
+                } else {
+                    // No renewal failed: the window closed while this process
+                    // did not run (a pause, a stopped VM, a starved thread).
+                    "its window closed while no renewal was tried".to_string()
+                };
                 self.health.trip(format!(
-                    "lease not renewed in time (the store has been unreachable for {since} ms): \
-                     stopping before another gateway may take this one's tasks"
+                    "lease not renewed in time ({why}): stopping before another gateway may \
+                     take this one's tasks"
                 ));
                 return;
             }

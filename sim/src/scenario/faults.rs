@@ -255,8 +255,10 @@ pub fn describe(fault: &Fault) -> String {
     }
 }
 
-/// Applies `fault` to `sim` now (a disk fault to the gateway's `disk`).
-pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault, disk: &SimDisk) {
+/// Applies `fault` to `sim` now (a disk fault to the gateway's `disk`); a
+/// resumed host's clock jumps over its pause unless `stopped_clocks` (the
+/// `lease-act-past-deadline` sabotage: a clock that leaves the pause out).
+pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault, disk: &SimDisk, stopped_clocks: bool) {
     // Links with a shared store are not turmoil's: `StoreLinks` applies them.
     let pairs: Vec<(&str, &str)> = fault
         .a
@@ -286,6 +288,12 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, fault: &Fault, disk: &SimDisk) {
     match fault.kind {
         FaultKind::Crash => fault.nodes.iter().for_each(|n| sim.crash(n.as_str())),
         FaultKind::Restart => fault.nodes.iter().for_each(|n| sim.bounce(n.as_str())),
+        FaultKind::Pause => fault.nodes.iter().for_each(|n| sim.pause(n.as_str())),
+        FaultKind::Resume if stopped_clocks => fault
+            .nodes
+            .iter()
+            .for_each(|n| sim.resume_with_stopped_clock(n.as_str())),
+        FaultKind::Resume => fault.nodes.iter().for_each(|n| sim.resume(n.as_str())),
         FaultKind::Loss => sim.set_fail_rate(fault.fail_rate.unwrap_or_default()),
         FaultKind::DiskEio => disk.inject(DiskFault::Eio),
         FaultKind::DiskFull => disk.inject(DiskFault::Full),

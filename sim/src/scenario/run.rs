@@ -190,6 +190,9 @@ struct Hosts {
     store_links: Option<tasks::StoreLinks>,
     /// The gateways' host names.
     gateways: Vec<String>,
+    /// Paused hosts resume with their clocks where they stopped
+    /// (`lease-act-past-deadline`).
+    stopped_clocks: bool,
     adversaries: Option<adversary::SharedAdversaryLog>,
     hostile: BTreeMap<PeerId, String>,
     forgers: BTreeMap<PeerId, String>,
@@ -283,6 +286,7 @@ fn add_hosts(
         task_obs,
         store_links,
         gateways,
+        stopped_clocks: options.sabotage == Some(Sabotage::LeaseActPastDeadline),
         adversaries,
         hostile,
         forgers,
@@ -321,7 +325,7 @@ impl RunState {
     fn fault(&mut self, sim: &mut turmoil::Sim<'_>, seed: u64, hosts: &Hosts, fault: &Fault) {
         let at = sim.elapsed();
         self.gateway_disk(seed, hosts, fault, at);
-        apply(sim, fault, &hosts.disk);
+        apply(sim, fault, &hosts.disk, hosts.stopped_clocks);
         if let Some(links) = &hosts.store_links {
             links.apply(fault);
         }

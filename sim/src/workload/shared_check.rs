@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_run_start_line_is_read_and_a_changed_one_is_reported() {
-        let line = "  18000.000ms DEBUG ww_sched::gateway::core::runs: run started \
+        let line = "  18000.000ms DEBUG ww_sched::gateway::core::driver: run started \
                     task=task-002 index=1 attempt=0 worker=w0"
             .to_string();
         let (found, unreadable) = dispatches(&[line], &workers());
@@ -218,7 +218,7 @@ mod tests {
                 gateway: "gateway".into(),
             }]
         );
-        let renamed = "  1.000ms DEBUG ww_sched::gateway::core::runs: run started \
+        let renamed = "  1.000ms DEBUG ww_sched::gateway::core::driver: run started \
                        job=task-002 index=1 attempt=0 worker=w0"
             .to_string();
         let (found, unreadable) = dispatches(&[renamed], &workers());

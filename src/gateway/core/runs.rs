@@ -140,9 +140,6 @@ impl Core {
             while !group.is_empty() {
                 let rest = group.split_off(group.len().min(RUN_MANY_MAX as usize));
                 let runs = std::mem::replace(&mut group, rest);
-                for run in &runs {
-                    tracing::debug!(task = %run.run.0, index = run.run.1, attempt = run.run.2, %worker, "run started");
-                }
                 self.out.push(Effect::StartRuns {
                     worker: worker.clone(),
                     runs,

@@ -28,6 +28,10 @@ pub struct Sim<'a> {
     /// Per simulated host runtimes
     rts: FastMap<IpAddr, Rt<'a>>,
 
+    /// Paused hosts (patch 5), with the simulated time each was paused at:
+    /// their software is not run, messages to them wait in the network.
+    paused: std::collections::BTreeMap<IpAddr, Duration>,
+
     /// Simulation duration since unix epoch. Set when the simulation is
     /// created.
     since_epoch: Duration,
@@ -49,6 +53,7 @@ impl<'a> Sim<'a> {
             config,
             world: RefCell::new(world),
             rts: FastMap::default(),
+            paused: std::collections::BTreeMap::new(),
             since_epoch,
             elapsed: Duration::ZERO,
             steps: 1, // bumped after each step
@@ -163,6 +168,8 @@ impl<'a> Sim<'a> {
     pub fn crash(&mut self, addrs: impl ToIpAddrs) {
         let hosts = self.world.borrow_mut().lookup_many(addrs);
         for h in hosts {
+            // A crash ends a pause (patch 5): a bounce starts it running.
+            self.paused.remove(&h);
             let rt = self.rts.get_mut(&h).expect("missing host");
 
             self.world.borrow_mut().current = Some(h);
@@ -186,13 +193,61 @@ impl<'a> Sim<'a> {
         self.world.borrow_mut().current = None;
     }
 
+    /// Pauses the resolved hosts (patch 5): a stop-the-world pause, as a GC
+    /// or a stopped VM. Their software is not run until [`Sim::resume`];
+    /// messages to them wait in the network; the simulation's time goes on.
+    pub fn pause(&mut self, addrs: impl ToIpAddrs) {
+        let hosts = self.world.borrow_mut().lookup_many(addrs);
+        for h in hosts {
+            self.paused.entry(h).or_insert(self.elapsed);
+        }
+    }
+
+    /// Resumes paused hosts (patch 5). Their runtime's clock first jumps by
+    /// the time they were paused, as a monotonic clock does across a pause,
+    /// so timers due meanwhile fire at once; then they run what waited.
+    pub fn resume(&mut self, addrs: impl ToIpAddrs) {
+        self.resume_hosts(addrs, true);
+    }
+
+    /// Resumes paused hosts with their runtime's clock where it stopped, as
+    /// a clock that leaves a suspension out would (patch 5): a deliberately
+    /// wrong clock, for tests that must catch code trusting it.
+    pub fn resume_with_stopped_clock(&mut self, addrs: impl ToIpAddrs) {
+        self.resume_hosts(addrs, false);
+    }
+
+    fn resume_hosts(&mut self, addrs: impl ToIpAddrs, catch_up: bool) {
+        let hosts = self.world.borrow_mut().lookup_many(addrs);
+        for h in hosts {
+            let Some(since) = self.paused.remove(&h) else {
+                continue;
+            };
+            let rt = self.rts.get_mut(&h).expect("missing host");
+            if catch_up && rt.is_software_running() {
+                rt.advance(self.elapsed.saturating_sub(since));
+            }
+        }
+    }
+
+    /// Whether a host is paused (patch 5).
+    pub fn is_host_paused(&mut self, addr: impl ToIpAddr) -> bool {
+        let host = self.world.borrow_mut().lookup(addr);
+        self.paused.contains_key(&host)
+    }
+
     /// Bounces the resolved hosts. The software is restarted.
     pub fn bounce(&mut self, addrs: impl ToIpAddrs) {
-        self.run_with_hosts(addrs, |addr, rt| {
-            rt.bounce();
+        let hosts = self.world.borrow_mut().lookup_many(addrs);
+        for h in hosts {
+            // A bounce ends a pause (patch 5).
+            self.paused.remove(&h);
+            self.run_with_hosts(h, |addr, rt| {
+                rt.bounce();
 
-            tracing::trace!(target: TRACING_TARGET, addr = ?addr, "Bounce");
-        });
+                tracing::trace!(target: TRACING_TARGET, addr = ?addr, "Bounce");
+            });
+        }
     }
 
     /// Run `f` with the resolved hosts at `addrs` set on the world.
@@ -428,10 +483,12 @@ impl<'a> Sim<'a> {
         // completes, extract the result and return early if an error is
         // encountered.
 
+        // A paused host is ticked like a stopped one (patch 5).
+        let paused = &self.paused;
         let (mut running, stopped): (Vec<_>, Vec<_>) = self
             .rts
             .iter_mut()
-            .partition(|(_, rt)| rt.is_software_running());
+            .partition(|(addr, rt)| rt.is_software_running() && !paused.contains_key(*addr));
         if self.config.random_node_order {
             running.shuffle(&mut self.world.borrow_mut().rng);
         }

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 
 use super::{describe_hosts, err, rate, ScenarioError};
 use crate::scenario::format::{
-    receiver_name, Fault, FaultKind, Scenario, CHANNEL_HOST, CLIENT_HOST, DHT_CLIENT_HOST,
-    GATEWAY_HOST,
+    gateway_name, receiver_name, Fault, FaultKind, Scenario, CHANNEL_HOST, CLIENT_HOST,
+    DHT_CLIENT_HOST, GATEWAY_HOST,
 };
 
 impl Scenario {
@@ -83,13 +83,20 @@ impl Scenario {
         }
     }
 
-    /// Pause and resume only for `[leases]`; a rate for loss faults, a
-    /// latency for latency faults, and neither elsewhere.
+    /// Pause and resume only for gateways (`[leases]`, or `[gateway]`'s
+    /// hosts); a rate for loss faults, a latency for latency faults, and
+    /// neither elsewhere.
     fn validate_fault_parameters(&self, at: &str, fault: &Fault) -> Result<(), ScenarioError> {
         let pauses = matches!(fault.kind, FaultKind::Pause | FaultKind::Resume);
-        if pauses && self.leases.is_none() {
+        let gateways: Vec<String> = (0..self.gateway.as_ref().map_or(0, |g| g.gateways))
+            .map(gateway_name)
+            .collect();
+        let on_gateways = fault.nodes.iter().all(|n| gateways.contains(n));
+        if pauses && self.leases.is_none() && !on_gateways {
             return err(format!(
-                "{at}: pause and resume are for [leases] gateways only (turmoil has no pause)"
+                "{at}: pause and resume are for gateways only ([leases] gateways, or the \
+                 [gateway] section's hosts), got {:?}",
+                fault.nodes
             ));
         }
         let takes_rate = matches!(fault.kind, FaultKind::Loss | FaultKind::LinkLoss);

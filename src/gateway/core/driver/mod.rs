@@ -341,6 +341,11 @@ impl Driver {
             }
             return;
         };
+        // Logged here, past every check, as the call goes out: what a worker
+        // may now run (the simulation's lease checks read these events).
+        for run in &runs {
+            tracing::debug!(task = %run.run.0, index = run.run.1, attempt = run.run.2, %worker, "run started");
+        }
         self.calls.start(client, worker, runs);
     }
 
