@@ -151,14 +151,7 @@ fn shared(store: &Store) -> Result<&dyn SharedStore, StoreError> {
     })
 }
 
-/// Until when the gateway may start runs, as the lease keeper last learned;
-/// the core checks it right before it dispatches, so even a keeper held up
-/// (its thread busy) cannot let a run start past the window.
-pub type ActUntil = std::rc::Rc<std::cell::Cell<Instant>>;
-
-/// How many more tasks the gateway may take over (its `open_tasks_max` less
-/// the tasks it holds), as the core last counted: claims never exceed it.
-pub type ClaimRoom = std::rc::Rc<std::cell::Cell<usize>>;
+pub use super::lease_window::{ActUntil, ClaimRoom};
 
 /// Whether the keeping goes on.
 enum Flow {

@@ -10,6 +10,7 @@ mod error;
 pub mod events;
 mod health;
 pub mod lease_keeping;
+mod lease_window;
 pub mod metrics;
 mod pool;
 mod runner;

@@ -634,7 +634,7 @@ pub const BOOT_HOST: &str = "boot";
 pub const GATEWAY_HOST: &str = "gateway";
 /// The shared store's name in faults (`a = ["gateway-1"], b = ["store"]`):
 /// not a turmoil host; its links are the gateways' store calls.
-pub const STORE_HOST: &str = "store";
+pub use crate::workload::leases_spec::STORE_HOST;
 
 /// Gateway `i`'s host name: [`GATEWAY_HOST`] for the first.
 pub fn gateway_name(i: usize) -> String {

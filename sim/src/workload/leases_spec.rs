@@ -7,7 +7,9 @@ use ww_sched::lease::LeaseConfig;
 /// Tasks a `[leases]` gateway claims at most per claim.
 const CLAIM_MAX: usize = 8;
 
-pub use crate::scenario::format::STORE_HOST;
+/// The store's host name in a `[leases]` scenario, and the name a
+/// shared-store `[gateway]` scenario gives the gateways' store links.
+pub const STORE_HOST: &str = "store";
 
 /// Gateway `i`'s host name in a `[leases]` scenario.
 pub fn lease_gateway_name(i: usize) -> String {

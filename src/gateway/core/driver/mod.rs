@@ -27,7 +27,7 @@ use super::{
 };
 use crate::gateway::events::EventBus;
 use crate::gateway::health::Health;
-use crate::gateway::lease_keeping::{ActUntil, ClaimRoom};
+use crate::gateway::lease_window::{ActUntil, ClaimRoom};
 use crate::gateway::metrics::{GatewayMetrics, MetricsSnapshot};
 use crate::gateway::pool::{Pool, PoolEvent};
 use crate::gateway::views::{MemberRow, WorkerRow};
