@@ -245,10 +245,8 @@ impl MemoryStore {
             return Ok(Put::Update);
         }
         if shared {
-            if let Some(key) = header.spec.idempotency_key.as_deref() {
-                if let Some(other) = self.db.tables.idempotency(key)? {
-                    return Ok(Put::Taken(TakenCause::Key(other)));
-                }
+            if let Some(other) = self.task_of_key(header)? {
+                return Ok(Put::Taken(TakenCause::Key(other)));
             }
             let hash = header.spec.module_hash;
             if !modules.contains(&hash) && self.db.tables.module(&hash)?.is_none() {
@@ -261,12 +259,17 @@ impl MemoryStore {
     /// Why a new task's id is taken: its key names a stored task, or another
     /// task holds its id.
     fn conflict(&self, header: &TaskHeader) -> Result<TakenCause, StoreError> {
-        if let Some(key) = header.spec.idempotency_key.as_deref() {
-            if let Some(other) = self.db.tables.idempotency(key)? {
-                return Ok(TakenCause::Key(other));
-            }
+        Ok(self
+            .task_of_key(header)?
+            .map_or(TakenCause::Id, TakenCause::Key))
+    }
+
+    /// The stored task `header`'s idempotency key names, if any.
+    fn task_of_key(&self, header: &TaskHeader) -> Result<Option<TaskId>, StoreError> {
+        match header.spec.idempotency_key.as_deref() {
+            Some(key) => self.db.tables.idempotency(key),
+            None => Ok(None),
         }
-        Ok(TakenCause::Id)
     }
 
     /// Brings ownership and cancel requests up to a committed batch.

@@ -229,10 +229,21 @@ impl LinkedStore {
         self
     }
 
-    /// `call` over the link: refused, or applied and its answer maybe lost.
+    /// `call` over the link: refused, or applied and its answer maybe lost
+    /// (then "no answer").
     fn over_link<T>(
         &self,
         what: &str,
+        call: impl FnOnce(&MemoryStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.over_link_or(what, || unreachable(what, "the answer was lost"), call)
+    }
+
+    /// `call` over the link; a lost answer is the error `lost` makes.
+    fn over_link_or<T>(
+        &self,
+        what: &str,
+        lost: impl FnOnce() -> StoreError,
         call: impl FnOnce(&MemoryStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match self.links.pass(&self.gateway) {
@@ -240,7 +251,7 @@ impl LinkedStore {
             Passage::Through { answer_lost } => {
                 let result = call(&self.store);
                 if answer_lost {
-                    return Err(unreachable(what, "the answer was lost"));
+                    return Err(lost());
                 }
                 result
             }
@@ -254,19 +265,11 @@ impl TaskStore for LinkedStore {
     }
 
     fn commit(&self, batch: &Batch) -> Result<BatchReport, StoreError> {
-        match self.links.pass(&self.gateway) {
-            Passage::Refused(why) => Err(unreachable("commit", why)),
-            Passage::Through { answer_lost } => {
-                let result = self.store.commit(batch);
-                if answer_lost {
-                    return Err(StoreError::CommitUnknown {
-                        what: batch_what(batch),
-                        detail: "the answer to COMMIT was lost".into(),
-                    });
-                }
-                result
-            }
-        }
+        let lost = || StoreError::CommitUnknown {
+            what: batch_what(batch),
+            detail: "the answer to COMMIT was lost".into(),
+        };
+        self.over_link_or("commit", lost, |s| s.commit(batch))
     }
 
     fn header(&self, id: &TaskId) -> Result<Option<TaskHeader>, StoreError> {
